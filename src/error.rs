@@ -1,0 +1,171 @@
+//! The one place where an error becomes an IPG response code (`rc`) and a disposition:
+//! answer the channel, answer and dead-letter the input, or retry later without answering.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{AmountError, BillError, VaError};
+use crate::store::StoreError;
+
+/// IPG response codes (../shared/ipg-reference.md §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Rc {
+    Success,
+    BillerAuthentication,
+    BillerInvalidTransaction,
+    BillerInvalidTransactionAmount,
+    BillerBillInvalidAmount,
+    BillerInvalidVaNumber,
+    BillerBillAlreadyPaid,
+    BillerBillNotFound,
+    BillerPaymentNotFound,
+    BillerPaymentAlreadyReversed,
+    BillerSuspectTransaction,
+    BillerGatewayInvalidResponse,
+}
+
+impl Rc {
+    pub const ALL: [Rc; 12] = [
+        Rc::Success,
+        Rc::BillerAuthentication,
+        Rc::BillerInvalidTransaction,
+        Rc::BillerInvalidTransactionAmount,
+        Rc::BillerBillInvalidAmount,
+        Rc::BillerInvalidVaNumber,
+        Rc::BillerBillAlreadyPaid,
+        Rc::BillerBillNotFound,
+        Rc::BillerPaymentNotFound,
+        Rc::BillerPaymentAlreadyReversed,
+        Rc::BillerSuspectTransaction,
+        Rc::BillerGatewayInvalidResponse,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rc::Success => "SUCCESS",
+            Rc::BillerAuthentication => "BILLER_AUTHENTICATION",
+            Rc::BillerInvalidTransaction => "BILLER_INVALID_TRANSACTION",
+            Rc::BillerInvalidTransactionAmount => "BILLER_INVALID_TRANSACTION_AMOUNT",
+            Rc::BillerBillInvalidAmount => "BILLER_BILL_INVALID_AMOUNT",
+            Rc::BillerInvalidVaNumber => "BILLER_INVALID_VA_NUMBER",
+            Rc::BillerBillAlreadyPaid => "BILLER_BILL_ALREADY_PAID",
+            Rc::BillerBillNotFound => "BILLER_BILL_NOT_FOUND",
+            Rc::BillerPaymentNotFound => "BILLER_PAYMENT_NOT_FOUND",
+            Rc::BillerPaymentAlreadyReversed => "BILLER_PAYMENT_ALREADY_REVERSED",
+            Rc::BillerSuspectTransaction => "BILLER_SUSPECT_TRANSACTION",
+            Rc::BillerGatewayInvalidResponse => "BILLER_GATEWAY_INVALID_RESPONSE",
+        }
+    }
+}
+
+/// Why a channel request was not served. Every variant but `Store` is final: the request
+/// is answered with [`SwitchError::rc`]. `Store` means Redis could not be asked, so the
+/// switch knows nothing and must retry rather than guess.
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchError {
+    #[error("bad signature: {0}")]
+    Authentication(String),
+    #[error("invalid field {field}: {reason}")]
+    InvalidField { field: String, reason: String },
+    #[error("invalid VA number: {0}")]
+    InvalidVa(#[from] VaError),
+    #[error("prefix {0} is not served by this switch")]
+    UnknownPrefix(String),
+    #[error("invalid amount: {0}")]
+    InvalidAmount(#[from] AmountError),
+    #[error("bill not found")]
+    BillNotFound,
+    #[error("{0}")]
+    Bill(BillError, Option<serde_json::Value>),
+    #[error("reference {0} was already used for another transaction")]
+    ReferenceConflict(String),
+    #[error("payment not found")]
+    PaymentNotFound,
+    #[error("payment already reversed")]
+    AlreadyReversed(Option<serde_json::Value>),
+    #[error("institution {0} is passive: forwarding to institutions is not available yet")]
+    PassiveUnavailable(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// Another transaction holds the VA or keeps changing the bill: retry later.
+    #[error("busy: {0}")]
+    Busy(String),
+    /// A broken invariant (a payment whose bill is gone): answered, logged, never retried.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What the pipeline does with a request that ended in an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Answer the channel with the rc.
+    Answer,
+    /// Answer and keep the original bytes on the dead-letter topic: the input was broken.
+    AnswerAndDeadLetter,
+    /// Do not answer, do not move the offset: try again later.
+    Retry,
+}
+
+impl SwitchError {
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        SwitchError::InvalidField { field: field.into(), reason: reason.into() }
+    }
+
+    pub fn rc(&self) -> Rc {
+        match self {
+            SwitchError::Authentication(_) => Rc::BillerAuthentication,
+            SwitchError::InvalidField { .. } | SwitchError::ReferenceConflict(_) => Rc::BillerInvalidTransaction,
+            SwitchError::InvalidVa(_) | SwitchError::UnknownPrefix(_) => Rc::BillerInvalidVaNumber,
+            SwitchError::InvalidAmount(_) => Rc::BillerInvalidTransactionAmount,
+            SwitchError::BillNotFound => Rc::BillerBillNotFound,
+            SwitchError::Bill(e, _) => match e {
+                BillError::AlreadyPaid => Rc::BillerBillAlreadyPaid,
+                BillError::Revoked | BillError::Expired(_) => Rc::BillerBillNotFound,
+                BillError::Amount(_) => Rc::BillerInvalidTransactionAmount,
+            },
+            SwitchError::PaymentNotFound => Rc::BillerPaymentNotFound,
+            SwitchError::AlreadyReversed(_) => Rc::BillerPaymentAlreadyReversed,
+            SwitchError::PassiveUnavailable(_) => Rc::BillerGatewayInvalidResponse,
+            SwitchError::Store(_) | SwitchError::Busy(_) | SwitchError::Internal(_) => Rc::BillerGatewayInvalidResponse,
+        }
+    }
+
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            SwitchError::Store(StoreError::Unavailable(_)) | SwitchError::Busy(_) => Disposition::Retry,
+            SwitchError::Authentication(_) | SwitchError::InvalidField { .. } | SwitchError::Internal(_) => {
+                Disposition::AnswerAndDeadLetter
+            }
+            _ => Disposition::Answer,
+        }
+    }
+
+    /// The `data` of the answer, when the error has something to show (the paid bill, the
+    /// reversed payment).
+    pub fn data(&self) -> serde_json::Value {
+        match self {
+            SwitchError::Bill(_, Some(d)) | SwitchError::AlreadyReversed(Some(d)) => d.clone(),
+            _ => serde_json::Value::Null,
+        }
+    }
+
+    /// The `message` of the answer: short, safe to show, never a secret.
+    pub fn message(&self) -> String {
+        match self {
+            SwitchError::Store(_) | SwitchError::Internal(_) => "internal error".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rc_names_match_ipg() {
+        for rc in Rc::ALL {
+            assert_eq!(serde_json::to_value(rc).unwrap(), serde_json::Value::String(rc.as_str().into()));
+        }
+    }
+}

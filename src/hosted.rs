@@ -1,0 +1,435 @@
+//! Hosted bills (IPG's Active Client API): the bills live in Redis and the switch answers
+//! inquiries, payments, reversals and status checks itself, under the rules of
+//! `domain::bill`. Institutions create and revoke their bills here too.
+//!
+//! Money moves only inside a VA lock and through a version compare-and-set, so neither two
+//! instances nor two prefixes of one bill can overpay it; a repeated `(channel, reference)`
+//! replays its first answer and pays nothing.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::domain::{Amount, Bill, NewBill, Payment, PaymentState, VaNumber};
+use crate::error::{Rc, SwitchError};
+use crate::metrics as m;
+use crate::protocol::webhook::{WebhookJob, PAYMENT_RECEIVED, PAYMENT_REVERSAL};
+use crate::routing::Institution;
+use crate::store::{Commit, NewPayment, PaymentRecord, Store, StoredAnswer, Versioned};
+
+/// How often a compare-and-set may lose to a concurrent writer before the message is
+/// retried later as a whole.
+const CAS_ATTEMPTS: usize = 8;
+
+/// What the switch answers, and the webhook job to queue with it (already JSON).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    pub rc: Rc,
+    pub message: String,
+    pub timestamp: String,
+    pub data: Value,
+    pub webhook: Option<QueuedWebhook>,
+}
+
+/// A webhook job for `topics.webhook`, keyed by bill hash so one bill's events stay in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueuedWebhook {
+    pub key: String,
+    pub event: &'static str,
+    pub job: String,
+}
+
+fn queued(event: &'static str, bill_hash: &str, job: String) -> Option<QueuedWebhook> {
+    Some(QueuedWebhook { key: bill_hash.to_owned(), event, job })
+}
+
+impl Outcome {
+    fn from_answer(a: StoredAnswer, webhook: Option<QueuedWebhook>) -> Outcome {
+        Outcome { rc: a.rc, message: a.message, timestamp: a.timestamp, data: a.data, webhook }
+    }
+
+    pub fn from_error(e: &SwitchError, clock: &Clock) -> Outcome {
+        Outcome { rc: e.rc(), message: e.message(), timestamp: clock.stamp_now(), data: e.data(), webhook: None }
+    }
+}
+
+/// Inputs of a payment, as the channel sent them.
+pub struct PayInput<'a> {
+    pub channel: &'a str,
+    pub ref_id: &'a str,
+    pub amount: &'a Value,
+    pub terminal_id: Option<&'a str>,
+    pub transaction_date: Option<&'a str>,
+    pub customer_name: Option<&'a str>,
+}
+
+#[derive(Clone)]
+pub struct Hosted {
+    pub store: Store,
+    pub clock: Clock,
+    pub lock_ttl: Duration,
+    pub lock_wait: Duration,
+}
+
+/// A bill with its payment, as payment, reversal and check-status answer it.
+fn bill_with_payment(bill: &Bill, payment: &Payment) -> Value {
+    let mut v = serde_json::to_value(bill).unwrap_or_default();
+    if let Value::Object(o) = &mut v {
+        o.insert("payment".into(), serde_json::to_value(payment).unwrap_or_default());
+    }
+    v
+}
+
+fn binding(inst: &str, va: &VaNumber, amount: Amount) -> String {
+    format!("{inst}|{va}|{amount}")
+}
+
+fn new_id() -> String {
+    Uuid::new_v4().to_string()
+}
+
+/// An 8-character bill hash like IPG's (`x24da1dF`).
+fn new_hash() -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let bytes = Uuid::new_v4().into_bytes();
+    bytes[..8].iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+}
+
+impl Hosted {
+    /// Holds the VA lock around `f`, released by its owner only (compare-and-delete).
+    async fn locked<T>(
+        &self,
+        inst: &str,
+        va: &VaNumber,
+        f: impl std::future::Future<Output = Result<T, SwitchError>>,
+    ) -> Result<T, SwitchError> {
+        let key = crate::store::keys::lock(inst, va.as_str());
+        let token = new_id();
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(2);
+        let mut contended = false;
+        while !self.store.try_lock(&key, &token, self.lock_ttl).await? {
+            if !contended {
+                contended = true;
+                metrics::counter!(m::LOCK_CONTENDED_TOTAL).increment(1);
+            }
+            if started.elapsed() > self.lock_wait {
+                return Err(SwitchError::Busy("VA is locked by another transaction".into()));
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(200));
+        }
+        metrics::histogram!(m::STAGE_SECONDS, "stage" => "lock_wait").record(started.elapsed().as_secs_f64());
+        let result = f.await;
+        if let Err(e) = self.store.unlock(&key, &token).await {
+            // The TTL frees it; the work itself is already committed or refused.
+            tracing::warn!(va = %va.masked(), error = %e, "could not release VA lock");
+        }
+        result
+    }
+
+    /// # Errors
+    /// Not found, not payable (with the bill as data), Redis unavailable.
+    pub async fn inquiry(&self, inst: &Institution, va: &VaNumber) -> Result<Outcome, SwitchError> {
+        let Some(bill) = self.store.bill_by_va(&inst.code, va.as_str()).await? else {
+            return Err(SwitchError::BillNotFound);
+        };
+        let now = self.clock.now();
+        let view = bill.value.view(now, Some(va.as_str()));
+        bill.value.check_payable(now).map_err(|e| SwitchError::Bill(e, Some(json!([view.clone()]))))?;
+        Ok(Outcome {
+            rc: Rc::Success,
+            message: "success".into(),
+            timestamp: self.clock.stamp(now),
+            data: json!([view]),
+            webhook: None,
+        })
+    }
+
+    /// # Errors
+    /// Bad amount, reference reused for another transaction, bill not found or not payable,
+    /// amount against the bill's rule, Redis unavailable.
+    pub async fn pay(&self, inst: &Institution, va: &VaNumber, p: PayInput<'_>) -> Result<Outcome, SwitchError> {
+        let amount = Amount::positive_from_json(p.amount)?;
+        let bind = binding(&inst.code, va, amount);
+        if let Some(existing) = self.store.claim_reference(p.channel, p.ref_id, &bind).await? {
+            if existing != bind {
+                return Err(SwitchError::ReferenceConflict(p.ref_id.to_owned()));
+            }
+        }
+        self.locked(&inst.code, va, self.pay_locked(inst, va, amount, &p)).await
+    }
+
+    fn replay_payment(rec: PaymentRecord, va: &VaNumber, amount: Amount) -> Result<Outcome, SwitchError> {
+        if rec.payment.va_number != va.as_str() || rec.payment.amount != amount {
+            return Err(SwitchError::ReferenceConflict(rec.payment.payment_ref_id));
+        }
+        metrics::counter!(m::DUPLICATES_TOTAL, "type" => "payment").increment(1);
+        // After a reversal the payment's event is long delivered; re-sending it then would
+        // only arrive behind the reversal.
+        let job = if rec.payment.status == PaymentState::Paid {
+            queued(PAYMENT_RECEIVED, &rec.payment.bill_hash, rec.job)
+        } else {
+            None
+        };
+        Ok(Outcome::from_answer(rec.answer, job))
+    }
+
+    async fn pay_locked(&self, inst: &Institution, va: &VaNumber, amount: Amount, p: &PayInput<'_>) -> Result<Outcome, SwitchError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let t = Instant::now();
+            let (bill, rec) = self.store.bill_and_payment(&inst.code, va.as_str(), Some((p.channel, p.ref_id))).await?;
+            metrics::histogram!(m::STAGE_SECONDS, "stage" => "redis").record(t.elapsed().as_secs_f64());
+            if let Some(rec) = rec {
+                return Self::replay_payment(rec, va, amount);
+            }
+            let bill = bill.ok_or(SwitchError::BillNotFound)?;
+            let now = self.clock.now();
+            let next = bill
+                .value
+                .apply_payment(amount, now)
+                .map_err(|e| SwitchError::Bill(e, Some(json!([bill.value.view(now, Some(va.as_str()))]))))?;
+            let payment = Payment {
+                id: new_id(),
+                payment_ref_id: p.ref_id.to_owned(),
+                channel: p.channel.to_owned(),
+                amount,
+                payment_type: "payment".into(),
+                status: PaymentState::Paid,
+                va_number: va.to_string(),
+                bill_hash: next.hash.clone(),
+                institution_code: inst.code.clone(),
+                terminal_id: p.terminal_id.map(str::to_owned),
+                customer_name: p.customer_name.map(str::to_owned),
+                transaction_date: p.transaction_date.map(str::to_owned),
+                created_at: now,
+                reversed_at: None,
+            };
+            let view = next.view(now, Some(va.as_str()));
+            let answer = StoredAnswer {
+                rc: Rc::Success,
+                message: "success".into(),
+                timestamp: self.clock.stamp(now),
+                data: bill_with_payment(&view, &payment),
+            };
+            let job = self.job(PAYMENT_RECEIVED, inst, &view, &payment);
+            let ledger = self.ledger_entry("credit", &payment, now);
+            let t = Instant::now();
+            let verdict = self
+                .store
+                .commit_payment(NewPayment {
+                    inst: &inst.code,
+                    bill: &bill,
+                    next_bill: &next,
+                    payment: &payment,
+                    answer: &answer,
+                    job: &job,
+                    ledger_entry: &ledger,
+                    score_ms: now.timestamp_millis(),
+                })
+                .await?;
+            metrics::histogram!(m::STAGE_SECONDS, "stage" => "redis").record(t.elapsed().as_secs_f64());
+            match verdict {
+                Commit::Done => {
+                    metrics::counter!(m::PAID_RUPIAH_TOTAL, "institution" => inst.code.clone()).increment(amount.get());
+                    return Ok(Outcome::from_answer(answer, queued(PAYMENT_RECEIVED, &next.hash, job)));
+                }
+                // Someone else wrote first: read again and decide on fresh state.
+                _ => metrics::counter!(m::CAS_CONFLICTS_TOTAL).increment(1),
+            }
+        }
+        Err(SwitchError::Busy("bill is changing too fast".into()))
+    }
+
+    fn job(&self, event: &str, inst: &Institution, bill: &Bill, payment: &Payment) -> String {
+        let job = WebhookJob::new(
+            event,
+            &payment.id,
+            &inst.code,
+            inst.webhook_url.clone(),
+            &bill.hash,
+            self.clock.stamp_now(),
+            serde_json::to_value(bill).unwrap_or_default(),
+            serde_json::to_value(payment).unwrap_or_default(),
+        );
+        serde_json::to_string(&job).unwrap_or_default()
+    }
+
+    fn ledger_entry(&self, mutation_type: &str, p: &Payment, now: chrono::DateTime<chrono::FixedOffset>) -> Value {
+        json!({
+            "id": format!("{}:{mutation_type}", p.id),
+            "mutation_type": mutation_type,
+            "amount": p.amount,
+            "payment_id": p.id,
+            "payment_ref_id": p.payment_ref_id,
+            "channel": p.channel,
+            "va_number": p.va_number,
+            "bill_hash": p.bill_hash,
+            "created_at": self.clock.stamp(now),
+        })
+    }
+
+    /// # Errors
+    /// Unknown payment, already reversed (answered, with the webhook job again), amount
+    /// mismatch, Redis unavailable.
+    pub async fn reverse(
+        &self,
+        inst: &Institution,
+        va: &VaNumber,
+        channel: &str,
+        payment_ref: &str,
+        amount: Amount,
+        bill_id: Option<&str>,
+    ) -> Result<Outcome, SwitchError> {
+        self.locked(&inst.code, va, async {
+            for _ in 0..CAS_ATTEMPTS {
+                let rec = self.store.payment(&inst.code, channel, payment_ref).await?;
+                let rec = rec.ok_or(SwitchError::PaymentNotFound)?;
+                if rec.payment.va_number != va.as_str() || bill_id.is_some_and(|b| b != rec.payment.bill_hash) {
+                    return Err(SwitchError::PaymentNotFound);
+                }
+                if let Some((answer, job)) = rec.reversal {
+                    metrics::counter!(m::DUPLICATES_TOTAL, "type" => "reversal").increment(1);
+                    return Ok(Outcome {
+                        rc: Rc::BillerPaymentAlreadyReversed,
+                        message: "payment already reversed".into(),
+                        timestamp: self.clock.stamp_now(),
+                        data: answer.data,
+                        webhook: queued(PAYMENT_REVERSAL, &rec.payment.bill_hash, job),
+                    });
+                }
+                if amount != rec.payment.amount {
+                    return Err(SwitchError::Bill(
+                        crate::domain::BillError::Amount(format!(
+                            "reversal amount must equal the payment amount {}",
+                            rec.payment.amount
+                        )),
+                        None,
+                    ));
+                }
+                let bill = self
+                    .store
+                    .bill(&inst.code, &rec.payment.bill_hash)
+                    .await?
+                    .ok_or_else(|| SwitchError::Internal(format!("bill {} of a payment is missing", rec.payment.bill_hash)))?;
+                let now = self.clock.now();
+                let next = bill.value.apply_reversal(amount);
+                let mut payment = rec.payment.clone();
+                payment.status = PaymentState::Reversed;
+                payment.reversed_at = Some(now);
+                let view = next.view(now, Some(va.as_str()));
+                let answer = StoredAnswer {
+                    rc: Rc::Success,
+                    message: "success".into(),
+                    timestamp: self.clock.stamp(now),
+                    data: bill_with_payment(&view, &payment),
+                };
+                let job = self.job(PAYMENT_REVERSAL, inst, &view, &payment);
+                let ledger = self.ledger_entry("debit", &payment, now);
+                let verdict = self
+                    .store
+                    .commit_reversal(NewPayment {
+                        inst: &inst.code,
+                        bill: &bill,
+                        next_bill: &next,
+                        payment: &payment,
+                        answer: &answer,
+                        job: &job,
+                        ledger_entry: &ledger,
+                        score_ms: now.timestamp_millis(),
+                    })
+                    .await?;
+                match verdict {
+                    Commit::Done => return Ok(Outcome::from_answer(answer, queued(PAYMENT_REVERSAL, &next.hash, job))),
+                    Commit::Missing => return Err(SwitchError::PaymentNotFound),
+                    _ => metrics::counter!(m::CAS_CONFLICTS_TOTAL).increment(1),
+                }
+            }
+            Err(SwitchError::Busy("bill is changing too fast".into()))
+        })
+        .await
+    }
+
+    /// # Errors
+    /// Unknown payment (or one made on another VA), Redis unavailable.
+    pub async fn check_status(&self, inst: &Institution, va: &VaNumber, channel: &str, payment_ref: &str) -> Result<Outcome, SwitchError> {
+        let rec = self.store.payment(&inst.code, channel, payment_ref).await?.ok_or(SwitchError::PaymentNotFound)?;
+        if rec.payment.va_number != va.as_str() {
+            return Err(SwitchError::PaymentNotFound);
+        }
+        let bill = self
+            .store
+            .bill(&inst.code, &rec.payment.bill_hash)
+            .await?
+            .ok_or_else(|| SwitchError::Internal(format!("bill {} of a payment is missing", rec.payment.bill_hash)))?;
+        let now = self.clock.now();
+        Ok(Outcome {
+            rc: Rc::Success,
+            message: "success".into(),
+            timestamp: self.clock.stamp(now),
+            data: bill_with_payment(&bill.value.view(now, Some(va.as_str())), &rec.payment),
+            webhook: None,
+        })
+    }
+
+    /// Creates a hosted bill from a Create New Bill body for `inst`.
+    ///
+    /// # Errors
+    /// Invalid fields (named), a prefix of another institution, a VA with a payable bill
+    /// already, Redis unavailable.
+    pub async fn create_bill(&self, inst: &Institution, body: &Value) -> Result<Bill, SwitchError> {
+        let now = self.clock.now();
+        let nb = NewBill::from_json(body, now).map_err(|e| SwitchError::invalid(e.field, e.reason))?;
+        if nb.institution_code != inst.code {
+            return Err(SwitchError::invalid("institution_code", format!("is not {}", inst.code)));
+        }
+        if let Some(p) = nb.prefixes.iter().find(|p| !inst.prefixes.contains(p)) {
+            return Err(SwitchError::invalid("prefix", format!("{p} does not belong to institution {}", inst.code)));
+        }
+        for _ in 0..CAS_ATTEMPTS {
+            let bill = nb.clone().into_bill(new_hash(), now, new_id);
+            match self.store.create_bill(&bill, now.timestamp_millis()).await? {
+                Commit::Done => return Ok(bill),
+                Commit::Occupied(h) => {
+                    return Err(SwitchError::invalid("va_number", format!("already has an active bill ({h}); revoke it first")))
+                }
+                _ => continue, // hash collision: draw another
+            }
+        }
+        Err(SwitchError::Busy("could not allocate a bill hash".into()))
+    }
+
+    /// Revokes a bill: it stops being payable; its payments stay. Revoking twice is a no-op.
+    ///
+    /// # Errors
+    /// Unknown bill, a bill already paid in full, Redis unavailable.
+    pub async fn revoke_bill(&self, inst: &Institution, hash: &str) -> Result<Bill, SwitchError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(bill) = self.store.bill(&inst.code, hash).await? else {
+                return Err(SwitchError::BillNotFound);
+            };
+            let mut next = bill.value.clone();
+            match next.status {
+                crate::domain::BillStatus::Revoked => return Ok(next),
+                crate::domain::BillStatus::Paid => {
+                    return Err(SwitchError::Bill(crate::domain::BillError::AlreadyPaid, None))
+                }
+                _ => next.status = crate::domain::BillStatus::Revoked,
+            }
+            if self.store.update_bill(&bill, &next).await? == Commit::Done {
+                return Ok(next);
+            }
+        }
+        Err(SwitchError::Busy("bill is changing too fast".into()))
+    }
+
+    /// A bill by hash, for the CLI and the API.
+    ///
+    /// # Errors
+    /// Redis unavailable.
+    pub async fn bill(&self, inst: &str, hash: &str) -> Result<Option<Versioned<Bill>>, SwitchError> {
+        Ok(self.store.bill(inst, hash).await?)
+    }
+}

@@ -1,0 +1,220 @@
+//! Kafka clients, topic creation through the admin API, and the embedded broker
+//! (librdkafka's mock cluster) for `bootstrap_servers = "embedded"`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::TopicPartitionList;
+
+use crate::metrics as m;
+use crate::pipeline::offsets::Offsets;
+use crate::settings::Settings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("embedded broker: {0}")]
+    Embedded(String),
+    #[error("topic {topic}: {reason}")]
+    Topic { topic: String, reason: String },
+}
+
+/// Settings every client shares: bootstrap list plus `kafka.properties`.
+pub fn base_config(bootstrap: &str, s: &Settings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    for (k, v) in &s.kafka.properties {
+        c.set(k, v);
+    }
+    c.set_log_level(RDKafkaLogLevel::Warning);
+    c
+}
+
+/// Idempotent producer, acks from all in-sync replicas.
+///
+/// # Errors
+/// Invalid client configuration.
+pub fn create_producer(bootstrap: &str, s: &Settings) -> KafkaResult<FutureProducer> {
+    base_config(bootstrap, s)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", s.kafka.linger_ms.to_string())
+        .set("message.timeout.ms", s.kafka.message_timeout_ms.to_string())
+        .create()
+}
+
+/// A consumer that stores offsets only when told (at-least-once) and lets librdkafka commit
+/// what was stored every `auto_commit_interval_ms`.
+///
+/// # Errors
+/// Invalid client configuration.
+pub fn create_consumer(bootstrap: &str, s: &Settings, ctx: SwitchContext) -> KafkaResult<StreamConsumer<SwitchContext>> {
+    let session = s.kafka.session_timeout_ms;
+    base_config(bootstrap, s)
+        .set("group.id", &s.kafka.group_id)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.commit.interval.ms", s.kafka.auto_commit_interval_ms.to_string())
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", session.to_string())
+        .set("heartbeat.interval.ms", (session / 3).max(100).to_string())
+        .set("allow.auto.create.topics", "false")
+        .set("enable.partition.eof", "false")
+        .create_with_context(ctx)
+}
+
+/// Creates the switch's topics that do not exist yet, through the admin API (never by
+/// auto-create). Existing topics are left as they are.
+///
+/// # Errors
+/// The broker refuses or cannot be reached.
+pub async fn ensure_topics(bootstrap: &str, s: &Settings) -> Result<(), KafkaSetupError> {
+    let admin: AdminClient<_> = base_config(bootstrap, s).create()?;
+    let probe: BaseConsumer = base_config(bootstrap, s).create()?;
+    let md = tokio::task::spawn_blocking(move || probe.fetch_metadata(None, Duration::from_secs(10)))
+        .await
+        .map_err(|e| KafkaSetupError::Embedded(e.to_string()))??;
+    let existing: Vec<String> = md.topics().iter().map(|t| t.name().to_owned()).collect();
+    let rf = if s.kafka.topic_replication_factor < 0 { -1 } else { s.kafka.topic_replication_factor };
+    let missing: Vec<NewTopic<'_>> = s
+        .topics
+        .all()
+        .into_iter()
+        .filter(|t| !existing.iter().any(|e| e == t))
+        .map(|t| NewTopic::new(t, s.kafka.topic_partitions, TopicReplication::Fixed(rf)))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for r in admin.create_topics(&missing, &opts).await? {
+        match r {
+            Ok(t) => tracing::info!(topic = %t, partitions = s.kafka.topic_partitions, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(KafkaSetupError::Topic { topic, reason: code.to_string() }),
+        }
+    }
+    Ok(())
+}
+
+/// An in-process Kafka-protocol broker, owned by a thread of its own (the mock cluster is
+/// not `Send`). Dropping this stops it.
+pub struct EmbeddedBroker {
+    pub bootstrap: String,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EmbeddedBroker {
+    /// Starts a one-broker mock cluster with `topics` created (`partitions` each).
+    ///
+    /// # Errors
+    /// The mock cluster cannot start.
+    pub fn start(topics: &[&str], partitions: i32) -> Result<EmbeddedBroker, KafkaSetupError> {
+        let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+        let (tx, rx) = std::sync::mpsc::channel::<Result<String, String>>();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("embedded-kafka".into())
+            .spawn(move || {
+                let cluster = match rdkafka::mocking::MockCluster::new(1) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                for t in &topics {
+                    if let Err(e) = cluster.create_topic(t, partitions, 1) {
+                        let _ = tx.send(Err(format!("{t}: {e}")));
+                        return;
+                    }
+                }
+                let _ = tx.send(Ok(cluster.bootstrap_servers()));
+                let _ = stop_rx.recv();
+                drop(cluster);
+            })
+            .map_err(|e| KafkaSetupError::Embedded(e.to_string()))?;
+        let bootstrap = rx
+            .recv()
+            .map_err(|e| KafkaSetupError::Embedded(e.to_string()))?
+            .map_err(KafkaSetupError::Embedded)?;
+        Ok(EmbeddedBroker { bootstrap, stop: Some(stop_tx), thread: Some(thread) })
+    }
+}
+
+impl Drop for EmbeddedBroker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Consumer context: forwards librdkafka's logs to tracing and keeps the offset tracker
+/// in step with rebalances.
+pub struct SwitchContext {
+    pub offsets: Arc<Offsets>,
+    pub assigned: Arc<AtomicUsize>,
+}
+
+impl ClientContext for SwitchContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "rdkafka", fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "rdkafka", fac, "{log_message}"),
+            _ => tracing::debug!(target: "rdkafka", fac, "{log_message}"),
+        }
+    }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect()
+}
+
+impl ConsumerContext for SwitchContext {
+    fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let parts = partitions(tpl);
+            tracing::info!(?parts, "partitions revoked");
+            // Work still in flight on them will not store offsets; the next owner redoes
+            // it and the handlers' idempotency makes that harmless.
+            for (t, p) in &parts {
+                self.offsets.forget(t, *p);
+            }
+            self.assigned.fetch_sub(parts.len().min(self.assigned.load(Ordering::Relaxed)), Ordering::Relaxed);
+        }
+    }
+
+    fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let parts = partitions(tpl);
+                tracing::info!(?parts, "partitions assigned");
+                self.assigned.fetch_add(parts.len(), Ordering::Relaxed);
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+            Rebalance::Revoke(_) => {}
+        }
+        metrics::gauge!(m::ASSIGNED_PARTITIONS).set(self.assigned.load(Ordering::Relaxed) as f64);
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!(error = %e, "offset commit failed"),
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! ipg-switch: a virtual-account bill payment switch between banks (channels) and the
+//! institutions that bill through IPG.
+//!
+//! A request travels: consume (`pipeline`) → decode and verify (`protocol`, `signature`) →
+//! route by prefix (`routing`) → lock the VA and apply the bill rules (`hosted`, `domain`,
+//! `store`) → publish the answer and webhook job (`pipeline::publish`) → store the offset
+//! (`pipeline::offsets`).
+//!
+//! - [`domain`]: VA numbers, amounts, bills and payment rules; pure.
+//! - [`protocol`]: channel envelopes and webhook jobs on the wire.
+//! - [`switch`]: one rule set for every door (Kafka now, HTTP next).
+//! - [`hosted`]: hosted bills: inquiry, payment, reversal, check status, create, revoke.
+//! - [`store`]: Redis records and Lua scripts.
+//! - [`pipeline`]: the Kafka loop, per-VA lanes, in-order offsets.
+//! - [`kafka`]: clients, topic creation, the embedded broker.
+//! - [`error`]: the one place an error becomes an rc.
+//! - [`settings`], [`metrics`], [`ops`]: configuration, metric names, health endpoints.
+//!
+//! [`run`] starts the whole daemon and returns when `shutdown` resolves and the work in
+//! flight has drained, so tests run it in-process.
+
+pub mod clock;
+pub mod domain;
+pub mod error;
+pub mod hosted;
+pub mod kafka;
+pub mod metrics;
+pub mod ops;
+pub mod pipeline;
+pub mod protocol;
+pub mod routing;
+pub mod settings;
+pub mod signature;
+pub mod store;
+pub mod switch;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::Consumer;
+use rdkafka::producer::Producer;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::hosted::Hosted;
+use crate::kafka::{EmbeddedBroker, KafkaSetupError, SwitchContext};
+use crate::pipeline::offsets::Offsets;
+use crate::pipeline::publish::Publisher;
+use crate::pipeline::Ctx;
+use crate::routing::Routing;
+use crate::settings::Settings;
+use crate::store::{Store, StoreError};
+use crate::switch::Switch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaSetupError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("metrics listener on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+}
+
+impl From<rdkafka::error::KafkaError> for RunError {
+    fn from(e: rdkafka::error::KafkaError) -> Self {
+        RunError::Kafka(KafkaSetupError::Kafka(e))
+    }
+}
+
+/// The switch (routing + hosted bill rules) over a Redis store, as settings describe it.
+///
+/// # Errors
+/// An invalid Redis URL.
+pub fn build_switch(settings: &Settings) -> Result<Switch, StoreError> {
+    let store = Store::new(&settings.redis.url, Duration::from_millis(settings.redis.command_timeout_ms))?;
+    let clock = Clock::new(settings.switch.offset());
+    Ok(Switch {
+        routing: Arc::new(Routing::from_settings(settings)),
+        hosted: Hosted { store, clock, lock_ttl: settings.switch.lock_ttl(), lock_wait: settings.switch.lock_wait() },
+        clock,
+    })
+}
+
+/// Runs the daemon until `shutdown` resolves, then drains in-flight work, commits offsets
+/// and returns.
+///
+/// # Errors
+/// Start-up failures: the embedded broker, topic creation, client creation, the metrics
+/// listener. Once running, failures of Redis or Kafka are retried, not returned.
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send) -> Result<(), RunError> {
+    let metrics_handle = metrics::install();
+    let embedded = if settings.kafka.is_embedded() {
+        let b = EmbeddedBroker::start(&settings.topics.all(), settings.kafka.topic_partitions)?;
+        tracing::info!(bootstrap = %b.bootstrap, "embedded Kafka-protocol broker started; point clients at it");
+        Some(b)
+    } else {
+        None
+    };
+    let bootstrap = embedded.as_ref().map_or_else(|| settings.kafka.bootstrap_servers.clone(), |b| b.bootstrap.clone());
+    if embedded.is_none() {
+        kafka::ensure_topics(&bootstrap, &settings).await?;
+    }
+
+    let switch = build_switch(&settings)?;
+    let producer = kafka::create_producer(&bootstrap, &settings)?;
+    let offsets = Arc::new(Offsets::default());
+    let assigned = Arc::new(AtomicUsize::new(0));
+    let consumer = Arc::new(kafka::create_consumer(
+        &bootstrap,
+        &settings,
+        SwitchContext { offsets: offsets.clone(), assigned: assigned.clone() },
+    )?);
+    consumer.subscribe(&[settings.topics.request.as_str()])?;
+
+    let token = CancellationToken::new();
+    if !settings.metrics.listen.is_empty() {
+        let addr = settings.metrics.listen.clone();
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| RunError::Listen { addr: addr.clone(), source })?;
+        tracing::info!(%addr, "metrics and health endpoints listening");
+        let app = ops::router(ops::OpsState { metrics: metrics_handle, store: switch.hosted.store.clone(), assigned });
+        let stop = token.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "metrics endpoint stopped");
+            }
+        });
+    }
+
+    let ctx = Arc::new(Ctx {
+        switch,
+        publisher: Publisher {
+            producer: producer.clone(),
+            retry_initial: Duration::from_millis(settings.pipeline.retry_initial_ms),
+            retry_max: Duration::from_millis(settings.pipeline.retry_max_ms),
+        },
+        topics: settings.topics.clone(),
+        shutdown: token.clone(),
+        retry_initial: Duration::from_millis(settings.pipeline.retry_initial_ms),
+        retry_max: Duration::from_millis(settings.pipeline.retry_max_ms),
+        redis_up: AtomicBool::new(true),
+    });
+    tracing::info!(
+        topic = %settings.topics.request,
+        group = %settings.kafka.group_id,
+        lanes = settings.pipeline.lanes,
+        institutions = settings.institutions.len(),
+        channels = settings.channels.len(),
+        "ipg-switch running"
+    );
+    let mut pipeline = tokio::spawn(pipeline::run(ctx, consumer, offsets, settings.pipeline.lanes, settings.pipeline.lane_queue));
+    tokio::select! {
+        _ = shutdown => {}
+        _ = &mut pipeline => tracing::error!("pipeline stopped unexpectedly"),
+    }
+    tracing::info!("shutting down: draining in-flight messages");
+    token.cancel();
+    let _ = pipeline.await;
+    let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
+    drop(embedded);
+    tracing::info!("stopped");
+    Ok(())
+}

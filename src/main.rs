@@ -1,0 +1,149 @@
+//! The `ipg-switch` command: run the daemon, manage hosted bills, check a configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use ipg_switch::settings::{InstitutionMode, LogFormat, Settings};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "ipg-switch", version, about = "Virtual-account bill payment switch for IPG institutions")]
+struct Cli {
+    /// Configuration file layered over the built-in defaults.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon until SIGINT or SIGTERM.
+    Run,
+    /// Manage hosted bills.
+    Bill {
+        #[command(subcommand)]
+        command: BillCommand,
+    },
+    /// Load and validate the configuration, then exit.
+    CheckConfig,
+}
+
+#[derive(Subcommand)]
+enum BillCommand {
+    /// Create a bill from an IPG "Create New Bill" JSON body and print it.
+    Create {
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Revoke a bill by its hash and print it.
+    Revoke {
+        hash: String,
+        /// Institution of the bill (default: search every hosted institution).
+        #[arg(long)]
+        institution: Option<String>,
+    },
+}
+
+fn init_tracing(s: &Settings) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&s.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match s.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn bill_command(settings: &Settings, cmd: BillCommand) -> anyhow::Result<()> {
+    let switch = ipg_switch::build_switch(settings)?;
+    let bill = match cmd {
+        BillCommand::Create { file } => {
+            let raw = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let body: serde_json::Value =
+                serde_json::from_slice(&raw).with_context(|| format!("{} is not JSON", file.display()))?;
+            let code = body.get("institution_code").and_then(|v| v.as_str()).unwrap_or_default();
+            let Some(inst) = switch.routing.by_code(code) else {
+                bail!("institution_code {code:?} is not configured");
+            };
+            if inst.mode != InstitutionMode::Hosted {
+                bail!("institution {code} is passive: its bills live in its own system");
+            }
+            switch.hosted.create_bill(inst, &body).await?
+        }
+        BillCommand::Revoke { hash, institution } => {
+            let mut found = None;
+            for inst in switch.routing.institutions() {
+                if institution.as_deref().is_some_and(|c| c != inst.code) || inst.mode != InstitutionMode::Hosted {
+                    continue;
+                }
+                if switch.hosted.bill(&inst.code, &hash).await?.is_some() {
+                    found = Some(inst.clone());
+                    break;
+                }
+            }
+            let Some(inst) = found else { bail!("bill {hash} not found") };
+            switch.hosted.revoke_bill(&inst, &hash).await?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&bill)?);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ipg-switch: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::CheckConfig => {
+            println!(
+                "configuration OK: {} channel(s), {} institution(s)",
+                settings.channels.len(),
+                settings.institutions.len()
+            );
+            Ok(())
+        }
+        Command::Run => {
+            init_tracing(&settings);
+            tokio::runtime::Runtime::new()
+                .context("starting the runtime")
+                .and_then(|rt| rt.block_on(ipg_switch::run(settings, shutdown_signal())).map_err(Into::into))
+        }
+        Command::Bill { command } => tokio::runtime::Runtime::new()
+            .context("starting the runtime")
+            .and_then(|rt| rt.block_on(bill_command(&settings, command))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ipg-switch: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

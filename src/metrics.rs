@@ -1,0 +1,72 @@
+//! Every metric name, described once. Prefix `ipg_`, counters end in `_total`, durations
+//! are `_seconds` histograms; labels are bounded (type, channel, institution, rc, stage,
+//! reason), never a VA number or a reference.
+
+use std::sync::OnceLock;
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const MESSAGES_TOTAL: &str = "ipg_messages_total";
+pub const MESSAGE_SECONDS: &str = "ipg_message_duration_seconds";
+pub const STAGE_SECONDS: &str = "ipg_stage_duration_seconds";
+pub const DEAD_LETTERS_TOTAL: &str = "ipg_dead_letters_total";
+pub const RETRIES_TOTAL: &str = "ipg_retries_total";
+pub const LOCK_CONTENDED_TOTAL: &str = "ipg_lock_contended_total";
+pub const CAS_CONFLICTS_TOTAL: &str = "ipg_cas_conflicts_total";
+pub const DUPLICATES_TOTAL: &str = "ipg_duplicates_total";
+pub const WEBHOOK_JOBS_TOTAL: &str = "ipg_webhook_jobs_total";
+pub const PAID_RUPIAH_TOTAL: &str = "ipg_paid_rupiah_total";
+pub const INFLIGHT_MESSAGES: &str = "ipg_inflight_messages";
+pub const ASSIGNED_PARTITIONS: &str = "ipg_assigned_partitions";
+pub const REDIS_UP: &str = "ipg_redis_up";
+
+/// `(name, meaning)` of every metric, for the README and for tests.
+pub const ALL: &[(&str, &str)] = &[
+    (MESSAGES_TOTAL, "Channel requests answered, by type, channel, institution and rc."),
+    (MESSAGE_SECONDS, "Time from a request's consumption to its answer being acknowledged by Kafka, by type."),
+    (STAGE_SECONDS, "Time spent per stage: decode, lock_wait, redis, publish."),
+    (DEAD_LETTERS_TOTAL, "Inputs sent to the dead-letter topic, by reason."),
+    (RETRIES_TOTAL, "Retries of a message or a publish, by cause (store, busy, kafka)."),
+    (LOCK_CONTENDED_TOTAL, "Payments or reversals that had to wait for a VA lock held elsewhere."),
+    (CAS_CONFLICTS_TOTAL, "Bill writes that lost a compare-and-set to a concurrent writer and were re-read."),
+    (DUPLICATES_TOTAL, "Repeated payments or reversals answered from their first result, by type."),
+    (WEBHOOK_JOBS_TOTAL, "Webhook jobs published, by event."),
+    (PAID_RUPIAH_TOTAL, "Rupiah paid into hosted bills, by institution."),
+    (INFLIGHT_MESSAGES, "Requests consumed and not yet answered."),
+    (ASSIGNED_PARTITIONS, "Request-topic partitions assigned to this instance."),
+    (REDIS_UP, "1 when the last Redis call succeeded, 0 while Redis is unreachable."),
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder once per process (several daemons in one test process
+/// share it) and returns its handle.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&buckets)
+                .expect("buckets are not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed; the handle still renders ours.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    for (name, help) in ALL {
+        if name.ends_with("_total") {
+            describe_counter!(*name, *help);
+        } else if name.ends_with("_seconds") {
+            describe_histogram!(*name, Unit::Seconds, *help);
+        } else {
+            describe_gauge!(*name, *help);
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! The operators' HTTP endpoint: `/metrics` (Prometheus), `/healthz` (process alive) and
+//! `/readyz` (Redis answers and the consumer has partitions).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct OpsState {
+    pub metrics: PrometheusHandle,
+    pub store: Store,
+    pub assigned: Arc<AtomicUsize>,
+}
+
+pub fn router(state: OpsState) -> Router {
+    Router::new()
+        .route("/metrics", get(|State(s): State<OpsState>| async move { s.metrics.render() }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(state)
+}
+
+async fn ready(State(s): State<OpsState>) -> (StatusCode, Json<serde_json::Value>) {
+    let redis = s.store.ping().await.is_ok();
+    let partitions = s.assigned.load(Ordering::Relaxed);
+    let ok = redis && partitions > 0;
+    let code = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(json!({"ready": ok, "redis": redis, "assigned_partitions": partitions})))
+}

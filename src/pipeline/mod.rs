@@ -1,0 +1,162 @@
+//! The Kafka loop: consume → (per-VA lanes) process → store offsets in order.
+//!
+//! Messages for different VAs run concurrently on `pipeline.lanes` lanes; a message's lane
+//! is chosen by its key (the VA), so one VA's messages run in order. An offset is stored
+//! only after its answer (and webhook job) is acknowledged, and only once every earlier
+//! offset of its partition is too (`offsets`); librdkafka commits stored offsets
+//! periodically and once more at shutdown. Delivery is at-least-once; the handlers are
+//! idempotent, so a redelivered payment pays once and answers the same.
+
+pub mod offsets;
+pub mod process;
+pub mod publish;
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::kafka::SwitchContext;
+use crate::metrics as m;
+use crate::settings::TopicSettings;
+use crate::switch::Switch;
+use offsets::Offsets;
+use process::{process, Inbound};
+use publish::{sleep_or_shutdown, Publisher};
+
+/// Everything a lane needs to process a message.
+pub struct Ctx {
+    pub switch: Switch,
+    pub publisher: Publisher,
+    pub topics: TopicSettings,
+    pub shutdown: CancellationToken,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub redis_up: AtomicBool,
+}
+
+impl Ctx {
+    pub fn set_redis_up(&self, up: bool) {
+        if self.redis_up.swap(up, Ordering::Relaxed) != up {
+            metrics::gauge!(m::REDIS_UP).set(if up { 1.0 } else { 0.0 });
+            if up {
+                tracing::info!("redis is back, consuming again");
+            } else {
+                tracing::warn!("redis unreachable: pausing consumption until it answers");
+            }
+        }
+    }
+}
+
+pub type SwitchConsumer = StreamConsumer<SwitchContext>;
+
+fn lane_of(msg: &Inbound, lanes: usize) -> usize {
+    let mut h = DefaultHasher::new();
+    match &msg.key {
+        Some(k) if !k.is_empty() => k.hash(&mut h),
+        // No key: no order to keep, spread by position.
+        _ => (msg.partition, msg.offset).hash(&mut h),
+    }
+    (h.finish() % lanes as u64) as usize
+}
+
+/// Runs the loop until `ctx.shutdown` is cancelled, then drains the lanes and commits.
+pub async fn run(ctx: Arc<Ctx>, consumer: Arc<SwitchConsumer>, offsets: Arc<Offsets>, lanes: usize, lane_queue: usize) {
+    let mut senders = Vec::with_capacity(lanes);
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..lanes {
+        let (tx, rx) = mpsc::channel::<Inbound>(lane_queue);
+        senders.push(tx);
+        workers.spawn(lane(ctx.clone(), consumer.clone(), offsets.clone(), rx));
+    }
+
+    consume(&ctx, &consumer, &offsets, &senders).await;
+
+    // Stop fetching, finish what was handed to the lanes (work interrupted by shutdown is
+    // left uncommitted and will be consumed again), then commit what was stored.
+    drop(senders);
+    while workers.join_next().await.is_some() {}
+    let c = consumer.clone();
+    let commit = tokio::task::spawn_blocking(move || c.commit_consumer_state(CommitMode::Sync)).await;
+    match commit {
+        Ok(Ok(())) => tracing::info!("final offset commit done"),
+        Ok(Err(e)) => tracing::info!(error = %e, "final offset commit: nothing to commit or failed"),
+        Err(e) => tracing::warn!(error = %e, "final offset commit task failed"),
+    }
+}
+
+async fn consume(ctx: &Ctx, consumer: &SwitchConsumer, offsets: &Offsets, lanes: &[mpsc::Sender<Inbound>]) {
+    loop {
+        if !ctx.redis_up.load(Ordering::Relaxed) && !wait_for_redis(ctx).await {
+            return;
+        }
+        let msg = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            m = consumer.recv() => m,
+        };
+        let inbound = match msg {
+            Ok(m) => Inbound {
+                topic: m.topic().to_owned(),
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                signature: m.headers().and_then(|hs| {
+                    hs.iter()
+                        .find(|h| h.key.eq_ignore_ascii_case("signature"))
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                }),
+                received: Instant::now(),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "consume error");
+                if !sleep_or_shutdown(Duration::from_millis(200), &ctx.shutdown).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        offsets.track(&inbound.topic, inbound.partition, inbound.offset);
+        metrics::gauge!(m::INFLIGHT_MESSAGES).increment(1.0);
+        let lane = &lanes[lane_of(&inbound, lanes.len())];
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            r = lane.send(inbound) => if r.is_err() { return },
+        }
+    }
+}
+
+/// Waits until Redis answers a PING. `false` if shutdown came first.
+async fn wait_for_redis(ctx: &Ctx) -> bool {
+    let mut backoff = ctx.retry_initial;
+    loop {
+        if ctx.switch.hosted.store.ping().await.is_ok() {
+            ctx.set_redis_up(true);
+            return true;
+        }
+        if !sleep_or_shutdown(backoff, &ctx.shutdown).await {
+            return false;
+        }
+        backoff = (backoff * 2).min(ctx.retry_max);
+    }
+}
+
+async fn lane(ctx: Arc<Ctx>, consumer: Arc<SwitchConsumer>, offsets: Arc<Offsets>, mut rx: mpsc::Receiver<Inbound>) {
+    while let Some(msg) = rx.recv().await {
+        if process(&ctx, &msg).await {
+            if let Some(done) = offsets.complete(&msg.topic, msg.partition, msg.offset) {
+                if let Err(e) = consumer.store_offset(&msg.topic, msg.partition, done) {
+                    // The partition was revoked meanwhile: its next owner redoes the work.
+                    tracing::debug!(error = %e, partition = msg.partition, offset = done, "offset not stored");
+                }
+            }
+        }
+        metrics::gauge!(m::INFLIGHT_MESSAGES).decrement(1.0);
+    }
+}

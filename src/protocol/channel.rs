@@ -1,0 +1,325 @@
+//! The channel envelope. Request value:
+//! `{"type": "inquiry"|"payment"|"reversal"|"check_status", "channel", "request_id", "body"}`
+//! with header `signature` = hex HMAC-SHA256 of the exact value bytes (channel's key).
+//! Response value: `{"request_id", "type", "channel", "rc", "message", "timestamp", "data"}`.
+//! docs/protocol.md shows both with examples that the tests parse.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Rc, SwitchError};
+use crate::routing::Routing;
+use crate::signature;
+
+/// Longest `request_id` / reference accepted: longer ones are refused, never truncated.
+pub const MAX_REF_LEN: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestType {
+    Inquiry,
+    Payment,
+    Reversal,
+    CheckStatus,
+}
+
+impl RequestType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestType::Inquiry => "inquiry",
+            RequestType::Payment => "payment",
+            RequestType::Reversal => "reversal",
+            RequestType::CheckStatus => "check_status",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "inquiry" => RequestType::Inquiry,
+            "payment" => RequestType::Payment,
+            "reversal" => RequestType::Reversal,
+            "check_status" => RequestType::CheckStatus,
+            _ => return None,
+        })
+    }
+}
+
+/// Payment Channel API bodies, fields checked for presence and type. VA shape and amounts
+/// are checked by the handler, because they have rc codes of their own.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RequestBody {
+    Inquiry { va_number: String, ref_id: String, terminal_id: Option<String>, transaction_date: String },
+    Payment {
+        va_number: String,
+        ref_id: String,
+        amount: Value,
+        terminal_id: Option<String>,
+        transaction_date: String,
+        customer_name: Option<String>,
+    },
+    Reversal { payment_ref: String, amount: Value, bill_id: Option<String>, va_number: Option<String> },
+    CheckStatus { payment_ref: String, va_number: String, date: String },
+}
+
+impl RequestBody {
+    /// The VA the request is about, when the body names one.
+    pub fn va_number(&self) -> Option<&str> {
+        match self {
+            RequestBody::Inquiry { va_number, .. }
+            | RequestBody::Payment { va_number, .. }
+            | RequestBody::CheckStatus { va_number, .. } => Some(va_number),
+            RequestBody::Reversal { va_number, .. } => va_number.as_deref(),
+        }
+    }
+}
+
+/// A decoded, authenticated channel request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelRequest {
+    pub request_id: String,
+    pub kind: RequestType,
+    pub channel: String,
+    pub body: RequestBody,
+}
+
+/// Who to answer, as far as a broken request could be read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Address {
+    pub request_id: String,
+    pub kind: String,
+    pub channel: String,
+}
+
+/// Input that cannot be served. `address` is `None` when the request cannot be answered
+/// (no `request_id`): it then only goes to the dead-letter topic.
+#[derive(Debug)]
+pub struct Rejected {
+    pub address: Option<Address>,
+    pub error: SwitchError,
+    /// Bounded label for the dead-letter metric.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChannelResponse {
+    pub request_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub channel: String,
+    pub rc: Rc,
+    pub message: String,
+    pub timestamp: String,
+    pub data: Value,
+}
+
+struct Fields<'a> {
+    obj: &'a Map<String, Value>,
+    prefix: &'static str,
+}
+
+impl<'a> Fields<'a> {
+    fn name(&self, f: &str) -> String {
+        format!("{}{f}", self.prefix)
+    }
+
+    fn req(&self, f: &str) -> Result<String, SwitchError> {
+        match self.obj.get(f) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+            Some(Value::String(_)) | None | Some(Value::Null) => Err(SwitchError::invalid(self.name(f), "is required")),
+            Some(_) => Err(SwitchError::invalid(self.name(f), "must be a string")),
+        }
+    }
+
+    fn opt(&self, f: &str) -> Result<Option<String>, SwitchError> {
+        match self.obj.get(f) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.len() <= 128 => Ok(Some(s.clone())),
+            Some(Value::String(_)) => Err(SwitchError::invalid(self.name(f), "is longer than 128 characters")),
+            Some(_) => Err(SwitchError::invalid(self.name(f), "must be a string")),
+        }
+    }
+
+    fn reference(&self, f: &str) -> Result<String, SwitchError> {
+        let s = self.req(f)?;
+        check_reference(&self.name(f), &s)?;
+        Ok(s)
+    }
+
+    fn amount(&self, f: &str) -> Value {
+        self.obj.get(f).cloned().unwrap_or(Value::Null)
+    }
+
+    fn datetime(&self, f: &str) -> Result<String, SwitchError> {
+        let s = self.req(f)?;
+        chrono::NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S")
+            .map_err(|_| SwitchError::invalid(self.name(f), "must be Y-m-d H:i:s, e.g. 2024-12-30 23:18:01"))?;
+        Ok(s)
+    }
+}
+
+/// References and request ids: 1..=64 printable ASCII characters without spaces.
+fn check_reference(field: &str, s: &str) -> Result<(), SwitchError> {
+    if s.len() > MAX_REF_LEN {
+        return Err(SwitchError::invalid(field, format!("is longer than {MAX_REF_LEN} characters")));
+    }
+    if !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(SwitchError::invalid(field, "must be printable ASCII without spaces"));
+    }
+    Ok(())
+}
+
+fn reject(address: Option<Address>, error: SwitchError, reason: &'static str) -> Rejected {
+    Rejected { address, error, reason }
+}
+
+/// Decodes and authenticates one request value.
+///
+/// # Errors
+/// A [`Rejected`] for malformed JSON, an envelope without `request_id` (unanswerable), an
+/// unknown channel or a bad signature (`BILLER_AUTHENTICATION`), and unknown types or
+/// missing/mistyped body fields (`BILLER_INVALID_TRANSACTION`).
+pub fn decode(payload: &[u8], signature: Option<&str>, routing: &Routing) -> Result<ChannelRequest, Rejected> {
+    let v: Value = serde_json::from_slice(payload)
+        .map_err(|e| reject(None, SwitchError::invalid("value", format!("malformed JSON: {e}")), "malformed_json"))?;
+    let Some(obj) = v.as_object() else {
+        return Err(reject(None, SwitchError::invalid("value", "must be a JSON object"), "malformed_json"));
+    };
+    let str_of = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let request_id = str_of("request_id");
+    if request_id.trim().is_empty() || check_reference("request_id", &request_id).is_err() {
+        return Err(reject(
+            None,
+            SwitchError::invalid("request_id", "is required: 1-64 printable characters"),
+            "unaddressable",
+        ));
+    }
+    let addr = Address { request_id: request_id.clone(), kind: str_of("type"), channel: str_of("channel") };
+
+    // Authenticate before reading anything else: the key depends only on `channel`.
+    let Some(key) = routing.channel_key(&addr.channel) else {
+        return Err(reject(Some(addr), SwitchError::Authentication("unknown channel".into()), "unknown_channel"));
+    };
+    let Some(sig) = signature else {
+        return Err(reject(Some(addr), SwitchError::Authentication("missing signature header".into()), "bad_signature"));
+    };
+    if !signature::verify(key, payload, sig) {
+        return Err(reject(Some(addr), SwitchError::Authentication("signature does not match".into()), "bad_signature"));
+    }
+
+    let Some(kind) = RequestType::parse(&addr.kind) else {
+        return Err(reject(
+            Some(addr),
+            SwitchError::invalid("type", "must be inquiry, payment, reversal or check_status"),
+            "invalid_field",
+        ));
+    };
+    let body = match obj.get("body") {
+        Some(Value::Object(b)) => b,
+        _ => return Err(reject(Some(addr), SwitchError::invalid("body", "must be an object"), "invalid_field")),
+    };
+    let f = Fields { obj: body, prefix: "body." };
+    let parsed = (|| -> Result<RequestBody, SwitchError> {
+        Ok(match kind {
+            RequestType::Inquiry => RequestBody::Inquiry {
+                va_number: f.req("va_number")?,
+                ref_id: f.reference("ref_id")?,
+                terminal_id: f.opt("terminal_id")?,
+                transaction_date: f.datetime("transaction_date")?,
+            },
+            RequestType::Payment => RequestBody::Payment {
+                va_number: f.req("va_number")?,
+                ref_id: f.reference("ref_id")?,
+                amount: f.amount("amount"),
+                terminal_id: f.opt("terminal_id")?,
+                transaction_date: f.datetime("transaction_date")?,
+                customer_name: f.opt("customer_name")?,
+            },
+            RequestType::Reversal => RequestBody::Reversal {
+                payment_ref: f.reference("payment_ref")?,
+                amount: f.amount("amount"),
+                bill_id: f.opt("bill_id")?,
+                va_number: f.opt("va_number")?,
+            },
+            RequestType::CheckStatus => {
+                let va_number = match (f.opt("va_number")?, f.opt("prefix")?, f.opt("virtual_account")?) {
+                    (Some(va), _, _) => va,
+                    (None, Some(p), Some(n)) => format!("{p}{n}"),
+                    _ => return Err(SwitchError::invalid("body.va_number", "or body.prefix with body.virtual_account is required")),
+                };
+                let date = f.req("date")?;
+                NaiveDate::parse_from_str(&date, "%Y-%m-%d")
+                    .map_err(|_| SwitchError::invalid("body.date", "must be YYYY-mm-dd"))?;
+                RequestBody::CheckStatus { payment_ref: f.reference("payment_ref")?, va_number, date }
+            }
+        })
+    })();
+    match parsed {
+        Ok(body) => Ok(ChannelRequest { request_id, kind, channel: addr.channel, body }),
+        Err(e) => Err(reject(Some(addr), e, "invalid_field")),
+    }
+}
+
+impl ChannelResponse {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Settings;
+
+    fn routing() -> Routing {
+        Routing::from_settings(&Settings::from_toml(&["[[channels]]\ncode = \"bank\"\napi_key = \"k\"\n"]).unwrap())
+    }
+
+    fn signed(v: &Value) -> (Vec<u8>, String) {
+        let b = serde_json::to_vec(v).unwrap();
+        let s = signature::sign(b"k", &b);
+        (b, s)
+    }
+
+    #[test]
+    fn decodes_a_signed_payment() {
+        let (b, s) = signed(&serde_json::json!({"type":"payment","channel":"bank","request_id":"r1","body":{
+            "va_number":"8574991234567890","ref_id":"ref-1","amount":"100000","terminal_id":"atm",
+            "transaction_date":"2024-12-30 23:18:01","customer_name":"John"}}));
+        let r = decode(&b, Some(&s), &routing()).unwrap();
+        assert_eq!(r.kind, RequestType::Payment);
+        assert_eq!(r.body.va_number(), Some("8574991234567890"));
+    }
+
+    #[test]
+    fn rejections_say_whether_they_can_be_answered() {
+        let rt = routing();
+        let r = decode(b"{not json", None, &rt).unwrap_err();
+        assert!(r.address.is_none());
+        assert_eq!(r.reason, "malformed_json");
+        let (b, s) = signed(&serde_json::json!({"type":"inquiry","channel":"bank","body":{}}));
+        assert_eq!(decode(&b, Some(&s), &rt).unwrap_err().reason, "unaddressable");
+        let (b, _) = signed(&serde_json::json!({"type":"inquiry","channel":"bank","request_id":"r","body":{}}));
+        let r = decode(&b, Some("00"), &rt).unwrap_err();
+        assert_eq!((r.error.rc(), r.reason), (Rc::BillerAuthentication, "bad_signature"));
+        let r = decode(&b, None, &rt).unwrap_err();
+        assert_eq!(r.error.rc(), Rc::BillerAuthentication);
+        let (b, s) = signed(&serde_json::json!({"type":"inquiry","channel":"bank","request_id":"r","body":{"va_number":"8574991234567890","ref_id":"x","transaction_date":"30/12/2024"}}));
+        let r = decode(&b, Some(&s), &rt).unwrap_err();
+        assert_eq!(r.error.rc(), Rc::BillerInvalidTransaction);
+        assert!(r.error.to_string().contains("body.transaction_date"), "{}", r.error);
+        let (b, s) = signed(&serde_json::json!({"type":"refund","channel":"bank","request_id":"r","body":{}}));
+        assert_eq!(decode(&b, Some(&s), &rt).unwrap_err().error.rc(), Rc::BillerInvalidTransaction);
+        let (b, s) = signed(&serde_json::json!({"type":"inquiry","channel":"bank","request_id":"r","body":{"va_number":8574991234567890u64,"ref_id":"x","transaction_date":"2024-12-30 23:18:01"}}));
+        let r = decode(&b, Some(&s), &rt).unwrap_err();
+        assert!(r.error.to_string().contains("body.va_number"), "{}", r.error);
+    }
+
+    #[test]
+    fn check_status_takes_either_va_shape() {
+        let rt = routing();
+        let (b, s) = signed(&serde_json::json!({"type":"check_status","channel":"bank","request_id":"r","body":{
+            "payment_ref":"p1","prefix":"857499","virtual_account":"1234567890","date":"2024-11-10"}}));
+        assert_eq!(decode(&b, Some(&s), &rt).unwrap().body.va_number(), Some("8574991234567890"));
+    }
+}

@@ -1,0 +1,9 @@
+//! Wire formats: the channel request/response envelopes on Kafka and the webhook job the
+//! switch queues for institutions. Decoding never panics: every broken input becomes a
+//! [`channel::Rejected`] that says whether it can still be answered.
+
+pub mod channel;
+pub mod webhook;
+
+pub use channel::{ChannelRequest, ChannelResponse, Rejected, RequestBody, RequestType};
+pub use webhook::WebhookJob;

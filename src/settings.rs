@@ -1,0 +1,420 @@
+//! Typed configuration. Precedence, lowest first: the built-in `config/default.toml` <
+//! `config/{IPG_ENV}.toml` (when `IPG_ENV` is set) < the `--config` file < `IPG__SECTION__KEY`
+//! environment variables. Unknown keys and invalid values stop start-up with the key named.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::FixedOffset;
+use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+
+use crate::domain::va;
+
+/// The built-in defaults: `config/default.toml`, compiled in.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct SettingsError(pub String);
+
+fn bad(key: impl std::fmt::Display, why: impl std::fmt::Display) -> SettingsError {
+    SettingsError(format!("{key}: {why}"))
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    pub redis: RedisSettings,
+    pub topics: TopicSettings,
+    pub pipeline: PipelineSettings,
+    pub switch: SwitchSettings,
+    pub metrics: MetricsSettings,
+    pub log: LogSettings,
+    #[serde(default)]
+    pub channels: Vec<ChannelSettings>,
+    #[serde(default)]
+    pub institutions: Vec<InstitutionSettings>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    pub bootstrap_servers: String,
+    pub group_id: String,
+    pub topic_partitions: i32,
+    pub topic_replication_factor: i32,
+    pub session_timeout_ms: u64,
+    pub auto_commit_interval_ms: u64,
+    pub linger_ms: u64,
+    pub message_timeout_ms: u64,
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+impl KafkaSettings {
+    pub fn is_embedded(&self) -> bool {
+        self.bootstrap_servers == "embedded"
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: String,
+    pub command_timeout_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSettings {
+    pub request: String,
+    pub response: String,
+    pub webhook: String,
+    pub dead_letter: String,
+}
+
+impl TopicSettings {
+    pub fn all(&self) -> [&str; 4] {
+        [&self.request, &self.response, &self.webhook, &self.dead_letter]
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSettings {
+    pub lanes: usize,
+    pub lane_queue: usize,
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchSettings {
+    pub utc_offset: String,
+    pub lock_ttl_ms: u64,
+    pub lock_wait_ms: u64,
+}
+
+impl SwitchSettings {
+    /// The configured offset; `validate()` has checked it parses.
+    pub fn offset(&self) -> FixedOffset {
+        parse_offset(&self.utc_offset).unwrap_or_else(|| FixedOffset::east_opt(7 * 3600).expect("valid"))
+    }
+
+    pub fn lock_ttl(&self) -> Duration {
+        Duration::from_millis(self.lock_ttl_ms)
+    }
+
+    pub fn lock_wait(&self) -> Duration {
+        Duration::from_millis(self.lock_wait_ms)
+    }
+}
+
+fn parse_offset(s: &str) -> Option<FixedOffset> {
+    let (sign, rest) = match s.as_bytes().first()? {
+        b'+' => (1, &s[1..]),
+        b'-' => (-1, &s[1..]),
+        _ => return None,
+    };
+    let (h, m) = rest.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let secs = h.parse::<i32>().ok()? * 3600 + m.parse::<i32>().ok()? * 60;
+    FixedOffset::east_opt(sign * secs)
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    pub listen: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSettings {
+    pub code: String,
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstitutionMode {
+    Hosted,
+    Passive,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstitutionSettings {
+    pub code: String,
+    pub name: String,
+    pub prefixes: Vec<String>,
+    pub mode: InstitutionMode,
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    #[serde(default)]
+    pub base_url: Option<String>,
+}
+
+/// A key given inline or through an environment variable (so secrets stay out of files).
+fn resolve_key(
+    key: &str,
+    inline: &Option<String>,
+    env: &Option<String>,
+) -> Result<String, SettingsError> {
+    match (inline, env) {
+        (Some(_), Some(_)) => Err(bad(key, "set api_key or api_key_env, not both")),
+        (Some(k), None) if !k.is_empty() => Ok(k.clone()),
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(v),
+            _ => Err(bad(format!("{key}_env"), format!("environment variable {var} is not set"))),
+        },
+        _ => Err(bad(key, "is required")),
+    }
+}
+
+fn check_url(key: &str, url: &str) -> Result<(), SettingsError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(bad(key, format!("{url:?} is not an http(s) URL")))
+    }
+}
+
+impl Settings {
+    /// Loads the layered configuration for the daemon and the CLI.
+    ///
+    /// # Errors
+    /// A file that cannot be read or parsed, an unknown key, an invalid value.
+    pub fn load(path: Option<&Path>) -> Result<Settings, SettingsError> {
+        let mut b = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        if let Ok(env) = std::env::var("IPG_ENV") {
+            b = b.add_source(File::with_name(&format!("config/{env}.toml")).required(true));
+        }
+        if let Some(p) = path {
+            b = b.add_source(File::from(p).format(FileFormat::Toml).required(true));
+        }
+        b = b.add_source(
+            Environment::with_prefix("IPG").prefix_separator("__").separator("__").try_parsing(true),
+        );
+        Self::finish(b.build())
+    }
+
+    /// Defaults with TOML overlays, no files and no environment: for tests and tools.
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn from_toml(overlays: &[&str]) -> Result<Settings, SettingsError> {
+        let mut b = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        for o in overlays {
+            b = b.add_source(File::from_str(o, FileFormat::Toml));
+        }
+        Self::finish(b.build())
+    }
+
+    fn finish(built: Result<Config, config::ConfigError>) -> Result<Settings, SettingsError> {
+        let cfg = built.map_err(|e| SettingsError(e.to_string()))?;
+        let s: Settings = cfg.try_deserialize().map_err(|e| SettingsError(e.to_string()))?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Checks every value a bad deployment could get wrong.
+    ///
+    /// # Errors
+    /// The first invalid key, named.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let k = &self.kafka;
+        if k.bootstrap_servers.trim().is_empty() {
+            return Err(bad("kafka.bootstrap_servers", "is empty"));
+        }
+        if k.group_id.trim().is_empty() {
+            return Err(bad("kafka.group_id", "is empty"));
+        }
+        if k.topic_partitions < 1 {
+            return Err(bad("kafka.topic_partitions", "must be at least 1"));
+        }
+        if k.topic_replication_factor < 1 && k.topic_replication_factor != -1 {
+            return Err(bad("kafka.topic_replication_factor", "must be at least 1 (or -1 for the broker default)"));
+        }
+        if k.session_timeout_ms < 1000 {
+            return Err(bad("kafka.session_timeout_ms", "must be at least 1000"));
+        }
+        let mut topics = HashSet::new();
+        for (name, t) in [
+            ("topics.request", &self.topics.request),
+            ("topics.response", &self.topics.response),
+            ("topics.webhook", &self.topics.webhook),
+            ("topics.dead_letter", &self.topics.dead_letter),
+        ] {
+            if t.is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+                return Err(bad(name, format!("{t:?} is not a valid topic name")));
+            }
+            if !topics.insert(t) {
+                return Err(bad(name, format!("{t:?} is used by another topic setting")));
+            }
+        }
+        if self.redis.url.is_empty() {
+            return Err(bad("redis.url", "is empty"));
+        }
+        if self.redis.command_timeout_ms == 0 {
+            return Err(bad("redis.command_timeout_ms", "must be positive"));
+        }
+        if self.pipeline.lanes == 0 || self.pipeline.lanes > 4096 {
+            return Err(bad("pipeline.lanes", "must be between 1 and 4096"));
+        }
+        if self.pipeline.lane_queue == 0 {
+            return Err(bad("pipeline.lane_queue", "must be at least 1"));
+        }
+        if self.pipeline.retry_initial_ms == 0 || self.pipeline.retry_max_ms < self.pipeline.retry_initial_ms {
+            return Err(bad("pipeline.retry_max_ms", "must be at least pipeline.retry_initial_ms (> 0)"));
+        }
+        if parse_offset(&self.switch.utc_offset).is_none() {
+            return Err(bad("switch.utc_offset", format!("{:?} is not an offset like +07:00", self.switch.utc_offset)));
+        }
+        if self.switch.lock_ttl_ms < 1000 {
+            return Err(bad("switch.lock_ttl_ms", "must be at least 1000"));
+        }
+        if self.switch.lock_wait_ms == 0 {
+            return Err(bad("switch.lock_wait_ms", "must be positive"));
+        }
+        if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(bad("metrics.listen", format!("{:?} is not an address like 127.0.0.1:9464", self.metrics.listen)));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(bad("log.level", format!("{:?} is not a valid filter", self.log.level)));
+        }
+
+        let mut codes = HashSet::new();
+        for (i, c) in self.channels.iter().enumerate() {
+            let key = format!("channels[{i}]");
+            if c.code.trim().is_empty() {
+                return Err(bad(format!("{key}.code"), "is empty"));
+            }
+            if !codes.insert(&c.code) {
+                return Err(bad(format!("{key}.code"), format!("{:?} is listed twice", c.code)));
+            }
+            resolve_key(&format!("{key}.api_key"), &c.api_key, &c.api_key_env)?;
+        }
+        let mut codes = HashSet::new();
+        let mut prefixes = HashSet::new();
+        for (i, inst) in self.institutions.iter().enumerate() {
+            let key = format!("institutions[{i}]");
+            if inst.code.trim().is_empty() || inst.code.contains(['{', '}', ':']) {
+                return Err(bad(format!("{key}.code"), "must be non-empty, without '{', '}' or ':'"));
+            }
+            if !codes.insert(&inst.code) {
+                return Err(bad(format!("{key}.code"), format!("{:?} is listed twice", inst.code)));
+            }
+            if inst.prefixes.is_empty() {
+                return Err(bad(format!("{key}.prefixes"), "needs at least one prefix"));
+            }
+            for (j, p) in inst.prefixes.iter().enumerate() {
+                if va::check_prefix(p).is_err() {
+                    return Err(bad(format!("{key}.prefixes[{j}]"), format!("{p:?} is not a 6-digit prefix")));
+                }
+                if !prefixes.insert(p) {
+                    return Err(bad(format!("{key}.prefixes[{j}]"), format!("{p} belongs to another institution")));
+                }
+            }
+            resolve_key(&format!("{key}.api_key"), &inst.api_key, &inst.api_key_env)?;
+            if let Some(u) = &inst.webhook_url {
+                check_url(&format!("{key}.webhook_url"), u)?;
+            }
+            match (&inst.mode, &inst.base_url) {
+                (InstitutionMode::Passive, None) => {
+                    return Err(bad(format!("{key}.base_url"), "is required for a passive institution"))
+                }
+                (_, Some(u)) => check_url(&format!("{key}.base_url"), u)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Channel code → HMAC key, keys resolved.
+    pub fn channel_keys(&self) -> BTreeMap<String, String> {
+        self.channels
+            .iter()
+            .filter_map(|c| resolve_key("", &c.api_key, &c.api_key_env).ok().map(|k| (c.code.clone(), k)))
+            .collect()
+    }
+
+    /// The institution's key, resolved (validated at load).
+    pub fn institution_key(inst: &InstitutionSettings) -> String {
+        resolve_key("", &inst.api_key, &inst.api_key_env).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_match_the_contract() {
+        let s = Settings::from_toml(&[]).unwrap();
+        assert_eq!(s.topics.all(), ["ipg.channel.request", "ipg.channel.response", "ipg.webhook.job", "ipg.dead_letter"]);
+        assert!(s.kafka.is_embedded());
+        assert_eq!(s.switch.offset().local_minus_utc(), 7 * 3600);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let e = Settings::from_toml(&["[kafka]\nbootstrap_server = \"x\""]).unwrap_err().to_string();
+        assert!(e.contains("bootstrap_server"), "{e}");
+        let e = Settings::from_toml(&["[switch]\nutc_offset = \"WIB\""]).unwrap_err().to_string();
+        assert!(e.contains("switch.utc_offset"), "{e}");
+        let e = Settings::from_toml(&["[pipeline]\nlanes = \"many\""]).unwrap_err().to_string();
+        assert!(e.contains("lanes"), "{e}");
+        let e = Settings::from_toml(&[r#"
+            [[institutions]]
+            code = "A"
+            name = "A"
+            prefixes = ["12345"]
+            mode = "hosted"
+            api_key = "k"
+        "#])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("institutions[0].prefixes[0]"), "{e}");
+        let e = Settings::from_toml(&[r#"
+            [[institutions]]
+            code = "A"
+            name = "A"
+            prefixes = ["123456"]
+            mode = "passive"
+            api_key = "k"
+        "#])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("institutions[0].base_url"), "{e}");
+        let e = Settings::from_toml(&["[[channels]]\ncode = \"b\"\n"]).unwrap_err().to_string();
+        assert!(e.contains("channels[0].api_key"), "{e}");
+    }
+}

@@ -1,0 +1,52 @@
+//! Redis key names. Every key of one institution carries the hash tag `{<institution>}`, so
+//! each Lua script touches a single slot and the store works on Redis Cluster too. The one
+//! exception, the channel-reference index, is a single-key record of its own.
+
+pub fn tag(inst: &str) -> String {
+    format!("ipg:{{{inst}}}")
+}
+
+pub fn bill_prefix(inst: &str) -> String {
+    format!("{}:bill:", tag(inst))
+}
+
+pub fn bill(inst: &str, hash: &str) -> String {
+    format!("{}:bill:{hash}", tag(inst))
+}
+
+pub fn bills(inst: &str) -> String {
+    format!("{}:bills", tag(inst))
+}
+
+pub fn va(inst: &str, va: &str) -> String {
+    format!("{}:va:{va}", tag(inst))
+}
+
+/// Channel codes cannot contain ':' (settings check), so `<channel>:<ref>` is unambiguous.
+pub fn payment(inst: &str, channel: &str, reference: &str) -> String {
+    format!("{}:pay:{channel}:{reference}", tag(inst))
+}
+
+pub fn bill_payments(inst: &str, hash: &str) -> String {
+    format!("{}:billpay:{hash}", tag(inst))
+}
+
+pub fn payments(inst: &str) -> String {
+    format!("{}:payments", tag(inst))
+}
+
+pub fn ledger(inst: &str) -> String {
+    format!("{}:ledger", tag(inst))
+}
+
+pub fn balance(inst: &str) -> String {
+    format!("{}:balance", tag(inst))
+}
+
+pub fn lock(inst: &str, va: &str) -> String {
+    format!("{}:lock:{va}", tag(inst))
+}
+
+pub fn reference(channel: &str, reference: &str) -> String {
+    format!("ipg:ref:{{{channel}:{reference}}}")
+}

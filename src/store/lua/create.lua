@@ -1,0 +1,21 @@
+-- Creates a bill unless one of its VAs already has a payable bill.
+-- KEYS: 1 bill, 2 institution bill index (zset), 3.. VA index keys
+-- ARGV: 1 doc, 2 bill key prefix, 3 now (ms), 4 valid_until (ms) or '', 5 hash, 6 score (ms)
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {'hash_taken'}
+end
+for i = 3, #KEYS do
+  local h = redis.call('GET', KEYS[i])
+  if h then
+    local r = redis.call('HMGET', ARGV[2] .. h, 'status', 'until')
+    if r[1] == 'active' and (not r[2] or r[2] == '' or tonumber(r[2]) > tonumber(ARGV[3])) then
+      return {'occupied', h}
+    end
+  end
+end
+redis.call('HSET', KEYS[1], 'doc', ARGV[1], 'ver', 1, 'status', 'active', 'until', ARGV[4])
+for i = 3, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[5])
+end
+redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
+return {'ok'}

@@ -1,0 +1,19 @@
+-- Commits one payment atomically: bill, payment record, indexes, balance, ledger.
+-- KEYS: 1 bill, 2 payment, 3 bill's payment list, 4 institution payment index (zset),
+--       5 ledger (list), 6 balance
+-- ARGV: 1 expected bill version, 2 new bill doc, 3 new bill status, 4 payment doc,
+--       5 answer, 6 webhook job, 7 ledger entry (JSON object), 8 amount, 9 score (ms)
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return {'dup'}
+end
+if redis.call('HGET', KEYS[1], 'ver') ~= ARGV[1] then
+  return {'conflict'}
+end
+redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'ver', 1)
+redis.call('HSET', KEYS[2], 'doc', ARGV[4], 'answer', ARGV[5], 'job', ARGV[6])
+redis.call('RPUSH', KEYS[3], KEYS[2])
+redis.call('ZADD', KEYS[4], ARGV[9], KEYS[2])
+local bal = redis.call('INCRBY', KEYS[6], ARGV[8])
+redis.call('RPUSH', KEYS[5], string.sub(ARGV[7], 1, -2) .. ',"balance_after":' .. string.format('%d', bal) .. '}')
+return {'ok'}

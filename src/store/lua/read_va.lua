@@ -1,0 +1,14 @@
+-- The bill a VA points to, and optionally a payment record, in one round trip.
+-- KEYS[1] VA index, KEYS[2] (optional) payment key. ARGV[1] bill key prefix (same hash tag).
+-- Returns {doc|false, ver|false, payment fields (flat HGETALL)}.
+local h = redis.call('GET', KEYS[1])
+local doc, ver = false, false
+if h then
+  local r = redis.call('HMGET', ARGV[1] .. h, 'doc', 'ver')
+  doc, ver = r[1], r[2]
+end
+local pay = {}
+if KEYS[2] then
+  pay = redis.call('HGETALL', KEYS[2])
+end
+return {doc, ver, pay}
