@@ -1,0 +1,336 @@
+//! Test harness: a real `redis-server` on a free port, a Kafka-protocol broker (librdkafka's
+//! mock cluster, reached over TCP), and the real daemon run in-process through
+//! `ipg_switch::run`. Every stack has its own broker and Redis, so tests run in parallel.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ipg_switch::kafka::EmbeddedBroker;
+use ipg_switch::settings::Settings;
+use ipg_switch::signature;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{json, Value};
+
+pub const CHANNEL: &str = "bank_syariah";
+pub const CHANNEL_KEY: &str = "channel-secret-key";
+pub const INST: &str = "SCH01";
+pub const PREFIX: &str = "857499";
+pub const PREFIX2: &str = "857500";
+pub const PASSIVE_PREFIX: &str = "857600";
+pub const PARTITIONS: i32 = 3;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A private `redis-server`, killed on drop.
+pub struct Redis {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        Self::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let child = Command::new(&bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin} (run scripts/test.sh, which installs it): {e}"));
+        let r = Redis { child, port, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A running daemon; `stop()` shuts it down as SIGTERM would.
+pub struct Daemon {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<Result<(), ipg_switch::RunError>>,
+}
+
+impl Daemon {
+    pub fn start(settings: Settings) -> Daemon {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(ipg_switch::run(settings, async move {
+            let _ = rx.await;
+        }));
+        Daemon { stop: Some(tx), handle }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let r = tokio::time::timeout(Duration::from_secs(60), &mut self.handle).await;
+        r.expect("daemon did not stop within 60 s").expect("daemon task panicked").expect("daemon failed");
+    }
+}
+
+/// Every message of a topic, collected in the background.
+#[derive(Clone, Default)]
+pub struct Collected {
+    msgs: Arc<Mutex<Vec<Received>>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub key: Option<String>,
+    pub value: Vec<u8>,
+    pub headers: HashMap<String, String>,
+    pub partition: i32,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.value).unwrap_or(Value::Null)
+    }
+}
+
+impl Collected {
+    pub fn all(&self) -> Vec<Received> {
+        self.msgs.lock().unwrap().clone()
+    }
+
+    /// Polls until `f` finds what it wants, or panics after `secs`.
+    pub async fn wait_for<T>(&self, what: &str, secs: u64, mut f: impl FnMut(&[Received]) -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(t) = f(&self.msgs.lock().unwrap()) {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; have {} messages", self.msgs.lock().unwrap().len());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn collect(bootstrap: &str, topic: &str) -> Collected {
+    let c: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("test-reader-{topic}"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let out = Collected::default();
+    let sink = out.msgs.clone();
+    tokio::spawn(async move {
+        loop {
+            match c.recv().await {
+                Ok(m) => {
+                    let mut headers = HashMap::new();
+                    if let Some(hs) = m.headers() {
+                        for h in hs.iter() {
+                            headers.insert(h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned());
+                        }
+                    }
+                    sink.lock().unwrap().push(Received {
+                        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                        value: m.payload().unwrap_or_default().to_vec(),
+                        headers,
+                        partition: m.partition(),
+                    });
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    });
+    out
+}
+
+/// Broker + Redis + settings, and clients that play the bank.
+pub struct Stack {
+    pub broker: EmbeddedBroker,
+    pub redis: Redis,
+    pub settings: Settings,
+    pub producer: FutureProducer,
+    pub responses: Collected,
+    pub webhooks: Collected,
+    pub dead_letters: Collected,
+}
+
+pub fn settings_for(bootstrap: &str, redis_url: &str, extra: &str) -> Settings {
+    let base = format!(
+        r#"
+        [kafka]
+        bootstrap_servers = "{bootstrap}"
+        group_id = "ipg-switch-test"
+        session_timeout_ms = 3000
+        auto_commit_interval_ms = 200
+        topic_partitions = {PARTITIONS}
+        [redis]
+        url = "{redis_url}"
+        command_timeout_ms = 500
+        [pipeline]
+        lanes = 16
+        retry_initial_ms = 50
+        retry_max_ms = 500
+        [switch]
+        lock_ttl_ms = 5000
+        lock_wait_ms = 5000
+        [metrics]
+        listen = ""
+        [log]
+        level = "warn"
+
+        [[channels]]
+        code = "{CHANNEL}"
+        api_key = "{CHANNEL_KEY}"
+        [[channels]]
+        code = "other_bank"
+        api_key = "other-key"
+
+        [[institutions]]
+        code = "{INST}"
+        name = "Sekolah Contoh"
+        prefixes = ["{PREFIX}", "{PREFIX2}"]
+        mode = "hosted"
+        api_key = "inst-key"
+        webhook_url = "http://127.0.0.1:9/webhook"
+
+        [[institutions]]
+        code = "PAS01"
+        name = "Pesantren Pasif"
+        prefixes = ["{PASSIVE_PREFIX}"]
+        mode = "passive"
+        api_key = "pas-key"
+        base_url = "http://127.0.0.1:9/ipg"
+        "#
+    );
+    Settings::from_toml(&[&base, extra]).unwrap()
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        Self::start_with("").await
+    }
+
+    pub async fn start_with(extra: &str) -> Stack {
+        let probe = settings_for("x", "redis://x", "");
+        let broker = EmbeddedBroker::start(&probe.topics.all(), PARTITIONS).unwrap();
+        let redis = Redis::start();
+        let settings = settings_for(&broker.bootstrap, &redis.url(), extra);
+        let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &broker.bootstrap).create().unwrap();
+        let responses = collect(&broker.bootstrap, &settings.topics.response);
+        let webhooks = collect(&broker.bootstrap, &settings.topics.webhook);
+        let dead_letters = collect(&broker.bootstrap, &settings.topics.dead_letter);
+        Stack { broker, redis, settings, producer, responses, webhooks, dead_letters }
+    }
+
+    pub fn daemon(&self) -> Daemon {
+        Daemon::start(self.settings.clone())
+    }
+
+    /// Creates a hosted bill through the same code path the CLI uses.
+    pub async fn create_bill(&self, body: Value) -> ipg_switch::domain::Bill {
+        let sw = ipg_switch::build_switch(&self.settings).unwrap();
+        let code = body["institution_code"].as_str().unwrap().to_owned();
+        let inst = sw.routing.by_code(&code).unwrap().clone();
+        sw.hosted.create_bill(&inst, &body).await.unwrap()
+    }
+
+    pub async fn produce_raw(&self, key: Option<&str>, value: &[u8], signature: Option<&str>) {
+        let mut rec = FutureRecord::<str, [u8]>::to(&self.settings.topics.request).payload(value);
+        if let Some(k) = key {
+            rec = rec.key(k);
+        }
+        if let Some(s) = signature {
+            rec = rec.headers(OwnedHeaders::new().insert(Header { key: "signature", value: Some(s) }));
+        }
+        self.producer.send(rec, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
+    }
+
+    /// Signs and produces a request; returns its request_id.
+    pub async fn send(&self, kind: &str, request_id: &str, body: Value) -> String {
+        self.send_as(CHANNEL, CHANNEL_KEY, kind, request_id, body).await
+    }
+
+    pub async fn send_as(&self, channel: &str, key: &str, kind: &str, request_id: &str, body: Value) -> String {
+        let value = serde_json::to_vec(&json!({"type": kind, "channel": channel, "request_id": request_id, "body": body})).unwrap();
+        let sig = signature::sign(key.as_bytes(), &value);
+        let va = body.get("va_number").and_then(Value::as_str).map(str::to_owned);
+        self.produce_raw(va.as_deref(), &value, Some(&sig)).await;
+        request_id.to_owned()
+    }
+
+    /// The (first) answer to `request_id`.
+    pub async fn answer(&self, request_id: &str) -> Value {
+        self.responses
+            .wait_for(&format!("answer to {request_id}"), 60, |msgs| {
+                msgs.iter().map(Received::json).find(|v| v["request_id"] == request_id)
+            })
+            .await
+    }
+
+    /// Every answer to `request_id` seen so far.
+    pub fn answers(&self, request_id: &str) -> Vec<Value> {
+        self.responses.all().iter().map(Received::json).filter(|v| v["request_id"] == request_id).collect()
+    }
+}
+
+pub fn va(prefix: &str, number: &str) -> String {
+    format!("{prefix}{number}")
+}
+
+pub fn bill_body(number: &str, kind: &str, total: u64) -> Value {
+    json!({
+        "institution_code": INST,
+        "va_number": number,
+        "prefix": PREFIX,
+        "type": kind,
+        "name": "SPP Januari",
+        "customer_name": "Ahmad",
+        "total_amount": total,
+        "invoice_number": format!("INV/{number}"),
+    })
+}
+
+pub fn inquiry(va: &str, ref_id: &str) -> Value {
+    json!({"va_number": va, "ref_id": ref_id, "terminal_id": "atm", "transaction_date": "2026-01-10 10:00:00"})
+}
+
+pub fn payment(va: &str, ref_id: &str, amount: impl Into<Value>) -> Value {
+    json!({"va_number": va, "ref_id": ref_id, "amount": amount.into(), "terminal_id": "atm",
+           "transaction_date": "2026-01-10 10:00:00", "customer_name": "Ahmad"})
+}
