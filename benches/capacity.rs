@@ -1,1 +1,755 @@
-fn main() {}
+//! Capacity bench: how many requests per second the daemon answers, against the pass-through
+//! ceiling of the same broker in the same run.
+//!
+//! `cargo bench --bench capacity`. One process holds everything: the embedded Kafka-protocol
+//! broker (librdkafka's mock cluster), a private `redis-server`, the daemon (`ipg_switch::run`),
+//! the "bank" producer and a timestamping reader of the output topics.
+//!
+//! Runs, in order:
+//! 1. ceiling: a consumer group on `bench.ceiling.in` copies every message to
+//!    `bench.ceiling.out` with the daemon's own producer and consumer settings
+//!    (`kafka::create_producer` / `kafka::create_consumer`), `lanes` copies in flight, no
+//!    handling, no Redis;
+//! 2. daemon, inquiries: one signed inquiry per hosted bill;
+//! 3. daemon, payments: one payment of the full amount per hosted bill.
+//!
+//! Each burst is `BENCH_N` messages (default 10,000) produced as fast as the producer takes
+//! them. msgs/s = messages / (first produce → last answer received); latency = produce call →
+//! answer received by the reader (so in a burst it is mostly queueing). A small "one at a
+//! time" probe measures latency with a single message in flight.
+//!
+//! Knobs (environment): BENCH_N, BENCH_PROBE (one-at-a-time messages, default 200),
+//! BENCH_LANES (default 64; also the ceiling's copies in flight), BENCH_LANE_QUEUE (default 32), BENCH_LINGER_MS (default 1),
+//! BENCH_FETCH_WAIT_MS (default 1; every consumer's fetch.wait.max.ms: the mock broker holds an
+//! empty fetch for the whole wait and does not answer early when data arrives, unlike a real
+//! broker, so librdkafka's 500 ms default would add up to 500 ms per hop when a consumer is idle).
+//! Without `--bench` (as under `cargo test --all-targets`) it is a small smoke run.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use ipg_switch::kafka::{self, SwitchContext};
+use ipg_switch::pipeline::offsets::Offsets;
+use ipg_switch::settings::Settings;
+use ipg_switch::signature;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{json, Value};
+
+use common::{Daemon, Redis, CHANNEL, CHANNEL_KEY, INST, PARTITIONS, PREFIX};
+
+const CEIL_IN: &str = "bench.ceiling.in";
+const CEIL_OUT: &str = "bench.ceiling.out";
+const BILL_TOTAL: u64 = 100_000;
+/// How long a burst may take before its missing answers count as lost.
+const BURST_DEADLINE: Duration = Duration::from_secs(120);
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+struct Knobs {
+    n: usize,
+    probe: usize,
+    lanes: usize,
+    linger_ms: usize,
+    fetch_wait_ms: usize,
+}
+
+// ---------------------------------------------------------------------------------------
+// Reader: one thread polling the output topics, recording when each request_id arrived.
+
+#[derive(serde::Deserialize)]
+struct Answer {
+    request_id: Option<String>,
+    rc: Option<String>,
+}
+
+struct Seen {
+    at: Instant,
+    /// `None` for the ceiling's copies (a request has no rc).
+    rc: Option<String>,
+}
+
+#[derive(Default)]
+struct Board {
+    seen: HashMap<String, Seen>,
+    duplicates: usize,
+    unparsable: usize,
+}
+
+struct Reader {
+    board: Arc<Mutex<Board>>,
+    notify: Arc<tokio::sync::Notify>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Reader {
+    fn start(bootstrap: &str, topics: &[&str], fetch_wait_ms: usize) -> Reader {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", "bench-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            // The mock broker holds an empty fetch for the full fetch.wait.max.ms and does not
+            // cut it short when data arrives, so a long wait would show up as latency.
+            .set("fetch.wait.max.ms", fetch_wait_ms.to_string())
+            .create()
+            .expect("reader consumer");
+        let mut tpl = TopicPartitionList::new();
+        for t in topics {
+            for p in 0..PARTITIONS {
+                tpl.add_partition_offset(t, p, Offset::Beginning).unwrap();
+            }
+        }
+        c.assign(&tpl).expect("assign reader");
+        let board = Arc::new(Mutex::new(Board::default()));
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (b, n, s) = (board.clone(), notify.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("bench-reader".into())
+            .spawn(move || {
+                while !s.load(Ordering::Relaxed) {
+                    let Some(r) = c.poll(Duration::from_millis(50)) else { continue };
+                    let at = Instant::now();
+                    let Ok(m) = r else { continue };
+                    let parsed: Option<Answer> = m.payload().and_then(|p| serde_json::from_slice(p).ok());
+                    let mut board = b.lock().unwrap();
+                    match parsed {
+                        Some(Answer { request_id: Some(id), rc }) => {
+                            if board.seen.contains_key(&id) {
+                                board.duplicates += 1;
+                            } else {
+                                board.seen.insert(id, Seen { at, rc });
+                            }
+                        }
+                        _ => board.unparsable += 1,
+                    }
+                    drop(board);
+                    n.notify_waiters();
+                }
+            })
+            .expect("reader thread");
+        Reader { board, notify, stop, thread: Some(thread) }
+    }
+
+    /// Waits for one id's answer; `None` after `timeout`.
+    async fn wait_one(&self, id: &str, timeout: Duration) -> Option<(Instant, Option<String>)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.notify.notified();
+            if let Some(s) = self.board.lock().unwrap().seen.get(id) {
+                return Some((s.at, s.rc.clone()));
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), notified).await;
+        }
+    }
+
+    /// Waits until every id has an answer or `timeout` passes. Checks from the first id not
+    /// seen yet, so a wait costs little while answers stream in.
+    async fn wait_all(&self, ids: &[String], timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut first_missing = 0;
+        loop {
+            {
+                let b = self.board.lock().unwrap();
+                while first_missing < ids.len() && b.seen.contains_key(&ids[first_missing]) {
+                    first_missing += 1;
+                }
+            }
+            if first_missing == ids.len() || Instant::now() > deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The bank side: pre-built messages, produced as fast as the producer queue takes them.
+
+struct Outbound {
+    id: String,
+    key: String,
+    value: Vec<u8>,
+    signature: String,
+}
+
+fn request(kind: &str, id: String, body: Value) -> Outbound {
+    let value = serde_json::to_vec(&json!({"type": kind, "channel": CHANNEL, "request_id": id, "body": body})).unwrap();
+    let signature = signature::sign(CHANNEL_KEY.as_bytes(), &value);
+    let key = body["va_number"].as_str().unwrap_or_default().to_owned();
+    Outbound { id, key, value, signature }
+}
+
+fn record<'a>(topic: &'a str, m: &'a Outbound) -> FutureRecord<'a, str, [u8]> {
+    FutureRecord::to(topic)
+        .key(m.key.as_str())
+        .payload(m.value.as_slice())
+        .headers(OwnedHeaders::new().insert(Header { key: "signature", value: Some(m.signature.as_str()) }))
+}
+
+/// Enqueues every message; returns each one's produce instant (same order) and when the last
+/// one was enqueued. Panics if the broker refuses one.
+async fn produce_all(producer: &FutureProducer, topic: &str, msgs: &[Outbound]) -> (Vec<Instant>, Instant) {
+    let mut sent = Vec::with_capacity(msgs.len());
+    let mut deliveries = Vec::with_capacity(msgs.len());
+    for m in msgs {
+        let mut rec = record(topic, m);
+        loop {
+            let at = Instant::now();
+            match producer.send_result(rec) {
+                Ok(d) => {
+                    sent.push(at);
+                    deliveries.push(d);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    rec = r;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((e, _)) => panic!("produce to {topic}: {e}"),
+            }
+        }
+    }
+    let enqueued = Instant::now();
+    for d in deliveries {
+        match d.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => panic!("delivery to {topic}: {e}"),
+            Err(_) => panic!("delivery to {topic} cancelled"),
+        }
+    }
+    (sent, enqueued)
+}
+
+// ---------------------------------------------------------------------------------------
+// Results.
+
+#[derive(Default)]
+struct Stats {
+    label: String,
+    sent: usize,
+    answered: usize,
+    not_ok: usize,
+    msgs_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    enqueue_ms: f64,
+    rcs: BTreeMap<String, usize>,
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn stats(label: &str, reader: &Reader, msgs: &[Outbound], sent: &[Instant], enqueued: Option<Instant>) -> Stats {
+    let b = reader.board.lock().unwrap();
+    let mut lat = Vec::with_capacity(msgs.len());
+    let mut last = None::<Instant>;
+    let mut s = Stats { label: label.to_owned(), sent: msgs.len(), ..Stats::default() };
+    for (m, at) in msgs.iter().zip(sent) {
+        let Some(seen) = b.seen.get(&m.id) else { continue };
+        s.answered += 1;
+        lat.push(seen.at.saturating_duration_since(*at).as_secs_f64() * 1e3);
+        last = Some(last.map_or(seen.at, |l| l.max(seen.at)));
+        if let Some(rc) = &seen.rc {
+            if rc != "SUCCESS" {
+                s.not_ok += 1;
+                *s.rcs.entry(rc.clone()).or_default() += 1;
+            }
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    s.p50_ms = percentile(&lat, 0.50);
+    s.p99_ms = percentile(&lat, 0.99);
+    s.max_ms = lat.last().copied().unwrap_or(f64::NAN);
+    if let (Some(first), Some(last)) = (sent.first(), last) {
+        s.msgs_per_s = s.answered as f64 / last.duration_since(*first).as_secs_f64();
+    }
+    s.enqueue_ms = enqueued.zip(sent.first()).map_or(f64::NAN, |(e, f)| e.duration_since(*f).as_secs_f64() * 1e3);
+    s
+}
+
+/// A burst: every message produced at once, then wait for every answer.
+async fn burst(label: &str, producer: &FutureProducer, topic: &str, reader: &Reader, msgs: &[Outbound]) -> Stats {
+    let (sent, enqueued) = produce_all(producer, topic, msgs).await;
+    let ids: Vec<String> = msgs.iter().map(|m| m.id.clone()).collect();
+    reader.wait_all(&ids, BURST_DEADLINE).await;
+    stats(label, reader, msgs, &sent, Some(enqueued))
+}
+
+/// One message in flight at a time.
+async fn one_at_a_time(label: &str, producer: &FutureProducer, topic: &str, reader: &Reader, msgs: &[Outbound]) -> Stats {
+    let mut sent = Vec::with_capacity(msgs.len());
+    for m in msgs {
+        sent.push(Instant::now());
+        producer.send(record(topic, m), Timeout::After(Duration::from_secs(10))).await.map_err(|(e, _)| e).expect("produce");
+        if reader.wait_one(&m.id, Duration::from_secs(30)).await.is_none() {
+            break;
+        }
+    }
+    let mut s = stats(label, reader, &msgs[..sent.len()], &sent, None);
+    s.sent = msgs.len();
+    s
+}
+
+// ---------------------------------------------------------------------------------------
+// Where time goes: CPU per thread group (from /proc) and the daemon's own stage metrics.
+
+const CLK_TCK: f64 = 100.0;
+
+/// (comm, ticks) of a /proc stat line.
+fn parse_stat(s: &str) -> Option<(String, u64, i32)> {
+    let open = s.find('(')?;
+    let close = s.rfind(')')?;
+    let comm = s[open + 1..close].to_owned();
+    let f: Vec<&str> = s[close + 2..].split_whitespace().collect();
+    // After ")": state(3) ppid(4) ... utime(14) stime(15)
+    let ppid = f.get(1)?.parse().ok()?;
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some((comm, ticks, ppid))
+}
+
+fn thread_group(comm: &str) -> &'static str {
+    if comm.starts_with("tokio-r") {
+        "tokio workers (daemon, ceiling copier)"
+    } else if comm.starts_with("capacity") {
+        "main thread (bench driver: produce, wait)"
+    } else if comm == "rdk:mock" {
+        "rdk:mock (the broker)"
+    } else if comm.starts_with("rdk:") {
+        "rdk:main/broker (all clients)"
+    } else if comm.starts_with("producer poll") {
+        "FutureProducer polling threads"
+    } else if comm == "bench-reader" {
+        "bench reader thread"
+    } else {
+        "other threads"
+    }
+}
+
+#[derive(Clone, Default)]
+struct CpuSnap {
+    threads: HashMap<String, (String, u64)>,
+    redis: u64,
+    at: Option<Instant>,
+}
+
+fn cpu_snapshot(redis_port: u16) -> CpuSnap {
+    let mut snap = CpuSnap { at: Some(Instant::now()), ..CpuSnap::default() };
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for e in dir.flatten() {
+            if let Some((comm, ticks, _)) = std::fs::read_to_string(e.path().join("stat")).ok().as_deref().and_then(parse_stat) {
+                snap.threads.insert(e.file_name().to_string_lossy().into_owned(), (comm, ticks));
+            }
+        }
+    }
+    // The redis-server child started by common::Redis (matched by its port).
+    let me = std::process::id() as i32;
+    let port = redis_port.to_string();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let p = e.path();
+            let Some((comm, ticks, ppid)) = std::fs::read_to_string(p.join("stat")).ok().as_deref().and_then(parse_stat) else {
+                continue;
+            };
+            if ppid != me || !comm.starts_with("redis-server") {
+                continue;
+            }
+            let cmd = std::fs::read(p.join("cmdline")).unwrap_or_default();
+            // redis-server rewrites its title to "redis-server 127.0.0.1:PORT".
+            let cmd = String::from_utf8_lossy(&cmd);
+            if cmd.split('\0').any(|a| a == port) || cmd.contains(&format!(":{port}")) {
+                snap.redis += ticks;
+            }
+        }
+    }
+    snap
+}
+
+/// % of one core per group between two snapshots.
+fn cpu_diff(a: &CpuSnap, b: &CpuSnap) -> (BTreeMap<&'static str, f64>, f64) {
+    let wall = b.at.unwrap().duration_since(a.at.unwrap()).as_secs_f64();
+    let mut groups: BTreeMap<&'static str, f64> = BTreeMap::new();
+    for (tid, (comm, ticks)) in &b.threads {
+        let before = a.threads.get(tid).map_or(0, |(_, t)| *t);
+        *groups.entry(thread_group(comm)).or_default() += ticks.saturating_sub(before) as f64;
+    }
+    groups.insert("redis-server (separate process)", b.redis.saturating_sub(a.redis) as f64);
+    for v in groups.values_mut() {
+        *v = *v / CLK_TCK / wall * 100.0;
+    }
+    (groups, wall)
+}
+
+/// `_sum` and `_count` of every daemon histogram, keyed by series.
+fn scrape() -> HashMap<String, f64> {
+    let text = ipg_switch::metrics::install().render();
+    let mut out = HashMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let name = series.split('{').next().unwrap_or_default();
+        if name.ends_with("_sum") || name.ends_with("_count") {
+            if let Ok(v) = value.parse::<f64>() {
+                out.insert(series.to_owned(), v);
+            }
+        }
+    }
+    out
+}
+
+/// Mean ms per observation of the daemon's histograms between two scrapes.
+fn stage_means(a: &HashMap<String, f64>, b: &HashMap<String, f64>) -> Vec<(String, f64, f64)> {
+    let mut out = Vec::new();
+    for (series, sum) in b {
+        let Some((name, labels)) = series.split_once('{') else { continue };
+        let Some(base) = name.strip_suffix("_sum") else { continue };
+        let count_key = format!("{base}_count{{{labels}");
+        let d_sum = sum - a.get(series).copied().unwrap_or(0.0);
+        let d_count = b.get(&count_key).copied().unwrap_or(0.0) - a.get(&count_key).copied().unwrap_or(0.0);
+        if d_count > 0.0 {
+            let short = base.trim_start_matches("ipg_").trim_end_matches("_seconds");
+            out.push((format!("{short}{{{labels}"), d_sum / d_count * 1e3, d_count));
+        }
+    }
+    out.sort_by(|x, y| x.0.cmp(&y.0));
+    out
+}
+
+struct Internals {
+    label: String,
+    cpu: BTreeMap<&'static str, f64>,
+    stages: Vec<(String, f64, f64)>,
+}
+
+async fn measured<F: std::future::Future<Output = Stats>>(label: &str, redis_port: u16, f: F) -> (Stats, Internals) {
+    let (c0, m0) = (cpu_snapshot(redis_port), scrape());
+    let s = f.await;
+    let (c1, m1) = (cpu_snapshot(redis_port), scrape());
+    let (cpu, _) = cpu_diff(&c0, &c1);
+    (s, Internals { label: label.to_owned(), cpu, stages: stage_means(&m0, &m1) })
+}
+
+// ---------------------------------------------------------------------------------------
+// The ceiling: a plain consumer group copying each message to another topic.
+
+fn start_ceiling(settings: &Settings, bootstrap: &str, concurrency: usize) -> (tokio::task::JoinHandle<()>, Arc<StreamConsumer<SwitchContext>>) {
+    let mut s = settings.clone();
+    s.kafka.group_id = "bench-ceiling".into();
+    let ctx = SwitchContext { offsets: Arc::new(Offsets::default()), assigned: Arc::new(AtomicUsize::new(0)) };
+    let consumer = Arc::new(kafka::create_consumer(bootstrap, &s, ctx).expect("ceiling consumer"));
+    consumer.subscribe(&[CEIL_IN]).expect("subscribe ceiling");
+    let producer = kafka::create_producer(bootstrap, &s).expect("ceiling producer");
+    let c = consumer.clone();
+    let task = tokio::spawn(async move {
+        let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
+        loop {
+            let m = match c.recv().await {
+                Ok(m) => m,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let key = m.key().map(<[u8]>::to_vec);
+            let payload = m.payload().map(<[u8]>::to_vec).unwrap_or_default();
+            let (topic, partition, offset) = (m.topic().to_owned(), m.partition(), m.offset());
+            drop(m);
+            let permit = permits.clone().acquire_owned().await.expect("semaphore");
+            let (producer, c) = (producer.clone(), c.clone());
+            tokio::spawn(async move {
+                loop {
+                    let mut rec = FutureRecord::<[u8], [u8]>::to(CEIL_OUT).payload(&payload);
+                    if let Some(k) = &key {
+                        rec = rec.key(k.as_slice());
+                    }
+                    if producer.send(rec, Timeout::After(Duration::from_secs(5))).await.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                let _ = c.store_offset(&topic, partition, offset);
+                drop(permit);
+            });
+        }
+    });
+    (task, consumer)
+}
+
+// ---------------------------------------------------------------------------------------
+
+fn fmt_int(v: f64) -> String {
+    if !v.is_finite() {
+        return "-".into();
+    }
+    let s = format!("{}", v.round() as i64);
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn fmt_ms(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.1}")
+    } else {
+        "-".into()
+    }
+}
+
+fn print_table(title: &str, rows: &[&Stats], with_rate: bool) {
+    println!("{title}");
+    println!(
+        "  {:<34} {:>6} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>11}",
+        "run", "sent", "answered", "not-ok", "msgs/s", "p50 ms", "p99 ms", "max ms", "enqueue ms"
+    );
+    for s in rows {
+        println!(
+            "  {:<34} {:>6} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>11}",
+            s.label,
+            s.sent,
+            s.answered,
+            s.not_ok,
+            if with_rate { fmt_int(s.msgs_per_s) } else { "-".into() },
+            fmt_ms(s.p50_ms),
+            fmt_ms(s.p99_ms),
+            fmt_ms(s.max_ms),
+            fmt_ms(s.enqueue_ms),
+        );
+    }
+}
+
+async fn bench(k: Knobs) -> Result<(), String> {
+    let wall = Instant::now();
+    let probe = common::settings_for("x", "redis://x", "");
+    let mut topics: Vec<&str> = probe.topics.all().to_vec();
+    topics.extend([CEIL_IN, CEIL_OUT]);
+    let broker = ipg_switch::kafka::EmbeddedBroker::start(&topics, PARTITIONS).map_err(|e| e.to_string())?;
+    let redis = Redis::start();
+    let extra = format!(
+        "[pipeline]\nlanes = {}\n[kafka]\nlinger_ms = {}\n[log]\nlevel = \"error\"\n",
+        k.lanes, k.linger_ms
+    );
+    let extra = match std::env::var("BENCH_LANE_QUEUE") {
+        Ok(q) => extra.replace("[kafka]", &format!("lane_queue = {q}\n[kafka]")),
+        Err(_) => extra,
+    };
+    let mut settings = common::settings_for(&broker.bootstrap, &redis.url(), &extra);
+    settings.kafka.properties.insert("fetch.wait.max.ms".into(), k.fetch_wait_ms.to_string());
+    let bootstrap = broker.bootstrap.clone();
+
+    println!(
+        "ipg-switch capacity bench: {} msgs per burst, {} partitions, lanes = {} (lane_queue {}; ceiling copies in flight {}), \
+         linger.ms = {}, fetch.wait.max.ms = {}, {} CPUs",
+        k.n,
+        PARTITIONS,
+        settings.pipeline.lanes,
+        settings.pipeline.lane_queue,
+        settings.pipeline.lanes,
+        settings.kafka.linger_ms,
+        k.fetch_wait_ms,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    // Hosted bills: n for the bursts, probe more for one-at-a-time payments.
+    let t = Instant::now();
+    let sw = ipg_switch::build_switch(&settings).map_err(|e| e.to_string())?;
+    let inst = sw.routing.by_code(INST).ok_or("no institution")?.clone();
+    let numbers: Vec<String> = (0..k.n + k.probe).map(|i| format!("{}", 1_000_000_000u64 + i as u64)).collect();
+    let created = futures::stream::iter(numbers.iter())
+        .map(|n| {
+            let (sw, inst) = (&sw, &inst);
+            async move { sw.hosted.create_bill(inst, &common::bill_body(n, "close", BILL_TOTAL)).await }
+        })
+        .buffer_unordered(64)
+        .filter(|r| std::future::ready(r.is_ok()))
+        .count()
+        .await;
+    if created != numbers.len() {
+        return Err(format!("created {created} of {} bills", numbers.len()));
+    }
+    let seed_s = t.elapsed().as_secs_f64();
+    println!("seeded {} hosted bills in {:.2} s ({} bills/s, 64 concurrent)", created, seed_s, fmt_int(created as f64 / seed_s));
+    let vas: Vec<String> = numbers.iter().map(|n| common::va(PREFIX, n)).collect();
+    let (burst_vas, probe_vas) = vas.split_at(k.n);
+
+    let reader = Reader::start(&bootstrap, &[&settings.topics.response, CEIL_OUT], k.fetch_wait_ms);
+    let bank: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", k.linger_ms.to_string())
+        .create()
+        .map_err(|e| e.to_string())?;
+    let mut internals = Vec::new();
+
+    // 1. Ceiling.
+    let (task, consumer) = start_ceiling(&settings, &bootstrap, settings.pipeline.lanes);
+    let warm = request("inquiry", "ceil-warm".into(), common::inquiry(&probe_vas[0], "ceil-warm"));
+    produce_all(&bank, CEIL_IN, std::slice::from_ref(&warm)).await;
+    reader.wait_one("ceil-warm", Duration::from_secs(60)).await.ok_or("ceiling warm-up copy never arrived")?;
+    let msgs: Vec<Outbound> =
+        probe_vas.iter().enumerate().map(|(i, v)| request("inquiry", format!("ceil-1-{i}"), common::inquiry(v, &format!("ceil-1-ref-{i}")))).collect();
+    let ceil_one = one_at_a_time("ceiling copy, 1 in flight", &bank, CEIL_IN, &reader, &msgs).await;
+    let msgs: Vec<Outbound> =
+        burst_vas.iter().enumerate().map(|(i, v)| request("inquiry", format!("ceil-{i}"), common::inquiry(v, &format!("ceil-ref-{i}")))).collect();
+    let (ceil, int) = measured("ceiling copy", redis.port, burst("ceiling copy (pass-through)", &bank, CEIL_IN, &reader, &msgs)).await;
+    internals.push(int);
+    task.abort();
+    let _ = task.await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // in-flight copies finish
+    let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+
+    // 2./3. Daemon.
+    let daemon = Daemon::start(settings.clone());
+    let warm = request("inquiry", "daemon-warm".into(), common::inquiry(&probe_vas[0], "daemon-warm"));
+    produce_all(&bank, &settings.topics.request, std::slice::from_ref(&warm)).await;
+    let (_, rc) = reader.wait_one("daemon-warm", Duration::from_secs(60)).await.ok_or("daemon warm-up answer never arrived")?;
+    if rc.as_deref() != Some("SUCCESS") {
+        return Err(format!("warm-up inquiry answered {rc:?}"));
+    }
+    let topic = settings.topics.request.clone();
+
+    let msgs: Vec<Outbound> =
+        probe_vas.iter().enumerate().map(|(i, v)| request("inquiry", format!("inq-1-{i}"), common::inquiry(v, &format!("inq-1-ref-{i}")))).collect();
+    let inq_one = one_at_a_time("daemon inquiry, 1 in flight", &bank, &topic, &reader, &msgs).await;
+    let msgs: Vec<Outbound> = probe_vas
+        .iter()
+        .enumerate()
+        .map(|(i, v)| request("payment", format!("pay-1-{i}"), common::payment(v, &format!("pay-1-ref-{i}"), BILL_TOTAL.to_string())))
+        .collect();
+    let pay_one = one_at_a_time("daemon payment, 1 in flight", &bank, &topic, &reader, &msgs).await;
+
+    let msgs: Vec<Outbound> =
+        burst_vas.iter().enumerate().map(|(i, v)| request("inquiry", format!("inq-{i}"), common::inquiry(v, &format!("inq-ref-{i}")))).collect();
+    let (inq, int) = measured("daemon inquiries", redis.port, burst("daemon inquiries", &bank, &topic, &reader, &msgs)).await;
+    internals.push(int);
+    let msgs: Vec<Outbound> = burst_vas
+        .iter()
+        .enumerate()
+        .map(|(i, v)| request("payment", format!("pay-{i}"), common::payment(v, &format!("pay-ref-{i}"), BILL_TOTAL.to_string())))
+        .collect();
+    let (pay, int) = measured("daemon payments", redis.port, burst("daemon payments", &bank, &topic, &reader, &msgs)).await;
+    internals.push(int);
+
+    daemon.stop().await;
+
+    // Report.
+    println!();
+    print_table(&format!("bursts: {} messages produced at once; msgs/s = answered / (first produce -> last answer)", k.n), &[&ceil, &inq, &pay], true);
+    println!();
+    print_table(&format!("one at a time: {} messages, each produced after the previous answer", k.probe), &[&ceil_one, &inq_one, &pay_one], false);
+    println!();
+    println!("latency = produce call -> answer read back by the bench; enqueue ms = time to hand the whole burst to the producer");
+    println!();
+    println!("payments  = {:.1} % of the ceiling's msgs/s (target >= 50 %)", pay.msgs_per_s / ceil.msgs_per_s * 100.0);
+    println!("inquiries = {:.1} % of the ceiling's msgs/s", inq.msgs_per_s / ceil.msgs_per_s * 100.0);
+    println!();
+    println!("CPU during each burst, % of one core ({} cores = {} %):", 2, 200);
+    let groups: Vec<&'static str> = {
+        let mut g: Vec<&'static str> = internals.iter().flat_map(|i| i.cpu.keys().copied()).collect();
+        g.sort_unstable();
+        g.dedup();
+        g
+    };
+    print!("  {:<40}", "thread group");
+    for i in &internals {
+        print!(" {:>17}", i.label);
+    }
+    println!();
+    for g in &groups {
+        print!("  {:<40}", g);
+        for i in &internals {
+            print!(" {:>17}", format!("{:.0}", i.cpu.get(g).copied().unwrap_or(0.0)));
+        }
+        println!();
+    }
+    print!("  {:<40}", "total");
+    for i in &internals {
+        print!(" {:>17}", format!("{:.0}", i.cpu.values().sum::<f64>()));
+    }
+    println!();
+    println!();
+    println!("daemon's own histograms during each burst (mean ms per observation, observations):");
+    for i in internals.iter().skip(1) {
+        println!("  {}:", i.label);
+        for (series, mean, count) in &i.stages {
+            println!("    {:<48} {:>9.2} ms  x{}", series, mean, count);
+        }
+    }
+    for s in [&ceil, &inq, &pay, &ceil_one, &inq_one, &pay_one] {
+        if !s.rcs.is_empty() {
+            println!("  not-ok rcs in {}: {:?}", s.label, s.rcs);
+        }
+    }
+    let b = reader.board.lock().unwrap();
+    println!("reader: {} duplicate answers, {} unparsable messages", b.duplicates, b.unparsable);
+    drop(b);
+    println!("bench wall time {:.1} s", wall.elapsed().as_secs_f64());
+
+    let missing: Vec<String> = [&ceil, &inq, &pay, &ceil_one, &inq_one, &pay_one]
+        .iter()
+        .filter(|s| s.answered < s.sent)
+        .map(|s| format!("{}: {} of {} answered", s.label, s.answered, s.sent))
+        .collect();
+    drop(reader);
+    drop(redis);
+    drop(broker);
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("answers missing: {}", missing.join("; ")))
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this too, without it:
+    // then a small smoke run is enough.
+    let full = std::env::args().any(|a| a == "--bench");
+    let knobs = Knobs {
+        n: env_num("BENCH_N", if full { 10_000 } else { 300 }),
+        probe: env_num("BENCH_PROBE", if full { 200 } else { 20 }).max(1),
+        lanes: env_num("BENCH_LANES", 64),
+        linger_ms: env_num("BENCH_LINGER_MS", 1),
+        fetch_wait_ms: env_num("BENCH_FETCH_WAIT_MS", 1),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = rt.block_on(bench(knobs));
+    rt.shutdown_timeout(Duration::from_secs(5));
+    if let Err(e) = result {
+        eprintln!("capacity bench failed: {e}");
+        std::process::exit(1);
+    }
+}

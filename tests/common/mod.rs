@@ -146,6 +146,7 @@ fn collect(bootstrap: &str, topic: &str) -> Collected {
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("test-reader-{topic}"))
         .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
@@ -199,6 +200,9 @@ pub fn settings_for(bootstrap: &str, redis_url: &str, extra: &str) -> Settings {
         session_timeout_ms = 3000
         auto_commit_interval_ms = 200
         topic_partitions = {PARTITIONS}
+        [kafka.properties]
+        # The mock broker holds an empty fetch for the whole wait; real brokers answer early.
+        "fetch.wait.max.ms" = "10"
         [redis]
         url = "{redis_url}"
         command_timeout_ms = 500
@@ -333,4 +337,20 @@ pub fn inquiry(va: &str, ref_id: &str) -> Value {
 pub fn payment(va: &str, ref_id: &str, amount: impl Into<Value>) -> Value {
     json!({"va_number": va, "ref_id": ref_id, "amount": amount.into(), "terminal_id": "atm",
            "transaction_date": "2026-01-10 10:00:00", "customer_name": "Ahmad"})
+}
+
+impl Stack {
+    pub fn switch(&self) -> ipg_switch::switch::Switch {
+        ipg_switch::build_switch(&self.settings).unwrap()
+    }
+
+    /// The bill as stored now.
+    pub async fn stored_bill(&self, hash: &str) -> ipg_switch::domain::Bill {
+        self.switch().hosted.store.bill(INST, hash).await.unwrap().expect("bill exists").value
+    }
+
+    pub async fn ledger(&self) -> (Vec<Value>, i64) {
+        let store = self.switch().hosted.store;
+        (store.ledger(INST).await.unwrap(), store.balance(INST).await.unwrap())
+    }
 }
