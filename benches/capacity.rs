@@ -57,7 +57,10 @@ const BILL_TOTAL: u64 = 100_000;
 const BURST_DEADLINE: Duration = Duration::from_secs(120);
 
 fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Knobs {
@@ -124,13 +127,19 @@ impl Reader {
             .name("bench-reader".into())
             .spawn(move || {
                 while !s.load(Ordering::Relaxed) {
-                    let Some(r) = c.poll(Duration::from_millis(50)) else { continue };
+                    let Some(r) = c.poll(Duration::from_millis(50)) else {
+                        continue;
+                    };
                     let at = Instant::now();
                     let Ok(m) = r else { continue };
-                    let parsed: Option<Answer> = m.payload().and_then(|p| serde_json::from_slice(p).ok());
+                    let parsed: Option<Answer> =
+                        m.payload().and_then(|p| serde_json::from_slice(p).ok());
                     let mut board = b.lock().unwrap();
                     match parsed {
-                        Some(Answer { request_id: Some(id), rc }) => {
+                        Some(Answer {
+                            request_id: Some(id),
+                            rc,
+                        }) => {
                             if board.seen.contains_key(&id) {
                                 board.duplicates += 1;
                             } else {
@@ -144,7 +153,12 @@ impl Reader {
                 }
             })
             .expect("reader thread");
-        Reader { board, notify, stop, thread: Some(thread) }
+        Reader {
+            board,
+            notify,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     /// Waits for one id's answer; `None` after `timeout`.
@@ -200,22 +214,37 @@ struct Outbound {
 }
 
 fn request(kind: &str, id: String, body: Value) -> Outbound {
-    let value = serde_json::to_vec(&json!({"type": kind, "channel": CHANNEL, "request_id": id, "body": body})).unwrap();
+    let value = serde_json::to_vec(
+        &json!({"type": kind, "channel": CHANNEL, "request_id": id, "body": body}),
+    )
+    .unwrap();
     let signature = signature::sign(CHANNEL_KEY.as_bytes(), &value);
     let key = body["va_number"].as_str().unwrap_or_default().to_owned();
-    Outbound { id, key, value, signature }
+    Outbound {
+        id,
+        key,
+        value,
+        signature,
+    }
 }
 
 fn record<'a>(topic: &'a str, m: &'a Outbound) -> FutureRecord<'a, str, [u8]> {
     FutureRecord::to(topic)
         .key(m.key.as_str())
         .payload(m.value.as_slice())
-        .headers(OwnedHeaders::new().insert(Header { key: "signature", value: Some(m.signature.as_str()) }))
+        .headers(OwnedHeaders::new().insert(Header {
+            key: "signature",
+            value: Some(m.signature.as_str()),
+        }))
 }
 
 /// Enqueues every message; returns each one's produce instant (same order) and when the last
 /// one was enqueued. Panics if the broker refuses one.
-async fn produce_all(producer: &FutureProducer, topic: &str, msgs: &[Outbound]) -> (Vec<Instant>, Instant) {
+async fn produce_all(
+    producer: &FutureProducer,
+    topic: &str,
+    msgs: &[Outbound],
+) -> (Vec<Instant>, Instant) {
     let mut sent = Vec::with_capacity(msgs.len());
     let mut deliveries = Vec::with_capacity(msgs.len());
     for m in msgs {
@@ -272,13 +301,25 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank - 1]
 }
 
-fn stats(label: &str, reader: &Reader, msgs: &[Outbound], sent: &[Instant], enqueued: Option<Instant>) -> Stats {
+fn stats(
+    label: &str,
+    reader: &Reader,
+    msgs: &[Outbound],
+    sent: &[Instant],
+    enqueued: Option<Instant>,
+) -> Stats {
     let b = reader.board.lock().unwrap();
     let mut lat = Vec::with_capacity(msgs.len());
     let mut last = None::<Instant>;
-    let mut s = Stats { label: label.to_owned(), sent: msgs.len(), ..Stats::default() };
+    let mut s = Stats {
+        label: label.to_owned(),
+        sent: msgs.len(),
+        ..Stats::default()
+    };
     for (m, at) in msgs.iter().zip(sent) {
-        let Some(seen) = b.seen.get(&m.id) else { continue };
+        let Some(seen) = b.seen.get(&m.id) else {
+            continue;
+        };
         s.answered += 1;
         lat.push(seen.at.saturating_duration_since(*at).as_secs_f64() * 1e3);
         last = Some(last.map_or(seen.at, |l| l.max(seen.at)));
@@ -296,12 +337,20 @@ fn stats(label: &str, reader: &Reader, msgs: &[Outbound], sent: &[Instant], enqu
     if let (Some(first), Some(last)) = (sent.first(), last) {
         s.msgs_per_s = s.answered as f64 / last.duration_since(*first).as_secs_f64();
     }
-    s.enqueue_ms = enqueued.zip(sent.first()).map_or(f64::NAN, |(e, f)| e.duration_since(*f).as_secs_f64() * 1e3);
+    s.enqueue_ms = enqueued
+        .zip(sent.first())
+        .map_or(f64::NAN, |(e, f)| e.duration_since(*f).as_secs_f64() * 1e3);
     s
 }
 
 /// A burst: every message produced at once, then wait for every answer.
-async fn burst(label: &str, producer: &FutureProducer, topic: &str, reader: &Reader, msgs: &[Outbound]) -> Stats {
+async fn burst(
+    label: &str,
+    producer: &FutureProducer,
+    topic: &str,
+    reader: &Reader,
+    msgs: &[Outbound],
+) -> Stats {
     let (sent, enqueued) = produce_all(producer, topic, msgs).await;
     let ids: Vec<String> = msgs.iter().map(|m| m.id.clone()).collect();
     reader.wait_all(&ids, BURST_DEADLINE).await;
@@ -309,12 +358,26 @@ async fn burst(label: &str, producer: &FutureProducer, topic: &str, reader: &Rea
 }
 
 /// One message in flight at a time.
-async fn one_at_a_time(label: &str, producer: &FutureProducer, topic: &str, reader: &Reader, msgs: &[Outbound]) -> Stats {
+async fn one_at_a_time(
+    label: &str,
+    producer: &FutureProducer,
+    topic: &str,
+    reader: &Reader,
+    msgs: &[Outbound],
+) -> Stats {
     let mut sent = Vec::with_capacity(msgs.len());
     for m in msgs {
         sent.push(Instant::now());
-        producer.send(record(topic, m), Timeout::After(Duration::from_secs(10))).await.map_err(|(e, _)| e).expect("produce");
-        if reader.wait_one(&m.id, Duration::from_secs(30)).await.is_none() {
+        producer
+            .send(record(topic, m), Timeout::After(Duration::from_secs(10)))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("produce");
+        if reader
+            .wait_one(&m.id, Duration::from_secs(30))
+            .await
+            .is_none()
+        {
             break;
         }
     }
@@ -366,11 +429,19 @@ struct CpuSnap {
 }
 
 fn cpu_snapshot(redis_port: u16) -> CpuSnap {
-    let mut snap = CpuSnap { at: Some(Instant::now()), ..CpuSnap::default() };
+    let mut snap = CpuSnap {
+        at: Some(Instant::now()),
+        ..CpuSnap::default()
+    };
     if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
         for e in dir.flatten() {
-            if let Some((comm, ticks, _)) = std::fs::read_to_string(e.path().join("stat")).ok().as_deref().and_then(parse_stat) {
-                snap.threads.insert(e.file_name().to_string_lossy().into_owned(), (comm, ticks));
+            if let Some((comm, ticks, _)) = std::fs::read_to_string(e.path().join("stat"))
+                .ok()
+                .as_deref()
+                .and_then(parse_stat)
+            {
+                snap.threads
+                    .insert(e.file_name().to_string_lossy().into_owned(), (comm, ticks));
             }
         }
     }
@@ -380,7 +451,11 @@ fn cpu_snapshot(redis_port: u16) -> CpuSnap {
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for e in dir.flatten() {
             let p = e.path();
-            let Some((comm, ticks, ppid)) = std::fs::read_to_string(p.join("stat")).ok().as_deref().and_then(parse_stat) else {
+            let Some((comm, ticks, ppid)) = std::fs::read_to_string(p.join("stat"))
+                .ok()
+                .as_deref()
+                .and_then(parse_stat)
+            else {
                 continue;
             };
             if ppid != me || !comm.starts_with("redis-server") {
@@ -405,7 +480,10 @@ fn cpu_diff(a: &CpuSnap, b: &CpuSnap) -> (BTreeMap<&'static str, f64>, f64) {
         let before = a.threads.get(tid).map_or(0, |(_, t)| *t);
         *groups.entry(thread_group(comm)).or_default() += ticks.saturating_sub(before) as f64;
     }
-    groups.insert("redis-server (separate process)", b.redis.saturating_sub(a.redis) as f64);
+    groups.insert(
+        "redis-server (separate process)",
+        b.redis.saturating_sub(a.redis) as f64,
+    );
     for v in groups.values_mut() {
         *v = *v / CLK_TCK / wall * 100.0;
     }
@@ -417,7 +495,9 @@ fn scrape() -> HashMap<String, f64> {
     let text = ipg_switch::metrics::install().render();
     let mut out = HashMap::new();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
         let name = series.split('{').next().unwrap_or_default();
         if name.ends_with("_sum") || name.ends_with("_count") {
             if let Ok(v) = value.parse::<f64>() {
@@ -432,11 +512,16 @@ fn scrape() -> HashMap<String, f64> {
 fn stage_means(a: &HashMap<String, f64>, b: &HashMap<String, f64>) -> Vec<(String, f64, f64)> {
     let mut out = Vec::new();
     for (series, sum) in b {
-        let Some((name, labels)) = series.split_once('{') else { continue };
-        let Some(base) = name.strip_suffix("_sum") else { continue };
+        let Some((name, labels)) = series.split_once('{') else {
+            continue;
+        };
+        let Some(base) = name.strip_suffix("_sum") else {
+            continue;
+        };
         let count_key = format!("{base}_count{{{labels}");
         let d_sum = sum - a.get(series).copied().unwrap_or(0.0);
-        let d_count = b.get(&count_key).copied().unwrap_or(0.0) - a.get(&count_key).copied().unwrap_or(0.0);
+        let d_count =
+            b.get(&count_key).copied().unwrap_or(0.0) - a.get(&count_key).copied().unwrap_or(0.0);
         if d_count > 0.0 {
             let short = base.trim_start_matches("ipg_").trim_end_matches("_seconds");
             out.push((format!("{short}{{{labels}"), d_sum / d_count * 1e3, d_count));
@@ -452,21 +537,42 @@ struct Internals {
     stages: Vec<(String, f64, f64)>,
 }
 
-async fn measured<F: std::future::Future<Output = Stats>>(label: &str, redis_port: u16, f: F) -> (Stats, Internals) {
+async fn measured<F: std::future::Future<Output = Stats>>(
+    label: &str,
+    redis_port: u16,
+    f: F,
+) -> (Stats, Internals) {
     let (c0, m0) = (cpu_snapshot(redis_port), scrape());
     let s = f.await;
     let (c1, m1) = (cpu_snapshot(redis_port), scrape());
     let (cpu, _) = cpu_diff(&c0, &c1);
-    (s, Internals { label: label.to_owned(), cpu, stages: stage_means(&m0, &m1) })
+    (
+        s,
+        Internals {
+            label: label.to_owned(),
+            cpu,
+            stages: stage_means(&m0, &m1),
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------
 // The ceiling: a plain consumer group copying each message to another topic.
 
-fn start_ceiling(settings: &Settings, bootstrap: &str, concurrency: usize) -> (tokio::task::JoinHandle<()>, Arc<StreamConsumer<SwitchContext>>) {
+fn start_ceiling(
+    settings: &Settings,
+    bootstrap: &str,
+    concurrency: usize,
+) -> (
+    tokio::task::JoinHandle<()>,
+    Arc<StreamConsumer<SwitchContext>>,
+) {
     let mut s = settings.clone();
     s.kafka.group_id = "bench-ceiling".into();
-    let ctx = SwitchContext { offsets: Arc::new(Offsets::default()), assigned: Arc::new(AtomicUsize::new(0)) };
+    let ctx = SwitchContext {
+        offsets: Arc::new(Offsets::default()),
+        assigned: Arc::new(AtomicUsize::new(0)),
+    };
     let consumer = Arc::new(kafka::create_consumer(bootstrap, &s, ctx).expect("ceiling consumer"));
     consumer.subscribe(&[CEIL_IN]).expect("subscribe ceiling");
     let producer = kafka::create_producer(bootstrap, &s).expect("ceiling producer");
@@ -493,7 +599,11 @@ fn start_ceiling(settings: &Settings, bootstrap: &str, concurrency: usize) -> (t
                     if let Some(k) = &key {
                         rec = rec.key(k.as_slice());
                     }
-                    if producer.send(rec, Timeout::After(Duration::from_secs(5))).await.is_ok() {
+                    if producer
+                        .send(rec, Timeout::After(Duration::from_secs(5)))
+                        .await
+                        .is_ok()
+                    {
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -544,7 +654,11 @@ fn print_table(title: &str, rows: &[&Stats], with_rate: bool) {
             s.sent,
             s.answered,
             s.not_ok,
-            if with_rate { fmt_int(s.msgs_per_s) } else { "-".into() },
+            if with_rate {
+                fmt_int(s.msgs_per_s)
+            } else {
+                "-".into()
+            },
             fmt_ms(s.p50_ms),
             fmt_ms(s.p99_ms),
             fmt_ms(s.max_ms),
@@ -558,7 +672,8 @@ async fn bench(k: Knobs) -> Result<(), String> {
     let probe = common::settings_for("x", "redis://x", "");
     let mut topics: Vec<&str> = probe.topics.all().to_vec();
     topics.extend([CEIL_IN, CEIL_OUT]);
-    let broker = ipg_switch::kafka::EmbeddedBroker::start(&topics, PARTITIONS).map_err(|e| e.to_string())?;
+    let broker =
+        ipg_switch::kafka::EmbeddedBroker::start(&topics, PARTITIONS).map_err(|e| e.to_string())?;
     let redis = Redis::start();
     let extra = format!(
         "[pipeline]\nlanes = {}\n[kafka]\nlinger_ms = {}\n[log]\nlevel = \"error\"\n",
@@ -569,7 +684,10 @@ async fn bench(k: Knobs) -> Result<(), String> {
         Err(_) => extra,
     };
     let mut settings = common::settings_for(&broker.bootstrap, &redis.url(), &extra);
-    settings.kafka.properties.insert("fetch.wait.max.ms".into(), k.fetch_wait_ms.to_string());
+    settings
+        .kafka
+        .properties
+        .insert("fetch.wait.max.ms".into(), k.fetch_wait_ms.to_string());
     let bootstrap = broker.bootstrap.clone();
 
     println!(
@@ -589,11 +707,17 @@ async fn bench(k: Knobs) -> Result<(), String> {
     let t = Instant::now();
     let sw = ipg_switch::build_switch(&settings).map_err(|e| e.to_string())?;
     let inst = sw.routing.by_code(INST).ok_or("no institution")?.clone();
-    let numbers: Vec<String> = (0..k.n + k.probe).map(|i| format!("{}", 1_000_000_000u64 + i as u64)).collect();
+    let numbers: Vec<String> = (0..k.n + k.probe)
+        .map(|i| format!("{}", 1_000_000_000u64 + i as u64))
+        .collect();
     let created = futures::stream::iter(numbers.iter())
         .map(|n| {
             let (sw, inst) = (&sw, &inst);
-            async move { sw.hosted.create_bill(inst, &common::bill_body(n, "close", BILL_TOTAL)).await }
+            async move {
+                sw.hosted
+                    .create_bill(inst, &common::bill_body(n, "close", BILL_TOTAL))
+                    .await
+            }
         })
         .buffer_unordered(64)
         .filter(|r| std::future::ready(r.is_ok()))
@@ -603,11 +727,20 @@ async fn bench(k: Knobs) -> Result<(), String> {
         return Err(format!("created {created} of {} bills", numbers.len()));
     }
     let seed_s = t.elapsed().as_secs_f64();
-    println!("seeded {} hosted bills in {:.2} s ({} bills/s, 64 concurrent)", created, seed_s, fmt_int(created as f64 / seed_s));
+    println!(
+        "seeded {} hosted bills in {:.2} s ({} bills/s, 64 concurrent)",
+        created,
+        seed_s,
+        fmt_int(created as f64 / seed_s)
+    );
     let vas: Vec<String> = numbers.iter().map(|n| common::va(PREFIX, n)).collect();
     let (burst_vas, probe_vas) = vas.split_at(k.n);
 
-    let reader = Reader::start(&bootstrap, &[&settings.topics.response, CEIL_OUT], k.fetch_wait_ms);
+    let reader = Reader::start(
+        &bootstrap,
+        &[&settings.topics.response, CEIL_OUT],
+        k.fetch_wait_ms,
+    );
     let bank: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .set("linger.ms", k.linger_ms.to_string())
@@ -617,15 +750,51 @@ async fn bench(k: Knobs) -> Result<(), String> {
 
     // 1. Ceiling.
     let (task, consumer) = start_ceiling(&settings, &bootstrap, settings.pipeline.lanes);
-    let warm = request("inquiry", "ceil-warm".into(), common::inquiry(&probe_vas[0], "ceil-warm"));
+    let warm = request(
+        "inquiry",
+        "ceil-warm".into(),
+        common::inquiry(&probe_vas[0], "ceil-warm"),
+    );
     produce_all(&bank, CEIL_IN, std::slice::from_ref(&warm)).await;
-    reader.wait_one("ceil-warm", Duration::from_secs(60)).await.ok_or("ceiling warm-up copy never arrived")?;
-    let msgs: Vec<Outbound> =
-        probe_vas.iter().enumerate().map(|(i, v)| request("inquiry", format!("ceil-1-{i}"), common::inquiry(v, &format!("ceil-1-ref-{i}")))).collect();
+    reader
+        .wait_one("ceil-warm", Duration::from_secs(60))
+        .await
+        .ok_or("ceiling warm-up copy never arrived")?;
+    let msgs: Vec<Outbound> = probe_vas
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            request(
+                "inquiry",
+                format!("ceil-1-{i}"),
+                common::inquiry(v, &format!("ceil-1-ref-{i}")),
+            )
+        })
+        .collect();
     let ceil_one = one_at_a_time("ceiling copy, 1 in flight", &bank, CEIL_IN, &reader, &msgs).await;
-    let msgs: Vec<Outbound> =
-        burst_vas.iter().enumerate().map(|(i, v)| request("inquiry", format!("ceil-{i}"), common::inquiry(v, &format!("ceil-ref-{i}")))).collect();
-    let (ceil, int) = measured("ceiling copy", redis.port, burst("ceiling copy (pass-through)", &bank, CEIL_IN, &reader, &msgs)).await;
+    let msgs: Vec<Outbound> = burst_vas
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            request(
+                "inquiry",
+                format!("ceil-{i}"),
+                common::inquiry(v, &format!("ceil-ref-{i}")),
+            )
+        })
+        .collect();
+    let (ceil, int) = measured(
+        "ceiling copy",
+        redis.port,
+        burst(
+            "ceiling copy (pass-through)",
+            &bank,
+            CEIL_IN,
+            &reader,
+            &msgs,
+        ),
+    )
+    .await;
     internals.push(int);
     task.abort();
     let _ = task.await;
@@ -634,34 +803,81 @@ async fn bench(k: Knobs) -> Result<(), String> {
 
     // 2./3. Daemon.
     let daemon = Daemon::start(settings.clone());
-    let warm = request("inquiry", "daemon-warm".into(), common::inquiry(&probe_vas[0], "daemon-warm"));
+    let warm = request(
+        "inquiry",
+        "daemon-warm".into(),
+        common::inquiry(&probe_vas[0], "daemon-warm"),
+    );
     produce_all(&bank, &settings.topics.request, std::slice::from_ref(&warm)).await;
-    let (_, rc) = reader.wait_one("daemon-warm", Duration::from_secs(60)).await.ok_or("daemon warm-up answer never arrived")?;
+    let (_, rc) = reader
+        .wait_one("daemon-warm", Duration::from_secs(60))
+        .await
+        .ok_or("daemon warm-up answer never arrived")?;
     if rc.as_deref() != Some("SUCCESS") {
         return Err(format!("warm-up inquiry answered {rc:?}"));
     }
     let topic = settings.topics.request.clone();
 
-    let msgs: Vec<Outbound> =
-        probe_vas.iter().enumerate().map(|(i, v)| request("inquiry", format!("inq-1-{i}"), common::inquiry(v, &format!("inq-1-ref-{i}")))).collect();
+    let msgs: Vec<Outbound> = probe_vas
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            request(
+                "inquiry",
+                format!("inq-1-{i}"),
+                common::inquiry(v, &format!("inq-1-ref-{i}")),
+            )
+        })
+        .collect();
     let inq_one = one_at_a_time("daemon inquiry, 1 in flight", &bank, &topic, &reader, &msgs).await;
     let msgs: Vec<Outbound> = probe_vas
         .iter()
         .enumerate()
-        .map(|(i, v)| request("payment", format!("pay-1-{i}"), common::payment(v, &format!("pay-1-ref-{i}"), BILL_TOTAL.to_string())))
+        .map(|(i, v)| {
+            request(
+                "payment",
+                format!("pay-1-{i}"),
+                common::payment(v, &format!("pay-1-ref-{i}"), BILL_TOTAL.to_string()),
+            )
+        })
         .collect();
     let pay_one = one_at_a_time("daemon payment, 1 in flight", &bank, &topic, &reader, &msgs).await;
 
-    let msgs: Vec<Outbound> =
-        burst_vas.iter().enumerate().map(|(i, v)| request("inquiry", format!("inq-{i}"), common::inquiry(v, &format!("inq-ref-{i}")))).collect();
-    let (inq, int) = measured("daemon inquiries", redis.port, burst("daemon inquiries", &bank, &topic, &reader, &msgs)).await;
+    let msgs: Vec<Outbound> = burst_vas
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            request(
+                "inquiry",
+                format!("inq-{i}"),
+                common::inquiry(v, &format!("inq-ref-{i}")),
+            )
+        })
+        .collect();
+    let (inq, int) = measured(
+        "daemon inquiries",
+        redis.port,
+        burst("daemon inquiries", &bank, &topic, &reader, &msgs),
+    )
+    .await;
     internals.push(int);
     let msgs: Vec<Outbound> = burst_vas
         .iter()
         .enumerate()
-        .map(|(i, v)| request("payment", format!("pay-{i}"), common::payment(v, &format!("pay-ref-{i}"), BILL_TOTAL.to_string())))
+        .map(|(i, v)| {
+            request(
+                "payment",
+                format!("pay-{i}"),
+                common::payment(v, &format!("pay-ref-{i}"), BILL_TOTAL.to_string()),
+            )
+        })
         .collect();
-    let (pay, int) = measured("daemon payments", redis.port, burst("daemon payments", &bank, &topic, &reader, &msgs)).await;
+    let (pay, int) = measured(
+        "daemon payments",
+        redis.port,
+        burst("daemon payments", &bank, &topic, &reader, &msgs),
+    )
+    .await;
     internals.push(int);
 
     daemon.stop().await;
@@ -670,16 +886,35 @@ async fn bench(k: Knobs) -> Result<(), String> {
     println!();
     print_table(&format!("bursts: {} messages produced at once; msgs/s = answered / (first produce -> last answer)", k.n), &[&ceil, &inq, &pay], true);
     println!();
-    print_table(&format!("one at a time: {} messages, each produced after the previous answer", k.probe), &[&ceil_one, &inq_one, &pay_one], false);
+    print_table(
+        &format!(
+            "one at a time: {} messages, each produced after the previous answer",
+            k.probe
+        ),
+        &[&ceil_one, &inq_one, &pay_one],
+        false,
+    );
     println!();
     println!("latency = produce call -> answer read back by the bench; enqueue ms = time to hand the whole burst to the producer");
     println!();
-    println!("payments  = {:.1} % of the ceiling's msgs/s (target >= 50 %)", pay.msgs_per_s / ceil.msgs_per_s * 100.0);
-    println!("inquiries = {:.1} % of the ceiling's msgs/s", inq.msgs_per_s / ceil.msgs_per_s * 100.0);
+    println!(
+        "payments  = {:.1} % of the ceiling's msgs/s (target >= 50 %)",
+        pay.msgs_per_s / ceil.msgs_per_s * 100.0
+    );
+    println!(
+        "inquiries = {:.1} % of the ceiling's msgs/s",
+        inq.msgs_per_s / ceil.msgs_per_s * 100.0
+    );
     println!();
-    println!("CPU during each burst, % of one core ({} cores = {} %):", 2, 200);
+    println!(
+        "CPU during each burst, % of one core ({} cores = {} %):",
+        2, 200
+    );
     let groups: Vec<&'static str> = {
-        let mut g: Vec<&'static str> = internals.iter().flat_map(|i| i.cpu.keys().copied()).collect();
+        let mut g: Vec<&'static str> = internals
+            .iter()
+            .flat_map(|i| i.cpu.keys().copied())
+            .collect();
         g.sort_unstable();
         g.dedup();
         g
@@ -692,7 +927,10 @@ async fn bench(k: Knobs) -> Result<(), String> {
     for g in &groups {
         print!("  {:<40}", g);
         for i in &internals {
-            print!(" {:>17}", format!("{:.0}", i.cpu.get(g).copied().unwrap_or(0.0)));
+            print!(
+                " {:>17}",
+                format!("{:.0}", i.cpu.get(g).copied().unwrap_or(0.0))
+            );
         }
         println!();
     }
@@ -715,7 +953,10 @@ async fn bench(k: Knobs) -> Result<(), String> {
         }
     }
     let b = reader.board.lock().unwrap();
-    println!("reader: {} duplicate answers, {} unparsable messages", b.duplicates, b.unparsable);
+    println!(
+        "reader: {} duplicate answers, {} unparsable messages",
+        b.duplicates, b.unparsable
+    );
     drop(b);
     println!("bench wall time {:.1} s", wall.elapsed().as_secs_f64());
 
@@ -745,7 +986,10 @@ fn main() {
         linger_ms: env_num("BENCH_LINGER_MS", 1),
         fetch_wait_ms: env_num("BENCH_FETCH_WAIT_MS", 1),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let result = rt.block_on(bench(knobs));
     rt.shutdown_timeout(Duration::from_secs(5));
     if let Err(e) = result {

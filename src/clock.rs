@@ -18,7 +18,8 @@ impl Clock {
 
     /// `2022-04-05T06:11:58+07:00`
     pub fn stamp(&self, t: DateTime<FixedOffset>) -> String {
-        t.with_timezone(&self.offset).to_rfc3339_opts(SecondsFormat::Secs, false)
+        t.with_timezone(&self.offset)
+            .to_rfc3339_opts(SecondsFormat::Secs, false)
     }
 
     pub fn stamp_now(&self) -> String {

@@ -108,13 +108,18 @@ pub enum Disposition {
 
 impl SwitchError {
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        SwitchError::InvalidField { field: field.into(), reason: reason.into() }
+        SwitchError::InvalidField {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     pub fn rc(&self) -> Rc {
         match self {
             SwitchError::Authentication(_) => Rc::BillerAuthentication,
-            SwitchError::InvalidField { .. } | SwitchError::ReferenceConflict(_) => Rc::BillerInvalidTransaction,
+            SwitchError::InvalidField { .. } | SwitchError::ReferenceConflict(_) => {
+                Rc::BillerInvalidTransaction
+            }
             SwitchError::InvalidVa(_) | SwitchError::UnknownPrefix(_) => Rc::BillerInvalidVaNumber,
             SwitchError::InvalidAmount(_) => Rc::BillerInvalidTransactionAmount,
             SwitchError::BillNotFound => Rc::BillerBillNotFound,
@@ -126,16 +131,20 @@ impl SwitchError {
             SwitchError::PaymentNotFound => Rc::BillerPaymentNotFound,
             SwitchError::AlreadyReversed(_) => Rc::BillerPaymentAlreadyReversed,
             SwitchError::PassiveUnavailable(_) => Rc::BillerGatewayInvalidResponse,
-            SwitchError::Store(_) | SwitchError::Busy(_) | SwitchError::Internal(_) => Rc::BillerGatewayInvalidResponse,
+            SwitchError::Store(_) | SwitchError::Busy(_) | SwitchError::Internal(_) => {
+                Rc::BillerGatewayInvalidResponse
+            }
         }
     }
 
     pub fn disposition(&self) -> Disposition {
         match self {
-            SwitchError::Store(StoreError::Unavailable(_)) | SwitchError::Busy(_) => Disposition::Retry,
-            SwitchError::Authentication(_) | SwitchError::InvalidField { .. } | SwitchError::Internal(_) => {
-                Disposition::AnswerAndDeadLetter
+            SwitchError::Store(StoreError::Unavailable(_)) | SwitchError::Busy(_) => {
+                Disposition::Retry
             }
+            SwitchError::Authentication(_)
+            | SwitchError::InvalidField { .. }
+            | SwitchError::Internal(_) => Disposition::AnswerAndDeadLetter,
             _ => Disposition::Answer,
         }
     }
@@ -165,7 +174,10 @@ mod tests {
     #[test]
     fn rc_names_match_ipg() {
         for rc in Rc::ALL {
-            assert_eq!(serde_json::to_value(rc).unwrap(), serde_json::Value::String(rc.as_str().into()));
+            assert_eq!(
+                serde_json::to_value(rc).unwrap(),
+                serde_json::Value::String(rc.as_str().into())
+            );
         }
     }
 }

@@ -17,7 +17,9 @@ use crate::error::{Rc, SwitchError};
 use crate::metrics as m;
 use crate::protocol::webhook::{WebhookJob, PAYMENT_RECEIVED, PAYMENT_REVERSAL};
 use crate::routing::Institution;
-use crate::store::{Commit, NewPayment, PaymentRecord, Store, StoredAnswer, Versioned};
+use crate::store::{
+    keys, Commit, Lock, LockRead, NewPayment, PaymentRecord, Recorded, Store, Versioned,
+};
 
 /// How often a compare-and-set may lose to a concurrent writer before the message is
 /// retried later as a whole.
@@ -42,16 +44,22 @@ pub struct QueuedWebhook {
 }
 
 fn queued(event: &'static str, bill_hash: &str, job: String) -> Option<QueuedWebhook> {
-    Some(QueuedWebhook { key: bill_hash.to_owned(), event, job })
+    Some(QueuedWebhook {
+        key: bill_hash.to_owned(),
+        event,
+        job,
+    })
 }
 
 impl Outcome {
-    fn from_answer(a: StoredAnswer, webhook: Option<QueuedWebhook>) -> Outcome {
-        Outcome { rc: a.rc, message: a.message, timestamp: a.timestamp, data: a.data, webhook }
-    }
-
     pub fn from_error(e: &SwitchError, clock: &Clock) -> Outcome {
-        Outcome { rc: e.rc(), message: e.message(), timestamp: clock.stamp_now(), data: e.data(), webhook: None }
+        Outcome {
+            rc: e.rc(),
+            message: e.message(),
+            timestamp: clock.stamp_now(),
+            data: e.data(),
+            webhook: None,
+        }
     }
 }
 
@@ -77,13 +85,25 @@ pub struct Hosted {
 fn bill_with_payment(bill: &Bill, payment: &Payment) -> Value {
     let mut v = serde_json::to_value(bill).unwrap_or_default();
     if let Value::Object(o) = &mut v {
-        o.insert("payment".into(), serde_json::to_value(payment).unwrap_or_default());
+        o.insert(
+            "payment".into(),
+            serde_json::to_value(payment).unwrap_or_default(),
+        );
     }
     v
 }
 
 fn binding(inst: &str, va: &VaNumber, amount: Amount) -> String {
     format!("{inst}|{va}|{amount}")
+}
+
+/// The lock owner for one transaction: this process and the channel reference, so a
+/// message retried after a Redis failure takes back its own lock instead of waiting for
+/// it to expire.
+fn owner_token(channel: &str, reference: &str) -> String {
+    static INSTANCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let instance = INSTANCE.get_or_init(new_id);
+    format!("{instance}:{channel}:{reference}")
 }
 
 fn new_id() -> String {
@@ -94,7 +114,10 @@ fn new_id() -> String {
 fn new_hash() -> String {
     const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
     let bytes = Uuid::new_v4().into_bytes();
-    bytes[..8].iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+    bytes[..8]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 impl Hosted {
@@ -105,7 +128,7 @@ impl Hosted {
         va: &VaNumber,
         f: impl std::future::Future<Output = Result<T, SwitchError>>,
     ) -> Result<T, SwitchError> {
-        let key = crate::store::keys::lock(inst, va.as_str());
+        let key = keys::lock(inst, va.as_str());
         let token = new_id();
         let started = Instant::now();
         let mut wait = Duration::from_millis(2);
@@ -116,12 +139,15 @@ impl Hosted {
                 metrics::counter!(m::LOCK_CONTENDED_TOTAL).increment(1);
             }
             if started.elapsed() > self.lock_wait {
-                return Err(SwitchError::Busy("VA is locked by another transaction".into()));
+                return Err(SwitchError::Busy(
+                    "VA is locked by another transaction".into(),
+                ));
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_millis(200));
         }
-        metrics::histogram!(m::STAGE_SECONDS, "stage" => "lock_wait").record(started.elapsed().as_secs_f64());
+        metrics::histogram!(m::STAGE_SECONDS, "stage" => "lock_wait")
+            .record(started.elapsed().as_secs_f64());
         let result = f.await;
         if let Err(e) = self.store.unlock(&key, &token).await {
             // The TTL frees it; the work itself is already committed or refused.
@@ -138,7 +164,9 @@ impl Hosted {
         };
         let now = self.clock.now();
         let view = bill.value.view(now, Some(va.as_str()));
-        bill.value.check_payable(now).map_err(|e| SwitchError::Bill(e, Some(json!([view.clone()]))))?;
+        bill.value
+            .check_payable(now)
+            .map_err(|e| SwitchError::Bill(e, Some(json!([view.clone()]))))?;
         Ok(Outcome {
             rc: Rc::Success,
             message: "success".into(),
@@ -151,46 +179,180 @@ impl Hosted {
     /// # Errors
     /// Bad amount, reference reused for another transaction, bill not found or not payable,
     /// amount against the bill's rule, Redis unavailable.
-    pub async fn pay(&self, inst: &Institution, va: &VaNumber, p: PayInput<'_>) -> Result<Outcome, SwitchError> {
+    pub async fn pay(
+        &self,
+        inst: &Institution,
+        va: &VaNumber,
+        p: PayInput<'_>,
+    ) -> Result<Outcome, SwitchError> {
         let amount = Amount::positive_from_json(p.amount)?;
         let bind = binding(&inst.code, va, amount);
-        if let Some(existing) = self.store.claim_reference(p.channel, p.ref_id, &bind).await? {
-            if existing != bind {
-                return Err(SwitchError::ReferenceConflict(p.ref_id.to_owned()));
+        let lock = Lock {
+            key: keys::lock(&inst.code, va.as_str()),
+            token: owner_token(p.channel, p.ref_id),
+        };
+        let started = Instant::now();
+        // One round trip: bind the reference, take the lock, read under it.
+        let (claimed, mut read) = self
+            .store
+            .claim_lock_read(
+                &inst.code,
+                va.as_str(),
+                p.channel,
+                p.ref_id,
+                &bind,
+                &lock,
+                self.lock_ttl,
+            )
+            .await?;
+        metrics::histogram!(m::STAGE_SECONDS, "stage" => "redis")
+            .record(started.elapsed().as_secs_f64());
+        if claimed.is_some_and(|c| c != bind) {
+            if matches!(read, LockRead::Acquired(..)) {
+                self.release(&lock).await;
+            }
+            return Err(SwitchError::ReferenceConflict(p.ref_id.to_owned()));
+        }
+        let mut wait = Duration::from_millis(2);
+        let (bill, rec) = loop {
+            match read {
+                LockRead::Acquired(bill, rec) => break (bill, rec),
+                LockRead::Locked => {
+                    if wait == Duration::from_millis(2) {
+                        metrics::counter!(m::LOCK_CONTENDED_TOTAL).increment(1);
+                    }
+                    if started.elapsed() > self.lock_wait {
+                        return Err(SwitchError::Busy(
+                            "VA is locked by another transaction".into(),
+                        ));
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_millis(200));
+                    read = self
+                        .store
+                        .lock_read(
+                            &inst.code,
+                            va.as_str(),
+                            p.channel,
+                            p.ref_id,
+                            &lock,
+                            self.lock_ttl,
+                        )
+                        .await?;
+                }
+            }
+        };
+        if wait > Duration::from_millis(2) {
+            metrics::histogram!(m::STAGE_SECONDS, "stage" => "lock_wait")
+                .record(started.elapsed().as_secs_f64());
+        }
+        match self
+            .pay_locked(inst, va, amount, &p, bill, rec, &lock)
+            .await
+        {
+            // The commit script released the lock with the payment.
+            Ok((outcome, true)) => Ok(outcome),
+            other => {
+                self.release(&lock).await;
+                other.map(|(o, _)| o)
             }
         }
-        self.locked(&inst.code, va, self.pay_locked(inst, va, amount, &p)).await
     }
 
-    fn replay_payment(rec: PaymentRecord, va: &VaNumber, amount: Amount) -> Result<Outcome, SwitchError> {
-        if rec.payment.va_number != va.as_str() || rec.payment.amount != amount {
-            return Err(SwitchError::ReferenceConflict(rec.payment.payment_ref_id));
+    async fn release(&self, lock: &Lock) {
+        if let Err(e) = self.store.unlock(&lock.key, &lock.token).await {
+            // The TTL frees it; the work itself is already committed or refused.
+            tracing::warn!(error = %e, "could not release VA lock");
+        }
+    }
+
+    fn replay_payment(
+        &self,
+        inst: &Institution,
+        rec: PaymentRecord,
+        va: &VaNumber,
+        amount: Amount,
+    ) -> Result<Outcome, SwitchError> {
+        let paid = &rec.paid.payment;
+        if paid.va_number != va.as_str() || paid.amount != amount {
+            return Err(SwitchError::ReferenceConflict(paid.payment_ref_id.clone()));
         }
         metrics::counter!(m::DUPLICATES_TOTAL, "type" => "payment").increment(1);
+        let mut outcome = self.answer_of(PAYMENT_RECEIVED, inst, &rec.paid);
         // After a reversal the payment's event is long delivered; re-sending it then would
         // only arrive behind the reversal.
-        let job = if rec.payment.status == PaymentState::Paid {
-            queued(PAYMENT_RECEIVED, &rec.payment.bill_hash, rec.job)
-        } else {
-            None
-        };
-        Ok(Outcome::from_answer(rec.answer, job))
+        if rec.reversed.is_some() {
+            outcome.webhook = None;
+        }
+        Ok(outcome)
     }
 
-    async fn pay_locked(&self, inst: &Institution, va: &VaNumber, amount: Amount, p: &PayInput<'_>) -> Result<Outcome, SwitchError> {
-        for _ in 0..CAS_ATTEMPTS {
-            let t = Instant::now();
-            let (bill, rec) = self.store.bill_and_payment(&inst.code, va.as_str(), Some((p.channel, p.ref_id))).await?;
-            metrics::histogram!(m::STAGE_SECONDS, "stage" => "redis").record(t.elapsed().as_secs_f64());
-            if let Some(rec) = rec {
-                return Self::replay_payment(rec, va, amount);
+    /// The SUCCESS answer to a payment or reversal and its webhook job, built from what was
+    /// recorded; the same record always gives the same answer.
+    fn answer_of(&self, event: &'static str, inst: &Institution, r: &Recorded) -> Outcome {
+        let payment_v = serde_json::to_value(&r.payment).unwrap_or_default();
+        let mut data = r.bill.clone();
+        if let Value::Object(o) = &mut data {
+            o.insert("payment".into(), payment_v.clone());
+        }
+        let job = WebhookJob::new(
+            event,
+            &r.payment.id,
+            &inst.code,
+            inst.webhook_url.clone(),
+            &r.payment.bill_hash,
+            r.timestamp.clone(),
+            r.bill.clone(),
+            payment_v,
+        );
+        Outcome {
+            rc: Rc::Success,
+            message: "success".into(),
+            timestamp: r.timestamp.clone(),
+            data,
+            webhook: queued(
+                event,
+                &r.payment.bill_hash,
+                serde_json::to_string(&job).unwrap_or_default(),
+            ),
+        }
+    }
+
+    /// Pays under the VA lock, starting from what was read when it was taken. Returns the
+    /// outcome and whether the commit released the lock.
+    #[allow(clippy::too_many_arguments)]
+    async fn pay_locked(
+        &self,
+        inst: &Institution,
+        va: &VaNumber,
+        amount: Amount,
+        p: &PayInput<'_>,
+        mut bill: Option<Versioned<Bill>>,
+        mut rec: Option<PaymentRecord>,
+        lock: &Lock,
+    ) -> Result<(Outcome, bool), SwitchError> {
+        for attempt in 0..CAS_ATTEMPTS {
+            if attempt > 0 {
+                let t = Instant::now();
+                (bill, rec) = self
+                    .store
+                    .bill_and_payment(&inst.code, va.as_str(), Some((p.channel, p.ref_id)))
+                    .await?;
+                metrics::histogram!(m::STAGE_SECONDS, "stage" => "redis")
+                    .record(t.elapsed().as_secs_f64());
             }
-            let bill = bill.ok_or(SwitchError::BillNotFound)?;
+            if let Some(rec) = rec.take() {
+                return self
+                    .replay_payment(inst, rec, va, amount)
+                    .map(|o| (o, false));
+            }
+            let Some(bill) = bill.take() else {
+                return Err(SwitchError::BillNotFound);
+            };
             let now = self.clock.now();
-            let next = bill
-                .value
-                .apply_payment(amount, now)
-                .map_err(|e| SwitchError::Bill(e, Some(json!([bill.value.view(now, Some(va.as_str()))]))))?;
+            let next = bill.value.apply_payment(amount, now).map_err(|e| {
+                SwitchError::Bill(e, Some(json!([bill.value.view(now, Some(va.as_str()))])))
+            })?;
             let payment = Payment {
                 id: new_id(),
                 payment_ref_id: p.ref_id.to_owned(),
@@ -207,15 +369,13 @@ impl Hosted {
                 created_at: now,
                 reversed_at: None,
             };
-            let view = next.view(now, Some(va.as_str()));
-            let answer = StoredAnswer {
-                rc: Rc::Success,
-                message: "success".into(),
-                timestamp: self.clock.stamp(now),
-                data: bill_with_payment(&view, &payment),
-            };
-            let job = self.job(PAYMENT_RECEIVED, inst, &view, &payment);
             let ledger = self.ledger_entry("credit", &payment, now);
+            let recorded = Recorded {
+                bill: serde_json::to_value(next.view(now, Some(va.as_str()))).unwrap_or_default(),
+                timestamp: self.clock.stamp(now),
+                payment,
+            };
+            let answered_bill = recorded.bill.to_string();
             let t = Instant::now();
             let verdict = self
                 .store
@@ -223,18 +383,21 @@ impl Hosted {
                     inst: &inst.code,
                     bill: &bill,
                     next_bill: &next,
-                    payment: &payment,
-                    answer: &answer,
-                    job: &job,
+                    payment: &recorded.payment,
+                    answered_bill: &answered_bill,
+                    timestamp: &recorded.timestamp,
                     ledger_entry: &ledger,
                     score_ms: now.timestamp_millis(),
+                    lock: Some(lock),
                 })
                 .await?;
-            metrics::histogram!(m::STAGE_SECONDS, "stage" => "redis").record(t.elapsed().as_secs_f64());
+            metrics::histogram!(m::STAGE_SECONDS, "stage" => "redis")
+                .record(t.elapsed().as_secs_f64());
             match verdict {
                 Commit::Done => {
-                    metrics::counter!(m::PAID_RUPIAH_TOTAL, "institution" => inst.code.clone()).increment(amount.get());
-                    return Ok(Outcome::from_answer(answer, queued(PAYMENT_RECEIVED, &next.hash, job)));
+                    metrics::counter!(m::PAID_RUPIAH_TOTAL, "institution" => inst.code.clone())
+                        .increment(amount.get());
+                    return Ok((self.answer_of(PAYMENT_RECEIVED, inst, &recorded), true));
                 }
                 // Someone else wrote first: read again and decide on fresh state.
                 _ => metrics::counter!(m::CAS_CONFLICTS_TOTAL).increment(1),
@@ -243,21 +406,12 @@ impl Hosted {
         Err(SwitchError::Busy("bill is changing too fast".into()))
     }
 
-    fn job(&self, event: &str, inst: &Institution, bill: &Bill, payment: &Payment) -> String {
-        let job = WebhookJob::new(
-            event,
-            &payment.id,
-            &inst.code,
-            inst.webhook_url.clone(),
-            &bill.hash,
-            self.clock.stamp_now(),
-            serde_json::to_value(bill).unwrap_or_default(),
-            serde_json::to_value(payment).unwrap_or_default(),
-        );
-        serde_json::to_string(&job).unwrap_or_default()
-    }
-
-    fn ledger_entry(&self, mutation_type: &str, p: &Payment, now: chrono::DateTime<chrono::FixedOffset>) -> Value {
+    fn ledger_entry(
+        &self,
+        mutation_type: &str,
+        p: &Payment,
+        now: chrono::DateTime<chrono::FixedOffset>,
+    ) -> Value {
         json!({
             "id": format!("{}:{mutation_type}", p.id),
             "mutation_type": mutation_type,
@@ -287,62 +441,68 @@ impl Hosted {
             for _ in 0..CAS_ATTEMPTS {
                 let rec = self.store.payment(&inst.code, channel, payment_ref).await?;
                 let rec = rec.ok_or(SwitchError::PaymentNotFound)?;
-                if rec.payment.va_number != va.as_str() || bill_id.is_some_and(|b| b != rec.payment.bill_hash) {
+                let paid = &rec.paid.payment;
+                if paid.va_number != va.as_str() || bill_id.is_some_and(|b| b != paid.bill_hash) {
                     return Err(SwitchError::PaymentNotFound);
                 }
-                if let Some((answer, job)) = rec.reversal {
+                if let Some(reversed) = &rec.reversed {
+                    // Answered as already reversed, with the reversal's data; its webhook job
+                    // is queued again (same event id) in case the first one was lost.
                     metrics::counter!(m::DUPLICATES_TOTAL, "type" => "reversal").increment(1);
-                    return Ok(Outcome {
-                        rc: Rc::BillerPaymentAlreadyReversed,
-                        message: "payment already reversed".into(),
-                        timestamp: self.clock.stamp_now(),
-                        data: answer.data,
-                        webhook: queued(PAYMENT_REVERSAL, &rec.payment.bill_hash, job),
-                    });
+                    let mut o = self.answer_of(PAYMENT_REVERSAL, inst, reversed);
+                    o.rc = Rc::BillerPaymentAlreadyReversed;
+                    o.message = "payment already reversed".into();
+                    o.timestamp = self.clock.stamp_now();
+                    return Ok(o);
                 }
-                if amount != rec.payment.amount {
+                if amount != paid.amount {
                     return Err(SwitchError::Bill(
                         crate::domain::BillError::Amount(format!(
                             "reversal amount must equal the payment amount {}",
-                            rec.payment.amount
+                            paid.amount
                         )),
                         None,
                     ));
                 }
                 let bill = self
                     .store
-                    .bill(&inst.code, &rec.payment.bill_hash)
+                    .bill(&inst.code, &paid.bill_hash)
                     .await?
-                    .ok_or_else(|| SwitchError::Internal(format!("bill {} of a payment is missing", rec.payment.bill_hash)))?;
+                    .ok_or_else(|| {
+                        SwitchError::Internal(format!(
+                            "bill {} of a payment is missing",
+                            paid.bill_hash
+                        ))
+                    })?;
                 let now = self.clock.now();
                 let next = bill.value.apply_reversal(amount);
-                let mut payment = rec.payment.clone();
+                let mut payment = paid.clone();
                 payment.status = PaymentState::Reversed;
                 payment.reversed_at = Some(now);
-                let view = next.view(now, Some(va.as_str()));
-                let answer = StoredAnswer {
-                    rc: Rc::Success,
-                    message: "success".into(),
-                    timestamp: self.clock.stamp(now),
-                    data: bill_with_payment(&view, &payment),
-                };
-                let job = self.job(PAYMENT_REVERSAL, inst, &view, &payment);
                 let ledger = self.ledger_entry("debit", &payment, now);
+                let recorded = Recorded {
+                    bill: serde_json::to_value(next.view(now, Some(va.as_str())))
+                        .unwrap_or_default(),
+                    timestamp: self.clock.stamp(now),
+                    payment,
+                };
+                let answered_bill = recorded.bill.to_string();
                 let verdict = self
                     .store
                     .commit_reversal(NewPayment {
                         inst: &inst.code,
                         bill: &bill,
                         next_bill: &next,
-                        payment: &payment,
-                        answer: &answer,
-                        job: &job,
+                        payment: &recorded.payment,
+                        answered_bill: &answered_bill,
+                        timestamp: &recorded.timestamp,
                         ledger_entry: &ledger,
                         score_ms: now.timestamp_millis(),
+                        lock: None,
                     })
                     .await?;
                 match verdict {
-                    Commit::Done => return Ok(Outcome::from_answer(answer, queued(PAYMENT_REVERSAL, &next.hash, job))),
+                    Commit::Done => return Ok(self.answer_of(PAYMENT_REVERSAL, inst, &recorded)),
                     Commit::Missing => return Err(SwitchError::PaymentNotFound),
                     _ => metrics::counter!(m::CAS_CONFLICTS_TOTAL).increment(1),
                 }
@@ -354,22 +514,38 @@ impl Hosted {
 
     /// # Errors
     /// Unknown payment (or one made on another VA), Redis unavailable.
-    pub async fn check_status(&self, inst: &Institution, va: &VaNumber, channel: &str, payment_ref: &str) -> Result<Outcome, SwitchError> {
-        let rec = self.store.payment(&inst.code, channel, payment_ref).await?.ok_or(SwitchError::PaymentNotFound)?;
-        if rec.payment.va_number != va.as_str() {
+    pub async fn check_status(
+        &self,
+        inst: &Institution,
+        va: &VaNumber,
+        channel: &str,
+        payment_ref: &str,
+    ) -> Result<Outcome, SwitchError> {
+        let rec = self
+            .store
+            .payment(&inst.code, channel, payment_ref)
+            .await?
+            .ok_or(SwitchError::PaymentNotFound)?;
+        let payment = rec.current();
+        if payment.va_number != va.as_str() {
             return Err(SwitchError::PaymentNotFound);
         }
         let bill = self
             .store
-            .bill(&inst.code, &rec.payment.bill_hash)
+            .bill(&inst.code, &payment.bill_hash)
             .await?
-            .ok_or_else(|| SwitchError::Internal(format!("bill {} of a payment is missing", rec.payment.bill_hash)))?;
+            .ok_or_else(|| {
+                SwitchError::Internal(format!(
+                    "bill {} of a payment is missing",
+                    payment.bill_hash
+                ))
+            })?;
         let now = self.clock.now();
         Ok(Outcome {
             rc: Rc::Success,
             message: "success".into(),
             timestamp: self.clock.stamp(now),
-            data: bill_with_payment(&bill.value.view(now, Some(va.as_str())), &rec.payment),
+            data: bill_with_payment(&bill.value.view(now, Some(va.as_str())), payment),
             webhook: None,
         })
     }
@@ -381,19 +557,33 @@ impl Hosted {
     /// already, Redis unavailable.
     pub async fn create_bill(&self, inst: &Institution, body: &Value) -> Result<Bill, SwitchError> {
         let now = self.clock.now();
-        let nb = NewBill::from_json(body, now).map_err(|e| SwitchError::invalid(e.field, e.reason))?;
+        let nb =
+            NewBill::from_json(body, now).map_err(|e| SwitchError::invalid(e.field, e.reason))?;
         if nb.institution_code != inst.code {
-            return Err(SwitchError::invalid("institution_code", format!("is not {}", inst.code)));
+            return Err(SwitchError::invalid(
+                "institution_code",
+                format!("is not {}", inst.code),
+            ));
         }
         if let Some(p) = nb.prefixes.iter().find(|p| !inst.prefixes.contains(p)) {
-            return Err(SwitchError::invalid("prefix", format!("{p} does not belong to institution {}", inst.code)));
+            return Err(SwitchError::invalid(
+                "prefix",
+                format!("{p} does not belong to institution {}", inst.code),
+            ));
         }
         for _ in 0..CAS_ATTEMPTS {
             let bill = nb.clone().into_bill(new_hash(), now, new_id);
-            match self.store.create_bill(&bill, now.timestamp_millis()).await? {
+            match self
+                .store
+                .create_bill(&bill, now.timestamp_millis())
+                .await?
+            {
                 Commit::Done => return Ok(bill),
                 Commit::Occupied(h) => {
-                    return Err(SwitchError::invalid("va_number", format!("already has an active bill ({h}); revoke it first")))
+                    return Err(SwitchError::invalid(
+                        "va_number",
+                        format!("already has an active bill ({h}); revoke it first"),
+                    ))
                 }
                 _ => continue, // hash collision: draw another
             }
@@ -414,7 +604,10 @@ impl Hosted {
             match next.status {
                 crate::domain::BillStatus::Revoked => return Ok(next),
                 crate::domain::BillStatus::Paid => {
-                    return Err(SwitchError::Bill(crate::domain::BillError::AlreadyPaid, None))
+                    return Err(SwitchError::Bill(
+                        crate::domain::BillError::AlreadyPaid,
+                        None,
+                    ))
                 }
                 _ => next.status = crate::domain::BillStatus::Revoked,
             }
@@ -429,7 +622,11 @@ impl Hosted {
     ///
     /// # Errors
     /// Redis unavailable.
-    pub async fn bill(&self, inst: &str, hash: &str) -> Result<Option<Versioned<Bill>>, SwitchError> {
+    pub async fn bill(
+        &self,
+        inst: &str,
+        hash: &str,
+    ) -> Result<Option<Versioned<Bill>>, SwitchError> {
         Ok(self.store.bill(inst, hash).await?)
     }
 }

@@ -57,13 +57,20 @@ pub fn create_producer(bootstrap: &str, s: &Settings) -> KafkaResult<FutureProdu
 ///
 /// # Errors
 /// Invalid client configuration.
-pub fn create_consumer(bootstrap: &str, s: &Settings, ctx: SwitchContext) -> KafkaResult<StreamConsumer<SwitchContext>> {
+pub fn create_consumer(
+    bootstrap: &str,
+    s: &Settings,
+    ctx: SwitchContext,
+) -> KafkaResult<StreamConsumer<SwitchContext>> {
     let session = s.kafka.session_timeout_ms;
     base_config(bootstrap, s)
         .set("group.id", &s.kafka.group_id)
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
-        .set("auto.commit.interval.ms", s.kafka.auto_commit_interval_ms.to_string())
+        .set(
+            "auto.commit.interval.ms",
+            s.kafka.auto_commit_interval_ms.to_string(),
+        )
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", session.to_string())
         .set("heartbeat.interval.ms", (session / 3).max(100).to_string())
@@ -80,11 +87,16 @@ pub fn create_consumer(bootstrap: &str, s: &Settings, ctx: SwitchContext) -> Kaf
 pub async fn ensure_topics(bootstrap: &str, s: &Settings) -> Result<(), KafkaSetupError> {
     let admin: AdminClient<_> = base_config(bootstrap, s).create()?;
     let probe: BaseConsumer = base_config(bootstrap, s).create()?;
-    let md = tokio::task::spawn_blocking(move || probe.fetch_metadata(None, Duration::from_secs(10)))
-        .await
-        .map_err(|e| KafkaSetupError::Embedded(e.to_string()))??;
+    let md =
+        tokio::task::spawn_blocking(move || probe.fetch_metadata(None, Duration::from_secs(10)))
+            .await
+            .map_err(|e| KafkaSetupError::Embedded(e.to_string()))??;
     let existing: Vec<String> = md.topics().iter().map(|t| t.name().to_owned()).collect();
-    let rf = if s.kafka.topic_replication_factor < 0 { -1 } else { s.kafka.topic_replication_factor };
+    let rf = if s.kafka.topic_replication_factor < 0 {
+        -1
+    } else {
+        s.kafka.topic_replication_factor
+    };
     let missing: Vec<NewTopic<'_>> = s
         .topics
         .all()
@@ -98,9 +110,16 @@ pub async fn ensure_topics(bootstrap: &str, s: &Settings) -> Result<(), KafkaSet
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for r in admin.create_topics(&missing, &opts).await? {
         match r {
-            Ok(t) => tracing::info!(topic = %t, partitions = s.kafka.topic_partitions, "created topic"),
+            Ok(t) => {
+                tracing::info!(topic = %t, partitions = s.kafka.topic_partitions, "created topic")
+            }
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(KafkaSetupError::Topic { topic, reason: code.to_string() }),
+            Err((topic, code)) => {
+                return Err(KafkaSetupError::Topic {
+                    topic,
+                    reason: code.to_string(),
+                })
+            }
         }
     }
     Ok(())
@@ -148,7 +167,11 @@ impl EmbeddedBroker {
             .recv()
             .map_err(|e| KafkaSetupError::Embedded(e.to_string()))?
             .map_err(KafkaSetupError::Embedded)?;
-        Ok(EmbeddedBroker { bootstrap, stop: Some(stop_tx), thread: Some(thread) })
+        Ok(EmbeddedBroker {
+            bootstrap,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
     }
 }
 
@@ -171,7 +194,10 @@ pub struct SwitchContext {
 impl ClientContext for SwitchContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
                 tracing::error!(target: "rdkafka", fac, "{log_message}")
             }
             RDKafkaLogLevel::Warning => tracing::warn!(target: "rdkafka", fac, "{log_message}"),
@@ -181,7 +207,10 @@ impl ClientContext for SwitchContext {
 }
 
 fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
-    tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect()
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
 }
 
 impl ConsumerContext for SwitchContext {
@@ -194,7 +223,10 @@ impl ConsumerContext for SwitchContext {
             for (t, p) in &parts {
                 self.offsets.forget(t, *p);
             }
-            self.assigned.fetch_sub(parts.len().min(self.assigned.load(Ordering::Relaxed)), Ordering::Relaxed);
+            self.assigned.fetch_sub(
+                parts.len().min(self.assigned.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
         }
     }
 

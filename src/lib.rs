@@ -61,7 +61,10 @@ pub enum RunError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("metrics listener on {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 impl From<rdkafka::error::KafkaError> for RunError {
@@ -75,11 +78,19 @@ impl From<rdkafka::error::KafkaError> for RunError {
 /// # Errors
 /// An invalid Redis URL.
 pub fn build_switch(settings: &Settings) -> Result<Switch, StoreError> {
-    let store = Store::new(&settings.redis.url, Duration::from_millis(settings.redis.command_timeout_ms))?;
+    let store = Store::new(
+        &settings.redis.url,
+        Duration::from_millis(settings.redis.command_timeout_ms),
+    )?;
     let clock = Clock::new(settings.switch.offset());
     Ok(Switch {
         routing: Arc::new(Routing::from_settings(settings)),
-        hosted: Hosted { store, clock, lock_ttl: settings.switch.lock_ttl(), lock_wait: settings.switch.lock_wait() },
+        hosted: Hosted {
+            store,
+            clock,
+            lock_ttl: settings.switch.lock_ttl(),
+            lock_wait: settings.switch.lock_wait(),
+        },
         clock,
     })
 }
@@ -90,7 +101,10 @@ pub fn build_switch(settings: &Settings) -> Result<Switch, StoreError> {
 /// # Errors
 /// Start-up failures: the embedded broker, topic creation, client creation, the metrics
 /// listener. Once running, failures of Redis or Kafka are retried, not returned.
-pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send) -> Result<(), RunError> {
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunError> {
     let metrics_handle = metrics::install();
     let embedded = if settings.kafka.is_embedded() {
         let b = EmbeddedBroker::start(&settings.topics.all(), settings.kafka.topic_partitions)?;
@@ -99,7 +113,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send) 
     } else {
         None
     };
-    let bootstrap = embedded.as_ref().map_or_else(|| settings.kafka.bootstrap_servers.clone(), |b| b.bootstrap.clone());
+    let bootstrap = embedded.as_ref().map_or_else(
+        || settings.kafka.bootstrap_servers.clone(),
+        |b| b.bootstrap.clone(),
+    );
     if embedded.is_none() {
         kafka::ensure_topics(&bootstrap, &settings).await?;
     }
@@ -111,7 +128,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send) 
     let consumer = Arc::new(kafka::create_consumer(
         &bootstrap,
         &settings,
-        SwitchContext { offsets: offsets.clone(), assigned: assigned.clone() },
+        SwitchContext {
+            offsets: offsets.clone(),
+            assigned: assigned.clone(),
+        },
     )?);
     consumer.subscribe(&[settings.topics.request.as_str()])?;
 
@@ -120,12 +140,21 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send) 
         let addr = settings.metrics.listen.clone();
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
-            .map_err(|source| RunError::Listen { addr: addr.clone(), source })?;
+            .map_err(|source| RunError::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
         tracing::info!(%addr, "metrics and health endpoints listening");
-        let app = ops::router(ops::OpsState { metrics: metrics_handle, store: switch.hosted.store.clone(), assigned });
+        let app = ops::router(ops::OpsState {
+            metrics: metrics_handle,
+            store: switch.hosted.store.clone(),
+            assigned,
+        });
         let stop = token.clone();
         tokio::spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "metrics endpoint stopped");
             }
@@ -153,7 +182,12 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send) 
         channels = settings.channels.len(),
         "ipg-switch running"
     );
-    let mut pipeline = tokio::spawn(pipeline::run(ctx, consumer, offsets, settings.pipeline.lanes, settings.pipeline.lane_queue));
+    let limits = pipeline::Limits {
+        lanes: settings.pipeline.lanes,
+        lane_queue: settings.pipeline.lane_queue,
+        max_in_flight: settings.pipeline.max_in_flight,
+    };
+    let mut pipeline = tokio::spawn(pipeline::run(ctx, consumer, offsets, limits));
     tokio::select! {
         _ = shutdown => {}
         _ = &mut pipeline => tracing::error!("pipeline stopped unexpectedly"),

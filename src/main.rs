@@ -9,7 +9,11 @@ use ipg_switch::settings::{InstitutionMode, LogFormat, Settings};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "ipg-switch", version, about = "Virtual-account bill payment switch for IPG institutions")]
+#[command(
+    name = "ipg-switch",
+    version,
+    about = "Virtual-account bill payment switch for IPG institutions"
+)]
 struct Cli {
     /// Configuration file layered over the built-in defaults.
     #[arg(long, global = true, value_name = "PATH")]
@@ -49,7 +53,9 @@ enum BillCommand {
 
 fn init_tracing(s: &Settings) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&s.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match s.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.init(),
@@ -60,13 +66,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -80,10 +87,14 @@ async fn bill_command(settings: &Settings, cmd: BillCommand) -> anyhow::Result<(
     let switch = ipg_switch::build_switch(settings)?;
     let bill = match cmd {
         BillCommand::Create { file } => {
-            let raw = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let body: serde_json::Value =
-                serde_json::from_slice(&raw).with_context(|| format!("{} is not JSON", file.display()))?;
-            let code = body.get("institution_code").and_then(|v| v.as_str()).unwrap_or_default();
+            let raw =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let body: serde_json::Value = serde_json::from_slice(&raw)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let code = body
+                .get("institution_code")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
             let Some(inst) = switch.routing.by_code(code) else {
                 bail!("institution_code {code:?} is not configured");
             };
@@ -95,7 +106,9 @@ async fn bill_command(settings: &Settings, cmd: BillCommand) -> anyhow::Result<(
         BillCommand::Revoke { hash, institution } => {
             let mut found = None;
             for inst in switch.routing.institutions() {
-                if institution.as_deref().is_some_and(|c| c != inst.code) || inst.mode != InstitutionMode::Hosted {
+                if institution.as_deref().is_some_and(|c| c != inst.code)
+                    || inst.mode != InstitutionMode::Hosted
+                {
                     continue;
                 }
                 if switch.hosted.bill(&inst.code, &hash).await?.is_some() {
@@ -103,7 +116,9 @@ async fn bill_command(settings: &Settings, cmd: BillCommand) -> anyhow::Result<(
                     break;
                 }
             }
-            let Some(inst) = found else { bail!("bill {hash} not found") };
+            let Some(inst) = found else {
+                bail!("bill {hash} not found")
+            };
             switch.hosted.revoke_bill(&inst, &hash).await?
         }
     };
@@ -133,7 +148,10 @@ fn main() -> ExitCode {
             init_tracing(&settings);
             tokio::runtime::Runtime::new()
                 .context("starting the runtime")
-                .and_then(|rt| rt.block_on(ipg_switch::run(settings, shutdown_signal())).map_err(Into::into))
+                .and_then(|rt| {
+                    rt.block_on(ipg_switch::run(settings, shutdown_signal()))
+                        .map_err(Into::into)
+                })
         }
         Command::Bill { command } => tokio::runtime::Runtime::new()
             .context("starting the runtime")

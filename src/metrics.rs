@@ -23,19 +23,52 @@ pub const REDIS_UP: &str = "ipg_redis_up";
 
 /// `(name, meaning)` of every metric, for the README and for tests.
 pub const ALL: &[(&str, &str)] = &[
-    (MESSAGES_TOTAL, "Channel requests answered, by type, channel, institution and rc."),
-    (MESSAGE_SECONDS, "Time from a request's consumption to its answer being acknowledged by Kafka, by type."),
-    (STAGE_SECONDS, "Time spent per stage: decode, lock_wait, redis, publish."),
-    (DEAD_LETTERS_TOTAL, "Inputs sent to the dead-letter topic, by reason."),
-    (RETRIES_TOTAL, "Retries of a message or a publish, by cause (store, busy, kafka)."),
-    (LOCK_CONTENDED_TOTAL, "Payments or reversals that had to wait for a VA lock held elsewhere."),
-    (CAS_CONFLICTS_TOTAL, "Bill writes that lost a compare-and-set to a concurrent writer and were re-read."),
-    (DUPLICATES_TOTAL, "Repeated payments or reversals answered from their first result, by type."),
+    (
+        MESSAGES_TOTAL,
+        "Channel requests answered, by type, channel, institution and rc.",
+    ),
+    (
+        MESSAGE_SECONDS,
+        "Time from a request's consumption to its answer being acknowledged by Kafka, by type.",
+    ),
+    (
+        STAGE_SECONDS,
+        "Time spent per stage: decode, lock_wait, redis, publish.",
+    ),
+    (
+        DEAD_LETTERS_TOTAL,
+        "Inputs sent to the dead-letter topic, by reason.",
+    ),
+    (
+        RETRIES_TOTAL,
+        "Retries of a message or a publish, by cause (store, busy, kafka).",
+    ),
+    (
+        LOCK_CONTENDED_TOTAL,
+        "Payments or reversals that had to wait for a VA lock held elsewhere.",
+    ),
+    (
+        CAS_CONFLICTS_TOTAL,
+        "Bill writes that lost a compare-and-set to a concurrent writer and were re-read.",
+    ),
+    (
+        DUPLICATES_TOTAL,
+        "Repeated payments or reversals answered from their first result, by type.",
+    ),
     (WEBHOOK_JOBS_TOTAL, "Webhook jobs published, by event."),
-    (PAID_RUPIAH_TOTAL, "Rupiah paid into hosted bills, by institution."),
+    (
+        PAID_RUPIAH_TOTAL,
+        "Rupiah paid into hosted bills, by institution.",
+    ),
     (INFLIGHT_MESSAGES, "Requests consumed and not yet answered."),
-    (ASSIGNED_PARTITIONS, "Request-topic partitions assigned to this instance."),
-    (REDIS_UP, "1 when the last Redis call succeeded, 0 while Redis is unreachable."),
+    (
+        ASSIGNED_PARTITIONS,
+        "Request-topic partitions assigned to this instance.",
+    ),
+    (
+        REDIS_UP,
+        "1 when the last Redis call succeeded, 0 while Redis is unreachable.",
+    ),
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -45,7 +78,10 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+            let buckets = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ];
             let recorder = PrometheusBuilder::new()
                 .set_buckets(&buckets)
                 .expect("buckets are not empty")

@@ -22,7 +22,10 @@ pub struct OpsState {
 
 pub fn router(state: OpsState) -> Router {
     Router::new()
-        .route("/metrics", get(|State(s): State<OpsState>| async move { s.metrics.render() }))
+        .route(
+            "/metrics",
+            get(|State(s): State<OpsState>| async move { s.metrics.render() }),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(state)
@@ -32,6 +35,13 @@ async fn ready(State(s): State<OpsState>) -> (StatusCode, Json<serde_json::Value
     let redis = s.store.ping().await.is_ok();
     let partitions = s.assigned.load(Ordering::Relaxed);
     let ok = redis && partitions > 0;
-    let code = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(json!({"ready": ok, "redis": redis, "assigned_partitions": partitions})))
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(json!({"ready": ok, "redis": redis, "assigned_partitions": partitions})),
+    )
 }

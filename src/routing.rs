@@ -43,7 +43,11 @@ impl Routing {
             }
             r.by_code.insert(i.code.clone(), inst);
         }
-        r.channel_keys = s.channel_keys().into_iter().map(|(c, k)| (c, k.into_bytes())).collect();
+        r.channel_keys = s
+            .channel_keys()
+            .into_iter()
+            .map(|(c, k)| (c, k.into_bytes()))
+            .collect();
         r
     }
 

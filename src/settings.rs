@@ -78,7 +78,12 @@ pub struct TopicSettings {
 
 impl TopicSettings {
     pub fn all(&self) -> [&str; 4] {
-        [&self.request, &self.response, &self.webhook, &self.dead_letter]
+        [
+            &self.request,
+            &self.response,
+            &self.webhook,
+            &self.dead_letter,
+        ]
     }
 }
 
@@ -87,6 +92,7 @@ impl TopicSettings {
 pub struct PipelineSettings {
     pub lanes: usize,
     pub lane_queue: usize,
+    pub max_in_flight: usize,
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
 }
@@ -102,7 +108,8 @@ pub struct SwitchSettings {
 impl SwitchSettings {
     /// The configured offset; `validate()` has checked it parses.
     pub fn offset(&self) -> FixedOffset {
-        parse_offset(&self.utc_offset).unwrap_or_else(|| FixedOffset::east_opt(7 * 3600).expect("valid"))
+        parse_offset(&self.utc_offset)
+            .unwrap_or_else(|| FixedOffset::east_opt(7 * 3600).expect("valid"))
     }
 
     pub fn lock_ttl(&self) -> Duration {
@@ -193,7 +200,10 @@ fn resolve_key(
         (Some(k), None) if !k.is_empty() => Ok(k.clone()),
         (None, Some(var)) => match std::env::var(var) {
             Ok(v) if !v.is_empty() => Ok(v),
-            _ => Err(bad(format!("{key}_env"), format!("environment variable {var} is not set"))),
+            _ => Err(bad(
+                format!("{key}_env"),
+                format!("environment variable {var} is not set"),
+            )),
         },
         _ => Err(bad(key, "is required")),
     }
@@ -221,7 +231,10 @@ impl Settings {
             b = b.add_source(File::from(p).format(FileFormat::Toml).required(true));
         }
         b = b.add_source(
-            Environment::with_prefix("IPG").prefix_separator("__").separator("__").try_parsing(true),
+            Environment::with_prefix("IPG")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
         );
         Self::finish(b.build())
     }
@@ -240,7 +253,9 @@ impl Settings {
 
     fn finish(built: Result<Config, config::ConfigError>) -> Result<Settings, SettingsError> {
         let cfg = built.map_err(|e| SettingsError(e.to_string()))?;
-        let s: Settings = cfg.try_deserialize().map_err(|e| SettingsError(e.to_string()))?;
+        let s: Settings = cfg
+            .try_deserialize()
+            .map_err(|e| SettingsError(e.to_string()))?;
         s.validate()?;
         Ok(s)
     }
@@ -261,7 +276,10 @@ impl Settings {
             return Err(bad("kafka.topic_partitions", "must be at least 1"));
         }
         if k.topic_replication_factor < 1 && k.topic_replication_factor != -1 {
-            return Err(bad("kafka.topic_replication_factor", "must be at least 1 (or -1 for the broker default)"));
+            return Err(bad(
+                "kafka.topic_replication_factor",
+                "must be at least 1 (or -1 for the broker default)",
+            ));
         }
         if k.session_timeout_ms < 1000 {
             return Err(bad("kafka.session_timeout_ms", "must be at least 1000"));
@@ -273,7 +291,11 @@ impl Settings {
             ("topics.webhook", &self.topics.webhook),
             ("topics.dead_letter", &self.topics.dead_letter),
         ] {
-            if t.is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            if t.is_empty()
+                || !t
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
                 return Err(bad(name, format!("{t:?} is not a valid topic name")));
             }
             if !topics.insert(t) {
@@ -292,11 +314,25 @@ impl Settings {
         if self.pipeline.lane_queue == 0 {
             return Err(bad("pipeline.lane_queue", "must be at least 1"));
         }
-        if self.pipeline.retry_initial_ms == 0 || self.pipeline.retry_max_ms < self.pipeline.retry_initial_ms {
-            return Err(bad("pipeline.retry_max_ms", "must be at least pipeline.retry_initial_ms (> 0)"));
+        if self.pipeline.max_in_flight == 0 || self.pipeline.max_in_flight > 1_000_000 {
+            return Err(bad(
+                "pipeline.max_in_flight",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if self.pipeline.retry_initial_ms == 0
+            || self.pipeline.retry_max_ms < self.pipeline.retry_initial_ms
+        {
+            return Err(bad(
+                "pipeline.retry_max_ms",
+                "must be at least pipeline.retry_initial_ms (> 0)",
+            ));
         }
         if parse_offset(&self.switch.utc_offset).is_none() {
-            return Err(bad("switch.utc_offset", format!("{:?} is not an offset like +07:00", self.switch.utc_offset)));
+            return Err(bad(
+                "switch.utc_offset",
+                format!("{:?} is not an offset like +07:00", self.switch.utc_offset),
+            ));
         }
         if self.switch.lock_ttl_ms < 1000 {
             return Err(bad("switch.lock_ttl_ms", "must be at least 1000"));
@@ -304,11 +340,22 @@ impl Settings {
         if self.switch.lock_wait_ms == 0 {
             return Err(bad("switch.lock_wait_ms", "must be positive"));
         }
-        if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(bad("metrics.listen", format!("{:?} is not an address like 127.0.0.1:9464", self.metrics.listen)));
+        if !self.metrics.listen.is_empty()
+            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(bad(
+                "metrics.listen",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:9464",
+                    self.metrics.listen
+                ),
+            ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return Err(bad("log.level", format!("{:?} is not a valid filter", self.log.level)));
+            return Err(bad(
+                "log.level",
+                format!("{:?} is not a valid filter", self.log.level),
+            ));
         }
 
         let mut codes = HashSet::new();
@@ -318,7 +365,10 @@ impl Settings {
                 return Err(bad(format!("{key}.code"), "is empty"));
             }
             if !codes.insert(&c.code) {
-                return Err(bad(format!("{key}.code"), format!("{:?} is listed twice", c.code)));
+                return Err(bad(
+                    format!("{key}.code"),
+                    format!("{:?} is listed twice", c.code),
+                ));
             }
             resolve_key(&format!("{key}.api_key"), &c.api_key, &c.api_key_env)?;
         }
@@ -327,20 +377,32 @@ impl Settings {
         for (i, inst) in self.institutions.iter().enumerate() {
             let key = format!("institutions[{i}]");
             if inst.code.trim().is_empty() || inst.code.contains(['{', '}', ':']) {
-                return Err(bad(format!("{key}.code"), "must be non-empty, without '{', '}' or ':'"));
+                return Err(bad(
+                    format!("{key}.code"),
+                    "must be non-empty, without '{', '}' or ':'",
+                ));
             }
             if !codes.insert(&inst.code) {
-                return Err(bad(format!("{key}.code"), format!("{:?} is listed twice", inst.code)));
+                return Err(bad(
+                    format!("{key}.code"),
+                    format!("{:?} is listed twice", inst.code),
+                ));
             }
             if inst.prefixes.is_empty() {
                 return Err(bad(format!("{key}.prefixes"), "needs at least one prefix"));
             }
             for (j, p) in inst.prefixes.iter().enumerate() {
                 if va::check_prefix(p).is_err() {
-                    return Err(bad(format!("{key}.prefixes[{j}]"), format!("{p:?} is not a 6-digit prefix")));
+                    return Err(bad(
+                        format!("{key}.prefixes[{j}]"),
+                        format!("{p:?} is not a 6-digit prefix"),
+                    ));
                 }
                 if !prefixes.insert(p) {
-                    return Err(bad(format!("{key}.prefixes[{j}]"), format!("{p} belongs to another institution")));
+                    return Err(bad(
+                        format!("{key}.prefixes[{j}]"),
+                        format!("{p} belongs to another institution"),
+                    ));
                 }
             }
             resolve_key(&format!("{key}.api_key"), &inst.api_key, &inst.api_key_env)?;
@@ -349,7 +411,10 @@ impl Settings {
             }
             match (&inst.mode, &inst.base_url) {
                 (InstitutionMode::Passive, None) => {
-                    return Err(bad(format!("{key}.base_url"), "is required for a passive institution"))
+                    return Err(bad(
+                        format!("{key}.base_url"),
+                        "is required for a passive institution",
+                    ))
                 }
                 (_, Some(u)) => check_url(&format!("{key}.base_url"), u)?,
                 _ => {}
@@ -362,7 +427,11 @@ impl Settings {
     pub fn channel_keys(&self) -> BTreeMap<String, String> {
         self.channels
             .iter()
-            .filter_map(|c| resolve_key("", &c.api_key, &c.api_key_env).ok().map(|k| (c.code.clone(), k)))
+            .filter_map(|c| {
+                resolve_key("", &c.api_key, &c.api_key_env)
+                    .ok()
+                    .map(|k| (c.code.clone(), k))
+            })
             .collect()
     }
 
@@ -379,18 +448,32 @@ mod tests {
     #[test]
     fn defaults_load_and_match_the_contract() {
         let s = Settings::from_toml(&[]).unwrap();
-        assert_eq!(s.topics.all(), ["ipg.channel.request", "ipg.channel.response", "ipg.webhook.job", "ipg.dead_letter"]);
+        assert_eq!(
+            s.topics.all(),
+            [
+                "ipg.channel.request",
+                "ipg.channel.response",
+                "ipg.webhook.job",
+                "ipg.dead_letter"
+            ]
+        );
         assert!(s.kafka.is_embedded());
         assert_eq!(s.switch.offset().local_minus_utc(), 7 * 3600);
     }
 
     #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
-        let e = Settings::from_toml(&["[kafka]\nbootstrap_server = \"x\""]).unwrap_err().to_string();
+        let e = Settings::from_toml(&["[kafka]\nbootstrap_server = \"x\""])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bootstrap_server"), "{e}");
-        let e = Settings::from_toml(&["[switch]\nutc_offset = \"WIB\""]).unwrap_err().to_string();
+        let e = Settings::from_toml(&["[switch]\nutc_offset = \"WIB\""])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("switch.utc_offset"), "{e}");
-        let e = Settings::from_toml(&["[pipeline]\nlanes = \"many\""]).unwrap_err().to_string();
+        let e = Settings::from_toml(&["[pipeline]\nlanes = \"many\""])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("lanes"), "{e}");
         let e = Settings::from_toml(&[r#"
             [[institutions]]
@@ -414,7 +497,9 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("institutions[0].base_url"), "{e}");
-        let e = Settings::from_toml(&["[[channels]]\ncode = \"b\"\n"]).unwrap_err().to_string();
+        let e = Settings::from_toml(&["[[channels]]\ncode = \"b\"\n"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("channels[0].api_key"), "{e}");
     }
 }

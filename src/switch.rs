@@ -50,7 +50,14 @@ impl Switch {
                 let (va, inst) = self.route(va_number)?;
                 self.hosted.inquiry(inst, &va).await
             }
-            RequestBody::Payment { va_number, ref_id, amount, terminal_id, transaction_date, customer_name } => {
+            RequestBody::Payment {
+                va_number,
+                ref_id,
+                amount,
+                terminal_id,
+                transaction_date,
+                customer_name,
+            } => {
                 let (va, inst) = self.route(va_number)?;
                 let input = PayInput {
                     channel: &req.channel,
@@ -62,7 +69,12 @@ impl Switch {
                 };
                 self.hosted.pay(inst, &va, input).await
             }
-            RequestBody::Reversal { payment_ref, amount, bill_id, va_number } => {
+            RequestBody::Reversal {
+                payment_ref,
+                amount,
+                bill_id,
+                va_number,
+            } => {
                 let amount = Amount::positive_from_json(amount)?;
                 let (va, inst) = match va_number {
                     Some(v) => self.route(v)?,
@@ -74,15 +86,33 @@ impl Switch {
                             .reference(&req.channel, payment_ref)
                             .await?
                             .ok_or(SwitchError::PaymentNotFound)?;
-                        let va = binding.split('|').nth(1).ok_or(SwitchError::PaymentNotFound)?;
+                        let va = binding
+                            .split('|')
+                            .nth(1)
+                            .ok_or(SwitchError::PaymentNotFound)?;
                         self.route(va)?
                     }
                 };
-                self.hosted.reverse(inst, &va, &req.channel, payment_ref, amount, bill_id.as_deref()).await
+                self.hosted
+                    .reverse(
+                        inst,
+                        &va,
+                        &req.channel,
+                        payment_ref,
+                        amount,
+                        bill_id.as_deref(),
+                    )
+                    .await
             }
-            RequestBody::CheckStatus { payment_ref, va_number, .. } => {
+            RequestBody::CheckStatus {
+                payment_ref,
+                va_number,
+                ..
+            } => {
                 let (va, inst) = self.route(va_number)?;
-                self.hosted.check_status(inst, &va, &req.channel, payment_ref).await
+                self.hosted
+                    .check_status(inst, &va, &req.channel, payment_ref)
+                    .await
             }
         }
     }

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A non-negative whole number of rupiah, at most [`Amount::MAX`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Amount(u64);
 
@@ -150,24 +152,57 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_whole_positive_rupiah() {
-        assert!(matches!(Amount::from_json(&json!("100000.50")), Err(AmountError::NotWhole(_))));
-        assert!(matches!(Amount::from_json(&json!(100000.5)), Err(AmountError::NotWhole(_))));
-        assert!(matches!(Amount::from_json(&json!(1e5)), Err(AmountError::NotWhole(_))));
+        assert!(matches!(
+            Amount::from_json(&json!("100000.50")),
+            Err(AmountError::NotWhole(_))
+        ));
+        assert!(matches!(
+            Amount::from_json(&json!(100000.5)),
+            Err(AmountError::NotWhole(_))
+        ));
+        assert!(matches!(
+            Amount::from_json(&json!(1e5)),
+            Err(AmountError::NotWhole(_))
+        ));
         assert_eq!(Amount::from_json(&json!(-1)), Err(AmountError::NotPositive));
-        assert_eq!(Amount::from_json(&json!("-100")), Err(AmountError::NotPositive));
-        assert_eq!(Amount::from_json(&json!("99999999999999999999999")), Err(AmountError::TooLarge));
+        assert_eq!(
+            Amount::from_json(&json!("-100")),
+            Err(AmountError::NotPositive)
+        );
+        assert_eq!(
+            Amount::from_json(&json!("99999999999999999999999")),
+            Err(AmountError::TooLarge)
+        );
         assert_eq!(Amount::from_json(&json!(1e30)), Err(AmountError::TooLarge));
-        assert_eq!(Amount::from_json(&json!(1_000_000_000_000_000u64)), Err(AmountError::TooLarge));
-        assert!(matches!(Amount::from_json(&json!("abc")), Err(AmountError::NotANumber(_))));
-        assert!(matches!(Amount::from_json(&json!(true)), Err(AmountError::NotANumber(_))));
-        assert!(matches!(Amount::from_json(&json!({"v": 1})), Err(AmountError::NotANumber(_))));
+        assert_eq!(
+            Amount::from_json(&json!(1_000_000_000_000_000u64)),
+            Err(AmountError::TooLarge)
+        );
+        assert!(matches!(
+            Amount::from_json(&json!("abc")),
+            Err(AmountError::NotANumber(_))
+        ));
+        assert!(matches!(
+            Amount::from_json(&json!(true)),
+            Err(AmountError::NotANumber(_))
+        ));
+        assert!(matches!(
+            Amount::from_json(&json!({"v": 1})),
+            Err(AmountError::NotANumber(_))
+        ));
         assert_eq!(Amount::from_json(&json!(null)), Err(AmountError::Missing));
-        assert_eq!(Amount::positive_from_json(&json!("0")), Err(AmountError::NotPositive));
+        assert_eq!(
+            Amount::positive_from_json(&json!("0")),
+            Err(AmountError::NotPositive)
+        );
     }
 
     #[test]
     fn max_is_accepted_and_addition_is_bounded() {
-        assert_eq!(Amount::from_json(&json!(999_999_999_999_999u64)).unwrap(), Amount::MAX);
+        assert_eq!(
+            Amount::from_json(&json!(999_999_999_999_999u64)).unwrap(),
+            Amount::MAX
+        );
         assert_eq!(Amount::MAX.checked_add(Amount(1)), None);
     }
 }

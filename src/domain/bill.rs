@@ -34,11 +34,20 @@ pub enum BillStatus {
 pub struct Component {
     pub id: String,
     pub name: String,
-    #[serde(serialize_with = "as_string", deserialize_with = "from_string_or_number")]
+    #[serde(
+        serialize_with = "as_string",
+        deserialize_with = "from_string_or_number"
+    )]
     pub qty: u64,
-    #[serde(serialize_with = "as_string", deserialize_with = "from_string_or_number")]
+    #[serde(
+        serialize_with = "as_string",
+        deserialize_with = "from_string_or_number"
+    )]
     pub price: u64,
-    #[serde(serialize_with = "as_string", deserialize_with = "from_string_or_number")]
+    #[serde(
+        serialize_with = "as_string",
+        deserialize_with = "from_string_or_number"
+    )]
     pub total: u64,
 }
 
@@ -48,7 +57,9 @@ fn as_string<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
 
 fn from_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     let v = Value::deserialize(d)?;
-    Amount::from_json(&v).map(Amount::get).map_err(serde::de::Error::custom)
+    Amount::from_json(&v)
+        .map(Amount::get)
+        .map_err(serde::de::Error::custom)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,7 +156,11 @@ impl Bill {
     ///
     /// # Errors
     /// When the bill is not payable or the amount breaks the bill type's rule.
-    pub fn apply_payment(&self, amount: Amount, now: DateTime<FixedOffset>) -> Result<Bill, BillError> {
+    pub fn apply_payment(
+        &self,
+        amount: Amount,
+        now: DateTime<FixedOffset>,
+    ) -> Result<Bill, BillError> {
         self.check_payable(now)?;
         if amount == Amount::ZERO {
             return Err(BillError::Amount("amount must be positive".into()));
@@ -164,10 +179,9 @@ impl Bill {
             }
             _ => {}
         }
-        let paid = self
-            .paid_amount
-            .checked_add(amount)
-            .ok_or_else(|| BillError::Amount("total paid would exceed the maximum amount".into()))?;
+        let paid = self.paid_amount.checked_add(amount).ok_or_else(|| {
+            BillError::Amount("total paid would exceed the maximum amount".into())
+        })?;
         let mut next = self.clone();
         next.paid_amount = paid;
         if self.bill_type != BillType::Open {
@@ -224,7 +238,10 @@ pub struct NewBillError {
 }
 
 fn field_err(field: impl Into<String>, reason: impl Into<String>) -> NewBillError {
-    NewBillError { field: field.into(), reason: reason.into() }
+    NewBillError {
+        field: field.into(),
+        reason: reason.into(),
+    }
 }
 
 fn req_str(obj: &serde_json::Map<String, Value>, f: &str) -> Result<String, NewBillError> {
@@ -256,23 +273,40 @@ impl NewBill {
     /// # Errors
     /// The first invalid field, named.
     pub fn from_json(v: &Value, now: DateTime<FixedOffset>) -> Result<NewBill, NewBillError> {
-        let obj = v.as_object().ok_or_else(|| field_err("body", "must be a JSON object"))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| field_err("body", "must be a JSON object"))?;
         let institution_code = req_str(obj, "institution_code")?;
         let number = req_str(obj, "va_number")?;
-        va::check_number(&number).map_err(|e: VaError| field_err("va_number", e.to_string().replace("VA number", "va_number (10 digits)")))?;
+        va::check_number(&number).map_err(|e: VaError| {
+            field_err(
+                "va_number",
+                e.to_string().replace("VA number", "va_number (10 digits)"),
+            )
+        })?;
         let prefixes = match obj.get("prefix") {
             Some(Value::String(s)) => vec![s.clone()],
             Some(Value::Array(a)) if !a.is_empty() => a
                 .iter()
-                .map(|p| p.as_str().map(str::to_owned).ok_or_else(|| field_err("prefix", "must be strings")))
+                .map(|p| {
+                    p.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| field_err("prefix", "must be strings"))
+                })
                 .collect::<Result<Vec<_>, _>>()?,
             Some(Value::Array(_)) => return Err(field_err("prefix", "must not be empty")),
             None | Some(Value::Null) => return Err(field_err("prefix", "is required")),
-            Some(_) => return Err(field_err("prefix", "must be a string or an array of strings")),
+            Some(_) => {
+                return Err(field_err(
+                    "prefix",
+                    "must be a string or an array of strings",
+                ))
+            }
         };
         let mut seen = Vec::with_capacity(prefixes.len());
         for p in &prefixes {
-            va::check_prefix(p).map_err(|_| field_err("prefix", format!("{p:?} is not a 6-digit prefix")))?;
+            va::check_prefix(p)
+                .map_err(|_| field_err("prefix", format!("{p:?} is not a 6-digit prefix")))?;
             if seen.contains(p) {
                 return Err(field_err("prefix", format!("{p} is listed twice")));
             }
@@ -283,7 +317,12 @@ impl NewBill {
                 "close" => BillType::Close,
                 "partial" => BillType::Partial,
                 "open" => BillType::Open,
-                other => return Err(field_err("type", format!("must be close, partial or open, got {other:?}"))),
+                other => {
+                    return Err(field_err(
+                        "type",
+                        format!("must be close, partial or open, got {other:?}"),
+                    ))
+                }
             },
             None | Some(Value::Null) => return Err(field_err("type", "is required")),
             Some(_) => return Err(field_err("type", "must be a string")),
@@ -298,13 +337,18 @@ impl NewBill {
             Some(Value::Array(items)) => {
                 for (i, c) in items.iter().enumerate() {
                     let f = |k: &str| format!("components.{i}.{k}");
-                    let c = c.as_object().ok_or_else(|| field_err(format!("components.{i}"), "must be an object"))?;
+                    let c = c
+                        .as_object()
+                        .ok_or_else(|| field_err(format!("components.{i}"), "must be an object"))?;
                     let cname = req_str(c, "name").map_err(|e| field_err(f("name"), e.reason))?;
                     let qty = amount_field(c.get("qty"), &f("qty"))?;
                     let price = amount_field(c.get("price"), &f("price"))?;
                     let ctotal = amount_field(c.get("total"), &f("total"))?;
                     if qty.checked_mul(price) != Some(ctotal) {
-                        return Err(field_err(f("total"), format!("must equal qty x price = {}", qty.saturating_mul(price))));
+                        return Err(field_err(
+                            f("total"),
+                            format!("must equal qty x price = {}", qty.saturating_mul(price)),
+                        ));
                     }
                     components.push((cname, qty, price, ctotal));
                 }
@@ -312,23 +356,32 @@ impl NewBill {
             Some(_) => return Err(field_err("components", "must be an array")),
         }
         if !components.is_empty() {
-            let sum = components.iter().try_fold(0u64, |acc, c| acc.checked_add(c.3));
+            let sum = components
+                .iter()
+                .try_fold(0u64, |acc, c| acc.checked_add(c.3));
             if sum != Some(total) {
                 return Err(field_err(
                     "total_amount",
-                    format!("must equal the sum of component totals ({})", sum.map_or("overflow".into(), |s| s.to_string())),
+                    format!(
+                        "must equal the sum of component totals ({})",
+                        sum.map_or("overflow".into(), |s| s.to_string())
+                    ),
                 ));
             }
         }
         if total == 0 && bill_type != BillType::Open {
-            return Err(field_err("total_amount", "must be positive for close and partial bills"));
+            return Err(field_err(
+                "total_amount",
+                "must be positive for close and partial bills",
+            ));
         }
 
         let valid_until = match obj.get("valid_until") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => {
-                let t = DateTime::parse_from_rfc3339(s)
-                    .map_err(|_| field_err("valid_until", "must be an ISO 8601 date-time with offset"))?;
+                let t = DateTime::parse_from_rfc3339(s).map_err(|_| {
+                    field_err("valid_until", "must be an ISO 8601 date-time with offset")
+                })?;
                 if t <= now {
                     return Err(field_err("valid_until", "must be in the future"));
                 }
@@ -353,7 +406,8 @@ impl NewBill {
             customer_email: opt_str(obj, "customer_email")?,
             customer_phone: opt_str(obj, "customer_phone")?,
             customer_address: opt_str(obj, "customer_address")?,
-            total_amount: Amount::new(total).map_err(|e| field_err("total_amount", e.to_string()))?,
+            total_amount: Amount::new(total)
+                .map_err(|e| field_err("total_amount", e.to_string()))?,
             description: opt_str(obj, "description")?,
             ext_description: opt_str(obj, "ext_description")?,
             valid_until,
@@ -363,7 +417,12 @@ impl NewBill {
     }
 
     /// The stored bill, given its new `hash` and component ids.
-    pub fn into_bill(self, hash: String, now: DateTime<FixedOffset>, mut new_id: impl FnMut() -> String) -> Bill {
+    pub fn into_bill(
+        self,
+        hash: String,
+        now: DateTime<FixedOffset>,
+        mut new_id: impl FnMut() -> String,
+    ) -> Bill {
         let va_number = format!("{}{}", self.prefixes[0], self.number);
         Bill {
             hash,
@@ -388,7 +447,13 @@ impl NewBill {
             components: self
                 .components
                 .into_iter()
-                .map(|(name, qty, price, total)| Component { id: new_id(), name, qty, price, total })
+                .map(|(name, qty, price, total)| Component {
+                    id: new_id(),
+                    name,
+                    qty,
+                    price,
+                    total,
+                })
                 .collect(),
             additional_data: self.additional_data,
         }
@@ -450,20 +515,35 @@ mod tests {
     #[test]
     fn close_bill_takes_exactly_the_remaining_amount() {
         let b = bill(BillType::Close, 100_000);
-        assert!(matches!(b.apply_payment(amt(50_000), now()), Err(BillError::Amount(_))));
-        assert!(matches!(b.apply_payment(amt(100_001), now()), Err(BillError::Amount(_))));
+        assert!(matches!(
+            b.apply_payment(amt(50_000), now()),
+            Err(BillError::Amount(_))
+        ));
+        assert!(matches!(
+            b.apply_payment(amt(100_001), now()),
+            Err(BillError::Amount(_))
+        ));
         let paid = b.apply_payment(amt(100_000), now()).unwrap();
         assert_eq!(paid.status, BillStatus::Paid);
         assert_eq!(paid.billed_amount, Amount::ZERO);
-        assert_eq!(paid.apply_payment(amt(1), now()), Err(BillError::AlreadyPaid));
+        assert_eq!(
+            paid.apply_payment(amt(1), now()),
+            Err(BillError::AlreadyPaid)
+        );
     }
 
     #[test]
     fn partial_bill_closes_when_nothing_remains() {
         let b = bill(BillType::Partial, 100_000);
         let b = b.apply_payment(amt(60_000), now()).unwrap();
-        assert_eq!((b.status, b.paid_amount, b.billed_amount), (BillStatus::Active, amt(60_000), amt(40_000)));
-        assert!(matches!(b.apply_payment(amt(40_001), now()), Err(BillError::Amount(_))));
+        assert_eq!(
+            (b.status, b.paid_amount, b.billed_amount),
+            (BillStatus::Active, amt(60_000), amt(40_000))
+        );
+        assert!(matches!(
+            b.apply_payment(amt(40_001), now()),
+            Err(BillError::Amount(_))
+        ));
         let b = b.apply_payment(amt(40_000), now()).unwrap();
         assert_eq!(b.status, BillStatus::Paid);
     }
@@ -471,11 +551,27 @@ mod tests {
     #[test]
     fn open_bill_takes_any_positive_amount_and_stays_active() {
         let b = bill(BillType::Open, 0);
-        let b = b.apply_payment(amt(7), now()).unwrap().apply_payment(amt(1_000_000), now()).unwrap();
-        assert_eq!((b.status, b.paid_amount), (BillStatus::Active, amt(1_000_007)));
-        assert!(matches!(b.apply_payment(Amount::ZERO, now()), Err(BillError::Amount(_))));
-        let full = Bill { paid_amount: Amount::MAX, ..b };
-        assert!(matches!(full.apply_payment(amt(1), now()), Err(BillError::Amount(_))));
+        let b = b
+            .apply_payment(amt(7), now())
+            .unwrap()
+            .apply_payment(amt(1_000_000), now())
+            .unwrap();
+        assert_eq!(
+            (b.status, b.paid_amount),
+            (BillStatus::Active, amt(1_000_007))
+        );
+        assert!(matches!(
+            b.apply_payment(Amount::ZERO, now()),
+            Err(BillError::Amount(_))
+        ));
+        let full = Bill {
+            paid_amount: Amount::MAX,
+            ..b
+        };
+        assert!(matches!(
+            full.apply_payment(amt(1), now()),
+            Err(BillError::Amount(_))
+        ));
     }
 
     #[test]
@@ -483,7 +579,10 @@ mod tests {
         let mut b = bill(BillType::Close, 10);
         b.valid_until = Some(DateTime::parse_from_rfc3339("2026-01-10T09:59:59+07:00").unwrap());
         assert_eq!(b.effective_status(now()), BillStatus::Expired);
-        assert!(matches!(b.apply_payment(amt(10), now()), Err(BillError::Expired(_))));
+        assert!(matches!(
+            b.apply_payment(amt(10), now()),
+            Err(BillError::Expired(_))
+        ));
         b.valid_until = None;
         b.status = BillStatus::Revoked;
         assert_eq!(b.apply_payment(amt(10), now()), Err(BillError::Revoked));
@@ -491,9 +590,14 @@ mod tests {
 
     #[test]
     fn reversal_makes_a_paid_bill_payable_again() {
-        let b = bill(BillType::Close, 10).apply_payment(amt(10), now()).unwrap();
+        let b = bill(BillType::Close, 10)
+            .apply_payment(amt(10), now())
+            .unwrap();
         let r = b.apply_reversal(amt(10));
-        assert_eq!((r.status, r.paid_amount, r.billed_amount), (BillStatus::Active, Amount::ZERO, amt(10)));
+        assert_eq!(
+            (r.status, r.paid_amount, r.billed_amount),
+            (BillStatus::Active, Amount::ZERO, amt(10))
+        );
     }
 
     #[test]
@@ -518,17 +622,35 @@ mod tests {
         assert_eq!(err(json!({"total_amount":"150001"})), "total_amount");
         assert_eq!(err(json!({"total_amount":1.5})), "total_amount");
         assert_eq!(err(json!({"customer_name":null})), "customer_name");
-        assert_eq!(err(json!({"valid_until":"2025-01-01T00:00:00+07:00"})), "valid_until");
+        assert_eq!(
+            err(json!({"valid_until":"2025-01-01T00:00:00+07:00"})),
+            "valid_until"
+        );
         assert_eq!(err(json!({"valid_until":"tomorrow"})), "valid_until");
-        assert_eq!(err(json!({"components":[{"name":"x","qty":2,"price":5,"total":11}]})), "components.0.total");
+        assert_eq!(
+            err(json!({"components":[{"name":"x","qty":2,"price":5,"total":11}]})),
+            "components.0.total"
+        );
     }
 
     #[test]
     fn components_serialize_as_strings_like_ipg() {
-        let c = Component { id: "i".into(), name: "n".into(), qty: 1, price: 100000, total: 100000 };
+        let c = Component {
+            id: "i".into(),
+            name: "n".into(),
+            qty: 1,
+            price: 100000,
+            total: 100000,
+        };
         let v = serde_json::to_value(&c).unwrap();
-        assert_eq!(v, json!({"id":"i","name":"n","qty":"1","price":"100000","total":"100000"}));
-        let back: Component = serde_json::from_value(json!({"id":"i","name":"n","qty":1,"price":"100000","total":100000})).unwrap();
+        assert_eq!(
+            v,
+            json!({"id":"i","name":"n","qty":"1","price":"100000","total":"100000"})
+        );
+        let back: Component = serde_json::from_value(
+            json!({"id":"i","name":"n","qty":1,"price":"100000","total":100000}),
+        )
+        .unwrap();
         assert_eq!(back, c);
     }
 }

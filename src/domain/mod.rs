@@ -7,7 +7,6 @@ pub mod va;
 
 pub use amount::{Amount, AmountError};
 pub use bill::{
-    Bill, BillError, BillStatus, BillType, Component, NewBill, NewBillError, Payment,
-    PaymentState,
+    Bill, BillError, BillStatus, BillType, Component, NewBill, NewBillError, Payment, PaymentState,
 };
 pub use va::{VaError, VaNumber};

@@ -25,7 +25,10 @@ pub enum VaError {
 
 fn digits(s: &str, len: usize) -> Result<(), VaError> {
     if s.len() != len {
-        return Err(VaError::Length { expected: len, got: s.chars().count() });
+        return Err(VaError::Length {
+            expected: len,
+            got: s.chars().count(),
+        });
     }
     if !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(VaError::NotDigits);
@@ -120,11 +123,22 @@ mod tests {
 
     #[test]
     fn rejects_bad_shapes() {
-        assert!(matches!(VaNumber::parse("857499123456789"), Err(VaError::Length { .. })));
-        assert!(matches!(VaNumber::parse("85749912345678901"), Err(VaError::Length { .. })));
+        assert!(matches!(
+            VaNumber::parse("857499123456789"),
+            Err(VaError::Length { .. })
+        ));
+        assert!(matches!(
+            VaNumber::parse("85749912345678901"),
+            Err(VaError::Length { .. })
+        ));
         assert_eq!(VaNumber::parse("85749912345678a0"), Err(VaError::NotDigits));
         assert!(VaNumber::parse("８５７４９９１２３４５６７８９０").is_err());
         assert!(VaNumber::from_parts("85749", "12345678901").is_err());
-        assert_eq!(VaNumber::from_parts("857499", "1234567890").unwrap().as_str(), "8574991234567890");
+        assert_eq!(
+            VaNumber::from_parts("857499", "1234567890")
+                .unwrap()
+                .as_str(),
+            "8574991234567890"
+        );
     }
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::kafka::SwitchContext;
@@ -65,36 +65,68 @@ fn lane_of(msg: &Inbound, lanes: usize) -> usize {
     (h.finish() % lanes as u64) as usize
 }
 
+/// How many lanes and how much may be in flight.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub lanes: usize,
+    pub lane_queue: usize,
+    /// Messages consumed and not yet acknowledged (answer published), across all lanes.
+    pub max_in_flight: usize,
+}
+
+type Work = (Inbound, OwnedSemaphorePermit);
+
 /// Runs the loop until `ctx.shutdown` is cancelled, then drains the lanes and commits.
-pub async fn run(ctx: Arc<Ctx>, consumer: Arc<SwitchConsumer>, offsets: Arc<Offsets>, lanes: usize, lane_queue: usize) {
-    let mut senders = Vec::with_capacity(lanes);
+pub async fn run(
+    ctx: Arc<Ctx>,
+    consumer: Arc<SwitchConsumer>,
+    offsets: Arc<Offsets>,
+    limits: Limits,
+) {
+    let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
+    let mut senders = Vec::with_capacity(limits.lanes);
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..lanes {
-        let (tx, rx) = mpsc::channel::<Inbound>(lane_queue);
+    for _ in 0..limits.lanes {
+        let (tx, rx) = mpsc::channel::<Work>(limits.lane_queue);
         senders.push(tx);
         workers.spawn(lane(ctx.clone(), consumer.clone(), offsets.clone(), rx));
     }
 
-    consume(&ctx, &consumer, &offsets, &senders).await;
+    consume(&ctx, &consumer, &offsets, &senders, &in_flight).await;
 
-    // Stop fetching, finish what was handed to the lanes (work interrupted by shutdown is
-    // left uncommitted and will be consumed again), then commit what was stored.
+    // Stop fetching, finish what was handed to the lanes and wait for its acknowledgements
+    // (work interrupted by shutdown is left uncommitted and will be consumed again), then
+    // commit what was stored.
     drop(senders);
     while workers.join_next().await.is_some() {}
+    let _all = in_flight.acquire_many(limits.max_in_flight as u32).await;
     let c = consumer.clone();
-    let commit = tokio::task::spawn_blocking(move || c.commit_consumer_state(CommitMode::Sync)).await;
+    let commit =
+        tokio::task::spawn_blocking(move || c.commit_consumer_state(CommitMode::Sync)).await;
     match commit {
         Ok(Ok(())) => tracing::info!("final offset commit done"),
-        Ok(Err(e)) => tracing::info!(error = %e, "final offset commit: nothing to commit or failed"),
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "final offset commit: nothing to commit or failed")
+        }
         Err(e) => tracing::warn!(error = %e, "final offset commit task failed"),
     }
 }
 
-async fn consume(ctx: &Ctx, consumer: &SwitchConsumer, offsets: &Offsets, lanes: &[mpsc::Sender<Inbound>]) {
+async fn consume(
+    ctx: &Ctx,
+    consumer: &SwitchConsumer,
+    offsets: &Offsets,
+    lanes: &[mpsc::Sender<Work>],
+    in_flight: &Arc<Semaphore>,
+) {
     loop {
         if !ctx.redis_up.load(Ordering::Relaxed) && !wait_for_redis(ctx).await {
             return;
         }
+        let permit = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            p = in_flight.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
         let msg = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
             m = consumer.recv() => m,
@@ -127,7 +159,7 @@ async fn consume(ctx: &Ctx, consumer: &SwitchConsumer, offsets: &Offsets, lanes:
         let lane = &lanes[lane_of(&inbound, lanes.len())];
         tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
-            r = lane.send(inbound) => if r.is_err() { return },
+            r = lane.send((inbound, permit)) => if r.is_err() { return },
         }
     }
 }
@@ -147,16 +179,32 @@ async fn wait_for_redis(ctx: &Ctx) -> bool {
     }
 }
 
-async fn lane(ctx: Arc<Ctx>, consumer: Arc<SwitchConsumer>, offsets: Arc<Offsets>, mut rx: mpsc::Receiver<Inbound>) {
-    while let Some(msg) = rx.recv().await {
-        if process(&ctx, &msg).await {
-            if let Some(done) = offsets.complete(&msg.topic, msg.partition, msg.offset) {
-                if let Err(e) = consumer.store_offset(&msg.topic, msg.partition, done) {
-                    // The partition was revoked meanwhile: its next owner redoes the work.
-                    tracing::debug!(error = %e, partition = msg.partition, offset = done, "offset not stored");
+/// Handles one lane's messages in order. The lane waits for the handling and for the hand
+/// over to the producer, not for Kafka's acknowledgement: a task per message waits for that
+/// and then stores the offset (in partition order, through `offsets`).
+async fn lane(
+    ctx: Arc<Ctx>,
+    consumer: Arc<SwitchConsumer>,
+    offsets: Arc<Offsets>,
+    mut rx: mpsc::Receiver<Work>,
+) {
+    while let Some((msg, permit)) = rx.recv().await {
+        let Some(acked) = process(&ctx, &msg).await else {
+            metrics::gauge!(m::INFLIGHT_MESSAGES).decrement(1.0);
+            continue;
+        };
+        let (consumer, offsets) = (consumer.clone(), offsets.clone());
+        tokio::spawn(async move {
+            if acked.await {
+                if let Some(done) = offsets.complete(&msg.topic, msg.partition, msg.offset) {
+                    if let Err(e) = consumer.store_offset(&msg.topic, msg.partition, done) {
+                        // The partition was revoked meanwhile: its next owner redoes the work.
+                        tracing::debug!(error = %e, partition = msg.partition, offset = done, "offset not stored");
+                    }
                 }
             }
-        }
-        metrics::gauge!(m::INFLIGHT_MESSAGES).decrement(1.0);
+            metrics::gauge!(m::INFLIGHT_MESSAGES).decrement(1.0);
+            drop(permit);
+        });
     }
 }

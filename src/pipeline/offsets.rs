@@ -13,7 +13,10 @@ pub struct Offsets {
 impl Offsets {
     pub fn track(&self, topic: &str, partition: i32, offset: i64) {
         let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
-        parts.entry((topic.to_owned(), partition)).or_default().insert(offset, false);
+        parts
+            .entry((topic.to_owned(), partition))
+            .or_default()
+            .insert(offset, false);
     }
 
     /// Marks `offset` done. Returns the highest offset below which everything is done, if

@@ -1,6 +1,9 @@
 //! One message's journey, top to bottom: decode and verify → route, lock and handle →
-//! publish the answer (+ webhook job, + dead letter) → let the caller store the offset.
+//! hand the answer (+ webhook job, + dead letter) to the producer → once Kafka acknowledged
+//! it all, let the caller store the offset.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::{field::Empty, Instrument};
@@ -32,10 +35,14 @@ struct Answer {
     institution: String,
 }
 
-/// Processes one message. Returns `true` once everything it produced is acknowledged by
-/// Kafka (its offset may then be stored), `false` if shutdown interrupted it (it will be
-/// consumed again).
-pub async fn process(ctx: &Ctx, msg: &Inbound) -> bool {
+/// Processes one message up to handing its answer (+ webhook job, + dead letter) to the
+/// producer. Returns a future that resolves to `true` once all of it is acknowledged by
+/// Kafka (the offset may then be stored), or `None` if shutdown interrupted the handling
+/// (the message will be consumed again).
+pub async fn process(
+    ctx: &Arc<Ctx>,
+    msg: &Inbound,
+) -> Option<impl Future<Output = bool> + Send + 'static> {
     let span = tracing::info_span!(
         "message",
         topic = %msg.topic,
@@ -44,50 +51,67 @@ pub async fn process(ctx: &Ctx, msg: &Inbound) -> bool {
         r#type = Empty,
         channel = Empty,
     );
-    async {
+    let answer = async {
         let t = Instant::now();
         let decoded = channel::decode(&msg.payload, msg.signature.as_deref(), &ctx.switch.routing);
-        metrics::histogram!(m::STAGE_SECONDS, "stage" => "decode").record(t.elapsed().as_secs_f64());
-
-        let answer = match decoded {
+        metrics::histogram!(m::STAGE_SECONDS, "stage" => "decode")
+            .record(t.elapsed().as_secs_f64());
+        match decoded {
             Ok(req) => {
                 let span = tracing::Span::current();
                 span.record("type", req.kind.as_str());
                 span.record("channel", req.channel.as_str());
-                let Some(result) = handle_until_final(ctx, &req).await else {
-                    return false;
-                };
-                answer_for(ctx, &req, result)
+                let result = handle_until_final(ctx, &req).await?;
+                Some(answer_for(ctx, &req, result))
             }
             Err(rej) => {
                 tracing::warn!(reason = rej.reason, error = %rej.error, "rejected input");
-                Answer {
+                Some(Answer {
                     address: rej.address,
                     outcome: Outcome::from_error(&rej.error, &ctx.switch.clock),
                     dead_letter: Some((rej.reason, rej.error.to_string())),
                     institution: "none".into(),
-                }
+                })
             }
-        };
-        if !publish(ctx, msg, &answer).await {
-            return false;
         }
-        record(ctx, msg, &answer);
-        true
     }
     .instrument(span)
-    .await
+    .await?;
+
+    let acks: Vec<_> = outgoing(ctx, msg, &answer)
+        .into_iter()
+        .map(|out| ctx.publisher.enqueue(out, ctx.shutdown.clone()))
+        .collect();
+    let ctx = ctx.clone();
+    let received = msg.received;
+    Some(async move {
+        let all_acked = futures::future::join_all(acks)
+            .await
+            .into_iter()
+            .all(|ok| ok);
+        if all_acked {
+            record(&ctx, received, &answer);
+        }
+        all_acked
+    })
 }
 
 /// Handles a request, retrying while the answer cannot be known (Redis away, VA busy).
 /// `None` if shutdown came first.
-async fn handle_until_final(ctx: &Ctx, req: &ChannelRequest) -> Option<Result<Outcome, SwitchError>> {
+async fn handle_until_final(
+    ctx: &Ctx,
+    req: &ChannelRequest,
+) -> Option<Result<Outcome, SwitchError>> {
     let mut backoff = ctx.retry_initial;
     loop {
         let result = ctx.switch.handle(req).await;
         match &result {
             Err(e) if e.disposition() == Disposition::Retry => {
-                let cause = if matches!(e, SwitchError::Store(_)) { "store" } else { "busy" };
+                let cause = if matches!(e, SwitchError::Store(_)) {
+                    "store"
+                } else {
+                    "busy"
+                };
                 if cause == "store" {
                     ctx.set_redis_up(false);
                 }
@@ -114,25 +138,39 @@ fn answer_for(ctx: &Ctx, req: &ChannelRequest, result: Result<Outcome, SwitchErr
     });
     let institution = ctx.switch.institution_of(req).unwrap_or("none").to_owned();
     match result {
-        Ok(outcome) => Answer { address, outcome, dead_letter: None, institution },
+        Ok(outcome) => Answer {
+            address,
+            outcome,
+            dead_letter: None,
+            institution,
+        },
         Err(e) => {
-            let dead_letter = (e.disposition() == Disposition::AnswerAndDeadLetter).then(|| ("invalid_field", e.to_string()));
+            let dead_letter = (e.disposition() == Disposition::AnswerAndDeadLetter)
+                .then(|| ("invalid_field", e.to_string()));
             if dead_letter.is_some() {
                 tracing::warn!(error = %e, "request refused and dead-lettered");
             }
-            Answer { address, outcome: Outcome::from_error(&e, &ctx.switch.clock), dead_letter, institution }
+            Answer {
+                address,
+                outcome: Outcome::from_error(&e, &ctx.switch.clock),
+                dead_letter,
+                institution,
+            }
         }
     }
 }
 
-async fn publish(ctx: &Ctx, msg: &Inbound, a: &Answer) -> bool {
-    let key: &[u8] = match (&msg.key, &a.address) {
-        (Some(k), _) => k,
-        (None, Some(addr)) => addr.request_id.as_bytes(),
-        (None, None) => b"",
+/// The messages one answer produces: the response (when the request can be addressed),
+/// the webhook job, the dead-letter entry.
+fn outgoing(ctx: &Ctx, msg: &Inbound, a: &Answer) -> Vec<Outgoing> {
+    let key: Vec<u8> = match (&msg.key, &a.address) {
+        (Some(k), _) => k.clone(),
+        (None, Some(addr)) => addr.request_id.as_bytes().to_vec(),
+        (None, None) => Vec::new(),
     };
-    let response = a.address.as_ref().map(|addr| {
-        ChannelResponse {
+    let mut out = Vec::with_capacity(2);
+    if let Some(addr) = &a.address {
+        let response = ChannelResponse {
             request_id: addr.request_id.clone(),
             kind: addr.kind.clone(),
             channel: addr.channel.clone(),
@@ -140,53 +178,44 @@ async fn publish(ctx: &Ctx, msg: &Inbound, a: &Answer) -> bool {
             message: a.outcome.message.clone(),
             timestamp: a.outcome.timestamp.clone(),
             data: a.outcome.data.clone(),
+        };
+        out.push(Outgoing {
+            topic: ctx.topics.response.clone(),
+            key: key.clone(),
+            payload: response.to_bytes(),
+            headers: Vec::new(),
+        });
+    }
+    if let Some(w) = &a.outcome.webhook {
+        out.push(Outgoing {
+            topic: ctx.topics.webhook.clone(),
+            key: w.key.as_bytes().to_vec(),
+            payload: w.job.as_bytes().to_vec(),
+            headers: Vec::new(),
+        });
+    }
+    if let Some((code, reason)) = &a.dead_letter {
+        let mut headers = vec![
+            ("reason", reason.as_bytes().to_vec()),
+            ("reason_code", code.as_bytes().to_vec()),
+            ("source_topic", msg.topic.as_bytes().to_vec()),
+            ("source_partition", msg.partition.to_string().into_bytes()),
+            ("source_offset", msg.offset.to_string().into_bytes()),
+        ];
+        if let Some(sig) = &msg.signature {
+            headers.push(("signature", sig.as_bytes().to_vec()));
         }
-        .to_bytes()
-    });
-    let send_response = async {
-        match &response {
-            Some(bytes) => {
-                let out = Outgoing { topic: &ctx.topics.response, key, payload: bytes, headers: &[] };
-                ctx.publisher.send(&out, &ctx.shutdown).await
-            }
-            None => true,
-        }
-    };
-    let send_webhook = async {
-        match &a.outcome.webhook {
-            Some(w) => {
-                let out = Outgoing { topic: &ctx.topics.webhook, key: w.key.as_bytes(), payload: w.job.as_bytes(), headers: &[] };
-                ctx.publisher.send(&out, &ctx.shutdown).await
-            }
-            None => true,
-        }
-    };
-    let send_dead_letter = async {
-        match &a.dead_letter {
-            Some((code, reason)) => {
-                let partition = msg.partition.to_string();
-                let offset = msg.offset.to_string();
-                let mut headers: Vec<(&str, &[u8])> = vec![
-                    ("reason", reason.as_bytes()),
-                    ("reason_code", code.as_bytes()),
-                    ("source_topic", msg.topic.as_bytes()),
-                    ("source_partition", partition.as_bytes()),
-                    ("source_offset", offset.as_bytes()),
-                ];
-                if let Some(sig) = &msg.signature {
-                    headers.push(("signature", sig.as_bytes()));
-                }
-                let out = Outgoing { topic: &ctx.topics.dead_letter, key, payload: &msg.payload, headers: &headers };
-                ctx.publisher.send(&out, &ctx.shutdown).await
-            }
-            None => true,
-        }
-    };
-    let (r, w, d) = tokio::join!(send_response, send_webhook, send_dead_letter);
-    r && w && d
+        out.push(Outgoing {
+            topic: ctx.topics.dead_letter.clone(),
+            key,
+            payload: msg.payload.clone(),
+            headers,
+        });
+    }
+    out
 }
 
-fn record(ctx: &Ctx, msg: &Inbound, a: &Answer) {
+fn record(ctx: &Ctx, received: Instant, a: &Answer) {
     let kind = a
         .address
         .as_ref()
@@ -211,5 +240,6 @@ fn record(ctx: &Ctx, msg: &Inbound, a: &Answer) {
     if let Some(w) = &a.outcome.webhook {
         metrics::counter!(m::WEBHOOK_JOBS_TOTAL, "event" => w.event).increment(1);
     }
-    metrics::histogram!(m::MESSAGE_SECONDS, "type" => kind).record(msg.received.elapsed().as_secs_f64());
+    metrics::histogram!(m::MESSAGE_SECONDS, "type" => kind)
+        .record(received.elapsed().as_secs_f64());
 }

@@ -18,32 +18,78 @@ pub struct Publisher {
 }
 
 /// One message to publish.
-pub struct Outgoing<'a> {
-    pub topic: &'a str,
-    pub key: &'a [u8],
-    pub payload: &'a [u8],
-    pub headers: &'a [(&'a str, &'a [u8])],
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub topic: String,
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(&'static str, Vec<u8>)>,
+}
+
+impl Outgoing {
+    fn record(&self) -> FutureRecord<'_, [u8], [u8]> {
+        let mut headers = OwnedHeaders::new_with_capacity(self.headers.len());
+        for (k, v) in &self.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_slice()),
+            });
+        }
+        FutureRecord::to(&self.topic)
+            .key(self.key.as_slice())
+            .payload(self.payload.as_slice())
+            .headers(headers)
+    }
 }
 
 impl Publisher {
+    /// Hands `msg` to the producer now, so messages enqueued one after another keep their
+    /// order, and returns a future that resolves once the broker acknowledged it: `true`,
+    /// or `false` if shutdown interrupted the retries of a failed delivery.
+    pub fn enqueue(
+        &self,
+        msg: Outgoing,
+        shutdown: CancellationToken,
+    ) -> impl std::future::Future<Output = bool> + Send + 'static {
+        let started = Instant::now();
+        let first = self.producer.send_result(msg.record()).ok();
+        let this = self.clone();
+        async move {
+            if let Some(delivery) = first {
+                match delivery.await {
+                    Ok(Ok(_)) => {
+                        metrics::histogram!(m::STAGE_SECONDS, "stage" => "publish")
+                            .record(started.elapsed().as_secs_f64());
+                        return true;
+                    }
+                    Ok(Err((e, _))) => {
+                        tracing::warn!(topic = %msg.topic, error = %e, "delivery failed, retrying")
+                    }
+                    Err(_) => tracing::warn!(topic = %msg.topic, "delivery report lost, retrying"),
+                }
+            }
+            this.send(&msg, &shutdown).await
+        }
+    }
+
     /// Sends until acknowledged. Returns `false` only if shutdown interrupted the retries.
-    pub async fn send(&self, msg: &Outgoing<'_>, shutdown: &CancellationToken) -> bool {
+    pub async fn send(&self, msg: &Outgoing, shutdown: &CancellationToken) -> bool {
         let started = Instant::now();
         let mut backoff = self.retry_initial;
         loop {
-            let mut headers = OwnedHeaders::new_with_capacity(msg.headers.len());
-            for (k, v) in msg.headers {
-                headers = headers.insert(Header { key: k, value: Some(*v) });
-            }
-            let record = FutureRecord::to(msg.topic).key(msg.key).payload(msg.payload).headers(headers);
-            match self.producer.send(record, Timeout::After(Duration::from_secs(5))).await {
+            match self
+                .producer
+                .send(msg.record(), Timeout::After(Duration::from_secs(5)))
+                .await
+            {
                 Ok(_) => {
-                    metrics::histogram!(m::STAGE_SECONDS, "stage" => "publish").record(started.elapsed().as_secs_f64());
+                    metrics::histogram!(m::STAGE_SECONDS, "stage" => "publish")
+                        .record(started.elapsed().as_secs_f64());
                     return true;
                 }
                 Err((e, _)) => {
                     metrics::counter!(m::RETRIES_TOTAL, "cause" => "kafka").increment(1);
-                    tracing::warn!(topic = msg.topic, error = %e, backoff_ms = backoff.as_millis() as u64, "publish failed, retrying");
+                    tracing::warn!(topic = %msg.topic, error = %e, backoff_ms = backoff.as_millis() as u64, "publish failed, retrying");
                 }
             }
             if !sleep_or_shutdown(backoff, shutdown).await {

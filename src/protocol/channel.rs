@@ -49,7 +49,12 @@ impl RequestType {
 /// are checked by the handler, because they have rc codes of their own.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RequestBody {
-    Inquiry { va_number: String, ref_id: String, terminal_id: Option<String>, transaction_date: String },
+    Inquiry {
+        va_number: String,
+        ref_id: String,
+        terminal_id: Option<String>,
+        transaction_date: String,
+    },
     Payment {
         va_number: String,
         ref_id: String,
@@ -58,8 +63,17 @@ pub enum RequestBody {
         transaction_date: String,
         customer_name: Option<String>,
     },
-    Reversal { payment_ref: String, amount: Value, bill_id: Option<String>, va_number: Option<String> },
-    CheckStatus { payment_ref: String, va_number: String, date: String },
+    Reversal {
+        payment_ref: String,
+        amount: Value,
+        bill_id: Option<String>,
+        va_number: Option<String>,
+    },
+    CheckStatus {
+        payment_ref: String,
+        va_number: String,
+        date: String,
+    },
 }
 
 impl RequestBody {
@@ -126,7 +140,9 @@ impl<'a> Fields<'a> {
     fn req(&self, f: &str) -> Result<String, SwitchError> {
         match self.obj.get(f) {
             Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
-            Some(Value::String(_)) | None | Some(Value::Null) => Err(SwitchError::invalid(self.name(f), "is required")),
+            Some(Value::String(_)) | None | Some(Value::Null) => {
+                Err(SwitchError::invalid(self.name(f), "is required"))
+            }
             Some(_) => Err(SwitchError::invalid(self.name(f), "must be a string")),
         }
     }
@@ -135,7 +151,10 @@ impl<'a> Fields<'a> {
         match self.obj.get(f) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) if s.len() <= 128 => Ok(Some(s.clone())),
-            Some(Value::String(_)) => Err(SwitchError::invalid(self.name(f), "is longer than 128 characters")),
+            Some(Value::String(_)) => Err(SwitchError::invalid(
+                self.name(f),
+                "is longer than 128 characters",
+            )),
             Some(_) => Err(SwitchError::invalid(self.name(f), "must be a string")),
         }
     }
@@ -152,8 +171,12 @@ impl<'a> Fields<'a> {
 
     fn datetime(&self, f: &str) -> Result<String, SwitchError> {
         let s = self.req(f)?;
-        chrono::NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S")
-            .map_err(|_| SwitchError::invalid(self.name(f), "must be Y-m-d H:i:s, e.g. 2024-12-30 23:18:01"))?;
+        chrono::NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S").map_err(|_| {
+            SwitchError::invalid(
+                self.name(f),
+                "must be Y-m-d H:i:s, e.g. 2024-12-30 23:18:01",
+            )
+        })?;
         Ok(s)
     }
 }
@@ -161,16 +184,26 @@ impl<'a> Fields<'a> {
 /// References and request ids: 1..=64 printable ASCII characters without spaces.
 fn check_reference(field: &str, s: &str) -> Result<(), SwitchError> {
     if s.len() > MAX_REF_LEN {
-        return Err(SwitchError::invalid(field, format!("is longer than {MAX_REF_LEN} characters")));
+        return Err(SwitchError::invalid(
+            field,
+            format!("is longer than {MAX_REF_LEN} characters"),
+        ));
     }
     if !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(SwitchError::invalid(field, "must be printable ASCII without spaces"));
+        return Err(SwitchError::invalid(
+            field,
+            "must be printable ASCII without spaces",
+        ));
     }
     Ok(())
 }
 
 fn reject(address: Option<Address>, error: SwitchError, reason: &'static str) -> Rejected {
-    Rejected { address, error, reason }
+    Rejected {
+        address,
+        error,
+        reason,
+    }
 }
 
 /// Decodes and authenticates one request value.
@@ -179,13 +212,31 @@ fn reject(address: Option<Address>, error: SwitchError, reason: &'static str) ->
 /// A [`Rejected`] for malformed JSON, an envelope without `request_id` (unanswerable), an
 /// unknown channel or a bad signature (`BILLER_AUTHENTICATION`), and unknown types or
 /// missing/mistyped body fields (`BILLER_INVALID_TRANSACTION`).
-pub fn decode(payload: &[u8], signature: Option<&str>, routing: &Routing) -> Result<ChannelRequest, Rejected> {
-    let v: Value = serde_json::from_slice(payload)
-        .map_err(|e| reject(None, SwitchError::invalid("value", format!("malformed JSON: {e}")), "malformed_json"))?;
+pub fn decode(
+    payload: &[u8],
+    signature: Option<&str>,
+    routing: &Routing,
+) -> Result<ChannelRequest, Rejected> {
+    let v: Value = serde_json::from_slice(payload).map_err(|e| {
+        reject(
+            None,
+            SwitchError::invalid("value", format!("malformed JSON: {e}")),
+            "malformed_json",
+        )
+    })?;
     let Some(obj) = v.as_object() else {
-        return Err(reject(None, SwitchError::invalid("value", "must be a JSON object"), "malformed_json"));
+        return Err(reject(
+            None,
+            SwitchError::invalid("value", "must be a JSON object"),
+            "malformed_json",
+        ));
     };
-    let str_of = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let str_of = |k: &str| {
+        obj.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     let request_id = str_of("request_id");
     if request_id.trim().is_empty() || check_reference("request_id", &request_id).is_err() {
         return Err(reject(
@@ -194,17 +245,33 @@ pub fn decode(payload: &[u8], signature: Option<&str>, routing: &Routing) -> Res
             "unaddressable",
         ));
     }
-    let addr = Address { request_id: request_id.clone(), kind: str_of("type"), channel: str_of("channel") };
+    let addr = Address {
+        request_id: request_id.clone(),
+        kind: str_of("type"),
+        channel: str_of("channel"),
+    };
 
     // Authenticate before reading anything else: the key depends only on `channel`.
     let Some(key) = routing.channel_key(&addr.channel) else {
-        return Err(reject(Some(addr), SwitchError::Authentication("unknown channel".into()), "unknown_channel"));
+        return Err(reject(
+            Some(addr),
+            SwitchError::Authentication("unknown channel".into()),
+            "unknown_channel",
+        ));
     };
     let Some(sig) = signature else {
-        return Err(reject(Some(addr), SwitchError::Authentication("missing signature header".into()), "bad_signature"));
+        return Err(reject(
+            Some(addr),
+            SwitchError::Authentication("missing signature header".into()),
+            "bad_signature",
+        ));
     };
     if !signature::verify(key, payload, sig) {
-        return Err(reject(Some(addr), SwitchError::Authentication("signature does not match".into()), "bad_signature"));
+        return Err(reject(
+            Some(addr),
+            SwitchError::Authentication("signature does not match".into()),
+            "bad_signature",
+        ));
     }
 
     let Some(kind) = RequestType::parse(&addr.kind) else {
@@ -216,9 +283,18 @@ pub fn decode(payload: &[u8], signature: Option<&str>, routing: &Routing) -> Res
     };
     let body = match obj.get("body") {
         Some(Value::Object(b)) => b,
-        _ => return Err(reject(Some(addr), SwitchError::invalid("body", "must be an object"), "invalid_field")),
+        _ => {
+            return Err(reject(
+                Some(addr),
+                SwitchError::invalid("body", "must be an object"),
+                "invalid_field",
+            ))
+        }
     };
-    let f = Fields { obj: body, prefix: "body." };
+    let f = Fields {
+        obj: body,
+        prefix: "body.",
+    };
     let parsed = (|| -> Result<RequestBody, SwitchError> {
         Ok(match kind {
             RequestType::Inquiry => RequestBody::Inquiry {
@@ -242,20 +318,38 @@ pub fn decode(payload: &[u8], signature: Option<&str>, routing: &Routing) -> Res
                 va_number: f.opt("va_number")?,
             },
             RequestType::CheckStatus => {
-                let va_number = match (f.opt("va_number")?, f.opt("prefix")?, f.opt("virtual_account")?) {
+                let va_number = match (
+                    f.opt("va_number")?,
+                    f.opt("prefix")?,
+                    f.opt("virtual_account")?,
+                ) {
                     (Some(va), _, _) => va,
                     (None, Some(p), Some(n)) => format!("{p}{n}"),
-                    _ => return Err(SwitchError::invalid("body.va_number", "or body.prefix with body.virtual_account is required")),
+                    _ => {
+                        return Err(SwitchError::invalid(
+                            "body.va_number",
+                            "or body.prefix with body.virtual_account is required",
+                        ))
+                    }
                 };
                 let date = f.req("date")?;
                 NaiveDate::parse_from_str(&date, "%Y-%m-%d")
                     .map_err(|_| SwitchError::invalid("body.date", "must be YYYY-mm-dd"))?;
-                RequestBody::CheckStatus { payment_ref: f.reference("payment_ref")?, va_number, date }
+                RequestBody::CheckStatus {
+                    payment_ref: f.reference("payment_ref")?,
+                    va_number,
+                    date,
+                }
             }
         })
     })();
     match parsed {
-        Ok(body) => Ok(ChannelRequest { request_id, kind, channel: addr.channel, body }),
+        Ok(body) => Ok(ChannelRequest {
+            request_id,
+            kind,
+            channel: addr.channel,
+            body,
+        }),
         Err(e) => Err(reject(Some(addr), e, "invalid_field")),
     }
 }
@@ -272,7 +366,9 @@ mod tests {
     use crate::settings::Settings;
 
     fn routing() -> Routing {
-        Routing::from_settings(&Settings::from_toml(&["[[channels]]\ncode = \"bank\"\napi_key = \"k\"\n"]).unwrap())
+        Routing::from_settings(
+            &Settings::from_toml(&["[[channels]]\ncode = \"bank\"\napi_key = \"k\"\n"]).unwrap(),
+        )
     }
 
     fn signed(v: &Value) -> (Vec<u8>, String) {
@@ -283,9 +379,11 @@ mod tests {
 
     #[test]
     fn decodes_a_signed_payment() {
-        let (b, s) = signed(&serde_json::json!({"type":"payment","channel":"bank","request_id":"r1","body":{
+        let (b, s) = signed(
+            &serde_json::json!({"type":"payment","channel":"bank","request_id":"r1","body":{
             "va_number":"8574991234567890","ref_id":"ref-1","amount":"100000","terminal_id":"atm",
-            "transaction_date":"2024-12-30 23:18:01","customer_name":"John"}}));
+            "transaction_date":"2024-12-30 23:18:01","customer_name":"John"}}),
+        );
         let r = decode(&b, Some(&s), &routing()).unwrap();
         assert_eq!(r.kind, RequestType::Payment);
         assert_eq!(r.body.va_number(), Some("8574991234567890"));
@@ -298,28 +396,58 @@ mod tests {
         assert!(r.address.is_none());
         assert_eq!(r.reason, "malformed_json");
         let (b, s) = signed(&serde_json::json!({"type":"inquiry","channel":"bank","body":{}}));
-        assert_eq!(decode(&b, Some(&s), &rt).unwrap_err().reason, "unaddressable");
-        let (b, _) = signed(&serde_json::json!({"type":"inquiry","channel":"bank","request_id":"r","body":{}}));
+        assert_eq!(
+            decode(&b, Some(&s), &rt).unwrap_err().reason,
+            "unaddressable"
+        );
+        let (b, _) = signed(
+            &serde_json::json!({"type":"inquiry","channel":"bank","request_id":"r","body":{}}),
+        );
         let r = decode(&b, Some("00"), &rt).unwrap_err();
-        assert_eq!((r.error.rc(), r.reason), (Rc::BillerAuthentication, "bad_signature"));
+        assert_eq!(
+            (r.error.rc(), r.reason),
+            (Rc::BillerAuthentication, "bad_signature")
+        );
         let r = decode(&b, None, &rt).unwrap_err();
         assert_eq!(r.error.rc(), Rc::BillerAuthentication);
-        let (b, s) = signed(&serde_json::json!({"type":"inquiry","channel":"bank","request_id":"r","body":{"va_number":"8574991234567890","ref_id":"x","transaction_date":"30/12/2024"}}));
+        let (b, s) = signed(
+            &serde_json::json!({"type":"inquiry","channel":"bank","request_id":"r","body":{"va_number":"8574991234567890","ref_id":"x","transaction_date":"30/12/2024"}}),
+        );
         let r = decode(&b, Some(&s), &rt).unwrap_err();
         assert_eq!(r.error.rc(), Rc::BillerInvalidTransaction);
-        assert!(r.error.to_string().contains("body.transaction_date"), "{}", r.error);
-        let (b, s) = signed(&serde_json::json!({"type":"refund","channel":"bank","request_id":"r","body":{}}));
-        assert_eq!(decode(&b, Some(&s), &rt).unwrap_err().error.rc(), Rc::BillerInvalidTransaction);
-        let (b, s) = signed(&serde_json::json!({"type":"inquiry","channel":"bank","request_id":"r","body":{"va_number":8574991234567890u64,"ref_id":"x","transaction_date":"2024-12-30 23:18:01"}}));
+        assert!(
+            r.error.to_string().contains("body.transaction_date"),
+            "{}",
+            r.error
+        );
+        let (b, s) = signed(
+            &serde_json::json!({"type":"refund","channel":"bank","request_id":"r","body":{}}),
+        );
+        assert_eq!(
+            decode(&b, Some(&s), &rt).unwrap_err().error.rc(),
+            Rc::BillerInvalidTransaction
+        );
+        let (b, s) = signed(
+            &serde_json::json!({"type":"inquiry","channel":"bank","request_id":"r","body":{"va_number":8574991234567890u64,"ref_id":"x","transaction_date":"2024-12-30 23:18:01"}}),
+        );
         let r = decode(&b, Some(&s), &rt).unwrap_err();
-        assert!(r.error.to_string().contains("body.va_number"), "{}", r.error);
+        assert!(
+            r.error.to_string().contains("body.va_number"),
+            "{}",
+            r.error
+        );
     }
 
     #[test]
     fn check_status_takes_either_va_shape() {
         let rt = routing();
-        let (b, s) = signed(&serde_json::json!({"type":"check_status","channel":"bank","request_id":"r","body":{
-            "payment_ref":"p1","prefix":"857499","virtual_account":"1234567890","date":"2024-11-10"}}));
-        assert_eq!(decode(&b, Some(&s), &rt).unwrap().body.va_number(), Some("8574991234567890"));
+        let (b, s) = signed(
+            &serde_json::json!({"type":"check_status","channel":"bank","request_id":"r","body":{
+            "payment_ref":"p1","prefix":"857499","virtual_account":"1234567890","date":"2024-11-10"}}),
+        );
+        assert_eq!(
+            decode(&b, Some(&s), &rt).unwrap().body.va_number(),
+            Some("8574991234567890")
+        );
     }
 }

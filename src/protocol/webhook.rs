@@ -40,7 +40,11 @@ impl WebhookJob {
         context: Value,
         payload: Value,
     ) -> WebhookJob {
-        let suffix = if event == PAYMENT_REVERSAL { "reversal" } else { "received" };
+        let suffix = if event == PAYMENT_REVERSAL {
+            "reversal"
+        } else {
+            "received"
+        };
         let id = format!("{payment_id}:{suffix}");
         WebhookJob {
             id: id.clone(),
@@ -49,7 +53,12 @@ impl WebhookJob {
             webhook_url,
             bill_hash: bill_hash.to_owned(),
             created_at,
-            body: WebhookBody { id, event: event.to_owned(), context, payload },
+            body: WebhookBody {
+                id,
+                event: event.to_owned(),
+                context,
+                payload,
+            },
         }
     }
 }

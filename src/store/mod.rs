@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::domain::{Bill, Payment};
-use crate::error::Rc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -31,22 +30,28 @@ pub struct Versioned<T> {
     pub version: String,
 }
 
-/// What the channel was answered, kept so that a repeated request gets the same answer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StoredAnswer {
-    pub rc: Rc,
-    pub message: String,
+/// One event of a payment as it was answered: the payment and the bill right after it, and
+/// the answer's timestamp. The answer and the webhook job are rebuilt from these, so a
+/// repeated request gets the very same answer while each fact is stored once.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub payment: Payment,
+    pub bill: Value,
     pub timestamp: String,
-    pub data: Value,
 }
 
-/// A payment with the answers and webhook jobs of its payment and (if any) its reversal.
+/// A payment and, once reversed, its reversal.
 #[derive(Clone, Debug)]
 pub struct PaymentRecord {
-    pub payment: Payment,
-    pub answer: StoredAnswer,
-    pub job: String,
-    pub reversal: Option<(StoredAnswer, String)>,
+    pub paid: Recorded,
+    pub reversed: Option<Recorded>,
+}
+
+impl PaymentRecord {
+    /// The payment as it stands now.
+    pub fn current(&self) -> &Payment {
+        &self.reversed.as_ref().unwrap_or(&self.paid).payment
+    }
 }
 
 /// Result of a compare-and-set commit.
@@ -63,15 +68,34 @@ pub enum Commit {
     Occupied(String),
 }
 
+/// A VA lock held by one owner token.
+#[derive(Clone, Debug)]
+pub struct Lock {
+    pub key: String,
+    pub token: String,
+}
+
+/// Result of trying to take a VA lock and read under it.
+#[derive(Debug)]
+pub enum LockRead {
+    /// Someone else holds the lock; nothing was read.
+    Locked,
+    /// The lock is ours; the bill and the payment record as they are now.
+    Acquired(Option<Versioned<Bill>>, Option<PaymentRecord>),
+}
+
 pub struct NewPayment<'a> {
     pub inst: &'a str,
     pub bill: &'a Versioned<Bill>,
     pub next_bill: &'a Bill,
     pub payment: &'a Payment,
-    pub answer: &'a StoredAnswer,
-    pub job: &'a str,
+    /// The bill as answered (JSON) and the answer's timestamp.
+    pub answered_bill: &'a str,
+    pub timestamp: &'a str,
     pub ledger_entry: &'a Value,
     pub score_ms: i64,
+    /// The lock the commit releases on success (payments only).
+    pub lock: Option<&'a Lock>,
 }
 
 #[derive(Clone)]
@@ -85,9 +109,9 @@ struct Scripts {
     pay: Script,
     reverse: Script,
     create: Script,
+    lock_read: Script,
     update_bill: Script,
     unlock: Script,
-    claim: Script,
 }
 
 fn status_str(b: &Bill) -> &'static str {
@@ -99,7 +123,10 @@ fn status_str(b: &Bill) -> &'static str {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(key: &str, s: &str) -> Result<T, StoreError> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt { key: key.to_owned(), reason: e.to_string() })
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
+        key: key.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 fn to_json<T: Serialize>(v: &T) -> String {
@@ -137,9 +164,9 @@ impl Store {
                 pay: Script::new(include_str!("lua/pay.lua")),
                 reverse: Script::new(include_str!("lua/reverse.lua")),
                 create: Script::new(include_str!("lua/create.lua")),
+                lock_read: Script::new(include_str!("lua/lock_read.lua")),
                 update_bill: Script::new(include_str!("lua/update_bill.lua")),
                 unlock: Script::new(include_str!("lua/unlock.lua")),
-                claim: Script::new(include_str!("lua/claim.lua")),
             }),
         })
     }
@@ -155,9 +182,16 @@ impl Store {
         Ok(())
     }
 
-    fn versioned_bill(key: &str, doc: Option<String>, ver: Option<String>) -> Result<Option<Versioned<Bill>>, StoreError> {
+    fn versioned_bill(
+        key: &str,
+        doc: Option<String>,
+        ver: Option<String>,
+    ) -> Result<Option<Versioned<Bill>>, StoreError> {
         match (doc, ver) {
-            (Some(doc), Some(version)) => Ok(Some(Versioned { value: parse(key, &doc)?, version })),
+            (Some(doc), Some(version)) => Ok(Some(Versioned {
+                value: parse(key, &doc)?,
+                version,
+            })),
             _ => Ok(None),
         }
     }
@@ -172,16 +206,27 @@ impl Store {
                 m.insert(k.as_str(), v.as_str());
             }
         }
-        let get = |f: &str| m.get(f).copied().ok_or_else(|| StoreError::Corrupt { key: key.into(), reason: format!("no {f}") });
-        let reversal = match (m.get("rev_answer"), m.get("rev_job")) {
-            (Some(a), Some(j)) => Some((parse(key, a)?, (*j).to_owned())),
-            _ => None,
+        let get = |f: &str| {
+            m.get(f).copied().ok_or_else(|| StoreError::Corrupt {
+                key: key.into(),
+                reason: format!("no {f}"),
+            })
+        };
+        let recorded = |doc: &str, bill: &str, ts: &str| -> Result<Recorded, StoreError> {
+            Ok(Recorded {
+                payment: parse(key, get(doc)?)?,
+                bill: parse(key, get(bill)?)?,
+                timestamp: get(ts)?.to_owned(),
+            })
+        };
+        let reversed = if m.contains_key("rev_doc") {
+            Some(recorded("rev_doc", "rev_bill", "rev_ts")?)
+        } else {
+            None
         };
         Ok(Some(PaymentRecord {
-            payment: parse(key, get("doc")?)?,
-            answer: parse(key, get("answer")?)?,
-            job: get("job")?.to_owned(),
-            reversal,
+            paid: recorded("doc", "bill", "ts")?,
+            reversed,
         }))
     }
 
@@ -189,7 +234,11 @@ impl Store {
     ///
     /// # Errors
     /// Redis unreachable, corrupt record.
-    pub async fn bill_by_va(&self, inst: &str, va: &str) -> Result<Option<Versioned<Bill>>, StoreError> {
+    pub async fn bill_by_va(
+        &self,
+        inst: &str,
+        va: &str,
+    ) -> Result<Option<Versioned<Bill>>, StoreError> {
         Ok(self.bill_and_payment(inst, va, None).await?.0)
     }
 
@@ -209,7 +258,8 @@ impl Store {
             inv.key(k);
         }
         inv.arg(keys::bill_prefix(inst));
-        let (doc, ver, pay): (Option<String>, Option<String>, Vec<String>) = inv.invoke_async(&mut self.conn()).await?;
+        let (doc, ver, pay): (Option<String>, Option<String>, Vec<String>) =
+            inv.invoke_async(&mut self.conn()).await?;
         let bill = Self::versioned_bill(&keys::va(inst, va), doc, ver)?;
         let rec = match &pkey {
             Some(k) => Self::payment_record(k, pay)?,
@@ -220,18 +270,34 @@ impl Store {
 
     /// # Errors
     /// Redis unreachable, corrupt record.
-    pub async fn bill(&self, inst: &str, hash: &str) -> Result<Option<Versioned<Bill>>, StoreError> {
+    pub async fn bill(
+        &self,
+        inst: &str,
+        hash: &str,
+    ) -> Result<Option<Versioned<Bill>>, StoreError> {
         let key = keys::bill(inst, hash);
-        let (doc, ver): (Option<String>, Option<String>) =
-            redis::cmd("HMGET").arg(&key).arg("doc").arg("ver").query_async(&mut self.conn()).await?;
+        let (doc, ver): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(&key)
+            .arg("doc")
+            .arg("ver")
+            .query_async(&mut self.conn())
+            .await?;
         Self::versioned_bill(&key, doc, ver)
     }
 
     /// # Errors
     /// Redis unreachable, corrupt record.
-    pub async fn payment(&self, inst: &str, channel: &str, reference: &str) -> Result<Option<PaymentRecord>, StoreError> {
+    pub async fn payment(
+        &self,
+        inst: &str,
+        channel: &str,
+        reference: &str,
+    ) -> Result<Option<PaymentRecord>, StoreError> {
         let key = keys::payment(inst, channel, reference);
-        let fields: Vec<String> = redis::cmd("HGETALL").arg(&key).query_async(&mut self.conn()).await?;
+        let fields: Vec<String> = redis::cmd("HGETALL")
+            .arg(&key)
+            .query_async(&mut self.conn())
+            .await?;
         Self::payment_record(&key, fields)
     }
 
@@ -244,20 +310,26 @@ impl Store {
             .scripts
             .pay
             .key(keys::bill(p.inst, &p.bill.value.hash))
-            .key(keys::payment(p.inst, &p.payment.channel, &p.payment.payment_ref_id))
+            .key(keys::payment(
+                p.inst,
+                &p.payment.channel,
+                &p.payment.payment_ref_id,
+            ))
             .key(keys::bill_payments(p.inst, &p.bill.value.hash))
             .key(keys::payments(p.inst))
             .key(keys::ledger(p.inst))
             .key(keys::balance(p.inst))
+            .key(p.lock.map_or("", |l| l.key.as_str()))
             .arg(&p.bill.version)
             .arg(to_json(p.next_bill))
             .arg(status_str(p.next_bill))
             .arg(to_json(p.payment))
-            .arg(to_json(p.answer))
-            .arg(p.job)
+            .arg(p.answered_bill)
+            .arg(p.timestamp)
             .arg(to_json(p.ledger_entry))
             .arg(p.payment.amount.get())
             .arg(p.score_ms)
+            .arg(p.lock.map_or("", |l| l.token.as_str()))
             .invoke_async(&mut self.conn())
             .await?;
         Ok(verdict(&r))
@@ -272,15 +344,19 @@ impl Store {
             .scripts
             .reverse
             .key(keys::bill(p.inst, &p.bill.value.hash))
-            .key(keys::payment(p.inst, &p.payment.channel, &p.payment.payment_ref_id))
+            .key(keys::payment(
+                p.inst,
+                &p.payment.channel,
+                &p.payment.payment_ref_id,
+            ))
             .key(keys::ledger(p.inst))
             .key(keys::balance(p.inst))
             .arg(&p.bill.version)
             .arg(to_json(p.next_bill))
             .arg(status_str(p.next_bill))
             .arg(to_json(p.payment))
-            .arg(to_json(p.answer))
-            .arg(p.job)
+            .arg(p.answered_bill)
+            .arg(p.timestamp)
             .arg(to_json(p.ledger_entry))
             .arg(p.payment.amount.get())
             .invoke_async(&mut self.conn())
@@ -300,7 +376,10 @@ impl Store {
         for p in &bill.prefixes {
             inv.key(keys::va(inst, &format!("{p}{}", &bill.va_number[6..])));
         }
-        let until = bill.valid_until.map(|t| t.timestamp_millis().to_string()).unwrap_or_default();
+        let until = bill
+            .valid_until
+            .map(|t| t.timestamp_millis().to_string())
+            .unwrap_or_default();
         let r: Vec<String> = inv
             .arg(to_json(bill))
             .arg(keys::bill_prefix(inst))
@@ -317,7 +396,11 @@ impl Store {
     ///
     /// # Errors
     /// Redis unreachable.
-    pub async fn update_bill(&self, old: &Versioned<Bill>, next: &Bill) -> Result<Commit, StoreError> {
+    pub async fn update_bill(
+        &self,
+        old: &Versioned<Bill>,
+        next: &Bill,
+    ) -> Result<Commit, StoreError> {
         let r: Vec<String> = self
             .scripts
             .update_bill
@@ -330,11 +413,146 @@ impl Store {
         Ok(verdict(&r))
     }
 
+    fn lock_read_invocation(
+        &self,
+        inst: &str,
+        va: &str,
+        channel: &str,
+        reference: &str,
+        lock: &Lock,
+        ttl: Duration,
+    ) -> redis::Cmd {
+        let mut c = redis::cmd("EVALSHA");
+        c.arg(self.scripts.lock_read.get_hash())
+            .arg(3)
+            .arg(&lock.key)
+            .arg(keys::va(inst, va))
+            .arg(keys::payment(inst, channel, reference))
+            .arg(&lock.token)
+            .arg(ttl.as_millis() as u64)
+            .arg(keys::bill_prefix(inst));
+        c
+    }
+
+    fn lock_read_result(
+        inst: &str,
+        va: &str,
+        pkey: &str,
+        (verdict, doc, ver, pay): (String, Option<String>, Option<String>, Vec<String>),
+    ) -> Result<LockRead, StoreError> {
+        if verdict != "ok" {
+            return Ok(LockRead::Locked);
+        }
+        Ok(LockRead::Acquired(
+            Self::versioned_bill(&keys::va(inst, va), doc, ver)?,
+            Self::payment_record(pkey, pay)?,
+        ))
+    }
+
+    /// Makes sure every script is in Redis's script cache (after a restart or a flush), so
+    /// `EVALSHA` inside pipelines finds them.
+    async fn load_scripts(&self) -> Result<(), StoreError> {
+        let s = &self.scripts;
+        for script in [
+            &s.read_va,
+            &s.pay,
+            &s.reverse,
+            &s.create,
+            &s.lock_read,
+            &s.update_bill,
+            &s.unlock,
+        ] {
+            script.prepare_invoke().load_async(&mut self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    /// One round trip for the start of a payment: bind `(channel, reference)` to `binding`
+    /// (returning any earlier binding), take the VA lock, and read under it.
+    ///
+    /// # Errors
+    /// Redis unreachable, corrupt record.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn claim_lock_read(
+        &self,
+        inst: &str,
+        va: &str,
+        channel: &str,
+        reference: &str,
+        binding: &str,
+        lock: &Lock,
+        ttl: Duration,
+    ) -> Result<(Option<String>, LockRead), StoreError> {
+        // SET NX GET (Redis >= 7.0): binds if new, returns the earlier binding otherwise.
+        let mut claim = redis::cmd("SET");
+        claim
+            .arg(keys::reference(channel, reference))
+            .arg(binding)
+            .arg("NX")
+            .arg("GET");
+        let mut pipe = redis::pipe();
+        pipe.add_command(claim)
+            .add_command(self.lock_read_invocation(inst, va, channel, reference, lock, ttl));
+        let mut first = true;
+        let (claimed, read): (
+            Option<String>,
+            (String, Option<String>, Option<String>, Vec<String>),
+        ) = loop {
+            match pipe.query_async(&mut self.conn()).await {
+                Err(e)
+                    if first
+                        && e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    first = false;
+                    self.load_scripts().await?;
+                }
+                r => break r?,
+            }
+        };
+        Ok((
+            claimed,
+            Self::lock_read_result(inst, va, &keys::payment(inst, channel, reference), read)?,
+        ))
+    }
+
+    /// Takes the VA lock and reads under it (see `lua/lock_read.lua`).
+    ///
+    /// # Errors
+    /// Redis unreachable, corrupt record.
+    pub async fn lock_read(
+        &self,
+        inst: &str,
+        va: &str,
+        channel: &str,
+        reference: &str,
+        lock: &Lock,
+        ttl: Duration,
+    ) -> Result<LockRead, StoreError> {
+        let read = self
+            .scripts
+            .lock_read
+            .key(&lock.key)
+            .key(keys::va(inst, va))
+            .key(keys::payment(inst, channel, reference))
+            .arg(&lock.token)
+            .arg(ttl.as_millis() as u64)
+            .arg(keys::bill_prefix(inst))
+            .invoke_async(&mut self.conn())
+            .await?;
+        Self::lock_read_result(inst, va, &keys::payment(inst, channel, reference), read)
+    }
+
     /// Takes the VA lock if free: `SET NX PX`. Returns whether it was taken.
     ///
     /// # Errors
     /// Redis unreachable.
-    pub async fn try_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
+    pub async fn try_lock(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
         let r: Option<String> = redis::cmd("SET")
             .arg(key)
             .arg(token)
@@ -351,22 +569,23 @@ impl Store {
     /// # Errors
     /// Redis unreachable.
     pub async fn unlock(&self, key: &str, token: &str) -> Result<bool, StoreError> {
-        let n: i64 = self.scripts.unlock.key(key).arg(token).invoke_async(&mut self.conn()).await?;
+        let n: i64 = self
+            .scripts
+            .unlock
+            .key(key)
+            .arg(token)
+            .invoke_async(&mut self.conn())
+            .await?;
         Ok(n == 1)
     }
 
-    /// Binds `(channel, reference)` to `binding` unless already bound; returns the existing
-    /// binding.
-    ///
     /// # Errors
     /// Redis unreachable.
-    pub async fn claim_reference(&self, channel: &str, reference: &str, binding: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.scripts.claim.key(keys::reference(channel, reference)).arg(binding).invoke_async(&mut self.conn()).await?)
-    }
-
-    /// # Errors
-    /// Redis unreachable.
-    pub async fn reference(&self, channel: &str, reference: &str) -> Result<Option<String>, StoreError> {
+    pub async fn reference(
+        &self,
+        channel: &str,
+        reference: &str,
+    ) -> Result<Option<String>, StoreError> {
         Ok(self.conn().get(keys::reference(channel, reference)).await?)
     }
 

@@ -28,7 +28,11 @@ pub const PASSIVE_PREFIX: &str = "857600";
 pub const PARTITIONS: i32 = 3;
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A private `redis-server`, killed on drop.
@@ -47,17 +51,35 @@ impl Redis {
         let dir = tempfile::tempdir().unwrap();
         let bin = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let child = Command::new(&bin)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin} (run scripts/test.sh, which installs it): {e}"));
-        let r = Redis { child, port, _dir: dir };
+            .unwrap_or_else(|e| {
+                panic!("cannot start {bin} (run scripts/test.sh, which installs it): {e}")
+            });
+        let r = Redis {
+            child,
+            port,
+            _dir: dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on {port}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         r
@@ -91,7 +113,10 @@ impl Daemon {
         let handle = tokio::spawn(ipg_switch::run(settings, async move {
             let _ = rx.await;
         }));
-        Daemon { stop: Some(tx), handle }
+        Daemon {
+            stop: Some(tx),
+            handle,
+        }
     }
 
     pub async fn stop(mut self) {
@@ -99,7 +124,9 @@ impl Daemon {
             let _ = tx.send(());
         }
         let r = tokio::time::timeout(Duration::from_secs(60), &mut self.handle).await;
-        r.expect("daemon did not stop within 60 s").expect("daemon task panicked").expect("daemon failed");
+        r.expect("daemon did not stop within 60 s")
+            .expect("daemon task panicked")
+            .expect("daemon failed");
     }
 }
 
@@ -129,13 +156,22 @@ impl Collected {
     }
 
     /// Polls until `f` finds what it wants, or panics after `secs`.
-    pub async fn wait_for<T>(&self, what: &str, secs: u64, mut f: impl FnMut(&[Received]) -> Option<T>) -> T {
+    pub async fn wait_for<T>(
+        &self,
+        what: &str,
+        secs: u64,
+        mut f: impl FnMut(&[Received]) -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             if let Some(t) = f(&self.msgs.lock().unwrap()) {
                 return t;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; have {} messages", self.msgs.lock().unwrap().len());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; have {} messages",
+                self.msgs.lock().unwrap().len()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -151,7 +187,8 @@ fn collect(bootstrap: &str, topic: &str) -> Collected {
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     c.assign(&tpl).unwrap();
     let out = Collected::default();
@@ -163,7 +200,10 @@ fn collect(bootstrap: &str, topic: &str) -> Collected {
                     let mut headers = HashMap::new();
                     if let Some(hs) = m.headers() {
                         for h in hs.iter() {
-                            headers.insert(h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned());
+                            headers.insert(
+                                h.key.to_owned(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            );
                         }
                     }
                     sink.lock().unwrap().push(Received {
@@ -255,11 +295,22 @@ impl Stack {
         let broker = EmbeddedBroker::start(&probe.topics.all(), PARTITIONS).unwrap();
         let redis = Redis::start();
         let settings = settings_for(&broker.bootstrap, &redis.url(), extra);
-        let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &broker.bootstrap).create().unwrap();
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &broker.bootstrap)
+            .create()
+            .unwrap();
         let responses = collect(&broker.bootstrap, &settings.topics.response);
         let webhooks = collect(&broker.bootstrap, &settings.topics.webhook);
         let dead_letters = collect(&broker.bootstrap, &settings.topics.dead_letter);
-        Stack { broker, redis, settings, producer, responses, webhooks, dead_letters }
+        Stack {
+            broker,
+            redis,
+            settings,
+            producer,
+            responses,
+            webhooks,
+            dead_letters,
+        }
     }
 
     pub fn daemon(&self) -> Daemon {
@@ -280,20 +331,41 @@ impl Stack {
             rec = rec.key(k);
         }
         if let Some(s) = signature {
-            rec = rec.headers(OwnedHeaders::new().insert(Header { key: "signature", value: Some(s) }));
+            rec = rec.headers(OwnedHeaders::new().insert(Header {
+                key: "signature",
+                value: Some(s),
+            }));
         }
-        self.producer.send(rec, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
+        self.producer
+            .send(rec, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
     }
 
     /// Signs and produces a request; returns its request_id.
     pub async fn send(&self, kind: &str, request_id: &str, body: Value) -> String {
-        self.send_as(CHANNEL, CHANNEL_KEY, kind, request_id, body).await
+        self.send_as(CHANNEL, CHANNEL_KEY, kind, request_id, body)
+            .await
     }
 
-    pub async fn send_as(&self, channel: &str, key: &str, kind: &str, request_id: &str, body: Value) -> String {
-        let value = serde_json::to_vec(&json!({"type": kind, "channel": channel, "request_id": request_id, "body": body})).unwrap();
+    pub async fn send_as(
+        &self,
+        channel: &str,
+        key: &str,
+        kind: &str,
+        request_id: &str,
+        body: Value,
+    ) -> String {
+        let value = serde_json::to_vec(
+            &json!({"type": kind, "channel": channel, "request_id": request_id, "body": body}),
+        )
+        .unwrap();
         let sig = signature::sign(key.as_bytes(), &value);
-        let va = body.get("va_number").and_then(Value::as_str).map(str::to_owned);
+        let va = body
+            .get("va_number")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         self.produce_raw(va.as_deref(), &value, Some(&sig)).await;
         request_id.to_owned()
     }
@@ -302,14 +374,21 @@ impl Stack {
     pub async fn answer(&self, request_id: &str) -> Value {
         self.responses
             .wait_for(&format!("answer to {request_id}"), 60, |msgs| {
-                msgs.iter().map(Received::json).find(|v| v["request_id"] == request_id)
+                msgs.iter()
+                    .map(Received::json)
+                    .find(|v| v["request_id"] == request_id)
             })
             .await
     }
 
     /// Every answer to `request_id` seen so far.
     pub fn answers(&self, request_id: &str) -> Vec<Value> {
-        self.responses.all().iter().map(Received::json).filter(|v| v["request_id"] == request_id).collect()
+        self.responses
+            .all()
+            .iter()
+            .map(Received::json)
+            .filter(|v| v["request_id"] == request_id)
+            .collect()
     }
 }
 
@@ -346,11 +425,21 @@ impl Stack {
 
     /// The bill as stored now.
     pub async fn stored_bill(&self, hash: &str) -> ipg_switch::domain::Bill {
-        self.switch().hosted.store.bill(INST, hash).await.unwrap().expect("bill exists").value
+        self.switch()
+            .hosted
+            .store
+            .bill(INST, hash)
+            .await
+            .unwrap()
+            .expect("bill exists")
+            .value
     }
 
     pub async fn ledger(&self) -> (Vec<Value>, i64) {
         let store = self.switch().hosted.store;
-        (store.ledger(INST).await.unwrap(), store.balance(INST).await.unwrap())
+        (
+            store.ledger(INST).await.unwrap(),
+            store.balance(INST).await.unwrap(),
+        )
     }
 }

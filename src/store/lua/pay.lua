@@ -1,8 +1,10 @@
 -- Commits one payment atomically: bill, payment record, indexes, balance, ledger.
+-- On success it also releases the VA lock if the caller still owns it.
 -- KEYS: 1 bill, 2 payment, 3 bill's payment list, 4 institution payment index (zset),
---       5 ledger (list), 6 balance
+--       5 ledger (list), 6 balance, 7 VA lock
 -- ARGV: 1 expected bill version, 2 new bill doc, 3 new bill status, 4 payment doc,
---       5 answer, 6 webhook job, 7 ledger entry (JSON object), 8 amount, 9 score (ms)
+--       5 the bill as answered (JSON), 6 answer timestamp, 7 ledger entry (JSON object),
+--       8 amount, 9 score (ms), 10 lock owner token
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return {'dup'}
 end
@@ -11,9 +13,12 @@ if redis.call('HGET', KEYS[1], 'ver') ~= ARGV[1] then
 end
 redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'ver', 1)
-redis.call('HSET', KEYS[2], 'doc', ARGV[4], 'answer', ARGV[5], 'job', ARGV[6])
+redis.call('HSET', KEYS[2], 'doc', ARGV[4], 'bill', ARGV[5], 'ts', ARGV[6])
 redis.call('RPUSH', KEYS[3], KEYS[2])
 redis.call('ZADD', KEYS[4], ARGV[9], KEYS[2])
 local bal = redis.call('INCRBY', KEYS[6], ARGV[8])
 redis.call('RPUSH', KEYS[5], string.sub(ARGV[7], 1, -2) .. ',"balance_after":' .. string.format('%d', bal) .. '}')
+if redis.call('GET', KEYS[7]) == ARGV[10] then
+  redis.call('DEL', KEYS[7])
+end
 return {'ok'}

@@ -1,11 +1,12 @@
 -- Commits one reversal atomically: bill, payment record, balance, ledger.
 -- KEYS: 1 bill, 2 payment, 3 ledger (list), 4 balance
--- ARGV: 1 expected bill version, 2 new bill doc, 3 new bill status, 4 payment doc,
---       5 answer, 6 webhook job, 7 ledger entry (JSON object), 8 amount
+-- ARGV: 1 expected bill version, 2 new bill doc, 3 new bill status, 4 reversed payment doc,
+--       5 the bill as answered (JSON), 6 answer timestamp, 7 ledger entry (JSON object),
+--       8 amount
 if redis.call('EXISTS', KEYS[2]) == 0 then
   return {'missing'}
 end
-if redis.call('HEXISTS', KEYS[2], 'rev_answer') == 1 then
+if redis.call('HEXISTS', KEYS[2], 'rev_doc') == 1 then
   return {'already'}
 end
 if redis.call('HGET', KEYS[1], 'ver') ~= ARGV[1] then
@@ -13,7 +14,7 @@ if redis.call('HGET', KEYS[1], 'ver') ~= ARGV[1] then
 end
 redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'ver', 1)
-redis.call('HSET', KEYS[2], 'doc', ARGV[4], 'rev_answer', ARGV[5], 'rev_job', ARGV[6])
+redis.call('HSET', KEYS[2], 'rev_doc', ARGV[4], 'rev_bill', ARGV[5], 'rev_ts', ARGV[6])
 local bal = redis.call('DECRBY', KEYS[4], ARGV[8])
 redis.call('RPUSH', KEYS[3], string.sub(ARGV[7], 1, -2) .. ',"balance_after":' .. string.format('%d', bal) .. '}')
 return {'ok'}
