@@ -1,6 +1,6 @@
 //! Time as the switch writes it: ISO 8601 with the configured offset (+07:00 by default).
 
-use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
+use chrono::{DateTime, FixedOffset, SecondsFormat, Timelike, Utc};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
@@ -12,8 +12,11 @@ impl Clock {
         Clock { offset }
     }
 
+    /// Now, in whole seconds: IPG timestamps carry no fractions, and a stored time must
+    /// print the same as the answer that carried it.
     pub fn now(&self) -> DateTime<FixedOffset> {
-        Utc::now().with_timezone(&self.offset)
+        let t = Utc::now().with_timezone(&self.offset);
+        t.with_nanosecond(0).unwrap_or(t)
     }
 
     /// `2022-04-05T06:11:58+07:00`

@@ -89,6 +89,11 @@ impl Redis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// The `redis-server` child's process id (to freeze it with SIGSTOP in a test).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -442,4 +447,68 @@ impl Stack {
             store.balance(INST).await.unwrap(),
         )
     }
+}
+
+impl Stack {
+    /// Like `produce_raw`; returns where the record landed: `(partition, offset)`.
+    pub async fn produce_raw_at(
+        &self,
+        key: Option<&str>,
+        value: Option<&[u8]>,
+        signature: Option<&str>,
+    ) -> (i32, i64) {
+        let mut rec = FutureRecord::<str, [u8]>::to(&self.settings.topics.request);
+        if let Some(v) = value {
+            rec = rec.payload(v);
+        }
+        if let Some(k) = key {
+            rec = rec.key(k);
+        }
+        if let Some(s) = signature {
+            rec = rec.headers(OwnedHeaders::new().insert(Header {
+                key: "signature",
+                value: Some(s),
+            }));
+        }
+        let d = self
+            .producer
+            .send(rec, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+        (d.partition, d.offset)
+    }
+
+    /// Produces a tombstone (a record with a key and no value at all); returns
+    /// `(partition, offset)`.
+    pub async fn produce_tombstone(&self, key: &str) -> (i32, i64) {
+        self.produce_raw_at(Some(key), None, None).await
+    }
+}
+
+/// Signs an envelope with `key`; returns the exact value bytes and the signature header.
+pub fn signed_envelope(
+    channel: &str,
+    key: &str,
+    kind: &str,
+    request_id: &str,
+    body: Value,
+) -> (Vec<u8>, String) {
+    let value = serde_json::to_vec(
+        &json!({"type": kind, "channel": channel, "request_id": request_id, "body": body}),
+    )
+    .unwrap();
+    let sig = signature::sign(key.as_bytes(), &value);
+    (value, sig)
+}
+
+/// Every answer in `msgs`, grouped by request id, in arrival order.
+pub fn answers_by_id(msgs: &[Received]) -> HashMap<String, Vec<Value>> {
+    let mut out: HashMap<String, Vec<Value>> = HashMap::new();
+    for v in msgs.iter().map(Received::json) {
+        if let Some(id) = v["request_id"].as_str() {
+            out.entry(id.to_owned()).or_default().push(v.clone());
+        }
+    }
+    out
 }

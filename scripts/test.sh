@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, and integration tests that run the real daemon in-process
+# against a Kafka-protocol broker (librdkafka's mock cluster, over TCP) and private
+# redis-server processes on free ports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REDIS_SERVER=$(scripts/ensure-redis.sh)
+export REDIS_SERVER
+
+# Every shipped configuration must load.
+cargo build --locked --quiet
+for f in config/*.toml; do
+  [ "$f" = config/default.toml ] && continue
+  ./target/debug/ipg-switch check-config --config "$f"
+done
+
+cargo test --locked "$@"

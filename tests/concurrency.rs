@@ -1,0 +1,245 @@
+//! Many payments racing for one bill: through Kafka with two daemons of one consumer group
+//! (the bill reached through two VAs, i.e. two keys), and straight at the rule code. The
+//! bill must never be overpaid and every rupiah paid must be in the ledger once.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::*;
+use ipg_switch::domain::VaNumber;
+use ipg_switch::error::{Rc, SwitchError};
+use ipg_switch::hosted::PayInput;
+use serde_json::{json, Value};
+
+/// CRC-32 (IEEE), as librdkafka's default `consistent_random` partitioner hashes keys.
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for &b in data {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+fn partition_of(key: &str) -> i32 {
+    (crc32(key.as_bytes()) % PARTITIONS as u32) as i32
+}
+
+/// `assigned_partitions` from a daemon's `/readyz`, or `None` while it does not answer.
+async fn assigned_partitions(port: u16) -> Option<u64> {
+    tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        let body = out.split("\r\n\r\n").nth(1)?;
+        serde_json::from_str::<Value>(body).ok()?["assigned_partitions"].as_u64()
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_two_vas_fifty_partial_payments_never_overpay() {
+    const TOTAL: u64 = 300_000;
+    const EACH: u64 = 10_000;
+    const N: usize = 50;
+    let stack = Stack::start().await;
+
+    // A bill number whose two VAs hash to different partitions, so that both ends of the
+    // race are consumed separately (and, with two daemons, possibly by different ones).
+    let number = (0..100)
+        .map(|k| format!("90000000{k:02}"))
+        .find(|n| partition_of(&va(PREFIX, n)) != partition_of(&va(PREFIX2, n)))
+        .unwrap();
+    let (v1, v2) = (va(PREFIX, &number), va(PREFIX2, &number));
+    let mut body = bill_body(&number, "partial", TOTAL);
+    body["prefix"] = json!([PREFIX, PREFIX2]);
+    let bill = stack.create_bill(body).await;
+    assert_eq!(bill.prefixes, [PREFIX, PREFIX2]);
+
+    // Two daemons of one group, each with its own /readyz to see its partitions.
+    let ports = [free_port(), free_port()];
+    let daemons: Vec<Daemon> = ports
+        .iter()
+        .map(|p| {
+            let mut s = stack.settings.clone();
+            s.metrics.listen = format!("127.0.0.1:{p}");
+            Daemon::start(s)
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (a, b) = (
+            assigned_partitions(ports[0]).await,
+            assigned_partitions(ports[1]).await,
+        );
+        if let (Some(a), Some(b)) = (a, b) {
+            if a > 0 && b > 0 && a + b == PARTITIONS as u64 {
+                eprintln!("two_daemons: partitions split {a} + {b}");
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "both daemons never held partitions: {a:?} {b:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let ids: Vec<String> = (0..N).map(|i| format!("cc-{i}")).collect();
+    futures::future::join_all((0..N).map(|i| {
+        let v = if i % 2 == 0 { &v1 } else { &v2 };
+        stack.send(
+            "payment",
+            &ids[i],
+            payment(v, &format!("CC-REF-{i}"), EACH.to_string()),
+        )
+    }))
+    .await;
+    let by_id = stack
+        .responses
+        .wait_for("50 answers", 120, |m| {
+            let by_id = answers_by_id(m);
+            ids.iter().all(|id| by_id.contains_key(id)).then_some(by_id)
+        })
+        .await;
+    let mut stops = daemons.into_iter().map(Daemon::stop);
+    let (a, b) = (stops.next().unwrap(), stops.next().unwrap());
+    tokio::join!(a, b);
+
+    // Answers are keyed by the request's key with the same partitioner: where they landed
+    // is where the requests were.
+    let parts: Vec<(i32, String)> = stack
+        .responses
+        .all()
+        .iter()
+        .map(|r| (r.partition, r.key.clone().unwrap_or_default()))
+        .collect();
+    for (p, key) in &parts {
+        assert_eq!(*p, partition_of(key), "partitioner assumption for {key}");
+    }
+
+    let mut rcs: HashMap<String, usize> = HashMap::new();
+    let mut success_sum = 0u64;
+    let mut success_by_va: HashMap<String, usize> = HashMap::new();
+    for (id, answers) in &by_id {
+        let first = &answers[0];
+        for a in &answers[1..] {
+            for k in ["rc", "message", "timestamp", "data"] {
+                assert_eq!(first[k], a[k], "{id}: repeated answer differs in {k}");
+            }
+        }
+        let rc = first["rc"].as_str().unwrap().to_owned();
+        if rc == "SUCCESS" {
+            assert_eq!(first["data"]["payment"]["amount"], EACH, "{first}");
+            success_sum += first["data"]["payment"]["amount"].as_u64().unwrap();
+            *success_by_va
+                .entry(first["data"]["va_number"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+        *rcs.entry(rc).or_default() += 1;
+    }
+    eprintln!("two_daemons: rcs {rcs:?}, successes by VA {success_by_va:?}");
+    assert_eq!(by_id.len(), N);
+    assert_eq!(rcs.get("SUCCESS"), Some(&30), "{rcs:?}");
+    let refused = rcs.get("BILLER_BILL_ALREADY_PAID").unwrap_or(&0)
+        + rcs.get("BILLER_INVALID_TRANSACTION_AMOUNT").unwrap_or(&0);
+    assert_eq!(refused, 20, "{rcs:?}");
+    assert_eq!(success_sum, TOTAL);
+
+    let stored = stack.stored_bill(&bill.hash).await;
+    assert_eq!(stored.paid_amount.get(), TOTAL);
+    assert_eq!(format!("{:?}", stored.status), "Paid");
+    let (ledger, balance) = stack.ledger().await;
+    assert_eq!(ledger.len(), 30);
+    assert_eq!(balance, TOTAL as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_pay_calls_on_one_va_never_overpay() {
+    const TOTAL: u64 = 250_000;
+    const EACH: u64 = 10_000;
+    const N: usize = 50;
+    let stack = Stack::start().await;
+    let bill = stack
+        .create_bill(bill_body("9100000001", "partial", TOTAL))
+        .await;
+    let switch = ipg_switch::build_switch(&stack.settings).unwrap();
+    let inst = switch.routing.by_code(INST).unwrap().clone();
+    let v = VaNumber::parse(&va(PREFIX, "9100000001")).unwrap();
+
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let (switch, inst, v) = (switch.clone(), inst.clone(), v.clone());
+            tokio::spawn(async move {
+                let ref_id = format!("DIRECT-{i}");
+                let amount = json!(EACH);
+                let mut busy = 0usize;
+                loop {
+                    let input = PayInput {
+                        channel: CHANNEL,
+                        ref_id: &ref_id,
+                        amount: &amount,
+                        terminal_id: Some("atm"),
+                        transaction_date: Some("2026-01-10 10:00:00"),
+                        customer_name: None,
+                    };
+                    match switch.hosted.pay(&inst, &v, input).await {
+                        // What the daemon does with Busy: try again later.
+                        Err(SwitchError::Busy(_)) => {
+                            busy += 1;
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        Ok(o) => return (Ok(o.rc), busy),
+                        Err(e) => return (Err((e.rc(), e.to_string())), busy),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut refused: HashMap<Rc, usize> = HashMap::new();
+    let mut busy_total = 0;
+    for t in tasks {
+        let (r, busy) = t.await.unwrap();
+        busy_total += busy;
+        match r {
+            Ok(rc) => {
+                assert_eq!(rc, Rc::Success);
+                ok += 1;
+            }
+            Err((rc, msg)) => {
+                assert!(
+                    matches!(
+                        rc,
+                        Rc::BillerBillAlreadyPaid | Rc::BillerInvalidTransactionAmount
+                    ),
+                    "{rc:?}: {msg}"
+                );
+                *refused.entry(rc).or_default() += 1;
+            }
+        }
+    }
+    eprintln!("direct: {ok} paid, refused {refused:?}, {busy_total} Busy retries");
+    assert_eq!(ok, 25, "refused {refused:?}");
+    assert_eq!(refused.values().sum::<usize>(), 25);
+
+    let stored = stack.stored_bill(&bill.hash).await;
+    assert_eq!(stored.paid_amount.get(), TOTAL);
+    assert_eq!(format!("{:?}", stored.status), "Paid");
+    let (ledger, balance) = stack.ledger().await;
+    assert_eq!((ledger.len(), balance), (25, TOTAL as i64));
+}
