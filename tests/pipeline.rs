@@ -89,7 +89,7 @@ async fn poison_messages_are_dead_lettered_and_do_not_stall_the_partition() {
             dl.headers
         );
         assert!(
-            !dl.headers.get("reason").map_or(true, String::is_empty),
+            dl.headers.get("reason").is_some_and(|r| !r.is_empty()),
             "{what}: a reason is given: {:?}",
             dl.headers
         );
@@ -144,6 +144,61 @@ async fn poison_messages_are_dead_lettered_and_do_not_stall_the_partition() {
     daemon.stop().await;
 }
 
+/// A forged or invalid request and what must come of it.
+struct Case {
+    id: &'static str,
+    value: Vec<u8>,
+    /// The signature header, when one is sent.
+    signature: Option<String>,
+    rc: &'static str,
+    reason_code: &'static str,
+    /// A field the answer's `message` must name.
+    field: Option<&'static str>,
+}
+
+impl Case {
+    fn new(
+        id: &'static str,
+        kind: &str,
+        body: Value,
+        rc: &'static str,
+        reason_code: &'static str,
+    ) -> Case {
+        let (value, sig) = signed_envelope(CHANNEL, CHANNEL_KEY, kind, id, body);
+        Case {
+            id,
+            value,
+            signature: Some(sig),
+            rc,
+            reason_code,
+            field: None,
+        }
+    }
+
+    fn auth(id: &'static str, reason_code: &'static str) -> Case {
+        Case::new(
+            id,
+            "inquiry",
+            Value::Null,
+            "BILLER_AUTHENTICATION",
+            reason_code,
+        )
+    }
+
+    fn invalid(id: &'static str, kind: &str, body: Value, field: &'static str) -> Case {
+        Case {
+            field: Some(field),
+            ..Case::new(
+                id,
+                kind,
+                body,
+                "BILLER_INVALID_TRANSACTION",
+                "invalid_field",
+            )
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_and_invalid_requests_are_answered_dead_lettered_and_pay_nothing() {
     let stack = Stack::start().await;
@@ -152,143 +207,107 @@ async fn forged_and_invalid_requests_are_answered_dead_lettered_and_pay_nothing(
         .create_bill(bill_body("6100000001", "close", 150_000))
         .await;
     let v = va(PREFIX, "6100000001");
-    let sign = |channel: &str, key: &str, kind: &str, id: &str, body: Value| {
-        signed_envelope(channel, key, kind, id, body)
-    };
 
-    let mut tampered = sign(
-        CHANNEL,
-        CHANNEL_KEY,
-        "payment",
-        "auth-tampered",
-        payment(&v, "ref-tamper-1", "150000"),
-    );
-    let at = tampered
-        .0
-        .windows(12)
-        .position(|w| w == b"ref-tamper-1")
-        .unwrap();
-    tampered.0[at + 11] = b'2'; // still a valid, payable payment, but no longer what was signed
+    let wrong_key = {
+        let (value, sig) = signed_envelope(
+            CHANNEL,
+            "not-the-channel-key",
+            "inquiry",
+            "auth-wrong-key",
+            inquiry(&v, "r1"),
+        );
+        Case {
+            value,
+            signature: Some(sig),
+            ..Case::auth("auth-wrong-key", "bad_signature")
+        }
+    };
+    let no_header = {
+        let (value, _) = signed_envelope(
+            CHANNEL,
+            CHANNEL_KEY,
+            "inquiry",
+            "auth-no-header",
+            inquiry(&v, "r2"),
+        );
+        Case {
+            value,
+            signature: None,
+            ..Case::auth("auth-no-header", "bad_signature")
+        }
+    };
+    let unknown_channel = {
+        let (value, sig) = signed_envelope(
+            "no_such_bank",
+            "whatever",
+            "inquiry",
+            "auth-unknown-channel",
+            inquiry(&v, "r3"),
+        );
+        Case {
+            value,
+            signature: Some(sig),
+            ..Case::auth("auth-unknown-channel", "unknown_channel")
+        }
+    };
+    let tampered = {
+        let (mut value, sig) = signed_envelope(
+            CHANNEL,
+            CHANNEL_KEY,
+            "payment",
+            "auth-tampered",
+            payment(&v, "ref-tamper-1", "150000"),
+        );
+        let at = value
+            .windows(12)
+            .position(|w| w == b"ref-tamper-1")
+            .unwrap();
+        value[at + 11] = b'2'; // still a valid, payable payment, but no longer what was signed
+        Case {
+            value,
+            signature: Some(sig),
+            ..Case::auth("auth-tampered", "bad_signature")
+        }
+    };
     let mut va_number = inquiry(&v, "ref-n");
     va_number["va_number"] = json!(8_574_996_100_000_001u64);
-    let mut bad_date = payment(&v, "ref-date", "150000");
+    let mut bad_date = payment(&v, "ref-date", "150000"); // payable, but for the date
     bad_date["transaction_date"] = json!("10/01/2026 10:00");
-
-    // (request id, (value, signature), signature header sent?, rc, reason_code, field named in message)
-    let cases: Vec<(&str, (Vec<u8>, String), bool, &str, &str, Option<&str>)> = vec![
-        (
-            "auth-wrong-key",
-            sign(
-                CHANNEL,
-                "not-the-channel-key",
-                "inquiry",
-                "auth-wrong-key",
-                inquiry(&v, "r1"),
-            ),
-            true,
-            "BILLER_AUTHENTICATION",
-            "bad_signature",
-            None,
-        ),
-        (
-            "auth-no-header",
-            sign(
-                CHANNEL,
-                CHANNEL_KEY,
-                "inquiry",
-                "auth-no-header",
-                inquiry(&v, "r2"),
-            ),
-            false,
-            "BILLER_AUTHENTICATION",
-            "bad_signature",
-            None,
-        ),
-        (
-            "auth-unknown-channel",
-            sign(
-                "no_such_bank",
-                "whatever",
-                "inquiry",
-                "auth-unknown-channel",
-                inquiry(&v, "r3"),
-            ),
-            true,
-            "BILLER_AUTHENTICATION",
-            "unknown_channel",
-            None,
-        ),
-        (
-            "auth-tampered",
-            tampered,
-            true,
-            "BILLER_AUTHENTICATION",
-            "bad_signature",
-            None,
-        ),
-        (
-            "bad-type",
-            sign(
-                CHANNEL,
-                CHANNEL_KEY,
-                "refund",
-                "bad-type",
-                inquiry(&v, "r4"),
-            ),
-            true,
-            "BILLER_INVALID_TRANSACTION",
-            "invalid_field",
-            Some("type"),
-        ),
-        (
+    let cases = [
+        wrong_key,
+        no_header,
+        unknown_channel,
+        tampered,
+        Case::invalid("bad-type", "refund", inquiry(&v, "r4"), "type"),
+        Case::invalid(
             "bad-body",
-            sign(
-                CHANNEL,
-                CHANNEL_KEY,
-                "inquiry",
-                "bad-body",
-                json!(["not", "an", "object"]),
-            ),
-            true,
-            "BILLER_INVALID_TRANSACTION",
-            "invalid_field",
-            Some("body"),
+            "inquiry",
+            json!(["not", "an", "object"]),
+            "body",
         ),
-        (
-            "bad-va-type",
-            sign(CHANNEL, CHANNEL_KEY, "inquiry", "bad-va-type", va_number),
-            true,
-            "BILLER_INVALID_TRANSACTION",
-            "invalid_field",
-            Some("body.va_number"),
-        ),
-        (
-            "bad-date",
-            sign(CHANNEL, CHANNEL_KEY, "payment", "bad-date", bad_date),
-            true,
-            "BILLER_INVALID_TRANSACTION",
-            "invalid_field",
-            Some("body.transaction_date"),
-        ),
+        Case::invalid("bad-va-type", "inquiry", va_number, "body.va_number"),
+        Case::invalid("bad-date", "payment", bad_date, "body.transaction_date"),
     ];
+    // All on the bill's key: one lane, in order; none may hold up the next.
     let mut at = HashMap::new();
-    for (id, (value, sig), with_sig, ..) in &cases {
+    for c in &cases {
         at.insert(
-            *id,
+            c.id,
             stack
-                .produce_raw_at(Some(&v), Some(value), with_sig.then_some(sig.as_str()))
+                .produce_raw_at(Some(&v), Some(&c.value), c.signature.as_deref())
                 .await,
         );
     }
 
-    for (id, _, _, rc, _, field) in &cases {
-        let a = stack.answer(id).await;
-        assert_eq!(a["rc"], *rc, "{id}: {a}");
-        assert_eq!(a["data"], Value::Null, "{id}: {a}");
-        if let Some(field) = field {
+    for c in &cases {
+        let a = stack.answer(c.id).await;
+        assert_eq!(a["rc"], c.rc, "{}: {a}", c.id);
+        assert_eq!(a["data"], Value::Null, "{}: {a}", c.id);
+        if let Some(field) = c.field {
             assert!(
                 a["message"].as_str().unwrap_or_default().contains(field),
-                "{id}: message names {field}: {a}"
+                "{}: message names {field}: {a}",
+                c.id
             );
         }
     }
@@ -305,14 +324,15 @@ async fn forged_and_invalid_requests_are_answered_dead_lettered_and_pay_nothing(
         })
         .await;
     assert_eq!(dls.len(), cases.len(), "{dls:?}");
-    for (id, (value, sig), with_sig, _, code, _) in &cases {
+    for c in &cases {
+        let id = c.id;
         let dl = dls
             .iter()
-            .find(|d| d.value == *value)
+            .find(|d| d.value == c.value)
             .unwrap_or_else(|| panic!("{id}: original bytes not dead-lettered"));
         assert_eq!(
             dl.headers.get("reason_code").map(String::as_str),
-            Some(*code),
+            Some(c.reason_code),
             "{id}: {:?}",
             dl.headers
         );
@@ -334,7 +354,7 @@ async fn forged_and_invalid_requests_are_answered_dead_lettered_and_pay_nothing(
         );
         assert_eq!(
             dl.headers.get("signature"),
-            with_sig.then_some(sig),
+            c.signature.as_ref(),
             "{id}: the signature header travels with it"
         );
     }
