@@ -872,6 +872,7 @@ async fn bench(k: Knobs) -> Result<(), String> {
             )
         })
         .collect();
+    redis_cmd(&redis.url(), &["CONFIG", "RESETSTAT"]).await;
     let (pay, int) = measured(
         "daemon payments",
         redis.port,
@@ -879,10 +880,16 @@ async fn bench(k: Knobs) -> Result<(), String> {
     )
     .await;
     internals.push(int);
+    let stats = redis_cmd(&redis.url(), &["INFO", "commandstats"]).await;
 
     daemon.stop().await;
 
     // Report.
+    println!();
+    println!("redis-server during the payment burst (INFO commandstats; usec_per_call is Redis CPU per call):");
+    for line in stats.lines().filter(|l| l.starts_with("cmdstat_")) {
+        println!("  {line}");
+    }
     println!();
     print_table(&format!("bursts: {} messages produced at once; msgs/s = answered / (first produce -> last answer)", k.n), &[&ceil, &inq, &pay], true);
     println!();
@@ -972,6 +979,22 @@ async fn bench(k: Knobs) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("answers missing: {}", missing.join("; ")))
+    }
+}
+
+/// One Redis command on a fresh connection, its reply as text.
+async fn redis_cmd(url: &str, args: &[&str]) -> String {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis connection");
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    let v: redis::Value = cmd.query_async(&mut conn).await.expect("redis command");
+    match v {
+        redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+        redis::Value::VerbatimString { text, .. } => text,
+        other => format!("{other:?}"),
     }
 }
 
