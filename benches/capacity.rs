@@ -985,7 +985,10 @@ async fn bench(k: Knobs) -> Result<(), String> {
 /// One Redis command on a fresh connection, its reply as text.
 async fn redis_cmd(url: &str, args: &[&str]) -> String {
     let client = redis::Client::open(url).expect("redis url");
-    let mut conn = client.get_multiplexed_async_connection().await.expect("redis connection");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
     let mut cmd = redis::cmd(args[0]);
     for a in &args[1..] {
         cmd.arg(*a);

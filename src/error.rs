@@ -149,6 +149,15 @@ impl SwitchError {
         }
     }
 
+    /// Bounded label for a dead-letter entry of this error.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            SwitchError::Authentication(_) => "bad_signature",
+            SwitchError::Internal(_) | SwitchError::Store(_) => "internal",
+            _ => "invalid_field",
+        }
+    }
+
     /// The `data` of the answer, when the error has something to show (the paid bill, the
     /// reversed payment).
     pub fn data(&self) -> serde_json::Value {

@@ -126,14 +126,14 @@ impl Hosted {
         &self,
         inst: &str,
         va: &VaNumber,
+        token: &str,
         f: impl std::future::Future<Output = Result<T, SwitchError>>,
     ) -> Result<T, SwitchError> {
         let key = keys::lock(inst, va.as_str());
-        let token = new_id();
         let started = Instant::now();
         let mut wait = Duration::from_millis(2);
         let mut contended = false;
-        while !self.store.try_lock(&key, &token, self.lock_ttl).await? {
+        while !self.store.try_lock(&key, token, self.lock_ttl).await? {
             if !contended {
                 contended = true;
                 metrics::counter!(m::LOCK_CONTENDED_TOTAL).increment(1);
@@ -149,7 +149,7 @@ impl Hosted {
         metrics::histogram!(m::STAGE_SECONDS, "stage" => "lock_wait")
             .record(started.elapsed().as_secs_f64());
         let result = f.await;
-        if let Err(e) = self.store.unlock(&key, &token).await {
+        if let Err(e) = self.store.unlock(&key, token).await {
             // The TTL frees it; the work itself is already committed or refused.
             tracing::warn!(va = %va.masked(), error = %e, "could not release VA lock");
         }
@@ -437,7 +437,8 @@ impl Hosted {
         amount: Amount,
         bill_id: Option<&str>,
     ) -> Result<Outcome, SwitchError> {
-        self.locked(&inst.code, va, async {
+        let token = owner_token(channel, payment_ref);
+        self.locked(&inst.code, va, &token, async {
             for _ in 0..CAS_ATTEMPTS {
                 let rec = self.store.payment(&inst.code, channel, payment_ref).await?;
                 let rec = rec.ok_or(SwitchError::PaymentNotFound)?;
@@ -464,16 +465,7 @@ impl Hosted {
                         None,
                     ));
                 }
-                let bill = self
-                    .store
-                    .bill(&inst.code, &paid.bill_hash)
-                    .await?
-                    .ok_or_else(|| {
-                        SwitchError::Internal(format!(
-                            "bill {} of a payment is missing",
-                            paid.bill_hash
-                        ))
-                    })?;
+                let bill = self.bill_of(inst, paid).await?;
                 let now = self.clock.now();
                 let next = bill.value.apply_reversal(amount);
                 let mut payment = paid.clone();
@@ -530,16 +522,7 @@ impl Hosted {
         if payment.va_number != va.as_str() {
             return Err(SwitchError::PaymentNotFound);
         }
-        let bill = self
-            .store
-            .bill(&inst.code, &payment.bill_hash)
-            .await?
-            .ok_or_else(|| {
-                SwitchError::Internal(format!(
-                    "bill {} of a payment is missing",
-                    payment.bill_hash
-                ))
-            })?;
+        let bill = self.bill_of(inst, payment).await?;
         let now = self.clock.now();
         Ok(Outcome {
             rc: Rc::Success,
@@ -616,6 +599,23 @@ impl Hosted {
             }
         }
         Err(SwitchError::Busy("bill is changing too fast".into()))
+    }
+
+    /// The bill a payment was made on; its absence is a broken invariant.
+    async fn bill_of(
+        &self,
+        inst: &Institution,
+        payment: &Payment,
+    ) -> Result<Versioned<Bill>, SwitchError> {
+        self.store
+            .bill(&inst.code, &payment.bill_hash)
+            .await?
+            .ok_or_else(|| {
+                SwitchError::Internal(format!(
+                    "bill {} of a payment is missing",
+                    payment.bill_hash
+                ))
+            })
     }
 
     /// A bill by hash, for the CLI and the API.

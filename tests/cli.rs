@@ -3,35 +3,39 @@
 
 mod common;
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use common::*;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ipg-switch"))
+/// Runs the binary with `--config cfg`, the environment pairs and the arguments.
+fn ipg(cfg: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ipg-switch"));
+    c.env_remove("TEST_INST_KEY")
+        .arg("--config")
+        .arg(cfg)
+        .args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn config_file(dir: &tempfile::TempDir, redis_url: &str) -> std::path::PathBuf {
     let path = dir.path().join("switch.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[redis]
-url = "{redis_url}"
-
-[[institutions]]
-code = "{INST}"
-name = "Sekolah"
-prefixes = ["{PREFIX}"]
-mode = "hosted"
-api_key_env = "TEST_INST_KEY"
-"#
-        ),
-    )
-    .unwrap();
+    let toml = format!(
+        "[redis]\nurl = \"{redis_url}\"\n\n[[institutions]]\ncode = \"{INST}\"\nname = \"Sekolah\"\n\
+         prefixes = [\"{PREFIX}\"]\nmode = \"hosted\"\napi_key_env = \"TEST_INST_KEY\"\n"
+    );
+    std::fs::write(&path, toml).unwrap();
     path
 }
+
+const KEY: &[(&str, &str)] = &[("TEST_INST_KEY", "k")];
 
 #[test]
 fn bill_create_and_revoke() {
@@ -44,20 +48,10 @@ fn bill_create_and_revoke() {
         bill_body("7000000001", "close", 125_000).to_string(),
     )
     .unwrap();
+    let bill_path = bill_file.to_str().unwrap();
 
-    let out = bin()
-        .env("TEST_INST_KEY", "k")
-        .args(["--config"])
-        .arg(&cfg)
-        .args(["bill", "create", "--file"])
-        .arg(&bill_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ipg(&cfg, KEY, &["bill", "create", "--file", bill_path]);
+    assert!(out.status.success(), "{}", stderr(&out));
     let bill: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(bill["va_number"], format!("{PREFIX}7000000001"));
     assert_eq!(bill["status"], "active");
@@ -65,93 +59,46 @@ fn bill_create_and_revoke() {
     assert_eq!(hash.len(), 8);
 
     // One payable bill per VA.
-    let again = bin()
-        .env("TEST_INST_KEY", "k")
-        .arg("--config")
-        .arg(&cfg)
-        .args(["bill", "create", "--file"])
-        .arg(&bill_file)
-        .output()
-        .unwrap();
+    let again = ipg(&cfg, KEY, &["bill", "create", "--file", bill_path]);
     assert_eq!(again.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&again.stderr);
     assert!(
-        err.contains("already has an active bill") && err.contains(&hash),
-        "{err}"
+        stderr(&again).contains("already has an active bill") && stderr(&again).contains(&hash),
+        "{}",
+        stderr(&again)
     );
 
-    let out = bin()
-        .env("TEST_INST_KEY", "k")
-        .arg("--config")
-        .arg(&cfg)
-        .args(["bill", "revoke", &hash])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ipg(&cfg, KEY, &["bill", "revoke", &hash]);
+    assert!(out.status.success(), "{}", stderr(&out));
     let revoked: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(revoked["status"], "revoked");
 
-    let missing = bin()
-        .env("TEST_INST_KEY", "k")
-        .arg("--config")
-        .arg(&cfg)
-        .args(["bill", "revoke", "nosuchhh"])
-        .output()
-        .unwrap();
-    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(
+        ipg(&cfg, KEY, &["bill", "revoke", "nosuchhh"])
+            .status
+            .code(),
+        Some(1)
+    );
 }
 
 #[test]
 fn configuration_errors_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(&dir, "redis://127.0.0.1:1/0");
-    // The institution's key comes from an unset environment variable.
-    let out = bin()
-        .arg("--config")
-        .arg(&cfg)
-        .arg("check-config")
-        .env_remove("TEST_INST_KEY")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("institutions[0].api_key_env"));
-
-    let out = bin()
-        .arg("--config")
-        .arg(&cfg)
-        .arg("check-config")
-        .env("TEST_INST_KEY", "k")
-        .env("IPG__PIPELINE__LANES", "0")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("pipeline.lanes"));
-
-    let out = bin()
-        .arg("--config")
-        .arg(&cfg)
-        .arg("check-config")
-        .env("TEST_INST_KEY", "k")
-        .env("IPG__REDIS__URLS", "x")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("urls"));
-
-    let out = bin()
-        .arg("--config")
-        .arg(&cfg)
-        .arg("check-config")
-        .env("TEST_INST_KEY", "k")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for (env, key) in [
+        (&[][..], "institutions[0].api_key_env"),
+        (
+            &[("TEST_INST_KEY", "k"), ("IPG__PIPELINE__LANES", "0")][..],
+            "pipeline.lanes",
+        ),
+        (
+            &[("TEST_INST_KEY", "k"), ("IPG__REDIS__URLS", "x")][..],
+            "urls",
+        ),
+    ] {
+        let out = ipg(&cfg, env, &["check-config"]);
+        assert_eq!(out.status.code(), Some(2), "{key}");
+        assert!(stderr(&out).contains(key), "{key}: {}", stderr(&out));
+    }
+    let out = ipg(&cfg, KEY, &["check-config"]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }

@@ -146,7 +146,7 @@ fn answer_for(ctx: &Ctx, req: &ChannelRequest, result: Result<Outcome, SwitchErr
         },
         Err(e) => {
             let dead_letter = (e.disposition() == Disposition::AnswerAndDeadLetter)
-                .then(|| ("invalid_field", e.to_string()));
+                .then(|| (e.reason_code(), e.to_string()));
             if dead_letter.is_some() {
                 tracing::warn!(error = %e, "request refused and dead-lettered");
             }

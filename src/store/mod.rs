@@ -112,6 +112,7 @@ struct Scripts {
     lock_read: Script,
     update_bill: Script,
     unlock: Script,
+    lock: Script,
 }
 
 fn status_str(b: &Bill) -> &'static str {
@@ -167,6 +168,7 @@ impl Store {
                 lock_read: Script::new(include_str!("lua/lock_read.lua")),
                 update_bill: Script::new(include_str!("lua/update_bill.lua")),
                 unlock: Script::new(include_str!("lua/unlock.lua")),
+                lock: Script::new(include_str!("lua/lock.lua")),
             }),
         })
     }
@@ -543,7 +545,8 @@ impl Store {
         Self::lock_read_result(inst, va, &keys::payment(inst, channel, reference), read)
     }
 
-    /// Takes the VA lock if free: `SET NX PX`. Returns whether it was taken.
+    /// Takes the VA lock if free (`SET NX PX`), or takes it back if `token` already owns
+    /// it (a retried message). Returns whether it is ours.
     ///
     /// # Errors
     /// Redis unreachable.
@@ -553,15 +556,15 @@ impl Store {
         token: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let r: Option<String> = redis::cmd("SET")
-            .arg(key)
+        let n: i64 = self
+            .scripts
+            .lock
+            .key(key)
             .arg(token)
-            .arg("NX")
-            .arg("PX")
             .arg(ttl.as_millis() as u64)
-            .query_async(&mut self.conn())
+            .invoke_async(&mut self.conn())
             .await?;
-        Ok(r.is_some())
+        Ok(n == 1)
     }
 
     /// Releases a lock if `token` still owns it.
