@@ -87,6 +87,9 @@ pub enum SwitchError {
     PassiveUnavailable(String),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// Over a configured rate limit: refused before any work, safe to send again later.
+    #[error("rate limit exceeded for {scope} {code}; retry later")]
+    RateLimited { scope: &'static str, code: String },
     /// Another transaction holds the VA or keeps changing the bill: retry later.
     #[error("busy: {0}")]
     Busy(String),
@@ -130,7 +133,9 @@ impl SwitchError {
             },
             SwitchError::PaymentNotFound => Rc::BillerPaymentNotFound,
             SwitchError::AlreadyReversed(_) => Rc::BillerPaymentAlreadyReversed,
-            SwitchError::PassiveUnavailable(_) => Rc::BillerGatewayInvalidResponse,
+            SwitchError::PassiveUnavailable(_) | SwitchError::RateLimited { .. } => {
+                Rc::BillerGatewayInvalidResponse
+            }
             SwitchError::Store(_) | SwitchError::Busy(_) | SwitchError::Internal(_) => {
                 Rc::BillerGatewayInvalidResponse
             }

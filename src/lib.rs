@@ -187,6 +187,7 @@ pub async fn run(
         lane_queue: settings.pipeline.lane_queue,
         max_in_flight: settings.pipeline.max_in_flight,
     };
+    spawn_lag_reporter(consumer.clone(), producer.clone(), token.clone());
     let mut pipeline = tokio::spawn(pipeline::run(ctx, consumer, offsets, limits));
     tokio::select! {
         _ = shutdown => {}
@@ -199,4 +200,54 @@ pub async fn run(
     drop(embedded);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every few seconds: the request topic's lag per assigned partition (high watermark minus
+/// committed offset) and the producer's unacknowledged messages.
+fn spawn_lag_reporter(
+    consumer: Arc<pipeline::SwitchConsumer>,
+    producer: rdkafka::producer::FutureProducer,
+    stop: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            ::metrics::gauge!(metrics::PRODUCER_QUEUE).set(f64::from(producer.in_flight_count()));
+            let c = consumer.clone();
+            // librdkafka's offset and watermark queries block: keep them off the workers.
+            let Ok(lags) = tokio::task::spawn_blocking(move || partition_lags(&c)).await else {
+                continue;
+            };
+            for (partition, lag) in lags {
+                ::metrics::gauge!(metrics::CONSUMER_LAG, "partition" => partition.to_string())
+                    .set(lag as f64);
+            }
+        }
+    });
+}
+
+fn partition_lags(c: &pipeline::SwitchConsumer) -> Vec<(i32, i64)> {
+    let timeout = Duration::from_secs(2);
+    let Ok(assignment) = c.assignment() else {
+        return Vec::new();
+    };
+    let Ok(committed) = c.committed_offsets(assignment, timeout) else {
+        return Vec::new();
+    };
+    committed
+        .elements()
+        .iter()
+        .filter_map(|e| {
+            let (low, high) = c.fetch_watermarks(e.topic(), e.partition(), timeout).ok()?;
+            let done = match e.offset() {
+                rdkafka::Offset::Offset(o) => o,
+                _ => low,
+            };
+            Some((e.partition(), (high - done).max(0)))
+        })
+        .collect()
 }

@@ -20,6 +20,9 @@ pub const PAID_RUPIAH_TOTAL: &str = "ipg_paid_rupiah_total";
 pub const INFLIGHT_MESSAGES: &str = "ipg_inflight_messages";
 pub const ASSIGNED_PARTITIONS: &str = "ipg_assigned_partitions";
 pub const REDIS_UP: &str = "ipg_redis_up";
+pub const RATE_LIMITED_TOTAL: &str = "ipg_rate_limited_total";
+pub const CONSUMER_LAG: &str = "ipg_consumer_lag_messages";
+pub const PRODUCER_QUEUE: &str = "ipg_producer_queue_messages";
 
 /// `(name, meaning)` of every metric, for the README and for tests.
 pub const ALL: &[(&str, &str)] = &[

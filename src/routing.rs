@@ -2,9 +2,39 @@
 //! routed and authenticated with. Built once from settings, read-only afterwards.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota};
 
 use crate::settings::{InstitutionMode, Settings};
+
+/// A token bucket (governor): `rate_per_second` refills, `burst` (default: one second's
+/// worth, at least 1) is the most taken at once.
+#[derive(Clone)]
+pub struct Limiter(Arc<DefaultDirectRateLimiter>);
+
+impl Limiter {
+    fn new(rate: Option<f64>, burst: Option<u32>) -> Option<Limiter> {
+        let rate = rate?;
+        let period = Duration::from_secs_f64(1.0 / rate);
+        let burst = burst.unwrap_or_else(|| rate.ceil().clamp(1.0, u32::MAX as f64) as u32);
+        let quota = Quota::with_period(period)?.allow_burst(NonZeroU32::new(burst.max(1))?);
+        Some(Limiter(Arc::new(DefaultDirectRateLimiter::direct(quota))))
+    }
+
+    /// Takes one request's worth; `false` when over the limit.
+    pub fn allow(&self) -> bool {
+        self.0.check().is_ok()
+    }
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Limiter")
+    }
+}
 
 /// An institution as the switch routes to it.
 #[derive(Clone, Debug)]
@@ -16,13 +46,21 @@ pub struct Institution {
     pub api_key: String,
     pub webhook_url: Option<String>,
     pub base_url: Option<String>,
+    pub limiter: Option<Limiter>,
+}
+
+/// A channel (bank) allowed to send requests.
+#[derive(Clone, Debug)]
+pub struct Channel {
+    pub key: Vec<u8>,
+    pub limiter: Option<Limiter>,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct Routing {
     by_prefix: HashMap<String, Arc<Institution>>,
     by_code: HashMap<String, Arc<Institution>>,
-    channel_keys: HashMap<String, Vec<u8>>,
+    channels: HashMap<String, Channel>,
 }
 
 impl Routing {
@@ -37,17 +75,20 @@ impl Routing {
                 api_key: Settings::institution_key(i),
                 webhook_url: i.webhook_url.clone(),
                 base_url: i.base_url.clone(),
+                limiter: Limiter::new(i.rate_per_second, i.burst),
             });
             for p in &i.prefixes {
                 r.by_prefix.insert(p.clone(), inst.clone());
             }
             r.by_code.insert(i.code.clone(), inst);
         }
-        r.channel_keys = s
-            .channel_keys()
-            .into_iter()
-            .map(|(c, k)| (c, k.into_bytes()))
-            .collect();
+        for c in &s.channels {
+            let channel = Channel {
+                key: Settings::channel_key(c).into_bytes(),
+                limiter: Limiter::new(c.rate_per_second, c.burst),
+            };
+            r.channels.insert(c.code.clone(), channel);
+        }
         r
     }
 
@@ -64,6 +105,10 @@ impl Routing {
     }
 
     pub fn channel_key(&self, channel: &str) -> Option<&[u8]> {
-        self.channel_keys.get(channel).map(Vec::as_slice)
+        self.channels.get(channel).map(|c| c.key.as_slice())
+    }
+
+    pub fn channel(&self, channel: &str) -> Option<&Channel> {
+        self.channels.get(channel)
     }
 }

@@ -163,6 +163,25 @@ pub struct ChannelSettings {
     pub api_key: Option<String>,
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// Requests per second this channel may send (absent: unlimited).
+    #[serde(default)]
+    pub rate_per_second: Option<f64>,
+    /// Requests allowed at once above the rate (default: one second's worth).
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+/// Checks a rate limit's two keys.
+fn check_rate(key: &str, rate: Option<f64>, burst: Option<u32>) -> Result<(), SettingsError> {
+    match rate {
+        Some(r) if !(r.is_finite() && r > 0.0 && r <= 1_000_000.0) => Err(bad(
+            format!("{key}.rate_per_second"),
+            "must be above 0 and at most 1000000",
+        )),
+        None if burst.is_some() => Err(bad(format!("{key}.burst"), "needs rate_per_second")),
+        _ if burst == Some(0) => Err(bad(format!("{key}.burst"), "must be at least 1")),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -187,6 +206,12 @@ pub struct InstitutionSettings {
     pub webhook_url: Option<String>,
     #[serde(default)]
     pub base_url: Option<String>,
+    /// Requests per second routed to this institution (absent: unlimited).
+    #[serde(default)]
+    pub rate_per_second: Option<f64>,
+    /// Requests allowed at once above the rate (default: one second's worth).
+    #[serde(default)]
+    pub burst: Option<u32>,
 }
 
 /// A key given inline or through an environment variable (so secrets stay out of files).
@@ -370,7 +395,14 @@ impl Settings {
                     format!("{:?} is listed twice", c.code),
                 ));
             }
+            if c.code.contains([':', '{', '}']) {
+                return Err(bad(
+                    format!("{key}.code"),
+                    "must not contain ':', '{' or '}'",
+                ));
+            }
             resolve_key(&format!("{key}.api_key"), &c.api_key, &c.api_key_env)?;
+            check_rate(&key, c.rate_per_second, c.burst)?;
         }
         let mut codes = HashSet::new();
         let mut prefixes = HashSet::new();
@@ -406,6 +438,7 @@ impl Settings {
                 }
             }
             resolve_key(&format!("{key}.api_key"), &inst.api_key, &inst.api_key_env)?;
+            check_rate(&key, inst.rate_per_second, inst.burst)?;
             if let Some(u) = &inst.webhook_url {
                 check_url(&format!("{key}.webhook_url"), u)?;
             }
@@ -423,16 +456,9 @@ impl Settings {
         Ok(())
     }
 
-    /// Channel code → HMAC key, keys resolved.
-    pub fn channel_keys(&self) -> BTreeMap<String, String> {
-        self.channels
-            .iter()
-            .filter_map(|c| {
-                resolve_key("", &c.api_key, &c.api_key_env)
-                    .ok()
-                    .map(|k| (c.code.clone(), k))
-            })
-            .collect()
+    /// A channel's HMAC key, resolved (validated at load).
+    pub fn channel_key(c: &ChannelSettings) -> String {
+        resolve_key("", &c.api_key, &c.api_key_env).unwrap_or_default()
     }
 
     /// The institution's key, resolved (validated at load).
@@ -501,5 +527,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("channels[0].api_key"), "{e}");
+        let rate = |extra: &str| {
+            Settings::from_toml(&[&format!(
+                "[[channels]]\ncode = \"b\"\napi_key = \"k\"\n{extra}\n"
+            )])
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(rate("rate_per_second = 0.0").contains("channels[0].rate_per_second"));
+        assert!(rate("burst = 5").contains("channels[0].burst"));
+        assert!(rate("rate_per_second = 5.0\nburst = 0").contains("channels[0].burst"));
+        assert!(rate("code2 = 1").contains("code2"));
     }
 }

@@ -9,8 +9,9 @@ use crate::clock::Clock;
 use crate::domain::{Amount, VaNumber};
 use crate::error::SwitchError;
 use crate::hosted::{Hosted, Outcome, PayInput};
-use crate::protocol::{ChannelRequest, RequestBody};
-use crate::routing::{Institution, Routing};
+use crate::metrics as m;
+use crate::protocol::{ChannelRequest, RequestBody, RequestType};
+use crate::routing::{Institution, Limiter, Routing};
 use crate::settings::InstitutionMode;
 
 #[derive(Clone)]
@@ -21,12 +22,19 @@ pub struct Switch {
 }
 
 impl Switch {
-    fn route(&self, va: &str) -> Result<(VaNumber, &Arc<Institution>), SwitchError> {
+    /// The VA's institution. `limited`: the request counts against the institution's rate
+    /// limit (reversals never do: money going back is never throttled).
+    fn route(&self, va: &str, limited: bool) -> Result<(VaNumber, &Arc<Institution>), SwitchError> {
         let va = VaNumber::parse(va)?;
         let inst = self
             .routing
             .by_prefix(va.prefix())
             .ok_or_else(|| SwitchError::UnknownPrefix(va.prefix().to_owned()))?;
+        if limited {
+            if let Some(l) = &inst.limiter {
+                check_limit(l, "institution", &inst.code)?;
+            }
+        }
         if inst.mode == InstitutionMode::Passive {
             return Err(SwitchError::PassiveUnavailable(inst.code.clone()));
         }
@@ -45,9 +53,19 @@ impl Switch {
     /// # Errors
     /// Every refusal as a [`SwitchError`]; see `SwitchError::rc` and `disposition`.
     pub async fn handle(&self, req: &ChannelRequest) -> Result<Outcome, SwitchError> {
+        let limited = req.kind != RequestType::Reversal;
+        if limited {
+            if let Some(l) = self
+                .routing
+                .channel(&req.channel)
+                .and_then(|c| c.limiter.as_ref())
+            {
+                check_limit(l, "channel", &req.channel)?;
+            }
+        }
         match &req.body {
             RequestBody::Inquiry { va_number, .. } => {
-                let (va, inst) = self.route(va_number)?;
+                let (va, inst) = self.route(va_number, limited)?;
                 self.hosted.inquiry(inst, &va).await
             }
             RequestBody::Payment {
@@ -58,7 +76,7 @@ impl Switch {
                 transaction_date,
                 customer_name,
             } => {
-                let (va, inst) = self.route(va_number)?;
+                let (va, inst) = self.route(va_number, limited)?;
                 let input = PayInput {
                     channel: &req.channel,
                     ref_id,
@@ -77,7 +95,7 @@ impl Switch {
             } => {
                 let amount = Amount::positive_from_json(amount)?;
                 let (va, inst) = match va_number {
-                    Some(v) => self.route(v)?,
+                    Some(v) => self.route(v, false)?,
                     None => {
                         // The payment's binding says where it was made.
                         let binding = self
@@ -90,7 +108,7 @@ impl Switch {
                             .split('|')
                             .nth(1)
                             .ok_or(SwitchError::PaymentNotFound)?;
-                        self.route(va)?
+                        self.route(va, false)?
                     }
                 };
                 self.hosted
@@ -109,11 +127,23 @@ impl Switch {
                 va_number,
                 ..
             } => {
-                let (va, inst) = self.route(va_number)?;
+                let (va, inst) = self.route(va_number, limited)?;
                 self.hosted
                     .check_status(inst, &va, &req.channel, payment_ref)
                     .await
             }
         }
     }
+}
+
+fn check_limit(l: &Limiter, scope: &'static str, code: &str) -> Result<(), SwitchError> {
+    if l.allow() {
+        return Ok(());
+    }
+    metrics::counter!(m::RATE_LIMITED_TOTAL, "scope" => scope, "code" => code.to_owned())
+        .increment(1);
+    Err(SwitchError::RateLimited {
+        scope,
+        code: code.to_owned(),
+    })
 }
