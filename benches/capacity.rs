@@ -684,6 +684,9 @@ async fn bench(k: Knobs) -> Result<(), String> {
         Err(_) => extra,
     };
     let mut settings = common::settings_for(&broker.bootstrap, &redis.url(), &extra);
+    // The switch's capacity alone: the webhook dispatcher would spend the same CPUs calling
+    // the harness's unreachable webhook URL.
+    settings.webhook.enabled = false;
     settings
         .kafka
         .properties

@@ -97,10 +97,10 @@ pub async fn ensure_topics(bootstrap: &str, s: &Settings) -> Result<(), KafkaSet
     } else {
         s.kafka.topic_replication_factor
     };
-    let missing: Vec<NewTopic<'_>> = s
-        .topics
-        .all()
-        .into_iter()
+    let wanted = s.all_topics();
+    let missing: Vec<NewTopic<'_>> = wanted
+        .iter()
+        .map(String::as_str)
         .filter(|t| !existing.iter().any(|e| e == t))
         .map(|t| NewTopic::new(t, s.kafka.topic_partitions, TopicReplication::Fixed(rf)))
         .collect();
@@ -247,6 +247,52 @@ impl ConsumerContext for SwitchContext {
         match result {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => tracing::warn!(error = %e, "offset commit failed"),
+        }
+    }
+}
+
+/// A Kafka client whose drop never blocks an async worker. librdkafka's consumer close
+/// waits for the group coordinator, forever if the broker is gone (a test tearing down
+/// its broker, a broker lost during shutdown), so the close runs on a thread of its own.
+pub struct Closing<C: Send + 'static>(Option<C>);
+
+impl<C: Send + 'static> Closing<C> {
+    pub fn new(client: C) -> Self {
+        Closing(Some(client))
+    }
+
+    /// Closes now, waiting at most `limit` (normal shutdown: leave the group promptly so
+    /// its partitions move without waiting for the session timeout).
+    pub async fn close(mut self, limit: Duration) {
+        let Some(client) = self.0.take() else { return };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("kafka-close".into())
+            .spawn(move || {
+                drop(client);
+                let _ = tx.send(());
+            });
+        if spawned.is_ok() && tokio::time::timeout(limit, rx).await.is_err() {
+            tracing::warn!("kafka client close still waiting for the broker; leaving it");
+        }
+    }
+}
+
+impl<C: Send + 'static> std::ops::Deref for Closing<C> {
+    type Target = C;
+    fn deref(&self) -> &C {
+        self.0
+            .as_ref()
+            .expect("the client is present until close or drop")
+    }
+}
+
+impl<C: Send + 'static> Drop for Closing<C> {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            let _ = std::thread::Builder::new()
+                .name("kafka-close".into())
+                .spawn(move || drop(client));
         }
     }
 }

@@ -12,6 +12,8 @@
 //! - [`hosted`]: hosted bills: inquiry, payment, reversal, check status, create, revoke.
 //! - [`store`]: Redis records and Lua scripts.
 //! - [`pipeline`]: the Kafka loop, per-VA lanes, in-order offsets.
+//! - [`api`]: the HTTP door (IPG's Payment Channel and Active Client APIs, OAuth 2.0),
+//!   through the same [`switch::Switch::handle`].
 //! - [`kafka`]: clients, topic creation, the embedded broker.
 //! - [`error`]: the one place an error becomes an rc.
 //! - [`settings`], [`metrics`], [`ops`]: configuration, metric names, health endpoints.
@@ -19,6 +21,7 @@
 //! [`run`] starts the whole daemon and returns when `shutdown` resolves and the work in
 //! flight has drained, so tests run it in-process.
 
+pub mod api;
 pub mod clock;
 pub mod domain;
 pub mod error;
@@ -33,6 +36,7 @@ pub mod settings;
 pub mod signature;
 pub mod store;
 pub mod switch;
+pub mod webhook;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
@@ -65,6 +69,10 @@ pub enum RunError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("webhook dispatcher: {0}")]
+    Webhook(#[from] webhook::WebhookError),
+    #[error(transparent)]
+    Api(#[from] api::StartError),
 }
 
 impl From<rdkafka::error::KafkaError> for RunError {
@@ -107,7 +115,9 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let metrics_handle = metrics::install();
     let embedded = if settings.kafka.is_embedded() {
-        let b = EmbeddedBroker::start(&settings.topics.all(), settings.kafka.topic_partitions)?;
+        let topics = settings.all_topics();
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let b = EmbeddedBroker::start(&topics, settings.kafka.topic_partitions)?;
         tracing::info!(bootstrap = %b.bootstrap, "embedded Kafka-protocol broker started; point clients at it");
         Some(b)
     } else {
@@ -125,14 +135,14 @@ pub async fn run(
     let producer = kafka::create_producer(&bootstrap, &settings)?;
     let offsets = Arc::new(Offsets::default());
     let assigned = Arc::new(AtomicUsize::new(0));
-    let consumer = Arc::new(kafka::create_consumer(
+    let consumer = Arc::new(kafka::Closing::new(kafka::create_consumer(
         &bootstrap,
         &settings,
         SwitchContext {
             offsets: offsets.clone(),
             assigned: assigned.clone(),
         },
-    )?);
+    )?));
     consumer.subscribe(&[settings.topics.request.as_str()])?;
 
     let token = CancellationToken::new();
@@ -174,6 +184,12 @@ pub async fn run(
         retry_max: Duration::from_millis(settings.pipeline.retry_max_ms),
         redis_up: AtomicBool::new(true),
     });
+    // Present from the start, so a dashboard can tell "up" from "never reported".
+    ::metrics::gauge!(metrics::REDIS_UP).set(1.0);
+    // The HTTP door shares the switch, the producer and the shutdown token with Kafka's.
+    let api = api::start(&settings, &ctx)
+        .await
+        .inspect_err(|_| token.cancel())?;
     tracing::info!(
         topic = %settings.topics.request,
         group = %settings.kafka.group_id,
@@ -187,8 +203,18 @@ pub async fn run(
         lane_queue: settings.pipeline.lane_queue,
         max_in_flight: settings.pipeline.max_in_flight,
     };
+    // The webhook dispatcher shares the producer and the shutdown token; it drains after
+    // the pipeline, so jobs the pipeline published last can still be picked up.
+    let dispatcher = if settings.webhook.enabled {
+        Some(
+            webhook::start(&settings, &bootstrap, producer.clone(), token.clone())
+                .inspect_err(|_| token.cancel())?,
+        )
+    } else {
+        None
+    };
     spawn_lag_reporter(consumer.clone(), producer.clone(), token.clone());
-    let mut pipeline = tokio::spawn(pipeline::run(ctx, consumer, offsets, limits));
+    let mut pipeline = tokio::spawn(pipeline::run(ctx, consumer.clone(), offsets, limits));
     tokio::select! {
         _ = shutdown => {}
         _ = &mut pipeline => tracing::error!("pipeline stopped unexpectedly"),
@@ -196,6 +222,17 @@ pub async fn run(
     tracing::info!("shutting down: draining in-flight messages");
     token.cancel();
     let _ = pipeline.await;
+    // Leave the group promptly; if the lag reporter still holds a reference, the last one
+    // dropped closes it on a thread of its own.
+    if let Ok(c) = Arc::try_unwrap(consumer) {
+        c.close(Duration::from_secs(15)).await;
+    }
+    if let Some(a) = api {
+        let _ = a.await;
+    }
+    if let Some(d) = dispatcher {
+        let _ = d.await;
+    }
     let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
     drop(embedded);
     tracing::info!("stopped");

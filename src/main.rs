@@ -33,6 +33,43 @@ enum Command {
     },
     /// Load and validate the configuration, then exit.
     CheckConfig,
+    /// Webhook delivery to institutions.
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhookCommand {
+    /// Run only the webhook dispatcher until SIGINT or SIGTERM (needs real brokers).
+    Run,
+    /// Re-send dead-lettered webhook jobs (attempts reset); all, or those matching.
+    Replay {
+        /// Only this institution's jobs.
+        #[arg(long)]
+        institution: Option<String>,
+        /// Only the job with this event id.
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
+async fn webhook_command(settings: Settings, cmd: WebhookCommand) -> anyhow::Result<()> {
+    match cmd {
+        WebhookCommand::Run => {
+            ipg_switch::webhook::run_standalone(settings, shutdown_signal()).await?;
+        }
+        WebhookCommand::Replay { institution, id } => {
+            let filter = ipg_switch::webhook::replay::Filter { institution, id };
+            let r = ipg_switch::webhook::replay::replay(&settings, &filter).await?;
+            println!(
+                "read {} dead letter(s), replayed {} job(s), skipped {} malformed",
+                r.read, r.replayed, r.skipped
+            );
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -152,6 +189,12 @@ fn main() -> ExitCode {
                     rt.block_on(ipg_switch::run(settings, shutdown_signal()))
                         .map_err(Into::into)
                 })
+        }
+        Command::Webhook { command } => {
+            init_tracing(&settings);
+            tokio::runtime::Runtime::new()
+                .context("starting the runtime")
+                .and_then(|rt| rt.block_on(webhook_command(settings, command)))
         }
         Command::Bill { command } => tokio::runtime::Runtime::new()
             .context("starting the runtime")

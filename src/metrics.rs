@@ -23,6 +23,15 @@ pub const REDIS_UP: &str = "ipg_redis_up";
 pub const RATE_LIMITED_TOTAL: &str = "ipg_rate_limited_total";
 pub const CONSUMER_LAG: &str = "ipg_consumer_lag_messages";
 pub const PRODUCER_QUEUE: &str = "ipg_producer_queue_messages";
+pub const WEBHOOK_ATTEMPTS_TOTAL: &str = "ipg_webhook_attempts_total";
+pub const WEBHOOK_RESULTS_TOTAL: &str = "ipg_webhook_results_total";
+pub const WEBHOOK_PENDING: &str = "ipg_webhook_pending_jobs";
+pub const WEBHOOK_BACKLOG: &str = "ipg_webhook_backlog_messages";
+pub const WEBHOOK_OLDEST_PENDING_SECONDS: &str = "ipg_webhook_oldest_pending_seconds";
+pub const WEBHOOK_DELIVERY_SECONDS: &str = "ipg_webhook_delivery_seconds";
+pub const WEBHOOK_ATTEMPT_SECONDS: &str = "ipg_webhook_attempt_duration_seconds";
+pub const HTTP_REQUESTS_TOTAL: &str = "ipg_http_requests_total";
+pub const HTTP_SECONDS: &str = "ipg_http_request_duration_seconds";
 
 /// `(name, meaning)` of every metric, for the README and for tests.
 pub const ALL: &[(&str, &str)] = &[
@@ -71,6 +80,45 @@ pub const ALL: &[(&str, &str)] = &[
     (
         REDIS_UP,
         "1 when the last Redis call succeeded, 0 while Redis is unreachable.",
+    ),
+    (RATE_LIMITED_TOTAL, "Requests refused over a rate limit, by scope (channel, institution) and code."),
+    (CONSUMER_LAG, "Request-topic messages not yet committed, by partition: high watermark minus committed offset."),
+    (PRODUCER_QUEUE, "Messages handed to the producer and not yet acknowledged by Kafka."),
+    (
+        WEBHOOK_ATTEMPTS_TOTAL,
+        "Webhook calls, by institution and outcome (delivered, http_status, timeout, connect, error).",
+    ),
+    (
+        WEBHOOK_RESULTS_TOTAL,
+        "Webhook jobs settled, by institution and result (delivered, retry, deferred, followed, dead_letter, malformed).",
+    ),
+    (
+        WEBHOOK_PENDING,
+        "Webhook jobs consumed and not yet settled by this instance, by topic (main, retryN).",
+    ),
+    (
+        WEBHOOK_BACKLOG,
+        "Webhook messages not yet committed by the dispatcher's group on this instance's partitions, by topic (main, retryN).",
+    ),
+    (
+        WEBHOOK_OLDEST_PENDING_SECONDS,
+        "Age (since the payment) of the oldest webhook job this instance holds; 0 when none.",
+    ),
+    (
+        WEBHOOK_DELIVERY_SECONDS,
+        "Time from a webhook job's creation to its delivery (2xx), retries included.",
+    ),
+    (
+        WEBHOOK_ATTEMPT_SECONDS,
+        "Duration of one webhook call.",
+    ),
+    (
+        HTTP_REQUESTS_TOTAL,
+        "HTTP API requests answered, by route (the path pattern) and status.",
+    ),
+    (
+        HTTP_SECONDS,
+        "Time to answer an HTTP API request, by route.",
     ),
 ];
 

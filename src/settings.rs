@@ -33,6 +33,8 @@ pub struct Settings {
     pub switch: SwitchSettings,
     pub metrics: MetricsSettings,
     pub log: LogSettings,
+    pub webhook: crate::webhook::WebhookSettings,
+    pub api: crate::api::ApiSettings,
     #[serde(default)]
     pub channels: Vec<ChannelSettings>,
     #[serde(default)]
@@ -74,6 +76,20 @@ pub struct TopicSettings {
     pub response: String,
     pub webhook: String,
     pub dead_letter: String,
+    /// Webhook retry tiers are `<prefix>.1` .. `<prefix>.N`, N = `webhook.backoff_ms` length.
+    pub webhook_retry_prefix: String,
+    pub webhook_dead_letter: String,
+}
+
+impl Settings {
+    /// Every topic the switch creates (`ensure_topics`, the embedded broker): the four
+    /// above plus the webhook retry tiers and the webhook dead-letter topic.
+    pub fn all_topics(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.topics.all().iter().map(|t| (*t).to_owned()).collect();
+        all.extend(crate::webhook::retry_topics(self));
+        all.push(self.topics.webhook_dead_letter.clone());
+        all
+    }
 }
 
 impl TopicSettings {
@@ -315,6 +331,14 @@ impl Settings {
             ("topics.response", &self.topics.response),
             ("topics.webhook", &self.topics.webhook),
             ("topics.dead_letter", &self.topics.dead_letter),
+            (
+                "topics.webhook_retry_prefix",
+                &self.topics.webhook_retry_prefix,
+            ),
+            (
+                "topics.webhook_dead_letter",
+                &self.topics.webhook_dead_letter,
+            ),
         ] {
             if t.is_empty()
                 || !t
@@ -376,6 +400,8 @@ impl Settings {
                 ),
             ));
         }
+        self.webhook.validate(&self.kafka.group_id)?;
+        self.api.validate()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(bad(
                 "log.level",

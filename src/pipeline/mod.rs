@@ -53,7 +53,7 @@ impl Ctx {
     }
 }
 
-pub type SwitchConsumer = StreamConsumer<SwitchContext>;
+pub type SwitchConsumer = crate::kafka::Closing<StreamConsumer<SwitchContext>>;
 
 fn lane_of(msg: &Inbound, lanes: usize) -> usize {
     let mut h = DefaultHasher::new();

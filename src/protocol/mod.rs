@@ -3,6 +3,7 @@
 //! [`channel::Rejected`] that says whether it can still be answered.
 
 pub mod channel;
+pub mod channel_http;
 pub mod webhook;
 
 pub use channel::{ChannelRequest, ChannelResponse, Rejected, RequestBody, RequestType};

@@ -50,3 +50,9 @@ pub fn lock(inst: &str, va: &str) -> String {
 pub fn reference(channel: &str, reference: &str) -> String {
     format!("ipg:ref:{{{channel}:{reference}}}")
 }
+
+/// A bill's webhook ordering gate (the event its later events wait behind), see
+/// `webhook::gate`.
+pub fn webhook_gate(inst: &str, bill_hash: &str) -> String {
+    format!("{}:whgate:{bill_hash}", tag(inst))
+}

@@ -3,6 +3,7 @@
 //! bill change is a compare-and-set on the bill's version, so a stale read can never write.
 
 pub mod keys;
+pub mod query;
 
 use std::time::Duration;
 

@@ -182,7 +182,7 @@ impl Collected {
     }
 }
 
-fn collect(bootstrap: &str, topic: &str) -> Collected {
+pub fn collect(bootstrap: &str, topic: &str) -> Collected {
     let c: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("test-reader-{topic}"))
@@ -260,6 +260,8 @@ pub fn settings_for(bootstrap: &str, redis_url: &str, extra: &str) -> Settings {
         lock_wait_ms = 5000
         [metrics]
         listen = ""
+        [api]
+        listen = ""
         [log]
         level = "warn"
 
@@ -297,7 +299,9 @@ impl Stack {
 
     pub async fn start_with(extra: &str) -> Stack {
         let probe = settings_for("x", "redis://x", "");
-        let broker = EmbeddedBroker::start(&probe.topics.all(), PARTITIONS).unwrap();
+        let topics = probe.all_topics();
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let broker = EmbeddedBroker::start(&topics, PARTITIONS).unwrap();
         let redis = Redis::start();
         let settings = settings_for(&broker.bootstrap, &redis.url(), extra);
         let producer: FutureProducer = ClientConfig::new()

@@ -1,0 +1,194 @@
+//! OAuth 2.0 client credentials and the Active Client API's request check.
+//!
+//! `POST /oauth/token` trades an institution's code (`client_id`) and API key
+//! (`client_secret`) for a random Bearer token. Redis keeps `ipg:token:<sha256(token)>` →
+//! `<institution>|<fingerprint of the key>` with the token's TTL, so every instance accepts
+//! it, and changing the key in the configuration invalidates every token issued with the
+//! old one (its fingerprint no longer matches).
+//!
+//! Every `/api/v2/gw/*` call then needs `Authorization: Bearer <token>` and `Signature`:
+//! lowercase hex HMAC-SHA256 with the institution's API key over the raw body for
+//! POST/DELETE/PUT, and over the raw query string exactly as sent (the bytes after `?`,
+//! empty when there is none) for GET. The caller's institution comes from the token only.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::error::{refuse, Door};
+use super::{json_body, read_body, ApiState};
+use crate::error::SwitchError;
+use crate::routing::Institution;
+use crate::settings::InstitutionMode;
+use crate::signature;
+
+/// The authenticated institution of an Active Client API call.
+#[derive(Clone, Debug)]
+pub struct Caller(pub Arc<Institution>);
+
+fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+/// Equal digests of two secrets, compared without an early exit.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (x, y) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
+}
+
+/// Names the key a token was issued with, without revealing it.
+fn fingerprint(api_key: &str) -> String {
+    signature::sign(api_key.as_bytes(), b"ipg-switch oauth token")[..32].to_owned()
+}
+
+fn auth_error(why: &str) -> SwitchError {
+    SwitchError::Authentication(why.to_owned())
+}
+
+/// `POST /oauth/token`.
+pub async fn token(State(st): State<ApiState>, req: Request) -> Response {
+    let clock = *st.clock();
+    let (parts, body) = req.into_parts();
+    let bytes = match read_body(body, &parts.headers, st.settings.max_body_bytes, &clock).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match issue(&st, &bytes).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => refuse(&e, Door::Gateway, &clock),
+    }
+}
+
+async fn issue(st: &ApiState, bytes: &[u8]) -> Result<Value, SwitchError> {
+    let v = json_body(bytes)?;
+    let field = |f: &str| -> Result<String, SwitchError> {
+        match v.get(f) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            _ => Err(SwitchError::invalid(f, "is required")),
+        }
+    };
+    if field("grant_type")? != "client_credentials" {
+        return Err(SwitchError::invalid(
+            "grant_type",
+            "must be client_credentials",
+        ));
+    }
+    let (client_id, secret) = (field("client_id")?, field("client_secret")?);
+    // The same answer for an unknown client and a wrong secret: no probing for codes.
+    let inst = st
+        .switch
+        .routing
+        .by_code(&client_id)
+        .filter(|i| i.mode == InstitutionMode::Hosted && same_secret(&i.api_key, &secret))
+        .ok_or_else(|| auth_error("invalid client credentials"))?;
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let ttl = st.settings.token_ttl_secs;
+    let record = format!("{}|{}", inst.code, fingerprint(&inst.api_key));
+    st.switch
+        .hosted
+        .store
+        .put_token(&sha256_hex(token.as_bytes()), &record, ttl)
+        .await?;
+    tracing::info!(institution = %inst.code, "access token issued");
+    Ok(json!({
+        "token_type": "Bearer",
+        "expires_in": ttl.to_string(),
+        "access_token": token,
+    }))
+}
+
+/// The institution a Bearer token stands for.
+async fn caller_of(
+    st: &ApiState,
+    authorization: Option<&str>,
+) -> Result<Arc<Institution>, SwitchError> {
+    let token = authorization
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| auth_error("Authorization: Bearer <token> is required"))?;
+    let record = st
+        .switch
+        .hosted
+        .store
+        .token(&sha256_hex(token.as_bytes()))
+        .await?
+        .ok_or_else(|| auth_error("invalid or expired token"))?;
+    // The fingerprint is hex, so the last '|' separates it whatever the code contains.
+    let (code, fp) = record
+        .rsplit_once('|')
+        .ok_or_else(|| auth_error("invalid or expired token"))?;
+    let inst = st
+        .switch
+        .routing
+        .by_code(code)
+        .filter(|i| same_secret(&fingerprint(&i.api_key), fp))
+        // The institution's key changed (or it left the configuration): tokens die with it.
+        .ok_or_else(|| auth_error("invalid or expired token"))?;
+    Ok(inst.clone())
+}
+
+/// Middleware of `/api/v2/gw/*`: size limit, Bearer token, `Signature`; passes the caller
+/// on as [`Caller`] and the body on as read.
+pub async fn gateway(State(st): State<ApiState>, req: Request, next: Next) -> Response {
+    let clock = *st.clock();
+    let (mut parts, body) = req.into_parts();
+    let bytes = match read_body(body, &parts.headers, st.settings.max_body_bytes, &clock).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let inst = match caller_of(&st, header(header::AUTHORIZATION.as_str())).await {
+        Ok(i) => i,
+        Err(e) => return refuse(&e, Door::Gateway, &clock),
+    };
+    let signed: &[u8] = if parts.method == Method::GET || parts.method == Method::HEAD {
+        parts.uri.query().unwrap_or("").as_bytes()
+    } else {
+        &bytes
+    };
+    let Some(sig) = header("signature") else {
+        return refuse(
+            &auth_error("Signature header is required"),
+            Door::Gateway,
+            &clock,
+        );
+    };
+    if !signature::verify(inst.api_key.as_bytes(), signed, sig) {
+        return refuse(
+            &auth_error("signature does not match"),
+            Door::Gateway,
+            &clock,
+        );
+    }
+    parts.extensions.insert(Caller(inst));
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_and_fingerprints() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert_eq!(fingerprint("k"), fingerprint("k"));
+        assert_ne!(fingerprint("k"), fingerprint("k2"));
+    }
+}

@@ -1,0 +1,215 @@
+//! One institution's bills over the Active Client API: Create New Bill, Get Bill
+//! Information (`GET /api/v2/gw/bill/{hash}`), Revoke Bill, Get Bill Payments, and the
+//! sandbox's Fake/Mock Payment & Reversal. Every lookup is under the caller's own keys
+//! (`ipg:{<institution>}:...`), so another institution's bill is simply not found.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Extension;
+use serde_json::Value;
+
+use super::auth::Caller;
+use super::error::{envelope, refuse, refuse_with, Door};
+use super::{json_body, ok, ApiState};
+use crate::domain::Bill;
+use crate::error::SwitchError;
+use crate::protocol::{ChannelRequest, RequestBody, RequestType};
+use crate::store::Versioned;
+
+/// The channel code sandbox payments are recorded under (a real channel cannot be named
+/// so by accident: it is documented as reserved).
+pub const MOCK_CHANNEL: &str = "ipg_sandbox";
+
+type Reply = Result<Response, Response>;
+
+/// Bill hashes are short alphanumeric ids; anything else cannot name a bill.
+fn plausible_hash(h: &str) -> bool {
+    !h.is_empty() && h.len() <= 64 && h.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// The caller's bill `hash`, or the 404 answer.
+async fn own_bill(st: &ApiState, c: &Caller, hash: &str) -> Result<Versioned<Bill>, Response> {
+    let clock = st.clock();
+    if !plausible_hash(hash) {
+        return Err(refuse(&SwitchError::BillNotFound, Door::Gateway, clock));
+    }
+    match st.switch.hosted.bill(&c.0.code, hash).await {
+        Ok(Some(b)) => Ok(b),
+        Ok(None) => Err(refuse(&SwitchError::BillNotFound, Door::Gateway, clock)),
+        Err(e) => Err(refuse(&e, Door::Gateway, clock)),
+    }
+}
+
+fn view(st: &ApiState, b: &Bill) -> Value {
+    serde_json::to_value(b.view(st.clock().now(), None)).unwrap_or_default()
+}
+
+/// `POST /api/v2/gw/bill`: the body's `institution_code` must be the caller's.
+pub async fn create(
+    State(st): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    body: Bytes,
+) -> Reply {
+    let clock = st.clock();
+    let v = json_body(&body).map_err(|e| refuse(&e, Door::Gateway, clock))?;
+    let bill = st
+        .switch
+        .hosted
+        .create_bill(&c.0, &v)
+        .await
+        .map_err(|e| refuse(&e, Door::Gateway, clock))?;
+    tracing::info!(institution = %c.0.code, bill = %bill.hash, "bill created over HTTP");
+    Ok(ok(clock, "success", view(&st, &bill)))
+}
+
+/// `GET /api/v2/gw/bill/{hash}`.
+pub async fn info(
+    State(st): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    Path(hash): Path<String>,
+) -> Reply {
+    let b = own_bill(&st, &c, &hash).await?;
+    Ok(ok(st.clock(), "success", view(&st, &b.value)))
+}
+
+/// `DELETE /api/v2/gw/bill/{hash}`.
+pub async fn revoke(
+    State(st): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    Path(hash): Path<String>,
+) -> Reply {
+    let clock = st.clock();
+    own_bill(&st, &c, &hash).await?;
+    let bill = st
+        .switch
+        .hosted
+        .revoke_bill(&c.0, &hash)
+        .await
+        .map_err(|e| refuse(&e, Door::Gateway, clock))?;
+    tracing::info!(institution = %c.0.code, bill = %hash, "bill revoked over HTTP");
+    Ok(ok(clock, "Billing revoked.", view(&st, &bill)))
+}
+
+/// `GET /api/v2/gw/bill/{hash}/payment`: every payment of the bill, oldest first, each as
+/// it stands now (`status` `paid` or `reversed`).
+pub async fn payments(
+    State(st): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    Path(hash): Path<String>,
+) -> Reply {
+    let clock = st.clock();
+    own_bill(&st, &c, &hash).await?;
+    let recs = st
+        .switch
+        .hosted
+        .store
+        .bill_payment_records(&c.0.code, &hash)
+        .await
+        .map_err(|e| refuse(&e.into(), Door::Gateway, clock))?;
+    let data: Vec<Value> = recs
+        .iter()
+        .map(|r| serde_json::to_value(r.current()).unwrap_or_default())
+        .collect();
+    Ok(ok(clock, "success", Value::Array(data)))
+}
+
+/// `GET /api/v2/gw/bill/{hash}/mock?type=payment[&amount=N][&ref=R]` or
+/// `?type=reversal&ref=R[&amount=N]` (sandbox only): a payment or reversal as channel
+/// `ipg_sandbox` would send it, through the same handler as every channel.
+pub async fn mock(
+    State(st): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    Path(hash): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Reply {
+    let clock = *st.clock();
+    if !st.settings.sandbox {
+        return Err(refuse_with(
+            StatusCode::FORBIDDEN,
+            &SwitchError::invalid("api.sandbox", "Fake/Mock payments are disabled"),
+            &clock,
+        ));
+    }
+    let bill = own_bill(&st, &c, &hash).await?.value;
+    let reference = q.get("ref").cloned();
+    // The same shape the channel door enforces on references.
+    if reference
+        .as_deref()
+        .is_some_and(|r| r.is_empty() || r.len() > 64 || !r.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(refuse(
+            &SwitchError::invalid("ref", "must be 1-64 printable characters without spaces"),
+            Door::Gateway,
+            &clock,
+        ));
+    }
+    let amount = q.get("amount").cloned();
+    let body = match q.get("type").map(String::as_str) {
+        Some("payment") | None => RequestBody::Payment {
+            va_number: bill.va_number.clone(),
+            ref_id: reference.unwrap_or_else(|| {
+                format!("MOCK{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
+            }),
+            amount: Value::String(amount.unwrap_or_else(|| bill.billed_amount.to_string())),
+            terminal_id: Some("other".into()),
+            transaction_date: clock.now().format("%Y-%m-%d %H:%M:%S").to_string(),
+            customer_name: None,
+        },
+        Some("reversal") => {
+            let Some(reference) = reference else {
+                return Err(refuse(
+                    &SwitchError::invalid("ref", "is required for a reversal"),
+                    Door::Gateway,
+                    &clock,
+                ));
+            };
+            let amount = match amount {
+                Some(a) => Value::String(a),
+                None => match st
+                    .switch
+                    .hosted
+                    .store
+                    .payment(&c.0.code, MOCK_CHANNEL, &reference)
+                    .await
+                {
+                    Ok(Some(r)) => serde_json::to_value(r.paid.payment.amount).unwrap_or_default(),
+                    Ok(None) => {
+                        return Err(refuse(&SwitchError::PaymentNotFound, Door::Gateway, &clock))
+                    }
+                    Err(e) => return Err(refuse(&e.into(), Door::Gateway, &clock)),
+                },
+            };
+            RequestBody::Reversal {
+                payment_ref: reference,
+                amount,
+                bill_id: Some(bill.hash.clone()),
+                va_number: Some(bill.va_number.clone()),
+            }
+        }
+        Some(_) => {
+            return Err(refuse(
+                &SwitchError::invalid("type", "must be payment or reversal"),
+                Door::Gateway,
+                &clock,
+            ))
+        }
+    };
+    let kind = match body {
+        RequestBody::Reversal { .. } => RequestType::Reversal,
+        _ => RequestType::Payment,
+    };
+    let req = ChannelRequest {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        kind,
+        channel: MOCK_CHANNEL.into(),
+        body,
+    };
+    match st.serve(&req).await {
+        Ok(o) => Ok(envelope(StatusCode::OK, &o)),
+        Err(e) => Err(refuse(&e, Door::Gateway, &clock)),
+    }
+}

@@ -1,0 +1,47 @@
+//! The `[api]` section: where the HTTP API listens and its limits.
+
+use serde::Deserialize;
+
+use crate::settings::SettingsError;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// `host:port`; empty turns the HTTP API off.
+    pub listen: String,
+    /// Bodies above this are refused (413) before being read in full.
+    pub max_body_bytes: usize,
+    /// Lifetime of an OAuth 2.0 access token.
+    pub token_ttl_secs: u64,
+    /// Enables Fake/Mock Payment & Reversal: moves no real money, so never in production.
+    pub sandbox: bool,
+}
+
+fn bad(key: &str, why: impl std::fmt::Display) -> SettingsError {
+    SettingsError(format!("api.{key}: {why}"))
+}
+
+impl ApiSettings {
+    pub fn enabled(&self) -> bool {
+        !self.listen.is_empty()
+    }
+
+    /// # Errors
+    /// The first invalid key, named.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.enabled() && self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(bad(
+                "listen",
+                format!("{:?} is not an address like 127.0.0.1:8080", self.listen),
+            ));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
+            return Err(bad("max_body_bytes", "must be between 1024 and 16777216"));
+        }
+        // A token that outlives a day defeats rotating secrets as a way to revoke it.
+        if !(1..=86_400).contains(&self.token_ttl_secs) {
+            return Err(bad("token_ttl_secs", "must be between 1 and 86400"));
+        }
+        Ok(())
+    }
+}

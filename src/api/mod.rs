@@ -1,0 +1,256 @@
+//! The HTTP door (docs/api.md): IPG's Payment Channel API for banks that cannot produce to
+//! Kafka, the Active Client API for institutions managing their hosted bills, and OAuth 2.0
+//! client credentials. Every channel request goes through [`Switch::handle`], the same rule
+//! set as the Kafka pipeline, and its webhook job is queued on `topics.webhook` before the
+//! answer leaves, exactly as the pipeline does.
+//!
+//! - [`auth`]: `POST /oauth/token`, and the Bearer + `Signature` check of `/api/v2/gw/*`.
+//! - [`channel`]: `POST /api/v2/ch/{inquiry,payment,reversal,check-status}`.
+//! - [`bills`]: create, read, revoke a bill, its payments, sandbox mock payments.
+//! - [`lists`]: bill, payment, mutation, institution and account lists, with IPG paging.
+//! - [`error`]: the HTTP status of each refusal.
+
+pub mod auth;
+pub mod bills;
+pub mod channel;
+pub mod config;
+pub mod error;
+pub mod lists;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::ApiSettings;
+
+use crate::clock::Clock;
+use crate::error::SwitchError;
+use crate::hosted::Outcome;
+use crate::metrics as m;
+use crate::pipeline::publish::{Outgoing, Publisher};
+use crate::pipeline::Ctx;
+use crate::protocol::ChannelRequest;
+use crate::settings::Settings;
+use crate::switch::Switch;
+
+/// The OpenAPI 3 document of this API, checked in under docs/.
+pub const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
+
+/// How long an answer may wait for Kafka to take its webhook job before the caller is told
+/// to retry (503); the retried request replays the recorded answer and queues the job again.
+const WEBHOOK_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+#[error("api listener on {addr}: {source}")]
+pub struct StartError {
+    pub addr: String,
+    pub source: std::io::Error,
+}
+
+/// What every handler shares.
+pub struct Inner {
+    pub switch: Switch,
+    pub publisher: Publisher,
+    pub webhook_topic: String,
+    pub shutdown: CancellationToken,
+    pub settings: ApiSettings,
+}
+
+#[derive(Clone)]
+pub struct ApiState(pub Arc<Inner>);
+
+impl std::ops::Deref for ApiState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl ApiState {
+    pub fn clock(&self) -> &Clock {
+        &self.switch.clock
+    }
+
+    /// Serves one authenticated channel request through the shared rule set, then queues
+    /// its webhook job (if any) and waits for Kafka to take it: an answer never leaves
+    /// before the institution's notification is safe.
+    ///
+    /// # Errors
+    /// As [`Switch::handle`]; `Busy` when the webhook job could not be queued in time.
+    pub async fn serve(&self, req: &ChannelRequest) -> Result<Outcome, SwitchError> {
+        let outcome = self.switch.handle(req).await?;
+        if let Some(w) = &outcome.webhook {
+            let msg = Outgoing {
+                topic: self.webhook_topic.clone(),
+                key: w.key.as_bytes().to_vec(),
+                payload: w.job.as_bytes().to_vec(),
+                headers: Vec::new(),
+            };
+            let sent = tokio::time::timeout(
+                WEBHOOK_PUBLISH_TIMEOUT,
+                self.publisher.send(&msg, &self.shutdown),
+            )
+            .await;
+            if !matches!(sent, Ok(true)) {
+                return Err(SwitchError::Busy(
+                    "the webhook job could not be queued; send the same request again".into(),
+                ));
+            }
+            metrics::counter!(m::WEBHOOK_JOBS_TOTAL, "event" => w.event).increment(1);
+        }
+        Ok(outcome)
+    }
+}
+
+/// Reads a body up to `limit` bytes; larger ones are refused without reading them in full.
+///
+/// # Errors
+/// The 413 answer.
+pub async fn read_body(
+    body: Body,
+    headers: &axum::http::HeaderMap,
+    limit: usize,
+    clock: &Clock,
+) -> Result<Bytes, Response> {
+    let too_large = || {
+        error::refuse_with(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &SwitchError::invalid("body", format!("is larger than {limit} bytes")),
+            clock,
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    // The only other failure is a client that went away; it will not read the answer.
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())
+}
+
+/// Parses a JSON body, naming what is wrong.
+///
+/// # Errors
+/// `body: malformed JSON ...`.
+pub fn json_body(bytes: &[u8]) -> Result<serde_json::Value, SwitchError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| SwitchError::invalid("body", format!("malformed JSON: {e}")))
+}
+
+pub fn router(state: ApiState) -> Router {
+    let max_body = state.settings.max_body_bytes;
+    let gw = Router::new()
+        .route("/bill", post(bills::create).get(lists::bills))
+        .route("/bill/{hash}", get(bills::info).delete(bills::revoke))
+        .route("/bill/{hash}/payment", get(bills::payments))
+        .route("/bill/{hash}/mock", get(bills::mock))
+        .route("/payment", get(lists::payments))
+        .route("/account/{account}/mutation", get(lists::mutations))
+        .route("/institution", get(lists::institutions))
+        .route("/institution/{code}", get(lists::institution))
+        .route("/institution/{code}/account", get(lists::accounts))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::gateway));
+    Router::new()
+        .route("/oauth/token", post(auth::token))
+        .route("/api/v2/ch/inquiry", post(channel::inquiry))
+        .route("/api/v2/ch/payment", post(channel::payment))
+        .route("/api/v2/ch/reversal", post(channel::reversal))
+        .route("/api/v2/ch/check-status", post(channel::check_status))
+        .route(
+            "/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
+        )
+        .nest("/api/v2/gw", gw)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(count))
+        .with_state(state)
+}
+
+/// `ipg_http_requests_total{route,status}` and `ipg_http_request_duration_seconds{route}`;
+/// the route is the matched pattern (`/api/v2/gw/bill/{hash}`), so labels stay bounded.
+async fn count(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    metrics::histogram!(m::HTTP_SECONDS, "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(m::HTTP_REQUESTS_TOTAL, "route" => route, "status" => resp.status().as_str().to_owned())
+        .increment(1);
+    resp
+}
+
+/// Binds `api.listen` and serves until the daemon's shutdown token is cancelled; requests
+/// in flight finish first. `None` when the API is off.
+///
+/// # Errors
+/// The address cannot be bound.
+pub async fn start(
+    settings: &Settings,
+    ctx: &Arc<Ctx>,
+) -> Result<Option<JoinHandle<()>>, StartError> {
+    if !settings.api.enabled() {
+        return Ok(None);
+    }
+    let addr = settings.api.listen.clone();
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| StartError {
+            addr: addr.clone(),
+            source,
+        })?;
+    let state = ApiState(Arc::new(Inner {
+        switch: ctx.switch.clone(),
+        publisher: ctx.publisher.clone(),
+        webhook_topic: ctx.topics.webhook.clone(),
+        shutdown: ctx.shutdown.clone(),
+        settings: settings.api.clone(),
+    }));
+    if state.settings.sandbox {
+        tracing::warn!("api.sandbox is on: Fake/Mock payments are enabled");
+    }
+    tracing::info!(%addr, "HTTP API listening");
+    let stop = ctx.shutdown.clone();
+    let app = router(state);
+    Ok(Some(tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP API stopped");
+        }
+    })))
+}
+
+/// `State` extractor alias, for brevity in handlers.
+pub type St = State<ApiState>;
+
+/// A success envelope with `data`.
+pub fn ok(clock: &Clock, message: &str, data: serde_json::Value) -> Response {
+    error::envelope(
+        StatusCode::OK,
+        &Outcome {
+            rc: crate::error::Rc::Success,
+            message: message.to_owned(),
+            timestamp: clock.stamp_now(),
+            data,
+            webhook: None,
+        },
+    )
+    .into_response()
+}

@@ -1,0 +1,207 @@
+//! Read-side queries for the HTTP API: windows of an institution's bill and payment
+//! indexes (sorted sets scored by creation time in ms), a bill's payments, the ledger, and
+//! the OAuth token records. Nothing here writes money; every key stays under the
+//! institution's hash tag except the token records, which are single keys of their own.
+
+use redis::AsyncCommands;
+use serde_json::Value;
+
+use super::{keys, parse, PaymentRecord, Store, StoreError, Versioned};
+use crate::domain::Bill;
+
+/// An OAuth access token record: `ipg:token:<sha256 hex of the token>`. The token itself is
+/// never stored, so a dump of Redis cannot be replayed as credentials.
+pub fn token_key(token_sha256_hex: &str) -> String {
+    format!("ipg:token:{token_sha256_hex}")
+}
+
+/// Which index a window reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Index {
+    /// `bills`: members are bill hashes.
+    Bills,
+    /// `payments`: members are payment record keys.
+    Payments,
+}
+
+impl Index {
+    fn key(self, inst: &str) -> String {
+        match self {
+            Index::Bills => keys::bills(inst),
+            Index::Payments => keys::payments(inst),
+        }
+    }
+}
+
+/// A creation-time window, inclusive, in ms since the epoch; `None` is open-ended.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Window {
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+}
+
+impl Window {
+    fn min(&self) -> String {
+        self.from_ms.map_or("-inf".into(), |v| v.to_string())
+    }
+
+    fn max(&self) -> String {
+        self.to_ms.map_or("+inf".into(), |v| v.to_string())
+    }
+}
+
+impl Store {
+    /// Stores a token record for `ttl_secs`.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn put_token(
+        &self,
+        token_sha256_hex: &str,
+        record: &str,
+        ttl_secs: u64,
+    ) -> Result<(), StoreError> {
+        let _: () = self
+            .conn()
+            .set_ex(token_key(token_sha256_hex), record, ttl_secs)
+            .await?;
+        Ok(())
+    }
+
+    /// A token record, if the token exists and has not expired.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn token(&self, token_sha256_hex: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.conn().get(token_key(token_sha256_hex)).await?)
+    }
+
+    /// How many members of an index fall in `w`.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn index_count(&self, inst: &str, ix: Index, w: Window) -> Result<u64, StoreError> {
+        Ok(self.conn().zcount(ix.key(inst), w.min(), w.max()).await?)
+    }
+
+    /// Members of an index in `w`, by creation time (newest first when `newest_first`),
+    /// skipping `offset` and taking at most `count`.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn index_members(
+        &self,
+        inst: &str,
+        ix: Index,
+        w: Window,
+        newest_first: bool,
+        offset: u64,
+        count: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut c = redis::cmd("ZRANGE");
+        c.arg(ix.key(inst));
+        if newest_first {
+            c.arg(w.max()).arg(w.min()).arg("BYSCORE").arg("REV");
+        } else {
+            c.arg(w.min()).arg(w.max()).arg("BYSCORE");
+        }
+        c.arg("LIMIT").arg(offset).arg(count);
+        Ok(c.query_async(&mut self.conn()).await?)
+    }
+
+    /// Bills by hash, in the order asked; hashes without a bill are skipped.
+    ///
+    /// # Errors
+    /// Redis unreachable, corrupt record.
+    pub async fn bills_by_hash(
+        &self,
+        inst: &str,
+        hashes: &[String],
+    ) -> Result<Vec<Versioned<Bill>>, StoreError> {
+        if hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for h in hashes {
+            pipe.cmd("HMGET")
+                .arg(keys::bill(inst, h))
+                .arg("doc")
+                .arg("ver");
+        }
+        let rows: Vec<(Option<String>, Option<String>)> =
+            pipe.query_async(&mut self.conn()).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (h, (doc, ver)) in hashes.iter().zip(rows) {
+            if let Some(b) = Self::versioned_bill(&keys::bill(inst, h), doc, ver)? {
+                out.push(b);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Payment records by key, in the order asked; missing ones are skipped. Keys come from
+    /// the institution's own indexes, never from a request.
+    ///
+    /// # Errors
+    /// Redis unreachable, corrupt record.
+    pub async fn payments_by_key(
+        &self,
+        pkeys: &[String],
+    ) -> Result<Vec<PaymentRecord>, StoreError> {
+        if pkeys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for k in pkeys {
+            pipe.cmd("HGETALL").arg(k);
+        }
+        let rows: Vec<Vec<String>> = pipe.query_async(&mut self.conn()).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (k, fields) in pkeys.iter().zip(rows) {
+            if let Some(r) = Self::payment_record(k, fields)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every payment of a bill, oldest first.
+    ///
+    /// # Errors
+    /// Redis unreachable, corrupt record.
+    pub async fn bill_payment_records(
+        &self,
+        inst: &str,
+        hash: &str,
+    ) -> Result<Vec<PaymentRecord>, StoreError> {
+        let pkeys: Vec<String> = self
+            .conn()
+            .lrange(keys::bill_payments(inst, hash), 0, -1)
+            .await?;
+        self.payments_by_key(&pkeys).await
+    }
+
+    /// Number of ledger entries of an institution.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn ledger_len(&self, inst: &str) -> Result<u64, StoreError> {
+        Ok(self.conn().llen(keys::ledger(inst)).await?)
+    }
+
+    /// Ledger entries `start..=stop` (list indexes, oldest is 0; negative counts from the
+    /// end as in `LRANGE`).
+    ///
+    /// # Errors
+    /// Redis unreachable, corrupt record.
+    pub async fn ledger_range(
+        &self,
+        inst: &str,
+        start: isize,
+        stop: isize,
+    ) -> Result<Vec<Value>, StoreError> {
+        let key = keys::ledger(inst);
+        let raw: Vec<String> = self.conn().lrange(&key, start, stop).await?;
+        raw.iter().map(|s| parse(&key, s)).collect()
+    }
+}

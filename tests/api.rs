@@ -1,0 +1,939 @@
+//! The HTTP API end to end, over real HTTP against the running daemon (real redis-server,
+//! Kafka-protocol broker): the Payment Channel API through the same rules as Kafka, OAuth
+//! 2.0 and signed Active Client calls, bills created over HTTP and paid over Kafka, every
+//! auth failure, institution isolation, validation, paging and filters.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use ipg_switch::signature;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const INST2: &str = "SCH02";
+const INST2_KEY: &str = "sch2-key";
+const PREFIX_B: &str = "857800";
+
+fn overlay(port: u16, extra_api: &str) -> String {
+    format!(
+        r#"
+[api]
+listen = "127.0.0.1:{port}"
+{extra_api}
+
+[[channels]]
+code = "{CHANNEL}"
+api_key = "{CHANNEL_KEY}"
+[[channels]]
+code = "other_bank"
+api_key = "other-key"
+
+[[institutions]]
+code = "{INST}"
+name = "Sekolah Contoh"
+prefixes = ["{PREFIX}", "{PREFIX2}"]
+mode = "hosted"
+api_key = "inst-key"
+webhook_url = "http://127.0.0.1:9/webhook"
+[[institutions]]
+code = "{INST2}"
+name = "Sekolah Dua"
+prefixes = ["{PREFIX_B}"]
+mode = "hosted"
+api_key = "{INST2_KEY}"
+"#
+    )
+}
+
+/// A minimal signed client for the daemon's HTTP API.
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn up(port: u16) -> Api {
+        let api = Api {
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = api
+                .http
+                .get(format!("{}/openapi.json", api.base))
+                .send()
+                .await
+            {
+                if r.status() == StatusCode::OK {
+                    return api;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "HTTP API did not come up on {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let r = req.send().await.expect("HTTP request");
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// A Payment Channel API call signed with `key`.
+    async fn ch(&self, kind: &str, channel: &str, key: &str, body: &[u8]) -> (StatusCode, Value) {
+        let sig = signature::sign(key.as_bytes(), body);
+        self.send(
+            self.http
+                .post(format!("{}/api/v2/ch/{kind}", self.base))
+                .header("X-Channel", channel)
+                .header("Signature", sig)
+                .header("Content-Type", "application/json")
+                .body(body.to_vec()),
+        )
+        .await
+    }
+
+    async fn token(&self, client_id: &str, secret: &str) -> (StatusCode, Value) {
+        self.send(
+            self.http
+                .post(format!("{}/oauth/token", self.base))
+                .json(&json!({
+            "grant_type": "client_credentials", "client_id": client_id,
+            "client_secret": secret, "scope": "*"})),
+        )
+        .await
+    }
+
+    async fn bearer(&self, client_id: &str, secret: &str) -> String {
+        let (s, v) = self.token(client_id, secret).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// An Active Client call: GET signs the raw query, others the raw body.
+    async fn gw(
+        &self,
+        method: Method,
+        token: &str,
+        key: &str,
+        path_and_query: &str,
+        body: Option<&[u8]>,
+    ) -> (StatusCode, Value) {
+        let query = path_and_query.split_once('?').map_or("", |(_, q)| q);
+        let signed: &[u8] = if method == Method::GET {
+            query.as_bytes()
+        } else {
+            body.unwrap_or(b"")
+        };
+        let mut rb = self
+            .http
+            .request(method, format!("{}/api/v2/gw{path_and_query}", self.base))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Signature", signature::sign(key.as_bytes(), signed))
+            .header("Accept", "application/json");
+        if let Some(b) = body {
+            rb = rb
+                .header("Content-Type", "application/json")
+                .body(b.to_vec());
+        }
+        self.send(rb).await
+    }
+
+    async fn get(&self, token: &str, key: &str, pq: &str) -> (StatusCode, Value) {
+        self.gw(Method::GET, token, key, pq, None).await
+    }
+
+    async fn post(&self, token: &str, key: &str, path: &str, body: &Value) -> (StatusCode, Value) {
+        let b = serde_json::to_vec(body).unwrap();
+        self.gw(Method::POST, token, key, path, Some(&b)).await
+    }
+}
+
+fn assert_refused(got: &(StatusCode, Value), status: StatusCode, rc: &str, mentions: &str) {
+    assert_eq!(got.0, status, "{}", got.1);
+    assert_eq!(got.1["rc"], rc, "{}", got.1);
+    assert!(
+        got.1["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(mentions),
+        "message should mention {mentions:?}: {}",
+        got.1
+    );
+}
+
+fn body(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_api_serves_the_same_rules_as_kafka() {
+    let port = free_port();
+    let metrics_port = free_port();
+    let metrics = format!("\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n");
+    let stack = Stack::start_with(&(overlay(port, "") + &metrics)).await;
+    let daemon = stack.daemon();
+    let api = Api::up(port).await;
+    let bill = stack
+        .create_bill(bill_body("2000000001", "close", 150_000))
+        .await;
+    let v = va(PREFIX, "2000000001");
+
+    let inq = body(&inquiry(&v, "INQ-1"));
+    let (s, a) = api.ch("inquiry", CHANNEL, CHANNEL_KEY, &inq).await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert_eq!(a["rc"], "SUCCESS", "{a}");
+    assert_eq!(a["data"][0]["hash"], bill.hash.as_str());
+    assert!(a["timestamp"].as_str().unwrap().ends_with("+07:00"));
+
+    // Authentication: wrong key, another channel's key, unknown channel, no headers.
+    let bad = api.ch("inquiry", CHANNEL, "wrong-key", &inq).await;
+    assert_refused(
+        &bad,
+        StatusCode::UNAUTHORIZED,
+        "BILLER_AUTHENTICATION",
+        "signature",
+    );
+    let bad = api.ch("inquiry", "other_bank", CHANNEL_KEY, &inq).await;
+    assert_refused(
+        &bad,
+        StatusCode::UNAUTHORIZED,
+        "BILLER_AUTHENTICATION",
+        "signature",
+    );
+    let bad = api.ch("inquiry", "no_bank", CHANNEL_KEY, &inq).await;
+    assert_refused(
+        &bad,
+        StatusCode::UNAUTHORIZED,
+        "BILLER_AUTHENTICATION",
+        "channel",
+    );
+    let bare = api
+        .send(
+            api.http
+                .post(format!("{}/api/v2/ch/inquiry", api.base))
+                .body(inq.clone()),
+        )
+        .await;
+    assert_refused(
+        &bare,
+        StatusCode::UNAUTHORIZED,
+        "BILLER_AUTHENTICATION",
+        "X-Channel",
+    );
+
+    // Validation names the field; malformed JSON and oversized bodies are refused.
+    let no_ref = body(
+        &json!({"va_number": v, "amount": "150000", "transaction_date": "2026-01-10 10:00:00"}),
+    );
+    let r = api.ch("payment", CHANNEL, CHANNEL_KEY, &no_ref).await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "BILLER_INVALID_TRANSACTION",
+        "ref_id",
+    );
+    let r = api
+        .ch("payment", CHANNEL, CHANNEL_KEY, b"{\"va_number\": ")
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "BILLER_INVALID_TRANSACTION",
+        "malformed JSON",
+    );
+    let huge = vec![b' '; 70_000];
+    let r = api.ch("payment", CHANNEL, CHANNEL_KEY, &huge).await;
+    assert_refused(
+        &r,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "BILLER_INVALID_TRANSACTION",
+        "larger than",
+    );
+
+    // Business refusals answer 200 with their rc, as on Kafka.
+    let r = api
+        .ch(
+            "inquiry",
+            CHANNEL,
+            CHANNEL_KEY,
+            &body(&inquiry(&va(PREFIX, "2999999999"), "I2")),
+        )
+        .await;
+    assert_eq!(
+        (r.0, r.1["rc"].as_str()),
+        (StatusCode::OK, Some("BILLER_BILL_NOT_FOUND")),
+        "{}",
+        r.1
+    );
+    let r = api
+        .ch(
+            "payment",
+            CHANNEL,
+            CHANNEL_KEY,
+            &body(&payment(&v, "PAY-LOW", "1000")),
+        )
+        .await;
+    assert_eq!(r.1["rc"], "BILLER_INVALID_TRANSACTION_AMOUNT", "{}", r.1);
+
+    // Pay, with a request id that is echoed back.
+    let pay = body(&payment(&v, "PAY-1", "150000"));
+    let sig = signature::sign(CHANNEL_KEY.as_bytes(), &pay);
+    let resp = api
+        .http
+        .post(format!("{}/api/v2/ch/payment", api.base))
+        .header("X-Channel", CHANNEL)
+        .header("X-Request-Id", "http-pay-1")
+        .header("Signature", sig)
+        .body(pay.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "http-pay-1");
+    let a: Value = resp.json().await.unwrap();
+    assert_eq!(a["rc"], "SUCCESS", "{a}");
+    assert_eq!(a["data"]["status"], "paid");
+    assert_eq!(a["data"]["payment"]["payment_ref_id"], "PAY-1");
+    // Its webhook job was queued before the answer, keyed by bill, as the Kafka door does.
+    let job = stack
+        .webhooks
+        .wait_for("payment.received job", 30, |m| {
+            m.iter()
+                .find(|r| r.json()["event"] == "payment.received")
+                .cloned()
+        })
+        .await;
+    assert_eq!(job.key.as_deref(), Some(bill.hash.as_str()));
+
+    // The same payment again is answered from its first result; the bill is not paid twice.
+    let again = api.ch("payment", CHANNEL, CHANNEL_KEY, &pay).await;
+    assert_eq!(again.1["rc"], "SUCCESS", "{}", again.1);
+    assert_eq!(again.1["data"]["payment"]["id"], a["data"]["payment"]["id"]);
+    // The same reference is visible to the Kafka door: a Kafka repeat replays it too.
+    stack
+        .send("payment", "kafka-dup", payment(&v, "PAY-1", "150000"))
+        .await;
+    assert_eq!(
+        stack.answer("kafka-dup").await["data"]["payment"]["id"],
+        a["data"]["payment"]["id"]
+    );
+
+    // Reversal with IPG's body (bill_id, payment_ref, amount as a number).
+    let rev = body(&json!({"bill_id": bill.hash, "payment_ref": "PAY-1", "amount": 150000}));
+    let r = api.ch("reversal", CHANNEL, CHANNEL_KEY, &rev).await;
+    assert_eq!(r.1["rc"], "SUCCESS", "{}", r.1);
+    assert_eq!(r.1["data"]["status"], "active");
+    assert_eq!(r.1["data"]["payment"]["status"], "reversed");
+    let r = api.ch("reversal", CHANNEL, CHANNEL_KEY, &rev).await;
+    assert_eq!(r.1["rc"], "BILLER_PAYMENT_ALREADY_REVERSED", "{}", r.1);
+    stack
+        .webhooks
+        .wait_for("payment.reversal job", 30, |m| {
+            m.iter()
+                .find(|r| r.json()["event"] == "payment.reversal")
+                .cloned()
+        })
+        .await;
+    let (ledger, balance) = stack.ledger().await;
+    assert_eq!((ledger.len(), balance), (2, 0));
+
+    // HTTP metrics are labelled by route pattern and status.
+    let scrape = api
+        .http
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        r#"ipg_http_requests_total{route="/api/v2/ch/payment",status="200"}"#,
+        r#"ipg_http_requests_total{route="/api/v2/ch/inquiry",status="401"}"#,
+        r#"ipg_http_request_duration_seconds_count{route="/api/v2/ch/reversal"}"#,
+    ] {
+        assert!(scrape.contains(needle), "metrics miss {needle}");
+    }
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bill_created_over_http_paid_over_kafka_shows_everywhere() {
+    let port = free_port();
+    let stack = Stack::start_with(&overlay(port, "")).await;
+    let daemon = stack.daemon();
+    let api = Api::up(port).await;
+    let t = api.bearer(INST, "inst-key").await;
+    let k = "inst-key";
+
+    let (s, created) = api
+        .post(&t, k, "/bill", &bill_body("3000000001", "partial", 200_000))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{created}");
+    assert_eq!(created["rc"], "SUCCESS");
+    let hash = created["data"]["hash"].as_str().unwrap().to_owned();
+    let v = va(PREFIX, "3000000001");
+    assert_eq!(created["data"]["va_number"], v.as_str());
+
+    let (s, info) = api.get(&t, k, &format!("/bill/{hash}")).await;
+    assert_eq!(s, StatusCode::OK, "{info}");
+    assert_eq!(info["data"]["billed_amount"], 200_000);
+
+    stack
+        .send("payment", "k-pay-1", payment(&v, "KREF-1", "50000"))
+        .await;
+    assert_eq!(stack.answer("k-pay-1").await["rc"], "SUCCESS");
+
+    let (s, pays) = api.get(&t, k, &format!("/bill/{hash}/payment")).await;
+    assert_eq!(s, StatusCode::OK, "{pays}");
+    assert_eq!(pays["data"].as_array().unwrap().len(), 1, "{pays}");
+    assert_eq!(pays["data"][0]["payment_ref_id"], "KREF-1");
+    assert_eq!(pays["data"][0]["amount"], 50_000);
+    assert_eq!(pays["data"][0]["channel"], CHANNEL);
+
+    let (_, list) = api.get(&t, k, "/payment").await;
+    assert_eq!(list["total"], 1, "{list}");
+    assert_eq!(list["data"][0]["payment_ref_id"], "KREF-1");
+    assert_eq!(list["data"][0]["bill"]["hash"], hash.as_str());
+    assert_eq!(list["data"][0]["bill"]["paid_amount"], 50_000);
+    let (_, filtered) = api
+        .get(&t, k, &format!("/payment?va_number={v}&q=kref"))
+        .await;
+    assert_eq!(filtered["total"], 1, "{filtered}");
+    let (_, none) = api.get(&t, k, "/payment?va_number=8574990000000000").await;
+    assert_eq!(none["total"], 0, "{none}");
+
+    let (s, muts) = api.get(&t, k, &format!("/account/{INST}/mutation")).await;
+    assert_eq!(s, StatusCode::OK, "{muts}");
+    assert_eq!(muts["total"], 1);
+    assert_eq!(muts["data"][0]["mutation_type"], "credit");
+    assert_eq!(muts["data"][0]["balance_after"], 50_000);
+    let (_, debits) = api
+        .get(
+            &t,
+            k,
+            &format!("/account/{INST}/mutation?mutation_type=debit"),
+        )
+        .await;
+    assert_eq!(debits["total"], 0, "{debits}");
+    let (_, accounts) = api
+        .get(&t, k, &format!("/institution/{INST}/account"))
+        .await;
+    assert_eq!(accounts["data"][0]["hash"], INST);
+    assert_eq!(accounts["data"][0]["balance"], 50_000);
+    let (_, detail) = api.get(&t, k, &format!("/institution/{INST}")).await;
+    assert_eq!(detail["data"]["code"], INST);
+    assert_eq!(detail["data"]["prefixes"], json!([PREFIX, PREFIX2]));
+    assert!(detail["data"].get("api_key").is_none());
+    let (_, insts) = api.get(&t, k, "/institution").await;
+    assert_eq!(insts["total"], 1);
+
+    // Validation: the field is named; one active bill per VA.
+    let mut b = bill_body("30000001", "close", 1000);
+    let r = api.post(&t, k, "/bill", &b).await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "BILLER_INVALID_TRANSACTION",
+        "va_number",
+    );
+    b = bill_body("3000000002", "close", 1000);
+    b["institution_code"] = json!(INST2);
+    let r = api.post(&t, k, "/bill", &b).await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "BILLER_INVALID_TRANSACTION",
+        "institution_code",
+    );
+    b = bill_body("3000000002", "close", 1000);
+    b["prefix"] = json!(PREFIX_B);
+    let r = api.post(&t, k, "/bill", &b).await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "BILLER_INVALID_TRANSACTION",
+        "prefix",
+    );
+    b = bill_body("3000000002", "close", 1000);
+    b["components"] = json!([{"name": "SPP", "qty": 1, "price": 500, "total": 500}, {"name": "Buku", "qty": 1, "price": 400, "total": 400}]);
+    let r = api.post(&t, k, "/bill", &b).await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "BILLER_INVALID_TRANSACTION",
+        "total_amount",
+    );
+    b = bill_body("3000000002", "close", 1000);
+    b["valid_until"] = json!("2020-01-01T00:00:00+07:00");
+    let r = api.post(&t, k, "/bill", &b).await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "BILLER_INVALID_TRANSACTION",
+        "valid_until",
+    );
+    let r = api
+        .post(&t, k, "/bill", &bill_body("3000000001", "close", 1000))
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "BILLER_INVALID_TRANSACTION",
+        "already has an active bill",
+    );
+    let r = api
+        .gw(Method::POST, &t, k, "/bill", Some(b"{\"va_number\":"))
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "BILLER_INVALID_TRANSACTION",
+        "malformed JSON",
+    );
+    let huge = vec![b' '; 70_000];
+    let r = api.gw(Method::POST, &t, k, "/bill", Some(&huge)).await;
+    assert_refused(
+        &r,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "BILLER_INVALID_TRANSACTION",
+        "larger than",
+    );
+
+    // Revoke: IPG's message, then the bill is no longer payable through Kafka.
+    let (s, revoked) = api
+        .gw(Method::DELETE, &t, k, &format!("/bill/{hash}"), Some(b"{}"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{revoked}");
+    assert_eq!(revoked["message"], "Billing revoked.");
+    assert_eq!(revoked["data"]["status"], "revoked");
+    stack
+        .send("inquiry", "k-inq-2", inquiry(&v, "KINQ-2"))
+        .await;
+    assert_eq!(stack.answer("k-inq-2").await["rc"], "BILLER_BILL_NOT_FOUND");
+    let (s, _) = api.get(&t, k, "/bill/nosuchbill").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bill_list_pages_and_filters() {
+    let port = free_port();
+    let stack = Stack::start_with(&overlay(port, "")).await;
+    let daemon = stack.daemon();
+    let api = Api::up(port).await;
+    let t = api.bearer(INST, "inst-key").await;
+    let k = "inst-key";
+    for i in 0..17u64 {
+        let mut b = bill_body(&format!("40000000{i:02}"), "close", 1000 + i);
+        if i == 7 {
+            b["customer_name"] = json!("Fatimah Zahra");
+        }
+        let (s, v) = api.post(&t, k, "/bill", &b).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let (_, p1) = api.get(&t, k, "/bill").await;
+    assert_eq!(
+        (
+            &p1["current_page"],
+            &p1["from"],
+            &p1["to"],
+            &p1["per_page"],
+            &p1["last_page"],
+            &p1["total"]
+        ),
+        (
+            &json!(1),
+            &json!(1),
+            &json!(15),
+            &json!(15),
+            &json!(2),
+            &json!(17)
+        ),
+        "{p1}"
+    );
+    assert_eq!(p1["data"].as_array().unwrap().len(), 15);
+    let (_, p2) = api.get(&t, k, "/bill?page=2").await;
+    assert_eq!((&p2["from"], &p2["to"]), (&json!(16), &json!(17)), "{p2}");
+    assert_eq!(p2["data"].as_array().unwrap().len(), 2);
+
+    let (_, q) = api.get(&t, k, "/bill?q=fatimah").await;
+    assert_eq!(q["total"], 1, "{q}");
+    assert_eq!(q["data"][0]["customer_name"], "Fatimah Zahra");
+    let (_, asc) = api
+        .get(&t, k, "/bill?order_by=total_amount&order=asc")
+        .await;
+    assert_eq!(asc["data"][0]["total_amount"], 1000, "{asc}");
+    let (_, desc) = api
+        .get(&t, k, "/bill?order_by=total_amount&order=desc")
+        .await;
+    assert_eq!(desc["data"][0]["total_amount"], 1016, "{desc}");
+
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).unwrap())
+        .date_naive();
+    let (_, day) = api
+        .get(&t, k, &format!("/bill?date.0={today}&date.1={today}"))
+        .await;
+    assert_eq!(day["total"], 17, "{day}");
+    let tomorrow = today.succ_opt().unwrap();
+    let (_, later) = api.get(&t, k, &format!("/bill?date.0={tomorrow}")).await;
+    assert_eq!(
+        (&later["total"], &later["from"]),
+        (&json!(0), &Value::Null),
+        "{later}"
+    );
+
+    let r = api.get(&t, k, "/bill?order_by=secret").await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "BILLER_INVALID_TRANSACTION",
+        "order_by",
+    );
+    let r = api.get(&t, k, "/bill?date.0=31-01-2026").await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "BILLER_INVALID_TRANSACTION",
+        "date.0",
+    );
+    let r = api.get(&t, k, "/bill?page=0").await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "BILLER_INVALID_TRANSACTION",
+        "page",
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_auth_failure_is_401() {
+    let port = free_port();
+    let stack = Stack::start_with(&overlay(port, "")).await;
+    let daemon = stack.daemon();
+    let api = Api::up(port).await;
+    let k = "inst-key";
+
+    let r = api.token(INST, "wrong").await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "BILLER_AUTHENTICATION",
+        "client credentials",
+    );
+    let r = api.token("NOPE", k).await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "BILLER_AUTHENTICATION",
+        "client credentials",
+    );
+    let r = api
+        .send(
+            api.http
+                .post(format!("{}/oauth/token", api.base))
+                .json(&json!({
+            "grant_type": "password", "client_id": INST, "client_secret": k})),
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "BILLER_INVALID_TRANSACTION",
+        "grant_type",
+    );
+
+    let (s, tok) = api.token(INST, k).await;
+    assert_eq!(s, StatusCode::OK, "{tok}");
+    assert_eq!(tok["token_type"], "Bearer");
+    assert_eq!(tok["expires_in"], "3600");
+    let t = tok["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(t.len(), 64);
+
+    let (s, _) = api.get(&t, k, "/bill?page=1").await;
+    assert_eq!(s, StatusCode::OK);
+    // No token, a made-up token, another institution's key, a signature over other bytes.
+    let r = api
+        .send(
+            api.http
+                .get(format!("{}/api/v2/gw/bill", api.base))
+                .header("Signature", signature::sign(k.as_bytes(), b"")),
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "BILLER_AUTHENTICATION",
+        "Bearer",
+    );
+    let r = api.get("0123456789abcdef", k, "/bill").await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "BILLER_AUTHENTICATION",
+        "token",
+    );
+    let r = api.get(&t, INST2_KEY, "/bill").await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "BILLER_AUTHENTICATION",
+        "signature",
+    );
+    let sig_of_other_query = signature::sign(k.as_bytes(), b"page=2");
+    let r = api
+        .send(
+            api.http
+                .get(format!("{}/api/v2/gw/bill?page=1", api.base))
+                .header("Authorization", format!("Bearer {t}"))
+                .header("Signature", sig_of_other_query),
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "BILLER_AUTHENTICATION",
+        "signature",
+    );
+    let b = body(&bill_body("5000000001", "close", 1000));
+    let sig_of_other_body = signature::sign(k.as_bytes(), b"{}");
+    let r = api
+        .send(
+            api.http
+                .post(format!("{}/api/v2/gw/bill", api.base))
+                .header("Authorization", format!("Bearer {t}"))
+                .header("Signature", sig_of_other_body)
+                .body(b.clone()),
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "BILLER_AUTHENTICATION",
+        "signature",
+    );
+    let r = api
+        .send(
+            api.http
+                .post(format!("{}/api/v2/gw/bill", api.base))
+                .header("Authorization", format!("Bearer {t}"))
+                .body(b.clone()),
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "BILLER_AUTHENTICATION",
+        "Signature",
+    );
+    // Nothing was created by the refused calls.
+    let (_, list) = api.get(&t, k, "/bill").await;
+    assert_eq!(list["total"], 0, "{list}");
+    // Sandbox is off by default.
+    let r = api.get(&t, k, "/bill/abc/mock?type=payment").await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "BILLER_INVALID_TRANSACTION",
+        "disabled",
+    );
+
+    // Rotating the institution's key in the configuration kills its tokens.
+    daemon.stop().await;
+    let mut rotated = stack.settings.clone();
+    for i in &mut rotated.institutions {
+        if i.code == INST {
+            i.api_key = Some("inst-key-2".into());
+        }
+    }
+    let daemon = ipg_switch_daemon(rotated);
+    let api = Api::up(port).await;
+    let r = api.get(&t, "inst-key-2", "/bill").await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "BILLER_AUTHENTICATION",
+        "token",
+    );
+    let t2 = api.bearer(INST, "inst-key-2").await;
+    let (s, _) = api.get(&t2, "inst-key-2", "/bill").await;
+    assert_eq!(s, StatusCode::OK);
+    daemon.stop().await;
+}
+
+fn ipg_switch_daemon(settings: ipg_switch::settings::Settings) -> Daemon {
+    Daemon::start(settings)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_expire() {
+    let port = free_port();
+    let stack = Stack::start_with(&overlay(port, "token_ttl_secs = 1")).await;
+    let daemon = stack.daemon();
+    let api = Api::up(port).await;
+    let (_, tok) = api.token(INST, "inst-key").await;
+    assert_eq!(tok["expires_in"], "1");
+    let t = tok["access_token"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = api.get(&t, "inst-key", "/bill").await;
+        if r.0 == StatusCode::UNAUTHORIZED {
+            assert_refused(
+                &r,
+                StatusCode::UNAUTHORIZED,
+                "BILLER_AUTHENTICATION",
+                "expired",
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "token never expired: {}", r.1);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_institution_sees_and_changes_only_its_own_bills() {
+    let port = free_port();
+    let stack = Stack::start_with(&overlay(port, "sandbox = true")).await;
+    let daemon = stack.daemon();
+    let api = Api::up(port).await;
+    let (ta, ka) = (api.bearer(INST, "inst-key").await, "inst-key");
+    let (tb, kb) = (api.bearer(INST2, INST2_KEY).await, INST2_KEY);
+
+    let (_, a_bill) = api
+        .post(&ta, ka, "/bill", &bill_body("6000000001", "close", 75_000))
+        .await;
+    let hash = a_bill["data"]["hash"].as_str().unwrap().to_owned();
+
+    // B cannot read, list, revoke, see payments of, or mock-pay A's bill.
+    let r = api.get(&tb, kb, &format!("/bill/{hash}")).await;
+    assert_refused(
+        &r,
+        StatusCode::NOT_FOUND,
+        "BILLER_BILL_NOT_FOUND",
+        "not found",
+    );
+    let r = api
+        .gw(
+            Method::DELETE,
+            &tb,
+            kb,
+            &format!("/bill/{hash}"),
+            Some(b"{}"),
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::NOT_FOUND,
+        "BILLER_BILL_NOT_FOUND",
+        "not found",
+    );
+    let r = api.get(&tb, kb, &format!("/bill/{hash}/payment")).await;
+    assert_eq!(r.0, StatusCode::NOT_FOUND, "{}", r.1);
+    let r = api
+        .get(&tb, kb, &format!("/bill/{hash}/mock?type=payment"))
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::NOT_FOUND,
+        "BILLER_BILL_NOT_FOUND",
+        "not found",
+    );
+    let (_, b_list) = api.get(&tb, kb, "/bill").await;
+    assert_eq!(b_list["total"], 0, "{b_list}");
+    let r = api
+        .get(&tb, kb, &format!("/bill?institution_code={INST}"))
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "BILLER_INVALID_TRANSACTION",
+        "institution_code",
+    );
+    let r = api.get(&tb, kb, &format!("/institution/{INST}")).await;
+    assert_eq!(r.0, StatusCode::NOT_FOUND, "{}", r.1);
+    let r = api
+        .get(&tb, kb, &format!("/institution/{INST}/account"))
+        .await;
+    assert_eq!(r.0, StatusCode::NOT_FOUND, "{}", r.1);
+    let r = api.get(&tb, kb, &format!("/account/{INST}/mutation")).await;
+    assert_eq!(r.0, StatusCode::NOT_FOUND, "{}", r.1);
+    // B's token with A's key is not A.
+    let r = api.get(&tb, ka, &format!("/bill/{hash}")).await;
+    assert_eq!(r.0, StatusCode::UNAUTHORIZED, "{}", r.1);
+
+    // A's bill is untouched, and A itself can mock-pay and mock-reverse it (sandbox on).
+    let (_, still) = api.get(&ta, ka, &format!("/bill/{hash}")).await;
+    assert_eq!(still["data"]["status"], "active", "{still}");
+    let (s, paid) = api
+        .get(
+            &ta,
+            ka,
+            &format!("/bill/{hash}/mock?type=payment&ref=MOCK-1"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{paid}");
+    assert_eq!(paid["rc"], "SUCCESS", "{paid}");
+    assert_eq!(paid["data"]["status"], "paid");
+    assert_eq!(paid["data"]["payment"]["channel"], "ipg_sandbox");
+    let (_, rev) = api
+        .get(
+            &ta,
+            ka,
+            &format!("/bill/{hash}/mock?type=reversal&ref=MOCK-1"),
+        )
+        .await;
+    assert_eq!(rev["rc"], "SUCCESS", "{rev}");
+    assert_eq!(rev["data"]["status"], "active");
+    let (_, pays) = api.get(&ta, ka, &format!("/bill/{hash}/payment")).await;
+    assert_eq!(pays["data"][0]["status"], "reversed", "{pays}");
+    daemon.stop().await;
+}
+
+#[test]
+fn openapi_document_parses_and_lists_every_route() {
+    let doc: Value = serde_json::from_str(ipg_switch::api::OPENAPI_JSON).expect("valid JSON");
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, methods) in [
+        ("/oauth/token", &["post"][..]),
+        ("/api/v2/ch/inquiry", &["post"]),
+        ("/api/v2/ch/payment", &["post"]),
+        ("/api/v2/ch/reversal", &["post"]),
+        ("/api/v2/ch/check-status", &["post"]),
+        ("/api/v2/gw/bill", &["get", "post"]),
+        ("/api/v2/gw/bill/{bill-hash}", &["get", "delete"]),
+        ("/api/v2/gw/bill/{bill-hash}/payment", &["get"]),
+        ("/api/v2/gw/bill/{bill-hash}/mock", &["get"]),
+        ("/api/v2/gw/payment", &["get"]),
+        ("/api/v2/gw/account/{account-hash}/mutation", &["get"]),
+        ("/api/v2/gw/institution", &["get"]),
+        ("/api/v2/gw/institution/{institution-code}", &["get"]),
+        (
+            "/api/v2/gw/institution/{institution-code}/account",
+            &["get"],
+        ),
+        ("/openapi.json", &["get"]),
+    ] {
+        let p = paths
+            .get(path)
+            .unwrap_or_else(|| panic!("openapi.json misses {path}"));
+        for m in methods {
+            assert!(p.get(*m).is_some(), "openapi.json misses {m} {path}");
+        }
+    }
+    assert_eq!(paths.len(), 15, "every documented path is a served route");
+}
