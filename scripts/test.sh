@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests, and integration tests that run the real daemon in-process
+# Runs every test: deployment validation, unit tests, and integration tests that run the real daemon in-process
 # against a Kafka-protocol broker (librdkafka's mock cluster, over TCP) and private
 # redis-server processes on free ports.
 set -euo pipefail
@@ -14,5 +14,9 @@ for f in config/*.toml; do
   [ "$f" = config/default.toml ] && continue
   ./target/debug/ipg-switch check-config --config "$f"
 done
+
+# Deployment files: promtool config/rules/alert tests, manifests, dashboard, compose,
+# Dockerfile, shipped configs (installs promtool, which tests/metrics_scrape.rs also uses).
+scripts/validate-deploy.sh
 
 cargo test --locked "$@"
