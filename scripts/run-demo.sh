@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 scripts/ensure-redis.sh >/dev/null
 cargo build --release --locked --quiet
-BIN=./target/release/ipg-switch
+BIN="${CARGO_TARGET_DIR:-target}/release/ipg-switch"
 
 port=6390
 while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done

@@ -12,7 +12,7 @@ export REDIS_SERVER
 cargo build --locked --quiet
 for f in config/*.toml; do
   [ "$f" = config/default.toml ] && continue
-  ./target/debug/ipg-switch check-config --config "$f"
+  "${CARGO_TARGET_DIR:-target}/debug/ipg-switch" check-config --config "$f"
 done
 
 # Deployment files: promtool config/rules/alert tests, manifests, dashboard, compose,

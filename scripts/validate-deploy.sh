@@ -117,6 +117,6 @@ for f in deploy/config/*.toml deploy/k8s/*.toml; do
     [ -n "$name" ] && keys+=("$name=validate-deploy-dummy-key")
   done < <(python3 scripts/check-deploy.py key-envs "$f")
   check "ipg-switch check-config --config $f" \
-    env "${unset_ipg[@]}" "${keys[@]}" ./target/debug/ipg-switch check-config --config "$f"
+    env "${unset_ipg[@]}" "${keys[@]}" "${CARGO_TARGET_DIR:-target}/debug/ipg-switch" check-config --config "$f"
   ok "ipg-switch check-config --config $f (${#keys[@]} api_key_env set to dummies)"
 done
