@@ -296,3 +296,30 @@ impl<C: Send + 'static> Drop for Closing<C> {
         }
     }
 }
+
+/// Lag of every assigned partition: high watermark minus committed offset (minus the low
+/// watermark when nothing is committed yet). Blocking: call it from a blocking thread,
+/// with a short `timeout` since shutdown may wait for it.
+pub fn partition_lags<C: ConsumerContext>(
+    c: &impl Consumer<C>,
+    timeout: Duration,
+) -> Vec<(String, i32, i64)> {
+    let Ok(assignment) = c.assignment() else {
+        return Vec::new();
+    };
+    let Ok(committed) = c.committed_offsets(assignment, timeout) else {
+        return Vec::new();
+    };
+    committed
+        .elements()
+        .iter()
+        .filter_map(|e| {
+            let (low, high) = c.fetch_watermarks(e.topic(), e.partition(), timeout).ok()?;
+            let done = match e.offset() {
+                rdkafka::Offset::Offset(o) => o,
+                _ => low,
+            };
+            Some((e.topic().to_owned(), e.partition(), (high - done).max(0)))
+        })
+        .collect()
+}

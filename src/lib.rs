@@ -256,35 +256,17 @@ fn spawn_lag_reporter(
             ::metrics::gauge!(metrics::PRODUCER_QUEUE).set(f64::from(producer.in_flight_count()));
             let c = consumer.clone();
             // librdkafka's offset and watermark queries block: keep them off the workers.
-            let Ok(lags) = tokio::task::spawn_blocking(move || partition_lags(&c)).await else {
+            let Ok(lags) = tokio::task::spawn_blocking(move || {
+                kafka::partition_lags(&**c, Duration::from_secs(2))
+            })
+            .await
+            else {
                 continue;
             };
-            for (partition, lag) in lags {
+            for (_, partition, lag) in lags {
                 ::metrics::gauge!(metrics::CONSUMER_LAG, "partition" => partition.to_string())
                     .set(lag as f64);
             }
         }
     });
-}
-
-fn partition_lags(c: &pipeline::SwitchConsumer) -> Vec<(i32, i64)> {
-    let timeout = Duration::from_secs(2);
-    let Ok(assignment) = c.assignment() else {
-        return Vec::new();
-    };
-    let Ok(committed) = c.committed_offsets(assignment, timeout) else {
-        return Vec::new();
-    };
-    committed
-        .elements()
-        .iter()
-        .filter_map(|e| {
-            let (low, high) = c.fetch_watermarks(e.topic(), e.partition(), timeout).ok()?;
-            let done = match e.offset() {
-                rdkafka::Offset::Offset(o) => o,
-                _ => low,
-            };
-            Some((e.partition(), (high - done).max(0)))
-        })
-        .collect()
 }

@@ -652,10 +652,15 @@ impl Dispatcher {
             if tick.is_multiple_of(5) {
                 let c = consumer.clone();
                 // librdkafka's offset and watermark queries block: keep them off the workers.
-                if let Ok(lags) = tokio::task::spawn_blocking(move || lags(&c)).await {
+                if let Ok(lags) = tokio::task::spawn_blocking(move || {
+                    // Short: shutdown may have to wait for this blocking call.
+                    crate::kafka::partition_lags(&*c, Duration::from_millis(500))
+                })
+                .await
+                {
                     let mut by_label: HashMap<String, i64> =
                         labels.iter().map(|l| (l.clone(), 0)).collect();
-                    for (topic, lag) in lags {
+                    for (topic, _, lag) in lags {
                         *by_label.entry(label_of(&topic)).or_default() += lag;
                     }
                     for (label, lag) in by_label {
@@ -702,30 +707,6 @@ async fn close(consumer: Arc<WebhookConsumer>) {
             "webhook dispatcher: consumer close still waiting for the broker; leaving it"
         );
     }
-}
-
-/// Per assigned partition: high watermark minus committed offset.
-fn lags(c: &WebhookConsumer) -> Vec<(String, i64)> {
-    // Short: this runs on a blocking thread, which shutdown has to wait for.
-    let timeout = Duration::from_millis(500);
-    let Ok(assignment) = c.assignment() else {
-        return Vec::new();
-    };
-    let Ok(committed) = c.committed_offsets(assignment, timeout) else {
-        return Vec::new();
-    };
-    committed
-        .elements()
-        .iter()
-        .filter_map(|e| {
-            let (low, high) = c.fetch_watermarks(e.topic(), e.partition(), timeout).ok()?;
-            let done = match e.offset() {
-                rdkafka::Offset::Offset(o) => o,
-                _ => low,
-            };
-            Some((e.topic().to_owned(), (high - done).max(0)))
-        })
-        .collect()
 }
 
 async fn acquire(
