@@ -670,7 +670,9 @@ fn print_table(title: &str, rows: &[&Stats], with_rate: bool) {
 async fn bench(k: Knobs) -> Result<(), String> {
     let wall = Instant::now();
     let probe = common::settings_for("x", "redis://x", "");
-    let mut topics: Vec<&str> = probe.topics.all().to_vec();
+    // Every topic the daemon needs (the webhook tiers included), plus the ceiling's two.
+    let all = probe.all_topics();
+    let mut topics: Vec<&str> = all.iter().map(String::as_str).collect();
     topics.extend([CEIL_IN, CEIL_OUT]);
     let broker =
         ipg_switch::kafka::EmbeddedBroker::start(&topics, PARTITIONS).map_err(|e| e.to_string())?;
