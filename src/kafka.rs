@@ -62,9 +62,15 @@ pub fn create_consumer(
     s: &Settings,
     ctx: SwitchContext,
 ) -> KafkaResult<StreamConsumer<SwitchContext>> {
+    at_least_once_config(bootstrap, s, &s.kafka.group_id).create_with_context(ctx)
+}
+
+/// Consumer settings for at-least-once processing in `group`: offsets are stored by the
+/// application once its work is acknowledged, committed by librdkafka; no auto-create.
+pub fn at_least_once_config(bootstrap: &str, s: &Settings, group: &str) -> ClientConfig {
     let session = s.kafka.session_timeout_ms;
-    base_config(bootstrap, s)
-        .set("group.id", &s.kafka.group_id)
+    let mut c = base_config(bootstrap, s);
+    c.set("group.id", group)
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
         .set(
@@ -75,8 +81,8 @@ pub fn create_consumer(
         .set("session.timeout.ms", session.to_string())
         .set("heartbeat.interval.ms", (session / 3).max(100).to_string())
         .set("allow.auto.create.topics", "false")
-        .set("enable.partition.eof", "false")
-        .create_with_context(ctx)
+        .set("enable.partition.eof", "false");
+    c
 }
 
 /// Creates the switch's topics that do not exist yet, through the admin API (never by

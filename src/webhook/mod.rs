@@ -63,20 +63,7 @@ fn create_consumer(
     s: &Settings,
     ctx: DispatchContext,
 ) -> Result<WebhookConsumer, KafkaError> {
-    let session = s.kafka.session_timeout_ms;
-    kafka::base_config(bootstrap, s)
-        .set("group.id", &s.webhook.group_id)
-        .set("enable.auto.commit", "true")
-        .set("enable.auto.offset.store", "false")
-        .set(
-            "auto.commit.interval.ms",
-            s.kafka.auto_commit_interval_ms.to_string(),
-        )
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", session.to_string())
-        .set("heartbeat.interval.ms", (session / 3).max(100).to_string())
-        .set("allow.auto.create.topics", "false")
-        .set("enable.partition.eof", "false")
+    kafka::at_least_once_config(bootstrap, s, &s.webhook.group_id)
         // Jobs waiting in a tier are held in memory behind a paused head; keep the
         // prefetch small so that stays bounded.
         .set("queued.max.messages.kbytes", "8192")
