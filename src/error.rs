@@ -83,8 +83,6 @@ pub enum SwitchError {
     PaymentNotFound,
     #[error("payment already reversed")]
     AlreadyReversed(Option<serde_json::Value>),
-    #[error("institution {0} is passive: forwarding to institutions is not available yet")]
-    PassiveUnavailable(String),
     #[error("store: {0}")]
     Store(#[from] StoreError),
     /// Over a configured rate limit: refused before any work, safe to send again later.
@@ -133,9 +131,7 @@ impl SwitchError {
             },
             SwitchError::PaymentNotFound => Rc::BillerPaymentNotFound,
             SwitchError::AlreadyReversed(_) => Rc::BillerPaymentAlreadyReversed,
-            SwitchError::PassiveUnavailable(_) | SwitchError::RateLimited { .. } => {
-                Rc::BillerGatewayInvalidResponse
-            }
+            SwitchError::RateLimited { .. } => Rc::BillerGatewayInvalidResponse,
             SwitchError::Store(_) | SwitchError::Busy(_) | SwitchError::Internal(_) => {
                 Rc::BillerGatewayInvalidResponse
             }

@@ -93,14 +93,14 @@ fn bill_with_payment(bill: &Bill, payment: &Payment) -> Value {
     v
 }
 
-fn binding(inst: &str, va: &VaNumber, amount: Amount) -> String {
+pub(crate) fn binding(inst: &str, va: &VaNumber, amount: Amount) -> String {
     format!("{inst}|{va}|{amount}")
 }
 
 /// The lock owner for one transaction: this process and the channel reference, so a
 /// message retried after a Redis failure takes back its own lock instead of waiting for
 /// it to expire.
-fn owner_token(channel: &str, reference: &str) -> String {
+pub(crate) fn owner_token(channel: &str, reference: &str) -> String {
     static INSTANCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let instance = INSTANCE.get_or_init(new_id);
     format!("{instance}:{channel}:{reference}")

@@ -29,6 +29,7 @@ pub mod hosted;
 pub mod kafka;
 pub mod metrics;
 pub mod ops;
+pub mod passive;
 pub mod pipeline;
 pub mod protocol;
 pub mod routing;
@@ -73,6 +74,17 @@ pub enum RunError {
     Webhook(#[from] webhook::WebhookError),
     #[error(transparent)]
     Api(#[from] api::StartError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
+/// Why the switch could not be assembled from settings.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("HTTP client for passive institutions: {0}")]
+    Http(#[from] reqwest::Error),
 }
 
 impl From<rdkafka::error::KafkaError> for RunError {
@@ -81,11 +93,12 @@ impl From<rdkafka::error::KafkaError> for RunError {
     }
 }
 
-/// The switch (routing + hosted bill rules) over a Redis store, as settings describe it.
+/// The switch (routing, hosted bill rules, passive forwarding) over a Redis store, as
+/// settings describe it.
 ///
 /// # Errors
-/// An invalid Redis URL.
-pub fn build_switch(settings: &Settings) -> Result<Switch, StoreError> {
+/// An invalid Redis URL, an HTTP client that cannot be built.
+pub fn build_switch(settings: &Settings) -> Result<Switch, BuildError> {
     let store = Store::new(
         &settings.redis.url,
         Duration::from_millis(settings.redis.command_timeout_ms),
@@ -93,6 +106,7 @@ pub fn build_switch(settings: &Settings) -> Result<Switch, StoreError> {
     let clock = Clock::new(settings.switch.offset());
     Ok(Switch {
         routing: Arc::new(Routing::from_settings(settings)),
+        passive: passive::Passive::new(settings, store.clone(), clock)?,
         hosted: Hosted {
             store,
             clock,
@@ -186,6 +200,16 @@ pub async fn run(
     });
     // Present from the start, so a dashboard can tell "up" from "never reported".
     ::metrics::gauge!(metrics::REDIS_UP).set(1.0);
+    ctx.switch.passive.set_audit(passive::Audit {
+        publisher: ctx.publisher.clone(),
+        topic: settings.topics.passive_events.clone(),
+        shutdown: token.clone(),
+    });
+    let resolvers = if settings.passive.resolver {
+        ctx.switch.passive.spawn_resolver(token.clone())
+    } else {
+        Vec::new()
+    };
     // The HTTP door shares the switch, the producer and the shutdown token with Kafka's.
     let api = api::start(&settings, &ctx)
         .await
@@ -232,6 +256,9 @@ pub async fn run(
     }
     if let Some(d) = dispatcher {
         let _ = d.await;
+    }
+    for r in resolvers {
+        let _ = r.await;
     }
     let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
     drop(embedded);

@@ -38,6 +38,58 @@ enum Command {
         #[command(subcommand)]
         command: WebhookCommand,
     },
+    /// Payments forwarded to passive institutions.
+    Passive {
+        #[command(subcommand)]
+        command: PassiveCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PassiveCommand {
+    /// Print an institution's forwarded payments, newest first, one JSON object a line
+    /// (reconciliation).
+    List {
+        #[arg(long)]
+        institution: String,
+        /// Only payments in this state: forwarding, paid, refused, in_doubt, reversing,
+        /// reversed.
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many payments are read.
+        #[arg(long, default_value_t = 1000)]
+        limit: isize,
+    },
+}
+
+async fn passive_command(settings: &Settings, cmd: PassiveCommand) -> anyhow::Result<()> {
+    let switch = ipg_switch::build_switch(settings)?;
+    match cmd {
+        PassiveCommand::List {
+            institution,
+            state,
+            limit,
+        } => {
+            match switch.routing.by_code(&institution) {
+                Some(i) if i.mode == InstitutionMode::Passive => {}
+                Some(_) => bail!("institution {institution} is not passive"),
+                None => bail!("institution {institution} is not configured"),
+            }
+            let store = switch.passive.store();
+            let mut out = std::io::stdout().lock();
+            for p in store
+                .passive_payments(&institution, 0, limit.max(1))
+                .await?
+            {
+                if state.as_deref().is_some_and(|s| s != p.state.as_str()) {
+                    continue;
+                }
+                use std::io::Write;
+                writeln!(out, "{}", serde_json::to_string(&p)?)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -202,6 +254,9 @@ fn main() -> ExitCode {
         Command::Bill { command } => tokio::runtime::Runtime::new()
             .context("starting the runtime")
             .and_then(|rt| rt.block_on(bill_command(&settings, command))),
+        Command::Passive { command } => tokio::runtime::Runtime::new()
+            .context("starting the runtime")
+            .and_then(|rt| rt.block_on(passive_command(&settings, command))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -32,6 +32,11 @@ pub const WEBHOOK_DELIVERY_SECONDS: &str = "ipg_webhook_delivery_seconds";
 pub const WEBHOOK_ATTEMPT_SECONDS: &str = "ipg_webhook_attempt_duration_seconds";
 pub const HTTP_REQUESTS_TOTAL: &str = "ipg_http_requests_total";
 pub const HTTP_SECONDS: &str = "ipg_http_request_duration_seconds";
+pub const PASSIVE_REQUESTS_TOTAL: &str = "ipg_passive_requests_total";
+pub const PASSIVE_REQUEST_SECONDS: &str = "ipg_passive_request_duration_seconds";
+pub const PASSIVE_BREAKER_OPEN: &str = "ipg_passive_breaker_open";
+pub const PASSIVE_IN_DOUBT: &str = "ipg_passive_in_doubt_payments";
+pub const PASSIVE_RESOLUTIONS_TOTAL: &str = "ipg_passive_resolutions_total";
 
 /// `(name, meaning)` of every metric, for the README and for tests.
 pub const ALL: &[(&str, &str)] = &[
@@ -45,7 +50,7 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     (
         STAGE_SECONDS,
-        "Time spent per stage: decode, lock_wait, redis, publish.",
+        "Time spent per stage: decode, lock_wait, redis, publish, institution (passive calls).",
     ),
     (
         DEAD_LETTERS_TOTAL,
@@ -119,6 +124,26 @@ pub const ALL: &[(&str, &str)] = &[
     (
         HTTP_SECONDS,
         "Time to answer an HTTP API request, by route.",
+    ),
+    (
+        PASSIVE_REQUESTS_TOTAL,
+        "Calls to passive institutions, by institution, endpoint and outcome (the rc answered, or timeout, connect, busy, breaker_open, http_5xx, not_json, unknown_rc, bad_signature, transport).",
+    ),
+    (
+        PASSIVE_REQUEST_SECONDS,
+        "Duration of one call to a passive institution, by institution and endpoint.",
+    ),
+    (
+        PASSIVE_BREAKER_OPEN,
+        "1 while an institution's circuit breaker is open (calls answered at once), by institution.",
+    ),
+    (
+        PASSIVE_IN_DOUBT,
+        "Payments at a passive institution being resolved (checked or reversed) by the switch, by institution.",
+    ),
+    (
+        PASSIVE_RESOLUTIONS_TOTAL,
+        "Steps of the resolution of payments in doubt, by institution and step (in_doubt, check_status, confirmed, denied, window_expired, reversal_attempt, reversed, reversed_by_channel).",
     ),
 ];
 

@@ -35,6 +35,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub webhook: crate::webhook::WebhookSettings,
     pub api: crate::api::ApiSettings,
+    pub passive: crate::passive::PassiveSettings,
     #[serde(default)]
     pub channels: Vec<ChannelSettings>,
     #[serde(default)]
@@ -79,6 +80,8 @@ pub struct TopicSettings {
     /// Webhook retry tiers are `<prefix>.1` .. `<prefix>.N`, N = `webhook.backoff_ms` length.
     pub webhook_retry_prefix: String,
     pub webhook_dead_letter: String,
+    /// Audit trail of payments in doubt at passive institutions (every resolution step).
+    pub passive_events: String,
 }
 
 impl Settings {
@@ -88,6 +91,7 @@ impl Settings {
         let mut all: Vec<String> = self.topics.all().iter().map(|t| (*t).to_owned()).collect();
         all.extend(crate::webhook::retry_topics(self));
         all.push(self.topics.webhook_dead_letter.clone());
+        all.push(self.topics.passive_events.clone());
         all
     }
 }
@@ -228,6 +232,15 @@ pub struct InstitutionSettings {
     /// Requests allowed at once above the rate (default: one second's worth).
     #[serde(default)]
     pub burst: Option<u32>,
+    /// Passive only: overrides `passive.timeout_ms` for this institution.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Passive only: overrides `passive.max_concurrency` for this institution.
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
+    /// Passive only: overrides `passive.response_signature` for this institution.
+    #[serde(default)]
+    pub response_signature: Option<crate::passive::ResponseSignature>,
 }
 
 /// A key given inline or through an environment variable (so secrets stay out of files).
@@ -339,6 +352,7 @@ impl Settings {
                 "topics.webhook_dead_letter",
                 &self.topics.webhook_dead_letter,
             ),
+            ("topics.passive_events", &self.topics.passive_events),
         ] {
             if t.is_empty()
                 || !t
@@ -402,6 +416,7 @@ impl Settings {
         }
         self.webhook.validate(&self.kafka.group_id)?;
         self.api.validate()?;
+        self.passive.validate(self.switch.lock_ttl_ms)?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(bad(
                 "log.level",
@@ -477,6 +492,16 @@ impl Settings {
                 }
                 (_, Some(u)) => check_url(&format!("{key}.base_url"), u)?,
                 _ => {}
+            }
+            if let Some(t) = inst.timeout_ms {
+                crate::passive::config::check_timeout(
+                    &format!("{key}.timeout_ms"),
+                    t,
+                    self.switch.lock_ttl_ms,
+                )?;
+            }
+            if inst.max_concurrency == Some(0) {
+                return Err(bad(format!("{key}.max_concurrency"), "must be at least 1"));
             }
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! The switch: one rule set behind every door. A decoded channel request is routed by its
-//! VA prefix to its institution and served as a hosted bill (or, for passive institutions,
-//! answered with a documented rc until forwarding exists). The Kafka pipeline and the HTTP
+//! VA prefix to its institution and served as a hosted bill, or forwarded to a passive
+//! institution's own API. The Kafka pipeline and the HTTP
 //! API both call [`Switch::handle`].
 
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use crate::domain::{Amount, VaNumber};
 use crate::error::SwitchError;
 use crate::hosted::{Hosted, Outcome, PayInput};
 use crate::metrics as m;
+use crate::passive::Passive;
 use crate::protocol::{ChannelRequest, RequestBody, RequestType};
 use crate::routing::{Institution, Limiter, Routing};
 use crate::settings::InstitutionMode;
@@ -18,6 +19,7 @@ use crate::settings::InstitutionMode;
 pub struct Switch {
     pub routing: Arc<Routing>,
     pub hosted: Hosted,
+    pub passive: Passive,
     pub clock: Clock,
 }
 
@@ -34,9 +36,6 @@ impl Switch {
             if let Some(l) = &inst.limiter {
                 check_limit(l, "institution", &inst.code)?;
             }
-        }
-        if inst.mode == InstitutionMode::Passive {
-            return Err(SwitchError::PassiveUnavailable(inst.code.clone()));
         }
         Ok((va, inst))
     }
@@ -64,8 +63,19 @@ impl Switch {
             }
         }
         match &req.body {
-            RequestBody::Inquiry { va_number, .. } => {
+            RequestBody::Inquiry {
+                va_number,
+                ref_id,
+                terminal_id,
+                ..
+            } => {
                 let (va, inst) = self.route(va_number, limited)?;
+                if inst.mode == InstitutionMode::Passive {
+                    return self
+                        .passive
+                        .inquiry(inst, &va, &req.channel, ref_id, terminal_id.as_deref())
+                        .await;
+                }
                 self.hosted.inquiry(inst, &va).await
             }
             RequestBody::Payment {
@@ -85,6 +95,9 @@ impl Switch {
                     transaction_date: Some(transaction_date),
                     customer_name: customer_name.as_deref(),
                 };
+                if inst.mode == InstitutionMode::Passive {
+                    return self.passive.pay(inst, &va, input).await;
+                }
                 self.hosted.pay(inst, &va, input).await
             }
             RequestBody::Reversal {
@@ -111,6 +124,14 @@ impl Switch {
                         self.route(va, false)?
                     }
                 };
+                if inst.mode == InstitutionMode::Passive {
+                    // The institution's bill ids are its own: the payment is found by its
+                    // reference, and bill_id is not checked.
+                    return self
+                        .passive
+                        .reverse(inst, &va, &req.channel, payment_ref, amount)
+                        .await;
+                }
                 self.hosted
                     .reverse(
                         inst,
@@ -128,6 +149,12 @@ impl Switch {
                 ..
             } => {
                 let (va, inst) = self.route(va_number, limited)?;
+                if inst.mode == InstitutionMode::Passive {
+                    return self
+                        .passive
+                        .check_status(inst, &va, &req.channel, payment_ref)
+                        .await;
+                }
                 self.hosted
                     .check_status(inst, &va, &req.channel, payment_ref)
                     .await

@@ -47,6 +47,21 @@ pub fn lock(inst: &str, va: &str) -> String {
     format!("{}:lock:{va}", tag(inst))
 }
 
+/// A payment forwarded to a passive institution (hash: `doc`, `rev`).
+pub fn passive_payment(inst: &str, channel: &str, reference: &str) -> String {
+    format!("{}:ppay:{channel}:{reference}", tag(inst))
+}
+
+/// Every forwarded payment of an institution, scored by creation time (reconciliation).
+pub fn passive_payments(inst: &str) -> String {
+    format!("{}:ppays", tag(inst))
+}
+
+/// Forwarded payments being resolved, scored by when their next step is due.
+pub fn passive_pending(inst: &str) -> String {
+    format!("{}:pdoubt", tag(inst))
+}
+
 pub fn reference(channel: &str, reference: &str) -> String {
     format!("ipg:ref:{{{channel}:{reference}}}")
 }

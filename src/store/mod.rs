@@ -3,6 +3,7 @@
 //! bill change is a compare-and-set on the bill's version, so a stale read can never write.
 
 pub mod keys;
+pub mod passive;
 pub mod query;
 
 use std::time::Duration;
@@ -114,6 +115,9 @@ struct Scripts {
     update_bill: Script,
     unlock: Script,
     lock: Script,
+    passive_begin: Script,
+    passive_save: Script,
+    passive_claim: Script,
 }
 
 fn status_str(b: &Bill) -> &'static str {
@@ -170,6 +174,9 @@ impl Store {
                 update_bill: Script::new(include_str!("lua/update_bill.lua")),
                 unlock: Script::new(include_str!("lua/unlock.lua")),
                 lock: Script::new(include_str!("lua/lock.lua")),
+                passive_begin: Script::new(include_str!("lua/passive_begin.lua")),
+                passive_save: Script::new(include_str!("lua/passive_save.lua")),
+                passive_claim: Script::new(include_str!("lua/passive_claim.lua")),
             }),
         })
     }

@@ -2,6 +2,7 @@
 //! mock cluster, reached over TCP), and the real daemon run in-process through
 //! `ipg_switch::run`. Every stack has its own broker and Redis, so tests run in parallel.
 #![allow(dead_code)]
+pub mod institution;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -258,6 +259,10 @@ pub fn settings_for(bootstrap: &str, redis_url: &str, extra: &str) -> Settings {
         [switch]
         lock_ttl_ms = 5000
         lock_wait_ms = 5000
+        [passive]
+        timeout_ms = 1000
+        connect_timeout_ms = 500
+        resolve_poll_ms = 50
         [metrics]
         listen = ""
         [api]

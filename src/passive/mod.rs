@@ -1,0 +1,699 @@
+//! Passive institutions (IPG's Passive Client API): the institution keeps its bills and
+//! the switch forwards each channel request to its `/inquiry`, `/payment`, `/reversal` and
+//! `/check-status`, signed with the institution's key (`client`).
+//!
+//! Money rules: a payment is forwarded under the VA lock and recorded (`record`) before and
+//! after the call; a repeated `(channel, reference)` replays its first answer and is never
+//! forwarded twice. A payment whose outcome is unknown (timeout, `BILLER_SUSPECT_TRANSACTION`,
+//! an interrupted call) is answered `BILLER_SUSPECT_TRANSACTION` at once and resolved by the
+//! switch (`resolve`): check-status until the institution confirms or denies, then, if
+//! denied or never confirmed in the window, a reversal retried until acknowledged. A payment
+//! the institution may have received but answered with garbage (5xx, not JSON, unknown rc,
+//! bad signature) is answered `BILLER_GATEWAY_INVALID_RESPONSE` and reversed the same way
+//! (voided), so the channel's failure is true at the institution too. The state lives in
+//! Redis, each step is published on `topics.passive_events`.
+
+pub mod client;
+pub mod config;
+pub mod record;
+pub mod resolve;
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+pub use config::{PassiveSettings, ResponseSignature};
+
+use crate::clock::Clock;
+use crate::domain::{Amount, VaNumber};
+use crate::error::{Rc, SwitchError};
+use crate::hosted::{binding, owner_token, Outcome, PayInput};
+use crate::metrics as m;
+use crate::pipeline::publish::{Outgoing, Publisher};
+use crate::routing::Institution;
+use crate::settings::{InstitutionMode, Settings};
+use crate::store::passive::Begin;
+use crate::store::{keys, Lock, Store};
+use client::{Answered, Breaker, Failure, Forwarder, Reply};
+use record::{PassivePayment, PassiveState, StoredAnswer};
+
+/// Where resolution steps are published (set once the daemon has a producer).
+pub struct Audit {
+    pub publisher: Publisher,
+    pub topic: String,
+    pub shutdown: CancellationToken,
+}
+
+#[derive(Clone)]
+pub struct Passive {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    clock: Clock,
+    http: reqwest::Client,
+    forwarders: HashMap<String, Arc<Forwarder>>,
+    lock_ttl: Duration,
+    lock_wait: Duration,
+    settings: PassiveSettings,
+    audit: OnceLock<Audit>,
+}
+
+fn gateway(detail: impl Into<String>) -> (Rc, String) {
+    (Rc::BillerGatewayInvalidResponse, detail.into())
+}
+
+/// The institution's data with the switch's payment view added (`payment`), the shape of a
+/// hosted payment's answer.
+fn with_payment(data: &Value, view: Value) -> Value {
+    match data {
+        Value::Object(o) => {
+            let mut o = o.clone();
+            o.insert("payment".into(), view);
+            Value::Object(o)
+        }
+        _ => json!({ "payment": view }),
+    }
+}
+
+fn message_or(m: &str, rc: Rc) -> String {
+    if m.is_empty() {
+        if rc == Rc::Success {
+            "success".into()
+        } else {
+            rc.as_str().to_ascii_lowercase().replace('_', " ")
+        }
+    } else {
+        m.to_owned()
+    }
+}
+
+impl Passive {
+    /// # Errors
+    /// The HTTP client cannot be built (TLS backend).
+    pub fn new(settings: &Settings, store: Store, clock: Clock) -> reqwest::Result<Passive> {
+        let p = &settings.passive;
+        let mut forwarders = HashMap::new();
+        let mut longest = p.timeout();
+        for i in &settings.institutions {
+            if i.mode != InstitutionMode::Passive {
+                continue;
+            }
+            let timeout = Duration::from_millis(i.timeout_ms.unwrap_or(p.timeout_ms));
+            longest = longest.max(timeout);
+            forwarders.insert(
+                i.code.clone(),
+                Arc::new(Forwarder::new(
+                    &i.code,
+                    i.base_url.as_deref().unwrap_or_default(),
+                    &Settings::institution_key(i),
+                    timeout,
+                    i.max_concurrency.unwrap_or(p.max_concurrency),
+                    i.response_signature.unwrap_or(p.response_signature),
+                    Breaker::new(p.breaker_failures, Duration::from_millis(p.breaker_open_ms)),
+                )),
+            );
+        }
+        let http = crate::webhook::deliver::client(
+            longest,
+            Duration::from_millis(p.connect_timeout_ms),
+            p.max_concurrency,
+        )?;
+        Ok(Passive {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                http,
+                forwarders,
+                lock_ttl: settings.switch.lock_ttl(),
+                lock_wait: settings.switch.lock_wait(),
+                settings: p.clone(),
+                audit: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// Publishes resolution steps on `audit.topic` from now on.
+    pub fn set_audit(&self, audit: Audit) {
+        let _ = self.inner.audit.set(audit);
+    }
+
+    pub fn settings(&self) -> &PassiveSettings {
+        &self.inner.settings
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn forwarder(&self, code: &str) -> Option<&Arc<Forwarder>> {
+        self.inner.forwarders.get(code)
+    }
+
+    pub fn institutions(&self) -> impl Iterator<Item = &str> {
+        self.inner.forwarders.keys().map(String::as_str)
+    }
+
+    fn forwarder_of(&self, inst: &Institution) -> Result<&Arc<Forwarder>, SwitchError> {
+        self.forwarder(&inst.code).ok_or_else(|| {
+            SwitchError::Internal(format!(
+                "no forwarder for passive institution {}",
+                inst.code
+            ))
+        })
+    }
+
+    async fn call(&self, f: &Forwarder, endpoint: &'static str, body: &Value) -> Reply {
+        f.call(&self.inner.http, endpoint, body).await
+    }
+
+    fn outcome(&self, rc: Rc, message: String, data: Value) -> Outcome {
+        Outcome {
+            rc,
+            message,
+            timestamp: self.inner.clock.stamp_now(),
+            data,
+            webhook: None,
+        }
+    }
+
+    /// # Errors
+    /// A forwarder missing for a passive institution (a bug).
+    pub async fn inquiry(
+        &self,
+        inst: &Institution,
+        va: &VaNumber,
+        channel: &str,
+        ref_id: &str,
+        terminal: Option<&str>,
+    ) -> Result<Outcome, SwitchError> {
+        let f = self.forwarder_of(inst)?;
+        let body = json!({
+            "virtual_account": va.number(),
+            "channel": channel,
+            "prefix": va.prefix(),
+            "reference_id": ref_id,
+            "bill_mode": "single",
+            "terminal": terminal.unwrap_or("other"),
+        });
+        Ok(match self.call(f, "inquiry", &body).await {
+            Ok(Answered { rc, message, data }) => {
+                // IPG's Passive inquiry answers one bill; the channel contract is a list.
+                let data = match data {
+                    Value::Object(_) if rc == Rc::Success => Value::Array(vec![data]),
+                    d => d,
+                };
+                self.outcome(rc, message_or(&message, rc), data)
+            }
+            Err(e) => {
+                let (rc, msg) = gateway(e.describe());
+                self.outcome(rc, msg, Value::Null)
+            }
+        })
+    }
+
+    /// Takes the VA lock (waiting up to `lock_wait` for another holder) and runs `begin`.
+    async fn begin(
+        &self,
+        rec: &PassivePayment,
+        lock: &Lock,
+        score_ms: i64,
+    ) -> Result<Begin, SwitchError> {
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(2);
+        loop {
+            match self
+                .inner
+                .store
+                .passive_begin(rec.clone(), lock, self.inner.lock_ttl, score_ms)
+                .await?
+            {
+                Begin::Locked => {}
+                other => return Ok(other),
+            }
+            if wait == Duration::from_millis(2) {
+                metrics::counter!(m::LOCK_CONTENDED_TOTAL).increment(1);
+            }
+            if started.elapsed() > self.inner.lock_wait {
+                return Err(SwitchError::Busy(
+                    "VA is locked by another transaction".into(),
+                ));
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// Takes the VA lock for `token`, waiting up to `lock_wait`.
+    async fn lock(&self, inst: &str, va: &VaNumber, token: String) -> Result<Lock, SwitchError> {
+        let lock = Lock {
+            key: keys::lock(inst, va.as_str()),
+            token,
+        };
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(2);
+        while !self
+            .inner
+            .store
+            .try_lock(&lock.key, &lock.token, self.inner.lock_ttl)
+            .await?
+        {
+            if started.elapsed() > self.inner.lock_wait {
+                return Err(SwitchError::Busy(
+                    "VA is locked by another transaction".into(),
+                ));
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(200));
+        }
+        Ok(lock)
+    }
+
+    async fn release(&self, lock: &Lock) {
+        if let Err(e) = self.inner.store.unlock(&lock.key, &lock.token).await {
+            tracing::warn!(error = %e, "could not release VA lock");
+        }
+    }
+
+    fn payment_body(rec: &PassivePayment) -> Value {
+        let (prefix, number) = rec.va_number.split_at(6.min(rec.va_number.len()));
+        json!({
+            "virtual_account": number,
+            "channel": rec.channel,
+            "prefix": prefix,
+            "reference_id": rec.reference,
+            "payment_ref": rec.reference,
+            "bill_mode": "single",
+            "terminal": rec.terminal,
+            "amount": rec.amount,
+            "customer_name": rec.customer_name,
+            "date": rec.transaction_date,
+        })
+    }
+
+    fn reversal_body(rec: &PassivePayment) -> Value {
+        let (prefix, number) = rec.va_number.split_at(6.min(rec.va_number.len()));
+        json!({
+            "payment_ref": rec.reference,
+            "amount": rec.amount,
+            "reference_id": rec.reference,
+            "virtual_account": number,
+            "channel": rec.channel,
+            "prefix": prefix,
+        })
+    }
+
+    fn check_status_body(rec: &PassivePayment) -> Value {
+        let (prefix, number) = rec.va_number.split_at(6.min(rec.va_number.len()));
+        json!({
+            "channel": rec.channel,
+            "prefix": prefix,
+            "virtual_account": number,
+            "payment_ref": rec.reference,
+            // The day the payment was made, in the switch's offset (YYYY-mm-dd).
+            "date": rec.created_at.get(..10).unwrap_or_default(),
+        })
+    }
+
+    /// Forwards a payment: bind the reference, lock the VA and record the payment, call the
+    /// institution, record the outcome and release the lock in one script.
+    ///
+    /// # Errors
+    /// Bad amount, reference reused for another transaction, VA busy, Redis unavailable.
+    pub async fn pay(
+        &self,
+        inst: &Institution,
+        va: &VaNumber,
+        p: PayInput<'_>,
+    ) -> Result<Outcome, SwitchError> {
+        let amount = Amount::positive_from_json(p.amount)?;
+        let f = self.forwarder_of(inst)?;
+        let bind = binding(&inst.code, va, amount);
+        let store = &self.inner.store;
+        if store
+            .bind_reference(p.channel, p.ref_id, &bind)
+            .await?
+            .is_some_and(|prev| prev != bind)
+        {
+            return Err(SwitchError::ReferenceConflict(p.ref_id.to_owned()));
+        }
+        let lock = Lock {
+            key: keys::lock(&inst.code, va.as_str()),
+            token: owner_token(p.channel, p.ref_id),
+        };
+        let now = self.inner.clock.now();
+        let stamp = self.inner.clock.stamp(now);
+        let rec = PassivePayment {
+            institution: inst.code.clone(),
+            channel: p.channel.to_owned(),
+            reference: p.ref_id.to_owned(),
+            va_number: va.to_string(),
+            amount,
+            terminal: p.terminal_id.unwrap_or("other").to_owned(),
+            transaction_date: p.transaction_date.map(str::to_owned),
+            customer_name: p.customer_name.map(str::to_owned),
+            state: PassiveState::Forwarding,
+            answer: None,
+            institution_data: Value::Null,
+            reason: None,
+            resolution: None,
+            attempts: 0,
+            deadline_ms: None,
+            created_at: stamp.clone(),
+            updated_at: stamp,
+            rev: String::new(),
+        };
+        let mut rec = match self.begin(&rec, &lock, now.timestamp_millis()).await? {
+            Begin::Exists(rec) => return self.replay_payment(rec, va, amount, &lock).await,
+            Begin::New(rec) => rec,
+            Begin::Locked => unreachable!("begin waits out a held lock"),
+        };
+        let reply = self.call(f, "payment", &Self::payment_body(&rec)).await;
+        self.settle_payment(&mut rec, reply, &lock).await
+    }
+
+    /// Records what the institution answered to a payment and answers the channel.
+    async fn settle_payment(
+        &self,
+        rec: &mut PassivePayment,
+        reply: Reply,
+        lock: &Lock,
+    ) -> Result<Outcome, SwitchError> {
+        let now = self.inner.clock.now();
+        rec.updated_at = self.inner.clock.stamp(now);
+        let (rc, message, data, due) = match reply {
+            Ok(a) if a.rc == Rc::Success => {
+                rec.state = PassiveState::Paid;
+                rec.institution_data = a.data.clone();
+                let message = message_or(&a.message, a.rc);
+                (a.rc, message, with_payment(&a.data, rec.view()), None)
+            }
+            Ok(a) if a.rc == Rc::BillerSuspectTransaction => {
+                return self.in_doubt(rec, "suspect", Some(lock)).await;
+            }
+            Ok(a) => {
+                rec.state = PassiveState::Refused;
+                (a.rc, message_or(&a.message, a.rc), a.data, None)
+            }
+            Err(Failure::Timeout) => return self.in_doubt(rec, "timeout", Some(lock)).await,
+            Err(e) if e.maybe_received() => {
+                // Answered with garbage: the channel is told it failed, so make it so at
+                // the institution too.
+                rec.state = PassiveState::Reversing;
+                rec.reason = Some(e.label().into());
+                rec.resolution = Some("voided".into());
+                rec.attempts = 0;
+                let (rc, msg) = gateway(e.describe());
+                rec.answer = Some(StoredAnswer {
+                    rc,
+                    message: msg.clone(),
+                    timestamp: rec.updated_at.clone(),
+                    data: Value::Null,
+                });
+                self.emit(rec, "voided", e.label(), &msg).await;
+                self.inner
+                    .store
+                    .passive_save(rec, Some(now.timestamp_millis()), Some(lock))
+                    .await?;
+                return Ok(self.replayed(rec));
+            }
+            Err(e) => {
+                rec.state = PassiveState::Refused;
+                let (rc, msg) = gateway(e.describe());
+                (rc, msg, Value::Null, None)
+            }
+        };
+        rec.answer = Some(StoredAnswer {
+            rc,
+            message,
+            timestamp: rec.updated_at.clone(),
+            data,
+        });
+        self.inner.store.passive_save(rec, due, Some(lock)).await?;
+        Ok(self.replayed(rec))
+    }
+
+    /// Marks the payment in doubt: answered SUSPECT, resolution scheduled.
+    async fn in_doubt(
+        &self,
+        rec: &mut PassivePayment,
+        reason: &str,
+        lock: Option<&Lock>,
+    ) -> Result<Outcome, SwitchError> {
+        let now = self.inner.clock.now();
+        let s = &self.inner.settings;
+        rec.state = PassiveState::InDoubt;
+        rec.reason = Some(reason.to_owned());
+        rec.attempts = 0;
+        rec.deadline_ms = Some(now.timestamp_millis() + s.resolve_window_ms as i64);
+        rec.updated_at = self.inner.clock.stamp(now);
+        let message = format!(
+            "payment outcome unknown ({reason}); the switch is confirming it with the institution"
+        );
+        rec.answer = Some(StoredAnswer {
+            rc: Rc::BillerSuspectTransaction,
+            message: message.clone(),
+            timestamp: rec.updated_at.clone(),
+            data: rec.view(),
+        });
+        self.emit(rec, "in_doubt", reason, &message).await;
+        let due =
+            now.timestamp_millis() + config::backoff(&s.check_backoff_ms, 0).as_millis() as i64;
+        self.inner.store.passive_save(rec, Some(due), lock).await?;
+        Ok(self.replayed(rec))
+    }
+
+    /// The answer recorded for the payment, as the channel got it.
+    fn replayed(&self, rec: &PassivePayment) -> Outcome {
+        match &rec.answer {
+            Some(a) => Outcome {
+                rc: a.rc,
+                message: a.message.clone(),
+                timestamp: a.timestamp.clone(),
+                data: a.data.clone(),
+                webhook: None,
+            },
+            None => self.outcome(
+                Rc::BillerSuspectTransaction,
+                "payment outcome unknown".into(),
+                rec.view(),
+            ),
+        }
+    }
+
+    async fn replay_payment(
+        &self,
+        mut rec: PassivePayment,
+        va: &VaNumber,
+        amount: Amount,
+        lock: &Lock,
+    ) -> Result<Outcome, SwitchError> {
+        if rec.va_number != va.as_str() || rec.amount != amount {
+            self.release(lock).await;
+            return Err(SwitchError::ReferenceConflict(rec.reference));
+        }
+        if rec.state == PassiveState::Forwarding || rec.answer.is_none() {
+            // The call that recorded it never recorded its end (a crash, Redis lost after the
+            // call): nobody knows whether the institution took it.
+            return self.in_doubt(&mut rec, "interrupted", Some(lock)).await;
+        }
+        self.release(lock).await;
+        metrics::counter!(m::DUPLICATES_TOTAL, "type" => "payment").increment(1);
+        Ok(self.replayed(&rec))
+    }
+
+    /// A reversal from the channel, forwarded under the VA lock. If the institution cannot
+    /// be reached it is accepted and delivered by the switch (store-and-forward).
+    ///
+    /// # Errors
+    /// Unknown payment, already reversed, amount mismatch, VA busy, Redis unavailable.
+    pub async fn reverse(
+        &self,
+        inst: &Institution,
+        va: &VaNumber,
+        channel: &str,
+        payment_ref: &str,
+        amount: Amount,
+    ) -> Result<Outcome, SwitchError> {
+        let f = self.forwarder_of(inst)?;
+        let lock = self
+            .lock(
+                &inst.code,
+                va,
+                owner_token(channel, &format!("{payment_ref}#reversal")),
+            )
+            .await?;
+        let result = self
+            .reverse_locked(f, va, &inst.code, channel, payment_ref, amount, &lock)
+            .await;
+        if !matches!(result, Ok((_, true))) {
+            self.release(&lock).await;
+        }
+        result.map(|(o, _)| o)
+    }
+
+    /// Returns the outcome and whether the save released the lock.
+    #[allow(clippy::too_many_arguments)]
+    async fn reverse_locked(
+        &self,
+        f: &Forwarder,
+        va: &VaNumber,
+        inst: &str,
+        channel: &str,
+        payment_ref: &str,
+        amount: Amount,
+        lock: &Lock,
+    ) -> Result<(Outcome, bool), SwitchError> {
+        let store = &self.inner.store;
+        let mut rec = store
+            .passive_payment(inst, channel, payment_ref)
+            .await?
+            .filter(|r| r.va_number == va.as_str())
+            .ok_or(SwitchError::PaymentNotFound)?;
+        match rec.state {
+            PassiveState::Refused => return Err(SwitchError::PaymentNotFound),
+            PassiveState::Reversed => {
+                metrics::counter!(m::DUPLICATES_TOTAL, "type" => "reversal").increment(1);
+                return Err(SwitchError::AlreadyReversed(Some(
+                    json!({ "payment": rec.view() }),
+                )));
+            }
+            _ if amount != rec.amount => {
+                return Err(SwitchError::Bill(
+                    crate::domain::BillError::Amount(format!(
+                        "reversal amount must equal the payment amount {}",
+                        rec.amount
+                    )),
+                    None,
+                ))
+            }
+            _ => {}
+        }
+        let reply = self.call(f, "reversal", &Self::reversal_body(&rec)).await;
+        let now = self.inner.clock.now();
+        rec.updated_at = self.inner.clock.stamp(now);
+        rec.resolution = Some("channel_reversal".into());
+        match reply {
+            Ok(a) if reversal_done(a.rc) => {
+                rec.state = PassiveState::Reversed;
+                self.emit(&rec, "reversed_by_channel", a.rc.as_str(), &a.message)
+                    .await;
+                store.passive_save(&mut rec, None, Some(lock)).await?;
+                let data = with_payment(&a.data, rec.view());
+                Ok((self.outcome(Rc::Success, "success".into(), data), true))
+            }
+            Ok(a) if a.rc != Rc::BillerSuspectTransaction => {
+                // A clear refusal (bad amount, authentication...): the channel hears it.
+                Ok((
+                    self.outcome(a.rc, message_or(&a.message, a.rc), a.data),
+                    false,
+                ))
+            }
+            other => {
+                let label = match &other {
+                    Ok(a) => a.rc.as_str(),
+                    Err(e) => e.label(),
+                };
+                rec.state = PassiveState::Reversing;
+                rec.reason = Some(label.to_owned());
+                rec.attempts = 1;
+                let due = now.timestamp_millis()
+                    + config::backoff(&self.inner.settings.reversal_backoff_ms, 0).as_millis()
+                        as i64;
+                let message = "reversal accepted; the switch delivers it to the institution";
+                self.emit(&rec, "reversal_queued", label, message).await;
+                store.passive_save(&mut rec, Some(due), Some(lock)).await?;
+                let data = json!({ "payment": rec.view() });
+                Ok((self.outcome(Rc::Success, message.into(), data), true))
+            }
+        }
+    }
+
+    /// Check-status from the channel, answered from the switch's record: the switch is
+    /// the one that told the channel what happened.
+    ///
+    /// # Errors
+    /// Unknown payment (or one on another VA, or one that never took effect), Redis
+    /// unavailable.
+    pub async fn check_status(
+        &self,
+        inst: &Institution,
+        va: &VaNumber,
+        channel: &str,
+        payment_ref: &str,
+    ) -> Result<Outcome, SwitchError> {
+        let rec = self
+            .inner
+            .store
+            .passive_payment(&inst.code, channel, payment_ref)
+            .await?
+            .filter(|r| r.va_number == va.as_str())
+            .ok_or(SwitchError::PaymentNotFound)?;
+        let data = with_payment(&rec.institution_data, rec.view());
+        Ok(match rec.state {
+            PassiveState::Refused => return Err(SwitchError::PaymentNotFound),
+            PassiveState::Forwarding | PassiveState::InDoubt => self.outcome(
+                Rc::BillerSuspectTransaction,
+                "payment outcome unknown; the switch is confirming it with the institution".into(),
+                data,
+            ),
+            PassiveState::Paid | PassiveState::Reversing | PassiveState::Reversed => {
+                self.outcome(Rc::Success, "success".into(), data)
+            }
+        })
+    }
+
+    /// Publishes one resolution step on the audit topic (waits for Kafka's ack) and counts
+    /// it. Without a producer (CLI, tests of the switch alone) the step is only logged.
+    async fn emit(&self, rec: &PassivePayment, step: &'static str, outcome: &str, detail: &str) {
+        metrics::counter!(m::PASSIVE_RESOLUTIONS_TOTAL, "institution" => rec.institution.clone(),
+            "step" => step)
+        .increment(1);
+        tracing::info!(
+            institution = %rec.institution,
+            channel = %rec.channel,
+            reference = %rec.reference,
+            step,
+            outcome,
+            "passive payment resolution step"
+        );
+        let Some(a) = self.inner.audit.get() else {
+            return;
+        };
+        let event = json!({
+            "id": uuid::Uuid::new_v4().to_string(),
+            "at": self.inner.clock.stamp_now(),
+            "step": step,
+            "outcome": outcome,
+            "detail": detail,
+            "institution": rec.institution,
+            "channel": rec.channel,
+            "reference": rec.reference,
+            "va_number": rec.va_number,
+            "amount": rec.amount,
+            "state": rec.state.as_str(),
+            "reason": rec.reason,
+            "resolution": rec.resolution,
+            "attempts": rec.attempts,
+        });
+        let msg = Outgoing {
+            topic: a.topic.clone(),
+            key: rec.member().into_bytes(),
+            payload: event.to_string().into_bytes(),
+            headers: Vec::new(),
+        };
+        a.publisher.send(&msg, &a.shutdown).await;
+    }
+}
+
+/// An answer to a reversal that means the payment is not (or no longer) at the institution.
+fn reversal_done(rc: Rc) -> bool {
+    matches!(
+        rc,
+        Rc::Success | Rc::BillerPaymentAlreadyReversed | Rc::BillerPaymentNotFound
+    )
+}

@@ -1,0 +1,115 @@
+//! The switch's record of a payment forwarded to a passive institution: what the channel
+//! asked, what it was answered, and where the payment stands. Check-status and reversal
+//! from the channel read it, the resolver drives it, reconciliation lists it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::domain::Amount;
+use crate::error::Rc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PassiveState {
+    /// The call is under way (the VA is locked). Found so by anyone else, the call was
+    /// interrupted: the payment is in doubt.
+    Forwarding,
+    /// The institution confirmed it (at once, or when asked later).
+    Paid,
+    /// The institution refused it, or it never reached the institution.
+    Refused,
+    /// Its outcome is unknown; the switch asks the institution (check-status).
+    InDoubt,
+    /// It must be undone; the switch sends the reversal until the institution acknowledges.
+    Reversing,
+    /// Undone (or it never took effect at the institution).
+    Reversed,
+}
+
+impl PassiveState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PassiveState::Forwarding => "forwarding",
+            PassiveState::Paid => "paid",
+            PassiveState::Refused => "refused",
+            PassiveState::InDoubt => "in_doubt",
+            PassiveState::Reversing => "reversing",
+            PassiveState::Reversed => "reversed",
+        }
+    }
+
+    /// Whether the resolver still has work to do.
+    pub fn pending(self) -> bool {
+        matches!(self, PassiveState::InDoubt | PassiveState::Reversing)
+    }
+}
+
+/// The answer the channel got to the payment, replayed to a repeated request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredAnswer {
+    pub rc: Rc,
+    pub message: String,
+    pub timestamp: String,
+    #[serde(default)]
+    pub data: Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PassivePayment {
+    pub institution: String,
+    pub channel: String,
+    pub reference: String,
+    pub va_number: String,
+    pub amount: Amount,
+    pub terminal: String,
+    #[serde(default)]
+    pub transaction_date: Option<String>,
+    #[serde(default)]
+    pub customer_name: Option<String>,
+    pub state: PassiveState,
+    /// What the channel was answered (absent while forwarding).
+    #[serde(default)]
+    pub answer: Option<StoredAnswer>,
+    /// The institution's data from its confirming answer.
+    #[serde(default)]
+    pub institution_data: Value,
+    /// Why the payment went in doubt or is being reversed (bounded label).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// How it was resolved: confirmed, denied, window_expired, voided, channel_reversal.
+    #[serde(default)]
+    pub resolution: Option<String>,
+    /// Calls made by the resolver in the current state.
+    #[serde(default)]
+    pub attempts: u32,
+    /// End of the check-status window (ms since the epoch).
+    #[serde(default)]
+    pub deadline_ms: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// The record's revision in Redis (compare-and-set); not stored in the document.
+    #[serde(skip)]
+    pub rev: String,
+}
+
+impl PassivePayment {
+    /// The record's member in the institution's index and pending set.
+    pub fn member(&self) -> String {
+        format!("{}:{}", self.channel, self.reference)
+    }
+
+    /// The payment as check-status and reversal answers show it.
+    pub fn view(&self) -> Value {
+        serde_json::json!({
+            "payment_ref_id": self.reference,
+            "channel": self.channel,
+            "va_number": self.va_number,
+            "amount": self.amount,
+            "institution_code": self.institution,
+            "status": self.state.as_str(),
+            "resolution": self.resolution,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        })
+    }
+}

@@ -1,0 +1,19 @@
+-- Saves a forwarded payment's record (compare-and-set on its revision), schedules or
+-- unschedules its resolution, and optionally releases the VA lock (owner only).
+-- KEYS[1] record, KEYS[2] pending set, KEYS[3] lock.
+-- ARGV[1] doc, ARGV[2] expected rev, ARGV[3] member, ARGV[4] due (ms) or '' (not pending),
+-- ARGV[5] lock token to release or ''.
+-- Returns 'ok' or 'conflict' (nothing written).
+if redis.call('HGET', KEYS[1], 'rev') ~= ARGV[2] then
+  return 'conflict'
+end
+redis.call('HSET', KEYS[1], 'doc', ARGV[1], 'rev', tostring(tonumber(ARGV[2]) + 1))
+if ARGV[4] == '' then
+  redis.call('ZREM', KEYS[2], ARGV[3])
+else
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+end
+if ARGV[5] ~= '' and redis.call('GET', KEYS[3]) == ARGV[5] then
+  redis.call('DEL', KEYS[3])
+end
+return 'ok'
