@@ -36,6 +36,17 @@ async fn stack_for(inst: &Institution, window_ms: u64) -> Stack {
     stack
 }
 
+/// A stack pointed at `inst`, a reader of the audit topic, and the daemon running.
+async fn running(inst: &Institution, window_ms: u64) -> (Stack, Collected, Daemon) {
+    let stack = stack_for(inst, window_ms).await;
+    let events = collect(
+        &stack.broker.bootstrap,
+        &stack.settings.topics.passive_events,
+    );
+    let daemon = stack.daemon();
+    (stack, events, daemon)
+}
+
 fn point(stack: &mut Stack, url: String) {
     let i = stack
         .settings
@@ -344,12 +355,7 @@ async fn unusable_answers_become_gateway_invalid_response() {
 async fn garbled_payment_answer_is_voided_by_a_reversal() {
     let inst = Institution::start(KEY).await;
     inst.add_bill(NUMBER, 10_000);
-    let stack = stack_for(&inst, 60_000).await;
-    let events = collect(
-        &stack.broker.bootstrap,
-        &stack.settings.topics.passive_events,
-    );
-    let daemon = stack.daemon();
+    let (stack, events, daemon) = running(&inst, 60_000).await;
     // The institution takes the payment but answers with a wrong signature: the channel
     // is told it failed, so the switch makes it fail at the institution too.
     inst.push_modes("payment", vec![Mode::WrongSignature]);
@@ -376,12 +382,7 @@ async fn garbled_payment_answer_is_voided_by_a_reversal() {
 async fn timed_out_payment_is_confirmed_by_check_status() {
     let inst = Institution::start(KEY).await;
     inst.add_bill(NUMBER, 25_000);
-    let stack = stack_for(&inst, 60_000).await;
-    let events = collect(
-        &stack.broker.bootstrap,
-        &stack.settings.topics.passive_events,
-    );
-    let daemon = stack.daemon();
+    let (stack, events, daemon) = running(&inst, 60_000).await;
     // Paid at the institution, but its answer comes after the switch stopped waiting; the
     // first check-status is also inconclusive.
     inst.push_modes(
@@ -443,12 +444,7 @@ async fn suspect_payment_denied_or_unconfirmed_is_reversed() {
     let inst = Institution::start(KEY).await;
     inst.add_bill(NUMBER, 10_000);
     inst.add_bill("2222222222", 20_000);
-    let stack = stack_for(&inst, 1_500).await;
-    let events = collect(
-        &stack.broker.bootstrap,
-        &stack.settings.topics.passive_events,
-    );
-    let daemon = stack.daemon();
+    let (stack, events, daemon) = running(&inst, 1_500).await;
 
     // Denied: the institution answered SUSPECT without taking it; check-status says so.
     inst.push_modes("payment", vec![Mode::Suspect]);
@@ -507,12 +503,7 @@ async fn suspect_payment_denied_or_unconfirmed_is_reversed() {
 async fn payment_in_doubt_survives_a_restart() {
     let inst = Institution::start(KEY).await;
     inst.add_bill(NUMBER, 30_000);
-    let stack = stack_for(&inst, 120_000).await;
-    let events = collect(
-        &stack.broker.bootstrap,
-        &stack.settings.topics.passive_events,
-    );
-    let daemon = stack.daemon();
+    let (stack, events, daemon) = running(&inst, 120_000).await;
     inst.set_mode("check-status", Mode::Status(500));
     inst.push_modes("payment", vec![Mode::HangApplied]);
     stack

@@ -370,7 +370,10 @@ impl Passive {
         let mut rec = match self.begin(&rec, &lock, now.timestamp_millis()).await? {
             Begin::Exists(rec) => return self.replay_payment(rec, va, amount, &lock).await,
             Begin::New(rec) => rec,
-            Begin::Locked => unreachable!("begin waits out a held lock"),
+            // `begin` waits out a held lock; should it ever return one, retry later.
+            Begin::Locked => {
+                return Err(SwitchError::Busy("VA is locked by another transaction".into()))
+            }
         };
         let reply = self.call(f, "payment", &Self::payment_body(&rec)).await;
         self.settle_payment(&mut rec, reply, &lock).await
