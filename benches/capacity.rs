@@ -11,12 +11,24 @@
 //!    (`kafka::create_producer` / `kafka::create_consumer`), `lanes` copies in flight, no
 //!    handling, no Redis;
 //! 2. daemon, inquiries: one signed inquiry per hosted bill;
-//! 3. daemon, payments: one payment of the full amount per hosted bill.
+//! 3. daemon, payments: one payment of the full amount per hosted bill;
+//! 4. daemon, passive inquiries: one inquiry per VA of a passive institution, forwarded by the
+//!    daemon over HTTP to a fake institution inside the bench (an axum server on 127.0.0.1
+//!    playing IPG's Passive Client API) that answers every call `SUCCESS` after sleeping 5 ms;
+//! 5. daemon, passive payments: one payment per passive VA (new reference each), forwarded the
+//!    same way: bind the reference, lock the VA and record the payment (`passive_begin.lua`),
+//!    the 5 ms HTTP call, record the answer and unlock (`passive_save.lua`).
+//!
+//! The passive institution's `max_concurrency` is set to the daemon's lanes, so its calls in
+//! flight are bounded by the lanes (64 by default: at most 64 / 5 ms = 12,800 calls/s), not by
+//! the default 32. The fake checks each request's `Signature` and signs its answers; the
+//! bench warns if a request was badly signed. It runs on the bench's own tokio runtime, so
+//! its CPU counts under "tokio workers".
 //!
 //! Each burst is `BENCH_N` messages (default 10,000) produced as fast as the producer takes
 //! them. msgs/s = messages / (first produce → last answer received); latency = produce call →
 //! answer received by the reader (so in a burst it is mostly queueing). A small "one at a
-//! time" probe measures latency with a single message in flight.
+//! time" probe measures latency with a single message in flight, for each of the routes.
 //!
 //! Knobs (environment): BENCH_N, BENCH_PROBE (one-at-a-time messages, default 200),
 //! BENCH_LANES (default 64; also the ceiling's copies in flight), BENCH_LANE_QUEUE (default 32), BENCH_LINGER_MS (default 1),
@@ -33,10 +45,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
 use futures::StreamExt;
 use ipg_switch::kafka::{self, SwitchContext};
 use ipg_switch::pipeline::offsets::Offsets;
-use ipg_switch::settings::Settings;
+use ipg_switch::settings::{InstitutionMode, InstitutionSettings, Settings};
 use ipg_switch::signature;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -274,6 +290,163 @@ async fn produce_all(
         }
     }
     (sent, enqueued)
+}
+
+// ---------------------------------------------------------------------------------------
+// A fake passive institution (IPG Passive Client API): answers every POST `SUCCESS` after
+// `PASSIVE_DELAY`, without state (every payment reference in the bench is new).
+
+/// How long the fake institution takes to answer each call.
+const PASSIVE_DELAY: Duration = Duration::from_millis(5);
+/// Used when the harness's settings have no passive institution.
+const PASSIVE_CODE: &str = "BENCHPAS";
+const PASSIVE_PREFIX: &str = "857699";
+const PASSIVE_KEY: &str = "bench-passive-key";
+
+#[derive(Clone)]
+struct FakeInstitution {
+    key: Arc<[u8]>,
+    calls: Arc<AtomicUsize>,
+    bad_signatures: Arc<AtomicUsize>,
+}
+
+fn field<'a>(body: &'a Value, name: &str) -> &'a str {
+    body.get(name).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn fake_bill(body: &Value, paid: bool) -> Value {
+    let (va, prefix) = (field(body, "virtual_account"), field(body, "prefix"));
+    let amount = body.get("amount").cloned().unwrap_or(json!(BILL_TOTAL));
+    json!({
+        "hash": format!("h{va}"),
+        "va_number": format!("{prefix}{va}"),
+        "type": "close",
+        "name": "SPP",
+        "customer_name": "Budi",
+        "total_amount": amount,
+        "billed_amount": amount,
+        "paid_amount": if paid { amount.clone() } else { json!(0) },
+        "status": if paid { "paid" } else { "active" },
+    })
+}
+
+async fn fake_handle(
+    State(f): State<FakeInstitution>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if method != Method::POST {
+        return Response::builder()
+            .status(StatusCode::METHOD_NOT_ALLOWED)
+            .body(Body::empty())
+            .unwrap();
+    }
+    f.calls.fetch_add(1, Ordering::Relaxed);
+    let signed = headers
+        .get("signature")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|sig| signature::verify(&f.key, &body, sig));
+    tokio::time::sleep(PASSIVE_DELAY).await;
+    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (rc, message, data) = if !signed {
+        f.bad_signatures.fetch_add(1, Ordering::Relaxed);
+        ("BILLER_AUTHENTICATION", "authentication", Value::Null)
+    } else {
+        let data = match uri.path().rsplit('/').next().unwrap_or_default() {
+            "inquiry" => fake_bill(&req, false),
+            "payment" => fake_bill(&req, true),
+            "check-status" => json!({
+                "payment_ref": field(&req, "payment_ref"),
+                "virtual_account": field(&req, "virtual_account"),
+                "status": "paid",
+            }),
+            "reversal" => json!({"payment_ref": field(&req, "payment_ref"), "status": "reversed"}),
+            _ => Value::Null,
+        };
+        ("SUCCESS", "success", data)
+    };
+    let bytes = serde_json::to_vec(&json!({
+        "rc": rc,
+        "message": message,
+        "timestamp": "2026-11-22T10:00:00+07:00",
+        "data": data,
+    }))
+    .unwrap();
+    let sig = signature::sign(&f.key, &bytes);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("Signature", sig)
+        .body(Body::from(bytes))
+        .unwrap()
+}
+
+/// Serves the fake institution on `listener` in the background.
+fn start_fake_institution(
+    listener: tokio::net::TcpListener,
+    f: FakeInstitution,
+) -> tokio::task::JoinHandle<()> {
+    let app = axum::Router::new().fallback(fake_handle).with_state(f);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })
+}
+
+/// Points the settings' passive institution (or a new one, if there is none) at the fake
+/// institution, `max_concurrency` calls in flight. Returns its (prefix, key).
+fn passive_institution(
+    settings: &mut Settings,
+    base_url: String,
+    max_concurrency: usize,
+) -> Result<(String, String), String> {
+    // A forward must leave the VA lock a second (passive.timeout_ms's rule).
+    let timeout_ms = settings.switch.lock_ttl_ms.saturating_sub(1000).min(5000);
+    let hosted: Vec<String> = settings
+        .institutions
+        .iter()
+        .filter(|i| i.mode == InstitutionMode::Hosted)
+        .flat_map(|i| i.prefixes.iter().cloned())
+        .collect();
+    let i = match settings
+        .institutions
+        .iter()
+        .position(|i| i.mode == InstitutionMode::Passive)
+    {
+        Some(at) => &mut settings.institutions[at],
+        None => {
+            settings.institutions.push(InstitutionSettings {
+                code: PASSIVE_CODE.into(),
+                name: "Bench Passive".into(),
+                prefixes: vec![PASSIVE_PREFIX.into()],
+                mode: InstitutionMode::Passive,
+                api_key: Some(PASSIVE_KEY.into()),
+                api_key_env: None,
+                webhook_url: None,
+                base_url: None,
+                rate_per_second: None,
+                burst: None,
+                timeout_ms: None,
+                max_concurrency: None,
+                response_signature: None,
+            });
+            settings.institutions.last_mut().unwrap()
+        }
+    };
+    i.base_url = Some(base_url);
+    i.max_concurrency = Some(max_concurrency);
+    i.timeout_ms = Some(timeout_ms);
+    i.rate_per_second = None;
+    let prefix = i
+        .prefixes
+        .iter()
+        .find(|p| !hosted.contains(p))
+        .cloned()
+        .ok_or("the passive institution has no prefix of its own")?;
+    let key = Settings::institution_key(i);
+    settings.validate().map_err(|e| e.to_string())?;
+    Ok((prefix, key))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -641,14 +814,19 @@ fn fmt_ms(v: f64) -> String {
     }
 }
 
-fn print_table(title: &str, rows: &[&Stats], with_rate: bool) {
+/// `ceiling`: the ceiling's msgs/s, for a "% ceiling" column (bursts only).
+fn print_table(title: &str, rows: &[&Stats], with_rate: bool, ceiling: Option<f64>) {
     println!("{title}");
-    println!(
+    print!(
         "  {:<34} {:>6} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>11}",
         "run", "sent", "answered", "not-ok", "msgs/s", "p50 ms", "p99 ms", "max ms", "enqueue ms"
     );
+    if ceiling.is_some() {
+        print!(" {:>9}", "% ceiling");
+    }
+    println!();
     for s in rows {
-        println!(
+        print!(
             "  {:<34} {:>6} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>11}",
             s.label,
             s.sent,
@@ -664,6 +842,18 @@ fn print_table(title: &str, rows: &[&Stats], with_rate: bool) {
             fmt_ms(s.max_ms),
             fmt_ms(s.enqueue_ms),
         );
+        if let Some(c) = ceiling {
+            let pct = s.msgs_per_s / c * 100.0;
+            print!(
+                " {:>9}",
+                if pct.is_finite() {
+                    format!("{pct:.1}")
+                } else {
+                    "-".into()
+                }
+            );
+        }
+        println!();
     }
 }
 
@@ -694,6 +884,23 @@ async fn bench(k: Knobs) -> Result<(), String> {
         .properties
         .insert("fetch.wait.max.ms".into(), k.fetch_wait_ms.to_string());
     let bootstrap = broker.bootstrap.clone();
+
+    // The passive route's institution: the fake, reached over loopback HTTP.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("fake institution: {e}"))?;
+    let fake_port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let (pas_prefix, pas_key) = passive_institution(
+        &mut settings,
+        format!("http://127.0.0.1:{fake_port}/ipg"),
+        k.lanes,
+    )?;
+    let fake = FakeInstitution {
+        key: Arc::from(pas_key.as_bytes()),
+        calls: Arc::new(AtomicUsize::new(0)),
+        bad_signatures: Arc::new(AtomicUsize::new(0)),
+    };
+    let fake_task = start_fake_institution(listener, fake.clone());
 
     println!(
         "ipg-switch capacity bench: {} msgs per burst, {} partitions, lanes = {} (lane_queue {}; ceiling copies in flight {}), \
@@ -740,6 +947,11 @@ async fn bench(k: Knobs) -> Result<(), String> {
     );
     let vas: Vec<String> = numbers.iter().map(|n| common::va(PREFIX, n)).collect();
     let (burst_vas, probe_vas) = vas.split_at(k.n);
+    // Passive VAs: the institution keeps the bills (the fake knows every number).
+    let pas_vas: Vec<String> = (0..k.n + k.probe)
+        .map(|i| format!("{pas_prefix}{}", 2_000_000_000u64 + i as u64))
+        .collect();
+    let (pas_burst_vas, pas_probe_vas) = pas_vas.split_at(k.n);
 
     let reader = Reader::start(
         &bootstrap,
@@ -887,7 +1099,111 @@ async fn bench(k: Knobs) -> Result<(), String> {
     internals.push(int);
     let stats = redis_cmd(&redis.url(), &["INFO", "commandstats"]).await;
 
+    // 4./5. Daemon, passive route.
+    let warm = request(
+        "inquiry",
+        "pas-warm".into(),
+        common::inquiry(&pas_probe_vas[0], "pas-warm"),
+    );
+    produce_all(&bank, &topic, std::slice::from_ref(&warm)).await;
+    let (_, rc) = reader
+        .wait_one("pas-warm", Duration::from_secs(60))
+        .await
+        .ok_or("passive warm-up answer never arrived")?;
+    if rc.as_deref() != Some("SUCCESS") {
+        return Err(format!("passive warm-up inquiry answered {rc:?}"));
+    }
+    let msgs: Vec<Outbound> = pas_probe_vas
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            request(
+                "inquiry",
+                format!("pinq-1-{i}"),
+                common::inquiry(v, &format!("pinq-1-ref-{i}")),
+            )
+        })
+        .collect();
+    let pinq_one = one_at_a_time(
+        "passive inquiry, 1 in flight",
+        &bank,
+        &topic,
+        &reader,
+        &msgs,
+    )
+    .await;
+    let msgs: Vec<Outbound> = pas_probe_vas
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            request(
+                "payment",
+                format!("ppay-1-{i}"),
+                common::payment(v, &format!("ppay-1-ref-{i}"), BILL_TOTAL.to_string()),
+            )
+        })
+        .collect();
+    let ppay_one = one_at_a_time(
+        "passive payment, 1 in flight",
+        &bank,
+        &topic,
+        &reader,
+        &msgs,
+    )
+    .await;
+    let msgs: Vec<Outbound> = pas_burst_vas
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            request(
+                "inquiry",
+                format!("pinq-{i}"),
+                common::inquiry(v, &format!("pinq-ref-{i}")),
+            )
+        })
+        .collect();
+    let (pinq, int) = measured(
+        "passive inquiries",
+        redis.port,
+        burst(
+            "passive inquiries (5 ms inst.)",
+            &bank,
+            &topic,
+            &reader,
+            &msgs,
+        ),
+    )
+    .await;
+    internals.push(int);
+    let msgs: Vec<Outbound> = pas_burst_vas
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            request(
+                "payment",
+                format!("ppay-{i}"),
+                common::payment(v, &format!("ppay-ref-{i}"), BILL_TOTAL.to_string()),
+            )
+        })
+        .collect();
+    redis_cmd(&redis.url(), &["CONFIG", "RESETSTAT"]).await;
+    let (ppay, int) = measured(
+        "passive payments",
+        redis.port,
+        burst(
+            "passive payments (5 ms inst.)",
+            &bank,
+            &topic,
+            &reader,
+            &msgs,
+        ),
+    )
+    .await;
+    internals.push(int);
+    let pas_stats = redis_cmd(&redis.url(), &["INFO", "commandstats"]).await;
+
     daemon.stop().await;
+    fake_task.abort();
 
     // Report.
     println!();
@@ -896,15 +1212,21 @@ async fn bench(k: Knobs) -> Result<(), String> {
         println!("  {line}");
     }
     println!();
-    print_table(&format!("bursts: {} messages produced at once; msgs/s = answered / (first produce -> last answer)", k.n), &[&ceil, &inq, &pay], true);
+    println!("redis-server during the passive payment burst (INFO commandstats):");
+    for line in pas_stats.lines().filter(|l| l.starts_with("cmdstat_")) {
+        println!("  {line}");
+    }
+    println!();
+    print_table(&format!("bursts: {} messages produced at once; msgs/s = answered / (first produce -> last answer)", k.n), &[&ceil, &inq, &pay, &pinq, &ppay], true, Some(ceil.msgs_per_s));
     println!();
     print_table(
         &format!(
             "one at a time: {} messages, each produced after the previous answer",
             k.probe
         ),
-        &[&ceil_one, &inq_one, &pay_one],
+        &[&ceil_one, &inq_one, &pay_one, &pinq_one, &ppay_one],
         false,
+        None,
     );
     println!();
     println!("latency = produce call -> answer read back by the bench; enqueue ms = time to hand the whole burst to the producer");
@@ -917,6 +1239,30 @@ async fn bench(k: Knobs) -> Result<(), String> {
         "inquiries = {:.1} % of the ceiling's msgs/s",
         inq.msgs_per_s / ceil.msgs_per_s * 100.0
     );
+    let pas_bound = k.lanes as f64 / PASSIVE_DELAY.as_secs_f64();
+    println!(
+        "passive inquiries = {:.1} % of the ceiling's msgs/s, {:.1} % of {} calls/s ({} in flight x {} ms)",
+        pinq.msgs_per_s / ceil.msgs_per_s * 100.0,
+        pinq.msgs_per_s / pas_bound * 100.0,
+        fmt_int(pas_bound),
+        k.lanes,
+        PASSIVE_DELAY.as_millis()
+    );
+    println!(
+        "passive payments  = {:.1} % of the ceiling's msgs/s, {:.1} % of {} calls/s",
+        ppay.msgs_per_s / ceil.msgs_per_s * 100.0,
+        ppay.msgs_per_s / pas_bound * 100.0,
+        fmt_int(pas_bound)
+    );
+    let bad = fake.bad_signatures.load(Ordering::Relaxed);
+    println!(
+        "fake institution: {} calls, {} badly signed",
+        fake.calls.load(Ordering::Relaxed),
+        bad
+    );
+    if bad > 0 {
+        println!("WARNING: {bad} requests reached the fake institution without a valid Signature");
+    }
     println!();
     println!(
         "CPU during each burst, % of one core ({} cores = {} %):",
@@ -959,7 +1305,9 @@ async fn bench(k: Knobs) -> Result<(), String> {
             println!("    {:<48} {:>9.2} ms  x{}", series, mean, count);
         }
     }
-    for s in [&ceil, &inq, &pay, &ceil_one, &inq_one, &pay_one] {
+    for s in [
+        &ceil, &inq, &pay, &pinq, &ppay, &ceil_one, &inq_one, &pay_one, &pinq_one, &ppay_one,
+    ] {
         if !s.rcs.is_empty() {
             println!("  not-ok rcs in {}: {:?}", s.label, s.rcs);
         }
@@ -972,11 +1320,13 @@ async fn bench(k: Knobs) -> Result<(), String> {
     drop(b);
     println!("bench wall time {:.1} s", wall.elapsed().as_secs_f64());
 
-    let missing: Vec<String> = [&ceil, &inq, &pay, &ceil_one, &inq_one, &pay_one]
-        .iter()
-        .filter(|s| s.answered < s.sent)
-        .map(|s| format!("{}: {} of {} answered", s.label, s.answered, s.sent))
-        .collect();
+    let missing: Vec<String> = [
+        &ceil, &inq, &pay, &pinq, &ppay, &ceil_one, &inq_one, &pay_one, &pinq_one, &ppay_one,
+    ]
+    .iter()
+    .filter(|s| s.answered < s.sent)
+    .map(|s| format!("{}: {} of {} answered", s.label, s.answered, s.sent))
+    .collect();
     drop(reader);
     drop(redis);
     drop(broker);

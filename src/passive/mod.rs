@@ -99,12 +99,14 @@ impl Passive {
         let p = &settings.passive;
         let mut forwarders = HashMap::new();
         let mut longest = p.timeout();
+        let mut widest = p.max_concurrency;
         for i in &settings.institutions {
             if i.mode != InstitutionMode::Passive {
                 continue;
             }
             let timeout = Duration::from_millis(i.timeout_ms.unwrap_or(p.timeout_ms));
             longest = longest.max(timeout);
+            widest = widest.max(i.max_concurrency.unwrap_or(p.max_concurrency));
             forwarders.insert(
                 i.code.clone(),
                 Arc::new(Forwarder::new(
@@ -118,10 +120,11 @@ impl Passive {
                 )),
             );
         }
+        // Idle connections kept per host: enough for the widest institution's calls.
         let http = crate::webhook::deliver::client(
             longest,
             Duration::from_millis(p.connect_timeout_ms),
-            p.max_concurrency,
+            widest,
         )?;
         Ok(Passive {
             inner: Arc::new(Inner {
