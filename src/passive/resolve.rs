@@ -29,12 +29,14 @@ impl Passive {
     /// Redis unavailable (the lease brings the step back later).
     pub async fn resolve_step(&self, inst: &str, member: &str) -> Result<(), SwitchError> {
         let Some((channel, reference)) = member.split_once(':') else {
+            self.inner.store.passive_unschedule(inst, member).await?;
             return Ok(());
         };
         let store = &self.inner.store;
         let now = self.inner.clock.now();
         let now_ms = now.timestamp_millis();
         let Some(rec) = store.passive_payment(inst, channel, reference).await? else {
+            store.passive_unschedule(inst, member).await?;
             return Ok(());
         };
         let lock = Lock {

@@ -191,6 +191,15 @@ impl Store {
         Ok(())
     }
 
+    /// Drops `member` from the work set (its record is gone).
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn passive_unschedule(&self, inst: &str, member: &str) -> Result<(), StoreError> {
+        let _: i64 = self.conn().zrem(keys::passive_pending(inst), member).await?;
+        Ok(())
+    }
+
     /// Payments of `inst` being resolved.
     ///
     /// # Errors
