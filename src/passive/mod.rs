@@ -375,7 +375,9 @@ impl Passive {
             Begin::New(rec) => rec,
             // `begin` waits out a held lock; should it ever return one, retry later.
             Begin::Locked => {
-                return Err(SwitchError::Busy("VA is locked by another transaction".into()))
+                return Err(SwitchError::Busy(
+                    "VA is locked by another transaction".into(),
+                ))
             }
         };
         let reply = self.call(f, "payment", &Self::payment_body(&rec)).await;

@@ -196,7 +196,10 @@ impl Store {
     /// # Errors
     /// Redis unreachable.
     pub async fn passive_unschedule(&self, inst: &str, member: &str) -> Result<(), StoreError> {
-        let _: i64 = self.conn().zrem(keys::passive_pending(inst), member).await?;
+        let _: i64 = self
+            .conn()
+            .zrem(keys::passive_pending(inst), member)
+            .await?;
         Ok(())
     }
 
