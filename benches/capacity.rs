@@ -244,6 +244,28 @@ fn request(kind: &str, id: String, body: Value) -> Outbound {
     }
 }
 
+/// One inquiry per VA: request ids `<tag>-<i>`, references `<tag>-ref-<i>`.
+fn inquiries(vas: &[String], tag: &str) -> Vec<Outbound> {
+    vas.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let body = common::inquiry(v, &format!("{tag}-ref-{i}"));
+            request("inquiry", format!("{tag}-{i}"), body)
+        })
+        .collect()
+}
+
+/// One payment of `BILL_TOTAL` per VA, named as [`inquiries`] names them.
+fn payments(vas: &[String], tag: &str) -> Vec<Outbound> {
+    vas.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let body = common::payment(v, &format!("{tag}-ref-{i}"), BILL_TOTAL.to_string());
+            request("payment", format!("{tag}-{i}"), body)
+        })
+        .collect()
+}
+
 fn record<'a>(topic: &'a str, m: &'a Outbound) -> FutureRecord<'a, str, [u8]> {
     FutureRecord::to(topic)
         .key(m.key.as_str())
@@ -977,29 +999,9 @@ async fn bench(k: Knobs) -> Result<(), String> {
         .wait_one("ceil-warm", Duration::from_secs(60))
         .await
         .ok_or("ceiling warm-up copy never arrived")?;
-    let msgs: Vec<Outbound> = probe_vas
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            request(
-                "inquiry",
-                format!("ceil-1-{i}"),
-                common::inquiry(v, &format!("ceil-1-ref-{i}")),
-            )
-        })
-        .collect();
+    let msgs = inquiries(probe_vas, "ceil-1");
     let ceil_one = one_at_a_time("ceiling copy, 1 in flight", &bank, CEIL_IN, &reader, &msgs).await;
-    let msgs: Vec<Outbound> = burst_vas
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            request(
-                "inquiry",
-                format!("ceil-{i}"),
-                common::inquiry(v, &format!("ceil-ref-{i}")),
-            )
-        })
-        .collect();
+    let msgs = inquiries(burst_vas, "ceil");
     let (ceil, int) = measured(
         "ceiling copy",
         redis.port,
@@ -1035,42 +1037,12 @@ async fn bench(k: Knobs) -> Result<(), String> {
     }
     let topic = settings.topics.request.clone();
 
-    let msgs: Vec<Outbound> = probe_vas
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            request(
-                "inquiry",
-                format!("inq-1-{i}"),
-                common::inquiry(v, &format!("inq-1-ref-{i}")),
-            )
-        })
-        .collect();
+    let msgs = inquiries(probe_vas, "inq-1");
     let inq_one = one_at_a_time("daemon inquiry, 1 in flight", &bank, &topic, &reader, &msgs).await;
-    let msgs: Vec<Outbound> = probe_vas
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            request(
-                "payment",
-                format!("pay-1-{i}"),
-                common::payment(v, &format!("pay-1-ref-{i}"), BILL_TOTAL.to_string()),
-            )
-        })
-        .collect();
+    let msgs = payments(probe_vas, "pay-1");
     let pay_one = one_at_a_time("daemon payment, 1 in flight", &bank, &topic, &reader, &msgs).await;
 
-    let msgs: Vec<Outbound> = burst_vas
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            request(
-                "inquiry",
-                format!("inq-{i}"),
-                common::inquiry(v, &format!("inq-ref-{i}")),
-            )
-        })
-        .collect();
+    let msgs = inquiries(burst_vas, "inq");
     let (inq, int) = measured(
         "daemon inquiries",
         redis.port,
@@ -1078,17 +1050,7 @@ async fn bench(k: Knobs) -> Result<(), String> {
     )
     .await;
     internals.push(int);
-    let msgs: Vec<Outbound> = burst_vas
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            request(
-                "payment",
-                format!("pay-{i}"),
-                common::payment(v, &format!("pay-ref-{i}"), BILL_TOTAL.to_string()),
-            )
-        })
-        .collect();
+    let msgs = payments(burst_vas, "pay");
     redis_cmd(&redis.url(), &["CONFIG", "RESETSTAT"]).await;
     let (pay, int) = measured(
         "daemon payments",
@@ -1113,17 +1075,7 @@ async fn bench(k: Knobs) -> Result<(), String> {
     if rc.as_deref() != Some("SUCCESS") {
         return Err(format!("passive warm-up inquiry answered {rc:?}"));
     }
-    let msgs: Vec<Outbound> = pas_probe_vas
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            request(
-                "inquiry",
-                format!("pinq-1-{i}"),
-                common::inquiry(v, &format!("pinq-1-ref-{i}")),
-            )
-        })
-        .collect();
+    let msgs = inquiries(pas_probe_vas, "pinq-1");
     let pinq_one = one_at_a_time(
         "passive inquiry, 1 in flight",
         &bank,
@@ -1132,17 +1084,7 @@ async fn bench(k: Knobs) -> Result<(), String> {
         &msgs,
     )
     .await;
-    let msgs: Vec<Outbound> = pas_probe_vas
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            request(
-                "payment",
-                format!("ppay-1-{i}"),
-                common::payment(v, &format!("ppay-1-ref-{i}"), BILL_TOTAL.to_string()),
-            )
-        })
-        .collect();
+    let msgs = payments(pas_probe_vas, "ppay-1");
     let ppay_one = one_at_a_time(
         "passive payment, 1 in flight",
         &bank,
@@ -1151,17 +1093,7 @@ async fn bench(k: Knobs) -> Result<(), String> {
         &msgs,
     )
     .await;
-    let msgs: Vec<Outbound> = pas_burst_vas
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            request(
-                "inquiry",
-                format!("pinq-{i}"),
-                common::inquiry(v, &format!("pinq-ref-{i}")),
-            )
-        })
-        .collect();
+    let msgs = inquiries(pas_burst_vas, "pinq");
     let (pinq, int) = measured(
         "passive inquiries",
         redis.port,
@@ -1175,17 +1107,7 @@ async fn bench(k: Knobs) -> Result<(), String> {
     )
     .await;
     internals.push(int);
-    let msgs: Vec<Outbound> = pas_burst_vas
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            request(
-                "payment",
-                format!("ppay-{i}"),
-                common::payment(v, &format!("ppay-ref-{i}"), BILL_TOTAL.to_string()),
-            )
-        })
-        .collect();
+    let msgs = payments(pas_burst_vas, "ppay");
     redis_cmd(&redis.url(), &["CONFIG", "RESETSTAT"]).await;
     let (ppay, int) = measured(
         "passive payments",
