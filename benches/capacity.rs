@@ -13,8 +13,9 @@
 //! 2. daemon, inquiries: one signed inquiry per hosted bill;
 //! 3. daemon, payments: one payment of the full amount per hosted bill;
 //! 4. daemon, passive inquiries: one inquiry per VA of a passive institution, forwarded by the
-//!    daemon over HTTP to a fake institution inside the bench (an axum server on 127.0.0.1
-//!    playing IPG's Passive Client API) that answers every call `SUCCESS` after sleeping 5 ms;
+//!    daemon over HTTP to the tests' fake institution (tests/common/institution.rs, an axum
+//!    server on 127.0.0.1 playing IPG's Passive Client API, one close bill per VA) that
+//!    answers every call after sleeping 5 ms;
 //! 5. daemon, passive payments: one payment per passive VA (new reference each), forwarded the
 //!    same way: bind the reference, lock the VA and record the payment (`passive_begin.lua`),
 //!    the 5 ms HTTP call, record the answer and unlock (`passive_save.lua`).
@@ -40,19 +41,17 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use common::institution::{self, Institution, Mode};
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
-use axum::response::Response;
 use futures::StreamExt;
 use ipg_switch::kafka::{self, SwitchContext};
 use ipg_switch::pipeline::offsets::Offsets;
-use ipg_switch::settings::{InstitutionMode, InstitutionSettings, Settings};
+use ipg_switch::settings::{InstitutionMode, Settings};
 use ipg_switch::signature;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -315,160 +314,34 @@ async fn produce_all(
 }
 
 // ---------------------------------------------------------------------------------------
-// A fake passive institution (IPG Passive Client API): answers every POST `SUCCESS` after
-// `PASSIVE_DELAY`, without state (every payment reference in the bench is new).
+// The passive route's institution: the tests' fake (tests/common/institution.rs, IPG's
+// Passive Client API over loopback HTTP), answering every call after `PASSIVE_DELAY`.
 
 /// How long the fake institution takes to answer each call.
 const PASSIVE_DELAY: Duration = Duration::from_millis(5);
-/// Used when the harness's settings have no passive institution.
-const PASSIVE_CODE: &str = "BENCHPAS";
-const PASSIVE_PREFIX: &str = "857699";
-const PASSIVE_KEY: &str = "bench-passive-key";
 
-#[derive(Clone)]
-struct FakeInstitution {
-    key: Arc<[u8]>,
-    calls: Arc<AtomicUsize>,
-    bad_signatures: Arc<AtomicUsize>,
-}
-
-fn field<'a>(body: &'a Value, name: &str) -> &'a str {
-    body.get(name).and_then(Value::as_str).unwrap_or_default()
-}
-
-fn fake_bill(body: &Value, paid: bool) -> Value {
-    let (va, prefix) = (field(body, "virtual_account"), field(body, "prefix"));
-    let amount = body.get("amount").cloned().unwrap_or(json!(BILL_TOTAL));
-    json!({
-        "hash": format!("h{va}"),
-        "va_number": format!("{prefix}{va}"),
-        "type": "close",
-        "name": "SPP",
-        "customer_name": "Budi",
-        "total_amount": amount,
-        "billed_amount": amount,
-        "paid_amount": if paid { amount.clone() } else { json!(0) },
-        "status": if paid { "paid" } else { "active" },
-    })
-}
-
-async fn fake_handle(
-    State(f): State<FakeInstitution>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if method != Method::POST {
-        return Response::builder()
-            .status(StatusCode::METHOD_NOT_ALLOWED)
-            .body(Body::empty())
-            .unwrap();
-    }
-    f.calls.fetch_add(1, Ordering::Relaxed);
-    let signed = headers
-        .get("signature")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|sig| signature::verify(&f.key, &body, sig));
-    tokio::time::sleep(PASSIVE_DELAY).await;
-    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let (rc, message, data) = if !signed {
-        f.bad_signatures.fetch_add(1, Ordering::Relaxed);
-        ("BILLER_AUTHENTICATION", "authentication", Value::Null)
-    } else {
-        let data = match uri.path().rsplit('/').next().unwrap_or_default() {
-            "inquiry" => fake_bill(&req, false),
-            "payment" => fake_bill(&req, true),
-            "check-status" => json!({
-                "payment_ref": field(&req, "payment_ref"),
-                "virtual_account": field(&req, "virtual_account"),
-                "status": "paid",
-            }),
-            "reversal" => json!({"payment_ref": field(&req, "payment_ref"), "status": "reversed"}),
-            _ => Value::Null,
-        };
-        ("SUCCESS", "success", data)
-    };
-    let bytes = serde_json::to_vec(&json!({
-        "rc": rc,
-        "message": message,
-        "timestamp": "2026-11-22T10:00:00+07:00",
-        "data": data,
-    }))
-    .unwrap();
-    let sig = signature::sign(&f.key, &bytes);
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header("Signature", sig)
-        .body(Body::from(bytes))
-        .unwrap()
-}
-
-/// Serves the fake institution on `listener` in the background.
-fn start_fake_institution(
-    listener: tokio::net::TcpListener,
-    f: FakeInstitution,
-) -> tokio::task::JoinHandle<()> {
-    let app = axum::Router::new().fallback(fake_handle).with_state(f);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    })
-}
-
-/// Points the settings' passive institution (or a new one, if there is none) at the fake
-/// institution, `max_concurrency` calls in flight. Returns its (prefix, key).
-fn passive_institution(
+/// Points the harness's passive institution (PAS01) at `fake`, `max_concurrency` calls in
+/// flight, and makes every endpoint of the fake answer after `PASSIVE_DELAY`.
+fn point_passive(
     settings: &mut Settings,
-    base_url: String,
+    fake: &Institution,
     max_concurrency: usize,
-) -> Result<(String, String), String> {
+) -> Result<(), String> {
+    for endpoint in institution::ENDPOINTS {
+        fake.set_mode(endpoint, Mode::SlowThenNormal(PASSIVE_DELAY));
+    }
     // A forward must leave the VA lock a second (passive.timeout_ms's rule).
     let timeout_ms = settings.switch.lock_ttl_ms.saturating_sub(1000).min(5000);
-    let hosted: Vec<String> = settings
+    let i = settings
         .institutions
-        .iter()
-        .filter(|i| i.mode == InstitutionMode::Hosted)
-        .flat_map(|i| i.prefixes.iter().cloned())
-        .collect();
-    let i = match settings
-        .institutions
-        .iter()
-        .position(|i| i.mode == InstitutionMode::Passive)
-    {
-        Some(at) => &mut settings.institutions[at],
-        None => {
-            settings.institutions.push(InstitutionSettings {
-                code: PASSIVE_CODE.into(),
-                name: "Bench Passive".into(),
-                prefixes: vec![PASSIVE_PREFIX.into()],
-                mode: InstitutionMode::Passive,
-                api_key: Some(PASSIVE_KEY.into()),
-                api_key_env: None,
-                webhook_url: None,
-                base_url: None,
-                rate_per_second: None,
-                burst: None,
-                timeout_ms: None,
-                max_concurrency: None,
-                response_signature: None,
-            });
-            settings.institutions.last_mut().unwrap()
-        }
-    };
-    i.base_url = Some(base_url);
+        .iter_mut()
+        .find(|i| i.mode == InstitutionMode::Passive)
+        .ok_or("the harness's settings have no passive institution")?;
+    i.base_url = Some(fake.base_url());
     i.max_concurrency = Some(max_concurrency);
     i.timeout_ms = Some(timeout_ms);
     i.rate_per_second = None;
-    let prefix = i
-        .prefixes
-        .iter()
-        .find(|p| !hosted.contains(p))
-        .cloned()
-        .ok_or("the passive institution has no prefix of its own")?;
-    let key = Settings::institution_key(i);
-    settings.validate().map_err(|e| e.to_string())?;
-    Ok((prefix, key))
+    settings.validate().map_err(|e| e.to_string())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -907,22 +780,15 @@ async fn bench(k: Knobs) -> Result<(), String> {
         .insert("fetch.wait.max.ms".into(), k.fetch_wait_ms.to_string());
     let bootstrap = broker.bootstrap.clone();
 
-    // The passive route's institution: the fake, reached over loopback HTTP.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("fake institution: {e}"))?;
-    let fake_port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let (pas_prefix, pas_key) = passive_institution(
-        &mut settings,
-        format!("http://127.0.0.1:{fake_port}/ipg"),
-        k.lanes,
-    )?;
-    let fake = FakeInstitution {
-        key: Arc::from(pas_key.as_bytes()),
-        calls: Arc::new(AtomicUsize::new(0)),
-        bad_signatures: Arc::new(AtomicUsize::new(0)),
-    };
-    let fake_task = start_fake_institution(listener, fake.clone());
+    // The passive route's institution, reached over loopback HTTP.
+    let pas_key = settings
+        .institutions
+        .iter()
+        .find(|i| i.mode == InstitutionMode::Passive)
+        .map(Settings::institution_key)
+        .ok_or("the harness's settings have no passive institution")?;
+    let fake = Institution::start(&pas_key).await;
+    point_passive(&mut settings, &fake, k.lanes)?;
 
     println!(
         "ipg-switch capacity bench: {} msgs per burst, {} partitions, lanes = {} (lane_queue {}; ceiling copies in flight {}), \
@@ -969,9 +835,13 @@ async fn bench(k: Knobs) -> Result<(), String> {
     );
     let vas: Vec<String> = numbers.iter().map(|n| common::va(PREFIX, n)).collect();
     let (burst_vas, probe_vas) = vas.split_at(k.n);
-    // Passive VAs: the institution keeps the bills (the fake knows every number).
+    // Passive VAs: the institution keeps the bills.
     let pas_vas: Vec<String> = (0..k.n + k.probe)
-        .map(|i| format!("{pas_prefix}{}", 2_000_000_000u64 + i as u64))
+        .map(|i| {
+            let number = (2_000_000_000u64 + i as u64).to_string();
+            fake.add_bill(&number, BILL_TOTAL);
+            common::va(common::PASSIVE_PREFIX, &number)
+        })
         .collect();
     let (pas_burst_vas, pas_probe_vas) = pas_vas.split_at(k.n);
 
@@ -1125,7 +995,6 @@ async fn bench(k: Knobs) -> Result<(), String> {
     let pas_stats = redis_cmd(&redis.url(), &["INFO", "commandstats"]).await;
 
     daemon.stop().await;
-    fake_task.abort();
 
     // Report.
     println!();
@@ -1176,12 +1045,12 @@ async fn bench(k: Knobs) -> Result<(), String> {
         ppay.msgs_per_s / pas_bound * 100.0,
         fmt_int(pas_bound)
     );
-    let bad = fake.bad_signatures.load(Ordering::Relaxed);
-    println!(
-        "fake institution: {} calls, {} badly signed",
-        fake.calls.load(Ordering::Relaxed),
-        bad
-    );
+    let bad = fake.bad_signatures();
+    let calls: usize = institution::ENDPOINTS
+        .iter()
+        .map(|e| fake.hits(e).len())
+        .sum();
+    println!("fake institution: {calls} calls, {bad} badly signed");
     if bad > 0 {
         println!("WARNING: {bad} requests reached the fake institution without a valid Signature");
     }
