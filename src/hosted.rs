@@ -110,6 +110,53 @@ fn new_id() -> String {
     Uuid::new_v4().to_string()
 }
 
+/// Waiting for a VA lock held by another transaction: a pause of 2 ms doubling to 200 ms
+/// between tries, `Busy` (retry the message later) once `limit` has passed. Counts the
+/// contention once and, when the lock is finally taken, the time waited.
+pub(crate) struct LockWait {
+    started: Instant,
+    pause: Duration,
+    limit: Duration,
+}
+
+impl LockWait {
+    const FIRST: Duration = Duration::from_millis(2);
+
+    pub(crate) fn new(limit: Duration) -> LockWait {
+        LockWait {
+            started: Instant::now(),
+            pause: Self::FIRST,
+            limit,
+        }
+    }
+
+    /// Called after a try found the lock held: sleeps before the next try.
+    ///
+    /// # Errors
+    /// `Busy` once the wait has lasted longer than the limit.
+    pub(crate) async fn pause(&mut self) -> Result<(), SwitchError> {
+        if self.pause == Self::FIRST {
+            metrics::counter!(m::LOCK_CONTENDED_TOTAL).increment(1);
+        }
+        if self.started.elapsed() > self.limit {
+            return Err(SwitchError::Busy(
+                "VA is locked by another transaction".into(),
+            ));
+        }
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(Duration::from_millis(200));
+        Ok(())
+    }
+
+    /// Called once the lock is ours: records the wait, if there was one.
+    pub(crate) fn taken(&self) {
+        if self.pause > Self::FIRST {
+            metrics::histogram!(m::STAGE_SECONDS, "stage" => "lock_wait")
+                .record(self.started.elapsed().as_secs_f64());
+        }
+    }
+}
+
 /// An 8-character bill hash like IPG's (`x24da1dF`).
 fn new_hash() -> String {
     const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -130,24 +177,11 @@ impl Hosted {
         f: impl std::future::Future<Output = Result<T, SwitchError>>,
     ) -> Result<T, SwitchError> {
         let key = keys::lock(inst, va.as_str());
-        let started = Instant::now();
-        let mut wait = Duration::from_millis(2);
-        let mut contended = false;
+        let mut wait = LockWait::new(self.lock_wait);
         while !self.store.try_lock(&key, token, self.lock_ttl).await? {
-            if !contended {
-                contended = true;
-                metrics::counter!(m::LOCK_CONTENDED_TOTAL).increment(1);
-            }
-            if started.elapsed() > self.lock_wait {
-                return Err(SwitchError::Busy(
-                    "VA is locked by another transaction".into(),
-                ));
-            }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_millis(200));
+            wait.pause().await?;
         }
-        metrics::histogram!(m::STAGE_SECONDS, "stage" => "lock_wait")
-            .record(started.elapsed().as_secs_f64());
+        wait.taken();
         let result = f.await;
         if let Err(e) = self.store.unlock(&key, token).await {
             // The TTL frees it; the work itself is already committed or refused.
@@ -213,21 +247,12 @@ impl Hosted {
             }
             return Err(SwitchError::ReferenceConflict(p.ref_id.to_owned()));
         }
-        let mut wait = Duration::from_millis(2);
+        let mut wait = LockWait::new(self.lock_wait);
         let (bill, rec) = loop {
             match read {
                 LockRead::Acquired(bill, rec) => break (bill, rec),
                 LockRead::Locked => {
-                    if wait == Duration::from_millis(2) {
-                        metrics::counter!(m::LOCK_CONTENDED_TOTAL).increment(1);
-                    }
-                    if started.elapsed() > self.lock_wait {
-                        return Err(SwitchError::Busy(
-                            "VA is locked by another transaction".into(),
-                        ));
-                    }
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_millis(200));
+                    wait.pause().await?;
                     read = self
                         .store
                         .lock_read(
@@ -242,10 +267,7 @@ impl Hosted {
                 }
             }
         };
-        if wait > Duration::from_millis(2) {
-            metrics::histogram!(m::STAGE_SECONDS, "stage" => "lock_wait")
-                .record(started.elapsed().as_secs_f64());
-        }
+        wait.taken();
         match self
             .pay_locked(inst, va, amount, &p, bill, rec, &lock)
             .await

@@ -12,8 +12,8 @@ use crate::error::Rc;
 use crate::metrics as m;
 use crate::passive::ResponseSignature;
 use crate::signature;
+use crate::webhook::deliver::SIGNATURE_HEADER;
 
-pub const SIGNATURE_HEADER: &str = "Signature";
 /// Larger answers are not read: no institution answers a VA request with megabytes.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
 
@@ -121,14 +121,6 @@ impl Breaker {
             return (!was_open).then_some(true);
         }
         None
-    }
-
-    pub fn is_open(&self) -> bool {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .open_until
-            .is_some()
     }
 }
 

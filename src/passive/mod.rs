@@ -20,7 +20,7 @@ pub mod resolve;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -30,7 +30,7 @@ pub use config::{PassiveSettings, ResponseSignature};
 use crate::clock::Clock;
 use crate::domain::{Amount, VaNumber};
 use crate::error::{Rc, SwitchError};
-use crate::hosted::{binding, owner_token, Outcome, PayInput};
+use crate::hosted::{binding, owner_token, LockWait, Outcome, PayInput};
 use crate::metrics as m;
 use crate::pipeline::publish::{Outgoing, Publisher};
 use crate::routing::Institution;
@@ -145,10 +145,6 @@ impl Passive {
         let _ = self.inner.audit.set(audit);
     }
 
-    pub fn settings(&self) -> &PassiveSettings {
-        &self.inner.settings
-    }
-
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
@@ -226,8 +222,7 @@ impl Passive {
         lock: &Lock,
         score_ms: i64,
     ) -> Result<Begin, SwitchError> {
-        let started = Instant::now();
-        let mut wait = Duration::from_millis(2);
+        let mut wait = LockWait::new(self.inner.lock_wait);
         loop {
             match self
                 .inner
@@ -235,19 +230,12 @@ impl Passive {
                 .passive_begin(rec.clone(), lock, self.inner.lock_ttl, score_ms)
                 .await?
             {
-                Begin::Locked => {}
-                other => return Ok(other),
+                Begin::Locked => wait.pause().await?,
+                other => {
+                    wait.taken();
+                    return Ok(other);
+                }
             }
-            if wait == Duration::from_millis(2) {
-                metrics::counter!(m::LOCK_CONTENDED_TOTAL).increment(1);
-            }
-            if started.elapsed() > self.inner.lock_wait {
-                return Err(SwitchError::Busy(
-                    "VA is locked by another transaction".into(),
-                ));
-            }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_millis(200));
         }
     }
 
@@ -257,22 +245,16 @@ impl Passive {
             key: keys::lock(inst, va.as_str()),
             token,
         };
-        let started = Instant::now();
-        let mut wait = Duration::from_millis(2);
+        let mut wait = LockWait::new(self.inner.lock_wait);
         while !self
             .inner
             .store
             .try_lock(&lock.key, &lock.token, self.inner.lock_ttl)
             .await?
         {
-            if started.elapsed() > self.inner.lock_wait {
-                return Err(SwitchError::Busy(
-                    "VA is locked by another transaction".into(),
-                ));
-            }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_millis(200));
+            wait.pause().await?;
         }
+        wait.taken();
         Ok(lock)
     }
 

@@ -37,11 +37,6 @@ impl PassiveState {
             PassiveState::Reversed => "reversed",
         }
     }
-
-    /// Whether the resolver still has work to do.
-    pub fn pending(self) -> bool {
-        matches!(self, PassiveState::InDoubt | PassiveState::Reversing)
-    }
 }
 
 /// The answer the channel got to the payment, replayed to a repeated request.
