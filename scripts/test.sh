@@ -8,6 +8,13 @@ cd "$(dirname "$0")/.."
 REDIS_SERVER=$(scripts/ensure-redis.sh)
 export REDIS_SERVER
 
+# Formatting is part of the build's contract (rustfmt ships with rustup's default profile).
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all --check
+else
+  echo "rustfmt not installed: formatting not checked" >&2
+fi
+
 # Every shipped configuration must load.
 cargo build --locked --quiet
 for f in config/*.toml; do
