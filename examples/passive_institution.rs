@@ -3,11 +3,17 @@
 //! bodies signed with HMAC-SHA256 (`Signature`, lowercase hex) with the institution's key,
 //! answers signed the same way. Bills live in memory, loaded from a JSON file.
 //!
+//! Delay mode: a bill with `"delay_ms": N` answers its `/payment` N ms late (the payment is
+//! taken at once, only the answer waits). With N above the switch's `passive.timeout_ms`
+//! (5000 by default) the switch answers the channel `BILLER_SUSPECT_TRANSACTION` and its
+//! resolver then confirms the payment with `/check-status`: a payment in doubt, resolved.
+//!
 //! `cargo run --example passive_institution -- LISTEN KEY BILLS.json`
 //! (scripts/run-demo.sh starts it on 127.0.0.1:8082 for PST01 of config/demo.toml).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -21,6 +27,8 @@ struct Books {
     bills: HashMap<String, (Value, bool)>,
     /// payment_ref → (virtual_account, amount, reversed).
     payments: HashMap<String, (String, u64, bool)>,
+    /// virtual_account → how long its `/payment` answer is held back (delay mode).
+    delays: HashMap<String, Duration>,
 }
 
 #[derive(Clone)]
@@ -150,6 +158,17 @@ async fn serve(
         );
     };
     let (rc, mut data) = inst.handle(&endpoint, &b);
+    let va = field(&b, "virtual_account");
+    let delay = match endpoint.as_str() {
+        "payment" => inst
+            .books
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .delays
+            .get(va)
+            .copied(),
+        _ => None,
+    };
     // Answers carry the full 16-digit VA, as in IPG's examples.
     if data.get("va_number").is_some() {
         data["va_number"] = json!(format!(
@@ -158,7 +177,16 @@ async fn serve(
             field(&b, "virtual_account")
         ));
     }
-    println!("{endpoint} {} -> {rc}", field(&b, "virtual_account"));
+    match delay {
+        Some(d) => {
+            println!(
+                "{endpoint} {va} -> {rc}, answering in {} ms (delay mode)",
+                d.as_millis()
+            );
+            tokio::time::sleep(d).await;
+        }
+        None => println!("{endpoint} {va} -> {rc}"),
+    }
     inst.answer(StatusCode::OK, rc, data)
 }
 
@@ -176,6 +204,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let bill = json!({"hash": format!("p{va}"), "va_number": va, "type": "close",
             "name": b["name"], "customer_name": b["customer_name"], "total_amount": amount,
             "billed_amount": amount, "paid_amount": 0, "status": "active"});
+        if let Some(ms) = b.get("delay_ms").and_then(Value::as_u64) {
+            books.delays.insert(va.clone(), Duration::from_millis(ms));
+        }
         books.bills.insert(va, (bill, false));
     }
     let inst = Institution {
