@@ -93,12 +93,20 @@ impl Amount {
         if t.is_empty() {
             return Err(AmountError::Missing);
         }
+        // A refusal says what is wrong: negative and fractional only for text that is a
+        // number (digits, separators, an exponent), never for "-." or "abc.1".
+        let numeric = |s: &str| {
+            s.bytes().any(|b| b.is_ascii_digit())
+                && s.bytes().all(|b| {
+                    b.is_ascii_digit() || matches!(b, b'.' | b',' | b'e' | b'E' | b'+' | b'-')
+                })
+        };
         if let Some(rest) = t.strip_prefix('-') {
-            if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            if numeric(rest) && rest.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
                 return Err(AmountError::NotPositive);
             }
         }
-        if t.contains(['.', ',', 'e', 'E']) && t.bytes().any(|b| b.is_ascii_digit()) {
+        if t.contains(['.', ',', 'e', 'E']) && numeric(t) {
             return Err(AmountError::NotWhole(t.to_owned()));
         }
         if !t.bytes().all(|b| b.is_ascii_digit()) {
@@ -195,6 +203,31 @@ mod tests {
             Amount::positive_from_json(&json!("0")),
             Err(AmountError::NotPositive)
         );
+    }
+
+    #[test]
+    fn only_numbers_are_called_negative_or_fractional() {
+        for s in ["-.", "-", "abc.1", "E0x", "1.5kg", "e"] {
+            assert!(
+                matches!(
+                    Amount::from_json(&json!(s)),
+                    Err(AmountError::NotANumber(_))
+                ),
+                "{s}"
+            );
+        }
+        assert_eq!(
+            Amount::from_json(&json!("-1.5")),
+            Err(AmountError::NotPositive)
+        );
+        assert!(matches!(
+            Amount::from_json(&json!("1,000")),
+            Err(AmountError::NotWhole(_))
+        ));
+        assert!(matches!(
+            Amount::from_json(&json!("1e5")),
+            Err(AmountError::NotWhole(_))
+        ));
     }
 
     #[test]
