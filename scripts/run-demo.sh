@@ -105,7 +105,9 @@ else
   REDIS_URL=$DEMO_REDIS_URL
   stop_stale redis "redis-server 127.0.0.1:$REDIS_PORT"
   port_free "$REDIS_PORT" "the demo's Redis" \
-    "Or put the demo's Redis on another port: DEMO_REDIS_PORT=6391 scripts/run-demo.sh"
+    "Or put the demo's Redis on another port: DEMO_REDIS_PORT=6391 scripts/run-demo.sh
+  (the CLI then needs: source .run/demo.env), or use a Redis of your own (appendonly yes,
+  appendfsync always): IPG__REDIS__URL=redis://127.0.0.1:PORT/0 scripts/run-demo.sh"
   # An acknowledged payment must survive a crash of redis-server: the AOF is fsynced on
   # every write (README, "Redis persistence the switch depends on"). No RDB snapshots.
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$PWD/.run/redis" \
