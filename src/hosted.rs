@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::domain::{Amount, Bill, NewBill, Payment, PaymentState, VaNumber};
 use crate::error::{Rc, SwitchError};
+use crate::lock::{LockWait, Owner};
 use crate::metrics as m;
 use crate::protocol::webhook::{WebhookJob, PAYMENT_RECEIVED, PAYMENT_REVERSAL};
 use crate::routing::Institution;
@@ -71,6 +72,8 @@ pub struct PayInput<'a> {
     pub terminal_id: Option<&'a str>,
     pub transaction_date: Option<&'a str>,
     pub customer_name: Option<&'a str>,
+    /// The attempt serving this request: it owns the VA lock it takes.
+    pub owner: &'a Owner,
 }
 
 #[derive(Clone)]
@@ -97,63 +100,25 @@ pub(crate) fn binding(inst: &str, va: &VaNumber, amount: Amount) -> String {
     format!("{inst}|{va}|{amount}")
 }
 
-/// The lock owner for one transaction: this process and the channel reference, so a
-/// message retried after a Redis failure takes back its own lock instead of waiting for
-/// it to expire.
-pub(crate) fn owner_token(channel: &str, reference: &str) -> String {
-    static INSTANCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let instance = INSTANCE.get_or_init(new_id);
-    format!("{instance}:{channel}:{reference}")
-}
-
 fn new_id() -> String {
     Uuid::new_v4().to_string()
 }
 
-/// Waiting for a VA lock held by another transaction: a pause of 2 ms doubling to 200 ms
-/// between tries, `Busy` (retry the message later) once `limit` has passed. Counts the
-/// contention once and, when the lock is finally taken, the time waited.
-pub(crate) struct LockWait {
-    started: Instant,
-    pause: Duration,
-    limit: Duration,
-}
-
-impl LockWait {
-    const FIRST: Duration = Duration::from_millis(2);
-
-    pub(crate) fn new(limit: Duration) -> LockWait {
-        LockWait {
-            started: Instant::now(),
-            pause: Self::FIRST,
-            limit,
-        }
-    }
-
-    /// Called after a try found the lock held: sleeps before the next try.
-    ///
-    /// # Errors
-    /// `Busy` once the wait has lasted longer than the limit.
-    pub(crate) async fn pause(&mut self) -> Result<(), SwitchError> {
-        if self.pause == Self::FIRST {
-            metrics::counter!(m::LOCK_CONTENDED_TOTAL).increment(1);
-        }
-        if self.started.elapsed() > self.limit {
-            return Err(SwitchError::Busy(
-                "VA is locked by another transaction".into(),
-            ));
-        }
-        tokio::time::sleep(self.pause).await;
-        self.pause = (self.pause * 2).min(Duration::from_millis(200));
-        Ok(())
-    }
-
-    /// Called once the lock is ours: records the wait, if there was one.
-    pub(crate) fn taken(&self) {
-        if self.pause > Self::FIRST {
-            metrics::histogram!(m::STAGE_SECONDS, "stage" => "lock_wait")
-                .record(self.started.elapsed().as_secs_f64());
-        }
+/// Redis would not move an institution's balance: past the int64 range it keeps (the
+/// amount is refused, nothing was written) or a balance key that is not an integer (a bug
+/// or a hand edit).
+fn balance_refused(inst: &str, why: &str) -> SwitchError {
+    if why.contains("overflow") {
+        SwitchError::Bill(
+            crate::domain::BillError::Amount(format!(
+                "the ledger balance of {inst} would leave the range the switch keeps \
+                 (-{max} to {max} rupiah); nothing was paid",
+                max = i64::MAX
+            )),
+            None,
+        )
+    } else {
+        SwitchError::Internal(format!("the ledger balance of {inst} cannot move: {why}"))
     }
 }
 
@@ -223,7 +188,7 @@ impl Hosted {
         let bind = binding(&inst.code, va, amount);
         let lock = Lock {
             key: keys::lock(&inst.code, va.as_str()),
-            token: owner_token(p.channel, p.ref_id),
+            token: p.owner.token().to_owned(),
         };
         let started = Instant::now();
         // One round trip: bind the reference, take the lock, read under it.
@@ -421,6 +386,7 @@ impl Hosted {
                         .increment(amount.get());
                     return Ok((self.answer_of(PAYMENT_RECEIVED, inst, &recorded), true));
                 }
+                Commit::BalanceRefused(why) => return Err(balance_refused(&inst.code, &why)),
                 // Someone else wrote first: read again and decide on fresh state.
                 _ => metrics::counter!(m::CAS_CONFLICTS_TOTAL).increment(1),
             }
@@ -458,9 +424,9 @@ impl Hosted {
         payment_ref: &str,
         amount: Amount,
         bill_id: Option<&str>,
+        owner: &Owner,
     ) -> Result<Outcome, SwitchError> {
-        let token = owner_token(channel, payment_ref);
-        self.locked(&inst.code, va, &token, async {
+        self.locked(&inst.code, va, owner.token(), async {
             for _ in 0..CAS_ATTEMPTS {
                 let rec = self.store.payment(&inst.code, channel, payment_ref).await?;
                 let rec = rec.ok_or(SwitchError::PaymentNotFound)?;
@@ -518,6 +484,7 @@ impl Hosted {
                 match verdict {
                     Commit::Done => return Ok(self.answer_of(PAYMENT_REVERSAL, inst, &recorded)),
                     Commit::Missing => return Err(SwitchError::PaymentNotFound),
+                    Commit::BalanceRefused(why) => return Err(balance_refused(&inst.code, &why)),
                     _ => metrics::counter!(m::CAS_CONFLICTS_TOTAL).increment(1),
                 }
             }

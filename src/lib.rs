@@ -27,6 +27,7 @@ pub mod domain;
 pub mod error;
 pub mod hosted;
 pub mod kafka;
+pub mod lock;
 pub mod metrics;
 pub mod ops;
 pub mod passive;

@@ -9,6 +9,7 @@ use crate::clock::Clock;
 use crate::domain::{Amount, VaNumber};
 use crate::error::SwitchError;
 use crate::hosted::{Hosted, Outcome, PayInput};
+use crate::lock::Owner;
 use crate::metrics as m;
 use crate::passive::Passive;
 use crate::protocol::{ChannelRequest, RequestBody, RequestType};
@@ -47,11 +48,26 @@ impl Switch {
         self.routing.by_prefix(prefix).map(|i| i.code.as_str())
     }
 
-    /// Serves one authenticated channel request.
+    /// Serves one authenticated channel request as a new attempt (see [`crate::lock`]).
     ///
     /// # Errors
     /// Every refusal as a [`SwitchError`]; see `SwitchError::rc` and `disposition`.
     pub async fn handle(&self, req: &ChannelRequest) -> Result<Outcome, SwitchError> {
+        self.handle_as(req, &Owner::new()).await
+    }
+
+    /// Serves one authenticated channel request for the attempt `owner`: a door that
+    /// retries the same delivery (Redis away, VA busy) passes the same owner each time, so
+    /// the retry takes back the VA lock it holds; a concurrent copy of the request is
+    /// another attempt and waits for the lock, then replays the first copy's answer.
+    ///
+    /// # Errors
+    /// Every refusal as a [`SwitchError`]; see `SwitchError::rc` and `disposition`.
+    pub async fn handle_as(
+        &self,
+        req: &ChannelRequest,
+        owner: &Owner,
+    ) -> Result<Outcome, SwitchError> {
         let limited = req.kind != RequestType::Reversal;
         if limited {
             if let Some(l) = self
@@ -94,6 +110,7 @@ impl Switch {
                     terminal_id: terminal_id.as_deref(),
                     transaction_date: Some(transaction_date),
                     customer_name: customer_name.as_deref(),
+                    owner,
                 };
                 if inst.mode == InstitutionMode::Passive {
                     return self.passive.pay(inst, &va, input).await;
@@ -129,7 +146,7 @@ impl Switch {
                     // reference, and bill_id is not checked.
                     return self
                         .passive
-                        .reverse(inst, &va, &req.channel, payment_ref, amount)
+                        .reverse(inst, &va, &req.channel, payment_ref, amount, owner)
                         .await;
                 }
                 self.hosted
@@ -140,6 +157,7 @@ impl Switch {
                         payment_ref,
                         amount,
                         bill_id.as_deref(),
+                        owner,
                     )
                     .await
             }

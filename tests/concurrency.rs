@@ -188,6 +188,8 @@ async fn fifty_concurrent_pay_calls_on_one_va_never_overpay() {
                 let ref_id = format!("DIRECT-{i}");
                 let amount = json!(EACH);
                 let mut busy = 0usize;
+                // One attempt, retried on Busy as the daemon retries a message.
+                let owner = ipg_switch::lock::Owner::new();
                 loop {
                     let input = PayInput {
                         channel: CHANNEL,
@@ -196,6 +198,7 @@ async fn fifty_concurrent_pay_calls_on_one_va_never_overpay() {
                         terminal_id: Some("atm"),
                         transaction_date: Some("2026-01-10 10:00:00"),
                         customer_name: None,
+                        owner: &owner,
                     };
                     match switch.hosted.pay(&inst, &v, input).await {
                         // What the daemon does with Busy: try again later.

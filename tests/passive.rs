@@ -348,6 +348,39 @@ async fn unusable_answers_become_gateway_invalid_response() {
         .unwrap()
         .unwrap();
     assert_eq!(rec.state.as_str(), "refused");
+    assert_eq!(rec.reason.as_deref(), Some("not_sent"));
+    daemon.stop().await;
+
+    // The institution is back: the same payment, never sent before, is judged anew (P5),
+    // not answered the old refusal again.
+    let mut stack = stack;
+    point(&mut stack, inst.base_url());
+    let daemon = stack.daemon();
+    stack
+        .send(
+            "payment",
+            "pay-again",
+            payment(&pva(NUMBER), "ref-refused", "10000"),
+        )
+        .await;
+    let again = stack.answer("pay-again").await;
+    assert_eq!(again["rc"], "SUCCESS", "{again}");
+    assert_ne!(again["timestamp"], a["timestamp"]);
+    assert_eq!(inst.hits("payment").len(), 1);
+    // Now it was sent and answered: a repeat replays, never forwards again.
+    stack
+        .send(
+            "payment",
+            "pay-thrice",
+            payment(&pva(NUMBER), "ref-refused", "10000"),
+        )
+        .await;
+    assert_eq!(stack.answer("pay-thrice").await, {
+        let mut x = again.clone();
+        x["request_id"] = "pay-thrice".into();
+        x
+    });
+    assert_eq!(inst.hits("payment").len(), 1);
     daemon.stop().await;
 }
 

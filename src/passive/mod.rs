@@ -30,7 +30,8 @@ pub use config::{PassiveSettings, ResponseSignature};
 use crate::clock::Clock;
 use crate::domain::{Amount, VaNumber};
 use crate::error::{Rc, SwitchError};
-use crate::hosted::{binding, owner_token, LockWait, Outcome, PayInput};
+use crate::hosted::{binding, Outcome, PayInput};
+use crate::lock::{LockWait, Owner};
 use crate::metrics as m;
 use crate::pipeline::publish::{Outgoing, Publisher};
 use crate::routing::Institution;
@@ -62,6 +63,9 @@ struct Inner {
     settings: PassiveSettings,
     audit: OnceLock<Audit>,
 }
+
+/// The answer to a channel reversal the switch accepted and delivers itself.
+const REVERSAL_QUEUED: &str = "reversal accepted; the switch delivers it to the institution";
 
 fn gateway(detail: impl Into<String>) -> (Rc, String) {
     (Rc::BillerGatewayInvalidResponse, detail.into())
@@ -239,11 +243,11 @@ impl Passive {
         }
     }
 
-    /// Takes the VA lock for `token`, waiting up to `lock_wait`.
-    async fn lock(&self, inst: &str, va: &VaNumber, token: String) -> Result<Lock, SwitchError> {
+    /// Takes the VA lock for `owner`, waiting up to `lock_wait`.
+    async fn lock(&self, inst: &str, va: &VaNumber, owner: &Owner) -> Result<Lock, SwitchError> {
         let lock = Lock {
             key: keys::lock(inst, va.as_str()),
-            token,
+            token: owner.token().to_owned(),
         };
         let mut wait = LockWait::new(self.inner.lock_wait);
         while !self
@@ -328,7 +332,7 @@ impl Passive {
         }
         let lock = Lock {
             key: keys::lock(&inst.code, va.as_str()),
-            token: owner_token(p.channel, p.ref_id),
+            token: p.owner.token().to_owned(),
         };
         let now = self.inner.clock.now();
         let stamp = self.inner.clock.stamp(now);
@@ -353,6 +357,18 @@ impl Passive {
             rev: String::new(),
         };
         let mut rec = match self.begin(&rec, &lock, now.timestamp_millis()).await? {
+            Begin::Exists(mut rec)
+                if rec.never_sent() && rec.va_number == va.as_str() && rec.amount == amount =>
+            {
+                // Nothing of it reached the institution (refused connection, breaker open):
+                // nothing can be in doubt, so it is judged anew, as hosted refusals are (P5).
+                rec.state = PassiveState::Forwarding;
+                rec.answer = None;
+                rec.reason = None;
+                rec.updated_at = self.inner.clock.stamp_now();
+                store.passive_save(&mut rec, None, None).await?;
+                rec
+            }
             Begin::Exists(rec) => return self.replay_payment(rec, va, amount, &lock).await,
             Begin::New(rec) => rec,
             // `begin` waits out a held lock; should it ever return one, retry later.
@@ -412,7 +428,9 @@ impl Passive {
                 return Ok(self.replayed(rec));
             }
             Err(e) => {
+                // Never sent: recorded for reconciliation, judged anew when repeated.
                 rec.state = PassiveState::Refused;
+                rec.reason = Some(record::NOT_SENT.into());
                 let (rc, msg) = gateway(e.describe());
                 (rc, msg, Value::Null, None)
             }
@@ -508,15 +526,10 @@ impl Passive {
         channel: &str,
         payment_ref: &str,
         amount: Amount,
+        owner: &Owner,
     ) -> Result<Outcome, SwitchError> {
         let f = self.forwarder_of(inst)?;
-        let lock = self
-            .lock(
-                &inst.code,
-                va,
-                owner_token(channel, &format!("{payment_ref}#reversal")),
-            )
-            .await?;
+        let lock = self.lock(&inst.code, va, owner).await?;
         let result = self
             .reverse_locked(f, va, &inst.code, channel, payment_ref, amount, &lock)
             .await;
@@ -561,6 +574,17 @@ impl Passive {
                     None,
                 ))
             }
+            PassiveState::Reversing => {
+                // A reversal is already on its way (an earlier copy of this request queued
+                // it, or the switch is voiding the payment): answer as that copy was
+                // answered, never forward a second one.
+                metrics::counter!(m::DUPLICATES_TOTAL, "type" => "reversal").increment(1);
+                let data = json!({ "payment": rec.view() });
+                return Ok((
+                    self.outcome(Rc::Success, REVERSAL_QUEUED.into(), data),
+                    false,
+                ));
+            }
             _ => {}
         }
         let reply = self.call(f, "reversal", &Self::reversal_body(&rec)).await;
@@ -594,11 +618,14 @@ impl Passive {
                 let due = now.timestamp_millis()
                     + config::backoff(&self.inner.settings.reversal_backoff_ms, 0).as_millis()
                         as i64;
-                let message = "reversal accepted; the switch delivers it to the institution";
-                self.emit(&rec, "reversal_queued", label, message).await;
+                self.emit(&rec, "reversal_queued", label, REVERSAL_QUEUED)
+                    .await;
                 store.passive_save(&mut rec, Some(due), Some(lock)).await?;
                 let data = json!({ "payment": rec.view() });
-                Ok((self.outcome(Rc::Success, message.into(), data), true))
+                Ok((
+                    self.outcome(Rc::Success, REVERSAL_QUEUED.into(), data),
+                    true,
+                ))
             }
         }
     }

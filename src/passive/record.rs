@@ -26,6 +26,10 @@ pub enum PassiveState {
     Reversed,
 }
 
+/// `PassivePayment::reason` of a payment refused before anything was sent to the
+/// institution (refused connection, breaker open, no call slot): a repeat is forwarded anew.
+pub const NOT_SENT: &str = "not_sent";
+
 impl PassiveState {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -88,6 +92,11 @@ pub struct PassivePayment {
 }
 
 impl PassivePayment {
+    /// Refused before anything was sent to the institution: a repeat is forwarded anew.
+    pub fn never_sent(&self) -> bool {
+        self.state == PassiveState::Refused && self.reason.as_deref() == Some(NOT_SENT)
+    }
+
     /// The record's member in the institution's index and pending set.
     pub fn member(&self) -> String {
         format!("{}:{}", self.channel, self.reference)

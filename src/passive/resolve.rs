@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::record::PassiveState;
 use super::{config, reversal_done, Passive};
 use crate::error::{Rc, SwitchError};
-use crate::hosted::owner_token;
+use crate::lock::Owner;
 use crate::metrics as m;
 use crate::store::{keys, Lock};
 
@@ -41,7 +41,8 @@ impl Passive {
         };
         let lock = Lock {
             key: keys::lock(inst, &rec.va_number),
-            token: owner_token("resolver", member),
+            // Each step is its own attempt: two steps of one payment never share the lock.
+            token: Owner::new().token().to_owned(),
         };
         if !store
             .try_lock(&lock.key, &lock.token, self.inner.lock_ttl)

@@ -12,6 +12,7 @@ use super::publish::{sleep_or_shutdown, Outgoing};
 use super::Ctx;
 use crate::error::{Disposition, SwitchError};
 use crate::hosted::Outcome;
+use crate::lock::Owner;
 use crate::metrics as m;
 use crate::protocol::channel::{self, Address};
 use crate::protocol::{ChannelRequest, ChannelResponse};
@@ -103,8 +104,10 @@ async fn handle_until_final(
     req: &ChannelRequest,
 ) -> Option<Result<Outcome, SwitchError>> {
     let mut backoff = ctx.retry_initial;
+    // One attempt for every retry of this delivery: a retry takes back its own VA lock.
+    let owner = Owner::new();
     loop {
-        let result = ctx.switch.handle(req).await;
+        let result = ctx.switch.handle_as(req, &owner).await;
         match &result {
             Err(e) if e.disposition() == Disposition::Retry => {
                 let cause = if matches!(e, SwitchError::Store(_)) {

@@ -68,6 +68,10 @@ pub enum Commit {
     Missing,
     /// Create: a VA already has a payable bill (its hash).
     Occupied(String),
+    /// Payment or reversal: Redis refused to move the institution's balance (it would leave
+    /// the int64 range Redis keeps, or the key is not an integer); nothing was written.
+    /// Redis's own error text.
+    BalanceRefused(String),
 }
 
 /// A VA lock held by one owner token.
@@ -145,6 +149,7 @@ fn verdict(r: &[String]) -> Commit {
         Some("dup") | Some("already") | Some("hash_taken") => Commit::Already,
         Some("missing") => Commit::Missing,
         Some("occupied") => Commit::Occupied(r.get(1).cloned().unwrap_or_default()),
+        Some("balance_refused") => Commit::BalanceRefused(r.get(1).cloned().unwrap_or_default()),
         _ => Commit::Conflict,
     }
 }

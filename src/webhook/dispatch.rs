@@ -446,19 +446,7 @@ impl Dispatcher {
             return false;
         };
         if let Some(h) = holder.filter(|h| h.id != env.job.id) {
-            // An earlier event of this bill waits in a tier: queue behind it, unattempted.
-            metrics::counter!(m::WEBHOOK_RESULTS_TOTAL, "institution" => inst_code.clone(), "result" => "followed").increment(1);
-            tracing::debug!(id = %env.job.id, behind = %h.id, topic = %h.topic, "webhook follows an earlier event of its bill");
-            // Not before a second from now: a holder that is overdue but not yet back (a
-            // tier paused behind a later head) must not make its followers spin.
-            env.due_ms = h.due_ms.max(now_ms() + 1000);
-            // A tier removed from the configuration since: wait in the first one instead.
-            let topic = if self.tiers.contains(&h.topic) {
-                h.topic
-            } else {
-                self.tiers[0].clone()
-            };
-            return self.publish(&topic, env).await;
+            return self.follow(env, h).await;
         }
         let Some(inst) = self.routing.by_code(&inst_code).cloned() else {
             return self.dead_letter(env, "unknown_institution").await;
@@ -530,14 +518,30 @@ impl Dispatcher {
             due_ms: env.due_ms,
         };
         let (inst, bill) = (env.job.institution_code.clone(), env.job.bill_hash.clone());
-        if self
-            .redis(|| self.gate.hold(&inst, &bill, &holder))
-            .await
-            .is_none()
-        {
-            return false;
+        match self.redis(|| self.gate.hold(&inst, &bill, &holder)).await {
+            None => false,
+            // Another event of the bill took the gate meanwhile: wait behind it.
+            Some(Some(other)) => self.follow(env, other).await,
+            Some(None) => self.publish(&holder.topic, env).await,
         }
-        self.publish(&holder.topic, env).await
+    }
+
+    /// Queues the job, unattempted, behind `h`, an earlier event of its bill that holds the
+    /// bill's gate and waits in a tier.
+    async fn follow(&self, env: &mut Envelope, h: Holder) -> bool {
+        let inst_code = &env.job.institution_code;
+        metrics::counter!(m::WEBHOOK_RESULTS_TOTAL, "institution" => inst_code.clone(), "result" => "followed").increment(1);
+        tracing::debug!(id = %env.job.id, behind = %h.id, topic = %h.topic, "webhook follows an earlier event of its bill");
+        // Not before a second from now: a holder that is overdue but not yet back (a tier
+        // paused behind a later head) must not make its followers spin.
+        env.due_ms = h.due_ms.max(now_ms() + 1000);
+        // A tier removed from the configuration since: wait in the first one instead.
+        let topic = if self.tiers.contains(&h.topic) {
+            h.topic
+        } else {
+            self.tiers[0].clone()
+        };
+        self.publish(&topic, env).await
     }
 
     /// Dead-letters the job with every attempt, then lets the bill's next event go.

@@ -29,6 +29,7 @@ pub struct Holder {
 pub struct Gate {
     conn: ConnectionManager,
     release: Script,
+    hold: Script,
     ttl: Duration,
 }
 
@@ -37,6 +38,19 @@ if redis.call('HGET', KEYS[1], 'id') == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
+";
+
+/// Takes (or moves) the gate for an event unless another event holds it; then answers that
+/// holder. KEYS[1] gate. ARGV: 1 id, 2 topic, 3 due (ms), 4 TTL (ms).
+/// Returns {} when the gate is the caller's, {id, topic, due} of the other holder otherwise.
+const HOLD: &str = r"
+local h = redis.call('HMGET', KEYS[1], 'id', 'topic', 'due')
+if h[1] and h[1] ~= ARGV[1] then
+  return {h[1], h[2] or '', h[3] or '0'}
+end
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'topic', ARGV[2], 'due', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return {}
 ";
 
 impl Gate {
@@ -52,6 +66,7 @@ impl Gate {
         Ok(Gate {
             conn: ConnectionManager::new_lazy_with_config(client, cfg)?,
             release: Script::new(RELEASE),
+            hold: Script::new(HOLD),
             ttl,
         })
     }
@@ -77,31 +92,35 @@ impl Gate {
         })
     }
 
-    /// Takes (or moves) the gate for `h.id`. Only called by an event that found the gate
-    /// free or held by itself, so a plain overwrite is right.
+    /// Takes (or moves) the gate for `h.id`, atomically: only if it is free or already
+    /// held by `h.id`. Returns the other event holding it, which the caller then follows.
     ///
     /// # Errors
     /// Redis unavailable.
-    pub async fn hold(&self, inst: &str, bill: &str, h: &Holder) -> redis::RedisResult<()> {
-        let key = keys::webhook_gate(inst, bill);
+    pub async fn hold(
+        &self,
+        inst: &str,
+        bill: &str,
+        h: &Holder,
+    ) -> redis::RedisResult<Option<Holder>> {
         let mut c = self.conn.clone();
-        redis::pipe()
-            .atomic()
-            .cmd("HSET")
-            .arg(&key)
-            .arg("id")
+        let other: Vec<String> = self
+            .hold
+            .key(keys::webhook_gate(inst, bill))
             .arg(&h.id)
-            .arg("topic")
             .arg(&h.topic)
-            .arg("due")
             .arg(h.due_ms)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&key)
             .arg(self.ttl.as_millis() as u64)
-            .ignore()
-            .query_async::<()>(&mut c)
-            .await
+            .invoke_async(&mut c)
+            .await?;
+        Ok(match other.as_slice() {
+            [id, topic, due] => Some(Holder {
+                id: id.clone(),
+                topic: topic.clone(),
+                due_ms: due.parse().unwrap_or(0),
+            }),
+            _ => None,
+        })
     }
 
     /// Frees the gate if `id` holds it.

@@ -521,3 +521,37 @@ pub fn answers_by_id(msgs: &[Received]) -> HashMap<String, Vec<Value>> {
     }
     out
 }
+
+/// One Payment Channel API call (`POST /api/v2/ch/{kind}`) as [`CHANNEL`], signed; returns
+/// the HTTP status and the JSON answer (or the text as a JSON string).
+pub async fn post_channel(base: &str, kind: &str, body: &Value) -> (u16, Value) {
+    let raw = serde_json::to_vec(body).unwrap();
+    let sig = signature::sign(CHANNEL_KEY.as_bytes(), &raw);
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v2/ch/{kind}"))
+        .header("X-Channel", CHANNEL)
+        .header("Signature", sig)
+        .header("Content-Type", "application/json")
+        .body(raw)
+        .send()
+        .await
+        .expect("HTTP request");
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Waits until the HTTP API answers on `base` (the daemon starts it asynchronously).
+pub async fn http_up(base: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{base}/openapi.json")).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "HTTP API did not come up on {base}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,5 +1,6 @@
 -- Creates a bill unless one of its VAs already has a payable bill.
 -- KEYS: 1 bill, 2 institution bill index (zset), 3.. VA index keys
+-- Times are ms since the epoch (< 2^53), exact as Lua numbers; no money passes here.
 -- ARGV: 1 doc, 2 bill key prefix, 3 now (ms), 4 valid_until (ms) or '', 5 hash, 6 score (ms)
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {'hash_taken'}

@@ -7,7 +7,9 @@
 if redis.call('HGET', KEYS[1], 'rev') ~= ARGV[2] then
   return 'conflict'
 end
-redis.call('HSET', KEYS[1], 'doc', ARGV[1], 'rev', tostring(tonumber(ARGV[2]) + 1))
+-- HINCRBY, not tonumber(..) + 1: revisions stay exact integers, never Lua doubles.
+redis.call('HSET', KEYS[1], 'doc', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'rev', 1)
 if ARGV[4] == '' then
   redis.call('ZREM', KEYS[2], ARGV[3])
 else

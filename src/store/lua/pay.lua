@@ -1,4 +1,5 @@
 -- Commits one payment atomically: bill, payment record, indexes, balance, ledger.
+-- Every number stays a string: amounts and balances are exact over the whole int64 range.
 -- On success it also releases the VA lock if the caller still owns it.
 -- KEYS: 1 bill, 2 payment, 3 bill's payment list, 4 institution payment index (zset),
 --       5 ledger (list), 6 balance, 7 VA lock
@@ -11,13 +12,20 @@ end
 if redis.call('HGET', KEYS[1], 'ver') ~= ARGV[1] then
   return {'conflict'}
 end
+-- Money first, before any other write: INCRBY refuses to pass the int64 range Redis keeps
+-- (nothing is written then). Its reply is a Lua number (a double, exact only to 2^53), so
+-- the balance is read back as the string Redis keeps and never goes through Lua arithmetic.
+local moved = redis.pcall('INCRBY', KEYS[6], ARGV[8])
+if type(moved) == 'table' and moved.err then
+  return {'balance_refused', moved.err}
+end
+local bal = redis.call('GET', KEYS[6])
 redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'ver', 1)
 redis.call('HSET', KEYS[2], 'doc', ARGV[4], 'bill', ARGV[5], 'ts', ARGV[6])
 redis.call('RPUSH', KEYS[3], KEYS[2])
 redis.call('ZADD', KEYS[4], ARGV[9], KEYS[2])
-local bal = redis.call('INCRBY', KEYS[6], ARGV[8])
-redis.call('RPUSH', KEYS[5], string.sub(ARGV[7], 1, -2) .. ',"balance_after":' .. string.format('%d', bal) .. '}')
+redis.call('RPUSH', KEYS[5], string.sub(ARGV[7], 1, -2) .. ',"balance_after":' .. bal .. '}')
 if redis.call('GET', KEYS[7]) == ARGV[10] then
   redis.call('DEL', KEYS[7])
 end

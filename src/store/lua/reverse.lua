@@ -12,9 +12,15 @@ end
 if redis.call('HGET', KEYS[1], 'ver') ~= ARGV[1] then
   return {'conflict'}
 end
+-- Money first (see pay.lua): DECRBY within int64 or nothing is written; the balance is read
+-- back as Redis's exact string, never through a Lua number.
+local moved = redis.pcall('DECRBY', KEYS[4], ARGV[8])
+if type(moved) == 'table' and moved.err then
+  return {'balance_refused', moved.err}
+end
+local bal = redis.call('GET', KEYS[4])
 redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'ver', 1)
 redis.call('HSET', KEYS[2], 'rev_doc', ARGV[4], 'rev_bill', ARGV[5], 'rev_ts', ARGV[6])
-local bal = redis.call('DECRBY', KEYS[4], ARGV[8])
-redis.call('RPUSH', KEYS[3], string.sub(ARGV[7], 1, -2) .. ',"balance_after":' .. string.format('%d', bal) .. '}')
+redis.call('RPUSH', KEYS[3], string.sub(ARGV[7], 1, -2) .. ',"balance_after":' .. bal .. '}')
 return {'ok'}
