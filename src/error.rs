@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{AmountError, BillError, VaError};
 use crate::store::StoreError;
 
-/// IPG response codes (../shared/ipg-reference.md §4).
+/// IPG response codes, as IPG's Payment Channel and Passive Client API pages list them
+/// (docs/protocol.md, "Response codes").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Rc {
@@ -63,7 +64,9 @@ impl Rc {
 /// switch knows nothing and must retry rather than guess.
 #[derive(Debug, thiserror::Error)]
 pub enum SwitchError {
-    #[error("bad signature: {0}")]
+    /// The channel (or institution) could not be authenticated: unknown, no signature, or a
+    /// signature that does not match. Never retried: the sender must fix its request.
+    #[error("authentication failed: {0}")]
     Authentication(String),
     #[error("invalid field {field}: {reason}")]
     InvalidField { field: String, reason: String },
@@ -108,6 +111,14 @@ pub enum Disposition {
 }
 
 impl SwitchError {
+    /// A channel code no `[[channels]]` entry has (shown quoted, at most 64 characters).
+    pub fn unknown_channel(code: &str) -> Self {
+        let shown: String = code.chars().take(64).collect();
+        SwitchError::Authentication(format!(
+            "unknown channel {shown:?}: no such channel is configured in this switch"
+        ))
+    }
+
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         SwitchError::InvalidField {
             field: field.into(),
@@ -168,10 +179,23 @@ impl SwitchError {
         }
     }
 
-    /// The `message` of the answer: short, safe to show, never a secret.
+    /// The `message` of the answer: short, safe to show, never a secret; it says what is
+    /// wrong and whether sending the same request again can help.
     pub fn message(&self) -> String {
         match self {
-            SwitchError::Store(_) | SwitchError::Internal(_) => "internal error".into(),
+            SwitchError::Store(StoreError::Unavailable(_)) => {
+                "the switch's store (Redis) is unavailable; nothing was done: send the same \
+                 request again"
+                    .into()
+            }
+            SwitchError::Busy(why) => {
+                format!("busy: {why}; nothing was done: send the same request again")
+            }
+            SwitchError::Store(StoreError::Corrupt { .. }) | SwitchError::Internal(_) => {
+                "internal error (logged for the switch's operator); check the status before \
+                 sending it again"
+                    .into()
+            }
             other => other.to_string(),
         }
     }

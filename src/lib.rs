@@ -201,6 +201,11 @@ pub async fn run(
     });
     // Present from the start, so a dashboard can tell "up" from "never reported".
     ::metrics::gauge!(metrics::REDIS_UP).set(1.0);
+    spawn_durability_check(
+        ctx.switch.hosted.store.clone(),
+        settings.redis.url.clone(),
+        token.clone(),
+    );
     ctx.switch.passive.set_audit(passive::Audit {
         publisher: ctx.publisher.clone(),
         topic: settings.topics.passive_events.clone(),
@@ -265,6 +270,41 @@ pub async fn run(
     drop(embedded);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// At start and every minute: whether Redis's persistence can lose writes the switch has
+/// acknowledged (`ipg_redis_durability_risk`), with a warning when that changes. Until the
+/// journal makes every record rebuildable, a payment answered SUCCESS lives only in Redis.
+fn spawn_durability_check(store: Store, url: String, stop: CancellationToken) {
+    let url = store::redacted(&url);
+    tokio::spawn(async move {
+        let mut last: Option<store::Durability> = None;
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let Ok(d) = store.durability().await else {
+                continue; // Redis away: ipg_redis_up says so; judge once it is back.
+            };
+            ::metrics::gauge!(metrics::REDIS_DURABILITY_RISK).set(d.gauge());
+            if last.as_ref() != Some(&d) {
+                match &d {
+                    store::Durability::Safe => {
+                        tracing::info!(redis = %url, "Redis persistence: appendonly yes, appendfsync always")
+                    }
+                    store::Durability::AtRisk(why) => {
+                        tracing::warn!(redis = %url, "Redis persistence can lose payments the switch acknowledged: {why}")
+                    }
+                    store::Durability::Unknown(why) => {
+                        tracing::warn!(redis = %url, error = %why, "Redis persistence unknown (CONFIG refused): make sure it runs appendonly yes and appendfsync always")
+                    }
+                }
+            }
+            last = Some(d);
+        }
+    });
 }
 
 /// Every few seconds: the request topic's lag per assigned partition (high watermark minus

@@ -20,6 +20,7 @@ pub const PAID_RUPIAH_TOTAL: &str = "ipg_paid_rupiah_total";
 pub const INFLIGHT_MESSAGES: &str = "ipg_inflight_messages";
 pub const ASSIGNED_PARTITIONS: &str = "ipg_assigned_partitions";
 pub const REDIS_UP: &str = "ipg_redis_up";
+pub const REDIS_DURABILITY_RISK: &str = "ipg_redis_durability_risk";
 pub const RATE_LIMITED_TOTAL: &str = "ipg_rate_limited_total";
 pub const CONSUMER_LAG: &str = "ipg_consumer_lag_messages";
 pub const PRODUCER_QUEUE: &str = "ipg_producer_queue_messages";
@@ -38,11 +39,26 @@ pub const PASSIVE_BREAKER_OPEN: &str = "ipg_passive_breaker_open";
 pub const PASSIVE_IN_DOUBT: &str = "ipg_passive_in_doubt_payments";
 pub const PASSIVE_RESOLUTIONS_TOTAL: &str = "ipg_passive_resolutions_total";
 
+/// Counts one channel request answered (`ipg_messages_total`) through `door` (`kafka` or
+/// `http`). Labels are bounded: `channel` is a configured code or `unknown`, `institution`
+/// a configured code or `none`.
+pub fn count_answer(
+    door: &'static str,
+    kind: &str,
+    channel: &str,
+    institution: &str,
+    rc: crate::error::Rc,
+) {
+    metrics::counter!(MESSAGES_TOTAL, "door" => door, "type" => kind.to_owned(), "channel" => channel.to_owned(),
+        "institution" => institution.to_owned(), "rc" => rc.as_str())
+    .increment(1);
+}
+
 /// `(name, meaning)` of every metric, for the README and for tests.
 pub const ALL: &[(&str, &str)] = &[
     (
         MESSAGES_TOTAL,
-        "Channel requests answered, by type, channel, institution and rc.",
+        "Channel requests answered, by door (kafka, http), type, channel, institution and rc.",
     ),
     (
         MESSAGE_SECONDS,
@@ -85,6 +101,10 @@ pub const ALL: &[(&str, &str)] = &[
     (
         REDIS_UP,
         "1 when the last Redis call succeeded, 0 while Redis is unreachable.",
+    ),
+    (
+        REDIS_DURABILITY_RISK,
+        "1 when Redis's persistence can lose acknowledged writes on a crash (not appendonly yes + appendfsync always), 0 when it cannot, -1 when unknown (CONFIG forbidden, e.g. managed Redis).",
     ),
     (RATE_LIMITED_TOTAL, "Requests refused over a rate limit, by scope (channel, institution) and code."),
     (CONSUMER_LAG, "Request-topic messages not yet committed, by partition: high watermark minus committed offset."),

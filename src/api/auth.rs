@@ -111,15 +111,25 @@ async fn issue(st: &ApiState, bytes: &[u8]) -> Result<Value, SwitchError> {
     }))
 }
 
+/// The token of an `Authorization: Bearer <token>` value. The scheme is matched without
+/// regard to case and may be followed by any run of spaces or tabs (RFC 9110 s11.1,
+/// s11.4; RFC 6750 s2.1); `None` for another scheme or an empty token.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let value = value.trim();
+    let split = value.find([' ', '\t'])?;
+    let (scheme, token) = value.split_at(split);
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains([' ', '\t']))
+        .then_some(token)
+}
+
 /// The institution a Bearer token stands for.
 async fn caller_of(
     st: &ApiState,
     authorization: Option<&str>,
 ) -> Result<Arc<Institution>, SwitchError> {
     let token = authorization
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+        .and_then(bearer_token)
         .ok_or_else(|| auth_error("Authorization: Bearer <token> is required"))?;
     let record = st
         .switch
@@ -190,5 +200,29 @@ mod tests {
         assert!(!same_secret("abc", "abd"));
         assert_eq!(fingerprint("k"), fingerprint("k"));
         assert_ne!(fingerprint("k"), fingerprint("k2"));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_whitespace_tolerant() {
+        for v in [
+            "Bearer abc",
+            "bearer abc",
+            "BEARER abc",
+            "BeArEr   abc",
+            "Bearer\tabc",
+            "  Bearer abc  ",
+        ] {
+            assert_eq!(bearer_token(v), Some("abc"), "{v:?}");
+        }
+        for v in [
+            "Basic abc",
+            "Bearer",
+            "Bearer ",
+            "Bearerabc",
+            "Bearer a b",
+            "",
+        ] {
+            assert_eq!(bearer_token(v), None, "{v:?}");
+        }
     }
 }

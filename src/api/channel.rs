@@ -12,6 +12,7 @@ use axum::response::Response;
 use super::error::{envelope, refuse, Door};
 use super::{read_body, ApiState};
 use crate::error::SwitchError;
+use crate::metrics as m;
 use crate::protocol::{channel_http, RequestType};
 
 const X_REQUEST_ID: &str = "x-request-id";
@@ -42,6 +43,7 @@ async fn serve(State(st): State<ApiState>, kind: RequestType, req: Request) -> R
     let mut resp = match read_body(body, &parts.headers, st.settings.max_body_bytes, &clock).await {
         Err(r) => r,
         Ok(bytes) => {
+            let mut institution = None;
             let answered = async {
                 let channel = header("x-channel").ok_or_else(|| {
                     SwitchError::Authentication("X-Channel header is required".into())
@@ -67,9 +69,25 @@ async fn serve(State(st): State<ApiState>, kind: RequestType, req: Request) -> R
                     }
                     other => other,
                 })?;
+                institution = st.switch.institution_of(&req).map(str::to_owned);
                 st.serve(&req).await
             }
             .await;
+            // Counted like the Kafka door's answers (ipg_messages_total, door="http").
+            let channel = header("x-channel")
+                .filter(|c| st.switch.routing.channel_key(c).is_some())
+                .unwrap_or("unknown");
+            let rc = match &answered {
+                Ok(o) => o.rc,
+                Err(e) => e.rc(),
+            };
+            m::count_answer(
+                "http",
+                kind.as_str(),
+                channel,
+                institution.as_deref().unwrap_or("none"),
+                rc,
+            );
             match answered {
                 Ok(o) => envelope(axum::http::StatusCode::OK, &o),
                 Err(e) => {

@@ -70,12 +70,7 @@ pub fn refuse_with(status: StatusCode, e: &SwitchError, clock: &Clock) -> Respon
     if status.is_server_error() {
         tracing::warn!(error = %e, status = status.as_u16(), "HTTP request not served");
     }
-    let mut o = Outcome::from_error(e, clock);
-    if let SwitchError::Authentication(why) = e {
-        // The error's own text says "bad signature", which over HTTP may be a token problem.
-        o.message = format!("authentication failed: {why}");
-    }
-    envelope(status, &o)
+    envelope(status, &Outcome::from_error(e, clock))
 }
 
 #[cfg(test)]

@@ -234,8 +234,7 @@ fn record(ctx: &Ctx, received: Instant, a: &Answer) {
         .unwrap_or("unknown")
         .to_owned();
     if a.address.is_some() {
-        metrics::counter!(m::MESSAGES_TOTAL, "type" => kind.clone(), "channel" => channel, "institution" => a.institution.clone(), "rc" => a.outcome.rc.as_str())
-            .increment(1);
+        m::count_answer("kafka", &kind, &channel, &a.institution, a.outcome.rc);
     }
     if let Some((code, _)) = &a.dead_letter {
         metrics::counter!(m::DEAD_LETTERS_TOTAL, "reason" => *code).increment(1);

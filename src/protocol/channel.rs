@@ -253,11 +253,8 @@ pub fn decode(
 
     // Authenticate before reading anything else: the key depends only on `channel`.
     let Some(key) = routing.channel_key(&addr.channel) else {
-        return Err(reject(
-            Some(addr),
-            SwitchError::Authentication("unknown channel".into()),
-            "unknown_channel",
-        ));
+        let error = SwitchError::unknown_channel(&addr.channel);
+        return Err(reject(Some(addr), error, "unknown_channel"));
     };
     let Some(sig) = signature else {
         return Err(reject(

@@ -26,7 +26,7 @@ pub fn request(
 ) -> Result<ChannelRequest, SwitchError> {
     let key = routing
         .channel_key(channel_code)
-        .ok_or_else(|| SwitchError::Authentication("unknown channel".into()))?;
+        .ok_or_else(|| SwitchError::unknown_channel(channel_code))?;
     if !signature::verify(key, body, sig) {
         return Err(SwitchError::Authentication(
             "signature does not match".into(),

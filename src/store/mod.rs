@@ -154,7 +154,83 @@ fn verdict(r: &[String]) -> Commit {
     }
 }
 
+/// `url` without its password (`redis://user:****@host:port/db`), for logs and messages.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:****@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// What Redis's persistence settings promise about writes the switch has acknowledged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// `appendonly yes` and `appendfsync always`: every write is on disk before Redis
+    /// replies, so a crash loses nothing the switch answered.
+    Safe,
+    /// A crash can lose acknowledged writes; why (the settings found).
+    AtRisk(String),
+    /// The settings cannot be read (`CONFIG` forbidden, as on many managed Redis services).
+    Unknown(String),
+}
+
+impl Durability {
+    /// The value of `ipg_redis_durability_risk`: 1 at risk, 0 safe, -1 unknown.
+    pub fn gauge(&self) -> f64 {
+        match self {
+            Durability::Safe => 0.0,
+            Durability::AtRisk(_) => 1.0,
+            Durability::Unknown(_) => -1.0,
+        }
+    }
+
+    /// Judges `CONFIG GET appendonly` and `appendfsync` answers.
+    pub fn of(appendonly: &str, appendfsync: &str) -> Durability {
+        match (appendonly, appendfsync) {
+            ("yes", "always") => Durability::Safe,
+            ("yes", other) => Durability::AtRisk(format!(
+                "appendfsync is {other:?}: a crash loses up to a second of acknowledged payments; \
+                 set appendfsync always"
+            )),
+            _ => Durability::AtRisk(
+                "appendonly is off: a crash loses every payment since the last snapshot; \
+                 set appendonly yes and appendfsync always"
+                    .into(),
+            ),
+        }
+    }
+}
+
 impl Store {
+    /// Reads Redis's persistence settings (`CONFIG GET appendonly appendfsync`).
+    ///
+    /// # Errors
+    /// Redis unreachable. A refused `CONFIG` is not an error: `Durability::Unknown`.
+    pub async fn durability(&self) -> Result<Durability, StoreError> {
+        let got: redis::RedisResult<std::collections::HashMap<String, String>> =
+            redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("append*")
+                .query_async(&mut self.conn())
+                .await;
+        match got {
+            Ok(m) => Ok(Durability::of(
+                m.get("appendonly").map_or("", String::as_str),
+                m.get("appendfsync").map_or("", String::as_str),
+            )),
+            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+                Err(e.into())
+            }
+            Err(e) => Ok(Durability::Unknown(e.to_string())),
+        }
+    }
+
     /// Creates the store. The connection is made lazily and re-made after failures, so the
     /// daemon starts (not ready) while Redis is down.
     ///
