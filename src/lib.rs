@@ -8,7 +8,11 @@
 //!
 //! - [`domain`]: VA numbers, amounts, bills and payment rules; pure.
 //! - [`protocol`]: channel envelopes and webhook jobs on the wire.
-//! - [`switch`]: one rule set for every door (Kafka now, HTTP next).
+//! - [`switch`]: one rule set for every door (the Kafka pipeline and the HTTP API).
+//! - [`lock`]: VA lock owners (one per attempt) and the wait for a held lock.
+//! - [`passive`]: forwarding to passive institutions and resolving payments in doubt.
+//! - [`webhook`]: webhook delivery to institutions, retry tiers, per-bill ordering gate.
+//! - [`routing`]: prefixes to institutions, channel keys, rate limits.
 //! - [`hosted`]: hosted bills: inquiry, payment, reversal, check status, create, revoke.
 //! - [`store`]: Redis records and Lua scripts.
 //! - [`pipeline`]: the Kafka loop, per-VA lanes, in-order offsets.

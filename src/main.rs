@@ -227,6 +227,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if matches!(cli.command, Command::CheckConfig | Command::Run) {
+        if let Err(e) = settings.check_serving() {
+            eprintln!("ipg-switch: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    if !matches!(cli.command, Command::CheckConfig | Command::Run) {
+        // A person at the CLI sees which systems a command talks to.
+        eprintln!("{}", talks_to(&settings, &cli.command));
+    }
+    let redis_url = settings.redis.url.clone();
     let result = match cli.command {
         Command::CheckConfig => {
             println!(
@@ -261,8 +272,54 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ipg-switch: {e:#}");
+            eprintln!("ipg-switch: {}", explain(&e, &redis_url));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The systems `cmd` uses, for a line on stderr: the Redis URL (password hidden) and, for
+/// commands that use Kafka, the brokers.
+fn talks_to(s: &Settings, cmd: &Command) -> String {
+    let redis = ipg_switch::store::redacted(&s.redis.url);
+    match cmd {
+        Command::Webhook { .. } => format!(
+            "ipg-switch: redis {redis}, kafka {} (set IPG__REDIS__URL / IPG__KAFKA__BOOTSTRAP_SERVERS or --config to change)",
+            s.kafka.bootstrap_servers
+        ),
+        _ => format!("ipg-switch: redis {redis} (set IPG__REDIS__URL or --config to change)"),
+    }
+}
+
+/// An error and its causes, each said once (a Redis error repeats its I/O cause in its own
+/// text), and, when Redis could not be reached, which Redis.
+fn explain(e: &anyhow::Error, redis_url: &str) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    let unreachable = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<ipg_switch::store::StoreError>(),
+            Some(ipg_switch::store::StoreError::Unavailable(_))
+        ) || matches!(
+            c.downcast_ref::<ipg_switch::error::SwitchError>(),
+            Some(ipg_switch::error::SwitchError::Store(
+                ipg_switch::store::StoreError::Unavailable(_)
+            ))
+        )
+    });
+    if unreachable {
+        out = format!(
+            "cannot reach Redis at {}: {out}",
+            ipg_switch::store::redacted(redis_url)
+        );
+    }
+    out
 }

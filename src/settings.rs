@@ -85,8 +85,9 @@ pub struct TopicSettings {
 }
 
 impl Settings {
-    /// Every topic the switch creates (`ensure_topics`, the embedded broker): the four
-    /// above plus the webhook retry tiers and the webhook dead-letter topic.
+    /// Every topic the switch creates (`ensure_topics`, the embedded broker): every
+    /// `topics.*` setting (request, response, webhook, dead_letter, webhook_dead_letter,
+    /// passive_events) plus one webhook retry tier per `webhook.backoff_ms` entry.
     pub fn all_topics(&self) -> Vec<String> {
         let mut all: Vec<String> = self.topics.all().iter().map(|t| (*t).to_owned()).collect();
         all.extend(crate::webhook::retry_topics(self));
@@ -281,7 +282,15 @@ impl Settings {
         if let Ok(env) = std::env::var("IPG_ENV") {
             b = b.add_source(File::with_name(&format!("config/{env}.toml")).required(true));
         }
+        if let Ok(env) = std::env::var("IPG_ENV") {
+            if let Ok(text) = std::fs::read_to_string(format!("config/{env}.toml")) {
+                check_types(&text)?;
+            }
+        }
         if let Some(p) = path {
+            if let Ok(text) = std::fs::read_to_string(p) {
+                check_types(&text)?;
+            }
             b = b.add_source(File::from(p).format(FileFormat::Toml).required(true));
         }
         b = b.add_source(
@@ -300,6 +309,7 @@ impl Settings {
     pub fn from_toml(overlays: &[&str]) -> Result<Settings, SettingsError> {
         let mut b = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
         for o in overlays {
+            check_types(o)?;
             b = b.add_source(File::from_str(o, FileFormat::Toml));
         }
         Self::finish(b.build())
@@ -312,6 +322,27 @@ impl Settings {
             .map_err(|e| SettingsError(e.to_string()))?;
         s.validate()?;
         Ok(s)
+    }
+
+    /// What a switch that serves requests needs beyond valid values: at least one channel
+    /// to take requests from and one institution to route them to (`run`, `check-config`).
+    ///
+    /// # Errors
+    /// The missing list, named.
+    pub fn check_serving(&self) -> Result<(), SettingsError> {
+        if self.channels.is_empty() {
+            return Err(bad(
+                "channels",
+                "no [[channels]] configured: no bank could send a request",
+            ));
+        }
+        if self.institutions.is_empty() {
+            return Err(bad(
+                "institutions",
+                "no [[institutions]] configured: no VA could be routed",
+            ));
+        }
+        Ok(())
     }
 
     /// Checks every value a bad deployment could get wrong.
@@ -338,7 +369,7 @@ impl Settings {
         if k.session_timeout_ms < 1000 {
             return Err(bad("kafka.session_timeout_ms", "must be at least 1000"));
         }
-        let mut topics = HashSet::new();
+        let mut topics: std::collections::HashMap<&String, &str> = std::collections::HashMap::new();
         for (name, t) in [
             ("topics.request", &self.topics.request),
             ("topics.response", &self.topics.response),
@@ -361,12 +392,23 @@ impl Settings {
             {
                 return Err(bad(name, format!("{t:?} is not a valid topic name")));
             }
-            if !topics.insert(t) {
-                return Err(bad(name, format!("{t:?} is used by another topic setting")));
+            if let Some(first) = topics.insert(t, name) {
+                return Err(bad(
+                    name,
+                    format!("{t:?} is also {first}: every topic setting needs its own topic"),
+                ));
             }
         }
         if self.redis.url.is_empty() {
             return Err(bad("redis.url", "is empty"));
+        }
+        if self.redis.url.starts_with("rediss://") {
+            // Refused here rather than at the first connection, where it would fail.
+            return Err(bad(
+                "redis.url",
+                "rediss:// (TLS) is not built into this switch yet; use redis:// on a \
+                 trusted network or a TLS-terminating proxy (e.g. stunnel) next to it",
+            ));
         }
         if self.redis.command_timeout_ms == 0 {
             return Err(bad("redis.command_timeout_ms", "must be positive"));
@@ -516,6 +558,74 @@ impl Settings {
     pub fn institution_key(inst: &InstitutionSettings) -> String {
         resolve_key("", &inst.api_key, &inst.api_key_env).unwrap_or_default()
     }
+}
+
+/// The TOML type of `v`, as an operator reads it.
+fn toml_type(v: &toml::Value) -> &'static str {
+    match v {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "a whole number",
+        toml::Value::Float(_) => "a number",
+        toml::Value::Boolean(_) => "true or false",
+        toml::Value::Datetime(_) => "a date",
+        toml::Value::Array(_) => "a list",
+        toml::Value::Table(_) => "a table",
+    }
+}
+
+/// Refuses a configuration file whose values have another TOML type than the built-in
+/// defaults give the same key: the `config` crate would coerce them (`sandbox = "yes"`
+/// into `true`, `lanes = 1.5` into 1). A whole number is accepted where a number is
+/// expected. Environment variables are text by nature and stay coerced. Keys the defaults
+/// do not have are left to the typed deserialization (unknown keys are refused there).
+///
+/// # Errors
+/// The first key of another type, named.
+fn check_types(text: &str) -> Result<(), SettingsError> {
+    let Ok(file) = text.parse::<toml::Table>() else {
+        return Ok(()); // A syntax error: the config crate reports it with its position.
+    };
+    let defaults: toml::Table = DEFAULT_TOML
+        .parse()
+        .expect("the built-in config/default.toml is valid TOML");
+    check_table(&defaults, &file, "")
+}
+
+fn check_table(
+    defaults: &toml::Table,
+    file: &toml::Table,
+    prefix: &str,
+) -> Result<(), SettingsError> {
+    use toml::Value as V;
+    for (k, v) in file {
+        let Some(d) = defaults.get(k) else { continue };
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        let same = match (d, v) {
+            (V::Table(dt), V::Table(ft)) => {
+                check_table(dt, ft, &key)?;
+                true
+            }
+            (V::Array(da), V::Array(fa)) => match da.first() {
+                Some(first) => fa
+                    .iter()
+                    .all(|x| std::mem::discriminant(x) == std::mem::discriminant(first)),
+                None => true,
+            },
+            (V::Float(_), V::Integer(_)) => true,
+            (d, v) => std::mem::discriminant(d) == std::mem::discriminant(v),
+        };
+        if !same {
+            return Err(bad(
+                &key,
+                format!("must be {}, not {}", toml_type(d), toml_type(v)),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -29,7 +29,8 @@ fn config_file(dir: &tempfile::TempDir, redis_url: &str) -> std::path::PathBuf {
     let path = dir.path().join("switch.toml");
     let toml = format!(
         "[redis]\nurl = \"{redis_url}\"\n\n[[institutions]]\ncode = \"{INST}\"\nname = \"Sekolah\"\n\
-         prefixes = [\"{PREFIX}\"]\nmode = \"hosted\"\napi_key_env = \"TEST_INST_KEY\"\n"
+         prefixes = [\"{PREFIX}\"]\nmode = \"hosted\"\napi_key_env = \"TEST_INST_KEY\"\n\n\
+         [[channels]]\ncode = \"{CHANNEL}\"\napi_key = \"c\"\n"
     );
     std::fs::write(&path, toml).unwrap();
     path
@@ -101,4 +102,32 @@ fn configuration_errors_name_the_key() {
     }
     let out = ipg(&cfg, KEY, &["check-config"]);
     assert!(out.status.success(), "{}", stderr(&out));
+
+    // A switch with nothing to serve says so (exit 2), naming what is missing.
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "[redis]\nurl = \"redis://127.0.0.1:1/0\"\n").unwrap();
+    let out = ipg(&empty, KEY, &["check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("channels"), "{}", stderr(&out));
+
+    // A CLI command names the Redis it talks to, and says when it cannot reach it.
+    let bill = dir.path().join("bill.json");
+    std::fs::write(&bill, bill_body("7000000009", "close", 1_000).to_string()).unwrap();
+    let out = ipg(
+        &cfg,
+        KEY,
+        &["bill", "create", "--file", bill.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("redis redis://127.0.0.1:1/0"), "{err}");
+    assert!(
+        err.contains("cannot reach Redis at redis://127.0.0.1:1/0"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("Connection refused").count(),
+        1,
+        "each cause once: {err}"
+    );
 }

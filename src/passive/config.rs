@@ -101,7 +101,7 @@ impl PassiveSettings {
 /// # Errors
 /// `key` named when `timeout_ms` is 0 or too close to the lock's lifetime.
 pub fn check_timeout(key: &str, timeout_ms: u64, lock_ttl_ms: u64) -> Result<(), SettingsError> {
-    if timeout_ms == 0 || timeout_ms + 1000 > lock_ttl_ms {
+    if timeout_ms == 0 || timeout_ms.saturating_add(1000) > lock_ttl_ms {
         return Err(SettingsError(format!(
             "{key}: must be between 1 and switch.lock_ttl_ms - 1000 ({}), so the VA stays \
              locked for the whole call",

@@ -105,9 +105,11 @@ pub async fn run(
         tokio::task::spawn_blocking(move || c.commit_consumer_state(CommitMode::Sync)).await;
     match commit {
         Ok(Ok(())) => tracing::info!("final offset commit done"),
-        Ok(Err(e)) => {
-            tracing::info!(error = %e, "final offset commit: nothing to commit or failed")
-        }
+        // Nothing consumed since the last commit: not worth a line at info.
+        Ok(Err(rdkafka::error::KafkaError::ConsumerCommit(
+            rdkafka::types::RDKafkaErrorCode::NoOffset,
+        ))) => tracing::debug!("final offset commit: nothing new to commit"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "final offset commit failed"),
         Err(e) => tracing::warn!(error = %e, "final offset commit task failed"),
     }
 }

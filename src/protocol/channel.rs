@@ -150,7 +150,8 @@ impl<'a> Fields<'a> {
     fn opt(&self, f: &str) -> Result<Option<String>, SwitchError> {
         match self.obj.get(f) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.len() <= 128 => Ok(Some(s.clone())),
+            // Characters, as decision 12 says, not UTF-8 bytes.
+            Some(Value::String(s)) if s.chars().count() <= 128 => Ok(Some(s.clone())),
             Some(Value::String(_)) => Err(SwitchError::invalid(
                 self.name(f),
                 "is longer than 128 characters",

@@ -81,7 +81,10 @@ impl WebhookSettings {
         if self.max_in_flight == 0 || self.max_in_flight > 1_000_000 {
             return Err(bad("max_in_flight", "must be between 1 and 1000000"));
         }
-        let longest: u64 = self.backoff_ms.iter().sum();
+        let longest: u64 = self
+            .backoff_ms
+            .iter()
+            .fold(0u64, |a, b| a.saturating_add(*b));
         if self.gate_ttl_ms <= longest {
             return Err(bad(
                 "gate_ttl_ms",
