@@ -85,6 +85,23 @@ async fn bearer_case_messages_and_http_metrics() {
         "{scraped}"
     );
 
+    // The test's redis-server keeps nothing on disk: the switch says acknowledged writes
+    // can be lost (ipg_redis_durability_risk 1), read from CONFIG GET at start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let scraped = get_text(&format!("http://127.0.0.1:{metrics_port}/metrics")).await;
+        if let Some(l) = scraped
+            .lines()
+            .find(|l| l.starts_with("ipg_redis_durability_risk"))
+        {
+            // tests/common starts redis-server with --appendonly no.
+            assert!(l.ends_with(" 1"), "{l}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no durability gauge");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
     // Redis down: 503, and the message says what and that the same request may be sent again.
     stack.redis.stop();
     let (status, v) = post_channel(

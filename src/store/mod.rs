@@ -700,3 +700,36 @@ impl Store {
         raw.iter().map(|s| parse(&key, s)).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durability_of_persistence_settings() {
+        assert_eq!(Durability::of("yes", "always"), Durability::Safe);
+        assert_eq!(Durability::of("yes", "always").gauge(), 0.0);
+        for (aof, fsync) in [
+            ("yes", "everysec"),
+            ("yes", "no"),
+            ("no", "always"),
+            ("", ""),
+        ] {
+            let d = Durability::of(aof, fsync);
+            assert!(matches!(d, Durability::AtRisk(_)), "{aof} {fsync}");
+            assert_eq!(d.gauge(), 1.0);
+        }
+        assert_eq!(Durability::Unknown("NOPERM".into()).gauge(), -1.0);
+    }
+
+    #[test]
+    fn redacted_urls_hide_passwords_only() {
+        assert_eq!(
+            redacted("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(redacted("redis://:pw@h:1/0"), "redis://:****@h:1/0");
+        assert_eq!(redacted("redis://user:p@ss@h:1"), "redis://user:****@h:1");
+        assert_eq!(redacted("not a url"), "not a url");
+    }
+}
