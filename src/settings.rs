@@ -585,11 +585,40 @@ fn check_types(text: &str) -> Result<(), SettingsError> {
     let Ok(file) = text.parse::<toml::Table>() else {
         return Ok(()); // A syntax error: the config crate reports it with its position.
     };
-    let defaults: toml::Table = DEFAULT_TOML
+    let mut defaults: toml::Table = DEFAULT_TOML
         .parse()
         .expect("the built-in config/default.toml is valid TOML");
+    // The defaults list no channel or institution: their fields' types come from here.
+    let lists: toml::Table = LIST_TYPES.parse().expect("LIST_TYPES is valid TOML");
+    defaults.extend(lists);
     check_table(&defaults, &file, "")
 }
+
+/// One `[[channels]]` and one `[[institutions]]` entry with every field, each of its type
+/// (the values mean nothing), for [`check_types`].
+const LIST_TYPES: &str = r#"
+[[channels]]
+code = ""
+api_key = ""
+api_key_env = ""
+rate_per_second = 0.0
+burst = 0
+
+[[institutions]]
+code = ""
+name = ""
+prefixes = [""]
+mode = ""
+api_key = ""
+api_key_env = ""
+webhook_url = ""
+base_url = ""
+rate_per_second = 0.0
+burst = 0
+timeout_ms = 0
+max_concurrency = 0
+response_signature = ""
+"#;
 
 fn check_table(
     defaults: &toml::Table,
@@ -610,6 +639,21 @@ fn check_table(
                 true
             }
             (V::Array(da), V::Array(fa)) => match da.first() {
+                Some(V::Table(entry)) => {
+                    for (i, x) in fa.iter().enumerate() {
+                        let at = format!("{key}[{i}]");
+                        match x {
+                            V::Table(t) => check_table(entry, t, &at)?,
+                            other => {
+                                return Err(bad(
+                                    at,
+                                    format!("must be a table, not {}", toml_type(other)),
+                                ))
+                            }
+                        }
+                    }
+                    true
+                }
                 Some(first) => fa
                     .iter()
                     .all(|x| std::mem::discriminant(x) == std::mem::discriminant(first)),

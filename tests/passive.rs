@@ -607,7 +607,6 @@ async fn breaker_opens_on_a_dead_institution_and_closes_when_it_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn payment_interrupted_mid_call_is_in_doubt_not_forwarded_again() {
-    use ipg_switch::passive::record::{PassivePayment, PassiveState};
     let inst = Institution::start(KEY).await;
     inst.add_bill(NUMBER, 40_000);
     let stack = stack_for(&inst, 60_000).await;
@@ -615,15 +614,39 @@ async fn payment_interrupted_mid_call_is_in_doubt_not_forwarded_again() {
         &stack.broker.bootstrap,
         &stack.settings.topics.passive_events,
     );
-    // What a daemon that died during the call leaves behind: the reference bound, the
-    // record "forwarding", and a lock that expires on its own.
+    leave_crashed_payment(&stack, "ref-crash", 40_000).await;
+
+    let daemon = stack.daemon();
+    stack
+        .send(
+            "payment",
+            "redelivered",
+            payment(&pva(NUMBER), "ref-crash", "40000"),
+        )
+        .await;
+    let a = stack.answer("redelivered").await;
+    assert_eq!(a["rc"], "BILLER_SUSPECT_TRANSACTION", "{a}");
+    // The institution never saw it: check-status denies, the reversal closes the books.
+    let steps = steps_until(&events, "ref-crash", "reversed").await;
+    assert_eq!(steps, ["in_doubt", "denied", "reversed"]);
+    assert!(
+        inst.hits("payment").is_empty(),
+        "never forwarded a second time"
+    );
+    daemon.stop().await;
+}
+
+/// What a daemon that died during a payment's call leaves behind: the reference bound, the
+/// record "forwarding", and a VA lock that expires on its own (300 ms).
+async fn leave_crashed_payment(stack: &Stack, reference: &str, amount: u64) {
+    use ipg_switch::passive::record::{PassivePayment, PassiveState};
     let switch = stack.switch();
     let store = switch.passive.store();
-    let amount = ipg_switch::domain::Amount::new(40_000).unwrap();
+    let amount = ipg_switch::domain::Amount::new(amount).unwrap();
     store
         .bind_reference(
             CHANNEL,
-            "ref-crash",
+            reference,
             &format!("PAS01|{}|{amount}", pva(NUMBER)),
         )
         .await
@@ -631,7 +654,7 @@ async fn payment_interrupted_mid_call_is_in_doubt_not_forwarded_again() {
     let rec = PassivePayment {
         institution: "PAS01".into(),
         channel: CHANNEL.into(),
-        reference: "ref-crash".into(),
+        reference: reference.into(),
         va_number: pva(NUMBER),
         amount,
         terminal: "atm".into(),
@@ -656,23 +679,56 @@ async fn payment_interrupted_mid_call_is_in_doubt_not_forwarded_again() {
         .passive_begin(rec, &dead, Duration::from_millis(300), 0)
         .await
         .unwrap();
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_queued_reversal_is_not_undone_by_a_late_copy_of_the_payment() {
+    let inst = Institution::start(KEY).await;
+    inst.add_bill(NUMBER, 40_000);
+    let stack = stack_for(&inst, 60_000).await;
+    let events = collect(
+        &stack.broker.bootstrap,
+        &stack.settings.topics.passive_events,
+    );
+    leave_crashed_payment(&stack, "ref-late", 40_000).await;
+    tokio::time::sleep(Duration::from_millis(400)).await; // the dead lock expires
+                                                          // The channel reverses while the institution does not answer: accepted, queued.
+    inst.set_mode("reversal", Mode::Hang);
     let daemon = stack.daemon();
     stack
         .send(
-            "payment",
-            "redelivered",
-            payment(&pva(NUMBER), "ref-crash", "40000"),
+            "reversal",
+            "rev-late",
+            reversal(&pva(NUMBER), "ref-late", 40_000),
         )
         .await;
-    let a = stack.answer("redelivered").await;
-    assert_eq!(a["rc"], "BILLER_SUSPECT_TRANSACTION", "{a}");
-    // The institution never saw it: check-status denies, the reversal closes the books.
-    let steps = steps_until(&events, "ref-crash", "reversed").await;
-    assert_eq!(steps, ["in_doubt", "denied", "reversed"]);
+    let r = stack.answer("rev-late").await;
+    assert_eq!(r["rc"], "SUCCESS", "{r}");
     assert!(
-        inst.hits("payment").is_empty(),
-        "never forwarded a second time"
+        r["message"].as_str().unwrap().contains("reversal accepted"),
+        "{r}"
     );
+    // A late copy of the payment (a redelivery) must not reopen it as in doubt.
+    stack
+        .send(
+            "payment",
+            "pay-late",
+            payment(&pva(NUMBER), "ref-late", "40000"),
+        )
+        .await;
+    stack.answer("pay-late").await;
+    inst.set_mode("reversal", Mode::Normal);
+    let steps = steps_until(&events, "ref-late", "reversed").await;
+    assert!(!steps.iter().any(|s| s == "in_doubt"), "{steps:?}");
+    let rec = stack
+        .switch()
+        .passive
+        .store()
+        .passive_payment("PAS01", CHANNEL, "ref-late")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.state.as_str(), "reversed");
+    assert!(inst.hits("payment").is_empty());
     daemon.stop().await;
 }

@@ -1722,6 +1722,14 @@ fn values_of_the_wrong_type_are_refused() {
         ("[api]\nsandbox = \"yes\"\n", "api.sandbox"),
         ("[api]\nsandbox = 1\n", "api.sandbox"),
         ("[passive]\ntimeout_ms = 4999.6\n", "passive.timeout_ms"),
+        (
+            "[[institutions]]\ncode = \"P\"\nname = \"P\"\nprefixes = [\"123456\"]\nmode = \"passive\"\napi_key = \"k\"\nbase_url = \"http://x\"\ntimeout_ms = 2500.7\n",
+            "institutions[0].timeout_ms",
+        ),
+        (
+            "[[channels]]\ncode = \"b\"\napi_key = \"k\"\nrate_per_second = \"5\"\n",
+            "channels[0].rate_per_second",
+        ),
     ] {
         match Settings::from_toml(&[doc]) {
             Ok(_) => panic!("accepted {doc:?}"),

@@ -356,7 +356,28 @@ impl Passive {
             updated_at: stamp,
             rev: String::new(),
         };
-        let mut rec = match self.begin(&rec, &lock, now.timestamp_millis()).await? {
+        let begun = self.begin(&rec, &lock, now.timestamp_millis()).await?;
+        let result = self.pay_begun(begun, f, va, amount, &lock).await;
+        if result.is_err() {
+            // Whatever failed after the lock was taken (Redis), the VA is not left locked
+            // for the whole TTL: a copy then finds the record and judges it (in doubt if
+            // the call was made).
+            self.release(&lock).await;
+        }
+        result
+    }
+
+    /// The payment once the VA is locked and its record read or created.
+    async fn pay_begun(
+        &self,
+        begun: Begin,
+        f: &Forwarder,
+        va: &VaNumber,
+        amount: Amount,
+        lock: &Lock,
+    ) -> Result<Outcome, SwitchError> {
+        let store = &self.inner.store;
+        let mut rec = match begun {
             Begin::Exists(mut rec)
                 if rec.never_sent() && rec.va_number == va.as_str() && rec.amount == amount =>
             {
@@ -365,11 +386,13 @@ impl Passive {
                 rec.state = PassiveState::Forwarding;
                 rec.answer = None;
                 rec.reason = None;
-                rec.updated_at = self.inner.clock.stamp_now();
+                // Forwarded now: check-status asks the institution about today.
+                rec.created_at = self.inner.clock.stamp_now();
+                rec.updated_at = rec.created_at.clone();
                 store.passive_save(&mut rec, None, None).await?;
                 rec
             }
-            Begin::Exists(rec) => return self.replay_payment(rec, va, amount, &lock).await,
+            Begin::Exists(rec) => return self.replay_payment(rec, va, amount, lock).await,
             Begin::New(rec) => rec,
             // `begin` waits out a held lock; should it ever return one, retry later.
             Begin::Locked => {
@@ -379,7 +402,7 @@ impl Passive {
             }
         };
         let reply = self.call(f, "payment", &Self::payment_body(&rec)).await;
-        self.settle_payment(&mut rec, reply, &lock).await
+        self.settle_payment(&mut rec, reply, lock).await
     }
 
     /// Records what the institution answered to a payment and answers the channel.
@@ -420,7 +443,7 @@ impl Passive {
                     timestamp: rec.updated_at.clone(),
                     data: Value::Null,
                 });
-                self.emit(rec, "voided", e.label(), &msg).await;
+                self.emit(rec, "voided", e.label(), &msg, Some(lock)).await;
                 self.inner
                     .store
                     .passive_save(rec, Some(now.timestamp_millis()), Some(lock))
@@ -468,7 +491,7 @@ impl Passive {
             timestamp: rec.updated_at.clone(),
             data: rec.view(),
         });
-        self.emit(rec, "in_doubt", reason, &message).await;
+        self.emit(rec, "in_doubt", reason, &message, lock).await;
         let due =
             now.timestamp_millis() + config::backoff(&s.check_backoff_ms, 0).as_millis() as i64;
         self.inner.store.passive_save(rec, Some(due), lock).await?;
@@ -504,7 +527,7 @@ impl Passive {
             self.release(lock).await;
             return Err(SwitchError::ReferenceConflict(rec.reference));
         }
-        if rec.state == PassiveState::Forwarding || rec.answer.is_none() {
+        if rec.state == PassiveState::Forwarding {
             // The call that recorded it never recorded its end (a crash, Redis lost after the
             // call): nobody knows whether the institution took it.
             return self.in_doubt(&mut rec, "interrupted", Some(lock)).await;
@@ -594,8 +617,14 @@ impl Passive {
         match reply {
             Ok(a) if reversal_done(a.rc) => {
                 rec.state = PassiveState::Reversed;
-                self.emit(&rec, "reversed_by_channel", a.rc.as_str(), &a.message)
-                    .await;
+                self.emit(
+                    &rec,
+                    "reversed_by_channel",
+                    a.rc.as_str(),
+                    &a.message,
+                    Some(lock),
+                )
+                .await;
                 store.passive_save(&mut rec, None, Some(lock)).await?;
                 let data = with_payment(&a.data, rec.view());
                 Ok((self.outcome(Rc::Success, "success".into(), data), true))
@@ -618,7 +647,7 @@ impl Passive {
                 let due = now.timestamp_millis()
                     + config::backoff(&self.inner.settings.reversal_backoff_ms, 0).as_millis()
                         as i64;
-                self.emit(&rec, "reversal_queued", label, REVERSAL_QUEUED)
+                self.emit(&rec, "reversal_queued", label, REVERSAL_QUEUED, Some(lock))
                     .await;
                 store.passive_save(&mut rec, Some(due), Some(lock)).await?;
                 let data = json!({ "payment": rec.view() });
@@ -664,9 +693,16 @@ impl Passive {
         })
     }
 
-    /// Publishes one resolution step on the audit topic (waits for Kafka's ack) and counts
-    /// it. Without a producer (CLI, tests of the switch alone) the step is only logged.
-    async fn emit(&self, rec: &PassivePayment, step: &'static str, outcome: &str, detail: &str) {
+    /// Publishes one resolution step on the audit topic (waits for Kafka's ack, renewing
+    /// `lock` meanwhile) and counts it. Without a producer (CLI, tests of the switch alone) the step is only logged.
+    async fn emit(
+        &self,
+        rec: &PassivePayment,
+        step: &'static str,
+        outcome: &str,
+        detail: &str,
+        lock: Option<&Lock>,
+    ) {
         metrics::counter!(m::PASSIVE_RESOLUTIONS_TOTAL, "institution" => rec.institution.clone(),
             "step" => step)
         .increment(1);
@@ -703,7 +739,29 @@ impl Passive {
             payload: event.to_string().into_bytes(),
             headers: Vec::new(),
         };
-        a.publisher.send(&msg, &a.shutdown).await;
+        let send = a.publisher.send(&msg, &a.shutdown);
+        let Some(lock) = lock else {
+            send.await;
+            return;
+        };
+        // The publisher waits for Kafka's ack however long Kafka is away; the VA lock must
+        // not expire meanwhile, or another attempt would act on this payment too. Renewed
+        // every third of its TTL, by its owner only.
+        tokio::pin!(send);
+        let mut renew = tokio::time::interval(self.inner.lock_ttl / 3);
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut send => return,
+                _ = renew.tick() => {
+                    match self.inner.store.try_lock(&lock.key, &lock.token, self.inner.lock_ttl).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::error!(member = %rec.member(), "VA lock lost while publishing a resolution step"),
+                        Err(e) => tracing::warn!(error = %e, "could not renew the VA lock while publishing"),
+                    }
+                }
+            }
+        }
     }
 }
 

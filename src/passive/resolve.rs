@@ -159,7 +159,7 @@ impl Passive {
                     return Ok(true);
                 }
             };
-        self.emit(&rec, step, &outcome, &detail).await;
+        self.emit(&rec, step, &outcome, &detail, Some(lock)).await;
         store.passive_save(&mut rec, due, Some(lock)).await?;
         Ok(true)
     }
