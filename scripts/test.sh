@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 
 REDIS_SERVER=$(scripts/ensure-redis.sh)
 export REDIS_SERVER
+# tests/secure.rs makes its TLS certificates with openssl (Debian's base images have it).
+if ! command -v openssl >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+fi
 
 # Formatting is part of the build's contract (rustfmt ships with rustup's default profile).
 if cargo fmt --version >/dev/null 2>&1; then

@@ -28,11 +28,16 @@ pub enum KafkaSetupError {
     Topic { topic: String, reason: String },
 }
 
-/// Settings every client shares: bootstrap list plus `kafka.properties`.
+/// Settings every client shares: bootstrap list, `kafka.properties`, security.
 pub fn base_config(bootstrap: &str, s: &Settings) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap);
     for (k, v) in &s.kafka.properties {
+        c.set(k, v);
+    }
+    // The typed security settings (validated at load); the password comes from its
+    // environment variable here and is never logged.
+    for (k, v) in s.kafka.security_properties() {
         c.set(k, v);
     }
     c.set_log_level(RDKafkaLogLevel::Warning);

@@ -38,6 +38,7 @@ pub mod passive;
 pub mod pipeline;
 pub mod protocol;
 pub mod routing;
+pub mod secure;
 pub mod settings;
 pub mod signature;
 pub mod store;
@@ -66,6 +67,10 @@ use crate::switch::Switch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// Redis answered, but refused who we are or how we connect: a configuration error that
+    /// waiting will not fix (the key to change is named).
+    #[error("{key}: {reason}")]
+    RedisRefused { key: &'static str, reason: String },
     #[error(transparent)]
     Kafka(#[from] KafkaSetupError),
     #[error(transparent)]
@@ -104,10 +109,7 @@ impl From<rdkafka::error::KafkaError> for RunError {
 /// # Errors
 /// An invalid Redis URL, an HTTP client that cannot be built.
 pub fn build_switch(settings: &Settings) -> Result<Switch, BuildError> {
-    let store = Store::new(
-        &settings.redis.url,
-        Duration::from_millis(settings.redis.command_timeout_ms),
-    )?;
+    let store = Store::new(&settings.redis)?;
     let clock = Clock::new(settings.switch.offset());
     Ok(Switch {
         routing: Arc::new(Routing::from_settings(settings)),
@@ -151,6 +153,17 @@ pub async fn run(
     }
 
     let switch = build_switch(&settings)?;
+    tracing::info!(
+        redis = %store::redacted(&settings.redis.url),
+        security = %settings.redis.describe_security(),
+        "redis connection"
+    );
+    tracing::info!(
+        bootstrap = %bootstrap,
+        security = %settings.kafka.describe_security(),
+        "kafka connection"
+    );
+    refuse_wrong_redis_credentials(&switch.hosted.store, &settings).await?;
     let producer = kafka::create_producer(&bootstrap, &settings)?;
     let offsets = Arc::new(Offsets::default());
     let assigned = Arc::new(AtomicUsize::new(0));
@@ -273,6 +286,57 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
     drop(embedded);
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// One PING at start: a Redis that is down is waited for (the daemon starts, not ready),
+/// but one that refuses the credentials or the TLS handshake is a configuration error, so
+/// start-up stops with the key to change named.
+///
+/// # Errors
+/// `RedisRefused` for a wrong user/password, an untrusted server certificate or a refused
+/// client certificate.
+async fn refuse_wrong_redis_credentials(
+    store: &Store,
+    settings: &Settings,
+) -> Result<(), RunError> {
+    let Err(StoreError::Unavailable(e)) = store.ping().await else {
+        return Ok(());
+    };
+    let text = e.to_string();
+    let r = &settings.redis;
+    let refused = |key: &'static str, what: &str| RunError::RedisRefused {
+        key,
+        reason: format!("{what} ({}): {text}", store::redacted(&r.url)),
+    };
+    if e.kind() == redis::ErrorKind::AuthenticationFailed
+        || text.contains("WRONGPASS")
+        || text.contains("NOAUTH")
+        || text.contains("NOPERM")
+    {
+        let key = if r.password_env.is_some() {
+            "redis.password_env"
+        } else {
+            "redis.username"
+        };
+        return Err(refused(key, "Redis refused the user or password"));
+    }
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("certificate")
+        || lower.contains("unknownissuer")
+        || lower.contains("tls")
+        || lower.contains("handshake")
+    {
+        // The server's alert refuses our certificate (or its absence); anything else about
+        // certificates is the server's, judged against redis.ca_file.
+        let key = if lower.contains("alert") || lower.contains("certificaterequired") {
+            "redis.client_cert_file"
+        } else {
+            "redis.ca_file"
+        };
+        return Err(refused(key, "TLS with Redis failed"));
+    }
+    tracing::warn!(redis = %store::redacted(&r.url), error = %text, "Redis not reachable yet; starting, not ready until it is");
     Ok(())
 }
 

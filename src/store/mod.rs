@@ -154,6 +154,64 @@ fn verdict(r: &[String]) -> Commit {
     }
 }
 
+/// One managed connection to the Redis `settings` describe: its URL, TLS roots and
+/// client certificate (`rediss://`), ACL user and password (from the environment), command
+/// and connect timeouts. Lazy: made at the first command, re-made after failures. The one
+/// place a Redis connection is set up (the store, the webhook gate).
+///
+/// # Errors
+/// An invalid URL, a TLS file that cannot be read.
+pub fn connect(settings: &crate::settings::RedisSettings) -> Result<ConnectionManager, StoreError> {
+    use redis::IntoConnectionInfo;
+    let info = settings.url.as_str().into_connection_info()?;
+    let mut who = info.redis_settings().clone();
+    if let Some(u) = &settings.username {
+        who = who.set_username(u);
+    }
+    if let Some(var) = &settings.password_env {
+        who = who.set_password(std::env::var(var).unwrap_or_default());
+    }
+    let info = info.set_redis_settings(who);
+    let read = |key: &str, path: &Option<String>| -> Result<Option<Vec<u8>>, StoreError> {
+        path.as_ref()
+            .map(|p| {
+                std::fs::read(p).map_err(|e| StoreError::Corrupt {
+                    key: key.to_owned(),
+                    reason: format!("cannot read {p}: {e}"),
+                })
+            })
+            .transpose()
+    };
+    let root_cert = read("redis.ca_file", &settings.ca_file)?;
+    let client_cert = read("redis.client_cert_file", &settings.client_cert_file)?;
+    let client_key = read("redis.client_key_file", &settings.client_key_file)?;
+    let client = if settings.tls() && (root_cert.is_some() || client_cert.is_some()) {
+        let client_tls = match (client_cert, client_key) {
+            (Some(client_cert), Some(client_key)) => Some(redis::ClientTlsConfig {
+                client_cert,
+                client_key,
+            }),
+            _ => None,
+        };
+        redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls,
+                root_cert,
+            },
+        )?
+    } else {
+        redis::Client::open(info)?
+    };
+    let timeout = Duration::from_millis(settings.command_timeout_ms);
+    let cfg = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(timeout))
+        .set_connection_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    Ok(ConnectionManager::new_lazy_with_config(client, cfg)?)
+}
+
 /// `url` without its password (`redis://user:****@host:port/db`), for logs and messages.
 pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -235,15 +293,9 @@ impl Store {
     /// daemon starts (not ready) while Redis is down.
     ///
     /// # Errors
-    /// An invalid URL.
-    pub fn new(url: &str, command_timeout: Duration) -> Result<Store, StoreError> {
-        let client = redis::Client::open(url)?;
-        let cfg = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(command_timeout))
-            .set_connection_timeout(Some(command_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, cfg)?;
+    /// An invalid URL, a TLS file that cannot be read.
+    pub fn new(settings: &crate::settings::RedisSettings) -> Result<Store, StoreError> {
+        let conn = connect(settings)?;
         Ok(Store {
             conn,
             scripts: std::sync::Arc::new(Scripts {

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::Script;
 
 use crate::store::keys;
@@ -55,16 +55,13 @@ return {}
 
 impl Gate {
     /// # Errors
-    /// An invalid Redis URL.
-    pub fn new(url: &str, command_timeout: Duration, ttl: Duration) -> redis::RedisResult<Gate> {
-        let client = redis::Client::open(url)?;
-        let cfg = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(command_timeout))
-            .set_connection_timeout(Some(command_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
+    /// An invalid Redis URL, a TLS file that cannot be read.
+    pub fn new(
+        redis: &crate::settings::RedisSettings,
+        ttl: Duration,
+    ) -> Result<Gate, crate::store::StoreError> {
         Ok(Gate {
-            conn: ConnectionManager::new_lazy_with_config(client, cfg)?,
+            conn: crate::store::connect(redis)?,
             release: Script::new(RELEASE),
             hold: Script::new(HOLD),
             ttl,

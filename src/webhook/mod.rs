@@ -43,6 +43,8 @@ pub enum WebhookError {
     Setup(#[from] KafkaSetupError),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("http client: {0}")]
     Http(#[from] reqwest::Error),
     #[error("kafka.bootstrap_servers is \"embedded\": the embedded broker lives inside `ipg-switch run`; point this command at the real brokers")]
@@ -82,11 +84,7 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, WebhookError> {
     let w = &settings.webhook;
-    let gate = gate::Gate::new(
-        &settings.redis.url,
-        Duration::from_millis(settings.redis.command_timeout_ms),
-        Duration::from_millis(w.gate_ttl_ms),
-    )?;
+    let gate = gate::Gate::new(&settings.redis, Duration::from_millis(w.gate_ttl_ms))?;
     let http = deliver::client(w.request_timeout(), w.connect_timeout(), w.concurrency)?;
     let offsets = Arc::new(Offsets::default());
     let revoked = Arc::new(Mutex::new(Vec::new()));

@@ -49,12 +49,20 @@ impl Redis {
     }
 
     pub fn start_on(port: u16) -> Redis {
+        Self::start_with(port, &[])
+    }
+
+    /// A redis-server listening on `port` (plain or, with `--port 0 --tls-port`, TLS) with
+    /// `extra` arguments after the test defaults.
+    pub fn start_with(port: u16, extra: &[String]) -> Redis {
         let dir = tempfile::tempdir().unwrap();
         let bin = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let tls = extra.iter().any(|a| a == "--tls-port");
+        let plain_port = if tls { 0 } else { port };
         let child = Command::new(&bin)
             .args([
                 "--port",
-                &port.to_string(),
+                &plain_port.to_string(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -64,6 +72,7 @@ impl Redis {
             ])
             .arg("--dir")
             .arg(dir.path())
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
