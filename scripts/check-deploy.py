@@ -10,14 +10,20 @@ Usage: check-deploy.py CHECK [ARGS]
                               promtool check rules), Grafana variables substituted
   dashboard                   Grafana dashboard structure and datasource wiring
   k8s                         kustomization lists every manifest; names match between the
-                              Deployment, the generated ConfigMap and the Secret; the
-                              example Secret holds only CHANGE-ME placeholders and a key for
-                              every api_key_env of deploy/k8s/config.toml
-  compose                     bind mounts and build inputs exist; every api_key_env of the
+                              Deployment, the generated ConfigMap and the Secrets; the
+                              example Secrets hold only CHANGE-ME placeholders; every *_env
+                              of deploy/k8s/config.toml is a key of a Secret the Deployment
+                              loads with envFrom, every TLS file it names a key of a Secret
+                              the Deployment mounts in that file's directory
+  compose                     bind mounts and build inputs exist; every *_env of the
                               mounted config is set in the service's environment
   compose-v1 OUT              writes the compose file without the top-level `name:` (which
                               docker-compose v1 predates) to OUT
-  key-envs TOML               prints the api_key_env names of a config file, one a line
+  key-envs TOML               prints the environment variables a config file names
+                              (api_key_env, kafka.sasl_password_env, redis.password_env),
+                              one a line
+  tls-files TOML              prints `IPG__SECTION__KEY PATH` for each TLS file the config
+                              names (kafka.ssl_*_location, redis.*_file), one a line
 Prints one "ok: ..." line per check; on failure prints the problems and exits 1.
 """
 
@@ -279,13 +285,35 @@ def check_dashboard():
 
 # ---------------------------------------------------------------------------------------
 def key_envs(toml_path: Path):
+    """Environment variables the config names: keys (api_key_env) and passwords."""
     cfg = tomllib.loads(toml_path.read_text(encoding="utf-8"))
     out = []
     for section in ("channels", "institutions"):
         for item in cfg.get(section, []):
             if "api_key_env" in item:
                 out.append(item["api_key_env"])
+    for section, key in (("kafka", "sasl_password_env"), ("redis", "password_env")):
+        if key in cfg.get(section, {}):
+            out.append(cfg[section][key])
     return out
+
+
+# The settings that name TLS files (src/secure.rs): check-config requires them to be
+# readable files.
+TLS_FILE_KEYS = (
+    ("kafka", "ssl_ca_location"),
+    ("kafka", "ssl_certificate_location"),
+    ("kafka", "ssl_key_location"),
+    ("redis", "ca_file"),
+    ("redis", "client_cert_file"),
+    ("redis", "client_key_file"),
+)
+
+
+def tls_files(toml_path: Path):
+    """[("section.key", path)] of the TLS files the config names."""
+    cfg = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+    return [(f"{s}.{k}", cfg[s][k]) for s, k in TLS_FILE_KEYS if k in cfg.get(s, {})]
 
 
 def check_k8s():
@@ -326,6 +354,10 @@ def check_k8s():
             name = ef.get("secretRef", {}).get("name")
             if name and name not in secrets:
                 problems.append(f"Deployment reads Secret {name}, which is not among the resources")
+        for v in spec.get("volumes", []):
+            name = v.get("secret", {}).get("secretName")
+            if name and name not in secrets:
+                problems.append(f"Deployment mounts Secret {name}, which is not among the resources")
         port = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
         for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
             get = c.get(probe, {}).get("httpGet", {})
@@ -336,26 +368,53 @@ def check_k8s():
             problems.append("pod securityContext.runAsNonRoot is not true")
         if "resources" not in c or "requests" not in c["resources"] or "limits" not in c["resources"]:
             problems.append("container needs resource requests and limits")
-    # The example Secret: placeholders only, and a key for every api_key_env.
-    envs = key_envs(K8S / "config.toml")
+    # The example Secrets: placeholders only.
     for (kind, name), d in docs.items():
         if kind != "Secret":
             continue
-        data = d.get("stringData", {})
-        for k, v in data.items():
+        for k, v in d.get("stringData", {}).items():
             if not str(v).startswith("CHANGE-ME"):
                 problems.append(f"Secret {name}: {k} is not a CHANGE-ME placeholder (no real keys in git)")
         if d.get("data"):
             problems.append(f"Secret {name}: use stringData with CHANGE-ME placeholders, not data")
+
+    def secret_keys(name):
+        return set(docs.get(("Secret", name), {}).get("stringData", {}))
+
+    # Every variable config.toml names is a key of a Secret loaded with envFrom, and every
+    # TLS file it names is a key of a Secret mounted in that file's directory.
+    envs = key_envs(K8S / "config.toml")
+    files = tls_files(K8S / "config.toml")
+    if dep is not None:
+        spec = dep["spec"]["template"]["spec"]
+        c = spec["containers"][0]
+        env_keys = set()
+        for ef in c.get("envFrom", []):
+            env_keys |= secret_keys(ef.get("secretRef", {}).get("name"))
         for e in envs:
-            if e not in data:
-                problems.append(f"deploy/k8s/config.toml api_key_env {e} has no key in Secret {name}")
+            if e not in env_keys:
+                problems.append(f"deploy/k8s/config.toml names variable {e}, which no Secret "
+                                "loaded with envFrom holds")
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        mounted = {}
+        for m in c.get("volumeMounts", []):
+            secret = volumes.get(m.get("name"), {}).get("secret", {}).get("secretName")
+            if secret:
+                mounted[m["mountPath"].rstrip("/")] = secret
+        for key, path in files:
+            directory, _, base = path.rpartition("/")
+            secret = mounted.get(directory)
+            if secret is None:
+                problems.append(f"deploy/k8s/config.toml {key} = {path}: no Secret is mounted at {directory}")
+            elif base not in secret_keys(secret):
+                problems.append(f"deploy/k8s/config.toml {key} = {path}: {base} is not a key of "
+                                f"Secret {secret} (mounted at {directory})")
     if problems:
         print("FAIL: deploy/k8s consistency", file=sys.stderr)
         die(problems)
     print(f"ok: kustomization lists {len(listed)} manifests + ConfigMap from config.toml; "
-          f"Deployment, ConfigMap and Secret names agree; Secret covers {len(envs)} api_key_env "
-          "names with placeholders only")
+          f"Deployment, ConfigMap and Secret names agree; Secrets cover {len(envs)} *_env "
+          f"names and {len(files)} TLS files, with placeholders only")
 
 
 # ---------------------------------------------------------------------------------------
@@ -390,12 +449,12 @@ def check_compose():
         env = env if isinstance(env, dict) else dict(x.split("=", 1) for x in env)
         for e in key_envs(cfg):
             if e not in env:
-                problems.append(f"{rel(cfg)} api_key_env {e} is not set in ipg-switch's environment")
+                problems.append(f"{rel(cfg)} names variable {e}, which is not set in ipg-switch's environment")
     if problems:
         print(f"FAIL: {rel(COMPOSE)}", file=sys.stderr)
         die(problems)
     print(f"ok: {rel(COMPOSE)}: build inputs and bind mounts exist, "
-          "every api_key_env of the mounted config is set")
+          "every *_env of the mounted config is set")
 
 
 def compose_v1(out: str):
@@ -424,6 +483,9 @@ def main():
         compose_v1(args[0])
     elif cmd == "key-envs":
         print("\n".join(key_envs(Path(args[0]))))
+    elif cmd == "tls-files":
+        for key, path in tls_files(Path(args[0])):
+            print(f"IPG__{key.replace('.', '__').upper()} {path}")
     else:
         die([f"unknown check {cmd}", __doc__])
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Validates deploy/ as far as possible without a container engine: Prometheus config, alert
 # rules and their unit tests (promtool), the dashboard's PromQL, every metric name and label
-# against src/, YAML/JSON syntax, Kubernetes manifests against the API schemas, the compose
-# file, the Dockerfile (hadolint), and every shipped ipg-switch config (check-config).
+# against src/, YAML/JSON syntax, Kubernetes manifests against the API schemas and the
+# Secrets' coverage of the config's variables and TLS files, the compose file, the
+# Dockerfile (hadolint), and every shipped ipg-switch config (check-config).
 #
 # Installs what it needs when missing: Debian's prometheus package (promtool) and
 # docker-compose (v1, used only to validate the file), and from PyPI pyyaml,
@@ -111,12 +112,23 @@ check "cargo build --locked (needed for check-config)" cargo build --locked --qu
 # Hermetic: no IPG_ENV layer and no IPG__* overrides from the caller's environment.
 unset_ipg=(-u IPG_ENV)
 while IFS= read -r name; do unset_ipg+=(-u "$name"); done < <(compgen -e | grep '^IPG__' || true)
+# The TLS files a config names (/etc/ipg-switch-tls/... in the pod) do not exist here:
+# check-config is pointed at an empty stand-in through IPG__SECTION__KEY overrides (it
+# checks that the files can be read, not their content); check-deploy.py k8s checks that
+# each path is a key of the Secret mounted there.
+DUMMY_PEM="$TMP/validate-deploy-dummy.pem"
+: >"$DUMMY_PEM"
 for f in deploy/config/*.toml deploy/k8s/*.toml; do
   keys=()
   while IFS= read -r name; do
     [ -n "$name" ] && keys+=("$name=validate-deploy-dummy-key")
   done < <(python3 scripts/check-deploy.py key-envs "$f")
+  files=()
+  while read -r var _path; do
+    [ -n "$var" ] && files+=("$var=$DUMMY_PEM")
+  done < <(python3 scripts/check-deploy.py tls-files "$f")
   check "ipg-switch check-config --config $f" \
-    env "${unset_ipg[@]}" "${keys[@]}" "${CARGO_TARGET_DIR:-target}/debug/ipg-switch" check-config --config "$f"
-  ok "ipg-switch check-config --config $f (${#keys[@]} api_key_env set to dummies)"
+    env "${unset_ipg[@]}" "${keys[@]}" "${files[@]}" \
+    "${CARGO_TARGET_DIR:-target}/debug/ipg-switch" check-config --config "$f"
+  ok "ipg-switch check-config --config $f (${#keys[@]} *_env set to dummies, ${#files[@]} TLS files stood in for)"
 done

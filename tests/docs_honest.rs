@@ -553,3 +553,54 @@ fn every_redis_we_run_fsyncs_every_write() {
         "deploy/README.md must tell Kubernetes users how Redis must persist"
     );
 }
+
+/// Every `kafka.KEY` and `redis.KEY` that src/secure.rs's module documentation names: a
+/// row of the README's configuration table; those of its paragraph on secrets (refused in
+/// files) at least named in the README's "Secured connections". These keys have no value in
+/// config/default.toml, so tests/readme.rs cannot see them.
+#[test]
+fn readme_documents_every_security_key() {
+    let doc: String = read("src/secure.rs")
+        .lines()
+        .filter_map(|l| l.strip_prefix("//!"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    // (key, named in the paragraph on secrets)
+    let mut keys = BTreeSet::new();
+    for paragraph in doc.split("\n\n") {
+        let refused = paragraph.contains("refused");
+        for section in ["kafka", "redis"] {
+            for (i, _) in paragraph.match_indices(&format!("`{section}.")) {
+                let key: String = paragraph[i + 1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
+                    .collect();
+                keys.insert((key, refused));
+            }
+        }
+    }
+    assert!(
+        keys.len() >= 12,
+        "only {keys:?} found in src/secure.rs: is the parser broken?"
+    );
+    let readme = read("README.md");
+    let start = readme
+        .find("\n## Secured connections\n")
+        .expect("README: ## Secured connections");
+    let secured = &readme[start + 4..];
+    let secured = &secured[..secured.find("\n## ").unwrap_or(secured.len())];
+    for (key, refused) in &keys {
+        let row = readme.contains(&format!("\n| `{key}` |"));
+        if *refused {
+            assert!(
+                row || secured.contains(&format!("`{key}`")),
+                "README: {key} (refused, src/secure.rs) is not named in \"Secured connections\""
+            );
+        } else {
+            assert!(
+                row,
+                "README: {key} (src/secure.rs) is not a row of the configuration table"
+            );
+        }
+    }
+}
