@@ -49,8 +49,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use ipg_switch::kafka::offsets::Offsets;
 use ipg_switch::kafka::{self, SwitchContext};
-use ipg_switch::pipeline::offsets::Offsets;
 use ipg_switch::settings::{InstitutionMode, Settings};
 use ipg_switch::signature;
 use rdkafka::config::ClientConfig;
@@ -641,9 +641,10 @@ fn start_ceiling(
         offsets: Arc::new(Offsets::default()),
         assigned: Arc::new(AtomicUsize::new(0)),
     };
-    let consumer = Arc::new(kafka::create_consumer(bootstrap, &s, ctx).expect("ceiling consumer"));
+    let consumer =
+        Arc::new(kafka::create_consumer(bootstrap, &s.kafka, ctx).expect("ceiling consumer"));
     consumer.subscribe(&[CEIL_IN]).expect("subscribe ceiling");
-    let producer = kafka::create_producer(bootstrap, &s).expect("ceiling producer");
+    let producer = kafka::create_producer(bootstrap, &s.kafka).expect("ceiling producer");
     let c = consumer.clone();
     let task = tokio::spawn(async move {
         let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));

@@ -3,33 +3,59 @@
 //!
 //! A request travels: consume (`pipeline`) → decode and verify (`protocol`, `signature`) →
 //! route by prefix (`routing`) → lock the VA and apply the bill rules (`hosted`, `domain`,
-//! `store`) → publish the answer and webhook job (`pipeline::publish`) → store the offset
-//! (`pipeline::offsets`).
+//! `store`) → publish the answer and webhook job (`kafka::publish`) → store the offset
+//! (`kafka::offsets`).
 //!
-//! - [`domain`]: VA numbers, amounts, bills and payment rules; pure.
-//! - [`protocol`]: channel envelopes and webhook jobs on the wire.
-//! - [`switch`]: one rule set for every door (the Kafka pipeline and the HTTP API).
-//! - [`lock`]: VA lock owners (one per attempt) and the wait for a held lock.
-//! - [`passive`]: forwarding to passive institutions and resolving payments in doubt.
-//! - [`webhook`]: webhook delivery to institutions, retry tiers, per-bill ordering gate.
+//! Modules by layer; each imports only from its own layer or lower ones (tests/layers.rs
+//! keeps it so, listing the back-edges still to remove).
+//!
+//! L0 vocabulary (pure):
+//! - [`domain`]: VA numbers, amounts, bills and payment rules, rc codes, institution
+//!   modes, the passive payment record.
+//! - [`clock`]: the switch's time and its UTC offset.
+//! - [`signature`]: HMAC-SHA256 signatures, the `Signature` header.
+//! - [`metrics`]: every metric name, described once; the Prometheus recorder.
+//! - [`config`]: the configuration error that names a key.
+//!
+//! L1 wire:
+//! - [`protocol`]: channel envelopes, webhook jobs, passive bodies on the wire.
+//!
+//! L2 adapters (one per outside system, each owning its config section):
+//! - [`store`]: Redis: records, Lua scripts, the connection (`[redis]`).
+//! - [`kafka`]: clients, topics, the embedded broker, offsets, the publisher
+//!   (`[kafka]`, `[topics]`).
+//! - [`http_client`]: the outgoing HTTP client.
+//! - [`secure`]: TLS and SASL settings of Kafka and Redis.
+//!
+//! L3 rules:
+//! - [`error`]: the one place an error becomes an rc.
 //! - [`routing`]: prefixes to institutions, channel keys, rate limits.
+//! - [`lock`]: VA lock owners (one per attempt) and the wait for a held lock.
 //! - [`hosted`]: hosted bills: inquiry, payment, reversal, check status, create, revoke.
-//! - [`store`]: Redis records and Lua scripts.
-//! - [`pipeline`]: the Kafka loop, per-VA lanes, in-order offsets.
+//! - [`passive`]: forwarding to passive institutions and resolving payments in doubt.
+//! - [`switch`]: one rule set for every door (the Kafka pipeline and the HTTP API).
+//!
+//! L4 doors and workers:
+//! - [`pipeline`]: the Kafka door: per-VA lanes, in-order offsets.
 //! - [`api`]: the HTTP door (IPG's Payment Channel and Active Client APIs, OAuth 2.0),
 //!   through the same [`switch::Switch::handle`].
-//! - [`kafka`]: clients, topic creation, the embedded broker.
-//! - [`error`]: the one place an error becomes an rc.
-//! - [`settings`], [`metrics`], [`ops`]: configuration, metric names, health endpoints.
+//! - [`webhook`]: webhook delivery to institutions, retry tiers, per-bill ordering gate.
+//! - [`ops`]: `/metrics`, `/healthz`, `/readyz`.
+//!
+//! L5 composition:
+//! - [`settings`]: the whole configuration, composed from each owner's section.
+//! - this file: [`build_switch`] and [`run`], which build and run the daemon.
 //!
 //! [`run`] starts the whole daemon and returns when `shutdown` resolves and the work in
 //! flight has drained, so tests run it in-process.
 
 pub mod api;
 pub mod clock;
+pub mod config;
 pub mod domain;
 pub mod error;
 pub mod hosted;
+pub mod http_client;
 pub mod kafka;
 pub mod lock;
 pub mod metrics;
@@ -56,9 +82,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::hosted::Hosted;
+use crate::kafka::offsets::Offsets;
+use crate::kafka::publish::Publisher;
 use crate::kafka::{EmbeddedBroker, KafkaSetupError, SwitchContext};
-use crate::pipeline::offsets::Offsets;
-use crate::pipeline::publish::Publisher;
 use crate::pipeline::Ctx;
 use crate::routing::Routing;
 use crate::settings::Settings;
@@ -149,7 +175,7 @@ pub async fn run(
         |b| b.bootstrap.clone(),
     );
     if embedded.is_none() {
-        kafka::ensure_topics(&bootstrap, &settings).await?;
+        kafka::ensure_topics(&bootstrap, &settings.kafka, &settings.all_topics()).await?;
     }
 
     let switch = build_switch(&settings)?;
@@ -164,12 +190,12 @@ pub async fn run(
         "kafka connection"
     );
     refuse_wrong_redis_credentials(&switch.hosted.store, &settings).await?;
-    let producer = kafka::create_producer(&bootstrap, &settings)?;
+    let producer = kafka::create_producer(&bootstrap, &settings.kafka)?;
     let offsets = Arc::new(Offsets::default());
     let assigned = Arc::new(AtomicUsize::new(0));
     let consumer = Arc::new(kafka::Closing::new(kafka::create_consumer(
         &bootstrap,
-        &settings,
+        &settings.kafka,
         SwitchContext {
             offsets: offsets.clone(),
             assigned: assigned.clone(),

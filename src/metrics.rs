@@ -47,7 +47,7 @@ pub fn count_answer(
     kind: &str,
     channel: &str,
     institution: &str,
-    rc: crate::error::Rc,
+    rc: crate::domain::Rc,
 ) {
     metrics::counter!(MESSAGES_TOTAL, "door" => door, "type" => kind.to_owned(), "channel" => channel.to_owned(),
         "institution" => institution.to_owned(), "rc" => rc.as_str())

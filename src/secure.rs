@@ -21,11 +21,9 @@
 
 use std::path::Path;
 
-use crate::settings::{KafkaSettings, RedisSettings, SettingsError};
-
-fn bad(key: &str, why: impl std::fmt::Display) -> SettingsError {
-    SettingsError(format!("{key}: {why}"))
-}
+use crate::config::{bad, SettingsError};
+use crate::kafka::KafkaSettings;
+use crate::store::RedisSettings;
 
 /// The value of the environment variable `var`, named by the setting `key`.
 ///
@@ -191,6 +189,11 @@ impl KafkaSettings {
         }
         if let Some(var) = &self.sasl_password_env {
             out.push(("sasl.password", std::env::var(var).unwrap_or_default()));
+        }
+        if self.protocol().ends_with("ssl") && self.ssl_ca_location.is_none() {
+            // The vendored OpenSSL looks for roots under /usr/local/ssl, which Debian does
+            // not have: let librdkafka probe the system's usual CA paths instead.
+            out.push(("ssl.ca.location", "probe".to_owned()));
         }
         for (k, v) in [
             ("ssl.ca.location", &self.ssl_ca_location),

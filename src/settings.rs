@@ -2,7 +2,7 @@
 //! `config/{IPG_ENV}.toml` (when `IPG_ENV` is set) < the `--config` file < `IPG__SECTION__KEY`
 //! environment variables. Unknown keys and invalid values stop start-up with the key named.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -10,18 +10,15 @@ use chrono::FixedOffset;
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
+use crate::config::bad;
+pub use crate::config::SettingsError;
 use crate::domain::va;
+pub use crate::domain::InstitutionMode;
+pub use crate::kafka::{KafkaSettings, TopicSettings};
+pub use crate::store::RedisSettings;
 
 /// The built-in defaults: `config/default.toml`, compiled in.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
-
-#[derive(Debug, thiserror::Error)]
-#[error("configuration: {0}")]
-pub struct SettingsError(pub String);
-
-fn bad(key: impl std::fmt::Display, why: impl std::fmt::Display) -> SettingsError {
-    SettingsError(format!("{key}: {why}"))
-}
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,88 +39,6 @@ pub struct Settings {
     pub institutions: Vec<InstitutionSettings>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaSettings {
-    pub bootstrap_servers: String,
-    pub group_id: String,
-    pub topic_partitions: i32,
-    pub topic_replication_factor: i32,
-    pub session_timeout_ms: u64,
-    pub auto_commit_interval_ms: u64,
-    pub linger_ms: u64,
-    pub message_timeout_ms: u64,
-    #[serde(default)]
-    pub properties: BTreeMap<String, String>,
-    /// `plaintext` (default), `ssl`, `sasl_plaintext` or `sasl_ssl` (see `secure`).
-    #[serde(default)]
-    pub security_protocol: Option<String>,
-    /// `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` or `OAUTHBEARER`.
-    #[serde(default)]
-    pub sasl_mechanism: Option<String>,
-    #[serde(default)]
-    pub sasl_username: Option<String>,
-    /// Name of the environment variable holding the SASL password.
-    #[serde(default)]
-    pub sasl_password_env: Option<String>,
-    /// Never accepted (secrets stay out of files); present only to say so by name.
-    #[serde(default)]
-    pub sasl_password: Option<String>,
-    /// PEM file of the CA that signed the brokers' certificates.
-    #[serde(default)]
-    pub ssl_ca_location: Option<String>,
-    /// PEM files of a client certificate and its key (mutual TLS).
-    #[serde(default)]
-    pub ssl_certificate_location: Option<String>,
-    #[serde(default)]
-    pub ssl_key_location: Option<String>,
-}
-
-impl KafkaSettings {
-    pub fn is_embedded(&self) -> bool {
-        self.bootstrap_servers == "embedded"
-    }
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisSettings {
-    /// `redis://host:port/db`, or `rediss://...` for TLS (see `secure`).
-    pub url: String,
-    pub command_timeout_ms: u64,
-    /// PEM file of the CA that signed the server's certificate (instead of the system's).
-    #[serde(default)]
-    pub ca_file: Option<String>,
-    /// PEM files of a client certificate and its key (mutual TLS).
-    #[serde(default)]
-    pub client_cert_file: Option<String>,
-    #[serde(default)]
-    pub client_key_file: Option<String>,
-    /// ACL user (Redis 6+); the default user when unset.
-    #[serde(default)]
-    pub username: Option<String>,
-    /// Name of the environment variable holding the password.
-    #[serde(default)]
-    pub password_env: Option<String>,
-    /// Never accepted (secrets stay out of files); present only to say so by name.
-    #[serde(default)]
-    pub password: Option<String>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TopicSettings {
-    pub request: String,
-    pub response: String,
-    pub webhook: String,
-    pub dead_letter: String,
-    /// Webhook retry tiers are `<prefix>.1` .. `<prefix>.N`, N = `webhook.backoff_ms` length.
-    pub webhook_retry_prefix: String,
-    pub webhook_dead_letter: String,
-    /// Audit trail of payments in doubt at passive institutions (every resolution step).
-    pub passive_events: String,
-}
-
 impl Settings {
     /// Every topic the switch creates (`ensure_topics`, the embedded broker): every
     /// `topics.*` setting (request, response, webhook, dead_letter, webhook_dead_letter,
@@ -134,17 +49,6 @@ impl Settings {
         all.push(self.topics.webhook_dead_letter.clone());
         all.push(self.topics.passive_events.clone());
         all
-    }
-}
-
-impl TopicSettings {
-    pub fn all(&self) -> [&str; 4] {
-        [
-            &self.request,
-            &self.response,
-            &self.webhook,
-            &self.dead_letter,
-        ]
     }
 }
 
@@ -243,13 +147,6 @@ fn check_rate(key: &str, rate: Option<f64>, burst: Option<u32>) -> Result<(), Se
         _ if burst == Some(0) => Err(bad(format!("{key}.burst"), "must be at least 1")),
         _ => Ok(()),
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InstitutionMode {
-    Hosted,
-    Passive,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -6,6 +6,9 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// The HTTP header that carries a body's signature, both ways (IPG's `Signature`).
+pub const SIGNATURE_HEADER: &str = "Signature";
+
 /// Lowercase hex HMAC-SHA256 of `body` with `key`.
 pub fn sign(key: &[u8], body: &[u8]) -> String {
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");

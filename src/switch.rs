@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use crate::clock::Clock;
+use crate::domain::InstitutionMode;
 use crate::domain::{Amount, VaNumber};
 use crate::error::SwitchError;
 use crate::hosted::{Hosted, Outcome, PayInput};
@@ -14,7 +15,6 @@ use crate::metrics as m;
 use crate::passive::Passive;
 use crate::protocol::{ChannelRequest, RequestBody, RequestType};
 use crate::routing::{Institution, Limiter, Routing};
-use crate::settings::InstitutionMode;
 
 #[derive(Clone)]
 pub struct Switch {

@@ -1104,9 +1104,8 @@ fn passive_answers_are_a_known_rc_or_an_invalid_failure() {
         .build()
         .expect("runtime");
     let base = rt.block_on(answering_server());
-    let http =
-        ipg_switch::webhook::deliver::client(Duration::from_secs(30), Duration::from_secs(5), 4)
-            .expect("client");
+    let http = ipg_switch::http_client::client(Duration::from_secs(30), Duration::from_secs(5), 4)
+        .expect("client");
     let forwarder = |check| {
         Forwarder::new(
             "PST01",

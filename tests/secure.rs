@@ -233,10 +233,10 @@ async fn hosted_payments_over_mutual_tls_with_an_acl_user() {
         k.kafka.describe_security()
     );
     let _producer =
-        ipg_switch::kafka::create_producer("127.0.0.1:1", &k).expect("SASL_SSL producer");
+        ipg_switch::kafka::create_producer("127.0.0.1:1", &k.kafka).expect("SASL_SSL producer");
     let mut bad_ca = k.clone();
     bad_ca.kafka.ssl_ca_location = Some(s(&d.join("san.ext")));
-    let e = ipg_switch::kafka::create_producer("127.0.0.1:1", &bad_ca)
+    let e = ipg_switch::kafka::create_producer("127.0.0.1:1", &bad_ca.kafka)
         .err()
         .expect("a CA file that is not a certificate is refused");
     assert!(e.to_string().to_lowercase().contains("ssl"), "{e}");

@@ -24,9 +24,9 @@ use sha2::{Digest, Sha256};
 
 use super::error::{refuse, Door};
 use super::{json_body, read_body, ApiState};
+use crate::domain::InstitutionMode;
 use crate::error::SwitchError;
 use crate::routing::Institution;
-use crate::settings::InstitutionMode;
 use crate::signature;
 
 /// The authenticated institution of an Active Client API call.

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::settings::SettingsError;
+use crate::config::SettingsError;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,12 +1,25 @@
 //! Pure types and rules of the switch: VA numbers, amounts, bills and what a payment or a
-//! reversal does to a bill. No I/O lives here, so every rule is unit-tested next to its code.
+//! reversal does to a bill, IPG's response codes, the record of a payment forwarded to a
+//! passive institution. No I/O lives here, so every rule is unit-tested next to its code.
 
 pub mod amount;
 pub mod bill;
+pub mod passive;
+pub mod rc;
 pub mod va;
 
 pub use amount::{Amount, AmountError};
 pub use bill::{
     Bill, BillError, BillStatus, BillType, Component, NewBill, NewBillError, Payment, PaymentState,
 };
+pub use rc::Rc;
 pub use va::{VaError, VaNumber};
+
+/// How an institution is served: `hosted` (its bills live in the switch, IPG's Active
+/// Client API) or `passive` (the switch forwards to its own API, IPG's Passive Client API).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstitutionMode {
+    Hosted,
+    Passive,
+}

@@ -12,7 +12,7 @@ use crate::error::Rc;
 use crate::metrics as m;
 use crate::passive::ResponseSignature;
 use crate::signature;
-use crate::webhook::deliver::SIGNATURE_HEADER;
+use crate::signature::SIGNATURE_HEADER;
 
 /// Larger answers are not read: no institution answers a VA request with megabytes.
 const MAX_ANSWER_BYTES: usize = 1 << 20;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::settings::SettingsError;
+use crate::config::SettingsError;
 
 /// What the switch requires of the `Signature` header on an institution's answers. IPG's
 /// Passive Client API does not say that answers are signed, so the default accepts an

@@ -15,7 +15,8 @@
 
 pub mod client;
 pub mod config;
-pub mod record;
+/// The forwarded payment's record lives in `domain` (the store keeps it, the rules drive it).
+pub use crate::domain::passive as record;
 pub mod resolve;
 
 use std::collections::HashMap;
@@ -31,9 +32,9 @@ use crate::clock::Clock;
 use crate::domain::{Amount, VaNumber};
 use crate::error::{Rc, SwitchError};
 use crate::hosted::{binding, Outcome, PayInput};
+use crate::kafka::publish::{Outgoing, Publisher};
 use crate::lock::{LockWait, Owner};
 use crate::metrics as m;
-use crate::pipeline::publish::{Outgoing, Publisher};
 use crate::routing::Institution;
 use crate::settings::{InstitutionMode, Settings};
 use crate::store::passive::Begin;
@@ -125,7 +126,7 @@ impl Passive {
             );
         }
         // Idle connections kept per host: enough for the widest institution's calls.
-        let http = crate::webhook::deliver::client(
+        let http = crate::http_client::client(
             longest,
             Duration::from_millis(p.connect_timeout_ms),
             widest,

@@ -7,9 +7,7 @@
 //! periodically and once more at shutdown. Delivery is at-least-once; the handlers are
 //! idempotent, so a redelivered payment pays once and answers the same.
 
-pub mod offsets;
 pub mod process;
-pub mod publish;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,13 +19,13 @@ use rdkafka::message::{Headers, Message};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::kafka::offsets::Offsets;
+use crate::kafka::publish::{sleep_or_shutdown, Publisher};
 use crate::kafka::SwitchContext;
+use crate::kafka::TopicSettings;
 use crate::metrics as m;
-use crate::settings::TopicSettings;
 use crate::switch::Switch;
-use offsets::Offsets;
 use process::{process, Inbound};
-use publish::{sleep_or_shutdown, Publisher};
 
 /// Everything a lane needs to process a message.
 pub struct Ctx {

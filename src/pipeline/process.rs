@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use tracing::{field::Empty, Instrument};
 
-use super::publish::{sleep_or_shutdown, Outgoing};
 use super::Ctx;
 use crate::error::{Disposition, SwitchError};
 use crate::hosted::Outcome;
+use crate::kafka::publish::{sleep_or_shutdown, Outgoing};
 use crate::lock::Owner;
 use crate::metrics as m;
 use crate::protocol::channel::{self, Address};

@@ -2,6 +2,7 @@
 //! locks. Every change that touches more than one key is one Lua script (atomic), and every
 //! bill change is a compare-and-set on the bill's version, so a stale read can never write.
 
+pub mod config;
 pub mod keys;
 pub mod passive;
 pub mod query;
@@ -14,6 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::domain::{Bill, Payment};
+pub use config::RedisSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -161,7 +163,7 @@ fn verdict(r: &[String]) -> Commit {
 ///
 /// # Errors
 /// An invalid URL, a TLS file that cannot be read.
-pub fn connect(settings: &crate::settings::RedisSettings) -> Result<ConnectionManager, StoreError> {
+pub fn connect(settings: &RedisSettings) -> Result<ConnectionManager, StoreError> {
     use redis::IntoConnectionInfo;
     let info = settings.url.as_str().into_connection_info()?;
     let mut who = info.redis_settings().clone();
@@ -294,7 +296,7 @@ impl Store {
     ///
     /// # Errors
     /// An invalid URL, a TLS file that cannot be read.
-    pub fn new(settings: &crate::settings::RedisSettings) -> Result<Store, StoreError> {
+    pub fn new(settings: &RedisSettings) -> Result<Store, StoreError> {
         let conn = connect(settings)?;
         Ok(Store {
             conn,

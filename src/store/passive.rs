@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 
 use super::{keys, parse, to_json, Lock, Store, StoreError};
-use crate::passive::record::PassivePayment;
+use crate::domain::passive::PassivePayment;
 
 /// Result of starting a forwarded payment.
 #[derive(Debug)]

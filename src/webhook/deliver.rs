@@ -6,14 +6,14 @@
 //! without parsing. Any 2xx is delivered; redirects are not followed (a signed POST is not
 //! re-sent elsewhere), so a 3xx is a failure like any other non-2xx.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::webhook::WebhookJob;
 use crate::signature;
 
-pub const SIGNATURE_HEADER: &str = "Signature";
+pub use crate::signature::SIGNATURE_HEADER;
 pub const EVENT_ID_HEADER: &str = "X-Ipg-Event-Id";
 
 /// One attempt's outcome, kept with the job through the retry tiers into the dead letter.
@@ -48,24 +48,6 @@ pub struct Envelope {
     /// Dead letters only: `exhausted`, `unknown_institution` or `no_webhook_url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-}
-
-/// Builds the shared HTTP client (connection pool per host).
-///
-/// # Errors
-/// The TLS backend cannot be initialised.
-pub fn client(
-    request_timeout: Duration,
-    connect_timeout: Duration,
-    per_host: usize,
-) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .timeout(request_timeout)
-        .connect_timeout(connect_timeout)
-        .pool_max_idle_per_host(per_host)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("ipg-switch/", env!("CARGO_PKG_VERSION")))
-        .build()
 }
 
 /// POSTs the job's body to `url`, signed with `key`.

@@ -35,9 +35,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::deliver::{self, Envelope};
 use super::gate::{Gate, Holder};
+use crate::kafka::offsets::Offsets;
+use crate::kafka::publish::{sleep_or_shutdown, Outgoing, Publisher};
 use crate::metrics as m;
-use crate::pipeline::offsets::Offsets;
-use crate::pipeline::publish::{sleep_or_shutdown, Outgoing, Publisher};
 use crate::protocol::webhook::WebhookJob;
 use crate::routing::Routing;
 

@@ -57,7 +57,7 @@ impl Gate {
     /// # Errors
     /// An invalid Redis URL, a TLS file that cannot be read.
     pub fn new(
-        redis: &crate::settings::RedisSettings,
+        redis: &crate::store::RedisSettings,
         ttl: Duration,
     ) -> Result<Gate, crate::store::StoreError> {
         Ok(Gate {

@@ -28,9 +28,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::WebhookSettings;
 
+use crate::kafka::offsets::Offsets;
+use crate::kafka::publish::Publisher;
 use crate::kafka::{self, KafkaSetupError};
-use crate::pipeline::offsets::Offsets;
-use crate::pipeline::publish::Publisher;
 use crate::routing::Routing;
 use crate::settings::Settings;
 use dispatch::{DispatchContext, Dispatcher, WebhookConsumer};
@@ -65,7 +65,7 @@ fn create_consumer(
     s: &Settings,
     ctx: DispatchContext,
 ) -> Result<WebhookConsumer, KafkaError> {
-    kafka::at_least_once_config(bootstrap, s, &s.webhook.group_id)
+    kafka::at_least_once_config(bootstrap, &s.kafka, &s.webhook.group_id)
         // Jobs waiting in a tier are held in memory behind a paused head; keep the
         // prefetch small so that stays bounded.
         .set("queued.max.messages.kbytes", "8192")
@@ -85,7 +85,7 @@ pub fn start(
 ) -> Result<tokio::task::JoinHandle<()>, WebhookError> {
     let w = &settings.webhook;
     let gate = gate::Gate::new(&settings.redis, Duration::from_millis(w.gate_ttl_ms))?;
-    let http = deliver::client(w.request_timeout(), w.connect_timeout(), w.concurrency)?;
+    let http = crate::http_client::client(w.request_timeout(), w.connect_timeout(), w.concurrency)?;
     let offsets = Arc::new(Offsets::default());
     let revoked = Arc::new(Mutex::new(Vec::new()));
     let consumer = Arc::new(create_consumer(
@@ -141,8 +141,8 @@ pub async fn run_standalone(
         return Err(WebhookError::NeedsBroker);
     }
     let bootstrap = settings.kafka.bootstrap_servers.clone();
-    kafka::ensure_topics(&bootstrap, &settings).await?;
-    let producer = kafka::create_producer(&bootstrap, &settings)?;
+    kafka::ensure_topics(&bootstrap, &settings.kafka, &settings.all_topics()).await?;
+    let producer = kafka::create_producer(&bootstrap, &settings.kafka)?;
     let token = CancellationToken::new();
     let mut handle = start(&settings, &bootstrap, producer.clone(), token.clone())?;
     tokio::select! {

@@ -54,7 +54,7 @@ pub async fn replay(settings: &Settings, filter: &Filter) -> Result<Report, Webh
         read: raw.len(),
         ..Report::default()
     };
-    let producer = kafka::create_producer(&settings.kafka.bootstrap_servers, settings)?;
+    let producer = kafka::create_producer(&settings.kafka.bootstrap_servers, &settings.kafka)?;
     let mut seen = HashSet::new();
     for payload in raw {
         let Ok(env) = serde_json::from_slice::<Envelope>(&payload) else {
@@ -93,7 +93,7 @@ pub async fn replay(settings: &Settings, filter: &Filter) -> Result<Report, Webh
 /// Every payload of `topic` up to its high watermarks at the time of the call.
 fn read_all(bootstrap: &str, s: &Settings, topic: &str) -> Result<Vec<Vec<u8>>, WebhookError> {
     let timeout = Duration::from_secs(10);
-    let consumer: BaseConsumer = kafka::base_config(bootstrap, s)
+    let consumer: BaseConsumer = kafka::base_config(bootstrap, &s.kafka)
         .set(
             "group.id",
             format!("ipg-switch-replay-{}", uuid::Uuid::new_v4()),

@@ -1,6 +1,12 @@
 //! Kafka clients, topic creation through the admin API, and the embedded broker
 //! (librdkafka's mock cluster) for `bootstrap_servers = "embedded"`.
 
+pub mod config;
+pub mod offsets;
+pub mod publish;
+
+pub use config::{KafkaSettings, TopicSettings};
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +21,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::TopicPartitionList;
 
 use crate::metrics as m;
-use crate::pipeline::offsets::Offsets;
-use crate::settings::Settings;
+use offsets::Offsets;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSetupError {
@@ -29,15 +34,15 @@ pub enum KafkaSetupError {
 }
 
 /// Settings every client shares: bootstrap list, `kafka.properties`, security.
-pub fn base_config(bootstrap: &str, s: &Settings) -> ClientConfig {
+pub fn base_config(bootstrap: &str, s: &KafkaSettings) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap);
-    for (k, v) in &s.kafka.properties {
+    for (k, v) in &s.properties {
         c.set(k, v);
     }
     // The typed security settings (validated at load); the password comes from its
     // environment variable here and is never logged.
-    for (k, v) in s.kafka.security_properties() {
+    for (k, v) in s.security_properties() {
         c.set(k, v);
     }
     c.set_log_level(RDKafkaLogLevel::Warning);
@@ -48,12 +53,12 @@ pub fn base_config(bootstrap: &str, s: &Settings) -> ClientConfig {
 ///
 /// # Errors
 /// Invalid client configuration.
-pub fn create_producer(bootstrap: &str, s: &Settings) -> KafkaResult<FutureProducer> {
+pub fn create_producer(bootstrap: &str, s: &KafkaSettings) -> KafkaResult<FutureProducer> {
     base_config(bootstrap, s)
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", s.kafka.linger_ms.to_string())
-        .set("message.timeout.ms", s.kafka.message_timeout_ms.to_string())
+        .set("linger.ms", s.linger_ms.to_string())
+        .set("message.timeout.ms", s.message_timeout_ms.to_string())
         .create()
 }
 
@@ -64,23 +69,23 @@ pub fn create_producer(bootstrap: &str, s: &Settings) -> KafkaResult<FutureProdu
 /// Invalid client configuration.
 pub fn create_consumer(
     bootstrap: &str,
-    s: &Settings,
+    s: &KafkaSettings,
     ctx: SwitchContext,
 ) -> KafkaResult<StreamConsumer<SwitchContext>> {
-    at_least_once_config(bootstrap, s, &s.kafka.group_id).create_with_context(ctx)
+    at_least_once_config(bootstrap, s, &s.group_id).create_with_context(ctx)
 }
 
 /// Consumer settings for at-least-once processing in `group`: offsets are stored by the
 /// application once its work is acknowledged, committed by librdkafka; no auto-create.
-pub fn at_least_once_config(bootstrap: &str, s: &Settings, group: &str) -> ClientConfig {
-    let session = s.kafka.session_timeout_ms;
+pub fn at_least_once_config(bootstrap: &str, s: &KafkaSettings, group: &str) -> ClientConfig {
+    let session = s.session_timeout_ms;
     let mut c = base_config(bootstrap, s);
     c.set("group.id", group)
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
         .set(
             "auto.commit.interval.ms",
-            s.kafka.auto_commit_interval_ms.to_string(),
+            s.auto_commit_interval_ms.to_string(),
         )
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", session.to_string())
@@ -95,7 +100,11 @@ pub fn at_least_once_config(bootstrap: &str, s: &Settings, group: &str) -> Clien
 ///
 /// # Errors
 /// The broker refuses or cannot be reached.
-pub async fn ensure_topics(bootstrap: &str, s: &Settings) -> Result<(), KafkaSetupError> {
+pub async fn ensure_topics(
+    bootstrap: &str,
+    s: &KafkaSettings,
+    topics: &[String],
+) -> Result<(), KafkaSetupError> {
     let admin: AdminClient<_> = base_config(bootstrap, s).create()?;
     let probe: BaseConsumer = base_config(bootstrap, s).create()?;
     let md =
@@ -103,17 +112,17 @@ pub async fn ensure_topics(bootstrap: &str, s: &Settings) -> Result<(), KafkaSet
             .await
             .map_err(|e| KafkaSetupError::Embedded(e.to_string()))??;
     let existing: Vec<String> = md.topics().iter().map(|t| t.name().to_owned()).collect();
-    let rf = if s.kafka.topic_replication_factor < 0 {
+    let rf = if s.topic_replication_factor < 0 {
         -1
     } else {
-        s.kafka.topic_replication_factor
+        s.topic_replication_factor
     };
-    let wanted = s.all_topics();
+    let wanted = topics;
     let missing: Vec<NewTopic<'_>> = wanted
         .iter()
         .map(String::as_str)
         .filter(|t| !existing.iter().any(|e| e == t))
-        .map(|t| NewTopic::new(t, s.kafka.topic_partitions, TopicReplication::Fixed(rf)))
+        .map(|t| NewTopic::new(t, s.topic_partitions, TopicReplication::Fixed(rf)))
         .collect();
     if missing.is_empty() {
         return Ok(());
@@ -122,7 +131,7 @@ pub async fn ensure_topics(bootstrap: &str, s: &Settings) -> Result<(), KafkaSet
     for r in admin.create_topics(&missing, &opts).await? {
         match r {
             Ok(t) => {
-                tracing::info!(topic = %t, partitions = s.kafka.topic_partitions, "created topic")
+                tracing::info!(topic = %t, partitions = s.topic_partitions, "created topic")
             }
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {

@@ -1,0 +1,28 @@
+//! The `[redis]` section, owned by the store.
+
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`, or `rediss://...` for TLS (see `secure`).
+    pub url: String,
+    pub command_timeout_ms: u64,
+    /// PEM file of the CA that signed the server's certificate (instead of the system's).
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// PEM files of a client certificate and its key (mutual TLS).
+    #[serde(default)]
+    pub client_cert_file: Option<String>,
+    #[serde(default)]
+    pub client_key_file: Option<String>,
+    /// ACL user (Redis 6+); the default user when unset.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Name of the environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Never accepted (secrets stay out of files); present only to say so by name.
+    #[serde(default)]
+    pub password: Option<String>,
+}
