@@ -57,6 +57,15 @@ pub enum Disposition {
     Retry,
 }
 
+impl From<crate::protocol::channel::Invalid> for SwitchError {
+    fn from(e: crate::protocol::channel::Invalid) -> Self {
+        SwitchError::InvalidField {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
 impl SwitchError {
     /// A channel code no `[[channels]]` entry has (shown quoted, at most 64 characters).
     pub fn unknown_channel(code: &str) -> Self {

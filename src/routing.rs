@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota};
 
+use crate::error::SwitchError;
 use crate::settings::{InstitutionMode, Settings};
 
 /// A token bucket (governor): `rate_per_second` refills, `burst` (default: one second's
@@ -110,5 +111,35 @@ impl Routing {
 
     pub fn channel(&self, channel: &str) -> Option<&Channel> {
         self.channels.get(channel)
+    }
+
+    /// Authenticates `payload` as sent by `channel`: a configured channel, and `signature`
+    /// (hex, either case) the HMAC-SHA256 of the exact bytes with its key.
+    ///
+    /// # Errors
+    /// `Authentication` naming what failed, with a bounded reason label for dead letters
+    /// (`unknown_channel`, `bad_signature`).
+    pub fn authenticate(
+        &self,
+        channel: &str,
+        payload: &[u8],
+        signature: Option<&str>,
+    ) -> Result<(), (SwitchError, &'static str)> {
+        let Some(key) = self.channel_key(channel) else {
+            return Err((SwitchError::unknown_channel(channel), "unknown_channel"));
+        };
+        let Some(sig) = signature else {
+            return Err((
+                SwitchError::Authentication("missing signature header".into()),
+                "bad_signature",
+            ));
+        };
+        if !crate::signature::verify(key, payload, sig) {
+            return Err((
+                SwitchError::Authentication("signature does not match".into()),
+                "bad_signature",
+            ));
+        }
+        Ok(())
     }
 }

@@ -13,8 +13,51 @@ use crate::hosted::{Hosted, Outcome, PayInput};
 use crate::lock::Owner;
 use crate::metrics as m;
 use crate::passive::Passive;
+use crate::protocol::channel::{self, Address};
 use crate::protocol::{ChannelRequest, RequestBody, RequestType};
 use crate::routing::{Institution, Limiter, Routing};
+
+/// A channel request that cannot be served as read: who to answer (if anyone), why, and a
+/// bounded reason label for the dead-letter metric.
+#[derive(Debug)]
+pub struct Rejected {
+    pub address: Option<Address>,
+    pub error: SwitchError,
+    pub reason: &'static str,
+}
+
+impl From<channel::Rejected> for Rejected {
+    fn from(r: channel::Rejected) -> Self {
+        Rejected {
+            address: r.address,
+            error: r.error.into(),
+            reason: r.reason,
+        }
+    }
+}
+
+/// Reads one Kafka request value: open the envelope (wire), authenticate its channel over
+/// the exact bytes (before anything else is read), then read the body.
+///
+/// # Errors
+/// Malformed JSON or no `request_id` (unanswerable), an unknown channel or a bad signature
+/// (`BILLER_AUTHENTICATION`), an unknown type or a missing/mistyped field
+/// (`BILLER_INVALID_TRANSACTION`).
+pub fn decode(
+    payload: &[u8],
+    signature: Option<&str>,
+    routing: &Routing,
+) -> Result<ChannelRequest, Rejected> {
+    let envelope = channel::open(payload)?;
+    if let Err((error, reason)) = routing.authenticate(envelope.channel(), payload, signature) {
+        return Err(Rejected {
+            address: Some(envelope.address),
+            error,
+            reason,
+        });
+    }
+    Ok(envelope.request()?)
+}
 
 #[derive(Clone)]
 pub struct Switch {

@@ -38,11 +38,6 @@ const KNOWN_BACK_EDGES: &[(&str, &str)] = &[
     ("routing", "settings"),
     ("webhook", "settings"),
     ("webhook::replay", "settings"),
-    // decode also authenticates: the wire layer needs the routing table and SwitchError.
-    ("protocol::channel", "error"),
-    ("protocol::channel", "routing"),
-    ("protocol::channel_http", "error"),
-    ("protocol::channel_http", "routing"),
 ];
 
 fn modules(root: &Path) -> BTreeMap<String, String> {

@@ -3,10 +3,11 @@
 //! daemon uses, and every rc is documented.
 
 use ipg_switch::error::Rc;
-use ipg_switch::protocol::channel::{decode, ChannelResponse};
+use ipg_switch::protocol::channel::ChannelResponse;
 use ipg_switch::protocol::WebhookJob;
 use ipg_switch::routing::Routing;
 use ipg_switch::settings::Settings;
+use ipg_switch::switch::decode;
 use ipg_switch::{domain::NewBill, signature};
 
 fn examples(kind: &str) -> Vec<String> {

@@ -51,24 +51,18 @@ async fn serve(State(st): State<ApiState>, kind: RequestType, req: Request) -> R
                 let sig = header("signature").ok_or_else(|| {
                     SwitchError::Authentication("Signature header is required".into())
                 })?;
-                let req = channel_http::request(
-                    kind,
-                    channel,
-                    &request_id,
-                    &bytes,
-                    sig,
-                    &st.switch.routing,
-                )
-                .map_err(|e| match e {
-                    // decode names the envelope's field; over HTTP it is the header.
-                    SwitchError::InvalidField { field, reason } if field == "request_id" => {
-                        SwitchError::InvalidField {
-                            field: "X-Request-Id".into(),
-                            reason,
+                if let Err((e, _)) = st.switch.routing.authenticate(channel, &bytes, Some(sig)) {
+                    return Err(e);
+                }
+                let req =
+                    channel_http::request(kind, channel, &request_id, &bytes).map_err(|e| {
+                        // The envelope's request_id is, over HTTP, the X-Request-Id header.
+                        if e.field == "request_id" {
+                            SwitchError::invalid("X-Request-Id", e.reason)
+                        } else {
+                            e.into()
                         }
-                    }
-                    other => other,
-                })?;
+                    })?;
                 institution = st.switch.institution_of(&req).map(str::to_owned);
                 st.serve(&req).await
             }

@@ -14,7 +14,7 @@ use crate::hosted::Outcome;
 use crate::kafka::publish::{sleep_or_shutdown, Outgoing};
 use crate::lock::Owner;
 use crate::metrics as m;
-use crate::protocol::channel::{self, Address};
+use crate::protocol::channel::Address;
 use crate::protocol::{ChannelRequest, ChannelResponse};
 
 /// A consumed request, owned (the borrowed message cannot cross tasks).
@@ -54,7 +54,8 @@ pub async fn process(
     );
     let answer = async {
         let t = Instant::now();
-        let decoded = channel::decode(&msg.payload, msg.signature.as_deref(), &ctx.switch.routing);
+        let decoded =
+            crate::switch::decode(&msg.payload, msg.signature.as_deref(), &ctx.switch.routing);
         metrics::histogram!(m::STAGE_SECONDS, "stage" => "decode")
             .record(t.elapsed().as_secs_f64());
         match decoded {

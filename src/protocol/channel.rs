@@ -8,9 +8,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::{Rc, SwitchError};
-use crate::routing::Routing;
-use crate::signature;
+use crate::domain::Rc;
 
 /// Longest `request_id` / reference accepted: longer ones are refused, never truncated.
 pub const MAX_REF_LEN: usize = 64;
@@ -105,14 +103,38 @@ pub struct Address {
     pub channel: String,
 }
 
-/// Input that cannot be served. `address` is `None` when the request cannot be answered
+/// A field of the request that is missing, mistyped or malformed, named as sent
+/// (`body.amount`, `request_id`); answered `BILLER_INVALID_TRANSACTION`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid field {field}: {reason}")]
+pub struct Invalid {
+    pub field: String,
+    pub reason: String,
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Invalid {
+    Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Input that cannot be read. `address` is `None` when the request cannot be answered
 /// (no `request_id`): it then only goes to the dead-letter topic.
 #[derive(Debug)]
 pub struct Rejected {
     pub address: Option<Address>,
-    pub error: SwitchError,
+    pub error: Invalid,
     /// Bounded label for the dead-letter metric.
     pub reason: &'static str,
+}
+
+/// An envelope whose `request_id` could be read (so it can be answered), before its
+/// channel is authenticated and its body read.
+#[derive(Debug)]
+pub struct Envelope {
+    pub address: Address,
+    obj: Map<String, Value>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -137,30 +159,27 @@ impl<'a> Fields<'a> {
         format!("{}{f}", self.prefix)
     }
 
-    fn req(&self, f: &str) -> Result<String, SwitchError> {
+    fn req(&self, f: &str) -> Result<String, Invalid> {
         match self.obj.get(f) {
             Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
             Some(Value::String(_)) | None | Some(Value::Null) => {
-                Err(SwitchError::invalid(self.name(f), "is required"))
+                Err(invalid(self.name(f), "is required"))
             }
-            Some(_) => Err(SwitchError::invalid(self.name(f), "must be a string")),
+            Some(_) => Err(invalid(self.name(f), "must be a string")),
         }
     }
 
-    fn opt(&self, f: &str) -> Result<Option<String>, SwitchError> {
+    fn opt(&self, f: &str) -> Result<Option<String>, Invalid> {
         match self.obj.get(f) {
             None | Some(Value::Null) => Ok(None),
             // Characters, as decision 12 says, not UTF-8 bytes.
             Some(Value::String(s)) if s.chars().count() <= 128 => Ok(Some(s.clone())),
-            Some(Value::String(_)) => Err(SwitchError::invalid(
-                self.name(f),
-                "is longer than 128 characters",
-            )),
-            Some(_) => Err(SwitchError::invalid(self.name(f), "must be a string")),
+            Some(Value::String(_)) => Err(invalid(self.name(f), "is longer than 128 characters")),
+            Some(_) => Err(invalid(self.name(f), "must be a string")),
         }
     }
 
-    fn reference(&self, f: &str) -> Result<String, SwitchError> {
+    fn reference(&self, f: &str) -> Result<String, Invalid> {
         let s = self.req(f)?;
         check_reference(&self.name(f), &s)?;
         Ok(s)
@@ -170,10 +189,10 @@ impl<'a> Fields<'a> {
         self.obj.get(f).cloned().unwrap_or(Value::Null)
     }
 
-    fn datetime(&self, f: &str) -> Result<String, SwitchError> {
+    fn datetime(&self, f: &str) -> Result<String, Invalid> {
         let s = self.req(f)?;
         chrono::NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S").map_err(|_| {
-            SwitchError::invalid(
+            invalid(
                 self.name(f),
                 "must be Y-m-d H:i:s, e.g. 2024-12-30 23:18:01",
             )
@@ -183,23 +202,20 @@ impl<'a> Fields<'a> {
 }
 
 /// References and request ids: 1..=64 printable ASCII characters without spaces.
-fn check_reference(field: &str, s: &str) -> Result<(), SwitchError> {
+fn check_reference(field: &str, s: &str) -> Result<(), Invalid> {
     if s.len() > MAX_REF_LEN {
-        return Err(SwitchError::invalid(
+        return Err(invalid(
             field,
             format!("is longer than {MAX_REF_LEN} characters"),
         ));
     }
     if !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(SwitchError::invalid(
-            field,
-            "must be printable ASCII without spaces",
-        ));
+        return Err(invalid(field, "must be printable ASCII without spaces"));
     }
     Ok(())
 }
 
-fn reject(address: Option<Address>, error: SwitchError, reason: &'static str) -> Rejected {
+fn reject(address: Option<Address>, error: Invalid, reason: &'static str) -> Rejected {
     Rejected {
         address,
         error,
@@ -207,148 +223,148 @@ fn reject(address: Option<Address>, error: SwitchError, reason: &'static str) ->
     }
 }
 
-/// Decodes and authenticates one request value.
+/// Opens one request value as far as its address: JSON, an object, a `request_id`. The
+/// channel is authenticated (`routing`) before [`Envelope::request`] reads the rest.
 ///
 /// # Errors
-/// A [`Rejected`] for malformed JSON, an envelope without `request_id` (unanswerable), an
-/// unknown channel or a bad signature (`BILLER_AUTHENTICATION`), and unknown types or
-/// missing/mistyped body fields (`BILLER_INVALID_TRANSACTION`).
-pub fn decode(
-    payload: &[u8],
-    signature: Option<&str>,
-    routing: &Routing,
-) -> Result<ChannelRequest, Rejected> {
+/// A [`Rejected`] for malformed JSON or an envelope without a usable `request_id`
+/// (unanswerable: dead-letter only).
+pub fn open(payload: &[u8]) -> Result<Envelope, Rejected> {
     let v: Value = serde_json::from_slice(payload).map_err(|e| {
         reject(
             None,
-            SwitchError::invalid("value", format!("malformed JSON: {e}")),
+            invalid("value", format!("malformed JSON: {e}")),
             "malformed_json",
         )
     })?;
-    let Some(obj) = v.as_object() else {
+    let Value::Object(obj) = v else {
         return Err(reject(
             None,
-            SwitchError::invalid("value", "must be a JSON object"),
+            invalid("value", "must be a JSON object"),
             "malformed_json",
         ));
     };
-    let str_of = |k: &str| {
-        obj.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let request_id = str_of("request_id");
-    if request_id.trim().is_empty() || check_reference("request_id", &request_id).is_err() {
-        return Err(reject(
-            None,
-            SwitchError::invalid("request_id", "is required: 1-64 printable characters"),
-            "unaddressable",
-        ));
-    }
-    let addr = Address {
-        request_id: request_id.clone(),
-        kind: str_of("type"),
-        channel: str_of("channel"),
-    };
+    Envelope::from_object(obj)
+}
 
-    // Authenticate before reading anything else: the key depends only on `channel`.
-    let Some(key) = routing.channel_key(&addr.channel) else {
-        let error = SwitchError::unknown_channel(&addr.channel);
-        return Err(reject(Some(addr), error, "unknown_channel"));
-    };
-    let Some(sig) = signature else {
-        return Err(reject(
-            Some(addr),
-            SwitchError::Authentication("missing signature header".into()),
-            "bad_signature",
-        ));
-    };
-    if !signature::verify(key, payload, sig) {
-        return Err(reject(
-            Some(addr),
-            SwitchError::Authentication("signature does not match".into()),
-            "bad_signature",
-        ));
+impl Envelope {
+    /// An envelope already parsed into a JSON object (the HTTP door builds one).
+    ///
+    /// # Errors
+    /// No usable `request_id` (unanswerable).
+    pub fn from_object(obj: Map<String, Value>) -> Result<Envelope, Rejected> {
+        let str_of = |k: &str| {
+            obj.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let request_id = str_of("request_id");
+        if request_id.trim().is_empty() || check_reference("request_id", &request_id).is_err() {
+            return Err(reject(
+                None,
+                invalid("request_id", "is required: 1-64 printable characters"),
+                "unaddressable",
+            ));
+        }
+        let address = Address {
+            request_id,
+            kind: str_of("type"),
+            channel: str_of("channel"),
+        };
+        Ok(Envelope { address, obj })
     }
 
-    let Some(kind) = RequestType::parse(&addr.kind) else {
-        return Err(reject(
-            Some(addr),
-            SwitchError::invalid("type", "must be inquiry, payment, reversal or check_status"),
-            "invalid_field",
-        ));
-    };
-    let body = match obj.get("body") {
-        Some(Value::Object(b)) => b,
-        _ => {
+    /// The channel the envelope claims to come from (to be authenticated).
+    pub fn channel(&self) -> &str {
+        &self.address.channel
+    }
+
+    /// Reads the request type and body, once the channel is authenticated.
+    ///
+    /// # Errors
+    /// An unknown type, a body that is not an object, a missing or mistyped field (named).
+    pub fn request(self) -> Result<ChannelRequest, Rejected> {
+        let Envelope { address: addr, obj } = self;
+        let request_id = addr.request_id.clone();
+        let Some(kind) = RequestType::parse(&addr.kind) else {
             return Err(reject(
                 Some(addr),
-                SwitchError::invalid("body", "must be an object"),
+                invalid("type", "must be inquiry, payment, reversal or check_status"),
                 "invalid_field",
-            ))
-        }
-    };
-    let f = Fields {
-        obj: body,
-        prefix: "body.",
-    };
-    let parsed = (|| -> Result<RequestBody, SwitchError> {
-        Ok(match kind {
-            RequestType::Inquiry => RequestBody::Inquiry {
-                va_number: f.req("va_number")?,
-                ref_id: f.reference("ref_id")?,
-                terminal_id: f.opt("terminal_id")?,
-                transaction_date: f.datetime("transaction_date")?,
-            },
-            RequestType::Payment => RequestBody::Payment {
-                va_number: f.req("va_number")?,
-                ref_id: f.reference("ref_id")?,
-                amount: f.amount("amount"),
-                terminal_id: f.opt("terminal_id")?,
-                transaction_date: f.datetime("transaction_date")?,
-                customer_name: f.opt("customer_name")?,
-            },
-            RequestType::Reversal => RequestBody::Reversal {
-                payment_ref: f.reference("payment_ref")?,
-                amount: f.amount("amount"),
-                bill_id: f.opt("bill_id")?,
-                va_number: f.opt("va_number")?,
-            },
-            RequestType::CheckStatus => {
-                let va_number = match (
-                    f.opt("va_number")?,
-                    f.opt("prefix")?,
-                    f.opt("virtual_account")?,
-                ) {
-                    (Some(va), _, _) => va,
-                    (None, Some(p), Some(n)) => format!("{p}{n}"),
-                    _ => {
-                        return Err(SwitchError::invalid(
-                            "body.va_number",
-                            "or body.prefix with body.virtual_account is required",
-                        ))
-                    }
-                };
-                let date = f.req("date")?;
-                NaiveDate::parse_from_str(&date, "%Y-%m-%d")
-                    .map_err(|_| SwitchError::invalid("body.date", "must be YYYY-mm-dd"))?;
-                RequestBody::CheckStatus {
-                    payment_ref: f.reference("payment_ref")?,
-                    va_number,
-                    date,
-                }
+            ));
+        };
+        let body = match obj.get("body") {
+            Some(Value::Object(b)) => b,
+            _ => {
+                return Err(reject(
+                    Some(addr),
+                    invalid("body", "must be an object"),
+                    "invalid_field",
+                ))
             }
-        })
-    })();
-    match parsed {
-        Ok(body) => Ok(ChannelRequest {
-            request_id,
-            kind,
-            channel: addr.channel,
-            body,
-        }),
-        Err(e) => Err(reject(Some(addr), e, "invalid_field")),
+        };
+        let f = Fields {
+            obj: body,
+            prefix: "body.",
+        };
+        let parsed = (|| -> Result<RequestBody, Invalid> {
+            Ok(match kind {
+                RequestType::Inquiry => RequestBody::Inquiry {
+                    va_number: f.req("va_number")?,
+                    ref_id: f.reference("ref_id")?,
+                    terminal_id: f.opt("terminal_id")?,
+                    transaction_date: f.datetime("transaction_date")?,
+                },
+                RequestType::Payment => RequestBody::Payment {
+                    va_number: f.req("va_number")?,
+                    ref_id: f.reference("ref_id")?,
+                    amount: f.amount("amount"),
+                    terminal_id: f.opt("terminal_id")?,
+                    transaction_date: f.datetime("transaction_date")?,
+                    customer_name: f.opt("customer_name")?,
+                },
+                RequestType::Reversal => RequestBody::Reversal {
+                    payment_ref: f.reference("payment_ref")?,
+                    amount: f.amount("amount"),
+                    bill_id: f.opt("bill_id")?,
+                    va_number: f.opt("va_number")?,
+                },
+                RequestType::CheckStatus => {
+                    let va_number = match (
+                        f.opt("va_number")?,
+                        f.opt("prefix")?,
+                        f.opt("virtual_account")?,
+                    ) {
+                        (Some(va), _, _) => va,
+                        (None, Some(p), Some(n)) => format!("{p}{n}"),
+                        _ => {
+                            return Err(invalid(
+                                "body.va_number",
+                                "or body.prefix with body.virtual_account is required",
+                            ))
+                        }
+                    };
+                    let date = f.req("date")?;
+                    NaiveDate::parse_from_str(&date, "%Y-%m-%d")
+                        .map_err(|_| invalid("body.date", "must be YYYY-mm-dd"))?;
+                    RequestBody::CheckStatus {
+                        payment_ref: f.reference("payment_ref")?,
+                        va_number,
+                        date,
+                    }
+                }
+            })
+        })();
+        match parsed {
+            Ok(body) => Ok(ChannelRequest {
+                request_id,
+                kind,
+                channel: addr.channel,
+                body,
+            }),
+            Err(e) => Err(reject(Some(addr), e, "invalid_field")),
+        }
     }
 }
 
@@ -361,7 +377,11 @@ impl ChannelResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routing::Routing;
     use crate::settings::Settings;
+    use crate::signature;
+    // Open, authenticate, read: the whole decode, as the Kafka door runs it.
+    use crate::switch::decode;
 
     fn routing() -> Routing {
         Routing::from_settings(

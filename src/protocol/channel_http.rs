@@ -1,68 +1,59 @@
 //! The Payment Channel API over HTTP (`POST /api/v2/ch/<type>`): an IPG body becomes the
-//! very [`ChannelRequest`] a Kafka envelope decodes to. The body is authenticated first
-//! (HMAC over the raw bytes with the channel's key), then wrapped in an envelope and put
-//! through [`channel::decode`], so both doors accept and refuse exactly the same bodies
-//! with the same field names.
+//! very [`ChannelRequest`] a Kafka envelope decodes to, read by the same code, so both
+//! doors accept and refuse exactly the same bodies with the same field names. The body's
+//! signature is checked before this (`routing::Routing::authenticate`), over the raw bytes.
 
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
 
-use super::channel::{self, ChannelRequest, RequestType};
-use crate::error::SwitchError;
-use crate::routing::Routing;
-use crate::signature;
+use super::channel::{ChannelRequest, Envelope, Invalid, RequestType};
 
-/// Builds an authenticated request from an HTTP body.
+/// Builds a request from an HTTP body whose channel is already authenticated.
 ///
 /// # Errors
-/// Unknown channel or bad signature (`Authentication`), malformed JSON, an invalid
-/// `request_id` or body field (`InvalidField`, field named as in the HTTP body).
+/// Malformed JSON, an invalid `request_id` or body field, named as in the HTTP body.
 pub fn request(
     kind: RequestType,
     channel_code: &str,
     request_id: &str,
     body: &[u8],
-    sig: &str,
-    routing: &Routing,
-) -> Result<ChannelRequest, SwitchError> {
-    let key = routing
-        .channel_key(channel_code)
-        .ok_or_else(|| SwitchError::unknown_channel(channel_code))?;
-    if !signature::verify(key, body, sig) {
-        return Err(SwitchError::Authentication(
-            "signature does not match".into(),
-        ));
-    }
-    let parsed: Value = serde_json::from_slice(body)
-        .map_err(|e| SwitchError::invalid("body", format!("malformed JSON: {e}")))?;
+) -> Result<ChannelRequest, Invalid> {
+    let parsed: Value = serde_json::from_slice(body).map_err(|e| Invalid {
+        field: "body".into(),
+        reason: format!("malformed JSON: {e}"),
+    })?;
     if !parsed.is_object() {
-        return Err(SwitchError::invalid("body", "must be a JSON object"));
+        return Err(Invalid {
+            field: "body".into(),
+            reason: "must be a JSON object".into(),
+        });
     }
-    let envelope = json!({
-        "type": kind.as_str(),
-        "channel": channel_code,
-        "request_id": request_id,
-        "body": parsed,
-    });
-    let bytes = serde_json::to_vec(&envelope).unwrap_or_default();
-    // Already authenticated above; decode checks the envelope's own signature, so give it one.
-    let inner_sig = signature::sign(key, &bytes);
-    channel::decode(&bytes, Some(&inner_sig), routing).map_err(|r| match r.error {
-        SwitchError::InvalidField { field, reason } => SwitchError::InvalidField {
-            field: field
+    let mut envelope = Map::new();
+    envelope.insert("type".into(), kind.as_str().into());
+    envelope.insert("channel".into(), channel_code.into());
+    envelope.insert("request_id".into(), request_id.into());
+    envelope.insert("body".into(), parsed);
+    Envelope::from_object(envelope)
+        .and_then(Envelope::request)
+        .map_err(|r| Invalid {
+            // Over HTTP the body is the whole document: `ref_id`, not `body.ref_id`.
+            field: r
+                .error
+                .field
                 .strip_prefix("body.")
                 .map(str::to_owned)
-                .unwrap_or(field),
-            reason,
-        },
-        other => other,
-    })
+                .unwrap_or(r.error.field),
+            reason: r.error.reason,
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Rc;
+    use crate::domain::Rc;
+    use crate::error::SwitchError;
+    use crate::routing::Routing;
     use crate::settings::Settings;
+    use crate::signature;
 
     fn routing() -> Routing {
         Routing::from_settings(
@@ -75,22 +66,26 @@ mod tests {
         let rt = routing();
         let body = br#"{"va_number":"8574991234567890","ref_id":"r1","transaction_date":"2024-12-30 23:18:01"}"#;
         let sig = signature::sign(b"k", body);
-        let r = request(RequestType::Inquiry, "bank", "id-1", body, &sig, &rt).unwrap();
+        assert!(rt.authenticate("bank", body, Some(&sig)).is_ok());
+        let r = request(RequestType::Inquiry, "bank", "id-1", body).unwrap();
         assert_eq!(r.channel, "bank");
         assert_eq!(r.body.va_number(), Some("8574991234567890"));
 
-        let e = request(RequestType::Inquiry, "bank", "id-1", body, "00", &rt).unwrap_err();
+        let (e, _) = rt.authenticate("bank", body, Some("00")).unwrap_err();
         assert_eq!(e.rc(), Rc::BillerAuthentication);
-        let e = request(RequestType::Inquiry, "nobody", "id-1", body, &sig, &rt).unwrap_err();
-        assert_eq!(e.rc(), Rc::BillerAuthentication);
+        let (e, reason) = rt.authenticate("nobody", body, Some(&sig)).unwrap_err();
+        assert_eq!(
+            (e.rc(), reason),
+            (Rc::BillerAuthentication, "unknown_channel")
+        );
 
         let body = br#"{"va_number":"8574991234567890","transaction_date":"2024-12-30 23:18:01"}"#;
-        let sig = signature::sign(b"k", body);
-        let e = request(RequestType::Inquiry, "bank", "id-1", body, &sig, &rt).unwrap_err();
+        let e = request(RequestType::Inquiry, "bank", "id-1", body).unwrap_err();
         assert_eq!(e.to_string(), "invalid field ref_id: is required");
 
-        let sig = signature::sign(b"k", b"{oops");
-        let e = request(RequestType::Payment, "bank", "id-1", b"{oops", &sig, &rt).unwrap_err();
+        let e: SwitchError = request(RequestType::Payment, "bank", "id-1", b"{oops")
+            .unwrap_err()
+            .into();
         assert_eq!(e.rc(), Rc::BillerInvalidTransaction);
     }
 }
