@@ -29,7 +29,8 @@
 //!
 //! L3 rules:
 //! - [`error`]: the one place an error becomes an rc.
-//! - [`routing`]: prefixes to institutions, channel keys, rate limits.
+//! - [`routing`]: prefixes to institutions, channel authentication, rate limits
+//!   (`[[channels]]`, `[[institutions]]`).
 //! - [`lock`]: VA lock owners (one per attempt) and the wait for a held lock.
 //! - [`hosted`]: hosted bills: inquiry, payment, reversal, check status, create, revoke.
 //! - [`passive`]: forwarding to passive institutions and resolving payments in doubt.
@@ -86,7 +87,6 @@ use crate::kafka::offsets::Offsets;
 use crate::kafka::publish::Publisher;
 use crate::kafka::{EmbeddedBroker, KafkaSetupError, SwitchContext};
 use crate::pipeline::Ctx;
-use crate::routing::Routing;
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
 use crate::switch::Switch;
@@ -138,8 +138,17 @@ pub fn build_switch(settings: &Settings) -> Result<Switch, BuildError> {
     let store = Store::new(&settings.redis)?;
     let clock = Clock::new(settings.switch.offset());
     Ok(Switch {
-        routing: Arc::new(Routing::from_settings(settings)),
-        passive: passive::Passive::new(settings, store.clone(), clock)?,
+        routing: Arc::new(settings.routing()),
+        passive: passive::Passive::new(
+            &settings.passive,
+            &settings.institutions,
+            lock::LockTimes {
+                ttl: settings.switch.lock_ttl(),
+                wait: settings.switch.lock_wait(),
+            },
+            store.clone(),
+            clock,
+        )?,
         hosted: Hosted {
             store,
             clock,
@@ -260,9 +269,15 @@ pub async fn run(
         Vec::new()
     };
     // The HTTP door shares the switch, the producer and the shutdown token with Kafka's.
-    let api = api::start(&settings, &ctx)
-        .await
-        .inspect_err(|_| token.cancel())?;
+    let api = api::start(api::Inner {
+        switch: ctx.switch.clone(),
+        publisher: ctx.publisher.clone(),
+        webhook_topic: settings.topics.webhook.clone(),
+        shutdown: token.clone(),
+        settings: settings.api.clone(),
+    })
+    .await
+    .inspect_err(|_| token.cancel())?;
     tracing::info!(
         topic = %settings.topics.request,
         group = %settings.kafka.group_id,
@@ -280,8 +295,13 @@ pub async fn run(
     // the pipeline, so jobs the pipeline published last can still be picked up.
     let dispatcher = if settings.webhook.enabled {
         Some(
-            webhook::start(&settings, &bootstrap, producer.clone(), token.clone())
-                .inspect_err(|_| token.cancel())?,
+            webhook::start(
+                &settings.webhook_wiring(),
+                &bootstrap,
+                producer.clone(),
+                token.clone(),
+            )
+            .inspect_err(|_| token.cancel())?,
         )
     } else {
         None

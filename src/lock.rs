@@ -39,6 +39,14 @@ impl Default for Owner {
     }
 }
 
+/// How long a VA lock lives (`switch.lock_ttl_ms`: longer than the slowest handling) and
+/// how long an attempt waits for one held by another (`switch.lock_wait_ms`).
+#[derive(Clone, Copy, Debug)]
+pub struct LockTimes {
+    pub ttl: Duration,
+    pub wait: Duration,
+}
+
 /// Waiting for a VA lock held by another attempt: a pause of 2 ms doubling to 200 ms
 /// between tries, `Busy` (retry the message later) once `limit` has passed. Counts the
 /// contention once and, when the lock is finally taken, the time waited.

@@ -110,11 +110,13 @@ enum WebhookCommand {
 async fn webhook_command(settings: Settings, cmd: WebhookCommand) -> anyhow::Result<()> {
     match cmd {
         WebhookCommand::Run => {
-            ipg_switch::webhook::run_standalone(settings, shutdown_signal()).await?;
+            ipg_switch::webhook::run_standalone(settings.webhook_wiring(), shutdown_signal())
+                .await?;
         }
         WebhookCommand::Replay { institution, id } => {
             let filter = ipg_switch::webhook::replay::Filter { institution, id };
-            let r = ipg_switch::webhook::replay::replay(&settings, &filter).await?;
+            let r =
+                ipg_switch::webhook::replay::replay(&settings.webhook_wiring(), &filter).await?;
             println!(
                 "read {} dead letter(s), replayed {} job(s), skipped {} malformed",
                 r.read, r.replayed, r.skipped

@@ -15,6 +15,7 @@ pub use crate::config::SettingsError;
 use crate::domain::va;
 pub use crate::domain::InstitutionMode;
 pub use crate::kafka::{KafkaSettings, TopicSettings};
+pub use crate::routing::{ChannelSettings, InstitutionSettings};
 pub use crate::store::RedisSettings;
 
 /// The built-in defaults: `config/default.toml`, compiled in.
@@ -45,7 +46,7 @@ impl Settings {
     /// passive_events) plus one webhook retry tier per `webhook.backoff_ms` entry.
     pub fn all_topics(&self) -> Vec<String> {
         let mut all: Vec<String> = self.topics.all().iter().map(|t| (*t).to_owned()).collect();
-        all.extend(crate::webhook::retry_topics(self));
+        all.extend(crate::webhook::retry_topics(&self.topics, &self.webhook));
         all.push(self.topics.webhook_dead_letter.clone());
         all.push(self.topics.passive_events.clone());
         all
@@ -120,22 +121,6 @@ pub struct LogSettings {
     pub level: String,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChannelSettings {
-    pub code: String,
-    #[serde(default)]
-    pub api_key: Option<String>,
-    #[serde(default)]
-    pub api_key_env: Option<String>,
-    /// Requests per second this channel may send (absent: unlimited).
-    #[serde(default)]
-    pub rate_per_second: Option<f64>,
-    /// Requests allowed at once above the rate (default: one second's worth).
-    #[serde(default)]
-    pub burst: Option<u32>,
-}
-
 /// Checks a rate limit's two keys.
 fn check_rate(key: &str, rate: Option<f64>, burst: Option<u32>) -> Result<(), SettingsError> {
     match rate {
@@ -146,58 +131,6 @@ fn check_rate(key: &str, rate: Option<f64>, burst: Option<u32>) -> Result<(), Se
         None if burst.is_some() => Err(bad(format!("{key}.burst"), "needs rate_per_second")),
         _ if burst == Some(0) => Err(bad(format!("{key}.burst"), "must be at least 1")),
         _ => Ok(()),
-    }
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InstitutionSettings {
-    pub code: String,
-    pub name: String,
-    pub prefixes: Vec<String>,
-    pub mode: InstitutionMode,
-    #[serde(default)]
-    pub api_key: Option<String>,
-    #[serde(default)]
-    pub api_key_env: Option<String>,
-    #[serde(default)]
-    pub webhook_url: Option<String>,
-    #[serde(default)]
-    pub base_url: Option<String>,
-    /// Requests per second routed to this institution (absent: unlimited).
-    #[serde(default)]
-    pub rate_per_second: Option<f64>,
-    /// Requests allowed at once above the rate (default: one second's worth).
-    #[serde(default)]
-    pub burst: Option<u32>,
-    /// Passive only: overrides `passive.timeout_ms` for this institution.
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-    /// Passive only: overrides `passive.max_concurrency` for this institution.
-    #[serde(default)]
-    pub max_concurrency: Option<usize>,
-    /// Passive only: overrides `passive.response_signature` for this institution.
-    #[serde(default)]
-    pub response_signature: Option<crate::passive::ResponseSignature>,
-}
-
-/// A key given inline or through an environment variable (so secrets stay out of files).
-fn resolve_key(
-    key: &str,
-    inline: &Option<String>,
-    env: &Option<String>,
-) -> Result<String, SettingsError> {
-    match (inline, env) {
-        (Some(_), Some(_)) => Err(bad(key, "set api_key or api_key_env, not both")),
-        (Some(k), None) if !k.is_empty() => Ok(k.clone()),
-        (None, Some(var)) => match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Ok(v),
-            _ => Err(bad(
-                format!("{key}_env"),
-                format!("environment variable {var} is not set"),
-            )),
-        },
-        _ => Err(bad(key, "is required")),
     }
 }
 
@@ -415,7 +348,11 @@ impl Settings {
                     "must not contain ':', '{' or '}'",
                 ));
             }
-            resolve_key(&format!("{key}.api_key"), &c.api_key, &c.api_key_env)?;
+            crate::routing::config::resolve_key(
+                &format!("{key}.api_key"),
+                &c.api_key,
+                &c.api_key_env,
+            )?;
             check_rate(&key, c.rate_per_second, c.burst)?;
         }
         let mut codes = HashSet::new();
@@ -451,7 +388,11 @@ impl Settings {
                     ));
                 }
             }
-            resolve_key(&format!("{key}.api_key"), &inst.api_key, &inst.api_key_env)?;
+            crate::routing::config::resolve_key(
+                &format!("{key}.api_key"),
+                &inst.api_key,
+                &inst.api_key_env,
+            )?;
             check_rate(&key, inst.rate_per_second, inst.burst)?;
             if let Some(u) = &inst.webhook_url {
                 check_url(&format!("{key}.webhook_url"), u)?;
@@ -481,13 +422,32 @@ impl Settings {
     }
 
     /// A channel's HMAC key, resolved (validated at load).
+    /// What the webhook dispatcher and `webhook replay` take from the configuration.
+    pub fn webhook_wiring(&self) -> crate::webhook::Wiring {
+        crate::webhook::Wiring {
+            kafka: self.kafka.clone(),
+            redis: self.redis.clone(),
+            topics: self.topics.clone(),
+            webhook: self.webhook.clone(),
+            routing: std::sync::Arc::new(self.routing()),
+            retry_initial: Duration::from_millis(self.pipeline.retry_initial_ms),
+            retry_max: Duration::from_millis(self.pipeline.retry_max_ms),
+            all_topics: self.all_topics(),
+        }
+    }
+
+    /// The routing tables of the configured channels and institutions.
+    pub fn routing(&self) -> crate::routing::Routing {
+        crate::routing::Routing::new(&self.channels, &self.institutions)
+    }
+
     pub fn channel_key(c: &ChannelSettings) -> String {
-        resolve_key("", &c.api_key, &c.api_key_env).unwrap_or_default()
+        c.key()
     }
 
     /// The institution's key, resolved (validated at load).
     pub fn institution_key(inst: &InstitutionSettings) -> String {
-        resolve_key("", &inst.api_key, &inst.api_key_env).unwrap_or_default()
+        inst.key()
     }
 }
 

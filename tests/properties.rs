@@ -39,12 +39,11 @@ fn config() -> ProptestConfig {
 fn routing() -> &'static Routing {
     static R: OnceLock<Routing> = OnceLock::new();
     R.get_or_init(|| {
-        Routing::from_settings(
-            &Settings::from_toml(&[&format!(
-                "[[channels]]\ncode = \"{CHANNEL}\"\napi_key = \"{CHANNEL_KEY}\"\n"
-            )])
-            .expect("the test settings load"),
-        )
+        Settings::from_toml(&[&format!(
+            "[[channels]]\ncode = \"{CHANNEL}\"\napi_key = \"{CHANNEL_KEY}\"\n"
+        )])
+        .expect("the test settings load")
+        .routing()
     })
 }
 

@@ -5,7 +5,6 @@
 use ipg_switch::error::Rc;
 use ipg_switch::protocol::channel::ChannelResponse;
 use ipg_switch::protocol::WebhookJob;
-use ipg_switch::routing::Routing;
 use ipg_switch::settings::Settings;
 use ipg_switch::switch::decode;
 use ipg_switch::{domain::NewBill, signature};
@@ -34,7 +33,7 @@ fn examples(kind: &str) -> Vec<String> {
 fn request_examples_decode() {
     let settings =
         Settings::from_toml(&["[[channels]]\ncode = \"bank_syariah\"\napi_key = \"k\"\n"]).unwrap();
-    let routing = Routing::from_settings(&settings);
+    let routing = settings.routing();
     for ex in examples("request") {
         let sig = signature::sign(b"k", ex.as_bytes());
         if let Err(r) = decode(ex.as_bytes(), Some(&sig), &routing) {

@@ -294,7 +294,7 @@ async fn exhausted_job_is_dead_lettered_with_attempts_and_replayed() {
 
     receiver.set(OK);
     let other = replay::replay(
-        &stack.settings,
+        &stack.settings.webhook_wiring(),
         &Filter {
             institution: Some("NOPE".into()),
             id: None,
@@ -304,7 +304,7 @@ async fn exhausted_job_is_dead_lettered_with_attempts_and_replayed() {
     .unwrap();
     assert_eq!(other.replayed, 0, "{other:?}");
     let report = replay::replay(
-        &stack.settings,
+        &stack.settings.webhook_wiring(),
         &Filter {
             institution: Some(INST.into()),
             id: Some(id.clone()),

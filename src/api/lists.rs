@@ -461,8 +461,8 @@ fn detail(i: &Institution) -> Value {
         "code": i.code,
         "name": i.name,
         "mode": match i.mode {
-            crate::settings::InstitutionMode::Hosted => "hosted",
-            crate::settings::InstitutionMode::Passive => "passive",
+            crate::domain::InstitutionMode::Hosted => "hosted",
+            crate::domain::InstitutionMode::Passive => "passive",
         },
         "prefixes": i.prefixes,
         "webhook_url": i.webhook_url,

@@ -37,9 +37,7 @@ use crate::error::SwitchError;
 use crate::hosted::Outcome;
 use crate::kafka::publish::{Outgoing, Publisher};
 use crate::metrics as m;
-use crate::pipeline::Ctx;
 use crate::protocol::ChannelRequest;
-use crate::settings::Settings;
 use crate::switch::Switch;
 
 /// The OpenAPI 3 document of this API, checked in under docs/.
@@ -57,6 +55,8 @@ pub struct StartError {
 }
 
 /// What every handler shares.
+/// What the HTTP door is built from: the shared switch, the producer its webhook jobs go
+/// through (and their topic), the daemon's shutdown token, its `[api]` section.
 pub struct Inner {
     pub switch: Switch,
     pub publisher: Publisher,
@@ -200,32 +200,23 @@ async fn count(req: Request, next: Next) -> Response {
 ///
 /// # Errors
 /// The address cannot be bound.
-pub async fn start(
-    settings: &Settings,
-    ctx: &Arc<Ctx>,
-) -> Result<Option<JoinHandle<()>>, StartError> {
-    if !settings.api.enabled() {
+pub async fn start(inner: Inner) -> Result<Option<JoinHandle<()>>, StartError> {
+    if !inner.settings.enabled() {
         return Ok(None);
     }
-    let addr = settings.api.listen.clone();
+    let addr = inner.settings.listen.clone();
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|source| StartError {
             addr: addr.clone(),
             source,
         })?;
-    let state = ApiState(Arc::new(Inner {
-        switch: ctx.switch.clone(),
-        publisher: ctx.publisher.clone(),
-        webhook_topic: ctx.topics.webhook.clone(),
-        shutdown: ctx.shutdown.clone(),
-        settings: settings.api.clone(),
-    }));
+    let state = ApiState(Arc::new(inner));
     if state.settings.sandbox {
         tracing::warn!("api.sandbox is on: Fake/Mock payments are enabled");
     }
     tracing::info!(%addr, "HTTP API listening");
-    let stop = ctx.shutdown.clone();
+    let stop = state.shutdown.clone();
     let app = router(state);
     Ok(Some(tokio::spawn(async move {
         let served = axum::serve(listener, app)

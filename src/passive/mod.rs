@@ -29,14 +29,15 @@ use tokio_util::sync::CancellationToken;
 pub use config::{PassiveSettings, ResponseSignature};
 
 use crate::clock::Clock;
+use crate::domain::InstitutionMode;
 use crate::domain::{Amount, VaNumber};
 use crate::error::{Rc, SwitchError};
 use crate::hosted::{binding, Outcome, PayInput};
 use crate::kafka::publish::{Outgoing, Publisher};
-use crate::lock::{LockWait, Owner};
+use crate::lock::{LockTimes, LockWait, Owner};
 use crate::metrics as m;
 use crate::routing::Institution;
-use crate::settings::{InstitutionMode, Settings};
+use crate::routing::InstitutionSettings;
 use crate::store::passive::Begin;
 use crate::store::{keys, Lock, Store};
 use client::{Answered, Breaker, Failure, Forwarder, Reply};
@@ -100,12 +101,17 @@ fn message_or(m: &str, rc: Rc) -> String {
 impl Passive {
     /// # Errors
     /// The HTTP client cannot be built (TLS backend).
-    pub fn new(settings: &Settings, store: Store, clock: Clock) -> reqwest::Result<Passive> {
-        let p = &settings.passive;
+    pub fn new(
+        p: &PassiveSettings,
+        institutions: &[InstitutionSettings],
+        lock: LockTimes,
+        store: Store,
+        clock: Clock,
+    ) -> reqwest::Result<Passive> {
         let mut forwarders = HashMap::new();
         let mut longest = p.timeout();
         let mut widest = p.max_concurrency;
-        for i in &settings.institutions {
+        for i in institutions {
             if i.mode != InstitutionMode::Passive {
                 continue;
             }
@@ -117,7 +123,7 @@ impl Passive {
                 Arc::new(Forwarder::new(
                     &i.code,
                     i.base_url.as_deref().unwrap_or_default(),
-                    &Settings::institution_key(i),
+                    &i.key(),
                     timeout,
                     i.max_concurrency.unwrap_or(p.max_concurrency),
                     i.response_signature.unwrap_or(p.response_signature),
@@ -137,8 +143,8 @@ impl Passive {
                 clock,
                 http,
                 forwarders,
-                lock_ttl: settings.switch.lock_ttl(),
-                lock_wait: settings.switch.lock_wait(),
+                lock_ttl: lock.ttl,
+                lock_wait: lock.wait,
                 settings: p.clone(),
                 audit: OnceLock::new(),
             }),

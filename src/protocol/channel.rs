@@ -384,9 +384,8 @@ mod tests {
     use crate::switch::decode;
 
     fn routing() -> Routing {
-        Routing::from_settings(
-            &Settings::from_toml(&["[[channels]]\ncode = \"bank\"\napi_key = \"k\"\n"]).unwrap(),
-        )
+        (Settings::from_toml(&["[[channels]]\ncode = \"bank\"\napi_key = \"k\"\n"]).unwrap())
+            .routing()
     }
 
     fn signed(v: &Value) -> (Vec<u8>, String) {

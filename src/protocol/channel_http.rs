@@ -56,9 +56,8 @@ mod tests {
     use crate::signature;
 
     fn routing() -> Routing {
-        Routing::from_settings(
-            &Settings::from_toml(&["[[channels]]\ncode = \"bank\"\napi_key = \"k\"\n"]).unwrap(),
-        )
+        (Settings::from_toml(&["[[channels]]\ncode = \"bank\"\napi_key = \"k\"\n"]).unwrap())
+            .routing()
     }
 
     #[test]

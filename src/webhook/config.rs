@@ -112,7 +112,7 @@ mod tests {
             [60_000, 300_000, 1_800_000, 7_200_000, 21_600_000]
         );
         assert_eq!(
-            crate::webhook::retry_topics(&s),
+            crate::webhook::retry_topics(&s.topics, &s.webhook),
             [
                 "ipg.webhook.retry.1",
                 "ipg.webhook.retry.2",

@@ -31,8 +31,9 @@ pub use config::WebhookSettings;
 use crate::kafka::offsets::Offsets;
 use crate::kafka::publish::Publisher;
 use crate::kafka::{self, KafkaSetupError};
+use crate::kafka::{KafkaSettings, TopicSettings};
 use crate::routing::Routing;
-use crate::settings::Settings;
+use crate::store::RedisSettings;
 use dispatch::{DispatchContext, Dispatcher, WebhookConsumer};
 
 #[derive(Debug, thiserror::Error)]
@@ -53,16 +54,32 @@ pub enum WebhookError {
     Read { topic: String, reason: String },
 }
 
-/// The retry tier topics, in order: `<prefix>.1` .. `<prefix>.N`.
-pub fn retry_topics(s: &Settings) -> Vec<String> {
-    (1..=s.webhook.backoff_ms.len())
-        .map(|n| format!("{}.{n}", s.topics.webhook_retry_prefix))
+/// The retry tier topics, in order: `<prefix>.1` .. `<prefix>.N`, one per
+/// `webhook.backoff_ms` entry.
+pub fn retry_topics(topics: &TopicSettings, webhook: &WebhookSettings) -> Vec<String> {
+    (1..=webhook.backoff_ms.len())
+        .map(|n| format!("{}.{n}", topics.webhook_retry_prefix))
         .collect()
+}
+
+/// What the dispatcher and `webhook replay` take from the configuration: each section as
+/// its owner typed it, the routing table, the retry pacing (`pipeline.retry_*`), and every
+/// topic the switch creates (for the standalone dispatcher). Built by `settings`.
+#[derive(Clone)]
+pub struct Wiring {
+    pub kafka: KafkaSettings,
+    pub redis: RedisSettings,
+    pub topics: TopicSettings,
+    pub webhook: WebhookSettings,
+    pub routing: Arc<Routing>,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub all_topics: Vec<String>,
 }
 
 fn create_consumer(
     bootstrap: &str,
-    s: &Settings,
+    s: &Wiring,
     ctx: DispatchContext,
 ) -> Result<WebhookConsumer, KafkaError> {
     kafka::at_least_once_config(bootstrap, &s.kafka, &s.webhook.group_id)
@@ -78,7 +95,7 @@ fn create_consumer(
 /// # Errors
 /// Client creation (Kafka, Redis URL, HTTP/TLS).
 pub fn start(
-    settings: &Settings,
+    settings: &Wiring,
     bootstrap: &str,
     producer: FutureProducer,
     shutdown: CancellationToken,
@@ -96,14 +113,13 @@ pub fn start(
             revoked: revoked.clone(),
         },
     )?);
-    let tiers = retry_topics(settings);
+    let tiers = retry_topics(&settings.topics, w);
     let mut topics: Vec<&str> = vec![settings.topics.webhook.as_str()];
     topics.extend(tiers.iter().map(String::as_str));
     consumer.subscribe(&topics)?;
-    let retry_initial = Duration::from_millis(settings.pipeline.retry_initial_ms);
-    let retry_max = Duration::from_millis(settings.pipeline.retry_max_ms);
+    let (retry_initial, retry_max) = (settings.retry_initial, settings.retry_max);
     let d = Arc::new(Dispatcher::new(
-        Arc::new(Routing::from_settings(settings)),
+        settings.routing.clone(),
         Publisher {
             producer,
             retry_initial,
@@ -133,7 +149,7 @@ pub fn start(
 /// # Errors
 /// An embedded broker setting, topic creation, client creation.
 pub async fn run_standalone(
-    settings: Settings,
+    settings: Wiring,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), WebhookError> {
     crate::metrics::install();
@@ -141,7 +157,7 @@ pub async fn run_standalone(
         return Err(WebhookError::NeedsBroker);
     }
     let bootstrap = settings.kafka.bootstrap_servers.clone();
-    kafka::ensure_topics(&bootstrap, &settings.kafka, &settings.all_topics()).await?;
+    kafka::ensure_topics(&bootstrap, &settings.kafka, &settings.all_topics).await?;
     let producer = kafka::create_producer(&bootstrap, &settings.kafka)?;
     let token = CancellationToken::new();
     let mut handle = start(&settings, &bootstrap, producer.clone(), token.clone())?;

@@ -13,8 +13,9 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::deliver::Envelope;
 use super::WebhookError;
+use super::Wiring;
 use crate::kafka;
-use crate::settings::Settings;
+use crate::kafka::KafkaSettings;
 
 /// Which dead letters to replay; `None` matches all.
 #[derive(Clone, Debug, Default)]
@@ -37,13 +38,13 @@ pub struct Report {
 ///
 /// # Errors
 /// An embedded broker setting, the broker unreachable, a publish not acknowledged.
-pub async fn replay(settings: &Settings, filter: &Filter) -> Result<Report, WebhookError> {
+pub async fn replay(settings: &Wiring, filter: &Filter) -> Result<Report, WebhookError> {
     if settings.kafka.is_embedded() {
         return Err(WebhookError::NeedsBroker);
     }
     let bootstrap = settings.kafka.bootstrap_servers.clone();
     let topic = settings.topics.webhook_dead_letter.clone();
-    let s = settings.clone();
+    let s = settings.kafka.clone();
     let raw = tokio::task::spawn_blocking(move || read_all(&bootstrap, &s, &topic))
         .await
         .map_err(|e| WebhookError::Read {
@@ -91,9 +92,9 @@ pub async fn replay(settings: &Settings, filter: &Filter) -> Result<Report, Webh
 }
 
 /// Every payload of `topic` up to its high watermarks at the time of the call.
-fn read_all(bootstrap: &str, s: &Settings, topic: &str) -> Result<Vec<Vec<u8>>, WebhookError> {
+fn read_all(bootstrap: &str, s: &KafkaSettings, topic: &str) -> Result<Vec<Vec<u8>>, WebhookError> {
     let timeout = Duration::from_secs(10);
-    let consumer: BaseConsumer = kafka::base_config(bootstrap, &s.kafka)
+    let consumer: BaseConsumer = kafka::base_config(bootstrap, s)
         .set(
             "group.id",
             format!("ipg-switch-replay-{}", uuid::Uuid::new_v4()),

@@ -8,8 +8,12 @@ use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota};
 
+use crate::domain::InstitutionMode;
 use crate::error::SwitchError;
-use crate::settings::{InstitutionMode, Settings};
+
+pub mod config;
+
+pub use config::{ChannelSettings, InstitutionSettings};
 
 /// A token bucket (governor): `rate_per_second` refills, `burst` (default: one second's
 /// worth, at least 1) is the most taken at once.
@@ -65,15 +69,16 @@ pub struct Routing {
 }
 
 impl Routing {
-    pub fn from_settings(s: &Settings) -> Routing {
+    /// The tables for these channels and institutions (validated at load).
+    pub fn new(channels: &[ChannelSettings], institutions: &[InstitutionSettings]) -> Routing {
         let mut r = Routing::default();
-        for i in &s.institutions {
+        for i in institutions {
             let inst = Arc::new(Institution {
                 code: i.code.clone(),
                 name: i.name.clone(),
                 mode: i.mode,
                 prefixes: i.prefixes.clone(),
-                api_key: Settings::institution_key(i),
+                api_key: i.key(),
                 webhook_url: i.webhook_url.clone(),
                 base_url: i.base_url.clone(),
                 limiter: Limiter::new(i.rate_per_second, i.burst),
@@ -83,9 +88,9 @@ impl Routing {
             }
             r.by_code.insert(i.code.clone(), inst);
         }
-        for c in &s.channels {
+        for c in channels {
             let channel = Channel {
-                key: Settings::channel_key(c).into_bytes(),
+                key: c.key().into_bytes(),
                 limiter: Limiter::new(c.rate_per_second, c.burst),
             };
             r.channels.insert(c.code.clone(), channel);
