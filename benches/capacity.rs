@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use ipg_switch::kafka::offsets::Offsets;
-use ipg_switch::kafka::{self, SwitchContext};
+use ipg_switch::kafka::{self, TrackingContext};
 use ipg_switch::settings::{InstitutionMode, Settings};
 use ipg_switch::signature;
 use rdkafka::config::ClientConfig;
@@ -633,13 +633,16 @@ fn start_ceiling(
     concurrency: usize,
 ) -> (
     tokio::task::JoinHandle<()>,
-    Arc<StreamConsumer<SwitchContext>>,
+    Arc<StreamConsumer<TrackingContext>>,
 ) {
     let mut s = settings.clone();
     s.kafka.group_id = "bench-ceiling".into();
-    let ctx = SwitchContext {
+    let ctx = TrackingContext {
+        name: "bench",
         offsets: Arc::new(Offsets::default()),
-        assigned: Arc::new(AtomicUsize::new(0)),
+        assigned: Some(Arc::new(AtomicUsize::new(0))),
+        revoked: None,
+        resume_on_assign: false,
     };
     let consumer =
         Arc::new(kafka::create_consumer(bootstrap, &s.kafka, ctx).expect("ceiling consumer"));

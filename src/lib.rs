@@ -85,7 +85,7 @@ use crate::clock::Clock;
 use crate::hosted::Hosted;
 use crate::kafka::offsets::Offsets;
 use crate::kafka::publish::Publisher;
-use crate::kafka::{EmbeddedBroker, KafkaSetupError, SwitchContext};
+use crate::kafka::{EmbeddedBroker, KafkaSetupError, TrackingContext};
 use crate::pipeline::Ctx;
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
@@ -205,9 +205,12 @@ pub async fn run(
     let consumer = Arc::new(kafka::Closing::new(kafka::create_consumer(
         &bootstrap,
         &settings.kafka,
-        SwitchContext {
+        TrackingContext {
+            name: "requests",
             offsets: offsets.clone(),
-            assigned: assigned.clone(),
+            assigned: Some(assigned.clone()),
+            revoked: None,
+            resume_on_assign: false,
         },
     )?));
     consumer.subscribe(&[settings.topics.request.as_str()])?;

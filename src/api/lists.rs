@@ -232,54 +232,100 @@ fn too_wide(what: &str) -> SwitchError {
     )
 }
 
+/// A listing over one of the institution's time indexes (bills or payments): straight
+/// from the index, one page, when nothing filters or orders it; otherwise every row in the
+/// date window (at most `SCAN_MAX`) read, filtered by `q` over `q_fields` and by `exact`
+/// field values, ordered and paged in memory. `rows` turns index members into rows.
+#[allow(clippy::too_many_arguments)]
+async fn list_index<F, Fut>(
+    st: &ApiState,
+    c: &Caller,
+    params: &Params,
+    ix: Index,
+    order_fields: &[&str],
+    q_fields: &[&str],
+    exact_fields: &[&str],
+    what: &str,
+    rows: F,
+) -> Reply
+where
+    F: Fn(Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Value>, crate::store::StoreError>>,
+{
+    let clock = st.clock();
+    let fail = |e: SwitchError| refuse(&e, Door::Gateway, clock);
+    check_institution_param(params, c).map_err(fail)?;
+    let p = paging(params, clock, order_fields).map_err(fail)?;
+    let exact: Vec<(&str, &String)> = exact_fields
+        .iter()
+        .filter_map(|k| params.get(*k).filter(|v| !v.is_empty()).map(|v| (*k, v)))
+        .collect();
+    let store = &st.switch.hosted.store;
+    let inst = c.0.code.as_str();
+    let total = store
+        .index_count(inst, ix, p.window)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    if p.q.is_none() && p.order_by.is_none() && exact.is_empty() {
+        let members = store
+            .index_members(inst, ix, p.window, p.desc, p.offset(), p.per_page)
+            .await
+            .map_err(|e| fail(e.into()))?;
+        let data = rows(members).await.map_err(|e| fail(e.into()))?;
+        return Ok(page_reply(clock, &p, total, data));
+    }
+    if total > SCAN_MAX {
+        return Err(fail(too_wide(what)));
+    }
+    let members = store
+        .index_members(inst, ix, p.window, false, 0, SCAN_MAX)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    let rows = rows(members)
+        .await
+        .map_err(|e| fail(e.into()))?
+        .into_iter()
+        .filter(|v| {
+            exact
+                .iter()
+                .all(|(k, want)| v[*k].as_str() == Some(want.as_str()))
+        })
+        .filter(|v| p.q.as_deref().is_none_or(|q| matches_q(v, q, q_fields)))
+        .collect();
+    Ok(page_in_memory(clock, &p, rows))
+}
+
 /// `GET /api/v2/gw/bill`.
 pub async fn bills(
     State(st): State<ApiState>,
     Extension(c): Extension<Caller>,
     Query(params): Query<Params>,
 ) -> Reply {
-    let clock = st.clock();
-    let fail = |e: SwitchError| refuse(&e, Door::Gateway, clock);
-    check_institution_param(&params, &c).map_err(fail)?;
-    let p = paging(&params, clock, BILL_ORDER).map_err(fail)?;
-    let store = &st.switch.hosted.store;
-    let inst = c.0.code.as_str();
-    let now = clock.now();
-    let total = store
-        .index_count(inst, Index::Bills, p.window)
-        .await
-        .map_err(|e| fail(e.into()))?;
-    let view =
-        |b: &crate::domain::Bill| serde_json::to_value(b.view(now, None)).unwrap_or_default();
-    if p.q.is_none() && p.order_by.is_none() {
-        let hashes = store
-            .index_members(inst, Index::Bills, p.window, p.desc, p.offset(), p.per_page)
-            .await
-            .map_err(|e| fail(e.into()))?;
-        let bills = store
-            .bills_by_hash(inst, &hashes)
-            .await
-            .map_err(|e| fail(e.into()))?;
-        let data = bills.iter().map(|b| view(&b.value)).collect();
-        return Ok(page_reply(clock, &p, total, data));
-    }
-    if total > SCAN_MAX {
-        return Err(fail(too_wide("bills")));
-    }
-    let hashes = store
-        .index_members(inst, Index::Bills, p.window, false, 0, SCAN_MAX)
-        .await
-        .map_err(|e| fail(e.into()))?;
-    let bills = store
-        .bills_by_hash(inst, &hashes)
-        .await
-        .map_err(|e| fail(e.into()))?;
-    let rows = bills
-        .iter()
-        .map(|b| view(&b.value))
-        .filter(|v| p.q.as_deref().is_none_or(|q| matches_q(v, q, BILL_Q)))
-        .collect();
-    Ok(page_in_memory(clock, &p, rows))
+    let now = st.clock().now();
+    let store = st.switch.hosted.store.clone();
+    let inst = c.0.code.clone();
+    let rows = |hashes: Vec<String>| {
+        let (store, inst) = (store.clone(), inst.clone());
+        async move {
+            let bills = store.bills_by_hash(&inst, &hashes).await?;
+            Ok(bills
+                .iter()
+                .map(|b| serde_json::to_value(b.value.view(now, None)).unwrap_or_default())
+                .collect())
+        }
+    };
+    list_index(
+        &st,
+        &c,
+        &params,
+        Index::Bills,
+        BILL_ORDER,
+        BILL_Q,
+        &[],
+        "bills",
+        rows,
+    )
+    .await
 }
 
 const PAYMENT_ORDER: &[&str] = &[
@@ -309,65 +355,31 @@ pub async fn payments(
     Extension(c): Extension<Caller>,
     Query(params): Query<Params>,
 ) -> Reply {
-    let clock = st.clock();
-    let fail = |e: SwitchError| refuse(&e, Door::Gateway, clock);
-    check_institution_param(&params, &c).map_err(fail)?;
-    let p = paging(&params, clock, PAYMENT_ORDER).map_err(fail)?;
-    let exact: Vec<(&str, &String)> = ["va_number", "type", "status"]
-        .iter()
-        .filter_map(|k| params.get(*k).filter(|v| !v.is_empty()).map(|v| (*k, v)))
-        .collect();
-    let store = &st.switch.hosted.store;
-    let inst = c.0.code.as_str();
-    let total = store
-        .index_count(inst, Index::Payments, p.window)
-        .await
-        .map_err(|e| fail(e.into()))?;
-    if p.q.is_none() && p.order_by.is_none() && exact.is_empty() {
-        let pkeys = store
-            .index_members(
-                inst,
-                Index::Payments,
-                p.window,
-                p.desc,
-                p.offset(),
-                p.per_page,
-            )
-            .await
-            .map_err(|e| fail(e.into()))?;
-        let recs = store
-            .payments_by_key(&pkeys)
-            .await
-            .map_err(|e| fail(e.into()))?;
-        return Ok(page_reply(
-            clock,
-            &p,
-            total,
-            recs.iter().map(payment_row).collect(),
-        ));
-    }
-    if total > SCAN_MAX {
-        return Err(fail(too_wide("payments")));
-    }
-    let pkeys = store
-        .index_members(inst, Index::Payments, p.window, false, 0, SCAN_MAX)
-        .await
-        .map_err(|e| fail(e.into()))?;
-    let recs = store
-        .payments_by_key(&pkeys)
-        .await
-        .map_err(|e| fail(e.into()))?;
-    let rows = recs
-        .iter()
-        .map(payment_row)
-        .filter(|v| {
-            exact
+    let store = st.switch.hosted.store.clone();
+    let rows = |keys: Vec<String>| {
+        let store = store.clone();
+        async move {
+            Ok(store
+                .payments_by_key(&keys)
+                .await?
                 .iter()
-                .all(|(k, want)| v[*k].as_str() == Some(want.as_str()))
-        })
-        .filter(|v| p.q.as_deref().is_none_or(|q| matches_q(v, q, PAYMENT_Q)))
-        .collect();
-    Ok(page_in_memory(clock, &p, rows))
+                .map(payment_row)
+                .collect())
+        }
+    };
+    let exact = ["va_number", "type", "status"];
+    list_index(
+        &st,
+        &c,
+        &params,
+        Index::Payments,
+        PAYMENT_ORDER,
+        PAYMENT_Q,
+        &exact,
+        "payments",
+        rows,
+    )
+    .await
 }
 
 /// Ledger entries read per round trip when filtering.

@@ -70,8 +70,8 @@ pub fn create_producer(bootstrap: &str, s: &KafkaSettings) -> KafkaResult<Future
 pub fn create_consumer(
     bootstrap: &str,
     s: &KafkaSettings,
-    ctx: SwitchContext,
-) -> KafkaResult<StreamConsumer<SwitchContext>> {
+    ctx: TrackingContext,
+) -> KafkaResult<StreamConsumer<TrackingContext>> {
     at_least_once_config(bootstrap, s, &s.group_id).create_with_context(ctx)
 }
 
@@ -204,14 +204,27 @@ impl Drop for EmbeddedBroker {
     }
 }
 
-/// Consumer context: forwards librdkafka's logs to tracing and keeps the offset tracker
-/// in step with rebalances.
-pub struct SwitchContext {
+/// Partitions taken away by a rebalance, for a loop that holds work per partition (the
+/// webhook dispatcher's paused heads).
+pub type Revoked = Arc<std::sync::Mutex<Vec<(String, i32)>>>;
+
+/// The one consumer context of both consumers (requests, webhook jobs): forwards
+/// librdkafka's logs to tracing, forgets a revoked partition's pending offsets, and tells
+/// whoever asked about assignments and revocations.
+pub struct TrackingContext {
+    /// Which consumer, for log lines (`requests`, `webhook`).
+    pub name: &'static str,
     pub offsets: Arc<Offsets>,
-    pub assigned: Arc<AtomicUsize>,
+    /// Partitions assigned now; reported as `ipg_assigned_partitions` when given.
+    pub assigned: Option<Arc<AtomicUsize>>,
+    /// Revoked partitions are pushed here when given.
+    pub revoked: Option<Revoked>,
+    /// Resume every assigned partition (one paused under its previous assignment must
+    /// fetch again).
+    pub resume_on_assign: bool,
 }
 
-impl ClientContext for SwitchContext {
+impl ClientContext for TrackingContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         match level {
             RDKafkaLogLevel::Emerg
@@ -233,40 +246,54 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
         .collect()
 }
 
-impl ConsumerContext for SwitchContext {
+impl ConsumerContext for TrackingContext {
     fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let parts = partitions(tpl);
-            tracing::info!(?parts, "partitions revoked");
+            tracing::info!(consumer = self.name, ?parts, "partitions revoked");
             // Work still in flight on them will not store offsets; the next owner redoes
             // it and the handlers' idempotency makes that harmless.
             for (t, p) in &parts {
                 self.offsets.forget(t, *p);
             }
-            self.assigned.fetch_sub(
-                parts.len().min(self.assigned.load(Ordering::Relaxed)),
-                Ordering::Relaxed,
-            );
+            if let Some(a) = &self.assigned {
+                a.fetch_sub(
+                    parts.len().min(a.load(Ordering::Relaxed)),
+                    Ordering::Relaxed,
+                );
+            }
+            if let Some(r) = &self.revoked {
+                r.lock().unwrap_or_else(|e| e.into_inner()).extend(parts);
+            }
         }
     }
 
-    fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
+                if self.resume_on_assign {
+                    let _ = c.resume(tpl);
+                }
                 let parts = partitions(tpl);
-                tracing::info!(?parts, "partitions assigned");
-                self.assigned.fetch_add(parts.len(), Ordering::Relaxed);
+                tracing::info!(consumer = self.name, ?parts, "partitions assigned");
+                if let Some(a) = &self.assigned {
+                    a.fetch_add(parts.len(), Ordering::Relaxed);
+                }
             }
-            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+            Rebalance::Error(e) => {
+                tracing::warn!(consumer = self.name, error = %e, "rebalance error")
+            }
             Rebalance::Revoke(_) => {}
         }
-        metrics::gauge!(m::ASSIGNED_PARTITIONS).set(self.assigned.load(Ordering::Relaxed) as f64);
+        if let Some(a) = &self.assigned {
+            metrics::gauge!(m::ASSIGNED_PARTITIONS).set(a.load(Ordering::Relaxed) as f64);
+        }
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         match result {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => tracing::warn!(error = %e, "offset commit failed"),
+            Err(e) => tracing::warn!(consumer = self.name, error = %e, "offset commit failed"),
         }
     }
 }

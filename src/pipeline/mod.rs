@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::kafka::offsets::Offsets;
 use crate::kafka::publish::{sleep_or_shutdown, Publisher};
-use crate::kafka::SwitchContext;
 use crate::kafka::TopicSettings;
+use crate::kafka::TrackingContext;
 use crate::metrics as m;
 use crate::switch::Switch;
 use process::{process, Inbound};
@@ -51,7 +51,7 @@ impl Ctx {
     }
 }
 
-pub type SwitchConsumer = crate::kafka::Closing<StreamConsumer<SwitchContext>>;
+pub type SwitchConsumer = crate::kafka::Closing<StreamConsumer<TrackingContext>>;
 
 fn lane_of(msg: &Inbound, lanes: usize) -> usize {
     let mut h = DefaultHasher::new();

@@ -451,9 +451,19 @@ impl Store {
     /// # Errors
     /// Redis unreachable.
     pub async fn commit_payment(&self, p: NewPayment<'_>) -> Result<Commit, StoreError> {
-        let r: Vec<String> = self
-            .scripts
-            .pay
+        self.commit(&self.scripts.pay, p).await
+    }
+
+    /// Commits a reversal: see `lua/reverse.lua` (same keys and arguments as a payment).
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn commit_reversal(&self, p: NewPayment<'_>) -> Result<Commit, StoreError> {
+        self.commit(&self.scripts.reverse, p).await
+    }
+
+    async fn commit(&self, script: &Script, p: NewPayment<'_>) -> Result<Commit, StoreError> {
+        let r: Vec<String> = script
             .key(keys::bill(p.inst, &p.bill.value.hash))
             .key(keys::payment(
                 p.inst,
@@ -464,7 +474,12 @@ impl Store {
             .key(keys::payments(p.inst))
             .key(keys::ledger(p.inst))
             .key(keys::balance(p.inst))
-            .key(p.lock.map_or("", |l| l.key.as_str()))
+            // Always a key of the institution's slot (Redis Cluster): the VA's lock, released
+            // only when the caller passed its token (payments).
+            .key(p.lock.map_or_else(
+                || keys::lock(p.inst, &p.payment.va_number),
+                |l| l.key.clone(),
+            ))
             .arg(&p.bill.version)
             .arg(to_json(p.next_bill))
             .arg(status_str(p.next_bill))
@@ -475,35 +490,6 @@ impl Store {
             .arg(p.payment.amount.get())
             .arg(p.score_ms)
             .arg(p.lock.map_or("", |l| l.token.as_str()))
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(verdict(&r))
-    }
-
-    /// Commits a reversal: see `lua/reverse.lua`.
-    ///
-    /// # Errors
-    /// Redis unreachable.
-    pub async fn commit_reversal(&self, p: NewPayment<'_>) -> Result<Commit, StoreError> {
-        let r: Vec<String> = self
-            .scripts
-            .reverse
-            .key(keys::bill(p.inst, &p.bill.value.hash))
-            .key(keys::payment(
-                p.inst,
-                &p.payment.channel,
-                &p.payment.payment_ref_id,
-            ))
-            .key(keys::ledger(p.inst))
-            .key(keys::balance(p.inst))
-            .arg(&p.bill.version)
-            .arg(to_json(p.next_bill))
-            .arg(status_str(p.next_bill))
-            .arg(to_json(p.payment))
-            .arg(p.answered_bill)
-            .arg(p.timestamp)
-            .arg(to_json(p.ledger_entry))
-            .arg(p.payment.amount.get())
             .invoke_async(&mut self.conn())
             .await?;
         Ok(verdict(&r))

@@ -22,12 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use rdkafka::client::ClientContext;
-use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::TopicPartitionList;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -41,11 +37,12 @@ use crate::metrics as m;
 use crate::protocol::webhook::WebhookJob;
 use crate::routing::Routing;
 
-pub type WebhookConsumer = rdkafka::consumer::StreamConsumer<DispatchContext>;
+pub type WebhookConsumer = rdkafka::consumer::StreamConsumer<TrackingContext>;
 
 /// Partitions revoked since the loop last looked: their paused heads are dropped (the
 /// next owner consumes them again from the committed offset).
-pub type Revoked = Arc<Mutex<Vec<(String, i32)>>>;
+pub use crate::kafka::Revoked;
+use crate::kafka::TrackingContext;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -53,54 +50,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
-}
-
-/// Consumer context of the dispatcher: logs to tracing, keeps offsets and the loop's
-/// paused heads in step with rebalances.
-pub struct DispatchContext {
-    pub offsets: Arc<Offsets>,
-    pub revoked: Revoked,
-}
-
-impl ClientContext for DispatchContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => tracing::error!(target: "rdkafka", fac, "{log_message}"),
-            RDKafkaLogLevel::Warning => tracing::warn!(target: "rdkafka", fac, "{log_message}"),
-            _ => tracing::debug!(target: "rdkafka", fac, "{log_message}"),
-        }
-    }
-}
-
-impl ConsumerContext for DispatchContext {
-    fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let mut revoked = lock(&self.revoked);
-            for e in tpl.elements() {
-                self.offsets.forget(e.topic(), e.partition());
-                revoked.push((e.topic().to_owned(), e.partition()));
-            }
-            tracing::info!(partitions = tpl.count(), "webhook partitions revoked");
-        }
-    }
-
-    fn post_rebalance(&self, c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            // A partition paused under its previous assignment must fetch again.
-            let _ = c.resume(tpl);
-            tracing::info!(partitions = tpl.count(), "webhook partitions assigned");
-        }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => tracing::warn!(error = %e, "webhook offset commit failed"),
-        }
-    }
 }
 
 /// Per institution: call slots, jobs waiting for one, and the rate limit.

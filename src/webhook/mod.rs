@@ -30,11 +30,12 @@ pub use config::WebhookSettings;
 
 use crate::kafka::offsets::Offsets;
 use crate::kafka::publish::Publisher;
+use crate::kafka::TrackingContext;
 use crate::kafka::{self, KafkaSetupError};
 use crate::kafka::{KafkaSettings, TopicSettings};
 use crate::routing::Routing;
 use crate::store::RedisSettings;
-use dispatch::{DispatchContext, Dispatcher, WebhookConsumer};
+use dispatch::{Dispatcher, WebhookConsumer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
@@ -80,7 +81,7 @@ pub struct Wiring {
 fn create_consumer(
     bootstrap: &str,
     s: &Wiring,
-    ctx: DispatchContext,
+    ctx: TrackingContext,
 ) -> Result<WebhookConsumer, KafkaError> {
     kafka::at_least_once_config(bootstrap, &s.kafka, &s.webhook.group_id)
         // Jobs waiting in a tier are held in memory behind a paused head; keep the
@@ -108,9 +109,12 @@ pub fn start(
     let consumer = Arc::new(create_consumer(
         bootstrap,
         settings,
-        DispatchContext {
+        TrackingContext {
+            name: "webhook",
             offsets: offsets.clone(),
-            revoked: revoked.clone(),
+            assigned: None,
+            revoked: Some(revoked.clone()),
+            resume_on_assign: true,
         },
     )?);
     let tiers = retry_topics(&settings.topics, w);

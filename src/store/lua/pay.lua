@@ -26,7 +26,7 @@ redis.call('HSET', KEYS[2], 'doc', ARGV[4], 'bill', ARGV[5], 'ts', ARGV[6])
 redis.call('RPUSH', KEYS[3], KEYS[2])
 redis.call('ZADD', KEYS[4], ARGV[9], KEYS[2])
 redis.call('RPUSH', KEYS[5], string.sub(ARGV[7], 1, -2) .. ',"balance_after":' .. bal .. '}')
-if redis.call('GET', KEYS[7]) == ARGV[10] then
+if ARGV[10] ~= '' and redis.call('GET', KEYS[7]) == ARGV[10] then
   redis.call('DEL', KEYS[7])
 end
 return {'ok'}

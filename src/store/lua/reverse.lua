@@ -1,5 +1,6 @@
 -- Commits one reversal atomically: bill, payment record, balance, ledger.
--- KEYS: 1 bill, 2 payment, 3 ledger (list), 4 balance
+-- KEYS and ARGV as pay.lua's (one caller builds both): 1 bill, 2 payment, 5 ledger (list),
+-- 6 balance; 3, 4, 7 (indexes, lock) and ARGV 9, 10 are not used here.
 -- ARGV: 1 expected bill version, 2 new bill doc, 3 new bill status, 4 reversed payment doc,
 --       5 the bill as answered (JSON), 6 answer timestamp, 7 ledger entry (JSON object),
 --       8 amount
@@ -14,13 +15,13 @@ if redis.call('HGET', KEYS[1], 'ver') ~= ARGV[1] then
 end
 -- Money first (see pay.lua): DECRBY within int64 or nothing is written; the balance is read
 -- back as Redis's exact string, never through a Lua number.
-local moved = redis.pcall('DECRBY', KEYS[4], ARGV[8])
+local moved = redis.pcall('DECRBY', KEYS[6], ARGV[8])
 if type(moved) == 'table' and moved.err then
   return {'balance_refused', moved.err}
 end
-local bal = redis.call('GET', KEYS[4])
+local bal = redis.call('GET', KEYS[6])
 redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'ver', 1)
 redis.call('HSET', KEYS[2], 'rev_doc', ARGV[4], 'rev_bill', ARGV[5], 'rev_ts', ARGV[6])
-redis.call('RPUSH', KEYS[3], string.sub(ARGV[7], 1, -2) .. ',"balance_after":' .. bal .. '}')
+redis.call('RPUSH', KEYS[5], string.sub(ARGV[7], 1, -2) .. ',"balance_after":' .. bal .. '}')
 return {'ok'}
