@@ -20,7 +20,7 @@ pub use crate::domain::passive as record;
 pub mod resolve;
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -43,7 +43,8 @@ use crate::store::{keys, Lock, Store};
 use client::{Answered, Breaker, Failure, Forwarder, Reply};
 use record::{PassivePayment, PassiveState, StoredAnswer};
 
-/// Where resolution steps are published (set once the daemon has a producer).
+/// Where resolution steps are published: the daemon's producer, passed in when the switch
+/// is built.
 pub struct Audit {
     pub publisher: Publisher,
     pub topic: String,
@@ -63,7 +64,7 @@ struct Inner {
     lock_ttl: Duration,
     lock_wait: Duration,
     settings: PassiveSettings,
-    audit: OnceLock<Audit>,
+    audit: Option<Audit>,
 }
 
 /// The answer to a channel reversal the switch accepted and delivers itself.
@@ -107,6 +108,7 @@ impl Passive {
         lock: LockTimes,
         store: Store,
         clock: Clock,
+        audit: Option<Audit>,
     ) -> reqwest::Result<Passive> {
         let mut forwarders = HashMap::new();
         let mut longest = p.timeout();
@@ -146,14 +148,9 @@ impl Passive {
                 lock_ttl: lock.ttl,
                 lock_wait: lock.wait,
                 settings: p.clone(),
-                audit: OnceLock::new(),
+                audit,
             }),
         })
-    }
-
-    /// Publishes resolution steps on `audit.topic` from now on.
-    pub fn set_audit(&self, audit: Audit) {
-        let _ = self.inner.audit.set(audit);
     }
 
     pub fn store(&self) -> &Store {
@@ -721,7 +718,7 @@ impl Passive {
             outcome,
             "passive payment resolution step"
         );
-        let Some(a) = self.inner.audit.get() else {
+        let Some(a) = &self.inner.audit else {
             return;
         };
         let event = json!({
