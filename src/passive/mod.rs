@@ -18,6 +18,7 @@ pub mod config;
 /// The forwarded payment's record lives in `domain` (the store keeps it, the rules drive it).
 pub use crate::domain::passive as record;
 pub mod resolve;
+pub mod transition;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,8 +41,9 @@ use crate::routing::Institution;
 use crate::routing::InstitutionSettings;
 use crate::store::passive::Begin;
 use crate::store::{keys, Lock, Store};
-use client::{Answered, Breaker, Failure, Forwarder, Reply};
-use record::{PassivePayment, PassiveState, StoredAnswer};
+use client::{Answered, Breaker, Forwarder, Reply};
+use record::{PassivePayment, PassiveState};
+use transition::{gateway, message_or, reversal_done, with_payment};
 
 /// Where resolution steps are published: the daemon's producer, passed in when the switch
 /// is built.
@@ -69,35 +71,6 @@ struct Inner {
 
 /// The answer to a channel reversal the switch accepted and delivers itself.
 const REVERSAL_QUEUED: &str = "reversal accepted; the switch delivers it to the institution";
-
-fn gateway(detail: impl Into<String>) -> (Rc, String) {
-    (Rc::BillerGatewayInvalidResponse, detail.into())
-}
-
-/// The institution's data with the switch's payment view added (`payment`), the shape of a
-/// hosted payment's answer.
-fn with_payment(data: &Value, view: Value) -> Value {
-    match data {
-        Value::Object(o) => {
-            let mut o = o.clone();
-            o.insert("payment".into(), view);
-            Value::Object(o)
-        }
-        _ => json!({ "payment": view }),
-    }
-}
-
-fn message_or(m: &str, rc: Rc) -> String {
-    if m.is_empty() {
-        if rc == Rc::Success {
-            "success".into()
-        } else {
-            rc.as_str().to_ascii_lowercase().replace('_', " ")
-        }
-    } else {
-        m.to_owned()
-    }
-}
 
 impl Passive {
     /// # Errors
@@ -418,57 +391,9 @@ impl Passive {
     ) -> Result<Outcome, SwitchError> {
         let now = self.inner.clock.now();
         rec.updated_at = self.inner.clock.stamp(now);
-        let (rc, message, data, due) = match reply {
-            Ok(a) if a.rc == Rc::Success => {
-                rec.state = PassiveState::Paid;
-                rec.institution_data = a.data.clone();
-                let message = message_or(&a.message, a.rc);
-                (a.rc, message, with_payment(&a.data, rec.view()), None)
-            }
-            Ok(a) if a.rc == Rc::BillerSuspectTransaction => {
-                return self.in_doubt(rec, "suspect", Some(lock)).await;
-            }
-            Ok(a) => {
-                rec.state = PassiveState::Refused;
-                (a.rc, message_or(&a.message, a.rc), a.data, None)
-            }
-            Err(Failure::Timeout) => return self.in_doubt(rec, "timeout", Some(lock)).await,
-            Err(e) if e.maybe_received() => {
-                // Answered with garbage: the channel is told it failed, so make it so at
-                // the institution too.
-                rec.state = PassiveState::Reversing;
-                rec.reason = Some(e.label().into());
-                rec.resolution = Some("voided".into());
-                rec.attempts = 0;
-                let (rc, msg) = gateway(e.describe());
-                rec.answer = Some(StoredAnswer {
-                    rc,
-                    message: msg.clone(),
-                    timestamp: rec.updated_at.clone(),
-                    data: Value::Null,
-                });
-                self.emit(rec, "voided", e.label(), &msg, Some(lock)).await;
-                self.inner
-                    .store
-                    .passive_save(rec, Some(now.timestamp_millis()), Some(lock))
-                    .await?;
-                return Ok(self.replayed(rec));
-            }
-            Err(e) => {
-                // Never sent: recorded for reconciliation, judged anew when repeated.
-                rec.state = PassiveState::Refused;
-                rec.reason = Some(record::NOT_SENT.into());
-                let (rc, msg) = gateway(e.describe());
-                (rc, msg, Value::Null, None)
-            }
-        };
-        rec.answer = Some(StoredAnswer {
-            rc,
-            message,
-            timestamp: rec.updated_at.clone(),
-            data,
-        });
-        self.inner.store.passive_save(rec, due, Some(lock)).await?;
+        let next =
+            transition::payment_replied(rec, reply, now.timestamp_millis(), &self.inner.settings);
+        self.apply(rec, next, Some(lock)).await?;
         Ok(self.replayed(rec))
     }
 
@@ -480,26 +405,28 @@ impl Passive {
         lock: Option<&Lock>,
     ) -> Result<Outcome, SwitchError> {
         let now = self.inner.clock.now();
-        let s = &self.inner.settings;
-        rec.state = PassiveState::InDoubt;
-        rec.reason = Some(reason.to_owned());
-        rec.attempts = 0;
-        rec.deadline_ms = Some(now.timestamp_millis() + s.resolve_window_ms as i64);
         rec.updated_at = self.inner.clock.stamp(now);
-        let message = format!(
-            "payment outcome unknown ({reason}); the switch is confirming it with the institution"
-        );
-        rec.answer = Some(StoredAnswer {
-            rc: Rc::BillerSuspectTransaction,
-            message: message.clone(),
-            timestamp: rec.updated_at.clone(),
-            data: rec.view(),
-        });
-        self.emit(rec, "in_doubt", reason, &message, lock).await;
-        let due =
-            now.timestamp_millis() + config::backoff(&s.check_backoff_ms, 0).as_millis() as i64;
-        self.inner.store.passive_save(rec, Some(due), lock).await?;
+        let next = transition::in_doubt(rec, reason, now.timestamp_millis(), &self.inner.settings);
+        self.apply(rec, next, lock).await?;
         Ok(self.replayed(rec))
+    }
+
+    /// Carries out a transition: publishes its step (if any), then saves the record with
+    /// its next due time, releasing `lock` if given.
+    async fn apply(
+        &self,
+        rec: &mut PassivePayment,
+        next: transition::Next,
+        lock: Option<&Lock>,
+    ) -> Result<(), SwitchError> {
+        if let Some(st) = &next.step {
+            self.emit(rec, st.name, &st.outcome, &st.detail, lock).await;
+        }
+        self.inner
+            .store
+            .passive_save(rec, next.due_ms, lock)
+            .await?;
+        Ok(())
     }
 
     /// The answer recorded for the payment, as the channel got it.
@@ -767,12 +694,4 @@ impl Passive {
             }
         }
     }
-}
-
-/// An answer to a reversal that means the payment is not (or no longer) at the institution.
-fn reversal_done(rc: Rc) -> bool {
-    matches!(
-        rc,
-        Rc::Success | Rc::BillerPaymentAlreadyReversed | Rc::BillerPaymentNotFound
-    )
 }

@@ -15,9 +15,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::record::PassiveState;
-use super::{config, reversal_done, Passive};
-use crate::error::{Rc, SwitchError};
+use super::transition::{self, Call};
+use super::Passive;
+use crate::error::SwitchError;
 use crate::lock::Owner;
 use crate::metrics as m;
 use crate::store::{keys, Lock};
@@ -70,7 +70,6 @@ impl Passive {
         lock: &Lock,
     ) -> Result<bool, SwitchError> {
         let store = &self.inner.store;
-        let s = &self.inner.settings;
         // Read again under the lock: a channel reversal may have ended it meanwhile.
         let Some(mut rec) = store.passive_payment(inst, channel, reference).await? else {
             return Ok(false);
@@ -82,85 +81,20 @@ impl Passive {
         let now = self.inner.clock.now();
         let now_ms = now.timestamp_millis();
         rec.updated_at = self.inner.clock.stamp(now);
-        let (step, outcome, detail, due): (&'static str, String, String, Option<i64>) =
-            match rec.state {
-                PassiveState::InDoubt if rec.deadline_ms.is_some_and(|d| now_ms >= d) => {
-                    rec.state = PassiveState::Reversing;
-                    rec.resolution = Some("window_expired".into());
-                    rec.attempts = 0;
-                    (
-                        "window_expired",
-                        "unconfirmed".into(),
-                        "not confirmed within the window; reversing".into(),
-                        Some(now_ms),
-                    )
-                }
-                PassiveState::InDoubt => {
-                    let reply = self
-                        .call(&f, "check-status", &Self::check_status_body(&rec))
-                        .await;
-                    match reply {
-                        Ok(a) if a.rc == Rc::Success => {
-                            rec.state = PassiveState::Paid;
-                            rec.resolution = Some("confirmed".into());
-                            rec.institution_data = a.data;
-                            ("confirmed", a.rc.as_str().into(), a.message, None)
-                        }
-                        Ok(a) if a.rc == Rc::BillerPaymentNotFound => {
-                            rec.state = PassiveState::Reversing;
-                            rec.resolution = Some("denied".into());
-                            rec.attempts = 0;
-                            ("denied", a.rc.as_str().into(), a.message, Some(now_ms))
-                        }
-                        Ok(a) if a.rc == Rc::BillerPaymentAlreadyReversed => {
-                            rec.state = PassiveState::Reversed;
-                            rec.resolution = Some("already_reversed".into());
-                            ("reversed", a.rc.as_str().into(), a.message, None)
-                        }
-                        other => {
-                            rec.attempts += 1;
-                            let (label, detail) = match other {
-                                Ok(a) => (a.rc.as_str().to_owned(), a.message),
-                                Err(e) => (e.label().to_owned(), e.describe()),
-                            };
-                            let next = config::backoff(&s.check_backoff_ms, rec.attempts);
-                            let due = (now_ms + next.as_millis() as i64)
-                                .min(rec.deadline_ms.unwrap_or(i64::MAX));
-                            ("check_status", label, detail, Some(due))
-                        }
-                    }
-                }
-                PassiveState::Reversing => {
-                    let reply = self.call(&f, "reversal", &Self::reversal_body(&rec)).await;
-                    match reply {
-                        Ok(a) if reversal_done(a.rc) => {
-                            rec.state = PassiveState::Reversed;
-                            ("reversed", a.rc.as_str().into(), a.message, None)
-                        }
-                        other => {
-                            let (label, detail) = match other {
-                                Ok(a) => (a.rc.as_str().to_owned(), a.message),
-                                Err(e) => (e.label().to_owned(), e.describe()),
-                            };
-                            let next = config::backoff(&s.reversal_backoff_ms, rec.attempts);
-                            rec.attempts += 1;
-                            (
-                                "reversal_attempt",
-                                label,
-                                detail,
-                                Some(now_ms + next.as_millis() as i64),
-                            )
-                        }
-                    }
-                }
-                // Ended meanwhile (or never pending): drop it from the work set.
-                _ => {
-                    store.passive_save(&mut rec, None, Some(lock)).await?;
-                    return Ok(true);
-                }
-            };
-        self.emit(&rec, step, &outcome, &detail, Some(lock)).await;
-        store.passive_save(&mut rec, due, Some(lock)).await?;
+        let s = &self.inner.settings;
+        let next = match transition::resolver_call(&mut rec, now_ms) {
+            Err(next) => next,
+            Ok(Call::CheckStatus) => {
+                let body = Self::check_status_body(&rec);
+                let reply = self.call(&f, "check-status", &body).await;
+                transition::check_status_replied(&mut rec, reply, now_ms, s)
+            }
+            Ok(Call::Reversal) => {
+                let reply = self.call(&f, "reversal", &Self::reversal_body(&rec)).await;
+                transition::reversal_replied(&mut rec, reply, now_ms, s)
+            }
+        };
+        self.apply(&mut rec, next, Some(lock)).await?;
         Ok(true)
     }
 
