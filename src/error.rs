@@ -126,6 +126,17 @@ impl SwitchError {
         }
     }
 
+    /// The answer to a request refused with this error, stamped now.
+    pub fn outcome(&self, clock: &crate::clock::Clock) -> crate::domain::Outcome {
+        crate::domain::Outcome {
+            rc: self.rc(),
+            message: self.message(),
+            timestamp: clock.stamp_now(),
+            data: self.data(),
+            webhook: None,
+        }
+    }
+
     /// The `data` of the answer, when the error has something to show (the paid bill, the
     /// reversed payment).
     pub fn data(&self) -> serde_json::Value {

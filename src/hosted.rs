@@ -26,23 +26,7 @@ use crate::store::{
 /// retried later as a whole.
 const CAS_ATTEMPTS: usize = 8;
 
-/// What the switch answers, and the webhook job to queue with it (already JSON).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Outcome {
-    pub rc: Rc,
-    pub message: String,
-    pub timestamp: String,
-    pub data: Value,
-    pub webhook: Option<QueuedWebhook>,
-}
-
-/// A webhook job for `topics.webhook`, keyed by bill hash so one bill's events stay in order.
-#[derive(Clone, Debug, PartialEq)]
-pub struct QueuedWebhook {
-    pub key: String,
-    pub event: &'static str,
-    pub job: String,
-}
+pub use crate::domain::{Binding, Outcome, QueuedWebhook};
 
 fn queued(event: &'static str, bill_hash: &str, job: String) -> Option<QueuedWebhook> {
     Some(QueuedWebhook {
@@ -52,23 +36,12 @@ fn queued(event: &'static str, bill_hash: &str, job: String) -> Option<QueuedWeb
     })
 }
 
-impl Outcome {
-    pub fn from_error(e: &SwitchError, clock: &Clock) -> Outcome {
-        Outcome {
-            rc: e.rc(),
-            message: e.message(),
-            timestamp: clock.stamp_now(),
-            data: e.data(),
-            webhook: None,
-        }
-    }
-}
-
 /// Inputs of a payment, as the channel sent them.
 pub struct PayInput<'a> {
     pub channel: &'a str,
     pub ref_id: &'a str,
-    pub amount: &'a Value,
+    /// Parsed once, before any rule runs (a whole positive number of rupiah).
+    pub amount: Amount,
     pub terminal_id: Option<&'a str>,
     pub transaction_date: Option<&'a str>,
     pub customer_name: Option<&'a str>,
@@ -94,10 +67,6 @@ fn bill_with_payment(bill: &Bill, payment: &Payment) -> Value {
         );
     }
     v
-}
-
-pub(crate) fn binding(inst: &str, va: &VaNumber, amount: Amount) -> String {
-    format!("{inst}|{va}|{amount}")
 }
 
 fn new_id() -> String {
@@ -184,8 +153,8 @@ impl Hosted {
         va: &VaNumber,
         p: PayInput<'_>,
     ) -> Result<Outcome, SwitchError> {
-        let amount = Amount::positive_from_json(p.amount)?;
-        let bind = binding(&inst.code, va, amount);
+        let amount = p.amount;
+        let bind = Binding::new(&inst.code, va, amount).to_record();
         let lock = Lock {
             key: keys::lock(&inst.code, va.as_str()),
             token: p.owner.token().to_owned(),

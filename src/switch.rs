@@ -8,8 +8,9 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::domain::InstitutionMode;
 use crate::domain::{Amount, VaNumber};
+use crate::domain::{Binding, Outcome};
 use crate::error::SwitchError;
-use crate::hosted::{Hosted, Outcome, PayInput};
+use crate::hosted::{Hosted, PayInput};
 use crate::lock::Owner;
 use crate::metrics as m;
 use crate::passive::Passive;
@@ -146,6 +147,8 @@ impl Switch {
                 customer_name,
             } => {
                 let (va, inst) = self.route(va_number, limited)?;
+                // VA and amount are parsed here, once, before any rule runs.
+                let amount = Amount::positive_from_json(amount)?;
                 let input = PayInput {
                     channel: &req.channel,
                     ref_id,
@@ -176,12 +179,9 @@ impl Switch {
                             .store
                             .reference(&req.channel, payment_ref)
                             .await?
+                            .and_then(|r| Binding::parse(&r))
                             .ok_or(SwitchError::PaymentNotFound)?;
-                        let va = binding
-                            .split('|')
-                            .nth(1)
-                            .ok_or(SwitchError::PaymentNotFound)?;
-                        self.route(va, false)?
+                        self.route(&binding.va_number, false)?
                     }
                 };
                 if inst.mode == InstitutionMode::Passive {

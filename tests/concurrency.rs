@@ -186,7 +186,7 @@ async fn fifty_concurrent_pay_calls_on_one_va_never_overpay() {
             let (switch, inst, v) = (switch.clone(), inst.clone(), v.clone());
             tokio::spawn(async move {
                 let ref_id = format!("DIRECT-{i}");
-                let amount = json!(EACH);
+                let amount = ipg_switch::domain::Amount::new(EACH).unwrap();
                 let mut busy = 0usize;
                 // One attempt, retried on Busy as the daemon retries a message.
                 let owner = ipg_switch::lock::Owner::new();
@@ -194,7 +194,7 @@ async fn fifty_concurrent_pay_calls_on_one_va_never_overpay() {
                     let input = PayInput {
                         channel: CHANNEL,
                         ref_id: &ref_id,
-                        amount: &amount,
+                        amount,
                         terminal_id: Some("atm"),
                         transaction_date: Some("2026-01-10 10:00:00"),
                         customer_name: None,

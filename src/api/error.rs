@@ -9,8 +9,8 @@ use serde_json::json;
 
 use crate::clock::Clock;
 use crate::domain::BillError;
+use crate::domain::Outcome;
 use crate::error::{Disposition, SwitchError};
-use crate::hosted::Outcome;
 use crate::store::StoreError;
 
 /// Which API answers: channels read business refusals from `rc` on a 200 (as IPG's
@@ -70,7 +70,7 @@ pub fn refuse_with(status: StatusCode, e: &SwitchError, clock: &Clock) -> Respon
     if status.is_server_error() {
         tracing::warn!(error = %e, status = status.as_u16(), "HTTP request not served");
     }
-    envelope(status, &Outcome::from_error(e, clock))
+    envelope(status, &e.outcome(clock))
 }
 
 #[cfg(test)]

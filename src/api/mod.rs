@@ -33,8 +33,8 @@ use tokio_util::sync::CancellationToken;
 pub use config::ApiSettings;
 
 use crate::clock::Clock;
+use crate::domain::Outcome;
 use crate::error::SwitchError;
-use crate::hosted::Outcome;
 use crate::kafka::publish::{Outgoing, Publisher};
 use crate::metrics as m;
 use crate::protocol::ChannelRequest;
@@ -89,12 +89,7 @@ impl ApiState {
     pub async fn serve(&self, req: &ChannelRequest) -> Result<Outcome, SwitchError> {
         let outcome = self.switch.handle(req).await?;
         if let Some(w) = &outcome.webhook {
-            let msg = Outgoing {
-                topic: self.webhook_topic.clone(),
-                key: w.key.as_bytes().to_vec(),
-                payload: w.job.as_bytes().to_vec(),
-                headers: Vec::new(),
-            };
+            let msg = Outgoing::webhook_job(&self.webhook_topic, w);
             let sent = tokio::time::timeout(
                 WEBHOOK_PUBLISH_TIMEOUT,
                 self.publisher.send(&msg, &self.shutdown),

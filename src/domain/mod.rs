@@ -4,6 +4,7 @@
 
 pub mod amount;
 pub mod bill;
+pub mod outcome;
 pub mod passive;
 pub mod rc;
 pub mod va;
@@ -12,6 +13,7 @@ pub use amount::{Amount, AmountError};
 pub use bill::{
     Bill, BillError, BillStatus, BillType, Component, NewBill, NewBillError, Payment, PaymentState,
 };
+pub use outcome::{Binding, Outcome, QueuedWebhook};
 pub use rc::Rc;
 pub use va::{VaError, VaNumber};
 

@@ -27,6 +27,17 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
+    /// A webhook job on `topic`, keyed by its bill (one bill's events in order): the one
+    /// place both doors turn an answer's job into a message.
+    pub fn webhook_job(topic: &str, w: &crate::domain::QueuedWebhook) -> Outgoing {
+        Outgoing {
+            topic: topic.to_owned(),
+            key: w.key.as_bytes().to_vec(),
+            payload: w.job.as_bytes().to_vec(),
+            headers: Vec::new(),
+        }
+    }
+
     fn record(&self) -> FutureRecord<'_, [u8], [u8]> {
         let mut headers = OwnedHeaders::new_with_capacity(self.headers.len());
         for (k, v) in &self.headers {

@@ -32,8 +32,9 @@ pub use config::{PassiveSettings, ResponseSignature};
 use crate::clock::Clock;
 use crate::domain::InstitutionMode;
 use crate::domain::{Amount, VaNumber};
+use crate::domain::{Binding, Outcome};
 use crate::error::{Rc, SwitchError};
-use crate::hosted::{binding, Outcome, PayInput};
+use crate::hosted::PayInput;
 use crate::kafka::publish::{Outgoing, Publisher};
 use crate::lock::{LockTimes, LockWait, Owner};
 use crate::metrics as m;
@@ -296,9 +297,9 @@ impl Passive {
         va: &VaNumber,
         p: PayInput<'_>,
     ) -> Result<Outcome, SwitchError> {
-        let amount = Amount::positive_from_json(p.amount)?;
+        let amount = p.amount;
         let f = self.forwarder_of(inst)?;
-        let bind = binding(&inst.code, va, amount);
+        let bind = Binding::new(&inst.code, va, amount).to_record();
         let store = &self.inner.store;
         if store
             .bind_reference(p.channel, p.ref_id, &bind)

@@ -9,8 +9,8 @@ use std::time::Instant;
 use tracing::{field::Empty, Instrument};
 
 use super::Ctx;
+use crate::domain::Outcome;
 use crate::error::{Disposition, SwitchError};
-use crate::hosted::Outcome;
 use crate::kafka::publish::{sleep_or_shutdown, Outgoing};
 use crate::lock::Owner;
 use crate::metrics as m;
@@ -70,7 +70,7 @@ pub async fn process(
                 tracing::warn!(reason = rej.reason, error = %rej.error, "rejected input");
                 Some(Answer {
                     address: rej.address,
-                    outcome: Outcome::from_error(&rej.error, &ctx.switch.clock),
+                    outcome: rej.error.outcome(&ctx.switch.clock),
                     dead_letter: Some((rej.reason, rej.error.to_string())),
                     institution: "none".into(),
                 })
@@ -156,7 +156,7 @@ fn answer_for(ctx: &Ctx, req: &ChannelRequest, result: Result<Outcome, SwitchErr
             }
             Answer {
                 address,
-                outcome: Outcome::from_error(&e, &ctx.switch.clock),
+                outcome: e.outcome(&ctx.switch.clock),
                 dead_letter,
                 institution,
             }
@@ -191,12 +191,7 @@ fn outgoing(ctx: &Ctx, msg: &Inbound, a: &Answer) -> Vec<Outgoing> {
         });
     }
     if let Some(w) = &a.outcome.webhook {
-        out.push(Outgoing {
-            topic: ctx.topics.webhook.clone(),
-            key: w.key.as_bytes().to_vec(),
-            payload: w.job.as_bytes().to_vec(),
-            headers: Vec::new(),
-        });
+        out.push(Outgoing::webhook_job(&ctx.topics.webhook, w));
     }
     if let Some((code, reason)) = &a.dead_letter {
         let mut headers = vec![

@@ -1,0 +1,93 @@
+//! What the switch answers to a channel request, and the reference binding that makes a
+//! `(channel, reference)` mean one transaction.
+
+use serde_json::Value;
+
+use super::{Amount, Rc, VaNumber};
+
+/// What the switch answers (IPG's envelope `rc`, `message`, `timestamp`, `data`), and the
+/// webhook job to queue with it (already JSON).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    pub rc: Rc,
+    pub message: String,
+    pub timestamp: String,
+    pub data: Value,
+    pub webhook: Option<QueuedWebhook>,
+}
+
+/// A webhook job for `topics.webhook`, keyed by bill hash so one bill's events stay in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueuedWebhook {
+    pub key: String,
+    pub event: &'static str,
+    pub job: String,
+}
+
+/// What a `(channel, reference)` was first used for: institution, VA and amount (decision
+/// 8: one reference is one transaction; a later use with another VA or amount is refused).
+/// Stored as `<institution>|<va>|<amount>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    pub institution: String,
+    pub va_number: String,
+    pub amount: Amount,
+}
+
+impl Binding {
+    pub fn new(institution: &str, va: &VaNumber, amount: Amount) -> Binding {
+        Binding {
+            institution: institution.to_owned(),
+            va_number: va.to_string(),
+            amount,
+        }
+    }
+
+    /// The stored form, `<institution>|<va>|<amount>`.
+    pub fn to_record(&self) -> String {
+        format!("{}|{}|{}", self.institution, self.va_number, self.amount)
+    }
+
+    /// A stored binding; `None` for anything else.
+    pub fn parse(record: &str) -> Option<Binding> {
+        let mut parts = record.split('|');
+        let (institution, va_number, amount) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || institution.is_empty() || va_number.is_empty() {
+            return None;
+        }
+        Some(Binding {
+            institution: institution.to_owned(),
+            va_number: va_number.to_owned(),
+            amount: amount
+                .parse::<u64>()
+                .ok()
+                .and_then(|a| Amount::new(a).ok())?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_binding_round_trips_and_nothing_else_parses() {
+        let b = Binding::new(
+            "SCH01",
+            &VaNumber::parse("8574991234567890").unwrap(),
+            Amount::new(150_000).unwrap(),
+        );
+        assert_eq!(b.to_record(), "SCH01|8574991234567890|150000");
+        assert_eq!(Binding::parse(&b.to_record()), Some(b));
+        for bad in [
+            "",
+            "a|b",
+            "a|b|c",
+            "a|b|1|2",
+            "|8574991234567890|1",
+            "a|b|-1",
+        ] {
+            assert_eq!(Binding::parse(bad), None, "{bad:?}");
+        }
+    }
+}
