@@ -154,25 +154,15 @@ impl App {
     /// # Errors
     /// The metrics or HTTP listener cannot be bound, the webhook dispatcher cannot start.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), RunError> {
-        let App {
-            settings,
-            embedded,
-            bootstrap,
-            metrics,
-            switch,
-            publisher,
-            producer,
-            consumer,
-            offsets,
-            assigned,
-            token,
-        } = self;
+        let (settings, switch, publisher, producer) =
+            (self.settings, self.switch, self.publisher, self.producer);
+        let (consumer, token) = (self.consumer, self.token);
         if !settings.metrics.listen.is_empty() {
             serve_ops(
                 &settings.metrics.listen,
-                metrics,
+                self.metrics,
                 switch.hosted.store.clone(),
-                assigned,
+                self.assigned,
                 token.clone(),
             )
             .await?;
@@ -205,7 +195,7 @@ impl App {
             Some(
                 webhook::start(
                     &settings.webhook_wiring(),
-                    &bootstrap,
+                    &self.bootstrap,
                     producer.clone(),
                     token.clone(),
                 )
@@ -237,7 +227,7 @@ impl App {
             lane_queue: settings.pipeline.lane_queue,
             max_in_flight: settings.pipeline.max_in_flight,
         };
-        let mut pipeline = tokio::spawn(pipeline::run(ctx, consumer.clone(), offsets, limits));
+        let mut pipeline = tokio::spawn(pipeline::run(ctx, consumer.clone(), self.offsets, limits));
         tokio::select! {
             _ = shutdown => {}
             _ = &mut pipeline => tracing::error!("pipeline stopped unexpectedly"),
@@ -260,7 +250,7 @@ impl App {
             let _ = r.await;
         }
         let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
-        drop(embedded);
+        drop(self.embedded);
         tracing::info!("stopped");
         Ok(())
     }

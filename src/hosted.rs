@@ -22,6 +22,22 @@ use crate::store::{
     keys, Commit, Lock, LockRead, NewPayment, PaymentRecord, Recorded, Store, Versioned,
 };
 
+/// A ledger entry's direction: a payment credits the institution, its reversal debits it.
+#[derive(Clone, Copy)]
+enum Entry {
+    Credit,
+    Debit,
+}
+
+impl Entry {
+    fn mutation_type(self) -> &'static str {
+        match self {
+            Entry::Credit => "credit",
+            Entry::Debit => "debit",
+        }
+    }
+}
+
 /// How often a compare-and-set may lose to a concurrent writer before the message is
 /// retried later as a whole.
 const CAS_ATTEMPTS: usize = 8;
@@ -325,27 +341,18 @@ impl Hosted {
                 created_at: now,
                 reversed_at: None,
             };
-            let ledger = self.ledger_entry("credit", &payment, now);
-            let recorded = Recorded {
-                bill: serde_json::to_value(next.view(now, Some(va.as_str()))).unwrap_or_default(),
-                timestamp: self.clock.stamp(now),
-                payment,
-            };
-            let answered_bill = recorded.bill.to_string();
             let t = Instant::now();
-            let verdict = self
-                .store
-                .commit_payment(NewPayment {
-                    inst: &inst.code,
-                    bill: &bill,
-                    next_bill: &next,
-                    payment: &recorded.payment,
-                    answered_bill: &answered_bill,
-                    timestamp: &recorded.timestamp,
-                    ledger_entry: &ledger,
-                    score_ms: now.timestamp_millis(),
-                    lock: Some(lock),
-                })
+            let (verdict, recorded) = self
+                .commit(
+                    Entry::Credit,
+                    inst,
+                    va,
+                    &bill,
+                    &next,
+                    payment,
+                    now,
+                    Some(lock),
+                )
                 .await?;
             metrics::histogram!(m::STAGE_SECONDS, "stage" => "redis")
                 .record(t.elapsed().as_secs_f64());
@@ -361,6 +368,47 @@ impl Hosted {
             }
         }
         Err(SwitchError::Busy("bill is changing too fast".into()))
+    }
+
+    /// Commits a payment (`Credit`, releasing `lock`) or its reversal (`Debit`): the bill
+    /// as it will be answered, the ledger entry, one script. Returns the verdict and what
+    /// was recorded (the answer is built from it).
+    #[allow(clippy::too_many_arguments)]
+    async fn commit(
+        &self,
+        entry: Entry,
+        inst: &Institution,
+        va: &VaNumber,
+        bill: &Versioned<Bill>,
+        next: &Bill,
+        payment: Payment,
+        now: chrono::DateTime<chrono::FixedOffset>,
+        lock: Option<&Lock>,
+    ) -> Result<(Commit, Recorded), SwitchError> {
+        let ledger = self.ledger_entry(entry.mutation_type(), &payment, now);
+        let recorded = Recorded {
+            bill: serde_json::to_value(next.view(now, Some(va.as_str())))
+                .expect("a bill view always serializes"),
+            timestamp: self.clock.stamp(now),
+            payment,
+        };
+        let answered_bill = recorded.bill.to_string();
+        let p = NewPayment {
+            inst: &inst.code,
+            bill,
+            next_bill: next,
+            payment: &recorded.payment,
+            answered_bill: &answered_bill,
+            timestamp: &recorded.timestamp,
+            ledger_entry: &ledger,
+            score_ms: now.timestamp_millis(),
+            lock,
+        };
+        let verdict = match entry {
+            Entry::Credit => self.store.commit_payment(p).await?,
+            Entry::Debit => self.store.commit_reversal(p).await?,
+        };
+        Ok((verdict, recorded))
     }
 
     fn ledger_entry(
@@ -428,27 +476,8 @@ impl Hosted {
                 let mut payment = paid.clone();
                 payment.status = PaymentState::Reversed;
                 payment.reversed_at = Some(now);
-                let ledger = self.ledger_entry("debit", &payment, now);
-                let recorded = Recorded {
-                    bill: serde_json::to_value(next.view(now, Some(va.as_str())))
-                        .unwrap_or_default(),
-                    timestamp: self.clock.stamp(now),
-                    payment,
-                };
-                let answered_bill = recorded.bill.to_string();
-                let verdict = self
-                    .store
-                    .commit_reversal(NewPayment {
-                        inst: &inst.code,
-                        bill: &bill,
-                        next_bill: &next,
-                        payment: &recorded.payment,
-                        answered_bill: &answered_bill,
-                        timestamp: &recorded.timestamp,
-                        ledger_entry: &ledger,
-                        score_ms: now.timestamp_millis(),
-                        lock: None,
-                    })
+                let (verdict, recorded) = self
+                    .commit(Entry::Debit, inst, va, &bill, &next, payment, now, None)
                     .await?;
                 match verdict {
                     Commit::Done => return Ok(self.answer_of(PAYMENT_REVERSAL, inst, &recorded)),

@@ -45,6 +45,29 @@ fn readable_file(key: &str, path: &Option<String>) -> Result<(), SettingsError> 
     Ok(())
 }
 
+/// The TLS files of a connection, `[(key, path)]` for the CA, the client certificate and
+/// its key: each only where TLS is on (`tls`, else refused with `unused`), readable, and
+/// the certificate with its key or neither.
+fn tls_files(
+    tls: bool,
+    unused: &str,
+    [ca, cert, key]: [(&str, &Option<String>); 3],
+) -> Result<(), SettingsError> {
+    for (name, path) in [ca, cert, key] {
+        if path.is_some() && !tls {
+            return Err(bad(name, unused));
+        }
+        readable_file(name, path)?;
+    }
+    if cert.1.is_some() != key.1.is_some() {
+        return Err(bad(
+            key.0,
+            format!("a client certificate needs both {} and {}", cert.0, key.0),
+        ));
+    }
+    Ok(())
+}
+
 /// librdkafka's `security.protocol` values, as written in `kafka.security_protocol`.
 const PROTOCOLS: [&str; 4] = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
 /// SASL mechanisms librdkafka has built in with OpenSSL (no Cyrus SASL).
@@ -150,30 +173,18 @@ impl KafkaSettings {
                 }
             }
         }
-        let tls = protocol.ends_with("ssl");
-        for (key, v) in [
-            ("kafka.ssl_ca_location", &self.ssl_ca_location),
-            (
-                "kafka.ssl_certificate_location",
-                &self.ssl_certificate_location,
-            ),
-            ("kafka.ssl_key_location", &self.ssl_key_location),
-        ] {
-            if v.is_some() && !tls {
-                return Err(bad(
-                    key,
-                    format!("is only used with ssl or sasl_ssl, not {protocol}"),
-                ));
-            }
-            readable_file(key, v)?;
-        }
-        if self.ssl_certificate_location.is_some() != self.ssl_key_location.is_some() {
-            return Err(bad(
-                "kafka.ssl_key_location",
-                "a client certificate needs both kafka.ssl_certificate_location and \
-                 kafka.ssl_key_location",
-            ));
-        }
+        tls_files(
+            protocol.ends_with("ssl"),
+            &format!("is only used with ssl or sasl_ssl, not {protocol}"),
+            [
+                ("kafka.ssl_ca_location", &self.ssl_ca_location),
+                (
+                    "kafka.ssl_certificate_location",
+                    &self.ssl_certificate_location,
+                ),
+                ("kafka.ssl_key_location", &self.ssl_key_location),
+            ],
+        )?;
         Ok(())
     }
 
@@ -281,23 +292,15 @@ impl RedisSettings {
                 format!("{:?} is not a Redis URL", self.url),
             ));
         }
-        for (key, v) in [
-            ("redis.ca_file", &self.ca_file),
-            ("redis.client_cert_file", &self.client_cert_file),
-            ("redis.client_key_file", &self.client_key_file),
-        ] {
-            if v.is_some() && !self.tls() {
-                return Err(bad(key, "is only used with a rediss:// redis.url (TLS)"));
-            }
-            readable_file(key, v)?;
-        }
-        if self.client_cert_file.is_some() != self.client_key_file.is_some() {
-            return Err(bad(
-                "redis.client_key_file",
-                "a client certificate needs both redis.client_cert_file and \
-                 redis.client_key_file",
-            ));
-        }
+        tls_files(
+            self.tls(),
+            "is only used with a rediss:// redis.url (TLS)",
+            [
+                ("redis.ca_file", &self.ca_file),
+                ("redis.client_cert_file", &self.client_cert_file),
+                ("redis.client_key_file", &self.client_key_file),
+            ],
+        )?;
         if let Some(var) = &self.password_env {
             secret_from_env("redis.password_env", var)?;
         }

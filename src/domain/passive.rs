@@ -92,6 +92,39 @@ pub struct PassivePayment {
 }
 
 impl PassivePayment {
+    /// A payment about to be forwarded (state `forwarding`), stamped `at`: the channel's
+    /// `reference`, `va_number` and `amount` for `institution`; optional fields empty,
+    /// `terminal` `other`.
+    pub fn forwarding(
+        institution: &str,
+        channel: &str,
+        reference: &str,
+        va_number: &str,
+        amount: Amount,
+        at: &str,
+    ) -> PassivePayment {
+        PassivePayment {
+            institution: institution.to_owned(),
+            channel: channel.to_owned(),
+            reference: reference.to_owned(),
+            va_number: va_number.to_owned(),
+            amount,
+            terminal: "other".into(),
+            transaction_date: None,
+            customer_name: None,
+            state: PassiveState::Forwarding,
+            answer: None,
+            institution_data: Value::Null,
+            reason: None,
+            resolution: None,
+            attempts: 0,
+            deadline_ms: None,
+            created_at: at.to_owned(),
+            updated_at: at.to_owned(),
+            rev: String::new(),
+        }
+    }
+
     /// Refused before anything was sent to the institution: a repeat is forwarded anew.
     pub fn never_sent(&self) -> bool {
         self.state == PassiveState::Refused && self.reason.as_deref() == Some(NOT_SENT)

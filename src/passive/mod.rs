@@ -315,24 +315,17 @@ impl Passive {
         let now = self.inner.clock.now();
         let stamp = self.inner.clock.stamp(now);
         let rec = PassivePayment {
-            institution: inst.code.clone(),
-            channel: p.channel.to_owned(),
-            reference: p.ref_id.to_owned(),
-            va_number: va.to_string(),
-            amount,
             terminal: p.terminal_id.unwrap_or("other").to_owned(),
             transaction_date: p.transaction_date.map(str::to_owned),
             customer_name: p.customer_name.map(str::to_owned),
-            state: PassiveState::Forwarding,
-            answer: None,
-            institution_data: Value::Null,
-            reason: None,
-            resolution: None,
-            attempts: 0,
-            deadline_ms: None,
-            created_at: stamp.clone(),
-            updated_at: stamp,
-            rev: String::new(),
+            ..PassivePayment::forwarding(
+                &inst.code,
+                p.channel,
+                p.ref_id,
+                va.as_str(),
+                amount,
+                &stamp,
+            )
         };
         let begun = self.begin(&rec, &lock, now.timestamp_millis()).await?;
         let result = self.pay_begun(begun, f, va, amount, &lock).await;

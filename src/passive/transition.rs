@@ -305,26 +305,17 @@ mod tests {
     }
 
     fn forwarding() -> PassivePayment {
-        PassivePayment {
-            institution: "PAS01".into(),
-            channel: "bank".into(),
-            reference: "R1".into(),
-            va_number: "8576001234567890".into(),
-            amount: Amount::new(10_000).unwrap(),
-            terminal: "atm".into(),
-            transaction_date: None,
-            customer_name: None,
-            state: PassiveState::Forwarding,
-            answer: None,
-            institution_data: Value::Null,
-            reason: None,
-            resolution: None,
-            attempts: 0,
-            deadline_ms: None,
-            created_at: "2026-01-10T10:00:00+07:00".into(),
-            updated_at: "2026-01-10T10:00:01+07:00".into(),
-            rev: "1".into(),
-        }
+        let mut r = PassivePayment::forwarding(
+            "PAS01",
+            "bank",
+            "R1",
+            "8576001234567890",
+            Amount::new(10_000).unwrap(),
+            "2026-01-10T10:00:00+07:00",
+        );
+        r.updated_at = "2026-01-10T10:00:01+07:00".into();
+        r.rev = "1".into();
+        r
     }
 
     fn rc(rc: Rc) -> Reply {
@@ -370,25 +361,32 @@ mod tests {
             assert_eq!(r.answer.unwrap().rc, Rc::BillerSuspectTransaction);
         }
 
-        let mut r = forwarding();
-        let garbage = Err(Failure::Invalid {
+        // Garbage is voided by a reversal; what never left is refused and judged anew.
+        let invalid = Failure::Invalid {
             label: "not_json",
             detail: "not JSON".into(),
-        });
-        let n = payment_replied(&mut r, garbage, NOW, &s);
-        assert_eq!(r.state, PassiveState::Reversing);
-        assert_eq!(r.resolution.as_deref(), Some("voided"));
-        assert_eq!((n.due_ms, n.step.unwrap().name), (Some(NOW), "voided"));
-        assert_eq!(r.answer.unwrap().rc, Rc::BillerGatewayInvalidResponse);
-
-        let mut r = forwarding();
-        let not_sent = Err(Failure::NotSent {
+        };
+        let not_sent = Failure::NotSent {
             label: "connect",
             detail: "refused".into(),
-        });
-        let n = payment_replied(&mut r, not_sent, NOW, &s);
-        assert!(r.never_sent());
-        assert_eq!(n.due_ms, None);
+        };
+        for (failure, state, due) in [
+            (invalid, PassiveState::Reversing, Some(NOW)),
+            (not_sent, PassiveState::Refused, None),
+        ] {
+            let mut r = forwarding();
+            let n = payment_replied(&mut r, Err(failure), NOW, &s);
+            assert_eq!((r.state, n.due_ms), (state, due));
+            assert_eq!(r.never_sent(), state == PassiveState::Refused);
+            assert_eq!(
+                r.answer.as_ref().unwrap().rc,
+                Rc::BillerGatewayInvalidResponse
+            );
+            assert_eq!(
+                r.resolution.as_deref() == Some("voided"),
+                state == PassiveState::Reversing
+            );
+        }
     }
 
     #[test]

@@ -624,27 +624,26 @@ impl Store {
         let mut pipe = redis::pipe();
         pipe.add_command(claim)
             .add_command(self.lock_read_invocation(inst, va, channel, reference, lock, ttl));
-        let mut first = true;
-        let (claimed, read): (
-            Option<String>,
-            (String, Option<String>, Option<String>, Vec<String>),
-        ) = loop {
-            match pipe.query_async(&mut self.conn()).await {
-                Err(e)
-                    if first
-                        && e.kind()
-                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                {
-                    first = false;
-                    self.load_scripts().await?;
-                }
-                r => break r?,
-            }
-        };
+        let (claimed, read) = self.query_with_scripts(&pipe).await?;
         Ok((
             claimed,
             Self::lock_read_result(inst, va, &keys::payment(inst, channel, reference), read)?,
         ))
+    }
+
+    /// Runs a pipeline holding `EVALSHA`s; after a Redis restart or flush (`NOSCRIPT`)
+    /// loads every script once and runs it again.
+    async fn query_with_scripts<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        match pipe.query_async(&mut self.conn()).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.load_scripts().await?;
+                Ok(pipe.query_async(&mut self.conn()).await?)
+            }
+            r => Ok(r?),
+        }
     }
 
     /// Takes the VA lock and reads under it (see `lua/lock_read.lua`).
@@ -660,17 +659,9 @@ impl Store {
         lock: &Lock,
         ttl: Duration,
     ) -> Result<LockRead, StoreError> {
-        let read = self
-            .scripts
-            .lock_read
-            .key(&lock.key)
-            .key(keys::va(inst, va))
-            .key(keys::payment(inst, channel, reference))
-            .arg(&lock.token)
-            .arg(ttl.as_millis() as u64)
-            .arg(keys::bill_prefix(inst))
-            .invoke_async(&mut self.conn())
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.add_command(self.lock_read_invocation(inst, va, channel, reference, lock, ttl));
+        let (read,) = self.query_with_scripts(&pipe).await?;
         Self::lock_read_result(inst, va, &keys::payment(inst, channel, reference), read)
     }
 
