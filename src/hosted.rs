@@ -175,49 +175,43 @@ impl Hosted {
             key: keys::lock(&inst.code, va.as_str()),
             token: p.owner.token().to_owned(),
         };
-        let started = Instant::now();
-        // One round trip: bind the reference, take the lock, read under it.
-        let (claimed, mut read) = self
-            .store
-            .claim_lock_read(
-                &inst.code,
-                va.as_str(),
-                p.channel,
-                p.ref_id,
-                &bind,
-                &lock,
-                self.lock_ttl,
-            )
-            .await?;
-        metrics::histogram!(m::STAGE_SECONDS, "stage" => "redis")
-            .record(started.elapsed().as_secs_f64());
-        if claimed.is_some_and(|c| c != bind) {
-            if matches!(read, LockRead::Acquired(..)) {
-                self.release(&lock).await;
-            }
-            return Err(SwitchError::ReferenceConflict(p.ref_id.to_owned()));
-        }
-        let mut wait = LockWait::new(self.lock_wait);
+        let mut wait: Option<LockWait> = None;
         let (bill, rec) = loop {
+            let started = Instant::now();
+            // One round trip: bind the reference, take the lock, read under it. Binding
+            // again after a wait is a no-op (SET NX GET finds our own binding).
+            let (claimed, read) = self
+                .store
+                .claim_lock_read(
+                    &inst.code,
+                    va.as_str(),
+                    p.channel,
+                    p.ref_id,
+                    &bind,
+                    &lock,
+                    self.lock_ttl,
+                )
+                .await?;
+            metrics::histogram!(m::STAGE_SECONDS, "stage" => "redis")
+                .record(started.elapsed().as_secs_f64());
+            if claimed.is_some_and(|c| c != bind) {
+                if matches!(read, LockRead::Acquired(..)) {
+                    self.release(&lock).await;
+                }
+                return Err(SwitchError::ReferenceConflict(p.ref_id.to_owned()));
+            }
             match read {
                 LockRead::Acquired(bill, rec) => break (bill, rec),
                 LockRead::Locked => {
-                    wait.pause().await?;
-                    read = self
-                        .store
-                        .lock_read(
-                            &inst.code,
-                            va.as_str(),
-                            p.channel,
-                            p.ref_id,
-                            &lock,
-                            self.lock_ttl,
-                        )
-                        .await?;
+                    wait.get_or_insert_with(|| LockWait::new(self.lock_wait))
+                        .pause()
+                        .await?
                 }
             }
         };
-        wait.taken();
+        if let Some(w) = &wait {
+            w.taken();
+        }
         match self
             .pay_locked(inst, va, amount, &p, bill, rec, &lock)
             .await

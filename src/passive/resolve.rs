@@ -81,17 +81,18 @@ impl Passive {
         let now = self.inner.clock.now();
         let now_ms = now.timestamp_millis();
         rec.updated_at = self.inner.clock.stamp(now);
-        let s = &self.inner.settings;
         let next = match transition::resolver_call(&mut rec, now_ms) {
             Err(next) => next,
-            Ok(Call::CheckStatus) => {
-                let body = Self::check_status_body(&rec);
-                let reply = self.call(&f, "check-status", &body).await;
-                transition::check_status_replied(&mut rec, reply, now_ms, s)
-            }
-            Ok(Call::Reversal) => {
-                let reply = self.call(&f, "reversal", &Self::reversal_body(&rec)).await;
-                transition::reversal_replied(&mut rec, reply, now_ms, s)
+            Ok(call) => {
+                let reply = match call {
+                    Call::CheckStatus => {
+                        self.call(&f, "check-status", &Self::check_status_body(&rec))
+                            .await
+                    }
+                    Call::Reversal => self.call(&f, "reversal", &Self::reversal_body(&rec)).await,
+                };
+                let s = &self.inner.settings;
+                transition::resolution_replied(call, &mut rec, reply, now_ms, s)
             }
         };
         self.apply(&mut rec, next, Some(lock)).await?;

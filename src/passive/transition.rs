@@ -215,8 +215,23 @@ pub fn reversal_done(rc: Rc) -> bool {
     )
 }
 
-/// What a check-status reply makes of an in-doubt record (P6).
-pub fn check_status_replied(
+/// What the reply to the resolver's `call` makes of the record (P6).
+pub fn resolution_replied(
+    call: Call,
+    rec: &mut PassivePayment,
+    reply: Reply,
+    now_ms: i64,
+    s: &PassiveSettings,
+) -> Next {
+    match call {
+        Call::CheckStatus => check_status_replied(rec, reply, now_ms, s),
+        Call::Reversal => reversal_replied(rec, reply, now_ms, &s.reversal_backoff_ms),
+    }
+}
+
+/// An in-doubt record after a check-status reply: confirmed, denied (reversing), already
+/// reversed, or asked again after the next `check_backoff_ms`, never past the window.
+fn check_status_replied(
     rec: &mut PassivePayment,
     reply: Reply,
     now_ms: i64,
@@ -262,13 +277,13 @@ pub fn check_status_replied(
     }
 }
 
-/// What a reversal reply makes of a reversing record (P6): done, or retried after the next
-/// `reversal_backoff_ms` (never given up).
-pub fn reversal_replied(
+/// A reversing record after a reversal reply: done, or retried after the next of
+/// `backoff_ms` (the last repeats; never given up).
+fn reversal_replied(
     rec: &mut PassivePayment,
     reply: Reply,
     now_ms: i64,
-    s: &PassiveSettings,
+    backoff_ms: &[u64],
 ) -> Next {
     match reply {
         Ok(a) if reversal_done(a.rc) => {
@@ -280,7 +295,7 @@ pub fn reversal_replied(
         }
         other => {
             let (label, detail) = label_and_detail(other);
-            let next = config::backoff(&s.reversal_backoff_ms, rec.attempts);
+            let next = config::backoff(backoff_ms, rec.attempts);
             rec.attempts += 1;
             Next {
                 step: step("reversal_attempt", label, detail),
@@ -397,23 +412,47 @@ mod tests {
         assert_eq!(resolver_call(&mut r, NOW + 1), Ok(Call::CheckStatus));
 
         // Asked again with the next backoff, capped at the window's end.
-        let n = check_status_replied(&mut r.clone(), rc(Rc::BillerSuspectTransaction), NOW, &s);
+        let n = resolution_replied(
+            Call::CheckStatus,
+            &mut r.clone(),
+            rc(Rc::BillerSuspectTransaction),
+            NOW,
+            &s,
+        );
         assert_eq!(n.due_ms, Some(NOW + 200));
         let mut late = r.clone();
-        let n = check_status_replied(&mut late, Err(Failure::Timeout), NOW + 59_950, &s);
+        let n = resolution_replied(
+            Call::CheckStatus,
+            &mut late,
+            Err(Failure::Timeout),
+            NOW + 59_950,
+            &s,
+        );
         assert_eq!(n.due_ms, Some(NOW + 60_000));
 
         let mut c = r.clone();
-        check_status_replied(&mut c, rc(Rc::Success), NOW, &s);
+        resolution_replied(Call::CheckStatus, &mut c, rc(Rc::Success), NOW, &s);
         assert_eq!(
             (c.state, c.resolution.as_deref()),
             (PassiveState::Paid, Some("confirmed"))
         );
         let mut d = r.clone();
-        let n = check_status_replied(&mut d, rc(Rc::BillerPaymentNotFound), NOW, &s);
+        let n = resolution_replied(
+            Call::CheckStatus,
+            &mut d,
+            rc(Rc::BillerPaymentNotFound),
+            NOW,
+            &s,
+        );
         assert_eq!((d.state, n.due_ms), (PassiveState::Reversing, Some(NOW)));
         let mut a = r.clone();
-        check_status_replied(&mut a, rc(Rc::BillerPaymentAlreadyReversed), NOW, &s);
+        resolution_replied(
+            Call::CheckStatus,
+            &mut a,
+            rc(Rc::BillerPaymentAlreadyReversed),
+            NOW,
+            &s,
+        );
         assert_eq!(a.state, PassiveState::Reversed);
 
         // The window passes: reversing without asking.
@@ -424,11 +463,17 @@ mod tests {
         assert_eq!(resolver_call(&mut w, NOW + 60_001), Ok(Call::Reversal));
 
         // Reversals retried with their backoff until done, never given up.
-        let n = reversal_replied(&mut w, Err(Failure::Timeout), NOW, &s);
+        let n = resolution_replied(Call::Reversal, &mut w, Err(Failure::Timeout), NOW, &s);
         assert_eq!((w.attempts, n.due_ms), (1, Some(NOW + 1000)));
-        let n = reversal_replied(&mut w, rc(Rc::BillerSuspectTransaction), NOW, &s);
+        let n = resolution_replied(
+            Call::Reversal,
+            &mut w,
+            rc(Rc::BillerSuspectTransaction),
+            NOW,
+            &s,
+        );
         assert_eq!((w.attempts, n.due_ms), (2, Some(NOW + 5000)));
-        let n = reversal_replied(&mut w, Err(Failure::Timeout), NOW, &s);
+        let n = resolution_replied(Call::Reversal, &mut w, Err(Failure::Timeout), NOW, &s);
         assert_eq!(n.due_ms, Some(NOW + 5000), "the last delay repeats");
         for done in [
             Rc::Success,
@@ -436,7 +481,7 @@ mod tests {
             Rc::BillerPaymentNotFound,
         ] {
             let mut x = w.clone();
-            let n = reversal_replied(&mut x, rc(done), NOW, &s);
+            let n = resolution_replied(Call::Reversal, &mut x, rc(done), NOW, &s);
             assert_eq!((x.state, n.due_ms), (PassiveState::Reversed, None));
         }
 

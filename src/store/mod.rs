@@ -117,7 +117,6 @@ struct Scripts {
     pay: Script,
     reverse: Script,
     create: Script,
-    lock_read: Script,
     update_bill: Script,
     unlock: Script,
     lock: Script,
@@ -305,7 +304,6 @@ impl Store {
                 pay: Script::new(include_str!("lua/pay.lua")),
                 reverse: Script::new(include_str!("lua/reverse.lua")),
                 create: Script::new(include_str!("lua/create.lua")),
-                lock_read: Script::new(include_str!("lua/lock_read.lua")),
                 update_bill: Script::new(include_str!("lua/update_bill.lua")),
                 unlock: Script::new(include_str!("lua/unlock.lua")),
                 lock: Script::new(include_str!("lua/lock.lua")),
@@ -544,40 +542,17 @@ impl Store {
         Ok(verdict(&r))
     }
 
-    fn lock_read_invocation(
-        &self,
-        inst: &str,
-        va: &str,
-        channel: &str,
-        reference: &str,
-        lock: &Lock,
-        ttl: Duration,
-    ) -> redis::Cmd {
+    /// `EVALSHA` of `script` with `keys` and `args`, for a pipeline.
+    fn evalsha(script: &Script, keys: &[&str], args: &[&str]) -> redis::Cmd {
         let mut c = redis::cmd("EVALSHA");
-        c.arg(self.scripts.lock_read.get_hash())
-            .arg(3)
-            .arg(&lock.key)
-            .arg(keys::va(inst, va))
-            .arg(keys::payment(inst, channel, reference))
-            .arg(&lock.token)
-            .arg(ttl.as_millis() as u64)
-            .arg(keys::bill_prefix(inst));
-        c
-    }
-
-    fn lock_read_result(
-        inst: &str,
-        va: &str,
-        pkey: &str,
-        (verdict, doc, ver, pay): (String, Option<String>, Option<String>, Vec<String>),
-    ) -> Result<LockRead, StoreError> {
-        if verdict != "ok" {
-            return Ok(LockRead::Locked);
+        c.arg(script.get_hash()).arg(keys.len());
+        for k in keys {
+            c.arg(*k);
         }
-        Ok(LockRead::Acquired(
-            Self::versioned_bill(&keys::va(inst, va), doc, ver)?,
-            Self::payment_record(pkey, pay)?,
-        ))
+        for a in args {
+            c.arg(*a);
+        }
+        c
     }
 
     /// Makes sure every script is in Redis's script cache (after a restart or a flush), so
@@ -589,7 +564,7 @@ impl Store {
             &s.pay,
             &s.reverse,
             &s.create,
-            &s.lock_read,
+            &s.lock,
             &s.update_bill,
             &s.unlock,
         ] {
@@ -599,7 +574,8 @@ impl Store {
     }
 
     /// One round trip for the start of a payment: bind `(channel, reference)` to `binding`
-    /// (returning any earlier binding), take the VA lock, and read under it.
+    /// (returning any earlier binding), take the VA lock (or take back our own), and read
+    /// the bill and the payment record under it.
     ///
     /// # Errors
     /// Redis unreachable, corrupt record.
@@ -621,13 +597,38 @@ impl Store {
             .arg(binding)
             .arg("NX")
             .arg("GET");
+        // Take the lock (lua/lock.lua), then read the bill and the payment record
+        // (lua/read_va.lua): what was read counts only if the lock is ours, and nobody
+        // who needs the lock can write between the two.
+        let (lock_key, va_key) = (lock.key.as_str(), keys::va(inst, va));
+        let pkey = keys::payment(inst, channel, reference);
+        let ttl = ttl.as_millis().to_string();
         let mut pipe = redis::pipe();
         pipe.add_command(claim)
-            .add_command(self.lock_read_invocation(inst, va, channel, reference, lock, ttl));
-        let (claimed, read) = self.query_with_scripts(&pipe).await?;
+            .add_command(Self::evalsha(
+                &self.scripts.lock,
+                &[lock_key],
+                &[&lock.token, &ttl],
+            ))
+            .add_command(Self::evalsha(
+                &self.scripts.read_va,
+                &[&va_key, &pkey],
+                &[&keys::bill_prefix(inst)],
+            ));
+        let (claimed, locked, (doc, ver, pay)): (
+            Option<String>,
+            i64,
+            (Option<String>, Option<String>, Vec<String>),
+        ) = self.query_with_scripts(&pipe).await?;
+        if locked != 1 {
+            return Ok((claimed, LockRead::Locked));
+        }
         Ok((
             claimed,
-            Self::lock_read_result(inst, va, &keys::payment(inst, channel, reference), read)?,
+            LockRead::Acquired(
+                Self::versioned_bill(&va_key, doc, ver)?,
+                Self::payment_record(&pkey, pay)?,
+            ),
         ))
     }
 
@@ -644,25 +645,6 @@ impl Store {
             }
             r => Ok(r?),
         }
-    }
-
-    /// Takes the VA lock and reads under it (see `lua/lock_read.lua`).
-    ///
-    /// # Errors
-    /// Redis unreachable, corrupt record.
-    pub async fn lock_read(
-        &self,
-        inst: &str,
-        va: &str,
-        channel: &str,
-        reference: &str,
-        lock: &Lock,
-        ttl: Duration,
-    ) -> Result<LockRead, StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.add_command(self.lock_read_invocation(inst, va, channel, reference, lock, ttl));
-        let (read,) = self.query_with_scripts(&pipe).await?;
-        Self::lock_read_result(inst, va, &keys::payment(inst, channel, reference), read)
     }
 
     /// Takes the VA lock if free (`SET NX PX`), or takes it back if `token` already owns
