@@ -331,7 +331,11 @@ fn point_passive(
         fake.set_mode(endpoint, Mode::SlowThenNormal(PASSIVE_DELAY));
     }
     // A forward must leave the VA lock a second (passive.timeout_ms's rule).
-    let timeout_ms = settings.switch.lock_ttl_ms.saturating_sub(1000).min(5000);
+    let timeout = settings
+        .switch
+        .lock_ttl
+        .saturating_sub(Duration::from_secs(1))
+        .min(Duration::from_secs(5));
     let i = settings
         .institutions
         .iter_mut()
@@ -339,7 +343,7 @@ fn point_passive(
         .ok_or("the harness's settings have no passive institution")?;
     i.base_url = Some(fake.base_url());
     i.max_concurrency = Some(max_concurrency);
-    i.timeout_ms = Some(timeout_ms);
+    i.timeout = Some(timeout);
     i.rate_per_second = None;
     settings.validate().map_err(|e| e.to_string())
 }

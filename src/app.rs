@@ -106,8 +106,8 @@ impl App {
         let producer = kafka::create_producer(&bootstrap, &settings.kafka)?;
         let publisher = Publisher {
             producer: producer.clone(),
-            retry_initial: Duration::from_millis(settings.pipeline.retry_initial_ms),
-            retry_max: Duration::from_millis(settings.pipeline.retry_max_ms),
+            retry_initial: settings.pipeline.retry_initial,
+            retry_max: settings.pipeline.retry_max,
         };
         let token = CancellationToken::new();
         let switch = crate::build_switch_with(
@@ -218,8 +218,8 @@ impl App {
             publisher,
             topics: settings.topics.clone(),
             shutdown: token.clone(),
-            retry_initial: Duration::from_millis(settings.pipeline.retry_initial_ms),
-            retry_max: Duration::from_millis(settings.pipeline.retry_max_ms),
+            retry_initial: settings.pipeline.retry_initial,
+            retry_max: settings.pipeline.retry_max,
             redis_up: AtomicBool::new(true),
         });
         let limits = pipeline::Limits {

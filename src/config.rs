@@ -1,5 +1,6 @@
 //! Configuration vocabulary every component's settings share: the error that names the key
-//! at fault. Each component owns its section's type and its `validate`; `settings` only
+//! at fault, and durations typed as they are read (`*_ms` keys are whole milliseconds,
+//! `*_secs` whole seconds; the key names stay as documented). Each component owns its section's type and its `validate`; `settings` only
 //! composes them.
 
 /// A configuration that cannot work, with the key at fault named first
@@ -11,4 +12,45 @@ pub struct SettingsError(pub String);
 /// `key: why`.
 pub fn bad(key: impl std::fmt::Display, why: impl std::fmt::Display) -> SettingsError {
     SettingsError(format!("{key}: {why}"))
+}
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Serde `deserialize_with`: a `*_ms` key (whole milliseconds) as a [`Duration`].
+///
+/// # Errors
+/// Not a whole non-negative number.
+pub fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_millis)
+}
+
+/// Serde `deserialize_with`: an optional `*_ms` key as a [`Duration`].
+///
+/// # Errors
+/// Not a whole non-negative number.
+pub fn opt_millis<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    Option::<u64>::deserialize(d).map(|o| o.map(Duration::from_millis))
+}
+
+/// Serde `deserialize_with`: a list of milliseconds (`*_backoff_ms`) as [`Duration`]s.
+///
+/// # Errors
+/// Not a list of whole non-negative numbers.
+pub fn millis_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    Vec::<u64>::deserialize(d).map(|v| v.into_iter().map(Duration::from_millis).collect())
+}
+
+/// Serde `deserialize_with`: a `*_secs` key (whole seconds) as a [`Duration`].
+///
+/// # Errors
+/// Not a whole non-negative number.
+pub fn secs<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_secs)
+}
+
+/// `d` in whole milliseconds, as the `*_ms` keys say it (for messages and librdkafka).
+pub fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

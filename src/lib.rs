@@ -111,15 +111,15 @@ pub fn build_switch_with(
     audit: Option<passive::Audit>,
 ) -> Result<Switch, BuildError> {
     let store = Store::new(&settings.redis)?;
-    let clock = Clock::new(settings.switch.offset());
+    let clock = Clock::new(settings.switch.offset);
     Ok(Switch {
         routing: Arc::new(settings.routing()),
         passive: passive::Passive::new(
             &settings.passive,
             &settings.institutions,
             lock::LockTimes {
-                ttl: settings.switch.lock_ttl(),
-                wait: settings.switch.lock_wait(),
+                ttl: settings.switch.lock_ttl,
+                wait: settings.switch.lock_wait,
             },
             store.clone(),
             clock,
@@ -128,8 +128,8 @@ pub fn build_switch_with(
         hosted: Hosted {
             store,
             clock,
-            lock_ttl: settings.switch.lock_ttl(),
-            lock_wait: settings.switch.lock_wait(),
+            lock_ttl: settings.switch.lock_ttl,
+            lock_wait: settings.switch.lock_wait,
         },
         clock,
     })

@@ -199,7 +199,11 @@ impl KafkaSettings {
             out.push(("sasl.username", u.clone()));
         }
         if let Some(var) = &self.sasl_password_env {
-            out.push(("sasl.password", std::env::var(var).unwrap_or_default()));
+            let password = self
+                .sasl_password_resolved
+                .clone()
+                .unwrap_or_else(|| std::env::var(var).unwrap_or_default());
+            out.push(("sasl.password", password));
         }
         if self.protocol().ends_with("ssl") && self.ssl_ca_location.is_none() {
             // The vendored OpenSSL looks for roots under /usr/local/ssl, which Debian does

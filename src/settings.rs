@@ -59,32 +59,35 @@ pub struct PipelineSettings {
     pub lanes: usize,
     pub lane_queue: usize,
     pub max_in_flight: usize,
-    pub retry_initial_ms: u64,
-    pub retry_max_ms: u64,
+    /// First and longest pause between retries when Redis or Kafka cannot be reached.
+    #[serde(
+        rename = "retry_initial_ms",
+        deserialize_with = "crate::config::millis"
+    )]
+    pub retry_initial: Duration,
+    #[serde(rename = "retry_max_ms", deserialize_with = "crate::config::millis")]
+    pub retry_max: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SwitchSettings {
-    pub utc_offset: String,
-    pub lock_ttl_ms: u64,
-    pub lock_wait_ms: u64,
+    /// The offset of every timestamp the switch writes (`+07:00`, WIB), parsed once.
+    #[serde(rename = "utc_offset", deserialize_with = "offset_de")]
+    pub offset: FixedOffset,
+    /// A VA lock older than this is abandoned (its owner died).
+    #[serde(rename = "lock_ttl_ms", deserialize_with = "crate::config::millis")]
+    pub lock_ttl: Duration,
+    /// How long an attempt waits for a VA locked by another.
+    #[serde(rename = "lock_wait_ms", deserialize_with = "crate::config::millis")]
+    pub lock_wait: Duration,
 }
 
-impl SwitchSettings {
-    /// The configured offset; `validate()` has checked it parses.
-    pub fn offset(&self) -> FixedOffset {
-        parse_offset(&self.utc_offset)
-            .unwrap_or_else(|| FixedOffset::east_opt(7 * 3600).expect("valid"))
-    }
-
-    pub fn lock_ttl(&self) -> Duration {
-        Duration::from_millis(self.lock_ttl_ms)
-    }
-
-    pub fn lock_wait(&self) -> Duration {
-        Duration::from_millis(self.lock_wait_ms)
-    }
+/// Serde `deserialize_with` of `switch.utc_offset`: `+HH:MM` or `-HH:MM`.
+fn offset_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<FixedOffset, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_offset(&s)
+        .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not an offset like +07:00")))
 }
 
 fn parse_offset(s: &str) -> Option<FixedOffset> {
@@ -187,11 +190,33 @@ impl Settings {
 
     fn finish(built: Result<Config, config::ConfigError>) -> Result<Settings, SettingsError> {
         let cfg = built.map_err(|e| SettingsError(e.to_string()))?;
-        let s: Settings = cfg
+        let mut s: Settings = cfg
             .try_deserialize()
             .map_err(|e| SettingsError(e.to_string()))?;
         s.validate()?;
+        s.resolve_secrets();
         Ok(s)
+    }
+
+    /// Reads every secret named by an `*_env` key once, now (validate has checked each is
+    /// set), so the running switch never reads the environment again.
+    fn resolve_secrets(&mut self) {
+        for c in &mut self.channels {
+            c.resolved_key = c.api_key_env.as_ref().and_then(|v| std::env::var(v).ok());
+        }
+        for i in &mut self.institutions {
+            i.resolved_key = i.api_key_env.as_ref().and_then(|v| std::env::var(v).ok());
+        }
+        self.kafka.sasl_password_resolved = self
+            .kafka
+            .sasl_password_env
+            .as_ref()
+            .and_then(|v| std::env::var(v).ok());
+        self.redis.password_resolved = self
+            .redis
+            .password_env
+            .as_ref()
+            .and_then(|v| std::env::var(v).ok());
     }
 
     /// What a switch that serves requests needs beyond valid values: at least one channel
@@ -274,7 +299,7 @@ impl Settings {
         }
         self.redis.validate_security()?;
         self.kafka.validate_security()?;
-        if self.redis.command_timeout_ms == 0 {
+        if self.redis.command_timeout.is_zero() {
             return Err(bad("redis.command_timeout_ms", "must be positive"));
         }
         if self.pipeline.lanes == 0 || self.pipeline.lanes > 4096 {
@@ -289,24 +314,18 @@ impl Settings {
                 "must be between 1 and 1000000",
             ));
         }
-        if self.pipeline.retry_initial_ms == 0
-            || self.pipeline.retry_max_ms < self.pipeline.retry_initial_ms
+        if self.pipeline.retry_initial.is_zero()
+            || self.pipeline.retry_max < self.pipeline.retry_initial
         {
             return Err(bad(
                 "pipeline.retry_max_ms",
                 "must be at least pipeline.retry_initial_ms (> 0)",
             ));
         }
-        if parse_offset(&self.switch.utc_offset).is_none() {
-            return Err(bad(
-                "switch.utc_offset",
-                format!("{:?} is not an offset like +07:00", self.switch.utc_offset),
-            ));
-        }
-        if self.switch.lock_ttl_ms < 1000 {
+        if self.switch.lock_ttl < Duration::from_secs(1) {
             return Err(bad("switch.lock_ttl_ms", "must be at least 1000"));
         }
-        if self.switch.lock_wait_ms == 0 {
+        if self.switch.lock_wait.is_zero() {
             return Err(bad("switch.lock_wait_ms", "must be positive"));
         }
         if !self.metrics.listen.is_empty()
@@ -322,7 +341,7 @@ impl Settings {
         }
         self.webhook.validate(&self.kafka.group_id)?;
         self.api.validate()?;
-        self.passive.validate(self.switch.lock_ttl_ms)?;
+        self.passive.validate(self.switch.lock_ttl)?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(bad(
                 "log.level",
@@ -407,11 +426,11 @@ impl Settings {
                 (_, Some(u)) => check_url(&format!("{key}.base_url"), u)?,
                 _ => {}
             }
-            if let Some(t) = inst.timeout_ms {
+            if let Some(t) = inst.timeout {
                 crate::passive::config::check_timeout(
                     &format!("{key}.timeout_ms"),
                     t,
-                    self.switch.lock_ttl_ms,
+                    self.switch.lock_ttl,
                 )?;
             }
             if inst.max_concurrency == Some(0) {
@@ -430,8 +449,8 @@ impl Settings {
             topics: self.topics.clone(),
             webhook: self.webhook.clone(),
             routing: std::sync::Arc::new(self.routing()),
-            retry_initial: Duration::from_millis(self.pipeline.retry_initial_ms),
-            retry_max: Duration::from_millis(self.pipeline.retry_max_ms),
+            retry_initial: self.pipeline.retry_initial,
+            retry_max: self.pipeline.retry_max,
             all_topics: self.all_topics(),
         }
     }
@@ -580,7 +599,7 @@ mod tests {
             ]
         );
         assert!(s.kafka.is_embedded());
-        assert_eq!(s.switch.offset().local_minus_utc(), 7 * 3600);
+        assert_eq!(s.switch.offset.local_minus_utc(), 7 * 3600);
     }
 
     #[test]

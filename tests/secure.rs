@@ -206,8 +206,12 @@ async fn hosted_payments_over_mutual_tls_with_an_acl_user() {
 
     // A wrong password: start-up stops, naming redis.password_env, never the password.
     std::env::set_var("IPG_TEST_WRONG_PASSWORD", "not-it");
-    let mut wrong = stack.settings.clone();
-    wrong.redis.password_env = Some("IPG_TEST_WRONG_PASSWORD".into());
+    // Loaded as an operator would (secrets are read once, at load).
+    let wrong = settings_for(
+        &stack.broker.bootstrap,
+        "unused",
+        &secured.replace(PASSWORD_VAR, "IPG_TEST_WRONG_PASSWORD"),
+    );
     let e = start_error(wrong).await;
     assert!(e.contains("redis.password_env"), "{e}");
     assert!(!e.contains("not-it") && !e.contains(PASSWORD), "{e}");

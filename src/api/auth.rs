@@ -96,7 +96,7 @@ async fn issue(st: &ApiState, bytes: &[u8]) -> Result<Value, SwitchError> {
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    let ttl = st.settings.token_ttl_secs;
+    let ttl = st.settings.token_ttl.as_secs();
     let record = format!("{}|{}", inst.code, fingerprint(&inst.api_key));
     st.switch
         .hosted

@@ -12,7 +12,8 @@ pub struct ApiSettings {
     /// Bodies above this are refused (413) before being read in full.
     pub max_body_bytes: usize,
     /// Lifetime of an OAuth 2.0 access token.
-    pub token_ttl_secs: u64,
+    #[serde(rename = "token_ttl_secs", deserialize_with = "crate::config::secs")]
+    pub token_ttl: std::time::Duration,
     /// Enables Fake/Mock Payment & Reversal: moves no real money, so never in production.
     pub sandbox: bool,
 }
@@ -39,7 +40,7 @@ impl ApiSettings {
             return Err(bad("max_body_bytes", "must be between 1024 and 16777216"));
         }
         // A token that outlives a day defeats rotating secrets as a way to revoke it.
-        if !(1..=86_400).contains(&self.token_ttl_secs) {
+        if !(1..=86_400).contains(&self.token_ttl.as_secs()) {
             return Err(bad("token_ttl_secs", "must be between 1 and 86400"));
         }
         Ok(())

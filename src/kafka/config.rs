@@ -39,6 +39,9 @@ pub struct KafkaSettings {
     pub ssl_certificate_location: Option<String>,
     #[serde(default)]
     pub ssl_key_location: Option<String>,
+    /// The SASL password, read once at load from `sasl_password_env`.
+    #[serde(skip)]
+    pub sasl_password_resolved: Option<String>,
 }
 
 impl KafkaSettings {

@@ -27,25 +27,44 @@ pub enum ResponseSignature {
 pub struct PassiveSettings {
     /// One call's whole time limit (connect + send + answer). Must leave the VA lock room:
     /// at most `switch.lock_ttl_ms` - 1000.
-    pub timeout_ms: u64,
-    pub connect_timeout_ms: u64,
+    #[serde(rename = "timeout_ms", deserialize_with = "crate::config::millis")]
+    pub timeout: Duration,
+    #[serde(
+        rename = "connect_timeout_ms",
+        deserialize_with = "crate::config::millis"
+    )]
+    pub connect_timeout: Duration,
     /// Calls in flight to one institution; further calls wait (within `timeout_ms`).
     pub max_concurrency: usize,
     pub response_signature: ResponseSignature,
     /// Consecutive failed calls (timeout, refused, 5xx, garbage) that open the breaker.
     pub breaker_failures: u32,
     /// How long an open breaker answers at once before it lets one call through as a probe.
-    pub breaker_open_ms: u64,
+    #[serde(rename = "breaker_open_ms", deserialize_with = "crate::config::millis")]
+    pub breaker_open: Duration,
     /// Runs the resolver of payments in doubt inside `ipg-switch run`.
     pub resolver: bool,
     /// How often the resolver looks for due work.
-    pub resolve_poll_ms: u64,
+    #[serde(rename = "resolve_poll_ms", deserialize_with = "crate::config::millis")]
+    pub resolve_poll: Duration,
     /// How long a payment in doubt is checked before it is reversed unconfirmed.
-    pub resolve_window_ms: u64,
+    #[serde(
+        rename = "resolve_window_ms",
+        deserialize_with = "crate::config::millis"
+    )]
+    pub resolve_window: Duration,
     /// Delay before each check-status of a payment in doubt (the last one repeats).
-    pub check_backoff_ms: Vec<u64>,
+    #[serde(
+        rename = "check_backoff_ms",
+        deserialize_with = "crate::config::millis_list"
+    )]
+    pub check_backoff: Vec<Duration>,
     /// Delay before each retry of a reversal (the last one repeats; never given up).
-    pub reversal_backoff_ms: Vec<u64>,
+    #[serde(
+        rename = "reversal_backoff_ms",
+        deserialize_with = "crate::config::millis_list"
+    )]
+    pub reversal_backoff: Vec<Duration>,
 }
 
 fn bad(key: &str, why: impl std::fmt::Display) -> SettingsError {
@@ -53,17 +72,13 @@ fn bad(key: &str, why: impl std::fmt::Display) -> SettingsError {
 }
 
 impl PassiveSettings {
-    pub fn timeout(&self) -> Duration {
-        Duration::from_millis(self.timeout_ms)
-    }
-
-    /// `lock_ttl_ms`: the VA lock's lifetime, which a forward must never outlive.
+    /// `lock_ttl`: the VA lock's lifetime, which a forward must never outlive.
     ///
     /// # Errors
     /// The first invalid key, named.
-    pub fn validate(&self, lock_ttl_ms: u64) -> Result<(), SettingsError> {
-        check_timeout("passive.timeout_ms", self.timeout_ms, lock_ttl_ms)?;
-        if self.connect_timeout_ms == 0 || self.connect_timeout_ms > self.timeout_ms {
+    pub fn validate(&self, lock_ttl: Duration) -> Result<(), SettingsError> {
+        check_timeout("passive.timeout_ms", self.timeout, lock_ttl)?;
+        if self.connect_timeout.is_zero() || self.connect_timeout > self.timeout {
             return Err(bad(
                 "connect_timeout_ms",
                 "must be between 1 and timeout_ms",
@@ -75,20 +90,20 @@ impl PassiveSettings {
         if self.breaker_failures == 0 {
             return Err(bad("breaker_failures", "must be at least 1"));
         }
-        if self.breaker_open_ms == 0 {
+        if self.breaker_open.is_zero() {
             return Err(bad("breaker_open_ms", "must be positive"));
         }
-        if self.resolve_poll_ms == 0 {
+        if self.resolve_poll.is_zero() {
             return Err(bad("resolve_poll_ms", "must be positive"));
         }
-        if self.resolve_window_ms == 0 {
+        if self.resolve_window.is_zero() {
             return Err(bad("resolve_window_ms", "must be positive"));
         }
         for (key, list) in [
-            ("check_backoff_ms", &self.check_backoff_ms),
-            ("reversal_backoff_ms", &self.reversal_backoff_ms),
+            ("check_backoff_ms", &self.check_backoff),
+            ("reversal_backoff_ms", &self.reversal_backoff),
         ] {
-            if list.is_empty() || list.contains(&0) {
+            if list.is_empty() || list.iter().any(Duration::is_zero) {
                 return Err(bad(key, "must list at least one positive delay"));
             }
         }
@@ -100,21 +115,28 @@ impl PassiveSettings {
 ///
 /// # Errors
 /// `key` named when `timeout_ms` is 0 or too close to the lock's lifetime.
-pub fn check_timeout(key: &str, timeout_ms: u64, lock_ttl_ms: u64) -> Result<(), SettingsError> {
-    if timeout_ms == 0 || timeout_ms.saturating_add(1000) > lock_ttl_ms {
+pub fn check_timeout(
+    key: &str,
+    timeout: Duration,
+    lock_ttl: Duration,
+) -> Result<(), SettingsError> {
+    const SPARE: Duration = Duration::from_secs(1);
+    if timeout.is_zero() || timeout.saturating_add(SPARE) > lock_ttl {
         return Err(SettingsError(format!(
             "{key}: must be between 1 and switch.lock_ttl_ms - 1000 ({}), so the VA stays \
              locked for the whole call",
-            lock_ttl_ms.saturating_sub(1000)
+            crate::config::ms(lock_ttl.saturating_sub(SPARE))
         )));
     }
     Ok(())
 }
 
 /// Delay number `attempt` (0-based) of `list`, the last one repeating.
-pub fn backoff(list: &[u64], attempt: u32) -> Duration {
-    let i = (attempt as usize).min(list.len().saturating_sub(1));
-    Duration::from_millis(list.get(i).copied().unwrap_or(1000))
+pub fn backoff(list: &[Duration], attempt: u32) -> Duration {
+    list.get(attempt as usize)
+        .or(list.last())
+        .copied()
+        .unwrap_or(Duration::from_secs(1))
 }
 
 #[cfg(test)]
@@ -153,7 +175,8 @@ mod tests {
 
     #[test]
     fn backoff_repeats_its_last_delay() {
-        let l = [100, 200];
+        use std::time::Duration;
+        let l = [Duration::from_millis(100), Duration::from_millis(200)];
         let ms = |a| super::backoff(&l, a).as_millis();
         assert_eq!((ms(0), ms(1), ms(2), ms(9)), (100, 200, 200, 200));
     }

@@ -85,13 +85,13 @@ impl Passive {
         audit: Option<Audit>,
     ) -> reqwest::Result<Passive> {
         let mut forwarders = HashMap::new();
-        let mut longest = p.timeout();
+        let mut longest = p.timeout;
         let mut widest = p.max_concurrency;
         for i in institutions {
             if i.mode != InstitutionMode::Passive {
                 continue;
             }
-            let timeout = Duration::from_millis(i.timeout_ms.unwrap_or(p.timeout_ms));
+            let timeout = i.timeout.unwrap_or(p.timeout);
             longest = longest.max(timeout);
             widest = widest.max(i.max_concurrency.unwrap_or(p.max_concurrency));
             forwarders.insert(
@@ -103,16 +103,12 @@ impl Passive {
                     timeout,
                     i.max_concurrency.unwrap_or(p.max_concurrency),
                     i.response_signature.unwrap_or(p.response_signature),
-                    Breaker::new(p.breaker_failures, Duration::from_millis(p.breaker_open_ms)),
+                    Breaker::new(p.breaker_failures, p.breaker_open),
                 )),
             );
         }
         // Idle connections kept per host: enough for the widest institution's calls.
-        let http = crate::http_client::client(
-            longest,
-            Duration::from_millis(p.connect_timeout_ms),
-            widest,
-        )?;
+        let http = crate::http_client::client(longest, p.connect_timeout, widest)?;
         Ok(Passive {
             inner: Arc::new(Inner {
                 store,
@@ -570,8 +566,7 @@ impl Passive {
                 rec.reason = Some(label.to_owned());
                 rec.attempts = 1;
                 let due = now.timestamp_millis()
-                    + config::backoff(&self.inner.settings.reversal_backoff_ms, 0).as_millis()
-                        as i64;
+                    + config::backoff(&self.inner.settings.reversal_backoff, 0).as_millis() as i64;
                 self.emit(&rec, "reversal_queued", label, REVERSAL_QUEUED, Some(lock))
                     .await;
                 store.passive_save(&mut rec, Some(due), Some(lock)).await?;

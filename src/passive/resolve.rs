@@ -114,7 +114,7 @@ impl Passive {
 
     async fn resolver_loop(&self, inst: &str, stop: CancellationToken) {
         let s = &self.inner.settings;
-        let poll = Duration::from_millis(s.resolve_poll_ms);
+        let poll = s.resolve_poll;
         let Some(f) = self.forwarder(inst) else {
             return;
         };

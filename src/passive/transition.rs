@@ -88,7 +88,7 @@ pub fn in_doubt(rec: &mut PassivePayment, reason: &str, now_ms: i64, s: &Passive
     rec.state = PassiveState::InDoubt;
     rec.reason = Some(reason.to_owned());
     rec.attempts = 0;
-    rec.deadline_ms = Some(now_ms + s.resolve_window_ms as i64);
+    rec.deadline_ms = Some(now_ms + crate::config::ms(s.resolve_window) as i64);
     let message = format!(
         "payment outcome unknown ({reason}); the switch is confirming it with the institution"
     );
@@ -100,7 +100,7 @@ pub fn in_doubt(rec: &mut PassivePayment, reason: &str, now_ms: i64, s: &Passive
     });
     Next {
         step: step("in_doubt", reason, message),
-        due_ms: Some(now_ms + config::backoff(&s.check_backoff_ms, 0).as_millis() as i64),
+        due_ms: Some(now_ms + config::backoff(&s.check_backoff, 0).as_millis() as i64),
     }
 }
 
@@ -225,7 +225,7 @@ pub fn resolution_replied(
 ) -> Next {
     match call {
         Call::CheckStatus => check_status_replied(rec, reply, now_ms, s),
-        Call::Reversal => reversal_replied(rec, reply, now_ms, &s.reversal_backoff_ms),
+        Call::Reversal => reversal_replied(rec, reply, now_ms, &s.reversal_backoff),
     }
 }
 
@@ -267,7 +267,7 @@ fn check_status_replied(
         other => {
             rec.attempts += 1;
             let (label, detail) = label_and_detail(other);
-            let next = config::backoff(&s.check_backoff_ms, rec.attempts);
+            let next = config::backoff(&s.check_backoff, rec.attempts);
             let due = (now_ms + next.as_millis() as i64).min(rec.deadline_ms.unwrap_or(i64::MAX));
             Next {
                 step: step("check_status", label, detail),
@@ -283,7 +283,7 @@ fn reversal_replied(
     rec: &mut PassivePayment,
     reply: Reply,
     now_ms: i64,
-    backoff_ms: &[u64],
+    backoff: &[std::time::Duration],
 ) -> Next {
     match reply {
         Ok(a) if reversal_done(a.rc) => {
@@ -295,7 +295,7 @@ fn reversal_replied(
         }
         other => {
             let (label, detail) = label_and_detail(other);
-            let next = config::backoff(backoff_ms, rec.attempts);
+            let next = config::backoff(backoff, rec.attempts);
             rec.attempts += 1;
             Next {
                 step: step("reversal_attempt", label, detail),

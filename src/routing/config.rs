@@ -20,6 +20,9 @@ pub struct ChannelSettings {
     /// Requests allowed at once above the rate (default: one second's worth).
     #[serde(default)]
     pub burst: Option<u32>,
+    /// The key of `api_key_env`, read once at load (`Settings` fills it).
+    #[serde(skip)]
+    pub resolved_key: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -44,14 +47,21 @@ pub struct InstitutionSettings {
     #[serde(default)]
     pub burst: Option<u32>,
     /// Passive only: overrides `passive.timeout_ms` for this institution.
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
+    #[serde(
+        default,
+        rename = "timeout_ms",
+        deserialize_with = "crate::config::opt_millis"
+    )]
+    pub timeout: Option<std::time::Duration>,
     /// Passive only: overrides `passive.max_concurrency` for this institution.
     #[serde(default)]
     pub max_concurrency: Option<usize>,
     /// Passive only: overrides `passive.response_signature` for this institution.
     #[serde(default)]
     pub response_signature: Option<crate::passive::ResponseSignature>,
+    /// The key of `api_key_env`, read once at load (`Settings` fills it).
+    #[serde(skip)]
+    pub resolved_key: Option<String>,
 }
 
 /// A key given inline or through an environment variable (so secrets stay out of files).
@@ -75,15 +85,23 @@ pub fn resolve_key(
 }
 
 impl ChannelSettings {
-    /// The channel's HMAC key (inline or from its environment variable; checked at load).
+    /// The channel's HMAC key (inline or from its environment variable; read at load).
     pub fn key(&self) -> String {
-        resolve_key("", &self.api_key, &self.api_key_env).unwrap_or_default()
+        match (&self.api_key, &self.resolved_key) {
+            (Some(inline), _) => inline.clone(),
+            (None, Some(from_env)) => from_env.clone(),
+            (None, None) => resolve_key("", &self.api_key, &self.api_key_env).unwrap_or_default(),
+        }
     }
 }
 
 impl InstitutionSettings {
-    /// The institution's key (inline or from its environment variable; checked at load).
+    /// The institution's key (inline or from its environment variable; read at load).
     pub fn key(&self) -> String {
-        resolve_key("", &self.api_key, &self.api_key_env).unwrap_or_default()
+        match (&self.api_key, &self.resolved_key) {
+            (Some(inline), _) => inline.clone(),
+            (None, Some(from_env)) => from_env.clone(),
+            (None, None) => resolve_key("", &self.api_key, &self.api_key_env).unwrap_or_default(),
+        }
     }
 }

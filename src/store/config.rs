@@ -7,7 +7,12 @@ use serde::Deserialize;
 pub struct RedisSettings {
     /// `redis://host:port/db`, or `rediss://...` for TLS (see `secure`).
     pub url: String,
-    pub command_timeout_ms: u64,
+    /// A slower command counts as Redis unavailable (retried).
+    #[serde(
+        rename = "command_timeout_ms",
+        deserialize_with = "crate::config::millis"
+    )]
+    pub command_timeout: std::time::Duration,
     /// PEM file of the CA that signed the server's certificate (instead of the system's).
     #[serde(default)]
     pub ca_file: Option<String>,
@@ -25,4 +30,7 @@ pub struct RedisSettings {
     /// Never accepted (secrets stay out of files); present only to say so by name.
     #[serde(default)]
     pub password: Option<String>,
+    /// The password, read once at load from `password_env`.
+    #[serde(skip)]
+    pub password_resolved: Option<String>,
 }

@@ -170,7 +170,11 @@ pub fn connect(settings: &RedisSettings) -> Result<ConnectionManager, StoreError
         who = who.set_username(u);
     }
     if let Some(var) = &settings.password_env {
-        who = who.set_password(std::env::var(var).unwrap_or_default());
+        let password = settings
+            .password_resolved
+            .clone()
+            .unwrap_or_else(|| std::env::var(var).unwrap_or_default());
+        who = who.set_password(password);
     }
     let info = info.set_redis_settings(who);
     let read = |key: &str, path: &Option<String>| -> Result<Option<Vec<u8>>, StoreError> {
@@ -204,7 +208,7 @@ pub fn connect(settings: &RedisSettings) -> Result<ConnectionManager, StoreError
     } else {
         redis::Client::open(info)?
     };
-    let timeout = Duration::from_millis(settings.command_timeout_ms);
+    let timeout = settings.command_timeout;
     let cfg = ConnectionManagerConfig::new()
         .set_response_timeout(Some(timeout))
         .set_connection_timeout(Some(timeout))

@@ -14,11 +14,20 @@ pub struct WebhookSettings {
     /// Consumer group of the webhook topic and its retry tiers.
     pub group_id: String,
     /// Delay before each retry; one retry topic (tier) per entry, so attempts = 1 + len.
-    pub backoff_ms: Vec<u64>,
+    #[serde(rename = "backoff_ms", deserialize_with = "crate::config::millis_list")]
+    pub backoff: Vec<Duration>,
     /// Each delay is stretched or shrunk by up to this fraction at random.
     pub jitter: f64,
-    pub request_timeout_ms: u64,
-    pub connect_timeout_ms: u64,
+    #[serde(
+        rename = "request_timeout_ms",
+        deserialize_with = "crate::config::millis"
+    )]
+    pub request_timeout: Duration,
+    #[serde(
+        rename = "connect_timeout_ms",
+        deserialize_with = "crate::config::millis"
+    )]
+    pub connect_timeout: Duration,
     /// Calls in flight to one institution.
     pub concurrency: usize,
     /// Calls per second to one institution; 0 = unlimited.
@@ -29,7 +38,8 @@ pub struct WebhookSettings {
     /// Jobs consumed and not yet settled, across institutions; the consumer stops there.
     pub max_in_flight: usize,
     /// Lifetime of a bill's ordering gate; a safety net if a holder were lost.
-    pub gate_ttl_ms: u64,
+    #[serde(rename = "gate_ttl_ms", deserialize_with = "crate::config::millis")]
+    pub gate_ttl: Duration,
 }
 
 fn bad(key: &str, why: impl std::fmt::Display) -> SettingsError {
@@ -37,14 +47,6 @@ fn bad(key: &str, why: impl std::fmt::Display) -> SettingsError {
 }
 
 impl WebhookSettings {
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_timeout_ms)
-    }
-
-    pub fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms)
-    }
-
     /// `kafka_group` is the request consumer's group, which this one must not share (the
     /// two subscribe to different topics).
     ///
@@ -57,19 +59,19 @@ impl WebhookSettings {
         if self.group_id == kafka_group {
             return Err(bad("group_id", "must differ from kafka.group_id"));
         }
-        if self.backoff_ms.is_empty() || self.backoff_ms.len() > 20 {
+        if self.backoff.is_empty() || self.backoff.len() > 20 {
             return Err(bad("backoff_ms", "needs between 1 and 20 delays"));
         }
-        if self.backoff_ms.contains(&0) {
+        if self.backoff.iter().any(Duration::is_zero) {
             return Err(bad("backoff_ms", "delays must be positive"));
         }
         if !(0.0..=1.0).contains(&self.jitter) {
             return Err(bad("jitter", "must be between 0 and 1"));
         }
-        if self.request_timeout_ms == 0 {
+        if self.request_timeout.is_zero() {
             return Err(bad("request_timeout_ms", "must be positive"));
         }
-        if self.connect_timeout_ms == 0 {
+        if self.connect_timeout.is_zero() {
             return Err(bad("connect_timeout_ms", "must be positive"));
         }
         if self.concurrency == 0 || self.concurrency > 1024 {
@@ -81,11 +83,11 @@ impl WebhookSettings {
         if self.max_in_flight == 0 || self.max_in_flight > 1_000_000 {
             return Err(bad("max_in_flight", "must be between 1 and 1000000"));
         }
-        let longest: u64 = self
-            .backoff_ms
+        let longest = self
+            .backoff
             .iter()
-            .fold(0u64, |a, b| a.saturating_add(*b));
-        if self.gate_ttl_ms <= longest {
+            .fold(Duration::ZERO, |a, b| a.saturating_add(*b));
+        if self.gate_ttl <= longest {
             return Err(bad(
                 "gate_ttl_ms",
                 "must exceed the sum of webhook.backoff_ms (a bill's gate outlives its retries)",
@@ -108,7 +110,11 @@ mod tests {
         let s = Settings::from_toml(&[]).unwrap();
         assert!(s.webhook.enabled);
         assert_eq!(
-            s.webhook.backoff_ms,
+            s.webhook
+                .backoff
+                .iter()
+                .map(|d| d.as_millis())
+                .collect::<Vec<_>>(),
             [60_000, 300_000, 1_800_000, 7_200_000, 21_600_000]
         );
         assert_eq!(

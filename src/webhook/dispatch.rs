@@ -147,11 +147,7 @@ impl Dispatcher {
             main_topic,
             tiers,
             dead_letter,
-            backoff: s
-                .backoff_ms
-                .iter()
-                .map(|ms| Duration::from_millis(*ms))
-                .collect(),
+            backoff: s.backoff.clone(),
             jitter: s.jitter,
             concurrency: s.concurrency,
             rate_per_second: s.rate_per_second,

@@ -58,7 +58,7 @@ pub enum WebhookError {
 /// The retry tier topics, in order: `<prefix>.1` .. `<prefix>.N`, one per
 /// `webhook.backoff_ms` entry.
 pub fn retry_topics(topics: &TopicSettings, webhook: &WebhookSettings) -> Vec<String> {
-    (1..=webhook.backoff_ms.len())
+    (1..=webhook.backoff.len())
         .map(|n| format!("{}.{n}", topics.webhook_retry_prefix))
         .collect()
 }
@@ -102,8 +102,8 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, WebhookError> {
     let w = &settings.webhook;
-    let gate = gate::Gate::new(&settings.redis, Duration::from_millis(w.gate_ttl_ms))?;
-    let http = crate::http_client::client(w.request_timeout(), w.connect_timeout(), w.concurrency)?;
+    let gate = gate::Gate::new(&settings.redis, w.gate_ttl)?;
+    let http = crate::http_client::client(w.request_timeout, w.connect_timeout, w.concurrency)?;
     let offsets = Arc::new(Offsets::default());
     let revoked = Arc::new(Mutex::new(Vec::new()));
     let consumer = Arc::new(create_consumer(
