@@ -607,6 +607,16 @@ struct Internals {
     label: String,
     cpu: BTreeMap<&'static str, f64>,
     stages: Vec<(String, f64, f64)>,
+    /// Seconds between the two CPU snapshots, and messages answered in them.
+    wall: f64,
+    answered: usize,
+}
+
+impl Internals {
+    /// CPU microseconds per answered message spent by `pct` % of one core over the burst.
+    fn us_per_msg(&self, pct: f64) -> f64 {
+        pct / 100.0 * self.wall / self.answered.max(1) as f64 * 1e6
+    }
 }
 
 async fn measured<F: std::future::Future<Output = Stats>>(
@@ -617,13 +627,16 @@ async fn measured<F: std::future::Future<Output = Stats>>(
     let (c0, m0) = (cpu_snapshot(redis_port), scrape());
     let s = f.await;
     let (c1, m1) = (cpu_snapshot(redis_port), scrape());
-    let (cpu, _) = cpu_diff(&c0, &c1);
+    let (cpu, wall) = cpu_diff(&c0, &c1);
+    let answered = s.answered;
     (
         s,
         Internals {
             label: label.to_owned(),
             cpu,
             stages: stage_means(&m0, &m1),
+            wall,
+            answered,
         },
     )
 }
@@ -1096,6 +1109,26 @@ async fn bench(k: Knobs) -> Result<(), String> {
         print!(" {:>17}", format!("{:.0}", i.cpu.values().sum::<f64>()));
     }
     println!();
+    println!();
+    println!("CPU per answered message, microseconds (same groups; every process on the box):");
+    for g in &groups {
+        print!("  {:<40}", g);
+        for i in &internals {
+            let us = i.us_per_msg(i.cpu.get(g).copied().unwrap_or(0.0));
+            print!(" {:>17}", format!("{us:.1}"));
+        }
+        println!();
+    }
+    print!("  {:<40}", "total");
+    for i in &internals {
+        let us = i.us_per_msg(i.cpu.values().sum::<f64>());
+        print!(" {:>17}", format!("{us:.1}"));
+    }
+    println!();
+    println!(
+        "payments/s / inquiries/s = {:.2} (hosted, same run)",
+        pay.msgs_per_s / inq.msgs_per_s
+    );
     println!();
     println!("daemon's own histograms during each burst (mean ms per observation, observations):");
     for i in internals.iter().skip(1) {
