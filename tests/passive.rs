@@ -639,37 +639,26 @@ async fn payment_interrupted_mid_call_is_in_doubt_not_forwarded_again() {
 /// What a daemon that died during a payment's call leaves behind: the reference bound, the
 /// record "forwarding", and a VA lock that expires on its own (300 ms).
 async fn leave_crashed_payment(stack: &Stack, reference: &str, amount: u64) {
-    use ipg_switch::passive::record::{PassivePayment, PassiveState};
+    use ipg_switch::passive::record::PassivePayment;
     let switch = stack.switch();
     let store = switch.passive.store();
     let amount = ipg_switch::domain::Amount::new(amount).unwrap();
+    let va = ipg_switch::domain::VaNumber::parse(&pva(NUMBER)).unwrap();
+    let binding = ipg_switch::domain::Binding::new("PAS01", &va, amount);
     store
-        .bind_reference(
-            CHANNEL,
-            reference,
-            &format!("PAS01|{}|{amount}", pva(NUMBER)),
-        )
+        .bind_reference(CHANNEL, reference, &binding.to_record())
         .await
         .unwrap();
     let rec = PassivePayment {
-        institution: "PAS01".into(),
-        channel: CHANNEL.into(),
-        reference: reference.into(),
-        va_number: pva(NUMBER),
-        amount,
         terminal: "atm".into(),
-        transaction_date: None,
-        customer_name: None,
-        state: PassiveState::Forwarding,
-        answer: None,
-        institution_data: Value::Null,
-        reason: None,
-        resolution: None,
-        attempts: 0,
-        deadline_ms: None,
-        created_at: "2026-01-10T10:00:00+07:00".into(),
-        updated_at: "2026-01-10T10:00:00+07:00".into(),
-        rev: String::new(),
+        ..PassivePayment::forwarding(
+            "PAS01",
+            CHANNEL,
+            reference,
+            va.as_str(),
+            amount,
+            "2026-01-10T10:00:00+07:00",
+        )
     };
     let dead = ipg_switch::store::Lock {
         key: ipg_switch::store::keys::lock("PAS01", &pva(NUMBER)),

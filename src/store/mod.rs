@@ -114,6 +114,7 @@ pub struct Store {
 
 struct Scripts {
     read_va: Script,
+    lock_read: Script,
     pay: Script,
     reverse: Script,
     create: Script,
@@ -305,6 +306,7 @@ impl Store {
             conn,
             scripts: std::sync::Arc::new(Scripts {
                 read_va: Script::new(include_str!("lua/read_va.lua")),
+                lock_read: Script::new(include_str!("lua/lock_read.lua")),
                 pay: Script::new(include_str!("lua/pay.lua")),
                 reverse: Script::new(include_str!("lua/reverse.lua")),
                 create: Script::new(include_str!("lua/create.lua")),
@@ -568,7 +570,7 @@ impl Store {
             &s.pay,
             &s.reverse,
             &s.create,
-            &s.lock,
+            &s.lock_read,
             &s.update_bill,
             &s.unlock,
         ] {
@@ -601,30 +603,22 @@ impl Store {
             .arg(binding)
             .arg("NX")
             .arg("GET");
-        // Take the lock (lua/lock.lua), then read the bill and the payment record
-        // (lua/read_va.lua): what was read counts only if the lock is ours, and nobody
-        // who needs the lock can write between the two.
-        let (lock_key, va_key) = (lock.key.as_str(), keys::va(inst, va));
+        // Take the lock and read under it in one script (lua/lock_read.lua): one script
+        // call on the hot path, not two.
+        let va_key = keys::va(inst, va);
         let pkey = keys::payment(inst, channel, reference);
         let ttl = ttl.as_millis().to_string();
         let mut pipe = redis::pipe();
-        pipe.add_command(claim)
-            .add_command(Self::evalsha(
-                &self.scripts.lock,
-                &[lock_key],
-                &[&lock.token, &ttl],
-            ))
-            .add_command(Self::evalsha(
-                &self.scripts.read_va,
-                &[&va_key, &pkey],
-                &[&keys::bill_prefix(inst)],
-            ));
-        let (claimed, locked, (doc, ver, pay)): (
+        pipe.add_command(claim).add_command(Self::evalsha(
+            &self.scripts.lock_read,
+            &[&lock.key, &va_key, &pkey],
+            &[&lock.token, &ttl, &keys::bill_prefix(inst)],
+        ));
+        let (claimed, (verdict, doc, ver, pay)): (
             Option<String>,
-            i64,
-            (Option<String>, Option<String>, Vec<String>),
+            (String, Option<String>, Option<String>, Vec<String>),
         ) = self.query_with_scripts(&pipe).await?;
-        if locked != 1 {
+        if verdict != "ok" {
             return Ok((claimed, LockRead::Locked));
         }
         Ok((
