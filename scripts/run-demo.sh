@@ -126,15 +126,6 @@ else
 fi
 export IPG__REDIS__URL=$REDIS_URL
 
-# --- demo bills ----------------------------------------------------------------------------
-for bill in demo/bills/*.json; do
-  if out=$($BIN --config config/demo.toml bill create --file "$bill" 2>.run/cli.err); then
-    echo "created bill $(echo "$out" | sed -n 's/.*"hash": "\(.*\)".*/\1/p') from $bill"
-  else
-    echo "bill from $bill not created: $(tail -n 1 .run/cli.err | sed 's/^ipg-switch: //')"
-  fi
-done
-
 # --- the institutions' side ----------------------------------------------------------------
 port_free "${PASSIVE_LISTEN##*:}" "the passive demo institution PST01"
 "$EXAMPLES/passive_institution" "$PASSIVE_LISTEN" demo-pst01-key demo/passive/bills.json \
@@ -186,6 +177,16 @@ if [ -n "$bootstrap" ]; then
     echo "export BOOT=$bootstrap"
     echo "export PATH=\"$bindir:\$PATH\""
   } >.run/demo.env
+  # --- demo bills ---------------------------------------------------------------------------
+  # Created through the running daemon's broker: every change is journaled before it is
+  # answered (docs/journal.md), and the embedded broker lives inside the daemon.
+  for bill in demo/bills/*.json; do
+    if out=$(IPG__KAFKA__BOOTSTRAP_SERVERS=$bootstrap $BIN --config config/demo.toml bill create --file "$bill" 2>.run/cli.err); then
+      echo "created bill $(echo "$out" | sed -n 's/.*"hash": "\(.*\)".*/\1/p') from $bill"
+    else
+      echo "bill from $bill not created: $(tail -n 1 .run/cli.err | sed 's/^ipg-switch: //')"
+    fi
+  done
   echo "run-demo: ready. In another shell, before the CLI or kcat: source .run/demo.env" \
     "(then e.g. ipg-switch --config config/demo.toml passive list --institution PST01)"
 fi

@@ -91,7 +91,13 @@ impl App {
             |b| b.bootstrap.clone(),
         );
         if embedded.is_none() {
-            kafka::ensure_topics(&bootstrap, &settings.kafka, &settings.all_topics()).await?;
+            kafka::ensure_topics(
+                &bootstrap,
+                &settings.kafka,
+                &settings.all_topics(),
+                std::slice::from_ref(&settings.topics.journal),
+            )
+            .await?;
         }
         tracing::info!(
             redis = %store::redacted(&settings.redis.url),
@@ -117,8 +123,18 @@ impl App {
                 topic: settings.topics.passive_events.clone(),
                 shutdown: token.clone(),
             }),
+            crate::Journaling {
+                publisher: publisher.clone(),
+                bootstrap: bootstrap.clone(),
+                shutdown: token.clone(),
+            },
         )?;
         refuse_wrong_redis_credentials(&switch.hosted.store, &settings).await?;
+        // A Redis that lost its memory while the daemon was away is caught up with the
+        // journal before anything is consumed (a Redis that is down: at its first use).
+        if switch.hosted.store.ping().await.is_ok() {
+            switch.hosted.store.ensure_ready().await?;
+        }
         let offsets = Arc::new(Offsets::default());
         let assigned = Arc::new(AtomicUsize::new(0));
         let consumer = Arc::new(kafka::Closing::new(kafka::create_consumer(
@@ -172,6 +188,11 @@ impl App {
         spawn_durability_check(
             switch.hosted.store.clone(),
             settings.redis.url.clone(),
+            token.clone(),
+        );
+        crate::journal::spawn_applier(
+            settings.journal(&self.bootstrap),
+            switch.hosted.store.clone(),
             token.clone(),
         );
         let resolvers = if settings.passive.resolver {

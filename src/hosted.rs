@@ -18,6 +18,7 @@ use crate::lock::{LockWait, Owner};
 use crate::metrics as m;
 use crate::protocol::webhook::{WebhookJob, PAYMENT_RECEIVED, PAYMENT_REVERSAL};
 use crate::routing::Institution;
+use crate::store::journal::Stage;
 use crate::store::{
     keys, Commit, Lock, LockRead, NewPayment, PaymentRecord, Recorded, Store, Versioned,
 };
@@ -232,7 +233,10 @@ impl Hosted {
         }
     }
 
-    fn replay_payment(
+    /// The first answer to a payment found committed, once its journal event is durable
+    /// (journaled again under the same id: the first attempt may have stopped between the
+    /// commit and the journal).
+    async fn replay_payment(
         &self,
         inst: &Institution,
         rec: PaymentRecord,
@@ -244,6 +248,9 @@ impl Hosted {
             return Err(SwitchError::ReferenceConflict(paid.payment_ref_id.clone()));
         }
         metrics::counter!(m::DUPLICATES_TOTAL, "type" => "payment").increment(1);
+        self.store
+            .rejournal_payment(&inst.code, &paid.channel, &paid.payment_ref_id, Stage::Paid)
+            .await?;
         let mut outcome = self.answer_of(PAYMENT_RECEIVED, inst, &rec.paid);
         // After a reversal the payment's event is long delivered; re-sending it then would
         // only arrive behind the reversal.
@@ -310,6 +317,7 @@ impl Hosted {
             if let Some(rec) = rec.take() {
                 return self
                     .replay_payment(inst, rec, va, amount)
+                    .await
                     .map(|o| (o, false));
             }
             let Some(bill) = bill.take() else {
@@ -449,6 +457,9 @@ impl Hosted {
                     // Answered as already reversed, with the reversal's data; its webhook job
                     // is queued again (same event id) in case the first one was lost.
                     metrics::counter!(m::DUPLICATES_TOTAL, "type" => "reversal").increment(1);
+                    self.store
+                        .rejournal_payment(&inst.code, channel, payment_ref, Stage::Reversed)
+                        .await?;
                     let mut o = self.answer_of(PAYMENT_REVERSAL, inst, reversed);
                     o.rc = Rc::BillerPaymentAlreadyReversed;
                     o.message = "payment already reversed".into();
@@ -566,7 +577,12 @@ impl Hosted {
             };
             let mut next = bill.value.clone();
             match next.status {
-                crate::domain::BillStatus::Revoked => return Ok(next),
+                crate::domain::BillStatus::Revoked => {
+                    // Revoked already: journaled again, in case the first revoke stopped
+                    // between its commit and its journal event.
+                    self.store.rejournal_bill(&inst.code, hash).await?;
+                    return Ok(next);
+                }
                 crate::domain::BillStatus::Paid => {
                     return Err(SwitchError::Bill(
                         crate::domain::BillError::AlreadyPaid,
@@ -575,7 +591,8 @@ impl Hosted {
                 }
                 _ => next.status = crate::domain::BillStatus::Revoked,
             }
-            if self.store.update_bill(&bill, &next).await? == Commit::Done {
+            let time = self.clock.stamp_now();
+            if self.store.update_bill(&bill, &next, time).await? == Commit::Done {
                 return Ok(next);
             }
         }

@@ -42,6 +42,8 @@
 //!   through the same [`switch::Switch::handle`].
 //! - [`webhook`]: webhook delivery to institutions, retry tiers, per-bill ordering gate.
 //! - [`ops`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`journal`]: reading the journal back: the recovery after Redis lost writes, the
+//!   applier's marks, `restore`, `verify` (`[journal]`).
 //!
 //! L5 composition:
 //! - [`settings`]: the whole configuration, composed from each owner's section.
@@ -59,6 +61,7 @@ pub mod domain;
 pub mod error;
 pub mod hosted;
 pub mod http_client;
+pub mod journal;
 pub mod kafka;
 pub mod lock;
 pub mod metrics;
@@ -90,27 +93,71 @@ pub enum BuildError {
     Store(#[from] StoreError),
     #[error("HTTP client for passive institutions: {0}")]
     Http(#[from] reqwest::Error),
+    /// Every change is journaled before it is answered, so changing anything needs the
+    /// broker; the embedded one lives inside a running daemon.
+    #[error("kafka.bootstrap_servers is \"embedded\": this command journals what it changes and needs the running daemon's broker (with the demo: source .run/demo.env)")]
+    NoBroker,
+}
+
+/// How the switch journals: through the daemon's producer (`publisher`, stopped by
+/// `shutdown`), reading the journal back at `bootstrap`.
+pub struct Journaling {
+    pub publisher: kafka::publish::Publisher,
+    pub bootstrap: String,
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// The switch (routing, hosted bill rules, passive forwarding) over a Redis store, as
-/// settings describe it.
+/// settings describe it, journaling through a producer of its own made at the first change
+/// (the CLI, tests).
+///
+/// # Errors
+/// An invalid Redis URL, an HTTP client that cannot be built, the embedded broker
+/// (`NoBroker`: nothing outside the daemon can reach it).
+pub fn build_switch(settings: &Settings) -> Result<Switch, BuildError> {
+    if settings.kafka.is_embedded() {
+        return Err(BuildError::NoBroker);
+    }
+    let bootstrap = &settings.kafka.bootstrap_servers;
+    let sink = kafka::journal::KafkaJournal::lazy(
+        bootstrap,
+        &settings.kafka,
+        settings.pipeline.retry_initial,
+        settings.pipeline.retry_max,
+        settings.topics.journal.clone(),
+    );
+    let store = Store::new(&settings.redis)?
+        .with_journal(Arc::new(sink), Arc::new(settings.journal(bootstrap)));
+    assemble(settings, store, None)
+}
+
+/// The daemon's switch: [`build_switch`] journaling through the daemon's producer, with
+/// the passive resolver's steps published on `audit`.
 ///
 /// # Errors
 /// An invalid Redis URL, an HTTP client that cannot be built.
-pub fn build_switch(settings: &Settings) -> Result<Switch, BuildError> {
-    build_switch_with(settings, None)
-}
-
-/// [`build_switch`], with the passive resolver's steps published on `audit` (the daemon's
-/// producer); without it (CLI, tests of the switch alone) they are only logged.
-///
-/// # Errors
-/// As [`build_switch`].
 pub fn build_switch_with(
     settings: &Settings,
     audit: Option<passive::Audit>,
+    journaling: Journaling,
 ) -> Result<Switch, BuildError> {
-    let store = Store::new(&settings.redis)?;
+    let sink = kafka::journal::KafkaJournal::new(
+        journaling.publisher,
+        settings.topics.journal.clone(),
+        journaling.shutdown,
+    );
+    let store = Store::new(&settings.redis)?.with_journal(
+        Arc::new(sink),
+        Arc::new(settings.journal(&journaling.bootstrap)),
+    );
+    assemble(settings, store, audit)
+}
+
+fn assemble(
+    settings: &Settings,
+    store: Store,
+    audit: Option<passive::Audit>,
+) -> Result<Switch, BuildError> {
     let clock = Clock::new(settings.switch.offset);
     Ok(Switch {
         routing: Arc::new(settings.routing()),

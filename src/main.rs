@@ -43,6 +43,19 @@ enum Command {
         #[command(subcommand)]
         command: PassiveCommand,
     },
+    /// Rebuild Redis from the whole journal (docs/journal.md): bills, payments, ledger,
+    /// balances, forwarded payments, reference bindings. Stop the daemons first.
+    Restore {
+        /// Apply even though Redis is not empty (applying never replaces a newer record).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Compare Redis with the journal; exit code 0 only when they agree.
+    Verify {
+        /// Print the verdict as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -63,19 +76,20 @@ enum PassiveCommand {
 }
 
 async fn passive_command(settings: &Settings, cmd: PassiveCommand) -> anyhow::Result<()> {
-    let switch = ipg_switch::build_switch(settings)?;
+    // Reads only: the routing and the store, no journal (no broker needed).
+    let routing = settings.routing();
     match cmd {
         PassiveCommand::List {
             institution,
             state,
             limit,
         } => {
-            match switch.routing.by_code(&institution) {
+            match routing.by_code(&institution) {
                 Some(i) if i.mode == InstitutionMode::Passive => {}
                 Some(_) => bail!("institution {institution} is not passive"),
                 None => bail!("institution {institution} is not configured"),
             }
-            let store = switch.passive.store();
+            let store = ipg_switch::store::Store::new(&settings.redis)?;
             let mut out = std::io::stdout().lock();
             for p in store
                 .passive_payments(&institution, 0, limit.max(1))
@@ -220,6 +234,101 @@ async fn bill_command(settings: &Settings, cmd: BillCommand) -> anyhow::Result<(
     Ok(())
 }
 
+/// A progress bar with events/s on a terminal (stderr), nothing otherwise.
+struct Bar(Option<indicatif::ProgressBar>);
+
+impl Bar {
+    fn new() -> Bar {
+        use std::io::IsTerminal;
+        Bar(std::io::stderr().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::new(0);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} events {per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b
+        }))
+    }
+}
+
+impl ipg_switch::journal::Progress for Bar {
+    fn start(&mut self, total: u64) {
+        if let Some(b) = &self.0 {
+            b.set_length(total);
+        }
+    }
+    fn advance(&mut self, events: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(events);
+        }
+    }
+}
+
+fn journal_of(settings: &Settings) -> anyhow::Result<ipg_switch::journal::Journal> {
+    if settings.kafka.is_embedded() {
+        bail!("kafka.bootstrap_servers is \"embedded\": the journal lives in the broker; point the command at it (with the demo: source .run/demo.env)");
+    }
+    Ok(settings.journal(&settings.kafka.bootstrap_servers))
+}
+
+async fn restore(settings: &Settings, force: bool) -> anyhow::Result<()> {
+    let journal = journal_of(settings)?;
+    let store = ipg_switch::store::Store::new(&settings.redis)?;
+    let keys = store.count_keys("ipg:*").await?;
+    if keys > 0 && !force {
+        bail!("Redis holds {keys} ipg:* key(s): restore rebuilds an empty Redis (use --force to apply the journal over it; a record newer in Redis is kept)");
+    }
+    let mut bar = Bar::new();
+    let report = journal
+        .replay(&store, ipg_switch::journal::From::Beginning, &mut bar)
+        .await?;
+    if let Some(b) = &bar.0 {
+        b.finish_and_clear();
+    }
+    println!(
+        "restored: {} events, {} records set, {} unreadable, {:.1} s ({:.0} events/s)",
+        report.events,
+        report.records_set,
+        report.unreadable,
+        report.seconds,
+        report.events as f64 / report.seconds.max(1e-9)
+    );
+    if report.unreadable > 0 {
+        bail!(
+            "{} journal event(s) did not parse (see the log)",
+            report.unreadable
+        );
+    }
+    Ok(())
+}
+
+async fn verify(settings: &Settings, json: bool) -> anyhow::Result<bool> {
+    let journal = journal_of(settings)?;
+    let store = ipg_switch::store::Store::new(&settings.redis)?;
+    let mut bar = Bar::new();
+    let v = ipg_switch::journal::verify::verify(&journal, &store, &mut bar).await?;
+    if let Some(b) = &bar.0 {
+        b.finish_and_clear();
+    }
+    if json {
+        let counts: Vec<serde_json::Value> = v
+            .counts
+            .iter()
+            .map(|c| serde_json::json!({"records": c.kind, "journal": c.journal, "redis": c.redis, "differing": c.differing}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"agrees": v.agrees(), "events": v.events, "unreadable": v.unreadable,
+                "counts": counts, "differences": v.total_differences, "first_differences": v.differences})
+        );
+    } else {
+        print!("{}", v.table());
+    }
+    Ok(v.agrees())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {
@@ -270,6 +379,19 @@ fn main() -> ExitCode {
         Command::Passive { command } => tokio::runtime::Runtime::new()
             .context("starting the runtime")
             .and_then(|rt| rt.block_on(passive_command(&settings, command))),
+        Command::Restore { force } => tokio::runtime::Runtime::new()
+            .context("starting the runtime")
+            .and_then(|rt| rt.block_on(restore(&settings, force))),
+        Command::Verify { json } => {
+            match tokio::runtime::Runtime::new()
+                .context("starting the runtime")
+                .and_then(|rt| rt.block_on(verify(&settings, json)))
+            {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::FAILURE,
+                Err(e) => Err(e),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -285,7 +407,7 @@ fn main() -> ExitCode {
 fn talks_to(s: &Settings, cmd: &Command) -> String {
     let redis = ipg_switch::store::redacted(&s.redis.url);
     match cmd {
-        Command::Webhook { .. } => format!(
+        Command::Webhook { .. } | Command::Restore { .. } | Command::Verify { .. } => format!(
             "ipg-switch: redis {redis}, kafka {} (set IPG__REDIS__URL / IPG__KAFKA__BOOTSTRAP_SERVERS or --config to change)",
             s.kafka.bootstrap_servers
         ),

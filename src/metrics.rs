@@ -38,6 +38,10 @@ pub const PASSIVE_REQUEST_SECONDS: &str = "ipg_passive_request_duration_seconds"
 pub const PASSIVE_BREAKER_OPEN: &str = "ipg_passive_breaker_open";
 pub const PASSIVE_IN_DOUBT: &str = "ipg_passive_in_doubt_payments";
 pub const PASSIVE_RESOLUTIONS_TOTAL: &str = "ipg_passive_resolutions_total";
+pub const JOURNAL_APPLIER_LAG: &str = "ipg_journal_applier_lag_messages";
+pub const JOURNAL_CATCH_UP_SECONDS: &str = "ipg_journal_catch_up_duration_seconds";
+pub const JOURNAL_REAPPLIED_TOTAL: &str = "ipg_journal_reapplied_records_total";
+pub const JOURNAL_UNREADABLE_TOTAL: &str = "ipg_journal_unreadable_events_total";
 
 /// Counts one channel request answered (`ipg_messages_total`) through `door` (`kafka` or
 /// `http`). Labels are bounded: `channel` is a configured code or `unknown`, `institution`
@@ -164,6 +168,22 @@ pub const ALL: &[(&str, &str)] = &[
     (
         PASSIVE_RESOLUTIONS_TOTAL,
         "Steps of the resolution of payments in doubt, by institution and step (in_doubt, check_status, confirmed, denied, window_expired, reversal_attempt, reversed, reversed_by_channel).",
+    ),
+    (
+        JOURNAL_APPLIER_LAG,
+        "Journal events not yet read by the applier, by journal partition (gauge).",
+    ),
+    (
+        JOURNAL_CATCH_UP_SECONDS,
+        "Duration of each recovery: re-applying the journal from the institutions' marks after Redis lost its memory.",
+    ),
+    (
+        JOURNAL_REAPPLIED_TOTAL,
+        "Records (bills, payment stages, ledger entries, forwarded payments, bindings) Redis was missing or had older, set again from the journal.",
+    ),
+    (
+        JOURNAL_UNREADABLE_TOTAL,
+        "Journal events that did not parse and were skipped (a bug: alert on any).",
     ),
 ];
 

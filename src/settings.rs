@@ -34,6 +34,7 @@ pub struct Settings {
     pub webhook: crate::webhook::WebhookSettings,
     pub api: crate::api::ApiSettings,
     pub passive: crate::passive::PassiveSettings,
+    pub journal: crate::journal::JournalSettings,
     #[serde(default)]
     pub channels: Vec<ChannelSettings>,
     #[serde(default)]
@@ -49,7 +50,19 @@ impl Settings {
         all.extend(crate::webhook::retry_topics(&self.topics, &self.webhook));
         all.push(self.topics.webhook_dead_letter.clone());
         all.push(self.topics.passive_events.clone());
+        all.push(self.topics.journal.clone());
         all
+    }
+
+    /// The journal's readers as configured, reaching the broker at `bootstrap`.
+    pub fn journal(&self, bootstrap: &str) -> crate::journal::Journal {
+        crate::journal::Journal {
+            bootstrap: bootstrap.to_owned(),
+            kafka: self.kafka.clone(),
+            topic: self.topics.journal.clone(),
+            institutions: self.institutions.iter().map(|i| i.code.clone()).collect(),
+            settings: self.journal.clone(),
+        }
     }
 }
 
@@ -279,6 +292,7 @@ impl Settings {
                 &self.topics.webhook_dead_letter,
             ),
             ("topics.passive_events", &self.topics.passive_events),
+            ("topics.journal", &self.topics.journal),
         ] {
             if t.is_empty()
                 || !t
@@ -342,6 +356,7 @@ impl Settings {
         self.webhook.validate(&self.kafka.group_id)?;
         self.api.validate()?;
         self.passive.validate(self.switch.lock_ttl)?;
+        self.journal.check()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(bad(
                 "log.level",
@@ -452,6 +467,7 @@ impl Settings {
             retry_initial: self.pipeline.retry_initial,
             retry_max: self.pipeline.retry_max,
             all_topics: self.all_topics(),
+            kept_forever: vec![self.topics.journal.clone()],
         }
     }
 

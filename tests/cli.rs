@@ -38,11 +38,19 @@ fn config_file(dir: &tempfile::TempDir, redis_url: &str) -> std::path::PathBuf {
 
 const KEY: &[(&str, &str)] = &[("TEST_INST_KEY", "k")];
 
-#[test]
-fn bill_create_and_revoke() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bill_create_and_revoke() {
     let redis = Redis::start();
+    let topics = settings_for("x", "redis://x", "").all_topics();
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let broker = ipg_switch::kafka::EmbeddedBroker::start(&topics, PARTITIONS).unwrap();
+    let journal = collect(&broker.bootstrap, "ipg.journal");
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(&dir, &redis.url());
+    let env: &[(&str, &str)] = &[
+        ("TEST_INST_KEY", "k"),
+        ("IPG__KAFKA__BOOTSTRAP_SERVERS", &broker.bootstrap),
+    ];
     let bill_file = dir.path().join("bill.json");
     std::fs::write(
         &bill_file,
@@ -51,7 +59,16 @@ fn bill_create_and_revoke() {
     .unwrap();
     let bill_path = bill_file.to_str().unwrap();
 
-    let out = ipg(&cfg, KEY, &["bill", "create", "--file", bill_path]);
+    // Without the broker nothing is changed: every change is journaled first.
+    let out = ipg(
+        &cfg,
+        &[("TEST_INST_KEY", "k")],
+        &["bill", "create", "--file", bill_path],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("embedded"), "{}", stderr(&out));
+
+    let out = ipg(&cfg, env, &["bill", "create", "--file", bill_path]);
     assert!(out.status.success(), "{}", stderr(&out));
     let bill: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(bill["va_number"], format!("{PREFIX}7000000001"));
@@ -60,7 +77,7 @@ fn bill_create_and_revoke() {
     assert_eq!(hash.len(), 8);
 
     // One payable bill per VA.
-    let again = ipg(&cfg, KEY, &["bill", "create", "--file", bill_path]);
+    let again = ipg(&cfg, env, &["bill", "create", "--file", bill_path]);
     assert_eq!(again.status.code(), Some(1));
     assert!(
         stderr(&again).contains("already has an active bill") && stderr(&again).contains(&hash),
@@ -68,13 +85,33 @@ fn bill_create_and_revoke() {
         stderr(&again)
     );
 
-    let out = ipg(&cfg, KEY, &["bill", "revoke", &hash]);
+    let out = ipg(&cfg, env, &["bill", "revoke", &hash]);
     assert!(out.status.success(), "{}", stderr(&out));
     let revoked: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(revoked["status"], "revoked");
+    // Each change was journaled before the command printed it.
+    let events: Vec<serde_json::Value> = journal
+        .wait_for("two journal events", 30, |m| {
+            (m.len() >= 2).then(|| m.iter().map(Received::json).collect())
+        })
+        .await;
+    let ids: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["event_id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            format!("{INST}:bill:{hash}:1"),
+            format!("{INST}:bill:{hash}:2")
+        ],
+        "{events:?}"
+    );
+    assert_eq!(events[1]["type"], "bill_updated");
+    assert_eq!(events[1]["bill"]["status"], "revoked");
 
     assert_eq!(
-        ipg(&cfg, KEY, &["bill", "revoke", "nosuchhh"])
+        ipg(&cfg, env, &["bill", "revoke", "nosuchhh"])
             .status
             .code(),
         Some(1)
@@ -115,7 +152,10 @@ fn configuration_errors_name_the_key() {
     std::fs::write(&bill, bill_body("7000000009", "close", 1_000).to_string()).unwrap();
     let out = ipg(
         &cfg,
-        KEY,
+        &[
+            ("TEST_INST_KEY", "k"),
+            ("IPG__KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1"),
+        ],
         &["bill", "create", "--file", bill.to_str().unwrap()],
     );
     assert_eq!(out.status.code(), Some(1));

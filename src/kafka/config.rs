@@ -62,6 +62,9 @@ pub struct TopicSettings {
     pub webhook_dead_letter: String,
     /// Audit trail of payments in doubt at passive institutions (every resolution step).
     pub passive_events: String,
+    /// The journal: every committed change of money or bills, kept forever
+    /// (`retention.ms = -1`); Redis is rebuilt from it (docs/journal.md).
+    pub journal: String,
 }
 
 impl TopicSettings {

@@ -2,6 +2,7 @@
 //! (librdkafka's mock cluster) for `bootstrap_servers = "embedded"`.
 
 pub mod config;
+pub mod journal;
 pub mod offsets;
 pub mod publish;
 
@@ -49,7 +50,9 @@ pub fn base_config(bootstrap: &str, s: &KafkaSettings) -> ClientConfig {
     c
 }
 
-/// Idempotent producer, acks from all in-sync replicas.
+/// Idempotent producer, acks from all in-sync replicas; never creates a topic by producing
+/// to it (the switch creates its topics through the admin API, the journal with its
+/// retention).
 ///
 /// # Errors
 /// Invalid client configuration.
@@ -57,6 +60,7 @@ pub fn create_producer(bootstrap: &str, s: &KafkaSettings) -> KafkaResult<Future
     base_config(bootstrap, s)
         .set("enable.idempotence", "true")
         .set("acks", "all")
+        .set("allow.auto.create.topics", "false")
         .set("linger.ms", s.linger_ms.to_string())
         .set("message.timeout.ms", s.message_timeout_ms.to_string())
         .create()
@@ -96,7 +100,8 @@ pub fn at_least_once_config(bootstrap: &str, s: &KafkaSettings, group: &str) -> 
 }
 
 /// Creates the switch's topics that do not exist yet, through the admin API (never by
-/// auto-create). Existing topics are left as they are.
+/// auto-create); those in `kept_forever` (the journal) with `retention.ms = -1`. Existing
+/// topics are left as they are.
 ///
 /// # Errors
 /// The broker refuses or cannot be reached.
@@ -104,6 +109,7 @@ pub async fn ensure_topics(
     bootstrap: &str,
     s: &KafkaSettings,
     topics: &[String],
+    kept_forever: &[String],
 ) -> Result<(), KafkaSetupError> {
     let admin: AdminClient<_> = base_config(bootstrap, s).create()?;
     let probe: BaseConsumer = base_config(bootstrap, s).create()?;
@@ -122,7 +128,14 @@ pub async fn ensure_topics(
         .iter()
         .map(String::as_str)
         .filter(|t| !existing.iter().any(|e| e == t))
-        .map(|t| NewTopic::new(t, s.topic_partitions, TopicReplication::Fixed(rf)))
+        .map(|t| {
+            let topic = NewTopic::new(t, s.topic_partitions, TopicReplication::Fixed(rf));
+            if kept_forever.iter().any(|k| k == t) {
+                topic.set("retention.ms", "-1")
+            } else {
+                topic
+            }
+        })
         .collect();
     if missing.is_empty() {
         return Ok(());

@@ -24,6 +24,9 @@ pub struct Outgoing {
     pub key: Vec<u8>,
     pub payload: Vec<u8>,
     pub headers: Vec<(&'static str, Vec<u8>)>,
+    /// A partition chosen by the switch (the journal); `None`: by key, librdkafka's
+    /// partitioner.
+    pub partition: Option<i32>,
 }
 
 impl Outgoing {
@@ -35,6 +38,7 @@ impl Outgoing {
             key: w.key.as_bytes().to_vec(),
             payload: w.job.as_bytes().to_vec(),
             headers: Vec::new(),
+            partition: None,
         }
     }
 
@@ -46,10 +50,14 @@ impl Outgoing {
                 value: Some(v.as_slice()),
             });
         }
-        FutureRecord::to(&self.topic)
+        let r = FutureRecord::to(&self.topic)
             .key(self.key.as_slice())
             .payload(self.payload.as_slice())
-            .headers(headers)
+            .headers(headers);
+        match self.partition {
+            Some(p) => r.partition(p),
+            None => r,
+        }
     }
 }
 

@@ -359,7 +359,12 @@ impl Passive {
                 store.passive_save(&mut rec, None, None).await?;
                 rec
             }
-            Begin::Exists(rec) => return self.replay_payment(rec, va, amount, lock).await,
+            Begin::Exists(rec) => {
+                // Journaled again (same event id): the first attempt may have stopped
+                // between its commit and its journal event.
+                store.rejournal_passive(&rec).await?;
+                return self.replay_payment(rec, va, amount, lock).await;
+            }
             Begin::New(rec) => rec,
             // `begin` waits out a held lock; should it ever return one, retry later.
             Begin::Locked => {
@@ -658,6 +663,7 @@ impl Passive {
             key: rec.member().into_bytes(),
             payload: event.to_string().into_bytes(),
             headers: Vec::new(),
+            partition: None,
         };
         let send = a.publisher.send(&msg, &a.shutdown);
         let Some(lock) = lock else {

@@ -188,6 +188,7 @@ fn outgoing(ctx: &Ctx, msg: &Inbound, a: &Answer) -> Vec<Outgoing> {
             key: key.clone(),
             payload: response.to_bytes(),
             headers: Vec::new(),
+            partition: None,
         });
     }
     if let Some(w) = &a.outcome.webhook {
@@ -209,6 +210,7 @@ fn outgoing(ctx: &Ctx, msg: &Inbound, a: &Answer) -> Vec<Outgoing> {
             key,
             payload: msg.payload.clone(),
             headers,
+            partition: None,
         });
     }
     out

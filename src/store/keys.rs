@@ -27,6 +27,7 @@ pub fn payment(inst: &str, channel: &str, reference: &str) -> String {
     format!("{}:pay:{channel}:{reference}", tag(inst))
 }
 
+/// A bill's payments (zset of payment keys scored by their ledger sequence: commit order).
 pub fn bill_payments(inst: &str, hash: &str) -> String {
     format!("{}:billpay:{hash}", tag(inst))
 }
@@ -64,6 +65,11 @@ pub fn passive_pending(inst: &str) -> String {
 
 pub fn reference(channel: &str, reference: &str) -> String {
     format!("ipg:ref:{{{channel}:{reference}}}")
+}
+
+/// How far the journal has been applied for the institution (hash: `partition`, `offset`).
+pub fn journal_mark(inst: &str) -> String {
+    format!("{}:journal", tag(inst))
 }
 
 /// A bill's webhook ordering gate (the event its later events wait behind), see

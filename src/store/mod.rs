@@ -2,7 +2,9 @@
 //! locks. Every change that touches more than one key is one Lua script (atomic), and every
 //! bill change is a compare-and-set on the bill's version, so a stale read can never write.
 
+pub mod apply;
 pub mod config;
+pub mod journal;
 pub mod keys;
 pub mod passive;
 pub mod query;
@@ -25,6 +27,11 @@ pub enum StoreError {
     /// A stored document that does not parse: a bug or a hand edit, not a passing fault.
     #[error("corrupt record {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    /// The change is committed in Redis but its journal event is not acknowledged (the
+    /// broker is away and the daemon is stopping): nothing may be answered yet. A repeat
+    /// of the request journals it again and answers as the first time.
+    #[error("journal: {0}")]
+    Journal(String),
 }
 
 /// A bill and the version its compare-and-set must match.
@@ -110,6 +117,69 @@ pub struct NewPayment<'a> {
 pub struct Store {
     conn: ConnectionManager,
     scripts: std::sync::Arc<Scripts>,
+    apply: std::sync::Arc<apply::ApplyScripts>,
+    journal: journal::Wiring,
+    recovery: std::sync::Arc<Recovery>,
+}
+
+/// Who may load the request scripts back into Redis, and how many times it did: see
+/// [`Store::eval`].
+#[derive(Default)]
+struct Recovery {
+    running: tokio::sync::Mutex<()>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+/// `EVALSHA` of one of the store's request scripts with its keys and arguments. Never
+/// `EVAL` and never a load on `NOSCRIPT`: a Redis that does not know the script lost its
+/// memory (see [`Store::eval`]).
+pub struct Eval<'a> {
+    script: &'a Script,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+}
+
+impl<'a> Eval<'a> {
+    pub fn new(script: &'a Script) -> Eval<'a> {
+        Eval {
+            script,
+            keys: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    pub fn key(mut self, k: impl redis::ToRedisArgs) -> Self {
+        self.keys.extend(k.to_redis_args());
+        self
+    }
+
+    pub fn arg(mut self, a: impl redis::ToRedisArgs) -> Self {
+        self.args.extend(a.to_redis_args());
+        self
+    }
+
+    pub fn cmd(&self) -> redis::Cmd {
+        let mut c = redis::cmd("EVALSHA");
+        c.arg(self.script.get_hash())
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args);
+        c
+    }
+}
+
+/// The test fault point of issue 12: with `IPG_FAULT_AFTER_COMMIT=abort` in its
+/// environment, the process aborts right after a payment's Redis commit, before its
+/// journal event is produced (tests/journal.rs). Read once.
+fn fault_after_commit() {
+    static FAULT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *FAULT.get_or_init(|| std::env::var("IPG_FAULT_AFTER_COMMIT").is_ok_and(|v| v == "abort")) {
+        std::process::abort();
+    }
+}
+
+fn is_noscript(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
 }
 
 struct Scripts {
@@ -124,6 +194,10 @@ struct Scripts {
     passive_begin: Script,
     passive_save: Script,
     passive_claim: Script,
+    /// `return 1`: put in front of plain reads, so a Redis that lost its memory is noticed
+    /// before anything read from it is answered.
+    probe: Script,
+    mark: Script,
 }
 
 fn status_str(b: &Bill) -> &'static str {
@@ -316,7 +390,14 @@ impl Store {
                 passive_begin: Script::new(include_str!("lua/passive_begin.lua")),
                 passive_save: Script::new(include_str!("lua/passive_save.lua")),
                 passive_claim: Script::new(include_str!("lua/passive_claim.lua")),
+                probe: Script::new("return 1"),
+                // Same script as the recovery's, made a different one (its own SHA) so that the
+                // recovery loading its own does not let the applier's through early.
+                mark: Script::new(&format!("-- fenced\n{}", include_str!("lua/mark.lua"))),
             }),
+            apply: std::sync::Arc::new(apply::ApplyScripts::new()),
+            journal: journal::Wiring::default(),
+            recovery: std::sync::Arc::new(Recovery::default()),
         })
     }
 
@@ -401,14 +482,13 @@ impl Store {
         va: &str,
         payment: Option<(&str, &str)>,
     ) -> Result<(Option<Versioned<Bill>>, Option<PaymentRecord>), StoreError> {
-        let mut inv = self.scripts.read_va.key(keys::va(inst, va));
+        let mut inv = Eval::new(&self.scripts.read_va).key(keys::va(inst, va));
         let pkey = payment.map(|(c, r)| keys::payment(inst, c, r));
         if let Some(k) = &pkey {
-            inv.key(k);
+            inv = inv.key(k);
         }
-        inv.arg(keys::bill_prefix(inst));
         let (doc, ver, pay): (Option<String>, Option<String>, Vec<String>) =
-            inv.invoke_async(&mut self.conn()).await?;
+            self.eval(inv.arg(keys::bill_prefix(inst))).await?;
         let bill = Self::versioned_bill(&keys::va(inst, va), doc, ver)?;
         let rec = match &pkey {
             Some(k) => Self::payment_record(k, pay)?,
@@ -425,11 +505,8 @@ impl Store {
         hash: &str,
     ) -> Result<Option<Versioned<Bill>>, StoreError> {
         let key = keys::bill(inst, hash);
-        let (doc, ver): (Option<String>, Option<String>) = redis::cmd("HMGET")
-            .arg(&key)
-            .arg("doc")
-            .arg("ver")
-            .query_async(&mut self.conn())
+        let (doc, ver): (Option<String>, Option<String>) = self
+            .plain(redis::cmd("HMGET").arg(&key).arg("doc").arg("ver").clone())
             .await?;
         Self::versioned_bill(&key, doc, ver)
     }
@@ -443,10 +520,7 @@ impl Store {
         reference: &str,
     ) -> Result<Option<PaymentRecord>, StoreError> {
         let key = keys::payment(inst, channel, reference);
-        let fields: Vec<String> = redis::cmd("HGETALL")
-            .arg(&key)
-            .query_async(&mut self.conn())
-            .await?;
+        let fields: Vec<String> = self.plain(redis::cmd("HGETALL").arg(&key).clone()).await?;
         Self::payment_record(&key, fields)
     }
 
@@ -455,7 +529,7 @@ impl Store {
     /// # Errors
     /// Redis unreachable.
     pub async fn commit_payment(&self, p: NewPayment<'_>) -> Result<Commit, StoreError> {
-        self.commit(&self.scripts.pay, p).await
+        self.commit(journal::Stage::Paid, p).await
     }
 
     /// Commits a reversal: see `lua/reverse.lua` (same keys and arguments as a payment).
@@ -463,11 +537,21 @@ impl Store {
     /// # Errors
     /// Redis unreachable.
     pub async fn commit_reversal(&self, p: NewPayment<'_>) -> Result<Commit, StoreError> {
-        self.commit(&self.scripts.reverse, p).await
+        self.commit(journal::Stage::Reversed, p).await
     }
 
-    async fn commit(&self, script: &Script, p: NewPayment<'_>) -> Result<Commit, StoreError> {
-        let r: Vec<String> = script
+    /// Runs pay.lua or reverse.lua, then journals what it committed (the bill after it,
+    /// the payment stage, the ledger entry with the sequence and balance the script gave)
+    /// and returns once the journal has it.
+    async fn commit(&self, stage: journal::Stage, p: NewPayment<'_>) -> Result<Commit, StoreError> {
+        let script = match stage {
+            journal::Stage::Paid => &self.scripts.pay,
+            journal::Stage::Reversed => &self.scripts.reverse,
+        };
+        let payment_doc = to_json(p.payment);
+        let ledger_doc = to_json(p.ledger_entry);
+        let next_doc = to_json(p.next_bill);
+        let call = Eval::new(script)
             .key(keys::bill(p.inst, &p.bill.value.hash))
             .key(keys::payment(
                 p.inst,
@@ -485,18 +569,49 @@ impl Store {
                 |l| l.key.clone(),
             ))
             .arg(&p.bill.version)
-            .arg(to_json(p.next_bill))
+            .arg(&next_doc)
             .arg(status_str(p.next_bill))
-            .arg(to_json(p.payment))
+            .arg(&payment_doc)
             .arg(p.answered_bill)
             .arg(p.timestamp)
-            .arg(to_json(p.ledger_entry))
+            .arg(&ledger_doc)
             .arg(p.payment.amount.get())
             .arg(p.score_ms)
-            .arg(p.lock.map_or("", |l| l.token.as_str()))
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(verdict(&r))
+            .arg(p.lock.map_or("", |l| l.token.as_str()));
+        let r: Vec<String> = self.eval(call).await?;
+        let v = verdict(&r);
+        if v != Commit::Done || !self.journaled() {
+            return Ok(v);
+        }
+        fault_after_commit();
+        let (seq, balance) = (
+            r.get(1).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0),
+            r.get(2).map_or("0", String::as_str),
+        );
+        let version = p.bill.version.parse::<u64>().unwrap_or(0) + 1;
+        let bill = journal::BillAfter::of(p.next_bill, next_doc, version, status_str(p.next_bill));
+        let ledger = journal::ledger_after(seq, journal::entry_with_balance(&ledger_doc, balance));
+        let after = journal::PaymentAfter {
+            channel: p.payment.channel.clone(),
+            payment_ref_id: p.payment.payment_ref_id.clone(),
+            stage,
+            doc: serde_json::value::RawValue::from_string(payment_doc)
+                .map_err(|e| StoreError::Journal(e.to_string()))?,
+            answered_bill: serde_json::value::RawValue::from_string(p.answered_bill.to_owned())
+                .map_err(|e| StoreError::Journal(e.to_string()))?,
+            timestamp: p.timestamp.to_owned(),
+            ledger_seq: seq,
+            score_ms: p.score_ms,
+        };
+        self.append(&journal::Event::payment(
+            stage,
+            p.payment,
+            after,
+            Some(bill),
+            ledger,
+        ))
+        .await?;
+        Ok(v)
     }
 
     /// Stores a new bill and points each of its VAs at it, unless a VA already has a
@@ -506,25 +621,41 @@ impl Store {
     /// Redis unreachable.
     pub async fn create_bill(&self, bill: &Bill, now_ms: i64) -> Result<Commit, StoreError> {
         let inst = &bill.institution_code;
-        let mut inv = self.scripts.create.key(keys::bill(inst, &bill.hash));
-        inv.key(keys::bills(inst));
+        let doc = to_json(bill);
+        let mut inv = Eval::new(&self.scripts.create)
+            .key(keys::bill(inst, &bill.hash))
+            .key(keys::bills(inst));
         for p in &bill.prefixes {
-            inv.key(keys::va(inst, &format!("{p}{}", &bill.va_number[6..])));
+            inv = inv.key(keys::va(inst, &format!("{p}{}", &bill.va_number[6..])));
         }
         let until = bill
             .valid_until
             .map(|t| t.timestamp_millis().to_string())
             .unwrap_or_default();
-        let r: Vec<String> = inv
-            .arg(to_json(bill))
+        let inv = inv
+            .arg(&doc)
             .arg(keys::bill_prefix(inst))
             .arg(now_ms)
             .arg(until)
             .arg(&bill.hash)
-            .arg(bill.created_at.timestamp_millis())
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(verdict(&r))
+            .arg(bill.created_at.timestamp_millis());
+        let r: Vec<String> = self.eval(inv).await?;
+        let v = verdict(&r);
+        if v == Commit::Done {
+            let time = bill
+                .created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+            let ev = journal::Event::bill(
+                journal::EventType::BillCreated,
+                bill,
+                doc,
+                1,
+                status_str(bill),
+                time,
+            );
+            self.append(&ev).await?;
+        }
+        Ok(v)
     }
 
     /// Replaces a bill if its version still matches.
@@ -535,47 +666,167 @@ impl Store {
         &self,
         old: &Versioned<Bill>,
         next: &Bill,
+        time: String,
     ) -> Result<Commit, StoreError> {
-        let r: Vec<String> = self
-            .scripts
-            .update_bill
+        let doc = to_json(next);
+        let call = Eval::new(&self.scripts.update_bill)
             .key(keys::bill(&next.institution_code, &next.hash))
             .arg(&old.version)
-            .arg(to_json(next))
-            .arg(status_str(next))
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(verdict(&r))
+            .arg(&doc)
+            .arg(status_str(next));
+        let r: Vec<String> = self.eval(call).await?;
+        let v = verdict(&r);
+        if v == Commit::Done {
+            let version = r.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+            let ev = journal::Event::bill(
+                journal::EventType::BillUpdated,
+                next,
+                doc,
+                version,
+                status_str(next),
+                time,
+            );
+            self.append(&ev).await?;
+        }
+        Ok(v)
     }
 
-    /// `EVALSHA` of `script` with `keys` and `args`, for a pipeline.
-    fn evalsha(script: &Script, keys: &[&str], args: &[&str]) -> redis::Cmd {
-        let mut c = redis::cmd("EVALSHA");
-        c.arg(script.get_hash()).arg(keys.len());
-        for k in keys {
-            c.arg(*k);
-        }
-        for a in args {
-            c.arg(*a);
-        }
-        c
-    }
-
-    /// Makes sure every script is in Redis's script cache (after a restart or a flush), so
-    /// `EVALSHA` inside pipelines finds them.
+    /// Loads every request script into Redis's script cache: the end of a recovery (see
+    /// [`Store::eval`]), never done on a mere `NOSCRIPT`.
     async fn load_scripts(&self) -> Result<(), StoreError> {
         let s = &self.scripts;
         for script in [
             &s.read_va,
+            &s.lock_read,
             &s.pay,
             &s.reverse,
             &s.create,
-            &s.lock_read,
             &s.update_bill,
             &s.unlock,
+            &s.lock,
+            &s.passive_begin,
+            &s.passive_save,
+            &s.passive_claim,
+            &s.probe,
+            &s.mark,
         ] {
             script.prepare_invoke().load_async(&mut self.conn()).await?;
         }
+        Ok(())
+    }
+
+    /// Runs a request script. A Redis that answers `NOSCRIPT` has lost its memory (it
+    /// restarted, a replica took over, or its scripts were flushed) and may have lost the
+    /// last writes with it: before anything else runs there, the journal is re-applied
+    /// from the institutions' marks ([`journal::Recover`]), and only then are the scripts
+    /// loaded again and the call retried. Requests that meet the same `NOSCRIPT` meanwhile
+    /// wait for that one recovery. Without a journal the scripts are simply loaded.
+    ///
+    /// # Errors
+    /// Redis unreachable; the journal unreadable during a recovery (`Journal`).
+    pub async fn eval<T: redis::FromRedisValue>(&self, call: Eval<'_>) -> Result<T, StoreError> {
+        let cmd = call.cmd();
+        self.fenced(|| {
+            let cmd = cmd.clone();
+            let mut conn = self.conn();
+            async move { cmd.query_async(&mut conn).await }
+        })
+        .await
+    }
+
+    /// A plain command (a read, or a write of one key), sent in one pipeline behind the
+    /// probe script so that it never touches a Redis that lost its memory before the
+    /// recovery (see [`Store::eval`]).
+    ///
+    /// # Errors
+    /// Redis unreachable, a recovery that failed.
+    pub async fn plain<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd);
+        let (v,): (T,) = self.plain_pipe(pipe).await?;
+        Ok(v)
+    }
+
+    /// [`Store::plain`] for a pipeline of plain commands; the result is the pipeline's.
+    ///
+    /// # Errors
+    /// As [`Store::plain`].
+    pub async fn plain_pipe<T: redis::FromRedisValue>(
+        &self,
+        pipe: redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        let mut probed = redis::pipe();
+        probed
+            .add_command(Eval::new(&self.scripts.probe).cmd())
+            .ignore();
+        for c in pipe.cmd_iter() {
+            probed.add_command(c.clone());
+        }
+        self.fenced(|| {
+            let p = probed.clone();
+            let mut conn = self.conn();
+            async move { p.query_async(&mut conn).await }
+        })
+        .await
+    }
+
+    async fn fenced<T, F, Fut>(&self, run: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        use std::sync::atomic::Ordering;
+        let mut attempts = 0;
+        loop {
+            let seen = self.recovery.generation.load(Ordering::Acquire);
+            match run().await {
+                Err(e) if is_noscript(&e) && attempts < 3 => {
+                    attempts += 1;
+                    self.recover(seen).await?;
+                }
+                r => return Ok(r?),
+            }
+        }
+    }
+
+    /// One recovery at a time; a caller that saw generation `seen` waits for a recovery
+    /// already under way instead of starting another.
+    async fn recover(&self, seen: u64) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        let _one = self.recovery.running.lock().await;
+        if self.recovery.generation.load(Ordering::Acquire) != seen {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        if let Some(r) = &self.journal.recover {
+            tracing::warn!("Redis lost its scripts (restart, failover or flush): re-applying the journal before answering again");
+            r.catch_up(self).await.map_err(StoreError::Journal)?;
+        }
+        self.load_scripts().await?;
+        self.recovery.generation.fetch_add(1, Ordering::AcqRel);
+        if self.journal.recover.is_some() {
+            tracing::info!(
+                seconds = started.elapsed().as_secs_f64(),
+                "caught up with the journal; answering again"
+            );
+        }
+        Ok(())
+    }
+
+    /// How many recoveries this store ran (see [`Store::eval`]).
+    pub fn recoveries(&self) -> u64 {
+        self.recovery
+            .generation
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Makes sure Redis knows the request scripts, recovering first if it does not (the
+    /// daemon's start).
+    ///
+    /// # Errors
+    /// Redis unreachable, a recovery that failed.
+    pub async fn ensure_ready(&self) -> Result<(), StoreError> {
+        let _: i64 = self.eval(Eval::new(&self.scripts.probe)).await?;
         Ok(())
     }
 
@@ -609,11 +860,21 @@ impl Store {
         let pkey = keys::payment(inst, channel, reference);
         let ttl = ttl.as_millis().to_string();
         let mut pipe = redis::pipe();
-        pipe.add_command(claim).add_command(Self::evalsha(
-            &self.scripts.lock_read,
-            &[&lock.key, &va_key, &pkey],
-            &[&lock.token, &ttl, &keys::bill_prefix(inst)],
-        ));
+        // The probe first: a Redis that lost its memory is recovered before the binding
+        // is written there.
+        pipe.add_command(Eval::new(&self.scripts.probe).cmd())
+            .ignore()
+            .add_command(claim)
+            .add_command(
+                Eval::new(&self.scripts.lock_read)
+                    .key(&lock.key)
+                    .key(&va_key)
+                    .key(&pkey)
+                    .arg(&lock.token)
+                    .arg(&ttl)
+                    .arg(keys::bill_prefix(inst))
+                    .cmd(),
+            );
         let (claimed, (verdict, doc, ver, pay)): (
             Option<String>,
             (String, Option<String>, Option<String>, Vec<String>),
@@ -630,19 +891,18 @@ impl Store {
         ))
     }
 
-    /// Runs a pipeline holding `EVALSHA`s; after a Redis restart or flush (`NOSCRIPT`)
-    /// loads every script once and runs it again.
+    /// Runs a pipeline holding `EVALSHA`s, recovering first if Redis lost its scripts
+    /// (see [`Store::eval`]).
     async fn query_with_scripts<T: redis::FromRedisValue>(
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<T, StoreError> {
-        match pipe.query_async(&mut self.conn()).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                self.load_scripts().await?;
-                Ok(pipe.query_async(&mut self.conn()).await?)
-            }
-            r => Ok(r?),
-        }
+        self.fenced(|| {
+            let p = pipe.clone();
+            let mut conn = self.conn();
+            async move { p.query_async(&mut conn).await }
+        })
+        .await
     }
 
     /// Takes the VA lock if free (`SET NX PX`), or takes it back if `token` already owns
@@ -656,14 +916,11 @@ impl Store {
         token: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let n: i64 = self
-            .scripts
-            .lock
+        let call = Eval::new(&self.scripts.lock)
             .key(key)
             .arg(token)
-            .arg(ttl.as_millis() as u64)
-            .invoke_async(&mut self.conn())
-            .await?;
+            .arg(ttl.as_millis() as u64);
+        let n: i64 = self.eval(call).await?;
         Ok(n == 1)
     }
 
@@ -673,11 +930,7 @@ impl Store {
     /// Redis unreachable.
     pub async fn unlock(&self, key: &str, token: &str) -> Result<bool, StoreError> {
         let n: i64 = self
-            .scripts
-            .unlock
-            .key(key)
-            .arg(token)
-            .invoke_async(&mut self.conn())
+            .eval(Eval::new(&self.scripts.unlock).key(key).arg(token))
             .await?;
         Ok(n == 1)
     }
@@ -708,7 +961,11 @@ impl Store {
     pub async fn ledger(&self, inst: &str) -> Result<Vec<Value>, StoreError> {
         let key = keys::ledger(inst);
         let raw: Vec<String> = self.conn().lrange(&key, 0, -1).await?;
-        raw.iter().map(|s| parse(&key, s)).collect()
+        // An empty entry holds the place of one the journal has not re-applied yet.
+        raw.iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| parse(&key, s))
+            .collect()
     }
 }
 

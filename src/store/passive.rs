@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use super::{keys, parse, to_json, Lock, Store, StoreError};
+use super::journal::Event;
+use super::{keys, parse, to_json, Eval, Lock, Store, StoreError};
 use crate::domain::passive::PassivePayment;
 
 /// Result of starting a forwarded payment.
@@ -45,9 +46,7 @@ impl Store {
         score_ms: i64,
     ) -> Result<Begin, StoreError> {
         let key = keys::passive_payment(&rec.institution, &rec.channel, &rec.reference);
-        let r: Vec<Option<String>> = self
-            .scripts
-            .passive_begin
+        let call = Eval::new(&self.scripts.passive_begin)
             .key(&lock.key)
             .key(&key)
             .key(keys::passive_payments(&rec.institution))
@@ -55,9 +54,8 @@ impl Store {
             .arg(ttl.as_millis() as u64)
             .arg(to_json(&rec))
             .arg(score_ms)
-            .arg(rec.member())
-            .invoke_async(&mut self.conn())
-            .await?;
+            .arg(rec.member());
+        let r: Vec<Option<String>> = self.eval(call).await?;
         match r.first().and_then(Option::as_deref) {
             Some("locked") => Ok(Begin::Locked),
             Some("exists") => {
@@ -67,6 +65,10 @@ impl Store {
             }
             _ => {
                 rec.rev = "1".into();
+                // Journaled before it is forwarded: a record the institution may act on
+                // is never one Redis alone knows.
+                self.append(&Event::passive(&rec, 1, score_ms, None))
+                    .await?;
                 Ok(Begin::New(rec))
             }
         }
@@ -86,27 +88,28 @@ impl Store {
     ) -> Result<(), StoreError> {
         let key = keys::passive_payment(&rec.institution, &rec.channel, &rec.reference);
         let lock_key = keys::lock(&rec.institution, &rec.va_number);
-        let r: String = self
-            .scripts
-            .passive_save
+        let call = Eval::new(&self.scripts.passive_save)
             .key(&key)
             .key(keys::passive_pending(&rec.institution))
             .key(unlock.map_or(lock_key.as_str(), |l| l.key.as_str()))
+            .key(keys::passive_payments(&rec.institution))
             .arg(to_json(&*rec))
             .arg(&rec.rev)
             .arg(rec.member())
             .arg(due_ms.map(|d| d.to_string()).unwrap_or_default())
-            .arg(unlock.map_or("", |l| l.token.as_str()))
-            .invoke_async(&mut self.conn())
-            .await?;
-        if r != "ok" {
+            .arg(unlock.map_or("", |l| l.token.as_str()));
+        let r: Vec<String> = self.eval(call).await?;
+        if r.first().map(String::as_str) != Some("ok") {
             return Err(StoreError::Corrupt {
                 key,
                 reason: "changed by another writer while locked".into(),
             });
         }
-        rec.rev = (rec.rev.parse::<u64>().unwrap_or(0) + 1).to_string();
-        Ok(())
+        let rev = r.get(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(1);
+        rec.rev = rev.to_string();
+        // An index score is a ms timestamp (< 2^53), exact through f64.
+        let score = r.get(2).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) as i64;
+        self.append(&Event::passive(rec, rev, score, due_ms)).await
     }
 
     /// Binds `(channel, reference)` to `binding` if it is new; returns an earlier binding.
@@ -119,13 +122,15 @@ impl Store {
         reference: &str,
         binding: &str,
     ) -> Result<Option<String>, StoreError> {
-        Ok(redis::cmd("SET")
-            .arg(keys::reference(channel, reference))
-            .arg(binding)
-            .arg("NX")
-            .arg("GET")
-            .query_async(&mut self.conn())
-            .await?)
+        self.plain(
+            redis::cmd("SET")
+                .arg(keys::reference(channel, reference))
+                .arg(binding)
+                .arg("NX")
+                .arg("GET")
+                .clone(),
+        )
+        .await
     }
 
     /// A forwarded payment's record.
@@ -139,11 +144,8 @@ impl Store {
         reference: &str,
     ) -> Result<Option<PassivePayment>, StoreError> {
         let key = keys::passive_payment(inst, channel, reference);
-        let (doc, rev): (Option<String>, Option<String>) = redis::cmd("HMGET")
-            .arg(&key)
-            .arg("doc")
-            .arg("rev")
-            .query_async(&mut self.conn())
+        let (doc, rev): (Option<String>, Option<String>) = self
+            .plain(redis::cmd("HMGET").arg(&key).arg("doc").arg("rev").clone())
             .await?;
         doc.map(|d| Self::passive_doc(&key, &d, rev)).transpose()
     }
@@ -160,15 +162,12 @@ impl Store {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        Ok(self
-            .scripts
-            .passive_claim
+        let call = Eval::new(&self.scripts.passive_claim)
             .key(keys::passive_pending(inst))
             .arg(now_ms)
             .arg(lease.as_millis() as u64)
-            .arg(limit)
-            .invoke_async(&mut self.conn())
-            .await?)
+            .arg(limit);
+        self.eval(call).await
     }
 
     /// Moves a claimed step to `due_ms` (it stays pending).

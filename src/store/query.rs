@@ -176,7 +176,7 @@ impl Store {
     ) -> Result<Vec<PaymentRecord>, StoreError> {
         let pkeys: Vec<String> = self
             .conn()
-            .lrange(keys::bill_payments(inst, hash), 0, -1)
+            .zrange(keys::bill_payments(inst, hash), 0, -1)
             .await?;
         self.payments_by_key(&pkeys).await
     }

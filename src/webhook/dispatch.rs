@@ -523,6 +523,7 @@ impl Dispatcher {
             key: Vec::new(),
             payload: body.to_string().into_bytes(),
             headers: Vec::new(),
+            partition: None,
         };
         self.publisher.send(&msg, &self.shutdown).await
     }
@@ -540,6 +541,7 @@ impl Dispatcher {
             key: env.job.bill_hash.clone().into_bytes(),
             payload,
             headers: vec![("event-id", env.job.id.clone().into_bytes())],
+            partition: None,
         };
         self.publisher.send(&msg, &self.shutdown).await
     }

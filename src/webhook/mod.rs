@@ -76,6 +76,8 @@ pub struct Wiring {
     pub retry_initial: Duration,
     pub retry_max: Duration,
     pub all_topics: Vec<String>,
+    /// Topics created with `retention.ms = -1` (the journal).
+    pub kept_forever: Vec<String>,
 }
 
 fn create_consumer(
@@ -161,7 +163,13 @@ pub async fn run_standalone(
         return Err(WebhookError::NeedsBroker);
     }
     let bootstrap = settings.kafka.bootstrap_servers.clone();
-    kafka::ensure_topics(&bootstrap, &settings.kafka, &settings.all_topics).await?;
+    kafka::ensure_topics(
+        &bootstrap,
+        &settings.kafka,
+        &settings.all_topics,
+        &settings.kept_forever,
+    )
+    .await?;
     let producer = kafka::create_producer(&bootstrap, &settings.kafka)?;
     let token = CancellationToken::new();
     let mut handle = start(&settings, &bootstrap, producer.clone(), token.clone())?;

@@ -247,7 +247,12 @@ pub struct Stack {
 }
 
 pub fn settings_for(bootstrap: &str, redis_url: &str, extra: &str) -> Settings {
-    let base = format!(
+    Settings::from_toml(&[&settings_toml(bootstrap, redis_url), extra]).unwrap()
+}
+
+/// The tests' configuration as TOML (for a daemon run as its own process).
+pub fn settings_toml(bootstrap: &str, redis_url: &str) -> String {
+    format!(
         r#"
         [kafka]
         bootstrap_servers = "{bootstrap}"
@@ -302,8 +307,7 @@ pub fn settings_for(bootstrap: &str, redis_url: &str, extra: &str) -> Settings {
         api_key = "pas-key"
         base_url = "http://127.0.0.1:9/ipg"
         "#
-    );
-    Settings::from_toml(&[&base, extra]).unwrap()
+    )
 }
 
 impl Stack {
@@ -312,11 +316,15 @@ impl Stack {
     }
 
     pub async fn start_with(extra: &str) -> Stack {
+        Self::start_on(Redis::start(), extra).await
+    }
+
+    /// A stack over a Redis of the test's own (persistence, a directory it keeps).
+    pub async fn start_on(redis: Redis, extra: &str) -> Stack {
         let probe = settings_for("x", "redis://x", "");
         let topics = probe.all_topics();
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         let broker = EmbeddedBroker::start(&topics, PARTITIONS).unwrap();
-        let redis = Redis::start();
         let settings = settings_for(&broker.bootstrap, &redis.url(), extra);
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &broker.bootstrap)

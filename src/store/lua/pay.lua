@@ -1,7 +1,9 @@
 -- Commits one payment atomically: bill, payment record, indexes, balance, ledger.
 -- Every number stays a string: amounts and balances are exact over the whole int64 range.
--- On success it also releases the VA lock if the caller still owns it.
--- KEYS: 1 bill, 2 payment, 3 bill's payment list, 4 institution payment index (zset),
+-- On success it also releases the VA lock if the caller still owns it, and returns
+-- {'ok', ledger sequence, balance after} for the journal event.
+-- KEYS: 1 bill, 2 payment, 3 bill's payments (zset by ledger sequence), 4 institution
+--       payment index (zset),
 --       5 ledger (list), 6 balance, 7 VA lock
 -- ARGV: 1 expected bill version, 2 new bill doc, 3 new bill status, 4 payment doc,
 --       5 the bill as answered (JSON), 6 answer timestamp, 7 ledger entry (JSON object),
@@ -22,11 +24,12 @@ end
 local bal = redis.call('GET', KEYS[6])
 redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'ver', 1)
-redis.call('HSET', KEYS[2], 'doc', ARGV[4], 'bill', ARGV[5], 'ts', ARGV[6])
-redis.call('RPUSH', KEYS[3], KEYS[2])
+-- The entry's sequence is the ledger's length after it (a count, exact as a Lua number).
+local seq = redis.call('RPUSH', KEYS[5], string.sub(ARGV[7], 1, -2) .. ',"balance_after":' .. bal .. '}')
+redis.call('HSET', KEYS[2], 'doc', ARGV[4], 'bill', ARGV[5], 'ts', ARGV[6], 'lseq', seq)
+redis.call('ZADD', KEYS[3], seq, KEYS[2])
 redis.call('ZADD', KEYS[4], ARGV[9], KEYS[2])
-redis.call('RPUSH', KEYS[5], string.sub(ARGV[7], 1, -2) .. ',"balance_after":' .. bal .. '}')
 if ARGV[10] ~= '' and redis.call('GET', KEYS[7]) == ARGV[10] then
   redis.call('DEL', KEYS[7])
 end
-return {'ok'}
+return {'ok', seq, bal}

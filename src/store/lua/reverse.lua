@@ -1,4 +1,5 @@
--- Commits one reversal atomically: bill, payment record, balance, ledger.
+-- Commits one reversal atomically: bill, payment record, balance, ledger. Returns
+-- {'ok', ledger sequence, balance after} for the journal event.
 -- KEYS and ARGV as pay.lua's (one caller builds both): 1 bill, 2 payment, 5 ledger (list),
 -- 6 balance; 3, 4, 7 (indexes, lock) and ARGV 9, 10 are not used here.
 -- ARGV: 1 expected bill version, 2 new bill doc, 3 new bill status, 4 reversed payment doc,
@@ -22,6 +23,6 @@ end
 local bal = redis.call('GET', KEYS[6])
 redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'ver', 1)
-redis.call('HSET', KEYS[2], 'rev_doc', ARGV[4], 'rev_bill', ARGV[5], 'rev_ts', ARGV[6])
-redis.call('RPUSH', KEYS[5], string.sub(ARGV[7], 1, -2) .. ',"balance_after":' .. bal .. '}')
-return {'ok'}
+local seq = redis.call('RPUSH', KEYS[5], string.sub(ARGV[7], 1, -2) .. ',"balance_after":' .. bal .. '}')
+redis.call('HSET', KEYS[2], 'rev_doc', ARGV[4], 'rev_bill', ARGV[5], 'rev_ts', ARGV[6], 'rev_lseq', seq)
+return {'ok', seq, bal}

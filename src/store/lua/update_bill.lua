@@ -1,8 +1,8 @@
 -- Replaces a bill's document if nobody changed it since it was read (revoke).
--- KEYS: 1 bill. ARGV: 1 expected version, 2 new doc, 3 new status
+-- KEYS: 1 bill. ARGV: 1 expected version, 2 new doc, 3 new status.
+-- Returns {'ok', new version} or {'conflict'}.
 if redis.call('HGET', KEYS[1], 'ver') ~= ARGV[1] then
   return {'conflict'}
 end
 redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', ARGV[3])
-redis.call('HINCRBY', KEYS[1], 'ver', 1)
-return {'ok'}
+return {'ok', redis.call('HINCRBY', KEYS[1], 'ver', 1)}

@@ -1,0 +1,48 @@
+//! The `[journal]` section, owned by the journal's readers.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::{millis, SettingsError};
+
+/// How the journal is read back (docs/journal.md). The topic is `topics.journal`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSettings {
+    /// How often the applier writes the institutions' marks (ms).
+    #[serde(rename = "mark_interval_ms", deserialize_with = "millis")]
+    pub mark_interval: Duration,
+    /// How long after the start and after each recovery the applier also applies what it
+    /// reads (ms): events still on their way to the broker during a recovery.
+    #[serde(rename = "settle_ms", deserialize_with = "millis")]
+    pub settle: Duration,
+    /// Events applied per Redis pipeline in a recovery or `restore`.
+    pub batch: usize,
+    /// A recovery that reads nothing for this long fails (ms), and is tried again.
+    #[serde(rename = "read_timeout_ms", deserialize_with = "millis")]
+    pub read_timeout: Duration,
+}
+
+impl JournalSettings {
+    /// # Errors
+    /// A zero interval or batch.
+    pub fn check(&self) -> Result<(), SettingsError> {
+        if self.mark_interval.is_zero() {
+            return Err(crate::config::bad(
+                "journal.mark_interval_ms",
+                "must be above 0",
+            ));
+        }
+        if self.batch == 0 || self.batch > 100_000 {
+            return Err(crate::config::bad("journal.batch", "must be 1 to 100000"));
+        }
+        if self.read_timeout.is_zero() {
+            return Err(crate::config::bad(
+                "journal.read_timeout_ms",
+                "must be above 0",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,443 @@
+//! The journal's readers: the recovery that re-applies what Redis lost, the applier that
+//! keeps the per-institution marks, `restore` and `verify` (docs/journal.md).
+//!
+//! Why the marks are sound: an event is produced only after its Redis commit, and a mark
+//! covering it is written only after the event was read back from the journal, so in
+//! Redis's ordered log (AOF, replication) the mark always comes after the data it covers.
+//! A Redis that loses a suffix of its writes loses the marks of that suffix with it, and
+//! re-applying from the marks it still has re-applies exactly the lost tail.
+
+pub mod config;
+pub mod verify;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::{BoxFuture, FutureExt};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::kafka::{base_config, KafkaSettings};
+use crate::metrics as m;
+use crate::store::apply::Applied;
+use crate::store::journal::{partition_of, Event, Mark, Recover};
+use crate::store::Store;
+pub use config::JournalSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal topic {topic}: {reason}")]
+    Kafka { topic: String, reason: String },
+    #[error("journal: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("journal topic {topic}: no message for {secs} s while {left} partition(s) were not read to their end")]
+    Stalled {
+        topic: String,
+        secs: u64,
+        left: usize,
+    },
+}
+
+/// Where a replay starts in each partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum From {
+    /// The first offset the broker still has: `restore`, `verify`.
+    Beginning,
+    /// The institutions' marks (a recovery).
+    Marks,
+}
+
+/// What a replay did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Report {
+    pub events: u64,
+    pub records_set: u64,
+    pub unreadable: u64,
+    pub seconds: f64,
+}
+
+/// Reports a replay's progress (a progress bar on a terminal, nothing in the daemon).
+pub trait Progress: Send {
+    fn start(&mut self, _total: u64) {}
+    fn advance(&mut self, _events: u64) {}
+}
+
+/// No progress shown.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// The journal topic and how to reach it.
+#[derive(Clone)]
+pub struct Journal {
+    pub bootstrap: String,
+    pub kafka: KafkaSettings,
+    pub topic: String,
+    /// The institutions this switch serves (their marks decide where a recovery starts).
+    pub institutions: Vec<String>,
+    pub settings: JournalSettings,
+}
+
+/// A journal event read back, with its place.
+pub struct Read {
+    pub partition: i32,
+    pub offset: i64,
+    pub event: Event,
+}
+
+impl Journal {
+    fn reader(&self) -> Result<StreamConsumer, JournalError> {
+        base_config(&self.bootstrap, &self.kafka)
+            .set(
+                "group.id",
+                format!("{}.journal-reader", self.kafka.group_id),
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("allow.auto.create.topics", "false")
+            .set("enable.partition.eof", "false")
+            .create()
+            .map_err(|e| self.kafka_error(e))
+    }
+
+    fn kafka_error(&self, e: impl std::fmt::Display) -> JournalError {
+        JournalError::Kafka {
+            topic: self.topic.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Each partition's (low, high) watermarks, by partition.
+    async fn watermarks(&self, c: &Arc<StreamConsumer>) -> Result<Vec<(i64, i64)>, JournalError> {
+        let (c, topic) = (c.clone(), self.topic.clone());
+        let r = tokio::task::spawn_blocking(move || -> Result<Vec<(i64, i64)>, String> {
+            let md = c
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .map_err(|e| e.to_string())?;
+            let n = md
+                .topics()
+                .first()
+                .map(|t| t.partitions().len())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| "does not exist".to_owned())?;
+            (0..n as i32)
+                .map(|p| {
+                    c.fetch_watermarks(&topic, p, Duration::from_secs(10))
+                        .map_err(|e| e.to_string())
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| self.kafka_error(e))?;
+        r.map_err(|e| self.kafka_error(e))
+    }
+
+    /// Where each partition starts: the lowest mark of the served institutions in it (a
+    /// missing mark: the beginning); a partition none of them uses is skipped.
+    async fn starts(
+        &self,
+        store: &Store,
+        from: From,
+        wm: &[(i64, i64)],
+    ) -> Result<Vec<i64>, JournalError> {
+        let n = wm.len() as i32;
+        if from == From::Beginning {
+            return Ok(wm.iter().map(|(low, _)| *low).collect());
+        }
+        let marks = store.journal_marks(&self.institutions).await?;
+        let mut starts: Vec<Option<i64>> = vec![None; wm.len()];
+        for (inst, mark) in self.institutions.iter().zip(marks) {
+            let p = partition_of(inst, n);
+            let (low, high) = wm[p as usize];
+            let at = match mark {
+                Some(Mark { partition, offset }) if partition == p => offset.clamp(low, high),
+                _ => low,
+            };
+            let s = &mut starts[p as usize];
+            *s = Some(s.map_or(at, |cur| cur.min(at)));
+        }
+        Ok(starts
+            .into_iter()
+            .zip(wm)
+            .map(|(s, (_, high))| s.unwrap_or(*high))
+            .collect())
+    }
+
+    /// Reads every partition from `starts` up to the high watermarks `wm` taken before:
+    /// each event goes to `each`, and, with `apply_to`, is applied there in batches of
+    /// `journal.batch`. Returns how many events did not parse, and what applying did.
+    async fn read(
+        &self,
+        starts: &[i64],
+        wm: &[(i64, i64)],
+        c: Arc<StreamConsumer>,
+        progress: &mut dyn Progress,
+        apply_to: Option<&Store>,
+        each: &mut (dyn FnMut(&Read) + Send),
+    ) -> Result<(u64, Applied), JournalError> {
+        let mut tpl = TopicPartitionList::new();
+        let mut left: HashMap<i32, i64> = HashMap::new();
+        let mut total = 0u64;
+        for (p, (&start, &(_, high))) in starts.iter().zip(wm).enumerate() {
+            if start < high {
+                tpl.add_partition_offset(&self.topic, p as i32, Offset::Offset(start))
+                    .map_err(|e| self.kafka_error(e))?;
+                left.insert(p as i32, high);
+                total += (high - start) as u64;
+            }
+        }
+        progress.start(total);
+        let mut applied = Applied::default();
+        if left.is_empty() {
+            return Ok((0, applied));
+        }
+        c.assign(&tpl).map_err(|e| self.kafka_error(e))?;
+        let mut batch: Vec<Event> = Vec::with_capacity(self.settings.batch);
+        let mut unreadable = 0u64;
+        let mut since_progress = 0u64;
+        let stall = self.settings.read_timeout;
+        while !left.is_empty() {
+            let msg = match tokio::time::timeout(stall, c.recv()).await {
+                Err(_) => {
+                    return Err(JournalError::Stalled {
+                        topic: self.topic.clone(),
+                        secs: stall.as_secs(),
+                        left: left.len(),
+                    })
+                }
+                Ok(Err(e)) => return Err(self.kafka_error(e)),
+                Ok(Ok(m)) => m,
+            };
+            let (p, off) = (msg.partition(), msg.offset());
+            let Some(&end) = left.get(&p) else { continue };
+            if off >= end {
+                left.remove(&p);
+                continue;
+            }
+            match serde_json::from_slice::<Event>(msg.payload().unwrap_or_default()) {
+                Ok(event) => {
+                    let r = Read {
+                        partition: p,
+                        offset: off,
+                        event,
+                    };
+                    each(&r);
+                    if apply_to.is_some() {
+                        batch.push(r.event);
+                    }
+                }
+                Err(e) => {
+                    unreadable += 1;
+                    metrics::counter!(m::JOURNAL_UNREADABLE_TOTAL).increment(1);
+                    tracing::error!(partition = p, offset = off, error = %e, "journal event that does not parse: skipped");
+                }
+            }
+            since_progress += 1;
+            if off + 1 >= end {
+                left.remove(&p);
+            }
+            if batch.len() >= self.settings.batch || (left.is_empty() && !batch.is_empty()) {
+                if let Some(store) = apply_to {
+                    let a = store.apply(&batch).await?;
+                    applied.events += a.events;
+                    applied.records_set += a.records_set;
+                }
+                batch.clear();
+            }
+            if since_progress >= 1000 || left.is_empty() {
+                progress.advance(since_progress);
+                since_progress = 0;
+            }
+        }
+        Ok((unreadable, applied))
+    }
+
+    /// Applies the journal from `from` to its end as of now, then sets every served
+    /// institution's mark to that end (and the mark of every institution seen).
+    ///
+    /// # Errors
+    /// The journal unreadable or stalled, Redis unreachable.
+    pub async fn replay(
+        &self,
+        store: &Store,
+        from: From,
+        progress: &mut dyn Progress,
+    ) -> Result<Report, JournalError> {
+        let started = Instant::now();
+        let c = Arc::new(self.reader()?);
+        let wm = self.watermarks(&c).await?;
+        let starts = self.starts(store, from, &wm).await?;
+        let mut seen: BTreeMap<String, i32> = BTreeMap::new();
+        let (unreadable, applied) = self
+            .read(&starts, &wm, c, progress, Some(store), &mut |r: &Read| {
+                if !seen.contains_key(&r.event.institution) {
+                    seen.insert(r.event.institution.clone(), r.partition);
+                }
+            })
+            .await?;
+        let n = wm.len() as i32;
+        let mut marks: BTreeMap<String, Mark> = BTreeMap::new();
+        for inst in self.institutions.iter().chain(seen.keys()) {
+            let p = partition_of(inst, n);
+            marks.insert(
+                inst.clone(),
+                Mark {
+                    partition: p,
+                    offset: wm[p as usize].1,
+                },
+            );
+        }
+        let marks: Vec<(String, Mark)> = marks.into_iter().collect();
+        store.set_marks(&marks, false).await?;
+        metrics::counter!(m::JOURNAL_REAPPLIED_TOTAL).increment(applied.records_set);
+        Ok(Report {
+            events: applied.events,
+            records_set: applied.records_set,
+            unreadable,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Reads the whole journal (for `verify`), handing each event to `each`. Returns how
+    /// many events did not parse.
+    ///
+    /// # Errors
+    /// The journal unreadable or stalled.
+    pub async fn scan(
+        &self,
+        progress: &mut dyn Progress,
+        each: &mut (dyn FnMut(&Read) + Send),
+    ) -> Result<u64, JournalError> {
+        let c = Arc::new(self.reader()?);
+        let wm = self.watermarks(&c).await?;
+        let starts: Vec<i64> = wm.iter().map(|(low, _)| *low).collect();
+        Ok(self.read(&starts, &wm, c, progress, None, each).await?.0)
+    }
+}
+
+impl Recover for Journal {
+    fn catch_up<'a>(&'a self, store: &'a Store) -> BoxFuture<'a, Result<(), String>> {
+        async move {
+            let report = self
+                .replay(store, From::Marks, &mut Quiet)
+                .await
+                .map_err(|e| e.to_string())?;
+            metrics::histogram!(m::JOURNAL_CATCH_UP_SECONDS).record(report.seconds);
+            tracing::info!(
+                events = report.events,
+                records_set = report.records_set,
+                seconds = report.seconds,
+                "journal re-applied from the marks"
+            );
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+/// The applier: follows the journal from the served institutions' marks and advances
+/// them every `journal.mark_interval_ms`. Redis already holds what it reads (an event is
+/// produced after its commit), so it only marks; for `journal.settle_ms` after the start
+/// and after each recovery it also applies what it reads, which covers events that were
+/// still on their way to the broker while the recovery read the journal's end.
+pub fn spawn_applier(journal: Journal, store: Store, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match applier(&journal, &store, &stop).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "journal applier stopped; starting again");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    });
+}
+
+async fn applier(j: &Journal, store: &Store, stop: &CancellationToken) -> Result<(), JournalError> {
+    let c = Arc::new(j.reader()?);
+    let wm = j.watermarks(&c).await?;
+    let starts = j.starts(store, From::Marks, &wm).await?;
+    let mut tpl = TopicPartitionList::new();
+    for (p, s) in starts.iter().enumerate() {
+        tpl.add_partition_offset(&j.topic, p as i32, Offset::Offset(*s))
+            .map_err(|e| j.kafka_error(e))?;
+    }
+    c.assign(&tpl).map_err(|e| j.kafka_error(e))?;
+    let n = wm.len() as i32;
+    let mut position: Vec<i64> = starts.clone();
+    let mut pending: BTreeMap<String, Mark> = BTreeMap::new();
+    let mut apply_until = Instant::now() + j.settings.settle;
+    let mut generation = store.recoveries();
+    let mut to_apply: Vec<Event> = Vec::new();
+    let mut flush = tokio::time::interval(j.settings.mark_interval);
+    let mut lag_at = Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => {
+                flush_marks(store, &mut pending, &mut to_apply).await?;
+                return Ok(());
+            }
+            _ = flush.tick() => {
+                if store.recoveries() != generation {
+                    generation = store.recoveries();
+                    apply_until = Instant::now() + j.settings.settle;
+                }
+                flush_marks(store, &mut pending, &mut to_apply).await?;
+                if lag_at.elapsed() >= Duration::from_secs(5) {
+                    lag_at = Instant::now();
+                    if let Ok(wm) = j.watermarks(&c).await {
+                        for (p, (_, high)) in wm.iter().enumerate() {
+                            let behind = high - position.get(p).copied().unwrap_or(*high);
+                            metrics::gauge!(m::JOURNAL_APPLIER_LAG, "partition" => p.to_string())
+                                .set(behind.max(0) as f64);
+                        }
+                    }
+                }
+            }
+            msg = c.recv() => {
+                let msg = msg.map_err(|e| j.kafka_error(e))?;
+                let (p, off) = (msg.partition(), msg.offset());
+                if let Some(pos) = position.get_mut(p as usize) {
+                    *pos = off + 1;
+                }
+                let inst = String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned();
+                if partition_of(&inst, n) == p {
+                    pending.insert(inst, Mark { partition: p, offset: off + 1 });
+                }
+                if Instant::now() < apply_until {
+                    if let Ok(ev) = serde_json::from_slice::<Event>(msg.payload().unwrap_or_default()) {
+                        to_apply.push(ev);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Applies what the settle window collected, then writes the marks (through the request
+/// scripts: a Redis that lost its memory recovers before it gets a mark).
+async fn flush_marks(
+    store: &Store,
+    pending: &mut BTreeMap<String, Mark>,
+    to_apply: &mut Vec<Event>,
+) -> Result<(), JournalError> {
+    if !to_apply.is_empty() {
+        let applied = store.apply(to_apply).await?;
+        metrics::counter!(m::JOURNAL_REAPPLIED_TOTAL).increment(applied.records_set);
+        to_apply.clear();
+    }
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let marks: Vec<(String, Mark)> = std::mem::take(pending).into_iter().collect();
+    store.set_marks(&marks, true).await?;
+    Ok(())
+}

@@ -1,0 +1,375 @@
+//! `ipg-switch verify`: folds the whole journal into the records it says Redis must hold
+//! (each record at its newest version) and compares them with Redis, record by record.
+
+use std::collections::BTreeMap;
+
+use redis::Value;
+
+use super::{Journal, JournalError, Progress, Read};
+use crate::store::journal::{Event, Stage};
+use crate::store::{keys, Store};
+
+/// What the journal says Redis must hold.
+#[derive(Default)]
+pub struct Expected {
+    /// Bill key → (version, doc, status, until).
+    bills: BTreeMap<String, (u64, String, String, String)>,
+    /// Payment key → its fields.
+    payments: BTreeMap<String, BTreeMap<&'static str, String>>,
+    /// Institution → ledger entries by sequence.
+    ledgers: BTreeMap<String, BTreeMap<u64, String>>,
+    /// Institution → (sequence, balance) of its newest entry.
+    balances: BTreeMap<String, (u64, i64)>,
+    /// Forwarded payment key → (rev, doc).
+    passive: BTreeMap<String, (u64, String)>,
+    /// Reference key → binding.
+    bindings: BTreeMap<String, String>,
+}
+
+impl Expected {
+    /// Folds one event in: each record kept at its newest version, as applying does.
+    pub fn add(&mut self, ev: &Event) {
+        let inst = &ev.institution;
+        if let Some(b) = &ev.bill {
+            let key = keys::bill(inst, &b.hash);
+            if self.bills.get(&key).is_none_or(|(v, ..)| *v < b.version) {
+                let until = b.valid_until_ms.map(|t| t.to_string()).unwrap_or_default();
+                self.bills.insert(
+                    key,
+                    (b.version, b.doc.get().to_owned(), b.status.clone(), until),
+                );
+            }
+        }
+        if let Some(p) = &ev.payment {
+            let key = keys::payment(inst, &p.channel, &p.payment_ref_id);
+            let f = self.payments.entry(key).or_default();
+            let names = match p.stage {
+                Stage::Paid => ["doc", "bill", "ts", "lseq"],
+                Stage::Reversed => ["rev_doc", "rev_bill", "rev_ts", "rev_lseq"],
+            };
+            let values = [
+                p.doc.get().to_owned(),
+                p.answered_bill.get().to_owned(),
+                p.timestamp.clone(),
+                p.ledger_seq.to_string(),
+            ];
+            for (n, v) in names.into_iter().zip(values) {
+                f.insert(n, v);
+            }
+        }
+        if let Some(l) = &ev.ledger {
+            if l.seq > 0 {
+                self.ledgers
+                    .entry(inst.clone())
+                    .or_default()
+                    .insert(l.seq, l.entry.get().to_owned());
+                let b = self.balances.entry(inst.clone()).or_insert((0, 0));
+                if l.seq >= b.0 {
+                    *b = (l.seq, l.balance_after);
+                }
+            }
+        }
+        if let Some(p) = &ev.passive {
+            let key = keys::passive_payment(inst, &p.channel, &p.reference);
+            if self.passive.get(&key).is_none_or(|(r, _)| *r < p.rev) {
+                self.passive.insert(key, (p.rev, p.doc.get().to_owned()));
+            }
+        }
+        if let Some(b) = &ev.binding {
+            self.bindings
+                .entry(keys::reference(&b.channel, &b.reference))
+                .or_insert_with(|| b.record.clone());
+        }
+    }
+}
+
+/// One kind of record: how many the journal has, how many Redis has, how many differ.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Count {
+    pub kind: &'static str,
+    pub journal: u64,
+    pub redis: u64,
+    pub differing: u64,
+}
+
+/// The outcome of `verify`.
+#[derive(Clone, Debug, Default)]
+pub struct Verdict {
+    pub events: u64,
+    pub unreadable: u64,
+    pub counts: Vec<Count>,
+    /// The first differences (key: what differs), at most `MAX_SHOWN`.
+    pub differences: Vec<String>,
+    pub total_differences: u64,
+}
+
+impl Verdict {
+    /// Redis and the journal agree.
+    pub fn agrees(&self) -> bool {
+        self.total_differences == 0
+            && self.unreadable == 0
+            && self.counts.iter().all(|c| c.journal == c.redis)
+    }
+
+    /// A table a person reads.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "{:<20} {:>10} {:>10} {:>10}\n",
+            "records", "journal", "redis", "differing"
+        );
+        for c in &self.counts {
+            out += &format!(
+                "{:<20} {:>10} {:>10} {:>10}\n",
+                c.kind, c.journal, c.redis, c.differing
+            );
+        }
+        out += &format!(
+            "{} events read, {} unreadable; {}\n",
+            self.events,
+            self.unreadable,
+            if self.agrees() {
+                "Redis agrees with the journal".to_owned()
+            } else {
+                format!("{} difference(s)", self.total_differences)
+            }
+        );
+        for d in &self.differences {
+            out += &format!("  {d}\n");
+        }
+        out
+    }
+}
+
+const MAX_SHOWN: usize = 20;
+
+struct Diffs {
+    shown: Vec<String>,
+    total: u64,
+}
+
+impl Diffs {
+    fn note(&mut self, key: &str, what: impl std::fmt::Display) {
+        self.total += 1;
+        if self.shown.len() < MAX_SHOWN {
+            self.shown.push(format!("{key}: {what}"));
+        }
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+/// Reads the whole journal and compares Redis with it.
+///
+/// # Errors
+/// The journal unreadable, Redis unreachable.
+pub async fn verify(
+    journal: &Journal,
+    store: &Store,
+    progress: &mut dyn Progress,
+) -> Result<Verdict, JournalError> {
+    let mut expected = Expected::default();
+    let mut events = 0u64;
+    let unreadable = journal
+        .scan(progress, &mut |r: &Read| {
+            events += 1;
+            expected.add(&r.event);
+        })
+        .await?;
+    let mut diffs = Diffs {
+        shown: Vec::new(),
+        total: 0,
+    };
+    let mut counts = Vec::new();
+
+    // Bills.
+    let mut differing = 0;
+    for (key, (ver, doc, status, until)) in &expected.bills {
+        let got: Vec<Value> = store
+            .query_raw(
+                redis::pipe()
+                    .cmd("HMGET")
+                    .arg(key)
+                    .arg("doc")
+                    .arg("ver")
+                    .arg("status")
+                    .arg("until")
+                    .clone(),
+            )
+            .await?;
+        let got: Vec<Option<String>> = match got.first() {
+            Some(Value::Array(a)) => a.iter().map(text).collect(),
+            _ => vec![],
+        };
+        let want = [
+            Some(doc.clone()),
+            Some(ver.to_string()),
+            Some(status.clone()),
+            Some(until.clone()),
+        ];
+        if got.first().cloned().flatten().is_none() {
+            differing += 1;
+            diffs.note(key, "bill missing in Redis");
+        } else if got != want {
+            differing += 1;
+            let which = ["doc", "ver", "status", "until"]
+                .iter()
+                .zip(got.iter().zip(&want))
+                .filter(|(_, (g, w))| g != w)
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ");
+            diffs.note(key, format!("bill differs ({which})"));
+        }
+    }
+    counts.push(Count {
+        kind: "bills",
+        journal: expected.bills.len() as u64,
+        redis: store.count_keys("ipg:{*}:bill:*").await?,
+        differing,
+    });
+
+    // Payments.
+    let mut differing = 0;
+    for (key, fields) in &expected.payments {
+        let got: std::collections::HashMap<String, String> = store
+            .query_raw::<(std::collections::HashMap<String, String>,)>(
+                redis::pipe().cmd("HGETALL").arg(key).clone(),
+            )
+            .await?
+            .0;
+        if got.is_empty() {
+            differing += 1;
+            diffs.note(key, "payment missing in Redis");
+            continue;
+        }
+        let bad: Vec<&str> = fields
+            .iter()
+            .filter(|(n, v)| got.get(**n) != Some(*v))
+            .map(|(n, _)| *n)
+            .collect();
+        if !bad.is_empty() {
+            differing += 1;
+            diffs.note(key, format!("payment differs ({})", bad.join(", ")));
+        }
+    }
+    counts.push(Count {
+        kind: "payments",
+        journal: expected.payments.len() as u64,
+        redis: store.count_keys("ipg:{*}:pay:*").await?,
+        differing,
+    });
+
+    // Ledger entries and balances, per institution.
+    let (mut differing, mut in_journal, mut in_redis) = (0, 0, 0);
+    let mut insts: Vec<&String> = expected.ledgers.keys().collect();
+    insts.dedup();
+    for inst in insts {
+        let want = &expected.ledgers[inst];
+        let key = keys::ledger(inst);
+        let (got,): (Vec<String>,) = store
+            .query_raw(redis::pipe().cmd("LRANGE").arg(&key).arg(0).arg(-1).clone())
+            .await?;
+        in_journal += want.len() as u64;
+        in_redis += got.iter().filter(|e| !e.is_empty()).count() as u64;
+        for (seq, entry) in want {
+            match got.get(*seq as usize - 1) {
+                Some(g) if g == entry => {}
+                Some(g) if g.is_empty() => {
+                    differing += 1;
+                    diffs.note(&key, format!("entry {seq} not applied yet"));
+                }
+                Some(_) => {
+                    differing += 1;
+                    diffs.note(&key, format!("entry {seq} differs"));
+                }
+                None => {
+                    differing += 1;
+                    diffs.note(&key, format!("entry {seq} missing in Redis"));
+                }
+            }
+        }
+        if let Some((_, balance)) = expected.balances.get(inst) {
+            let (got,): (Option<i64>,) = store
+                .query_raw(redis::pipe().cmd("GET").arg(keys::balance(inst)).clone())
+                .await?;
+            if got != Some(*balance) {
+                differing += 1;
+                diffs.note(
+                    &keys::balance(inst),
+                    format!("balance is {got:?}, the journal says {balance}"),
+                );
+            }
+        }
+    }
+    counts.push(Count {
+        kind: "ledger entries",
+        journal: in_journal,
+        redis: store.count_ledger_entries().await?.max(in_redis),
+        differing,
+    });
+
+    // Forwarded payments.
+    let mut differing = 0;
+    for (key, (rev, doc)) in &expected.passive {
+        let (got,): (Vec<Option<String>>,) = store
+            .query_raw(
+                redis::pipe()
+                    .cmd("HMGET")
+                    .arg(key)
+                    .arg("doc")
+                    .arg("rev")
+                    .clone(),
+            )
+            .await?;
+        let want = vec![Some(doc.clone()), Some(rev.to_string())];
+        if got.first().cloned().flatten().is_none() {
+            differing += 1;
+            diffs.note(key, "forwarded payment missing in Redis");
+        } else if got != want {
+            differing += 1;
+            diffs.note(key, "forwarded payment differs");
+        }
+    }
+    counts.push(Count {
+        kind: "forwarded payments",
+        journal: expected.passive.len() as u64,
+        redis: store.count_keys("ipg:{*}:ppay:*").await?,
+        differing,
+    });
+
+    // Reference bindings.
+    let mut differing = 0;
+    for (key, record) in &expected.bindings {
+        let (got,): (Option<String>,) = store
+            .query_raw(redis::pipe().cmd("GET").arg(key).clone())
+            .await?;
+        if got.as_deref() != Some(record) {
+            differing += 1;
+            diffs.note(
+                key,
+                format!("binding is {got:?}, the journal says {record:?}"),
+            );
+        }
+    }
+    counts.push(Count {
+        kind: "bindings",
+        journal: expected.bindings.len() as u64,
+        redis: store.count_keys("ipg:ref:*").await?,
+        differing,
+    });
+
+    Ok(Verdict {
+        events,
+        unreadable,
+        counts,
+        differences: diffs.shown,
+        total_differences: diffs.total,
+    })
+}

@@ -1,0 +1,267 @@
+//! Applying journal events to Redis, and the per-institution marks of how far that went.
+//!
+//! Each record of an event is set by its own script (`lua/apply_*.lua`) only if its version
+//! is newer: bills by `ver`, payment stages once (they never change), ledger entries by
+//! sequence (the balance with the newest), forwarded payments by `rev`, reference bindings
+//! with `SET NX`. So applying an event twice, or two events out of order, gives the same
+//! Redis. These scripts load themselves (`EVAL` on `NOSCRIPT`): they are what a recovery
+//! runs before the request scripts come back (see `Store::eval`).
+
+use redis::Script;
+
+use super::journal::{Event, Mark, Stage};
+use super::{keys, Eval, Store, StoreError};
+
+pub(super) struct ApplyScripts {
+    bill: Script,
+    payment: Script,
+    ledger: Script,
+    passive: Script,
+    mark: Script,
+}
+
+impl ApplyScripts {
+    pub(super) fn new() -> ApplyScripts {
+        ApplyScripts {
+            bill: Script::new(include_str!("lua/apply_bill.lua")),
+            payment: Script::new(include_str!("lua/apply_payment.lua")),
+            ledger: Script::new(include_str!("lua/apply_ledger.lua")),
+            passive: Script::new(include_str!("lua/apply_passive.lua")),
+            mark: Script::new(include_str!("lua/mark.lua")),
+        }
+    }
+}
+
+/// What applying a batch of events changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Events read.
+    pub events: u64,
+    /// Records that were missing or older in Redis and were set from the journal.
+    pub records_set: u64,
+}
+
+impl Store {
+    /// Applies `events` in one pipeline (see the module). Returns how many records were set.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn apply(&self, events: &[Event]) -> Result<Applied, StoreError> {
+        if events.is_empty() {
+            return Ok(Applied::default());
+        }
+        let s = &self.apply;
+        // Make sure the apply scripts are known (a Redis that just restarted knows none).
+        for script in [&s.bill, &s.payment, &s.ledger, &s.passive] {
+            script.prepare_invoke().load_async(&mut self.conn()).await?;
+        }
+        let mut pipe = redis::pipe();
+        let mut counted = 0usize;
+        for ev in events {
+            let inst = ev.institution.as_str();
+            if let Some(b) = &ev.bill {
+                let mut e = Eval::new(&s.bill)
+                    .key(keys::bill(inst, &b.hash))
+                    .key(keys::bills(inst));
+                for va in &b.va_numbers {
+                    e = e.key(keys::va(inst, va));
+                }
+                let e = e
+                    .arg(b.version)
+                    .arg(b.doc.get())
+                    .arg(&b.status)
+                    .arg(b.valid_until_ms.map(|t| t.to_string()).unwrap_or_default())
+                    .arg(&b.hash)
+                    .arg(b.created_ms);
+                pipe.add_command(e.cmd());
+                counted += 1;
+            }
+            if let Some(p) = &ev.payment {
+                let key = keys::payment(inst, &p.channel, &p.payment_ref_id);
+                let hash = serde_json::from_str::<serde_json::Value>(p.doc.get())
+                    .ok()
+                    .and_then(|d| {
+                        d.get("bill_hash")
+                            .and_then(|h| h.as_str())
+                            .map(str::to_owned)
+                    })
+                    .unwrap_or_default();
+                let e = Eval::new(&s.payment)
+                    .key(&key)
+                    .key(keys::bill_payments(inst, &hash))
+                    .key(keys::payments(inst))
+                    .arg(match p.stage {
+                        Stage::Paid => "paid",
+                        Stage::Reversed => "reversed",
+                    })
+                    .arg(p.doc.get())
+                    .arg(p.answered_bill.get())
+                    .arg(&p.timestamp)
+                    .arg(p.ledger_seq)
+                    .arg(p.score_ms);
+                pipe.add_command(e.cmd());
+                counted += 1;
+            }
+            if let Some(l) = &ev.ledger {
+                if l.seq > 0 {
+                    let e = Eval::new(&s.ledger)
+                        .key(keys::ledger(inst))
+                        .key(keys::balance(inst))
+                        .arg(l.seq)
+                        .arg(l.entry.get())
+                        .arg(l.balance_after.to_string());
+                    pipe.add_command(e.cmd());
+                    counted += 1;
+                }
+            }
+            if let Some(p) = &ev.passive {
+                let member = format!("{}:{}", p.channel, p.reference);
+                let e = Eval::new(&s.passive)
+                    .key(keys::passive_payment(inst, &p.channel, &p.reference))
+                    .key(keys::passive_payments(inst))
+                    .key(keys::passive_pending(inst))
+                    .arg(p.rev)
+                    .arg(p.doc.get())
+                    .arg(p.score_ms)
+                    .arg(&member)
+                    .arg(p.due_ms.map(|d| d.to_string()).unwrap_or_default());
+                pipe.add_command(e.cmd());
+                counted += 1;
+            }
+            if let Some(b) = &ev.binding {
+                // Its own slot on a cluster: a plain SET NX (the first binding stands).
+                pipe.cmd("SET")
+                    .arg(keys::reference(&b.channel, &b.reference))
+                    .arg(&b.record)
+                    .arg("NX");
+                counted += 1;
+            }
+        }
+        let replies: Vec<redis::Value> = pipe.query_async(&mut self.conn()).await?;
+        debug_assert_eq!(replies.len(), counted);
+        let records_set = replies
+            .iter()
+            .filter(|v| matches!(v, redis::Value::Int(1) | redis::Value::Okay))
+            .count() as u64;
+        Ok(Applied {
+            events: events.len() as u64,
+            records_set,
+        })
+    }
+
+    /// The journal marks of `institutions` (`None`: never marked).
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn journal_marks(
+        &self,
+        institutions: &[String],
+    ) -> Result<Vec<Option<Mark>>, StoreError> {
+        let mut pipe = redis::pipe();
+        for i in institutions {
+            pipe.cmd("HMGET")
+                .arg(keys::journal_mark(i))
+                .arg("partition")
+                .arg("offset");
+        }
+        let rows: Vec<(Option<i32>, Option<i64>)> = pipe.query_async(&mut self.conn()).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| match r {
+                (Some(partition), Some(offset)) => Some(Mark { partition, offset }),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Advances marks (never back within a partition). `fenced`: through the request
+    /// scripts, so a Redis that lost its memory gets no mark before its recovery (the
+    /// applier); otherwise directly (the recovery itself, `restore`).
+    ///
+    /// # Errors
+    /// Redis unreachable, a recovery that failed.
+    pub async fn set_marks(
+        &self,
+        marks: &[(String, Mark)],
+        fenced: bool,
+    ) -> Result<(), StoreError> {
+        for (inst, m) in marks {
+            if fenced {
+                let call = Eval::new(&self.scripts.mark)
+                    .key(keys::journal_mark(inst))
+                    .arg(m.partition)
+                    .arg(m.offset);
+                let _: i64 = self.eval(call).await?;
+            } else {
+                let _: i64 = self
+                    .apply
+                    .mark
+                    .key(keys::journal_mark(inst))
+                    .arg(m.partition)
+                    .arg(m.offset)
+                    .invoke_async(&mut self.conn())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a pipeline of reads as it is (no recovery first): `verify`, tests.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn query_raw<T: redis::FromRedisValue>(
+        &self,
+        pipe: redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        Ok(pipe.query_async(&mut self.conn()).await?)
+    }
+
+    /// How many keys match `pattern` (`SCAN`, never `KEYS`).
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn count_keys(&self, pattern: &str) -> Result<u64, StoreError> {
+        Ok(self.scan_keys(pattern).await?.len() as u64)
+    }
+
+    /// Every key matching `pattern` (`SCAN`, never `KEYS`).
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn scan_keys(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut self.conn())
+                .await?;
+            out.extend(keys);
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Ledger entries of every institution in Redis.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn count_ledger_entries(&self) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for k in self.scan_keys("ipg:{*}:ledger").await? {
+            let len: u64 = redis::cmd("LLEN")
+                .arg(&k)
+                .query_async(&mut self.conn())
+                .await?;
+            n += len;
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,530 @@
+//! The journal's events: every committed change of a bill, a payment, the ledger or a
+//! forwarded payment, as the full after-state of each record it set, with that record's
+//! version. Redis is a view of the journal (docs/journal.md): applying an event sets each
+//! record only if its version is newer, so applying twice, or out of order, gives the same
+//! state.
+//!
+//! The store builds an event right after its commit script succeeds and hands it to the
+//! [`Sink`] (the daemon's Kafka producer, `kafka::journal`); the commit call returns only
+//! once the sink says the broker acknowledged it, so no door answers before its event is
+//! durable. A repeat of a request that finds its change already committed journals it
+//! again under the same `event_id` (`Store::rejournal_*`): a crash between the commit and
+//! the acknowledgement is repaired by the redelivery.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::{keys, Store, StoreError};
+use crate::domain::passive::PassivePayment;
+use crate::domain::{Bill, Binding, Payment, VaNumber};
+
+/// Where events go: appends one and resolves once it is durable (acknowledged by every
+/// in-sync replica of the journal topic).
+pub trait Sink: Send + Sync {
+    /// Appends `payload` (an [`Event`] as JSON) keyed by `institution`.
+    ///
+    /// # Errors
+    /// The event could not be made durable (the daemon is shutting down): a message that
+    /// names why.
+    fn append(&self, institution: &str, payload: Vec<u8>)
+        -> BoxFuture<'static, Result<(), String>>;
+}
+
+/// Rebuilds what Redis lost: run by the store when Redis no longer knows its scripts (it
+/// restarted, failed over or was flushed of scripts) before any request touches it again.
+pub trait Recover: Send + Sync {
+    /// Re-applies the journal from the institutions' marks to its end as of now.
+    ///
+    /// # Errors
+    /// The journal cannot be read; a message that names why.
+    fn catch_up<'a>(&'a self, store: &'a Store) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// What an event records (`type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    /// A hosted bill was created (Create New Bill, CLI `bill create`).
+    BillCreated,
+    /// A hosted bill changed outside a payment (revoked).
+    BillUpdated,
+    /// A hosted payment: the bill, the payment record, the ledger credit, the binding.
+    PaymentCommitted,
+    /// A hosted reversal: the bill, the payment record's reversal, the ledger debit.
+    PaymentReversed,
+    /// A forwarded (passive) payment's record changed: new, answered, in doubt, resolved.
+    PassiveRecorded,
+}
+
+/// One journal event. `event_id` is stable: the same change journaled again carries the
+/// same id (`<institution>:bill:<hash>:<version>`, `<institution>:pay:<channel>:<ref>:paid`
+/// or `:reversed`, `<institution>:ppay:<channel>:<ref>:<rev>`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Event {
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// The institution's code: the event's Kafka key (one institution, one partition).
+    pub institution: String,
+    /// When the change was committed (ISO 8601, the switch's offset).
+    pub time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bill: Option<BillAfter>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<PaymentAfter>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<LedgerAfter>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<BindingAfter>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passive: Option<PassiveAfter>,
+}
+
+/// A hosted bill after the change: its document exactly as stored, and its version (the
+/// compare-and-set counter, 1 at creation, +1 per change).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BillAfter {
+    pub hash: String,
+    pub version: u64,
+    /// `active`, `paid` or `revoked` (the stored status; expiry is computed on read).
+    pub status: String,
+    /// `valid_until` in ms since the epoch, if the bill expires.
+    pub valid_until_ms: Option<i64>,
+    /// `created_at` in ms since the epoch (orders two bills of one VA).
+    pub created_ms: i64,
+    /// Every VA that points at the bill (one per prefix).
+    pub va_numbers: Vec<String>,
+    pub doc: Box<RawValue>,
+}
+
+/// Which half of a payment record an event sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Paid,
+    Reversed,
+}
+
+impl Stage {
+    fn as_str(self) -> &'static str {
+        match self {
+            Stage::Paid => "paid",
+            Stage::Reversed => "reversed",
+        }
+    }
+}
+
+/// A hosted payment record's stage: the payment document, the bill as answered, the
+/// answer's timestamp, and the sequence number of its ledger entry. A stage never
+/// changes once written, so applying it again is a no-op.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PaymentAfter {
+    pub channel: String,
+    pub payment_ref_id: String,
+    pub stage: Stage,
+    pub doc: Box<RawValue>,
+    pub answered_bill: Box<RawValue>,
+    pub timestamp: String,
+    /// Sequence number (1-based) of the stage's ledger entry; 0 when unknown (a record
+    /// written before the journal existed).
+    pub ledger_seq: u64,
+    /// The payment's `created_at` in ms (its place in the institution's payment index).
+    pub score_ms: i64,
+}
+
+/// One ledger entry, exactly as stored, at its sequence number; the institution's balance
+/// is `balance_after` of the entry with the highest sequence (rupiah, exact).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LedgerAfter {
+    pub seq: u64,
+    pub balance_after: i64,
+    pub entry: Box<RawValue>,
+}
+
+/// The channel reference bound to its transaction (`<institution>|<va>|<amount>`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BindingAfter {
+    pub channel: String,
+    pub reference: String,
+    pub record: String,
+}
+
+/// A forwarded payment's record after the change, at its revision (1 when recorded, +1
+/// per change), and when its next resolution step is due (`None`: not being resolved).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PassiveAfter {
+    pub channel: String,
+    pub reference: String,
+    pub rev: u64,
+    pub score_ms: i64,
+    pub due_ms: Option<i64>,
+    pub doc: Box<RawValue>,
+}
+
+fn raw(json: String) -> Box<RawValue> {
+    RawValue::from_string(json)
+        .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null is JSON"))
+}
+
+/// `entry` (a JSON object) with `"balance_after":<balance>` appended, byte for byte as
+/// `lua/pay.lua` stores it.
+pub fn entry_with_balance(entry: &str, balance: &str) -> String {
+    let body = entry.strip_suffix('}').unwrap_or(entry);
+    format!("{body},\"balance_after\":{balance}}}")
+}
+
+impl BillAfter {
+    /// `bill` as stored (`doc`, its exact JSON) at `version` with stored `status`.
+    pub fn of(bill: &Bill, doc: String, version: u64, status: &str) -> BillAfter {
+        let suffix = bill.va_number.get(6..).unwrap_or_default();
+        BillAfter {
+            hash: bill.hash.clone(),
+            version,
+            status: status.to_owned(),
+            valid_until_ms: bill.valid_until.map(|t| t.timestamp_millis()),
+            created_ms: bill.created_at.timestamp_millis(),
+            va_numbers: bill
+                .prefixes
+                .iter()
+                .map(|p| format!("{p}{suffix}"))
+                .collect(),
+            doc: raw(doc),
+        }
+    }
+}
+
+impl Event {
+    /// The event of a bill created or changed outside a payment.
+    pub fn bill(
+        kind: EventType,
+        bill: &Bill,
+        doc: String,
+        version: u64,
+        status: &str,
+        time: String,
+    ) -> Event {
+        let inst = &bill.institution_code;
+        Event {
+            event_id: format!("{inst}:bill:{}:{version}", bill.hash),
+            kind,
+            institution: inst.clone(),
+            time,
+            bill: Some(BillAfter::of(bill, doc, version, status)),
+            payment: None,
+            ledger: None,
+            binding: None,
+            passive: None,
+        }
+    }
+
+    /// The event of a payment stage: `payment` (as stored), the bill after it, the ledger
+    /// entry.
+    pub fn payment(
+        stage: Stage,
+        payment: &Payment,
+        after: PaymentAfter,
+        bill: Option<BillAfter>,
+        ledger: Option<LedgerAfter>,
+    ) -> Event {
+        let inst = &payment.institution_code;
+        let binding = (stage == Stage::Paid)
+            .then(|| VaNumber::parse(&payment.va_number).ok())
+            .flatten()
+            .map(|va| BindingAfter {
+                channel: payment.channel.clone(),
+                reference: payment.payment_ref_id.clone(),
+                record: Binding::new(inst, &va, payment.amount).to_record(),
+            });
+        Event {
+            event_id: format!(
+                "{inst}:pay:{}:{}:{}",
+                payment.channel,
+                payment.payment_ref_id,
+                stage.as_str()
+            ),
+            kind: match stage {
+                Stage::Paid => EventType::PaymentCommitted,
+                Stage::Reversed => EventType::PaymentReversed,
+            },
+            institution: inst.clone(),
+            time: after.timestamp.clone(),
+            bill,
+            payment: Some(after),
+            ledger,
+            binding,
+            passive: None,
+        }
+    }
+
+    /// The event of a forwarded payment's record at revision `rev`.
+    pub fn passive(rec: &PassivePayment, rev: u64, score_ms: i64, due_ms: Option<i64>) -> Event {
+        let inst = &rec.institution;
+        let binding = VaNumber::parse(&rec.va_number).ok().map(|va| BindingAfter {
+            channel: rec.channel.clone(),
+            reference: rec.reference.clone(),
+            record: Binding::new(inst, &va, rec.amount).to_record(),
+        });
+        Event {
+            event_id: format!("{inst}:ppay:{}:{}:{rev}", rec.channel, rec.reference),
+            kind: EventType::PassiveRecorded,
+            institution: inst.clone(),
+            time: rec.updated_at.clone(),
+            bill: None,
+            payment: None,
+            ledger: None,
+            binding,
+            passive: Some(PassiveAfter {
+                channel: rec.channel.clone(),
+                reference: rec.reference.clone(),
+                rev,
+                score_ms,
+                due_ms,
+                doc: raw(serde_json::to_string(rec).unwrap_or_default()),
+            }),
+        }
+    }
+}
+
+/// How far the journal has been applied for one institution: the next offset to read in
+/// its partition. Kept in the institution's own key (`ipg:{<inst>}:journal`), so on a
+/// Redis Cluster it lives on the master of the data it covers and rolls back with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mark {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// The journal half of the store: the sink events go to, and the recovery run when Redis
+/// lost its scripts.
+#[derive(Clone, Default)]
+pub(super) struct Wiring {
+    pub sink: Option<Arc<dyn Sink>>,
+    pub recover: Option<Arc<dyn Recover>>,
+}
+
+impl Store {
+    /// Sends `event` to the journal and waits for it to be durable. Without a sink (a
+    /// library user that journals nothing) it does nothing.
+    ///
+    /// # Errors
+    /// `StoreError::Journal` when the sink could not make it durable.
+    pub async fn append(&self, event: &Event) -> Result<(), StoreError> {
+        let Some(sink) = &self.journal.sink else {
+            return Ok(());
+        };
+        let payload = serde_json::to_vec(event).unwrap_or_default();
+        let started = std::time::Instant::now();
+        sink.append(&event.institution, payload)
+            .await
+            .map_err(StoreError::Journal)?;
+        metrics::histogram!(crate::metrics::STAGE_SECONDS, "stage" => "journal")
+            .record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Whether events go to a journal.
+    pub fn journaled(&self) -> bool {
+        self.journal.sink.is_some()
+    }
+
+    /// The store with `sink` receiving every committed change and `recover` run when Redis
+    /// lost its scripts. Call before cloning the store.
+    pub fn with_journal(mut self, sink: Arc<dyn Sink>, recover: Arc<dyn Recover>) -> Store {
+        self.journal = Wiring {
+            sink: Some(sink),
+            recover: Some(recover),
+        };
+        self
+    }
+
+    /// Journals again, under the same event id, a payment stage found committed (a repeat
+    /// of the request): its record, its ledger entry, the bill as it is now.
+    ///
+    /// # Errors
+    /// Redis unreachable, corrupt record, the journal unavailable.
+    pub async fn rejournal_payment(
+        &self,
+        inst: &str,
+        channel: &str,
+        reference: &str,
+        stage: Stage,
+    ) -> Result<(), StoreError> {
+        if !self.journaled() {
+            return Ok(());
+        }
+        let key = keys::payment(inst, channel, reference);
+        let fields: std::collections::HashMap<String, String> =
+            self.plain(redis::cmd("HGETALL").arg(&key).clone()).await?;
+        let (doc_f, bill_f, ts_f, seq_f) = match stage {
+            Stage::Paid => ("doc", "bill", "ts", "lseq"),
+            Stage::Reversed => ("rev_doc", "rev_bill", "rev_ts", "rev_lseq"),
+        };
+        let (Some(doc), Some(answered), Some(ts)) =
+            (fields.get(doc_f), fields.get(bill_f), fields.get(ts_f))
+        else {
+            return Ok(());
+        };
+        let payment: Payment = super::parse(&key, doc)?;
+        let seq: u64 = fields.get(seq_f).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let bill = self.bill_after(inst, &payment.bill_hash).await?;
+        let ledger = if seq > 0 {
+            let entry: Option<String> = self
+                .plain(
+                    redis::cmd("LINDEX")
+                        .arg(keys::ledger(inst))
+                        .arg(seq - 1)
+                        .clone(),
+                )
+                .await?;
+            entry.and_then(|e| ledger_after(seq, e))
+        } else {
+            None
+        };
+        let after = PaymentAfter {
+            channel: channel.to_owned(),
+            payment_ref_id: reference.to_owned(),
+            stage,
+            doc: raw(doc.clone()),
+            answered_bill: raw(answered.clone()),
+            timestamp: ts.clone(),
+            ledger_seq: seq,
+            score_ms: payment.created_at.timestamp_millis(),
+        };
+        self.append(&Event::payment(stage, &payment, after, bill, ledger))
+            .await
+    }
+
+    /// Journals again a bill as it is now (a revoke repeated on a revoked bill).
+    ///
+    /// # Errors
+    /// Redis unreachable, corrupt record, the journal unavailable.
+    pub async fn rejournal_bill(&self, inst: &str, hash: &str) -> Result<(), StoreError> {
+        if !self.journaled() {
+            return Ok(());
+        }
+        if let Some(b) = self.bill_after(inst, hash).await? {
+            let bill: Bill = super::parse(hash, b.doc.get())?;
+            let time = bill
+                .created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+            let doc = b.doc.get().to_owned();
+            let mut ev = Event::bill(
+                EventType::BillUpdated,
+                &bill,
+                doc,
+                b.version,
+                &b.status,
+                time,
+            );
+            if b.version == 1 {
+                ev.kind = EventType::BillCreated;
+            }
+            self.append(&ev).await?;
+        }
+        Ok(())
+    }
+
+    /// Journals again a forwarded payment's record as it is now (a repeat found it).
+    ///
+    /// # Errors
+    /// Redis unreachable, the journal unavailable.
+    pub async fn rejournal_passive(&self, rec: &PassivePayment) -> Result<(), StoreError> {
+        if !self.journaled() {
+            return Ok(());
+        }
+        let member = rec.member();
+        let (score, due): (Option<f64>, Option<f64>) = self
+            .plain_pipe(
+                redis::pipe()
+                    .cmd("ZSCORE")
+                    .arg(keys::passive_payments(&rec.institution))
+                    .arg(&member)
+                    .cmd("ZSCORE")
+                    .arg(keys::passive_pending(&rec.institution))
+                    .arg(&member)
+                    .clone(),
+            )
+            .await?;
+        let rev = rec.rev.parse().unwrap_or(1);
+        // Scores are ms timestamps (< 2^53): exact as doubles.
+        let ev = Event::passive(rec, rev, score.unwrap_or(0.0) as i64, due.map(|d| d as i64));
+        self.append(&ev).await
+    }
+
+    /// A stored bill as an event's after-state.
+    async fn bill_after(&self, inst: &str, hash: &str) -> Result<Option<BillAfter>, StoreError> {
+        let key = keys::bill(inst, hash);
+        let (doc, ver, status): (Option<String>, Option<String>, Option<String>) = self
+            .plain(
+                redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg("doc")
+                    .arg("ver")
+                    .arg("status")
+                    .clone(),
+            )
+            .await?;
+        let (Some(doc), Some(ver)) = (doc, ver) else {
+            return Ok(None);
+        };
+        let bill: Bill = super::parse(&key, &doc)?;
+        Ok(Some(BillAfter::of(
+            &bill,
+            doc,
+            ver.parse().unwrap_or(1),
+            status.as_deref().unwrap_or("active"),
+        )))
+    }
+}
+
+/// A stored ledger entry at `seq` as an event's after-state; `None` for anything that is
+/// not an entry with an integer `balance_after`.
+pub fn ledger_after(seq: u64, entry: String) -> Option<LedgerAfter> {
+    let v: serde_json::Value = serde_json::from_str(&entry).ok()?;
+    Some(LedgerAfter {
+        seq,
+        balance_after: v.get("balance_after")?.as_i64()?,
+        entry: RawValue::from_string(entry).ok()?,
+    })
+}
+
+/// The journal partition of an institution's events: FNV-1a (32-bit) of its code modulo
+/// the partition count. Fixed here, not left to a client's partitioner, so the catch-up
+/// knows where an institution's events are.
+pub fn partition_of(institution: &str, partitions: i32) -> i32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in institution.as_bytes() {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    (h % partitions.max(1) as u32) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ledger_entries_get_their_balance_as_lua_appends_it() {
+        assert_eq!(
+            entry_with_balance(r#"{"id":"x","amount":5}"#, "9007199254740993"),
+            r#"{"id":"x","amount":5,"balance_after":9007199254740993}"#
+        );
+        let l = ledger_after(3, entry_with_balance(r#"{"a":1}"#, "-7")).unwrap();
+        assert_eq!((l.seq, l.balance_after), (3, -7));
+    }
+
+    #[test]
+    fn partitions_are_stable_and_in_range() {
+        // FNV-1a of "SCH01": a fixed function, so these never change between releases.
+        assert_eq!(partition_of("SCH01", 1), 0);
+        let p = partition_of("SCH01", 6);
+        assert_eq!(p, partition_of("SCH01", 6));
+        for inst in ["A", "SCH01", "PST02", "YYS03", ""] {
+            assert!((0..6).contains(&partition_of(inst, 6)));
+        }
+    }
+}

@@ -1,0 +1,25 @@
+-- Applies a journaled bill: sets it only if its version is newer than the stored one,
+-- indexes it, and points each of its VAs at it unless the VA points at a bill created
+-- later (a VA's newest bill wins, whatever order events arrive in).
+-- KEYS: 1 bill, 2 institution bill index (zset by creation ms), 3.. VA index keys
+-- ARGV: 1 version, 2 doc, 3 status, 4 valid_until (ms) or '', 5 hash, 6 created (ms)
+-- Versions and ms timestamps are < 2^53: exact as Lua numbers. No money passes here.
+local cur = redis.call('HGET', KEYS[1], 'ver')
+local applied = 0
+if not cur or tonumber(cur) < tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'ver', ARGV[1], 'status', ARGV[3], 'until', ARGV[4])
+  applied = 1
+end
+redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
+for i = 3, #KEYS do
+  local h = redis.call('GET', KEYS[i])
+  if not h then
+    redis.call('SET', KEYS[i], ARGV[5])
+  elseif h ~= ARGV[5] then
+    local s = redis.call('ZSCORE', KEYS[2], h)
+    if not s or tonumber(s) < tonumber(ARGV[6]) or (tonumber(s) == tonumber(ARGV[6]) and h < ARGV[5]) then
+      redis.call('SET', KEYS[i], ARGV[5])
+    end
+  end
+end
+return applied

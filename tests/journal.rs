@@ -1,0 +1,508 @@
+//! The journal (issue 12, docs/journal.md): every change of bills and money is an event in
+//! Kafka before it is answered, and Redis is rebuilt from it: after `FLUSHALL` by
+//! `restore`, after losing its last writes by the daemon's own recovery.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::institution::Institution;
+use common::*;
+use serde_json::{json, Value};
+
+/// Every record of `ipg:*` as text, key by key; leaving out what is not a record (VA locks,
+/// webhook gates, API tokens, the journal marks) and the resolver's due times (moved by its
+/// own claims).
+async fn snapshot(url: &str) -> BTreeMap<String, String> {
+    let client = redis::Client::open(url).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("ipg:*")
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        keys.extend(batch);
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    let mut out = BTreeMap::new();
+    for k in keys {
+        if k.contains(":lock:")
+            || k.contains(":whgate:")
+            || k.starts_with("ipg:token:")
+            || k.ends_with(":journal")
+        {
+            continue;
+        }
+        let t: String = redis::cmd("TYPE")
+            .arg(&k)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let v = match t.as_str() {
+            "string" => redis::cmd("GET")
+                .arg(&k)
+                .query_async::<String>(&mut c)
+                .await
+                .unwrap(),
+            "hash" => {
+                let m: BTreeMap<String, String> = redis::cmd("HGETALL")
+                    .arg(&k)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                format!("{m:?}")
+            }
+            "list" => {
+                let l: Vec<String> = redis::cmd("LRANGE")
+                    .arg(&k)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                format!("{l:?}")
+            }
+            "zset" if k.ends_with(":pdoubt") => {
+                let l: Vec<String> = redis::cmd("ZRANGE")
+                    .arg(&k)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                format!("{l:?}")
+            }
+            "zset" => {
+                let l: Vec<(String, String)> = redis::cmd("ZRANGE")
+                    .arg(&k)
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                format!("{l:?}")
+            }
+            other => format!("<{other}>"),
+        };
+        out.insert(k, v);
+    }
+    out
+}
+
+fn config_file(dir: &tempfile::TempDir, stack: &Stack) -> PathBuf {
+    let path = dir.path().join("switch.toml");
+    std::fs::write(
+        &path,
+        settings_toml(&stack.broker.bootstrap, &stack.settings.redis.url),
+    )
+    .unwrap();
+    path
+}
+
+fn ipg(cfg: &PathBuf, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ipg-switch"))
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+async fn flushall(url: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
+}
+
+fn reversal(va: &str, payment_ref: &str, amount: u64) -> Value {
+    json!({"va_number": va, "payment_ref": payment_ref, "amount": amount})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushall_then_restore_gives_back_every_record_key_by_key() {
+    let inst = Institution::start("pas-key").await;
+    let mut stack = Stack::start().await;
+    stack
+        .settings
+        .institutions
+        .iter_mut()
+        .find(|i| i.code == "PAS01")
+        .unwrap()
+        .base_url = Some(inst.base_url());
+    let journal = collect(&stack.broker.bootstrap, &stack.settings.topics.journal);
+    let daemon = stack.daemon();
+
+    let close = stack
+        .create_bill(bill_body("5100000001", "close", 150_000))
+        .await;
+    let partial = stack
+        .create_bill(bill_body("5100000002", "partial", 300_000))
+        .await;
+    let revoked = stack
+        .create_bill(bill_body("5100000003", "close", 90_000))
+        .await;
+    let sw = stack.switch();
+    let sch = sw.routing.by_code(INST).unwrap().clone();
+    sw.hosted.revoke_bill(&sch, &revoked.hash).await.unwrap();
+
+    let v1 = va(PREFIX, "5100000001");
+    let v2 = va(PREFIX, "5100000002");
+    let pv = va(PASSIVE_PREFIX, "5100000009");
+    inst.add_bill("5100000009", 75_000);
+    let mut first: HashMap<String, Value> = HashMap::new();
+    for (id, kind, body) in [
+        ("r1", "payment", payment(&v1, "REF-1", 150_000)),
+        ("r2", "payment", payment(&v2, "REF-2", 100_000)),
+        ("r3", "payment", payment(&v2, "REF-3", 50_000)),
+        ("r4", "reversal", reversal(&v2, "REF-3", 50_000)),
+        ("r5", "payment", payment(&pv, "REF-P", 75_000)),
+    ] {
+        stack.send(kind, id, body).await;
+        let a = stack.answer(id).await;
+        assert_eq!(a["rc"], "SUCCESS", "{id}: {a}");
+        first.insert(id.to_owned(), a);
+    }
+    // Each change is in the journal once it was answered: 3 bills created, 1 revoked,
+    // 3 payments, 1 reversal, the forwarded payment (recorded, then answered).
+    let events = journal
+        .wait_for("journal events", 30, |m| (m.len() >= 9).then(|| m.to_vec()))
+        .await;
+    let ids: HashSet<String> = events
+        .iter()
+        .map(|e| e.json()["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    for id in [
+        format!("{INST}:bill:{}:1", close.hash),
+        format!("{INST}:bill:{}:2", revoked.hash),
+        format!("{INST}:pay:{CHANNEL}:REF-1:paid"),
+        format!("{INST}:pay:{CHANNEL}:REF-3:reversed"),
+        format!("PAS01:ppay:{CHANNEL}:REF-P:1"),
+    ] {
+        assert!(ids.contains(&id), "{id} not journaled: {ids:?}");
+    }
+    assert_eq!(partial.institution_code, INST);
+    daemon.stop().await;
+
+    let url = stack.settings.redis.url.clone();
+    let before = snapshot(&url).await;
+    assert!(before.len() >= 15, "{before:#?}");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(&dir, &stack);
+    let out = ipg(&cfg, &["verify"]);
+    assert!(
+        out.status.success(),
+        "verify before: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    flushall(&url).await;
+    let out = ipg(&cfg, &["verify"]);
+    assert!(!out.status.success(), "verify of an empty Redis must fail");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("missing in Redis"));
+
+    let out = ipg(&cfg, &["restore"]);
+    assert!(
+        out.status.success(),
+        "restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("restored: "));
+    let after = snapshot(&url).await;
+    assert_eq!(
+        before, after,
+        "Redis after restore differs from before FLUSHALL"
+    );
+    let out = ipg(&cfg, &["verify", "--json"]);
+    assert!(out.status.success());
+    let verdict: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdict["agrees"], true, "{verdict}");
+    // Restoring twice changes nothing; a non-empty Redis needs --force.
+    assert!(!ipg(&cfg, &["restore"]).status.success());
+    assert!(ipg(&cfg, &["restore", "--force"]).status.success());
+    assert_eq!(snapshot(&url).await, before);
+
+    // The restored switch answers repeats as the first time and pays nothing twice.
+    let daemon = stack.daemon();
+    for (id, kind, body) in [
+        ("r1b", "payment", payment(&v1, "REF-1", 150_000)),
+        ("r5b", "payment", payment(&pv, "REF-P", 75_000)),
+    ] {
+        stack.send(kind, id, body).await;
+        let a = stack.answer(id).await;
+        let f = &first[&id[..2]];
+        assert_eq!(
+            (&a["rc"], &a["timestamp"], &a["data"]),
+            (&f["rc"], &f["timestamp"], &f["data"]),
+            "{id}"
+        );
+    }
+    daemon.stop().await;
+    assert_eq!(inst.hits("payment").len(), 1, "forwarded once");
+    let (ledger, balance) = stack.ledger().await;
+    assert_eq!(ledger.len(), 4);
+    assert_eq!(balance, 250_000);
+}
+
+/// Copies a Redis data directory (the AOF as it stands) into `to`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_losing_its_last_writes_loses_no_answered_payment() {
+    const BILLS: usize = 500;
+    const EACH: u64 = 10_000;
+    const PER_BILL: usize = 4;
+    const TOTAL: usize = BILLS * PER_BILL;
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let aof = |dir: &std::path::Path| -> Vec<String> {
+        [
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--dir",
+            dir.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let redis = Redis::start_with(port, &aof(data.path()));
+    let mut stack = Stack::start_on(redis, "").await;
+    let mut vas = Vec::with_capacity(BILLS);
+    let sw = stack.switch();
+    let sch = sw.routing.by_code(INST).unwrap().clone();
+    for i in 0..BILLS {
+        let number = format!("52{i:08}");
+        sw.hosted
+            .create_bill(&sch, &bill_body(&number, "partial", EACH * PER_BILL as u64))
+            .await
+            .unwrap();
+        vas.push(va(PREFIX, &number));
+    }
+    let daemon = stack.daemon();
+    let metric = |name: &str| -> f64 {
+        ipg_switch::metrics::install()
+            .render()
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let (catch_ups0, catch_up_secs0, reapplied0) = (
+        metric("ipg_journal_catch_up_duration_seconds_count"),
+        metric("ipg_journal_catch_up_duration_seconds_sum"),
+        metric("ipg_journal_reapplied_records_total"),
+    );
+    let started = Instant::now();
+    let mut sent: Vec<(String, String, String)> = Vec::with_capacity(TOTAL);
+    for round in 0..PER_BILL {
+        for (i, v) in vas.iter().enumerate() {
+            sent.push((
+                format!("q{round}-{i}"),
+                format!("PAY-{round}-{i}"),
+                v.clone(),
+            ));
+        }
+    }
+    let answered = |stack: &Stack| -> usize {
+        answers_by_id(&stack.responses.all())
+            .values()
+            .filter(|a| a[0]["rc"] == "SUCCESS")
+            .count()
+    };
+    let third = TOTAL / 3;
+    async fn send(stack: &Stack, sent: &[(String, String, String)], amount: u64) {
+        for (id, reference, v) in sent {
+            stack
+                .send("payment", id, payment(v, reference, amount))
+                .await;
+        }
+    }
+    // The first third answered: the AOF as it is now is what the crash will leave.
+    send(&stack, &sent[..third], EACH).await;
+    while answered(&stack) < third {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let snap = tempfile::tempdir().unwrap();
+    copy_dir(&data.path().join("appendonlydir"), snap.path());
+    let at_copy = answered(&stack);
+    // Half-way through the second third: kill -9, and Redis comes back from the older
+    // files, without every write since the copy (whose payments were answered SUCCESS),
+    // while the rest of the second third is in flight.
+    send(&stack, &sent[third..2 * third], EACH).await;
+    while answered(&stack) < third + third / 2 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    stack.redis.stop(); // SIGKILL
+    let at_kill = answered(&stack);
+    std::fs::remove_dir_all(data.path().join("appendonlydir")).unwrap();
+    copy_dir(
+        &snap.path().join("appendonlydir"),
+        &data.path().join("appendonlydir"),
+    );
+    stack.redis = Redis::start_with(port, &aof(data.path()));
+    send(&stack, &sent[2 * third..], EACH).await;
+
+    while answered(&stack) < TOTAL {
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "only {} of {TOTAL} answered",
+            answered(&stack)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+
+    // 0 lost: every payment answered SUCCESS is in Redis; no bill paid twice. (A new
+    // switch: the one made before has a connection to the Redis that was killed.)
+    let sw = stack.switch();
+    let store = &sw.hosted.store;
+    for (_, reference, _) in &sent {
+        assert!(
+            store
+                .payment(INST, CHANNEL, reference)
+                .await
+                .unwrap()
+                .is_some(),
+            "{reference} was answered SUCCESS and is lost"
+        );
+    }
+    for v in &vas {
+        let bill = store.bill_by_va(INST, v).await.unwrap().unwrap().value;
+        assert_eq!(bill.paid_amount.get(), EACH * PER_BILL as u64, "{v}");
+    }
+    let (ledger, balance) = stack.ledger().await;
+    assert_eq!(ledger.len(), TOTAL, "one ledger entry per payment");
+    assert_eq!(balance, (EACH as usize * TOTAL) as i64);
+
+    // A repeat answers as the first time.
+    let firsts = answers_by_id(&stack.responses.all());
+    for (id, reference, v) in sent.iter().step_by(97) {
+        let again = format!("{id}-again");
+        stack
+            .send("payment", &again, payment(v, reference, EACH))
+            .await;
+        let a = stack.answer(&again).await;
+        let f = &firsts[id][0];
+        assert_eq!(
+            (&a["timestamp"], &a["data"]),
+            (&f["timestamp"], &f["data"]),
+            "{id}"
+        );
+    }
+    daemon.stop().await;
+
+    let journal = stack.settings.journal(&stack.broker.bootstrap);
+    let verdict =
+        ipg_switch::journal::verify::verify(&journal, store, &mut ipg_switch::journal::Quiet)
+            .await
+            .unwrap();
+    assert!(verdict.agrees(), "{}", verdict.table());
+    let reapplied = metric("ipg_journal_reapplied_records_total") - reapplied0;
+    let catch_ups = metric("ipg_journal_catch_up_duration_seconds_count") - catch_ups0;
+    let catch_up_secs = metric("ipg_journal_catch_up_duration_seconds_sum") - catch_up_secs0;
+    eprintln!(
+        "journal recovery: {TOTAL} payments in {:.1} s; AOF copied at {at_copy} answered, \
+         Redis killed at {at_kill}; {catch_ups} recovery(ies) took {catch_up_secs:.3} s and \
+         set {reapplied} records again",
+        elapsed.as_secs_f64()
+    );
+    assert!(
+        at_kill > at_copy && reapplied > 0.0,
+        "the test lost no write: copy at {at_copy}, kill at {at_kill}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_killed_between_commit_and_journal_journals_the_payment_on_redelivery() {
+    let stack = Stack::start().await;
+    let journal = collect(&stack.broker.bootstrap, &stack.settings.topics.journal);
+    stack
+        .create_bill(bill_body("5300000001", "close", 120_000))
+        .await;
+    let v = va(PREFIX, "5300000001");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(&dir, &stack);
+    // The daemon as its own process, with the fault point that aborts it right after the
+    // payment's Redis commit, before its journal event is produced.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ipg-switch"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("run")
+        .env("IPG_FAULT_AFTER_COMMIT", "abort")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    stack
+        .send("payment", "k1", payment(&v, "REF-K", 120_000))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not reach the fault point"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success(), "aborted at the fault point");
+    let id = format!("{INST}:pay:{CHANNEL}:REF-K:paid");
+    let store = stack.switch().hosted.store;
+    assert!(
+        store
+            .payment(INST, CHANNEL, "REF-K")
+            .await
+            .unwrap()
+            .is_some(),
+        "committed in Redis before the abort"
+    );
+    assert!(stack.answers("k1").is_empty(), "nothing answered");
+    let journaled = |m: &[Received]| {
+        m.iter()
+            .filter(|e| e.json()["event_id"] == id.as_str())
+            .count()
+    };
+    assert_eq!(journaled(&journal.all()), 0);
+
+    // Started again, the daemon is given the same request (never committed offset): it
+    // finds the payment, journals it under the same id, and answers.
+    let daemon = stack.daemon();
+    let a = stack.answer("k1").await;
+    assert_eq!(a["rc"], "SUCCESS", "{a}");
+    journal
+        .wait_for("the payment's event", 30, |m| {
+            (journaled(m) >= 1).then_some(())
+        })
+        .await;
+    daemon.stop().await;
+    assert_eq!(journaled(&journal.all()), 1, "journaled once, by event id");
+    let (ledger, _) = stack.ledger().await;
+    assert_eq!(ledger.len(), 1, "paid once");
+}
