@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -12,96 +12,6 @@ use std::time::{Duration, Instant};
 use common::institution::Institution;
 use common::*;
 use serde_json::{json, Value};
-
-/// Every record of `ipg:*` as text, key by key; leaving out what is not a record (VA locks,
-/// webhook gates, API tokens, the journal marks) and the resolver's due times (moved by its
-/// own claims).
-async fn snapshot(url: &str) -> BTreeMap<String, String> {
-    let client = redis::Client::open(url).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let mut keys: Vec<String> = Vec::new();
-    let mut cursor = 0u64;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg("ipg:*")
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        keys.extend(batch);
-        cursor = next;
-        if cursor == 0 {
-            break;
-        }
-    }
-    let mut out = BTreeMap::new();
-    for k in keys {
-        if k.contains(":lock:")
-            || k.contains(":whgate:")
-            || k.starts_with("ipg:token:")
-            || k.ends_with(":journal")
-        {
-            continue;
-        }
-        let t: String = redis::cmd("TYPE")
-            .arg(&k)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        let v = match t.as_str() {
-            "string" => redis::cmd("GET")
-                .arg(&k)
-                .query_async::<String>(&mut c)
-                .await
-                .unwrap(),
-            "hash" => {
-                let m: BTreeMap<String, String> = redis::cmd("HGETALL")
-                    .arg(&k)
-                    .query_async(&mut c)
-                    .await
-                    .unwrap();
-                format!("{m:?}")
-            }
-            "list" => {
-                let l: Vec<String> = redis::cmd("LRANGE")
-                    .arg(&k)
-                    .arg(0)
-                    .arg(-1)
-                    .query_async(&mut c)
-                    .await
-                    .unwrap();
-                format!("{l:?}")
-            }
-            "zset" if k.ends_with(":pdoubt") => {
-                let l: Vec<String> = redis::cmd("ZRANGE")
-                    .arg(&k)
-                    .arg(0)
-                    .arg(-1)
-                    .query_async(&mut c)
-                    .await
-                    .unwrap();
-                format!("{l:?}")
-            }
-            "zset" => {
-                let l: Vec<(String, String)> = redis::cmd("ZRANGE")
-                    .arg(&k)
-                    .arg(0)
-                    .arg(-1)
-                    .arg("WITHSCORES")
-                    .query_async(&mut c)
-                    .await
-                    .unwrap();
-                format!("{l:?}")
-            }
-            other => format!("<{other}>"),
-        };
-        out.insert(k, v);
-    }
-    out
-}
 
 fn config_file(dir: &tempfile::TempDir, stack: &Stack) -> PathBuf {
     let path = dir.path().join("switch.toml");

@@ -572,3 +572,93 @@ pub async fn http_up(base: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Every record of `ipg:*` as text, key by key; leaving out what is not a record (VA locks,
+/// webhook gates, API tokens, the journal marks) and the resolver's due times (moved by its
+/// own claims).
+pub async fn snapshot(url: &str) -> std::collections::BTreeMap<String, String> {
+    let client = redis::Client::open(url).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("ipg:*")
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        keys.extend(batch);
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for k in keys {
+        if k.contains(":lock:")
+            || k.contains(":whgate:")
+            || k.starts_with("ipg:token:")
+            || k.ends_with(":journal")
+        {
+            continue;
+        }
+        let t: String = redis::cmd("TYPE")
+            .arg(&k)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let v = match t.as_str() {
+            "string" => redis::cmd("GET")
+                .arg(&k)
+                .query_async::<String>(&mut c)
+                .await
+                .unwrap(),
+            "hash" => {
+                let m: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")
+                    .arg(&k)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                format!("{m:?}")
+            }
+            "list" => {
+                let l: Vec<String> = redis::cmd("LRANGE")
+                    .arg(&k)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                format!("{l:?}")
+            }
+            "zset" if k.ends_with(":pdoubt") => {
+                let l: Vec<String> = redis::cmd("ZRANGE")
+                    .arg(&k)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                format!("{l:?}")
+            }
+            "zset" => {
+                let l: Vec<(String, String)> = redis::cmd("ZRANGE")
+                    .arg(&k)
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                format!("{l:?}")
+            }
+            other => format!("<{other}>"),
+        };
+        out.insert(k, v);
+    }
+    out
+}
