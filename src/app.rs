@@ -190,7 +190,7 @@ impl App {
             settings.redis.url.clone(),
             token.clone(),
         );
-        crate::journal::spawn_applier(
+        crate::journal::spawn_marks(
             settings.journal(&self.bootstrap),
             switch.hosted.store.clone(),
             token.clone(),

@@ -107,9 +107,8 @@ impl SwitchError {
 
     pub fn disposition(&self) -> Disposition {
         match self {
-            SwitchError::Store(StoreError::Unavailable(_)) | SwitchError::Busy(_) => {
-                Disposition::Retry
-            }
+            SwitchError::Store(StoreError::Unavailable(_) | StoreError::Journal(_))
+            | SwitchError::Busy(_) => Disposition::Retry,
             SwitchError::Authentication(_)
             | SwitchError::InvalidField { .. }
             | SwitchError::Internal(_) => Disposition::AnswerAndDeadLetter,
@@ -157,6 +156,11 @@ impl SwitchError {
             }
             SwitchError::Busy(why) => {
                 format!("busy: {why}; nothing was done: send the same request again")
+            }
+            SwitchError::Store(StoreError::Journal(_)) => {
+                "the switch could not yet record this in its journal (Kafka); send the same \
+                 request again: it is answered as the first time, never done twice"
+                    .into()
             }
             SwitchError::Store(StoreError::Corrupt { .. }) | SwitchError::Internal(_) => {
                 "internal error (logged for the switch's operator); check the status before \

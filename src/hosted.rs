@@ -475,6 +475,11 @@ impl Hosted {
                         None,
                     ));
                 }
+                // The payment's own event first, in case its first attempt stopped between
+                // the commit and the journal: a reversal never stands without its payment.
+                self.store
+                    .rejournal_payment(&inst.code, channel, payment_ref, Stage::Paid)
+                    .await?;
                 let bill = self.bill_of(inst, paid).await?;
                 let now = self.clock.now();
                 let next = bill.value.apply_reversal(amount);
@@ -513,6 +518,16 @@ impl Hosted {
         let payment = rec.current();
         if payment.va_number != va.as_str() {
             return Err(SwitchError::PaymentNotFound);
+        }
+        // A bank asks after a timeout, exactly when an attempt may have stopped between
+        // the commit and the journal: what is answered is journaled first.
+        self.store
+            .rejournal_payment(&inst.code, channel, payment_ref, Stage::Paid)
+            .await?;
+        if rec.reversed.is_some() {
+            self.store
+                .rejournal_payment(&inst.code, channel, payment_ref, Stage::Reversed)
+                .await?;
         }
         let bill = self.bill_of(inst, payment).await?;
         let now = self.clock.now();
@@ -555,10 +570,13 @@ impl Hosted {
             {
                 Commit::Done => return Ok(bill),
                 Commit::Occupied(h) => {
+                    // A create retried after its journal failed finds its own bill here:
+                    // journaled before the refusal names it.
+                    self.store.rejournal_bill(&inst.code, &h).await?;
                     return Err(SwitchError::invalid(
                         "va_number",
                         format!("already has an active bill ({h}); revoke it first"),
-                    ))
+                    ));
                 }
                 _ => continue, // hash collision: draw another
             }

@@ -42,6 +42,7 @@ pub const JOURNAL_APPLIER_LAG: &str = "ipg_journal_applier_lag_messages";
 pub const JOURNAL_CATCH_UP_SECONDS: &str = "ipg_journal_catch_up_duration_seconds";
 pub const JOURNAL_REAPPLIED_TOTAL: &str = "ipg_journal_reapplied_records_total";
 pub const JOURNAL_UNREADABLE_TOTAL: &str = "ipg_journal_unreadable_events_total";
+pub const JOURNAL_CONFLICTS_TOTAL: &str = "ipg_journal_conflicts_total";
 
 /// Counts one channel request answered (`ipg_messages_total`) through `door` (`kafka` or
 /// `http`). Labels are bounded: `channel` is a configured code or `unknown`, `institution`
@@ -78,7 +79,7 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     (
         RETRIES_TOTAL,
-        "Retries of a message or a publish, by cause (store, busy, kafka).",
+        "Retries of a message or a publish, by cause (store, journal, busy, kafka).",
     ),
     (
         LOCK_CONTENDED_TOTAL,
@@ -180,6 +181,10 @@ pub const ALL: &[(&str, &str)] = &[
     (
         JOURNAL_REAPPLIED_TOTAL,
         "Records (bills, payment stages, ledger entries, forwarded payments, bindings) Redis was missing or had older, set again from the journal.",
+    ),
+    (
+        JOURNAL_CONFLICTS_TOTAL,
+        "Journal ledger entries that found a different entry at their place in Redis (kept Redis's; alert on any: reconcile with verify).",
     ),
     (
         JOURNAL_UNREADABLE_TOTAL,

@@ -416,3 +416,43 @@ async fn a_daemon_killed_between_commit_and_journal_journals_the_payment_on_rede
     let (ledger, _) = stack.ledger().await;
     assert_eq!(ledger.len(), 1, "paid once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flushed_redis_is_rebuilt_from_the_journal_before_it_answers() {
+    let stack = Stack::start().await;
+    let daemon = stack.daemon();
+    stack
+        .create_bill(bill_body("5400000001", "partial", 200_000))
+        .await;
+    let v = va(PREFIX, "5400000001");
+    stack
+        .send("payment", "f1", payment(&v, "REF-F1", 50_000))
+        .await;
+    let first = stack.answer("f1").await;
+    assert_eq!(first["rc"], "SUCCESS", "{first}");
+    // FLUSHALL keeps Redis's scripts: only the journal marks' absence (the sentinel every
+    // request script checks) tells the switch that its data is gone.
+    flushall(&stack.settings.redis.url).await;
+    stack
+        .send("payment", "f1-again", payment(&v, "REF-F1", 50_000))
+        .await;
+    let again = stack.answer("f1-again").await;
+    assert_eq!(
+        (&again["rc"], &again["timestamp"], &again["data"]),
+        (&first["rc"], &first["timestamp"], &first["data"]),
+        "answered as the first time, from the rebuilt Redis"
+    );
+    stack
+        .send("payment", "f2", payment(&v, "REF-F2", 150_000))
+        .await;
+    assert_eq!(stack.answer("f2").await["rc"], "SUCCESS");
+    stack
+        .send("payment", "f3", payment(&v, "REF-F3", 1_000))
+        .await;
+    let over = stack.answer("f3").await;
+    assert_ne!(over["rc"], "SUCCESS", "the bill is paid in full: {over}");
+    daemon.stop().await;
+    let (ledger, balance) = stack.ledger().await;
+    assert_eq!(ledger.len(), 2);
+    assert_eq!(balance, 200_000);
+}

@@ -337,107 +337,74 @@ impl Recover for Journal {
     }
 }
 
-/// The applier: follows the journal from the served institutions' marks and advances
-/// them every `journal.mark_interval_ms`. Redis already holds what it reads (an event is
-/// produced after its commit), so it only marks; for `journal.settle_ms` after the start
-/// and after each recovery it also applies what it reads, which covers events that were
-/// still on their way to the broker while the recovery read the journal's end.
-pub fn spawn_applier(journal: Journal, store: Store, stop: CancellationToken) {
+/// The applier's part that runs in steady state: it writes, every
+/// `journal.mark_interval_ms`, the marks this process's acknowledged events allow. An
+/// event acknowledged at offset `o` of a partition was appended after every event below it,
+/// and each of those was produced after its Redis commit: so every served institution of
+/// that partition may be marked at `o + 1` (an institution without events there has
+/// nothing to cover). Redis already holds all of it, so nothing is read back or re-applied
+/// in steady state; the marks go through the request scripts, so a Redis that lost its
+/// memory recovers before it gets one, and a missing mark is never created here.
+pub fn spawn_marks(journal: Journal, store: Store, stop: CancellationToken) {
     tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(200);
+        let mut tick = tokio::time::interval(journal.settings.mark_interval);
+        let mut partitions: Option<i32> = None;
+        let mut marked: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut lag_at = Instant::now();
+        let reader = journal.reader().ok().map(Arc::new);
         loop {
-            match applier(&journal, &store, &stop).await {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "journal applier stopped; starting again");
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-    });
-}
-
-async fn applier(j: &Journal, store: &Store, stop: &CancellationToken) -> Result<(), JournalError> {
-    let c = Arc::new(j.reader()?);
-    let wm = j.watermarks(&c).await?;
-    let starts = j.starts(store, From::Marks, &wm).await?;
-    let mut tpl = TopicPartitionList::new();
-    for (p, s) in starts.iter().enumerate() {
-        tpl.add_partition_offset(&j.topic, p as i32, Offset::Offset(*s))
-            .map_err(|e| j.kafka_error(e))?;
-    }
-    c.assign(&tpl).map_err(|e| j.kafka_error(e))?;
-    let n = wm.len() as i32;
-    let mut position: Vec<i64> = starts.clone();
-    let mut pending: BTreeMap<String, Mark> = BTreeMap::new();
-    let mut apply_until = Instant::now() + j.settings.settle;
-    let mut generation = store.recoveries();
-    let mut to_apply: Vec<Event> = Vec::new();
-    let mut flush = tokio::time::interval(j.settings.mark_interval);
-    let mut lag_at = Instant::now();
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => {
-                flush_marks(store, &mut pending, &mut to_apply).await?;
-                return Ok(());
-            }
-            _ = flush.tick() => {
-                if store.recoveries() != generation {
-                    generation = store.recoveries();
-                    apply_until = Instant::now() + j.settings.settle;
-                }
-                flush_marks(store, &mut pending, &mut to_apply).await?;
-                if lag_at.elapsed() >= Duration::from_secs(5) {
-                    lag_at = Instant::now();
-                    if let Ok(wm) = j.watermarks(&c).await {
+            let stopping = tokio::select! {
+                _ = stop.cancelled() => true,
+                _ = tick.tick() => false,
+            };
+            if partitions.is_none() || lag_at.elapsed() >= Duration::from_secs(5) {
+                lag_at = Instant::now();
+                if let Some(c) = &reader {
+                    if let Ok(wm) = journal.watermarks(c).await {
+                        partitions = Some(wm.len() as i32);
                         for (p, (_, high)) in wm.iter().enumerate() {
-                            let behind = high - position.get(p).copied().unwrap_or(*high);
+                            let at = marked.get(&(p as i32)).copied().unwrap_or(*high);
                             metrics::gauge!(m::JOURNAL_APPLIER_LAG, "partition" => p.to_string())
-                                .set(behind.max(0) as f64);
+                                .set((high - at).max(0) as f64);
                         }
                     }
                 }
             }
-            msg = c.recv() => {
-                let msg = msg.map_err(|e| j.kafka_error(e))?;
-                let (p, off) = (msg.partition(), msg.offset());
-                if let Some(pos) = position.get_mut(p as usize) {
-                    *pos = off + 1;
+            let Some(n) = partitions else {
+                if stopping {
+                    return;
                 }
-                let inst = String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned();
-                if partition_of(&inst, n) == p {
-                    pending.insert(inst, Mark { partition: p, offset: off + 1 });
-                }
-                if Instant::now() < apply_until {
-                    if let Ok(ev) = serde_json::from_slice::<Event>(msg.payload().unwrap_or_default()) {
-                        to_apply.push(ev);
+                continue;
+            };
+            let acked = store.take_acknowledged();
+            if !acked.is_empty() {
+                let marks: Vec<(String, Mark)> = journal
+                    .institutions
+                    .iter()
+                    .filter_map(|inst| {
+                        let p = partition_of(inst, n);
+                        acked.get(&p).map(|o| {
+                            (
+                                inst.clone(),
+                                Mark {
+                                    partition: p,
+                                    offset: *o,
+                                },
+                            )
+                        })
+                    })
+                    .collect();
+                match store.set_marks(&marks, true).await {
+                    Ok(()) => marked.extend(acked),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "journal marks not written; trying again");
+                        store.return_acknowledged(acked);
                     }
                 }
             }
+            if stopping {
+                return;
+            }
         }
-    }
-}
-
-/// Applies what the settle window collected, then writes the marks (through the request
-/// scripts: a Redis that lost its memory recovers before it gets a mark).
-async fn flush_marks(
-    store: &Store,
-    pending: &mut BTreeMap<String, Mark>,
-    to_apply: &mut Vec<Event>,
-) -> Result<(), JournalError> {
-    if !to_apply.is_empty() {
-        let applied = store.apply(to_apply).await?;
-        metrics::counter!(m::JOURNAL_REAPPLIED_TOTAL).increment(applied.records_set);
-        to_apply.clear();
-    }
-    if pending.is_empty() {
-        return Ok(());
-    }
-    let marks: Vec<(String, Mark)> = std::mem::take(pending).into_iter().collect();
-    store.set_marks(&marks, true).await?;
-    Ok(())
+    });
 }

@@ -23,6 +23,8 @@ pub struct KafkaJournal {
     topic: String,
     shutdown: CancellationToken,
     partitions: Arc<OnceCell<i32>>,
+    /// Appends on their way, and a wake-up when that count reaches 0.
+    in_flight: Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>,
 }
 
 impl KafkaJournal {
@@ -34,6 +36,7 @@ impl KafkaJournal {
             topic,
             shutdown,
             partitions: Arc::new(OnceCell::new()),
+            in_flight: Default::default(),
         }
     }
 
@@ -57,6 +60,7 @@ impl KafkaJournal {
             topic,
             shutdown: CancellationToken::new(),
             partitions: Arc::new(OnceCell::new()),
+            in_flight: Default::default(),
         }
     }
 
@@ -109,10 +113,14 @@ impl Sink for KafkaJournal {
         &self,
         institution: &str,
         payload: Vec<u8>,
-    ) -> BoxFuture<'static, Result<(), String>> {
+    ) -> BoxFuture<'static, Result<(i32, i64), String>> {
         let this = self.clone();
         let institution = institution.to_owned();
-        async move {
+        self.in_flight
+            .0
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let counted = self.in_flight.clone();
+        let done = async move {
             let partitions = this.partitions().await?;
             let msg = Outgoing {
                 topic: this.topic.clone(),
@@ -122,10 +130,30 @@ impl Sink for KafkaJournal {
                 headers: Vec::new(),
             };
             let publisher = this.publisher().await?;
-            if publisher.enqueue(msg, this.shutdown.clone()).await {
-                Ok(())
-            } else {
-                Err("stopping before the journal acknowledged the event".into())
+            publisher
+                .enqueue_at(msg, this.shutdown.clone())
+                .await
+                .ok_or_else(|| "stopping before the journal acknowledged the event".to_owned())
+        };
+        async move {
+            let r = done.await;
+            if counted.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+                counted.1.notify_waiters();
+            }
+            r
+        }
+        .boxed()
+    }
+
+    fn settle(&self) -> BoxFuture<'static, ()> {
+        let counted = self.in_flight.clone();
+        async move {
+            loop {
+                let woken = counted.1.notified();
+                if counted.0.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                    return;
+                }
+                woken.await;
             }
         }
         .boxed()

@@ -70,16 +70,27 @@ impl Publisher {
         msg: Outgoing,
         shutdown: CancellationToken,
     ) -> impl std::future::Future<Output = bool> + Send + 'static {
+        let delivered = self.enqueue_at(msg, shutdown);
+        async move { delivered.await.is_some() }
+    }
+
+    /// [`Publisher::enqueue`], resolving to where the broker put the message:
+    /// `(partition, offset)`, or `None` if shutdown interrupted the retries.
+    pub fn enqueue_at(
+        &self,
+        msg: Outgoing,
+        shutdown: CancellationToken,
+    ) -> impl std::future::Future<Output = Option<(i32, i64)>> + Send + 'static {
         let started = Instant::now();
         let first = self.producer.send_result(msg.record()).ok();
         let this = self.clone();
         async move {
             if let Some(delivery) = first {
                 match delivery.await {
-                    Ok(Ok(_)) => {
+                    Ok(Ok(d)) => {
                         metrics::histogram!(m::STAGE_SECONDS, "stage" => "publish")
                             .record(started.elapsed().as_secs_f64());
-                        return true;
+                        return Some((d.partition, d.offset));
                     }
                     Ok(Err((e, _))) => {
                         tracing::warn!(topic = %msg.topic, error = %e, "delivery failed, retrying")
@@ -87,12 +98,21 @@ impl Publisher {
                     Err(_) => tracing::warn!(topic = %msg.topic, "delivery report lost, retrying"),
                 }
             }
-            this.send(&msg, &shutdown).await
+            this.send_at(&msg, &shutdown).await
         }
     }
 
     /// Sends until acknowledged. Returns `false` only if shutdown interrupted the retries.
     pub async fn send(&self, msg: &Outgoing, shutdown: &CancellationToken) -> bool {
+        self.send_at(msg, shutdown).await.is_some()
+    }
+
+    /// [`Publisher::send`], returning where the broker put the message.
+    pub async fn send_at(
+        &self,
+        msg: &Outgoing,
+        shutdown: &CancellationToken,
+    ) -> Option<(i32, i64)> {
         let started = Instant::now();
         let mut backoff = self.retry_initial;
         loop {
@@ -101,10 +121,10 @@ impl Publisher {
                 .send(msg.record(), Timeout::After(Duration::from_secs(5)))
                 .await
             {
-                Ok(_) => {
+                Ok(d) => {
                     metrics::histogram!(m::STAGE_SECONDS, "stage" => "publish")
                         .record(started.elapsed().as_secs_f64());
-                    return true;
+                    return Some((d.partition, d.offset));
                 }
                 Err((e, _)) => {
                     metrics::counter!(m::RETRIES_TOTAL, "cause" => "kafka").increment(1);
@@ -112,7 +132,7 @@ impl Publisher {
                 }
             }
             if !sleep_or_shutdown(backoff, shutdown).await {
-                return false;
+                return None;
             }
             backoff = (backoff * 2).min(self.retry_max);
         }

@@ -111,10 +111,10 @@ async fn handle_until_final(
         let result = ctx.switch.handle_as(req, &owner).await;
         match &result {
             Err(e) if e.disposition() == Disposition::Retry => {
-                let cause = if matches!(e, SwitchError::Store(_)) {
-                    "store"
-                } else {
-                    "busy"
+                let cause = match e {
+                    SwitchError::Store(crate::store::StoreError::Journal(_)) => "journal",
+                    SwitchError::Store(_) => "store",
+                    _ => "busy",
                 };
                 if cause == "store" {
                     ctx.set_redis_up(false);

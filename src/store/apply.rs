@@ -39,6 +39,8 @@ pub struct Applied {
     pub events: u64,
     /// Records that were missing or older in Redis and were set from the journal.
     pub records_set: u64,
+    /// Ledger entries the journal puts where Redis holds a different one (never replaced).
+    pub conflicts: u64,
 }
 
 impl Store {
@@ -143,9 +145,22 @@ impl Store {
             .iter()
             .filter(|v| matches!(v, redis::Value::Int(1) | redis::Value::Okay))
             .count() as u64;
+        let conflicts = replies
+            .iter()
+            .filter(|v| matches!(v, redis::Value::Int(-1)))
+            .count() as u64;
+        if conflicts > 0 {
+            metrics::counter!(crate::metrics::JOURNAL_CONFLICTS_TOTAL).increment(conflicts);
+            tracing::error!(
+                conflicts,
+                "journal ledger entries found a different entry at their place in Redis: kept \
+                 Redis's, run `ipg-switch verify` and reconcile by hand"
+            );
+        }
         Ok(Applied {
             events: events.len() as u64,
             records_set,
+            conflicts,
         })
     }
 
@@ -188,6 +203,7 @@ impl Store {
         for (inst, m) in marks {
             if fenced {
                 let call = Eval::new(&self.scripts.mark)
+                    .institution(inst)
                     .key(keys::journal_mark(inst))
                     .arg(m.partition)
                     .arg(m.offset);

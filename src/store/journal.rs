@@ -24,13 +24,23 @@ use crate::domain::{Bill, Binding, Payment, VaNumber};
 /// Where events go: appends one and resolves once it is durable (acknowledged by every
 /// in-sync replica of the journal topic).
 pub trait Sink: Send + Sync {
-    /// Appends `payload` (an [`Event`] as JSON) keyed by `institution`.
+    /// Appends `payload` (an [`Event`] as JSON) keyed by `institution`; resolves to where
+    /// it landed: `(partition, offset)`.
     ///
     /// # Errors
     /// The event could not be made durable (the daemon is shutting down): a message that
     /// names why.
-    fn append(&self, institution: &str, payload: Vec<u8>)
-        -> BoxFuture<'static, Result<(), String>>;
+    fn append(
+        &self,
+        institution: &str,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'static, Result<(i32, i64), String>>;
+
+    /// Resolves once no append of this process is on its way (a recovery waits for it
+    /// before it reads the journal's end, so none of ours lands after).
+    fn settle(&self) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Rebuilds what Redis lost: run by the store when Redis no longer knows its scripts (it
@@ -303,6 +313,9 @@ pub struct Mark {
 pub(super) struct Wiring {
     pub sink: Option<Arc<dyn Sink>>,
     pub recover: Option<Arc<dyn Recover>>,
+    /// Per journal partition, the offset after the newest acknowledged event of this
+    /// process: the marks to write next (see [`Store::take_acknowledged`]).
+    pub acked: Arc<std::sync::Mutex<std::collections::BTreeMap<i32, i64>>>,
 }
 
 impl Store {
@@ -317,12 +330,46 @@ impl Store {
         };
         let payload = serde_json::to_vec(event).unwrap_or_default();
         let started = std::time::Instant::now();
-        sink.append(&event.institution, payload)
+        let (partition, offset) = sink
+            .append(&event.institution, payload)
             .await
             .map_err(StoreError::Journal)?;
+        if let Ok(mut acked) = self.journal.acked.lock() {
+            let next = acked.entry(partition).or_insert(0);
+            *next = (*next).max(offset + 1);
+        }
         metrics::histogram!(crate::metrics::STAGE_SECONDS, "stage" => "journal")
             .record(started.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// Takes, per journal partition, the offset after the newest event this process had
+    /// acknowledged since the last call. Every event of that partition below it was
+    /// appended before it, hence committed in Redis before it: each served institution of
+    /// the partition may be marked there (`journal::spawn_marks`).
+    pub fn take_acknowledged(&self) -> std::collections::BTreeMap<i32, i64> {
+        self.journal
+            .acked
+            .lock()
+            .map(|mut a| std::mem::take(&mut *a))
+            .unwrap_or_default()
+    }
+
+    /// Puts back what [`Store::take_acknowledged`] took and could not be written.
+    pub fn return_acknowledged(&self, back: std::collections::BTreeMap<i32, i64>) {
+        if let Ok(mut a) = self.journal.acked.lock() {
+            for (p, o) in back {
+                let next = a.entry(p).or_insert(0);
+                *next = (*next).max(o);
+            }
+        }
+    }
+
+    /// Waits (at most `limit`) until no journal append of this process is on its way.
+    pub async fn settle_journal(&self, limit: std::time::Duration) {
+        if let Some(sink) = &self.journal.sink {
+            let _ = tokio::time::timeout(limit, sink.settle()).await;
+        }
     }
 
     /// Whether events go to a journal.
@@ -336,6 +383,7 @@ impl Store {
         self.journal = Wiring {
             sink: Some(sink),
             recover: Some(recover),
+            acked: Default::default(),
         };
         self
     }

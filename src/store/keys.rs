@@ -27,8 +27,15 @@ pub fn payment(inst: &str, channel: &str, reference: &str) -> String {
     format!("{}:pay:{channel}:{reference}", tag(inst))
 }
 
-/// A bill's payments (zset of payment keys scored by their ledger sequence: commit order).
+/// A bill's payments (zset of payment keys scored by their ledger sequence: commit order,
+/// the same whatever order the journal is applied in).
 pub fn bill_payments(inst: &str, hash: &str) -> String {
+    format!("{}:billpays:{hash}", tag(inst))
+}
+
+/// A bill's payments as switches before the journal kept them (a list, in commit order):
+/// read, never written.
+pub fn legacy_bill_payments(inst: &str, hash: &str) -> String {
     format!("{}:billpay:{hash}", tag(inst))
 }
 

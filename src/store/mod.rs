@@ -137,6 +137,23 @@ pub struct Eval<'a> {
     script: &'a Script,
     keys: Vec<Vec<u8>>,
     args: Vec<Vec<u8>>,
+    mark: Option<String>,
+}
+
+/// Put in front of every script that reads or changes an institution's records: the
+/// institution's journal mark (`ipg:{I}:journal`, always the last key) must exist, or
+/// Redis lost data the switch wrote (`FLUSHALL`, eviction, a replica that never had it)
+/// and the journal is re-applied before the call runs again (see [`Store::eval`]).
+const SENTINEL: &str = "\
+-- The institution's journal mark is the last key; without it Redis lost data: the journal
+-- is re-applied before this runs again (store::Store::eval).
+if redis.call('EXISTS', KEYS[#KEYS]) == 0 then
+  return redis.error_reply('IPGRECOVER the journal mark of this institution is missing')
+end
+";
+
+fn guarded(body: &str) -> Script {
+    Script::new(&format!("{SENTINEL}{body}"))
 }
 
 impl<'a> Eval<'a> {
@@ -145,7 +162,14 @@ impl<'a> Eval<'a> {
             script,
             keys: Vec::new(),
             args: Vec::new(),
+            mark: None,
         }
+    }
+
+    /// For a script built with the sentinel: `inst`'s journal mark goes last.
+    pub fn institution(mut self, inst: &str) -> Self {
+        self.mark = Some(keys::journal_mark(inst));
+        self
     }
 
     pub fn key(mut self, k: impl redis::ToRedisArgs) -> Self {
@@ -161,9 +185,12 @@ impl<'a> Eval<'a> {
     pub fn cmd(&self) -> redis::Cmd {
         let mut c = redis::cmd("EVALSHA");
         c.arg(self.script.get_hash())
-            .arg(self.keys.len())
-            .arg(&self.keys)
-            .arg(&self.args);
+            .arg(self.keys.len() + usize::from(self.mark.is_some()))
+            .arg(&self.keys);
+        if let Some(m) = &self.mark {
+            c.arg(m);
+        }
+        c.arg(&self.args);
         c
     }
 }
@@ -178,8 +205,11 @@ fn fault_after_commit() {
     }
 }
 
+/// Redis lost its memory (`NOSCRIPT`: restart, failover, script flush) or its data (the
+/// sentinel's `IPGRECOVER`: flush, eviction): a recovery is due before the call runs.
 fn is_noscript(e: &redis::RedisError) -> bool {
     e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+        || e.code() == Some("IPGRECOVER")
 }
 
 struct Scripts {
@@ -189,6 +219,9 @@ struct Scripts {
     reverse: Script,
     create: Script,
     update_bill: Script,
+    /// `SET NX GET` of a reference binding as a script: on a Redis that lost its memory
+    /// it is refused (`NOSCRIPT`) instead of binding before the recovery.
+    bind: Script,
     unlock: Script,
     lock: Script,
     passive_begin: Script,
@@ -379,21 +412,23 @@ impl Store {
         Ok(Store {
             conn,
             scripts: std::sync::Arc::new(Scripts {
-                read_va: Script::new(include_str!("lua/read_va.lua")),
-                lock_read: Script::new(include_str!("lua/lock_read.lua")),
-                pay: Script::new(include_str!("lua/pay.lua")),
-                reverse: Script::new(include_str!("lua/reverse.lua")),
-                create: Script::new(include_str!("lua/create.lua")),
-                update_bill: Script::new(include_str!("lua/update_bill.lua")),
+                read_va: guarded(include_str!("lua/read_va.lua")),
+                lock_read: guarded(include_str!("lua/lock_read.lua")),
+                pay: guarded(include_str!("lua/pay.lua")),
+                reverse: guarded(include_str!("lua/reverse.lua")),
+                create: guarded(include_str!("lua/create.lua")),
+                update_bill: guarded(include_str!("lua/update_bill.lua")),
+                bind: Script::new(include_str!("lua/bind.lua")),
                 unlock: Script::new(include_str!("lua/unlock.lua")),
                 lock: Script::new(include_str!("lua/lock.lua")),
-                passive_begin: Script::new(include_str!("lua/passive_begin.lua")),
-                passive_save: Script::new(include_str!("lua/passive_save.lua")),
+                passive_begin: guarded(include_str!("lua/passive_begin.lua")),
+                passive_save: guarded(include_str!("lua/passive_save.lua")),
                 passive_claim: Script::new(include_str!("lua/passive_claim.lua")),
-                probe: Script::new("return 1"),
-                // Same script as the recovery's, made a different one (its own SHA) so that the
-                // recovery loading its own does not let the applier's through early.
-                mark: Script::new(&format!("-- fenced\n{}", include_str!("lua/mark.lua"))),
+                probe: Script::new("return 1 -- ipg-switch probe: Redis still knows its scripts"),
+                // The applier's: guarded, so it only advances a mark that exists (a flushed
+                // Redis gets its marks from the recovery, never from the applier), and a
+                // script of its own (its SHA differs from the recovery's unguarded one).
+                mark: guarded(include_str!("lua/mark.lua")),
             }),
             apply: std::sync::Arc::new(apply::ApplyScripts::new()),
             journal: journal::Wiring::default(),
@@ -482,7 +517,9 @@ impl Store {
         va: &str,
         payment: Option<(&str, &str)>,
     ) -> Result<(Option<Versioned<Bill>>, Option<PaymentRecord>), StoreError> {
-        let mut inv = Eval::new(&self.scripts.read_va).key(keys::va(inst, va));
+        let mut inv = Eval::new(&self.scripts.read_va)
+            .institution(inst)
+            .key(keys::va(inst, va));
         let pkey = payment.map(|(c, r)| keys::payment(inst, c, r));
         if let Some(k) = &pkey {
             inv = inv.key(k);
@@ -552,6 +589,7 @@ impl Store {
         let ledger_doc = to_json(p.ledger_entry);
         let next_doc = to_json(p.next_bill);
         let call = Eval::new(script)
+            .institution(p.inst)
             .key(keys::bill(p.inst, &p.bill.value.hash))
             .key(keys::payment(
                 p.inst,
@@ -623,6 +661,7 @@ impl Store {
         let inst = &bill.institution_code;
         let doc = to_json(bill);
         let mut inv = Eval::new(&self.scripts.create)
+            .institution(inst)
             .key(keys::bill(inst, &bill.hash))
             .key(keys::bills(inst));
         for p in &bill.prefixes {
@@ -670,6 +709,7 @@ impl Store {
     ) -> Result<Commit, StoreError> {
         let doc = to_json(next);
         let call = Eval::new(&self.scripts.update_bill)
+            .institution(&next.institution_code)
             .key(keys::bill(&next.institution_code, &next.hash))
             .arg(&old.version)
             .arg(&doc)
@@ -702,6 +742,7 @@ impl Store {
             &s.reverse,
             &s.create,
             &s.update_bill,
+            &s.bind,
             &s.unlock,
             &s.lock,
             &s.passive_begin,
@@ -798,12 +839,20 @@ impl Store {
             return Ok(());
         }
         let started = std::time::Instant::now();
-        if let Some(r) = &self.journal.recover {
-            tracing::warn!("Redis lost its scripts (restart, failover or flush): re-applying the journal before answering again");
-            r.catch_up(self).await.map_err(StoreError::Journal)?;
+        let done = async {
+if let Some(r) = &self.journal.recover {
+                // None of this process's events may land after the end the recovery reads.
+                self.settle_journal(std::time::Duration::from_secs(30)).await;
+                tracing::warn!("Redis lost its scripts or data (restart, failover, flush): re-applying the journal before answering again");
+                r.catch_up(self).await.map_err(StoreError::Journal)?;
+            }
+            self.load_scripts().await
         }
-        self.load_scripts().await?;
-        self.recovery.generation.fetch_add(1, Ordering::AcqRel);
+        .await;
+        if done.is_ok() {
+            self.recovery.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        done?;
         if self.journal.recover.is_some() {
             tracing::info!(
                 seconds = started.elapsed().as_secs_f64(),
@@ -848,33 +897,29 @@ impl Store {
         ttl: Duration,
     ) -> Result<(Option<String>, LockRead), StoreError> {
         // SET NX GET (Redis >= 7.0): binds if new, returns the earlier binding otherwise.
-        let mut claim = redis::cmd("SET");
-        claim
-            .arg(keys::reference(channel, reference))
+        let claim = Eval::new(&self.scripts.bind)
+            .key(keys::reference(channel, reference))
             .arg(binding)
-            .arg("NX")
-            .arg("GET");
+            .cmd();
         // Take the lock and read under it in one script (lua/lock_read.lua): one script
         // call on the hot path, not two.
         let va_key = keys::va(inst, va);
         let pkey = keys::payment(inst, channel, reference);
         let ttl = ttl.as_millis().to_string();
         let mut pipe = redis::pipe();
-        // The probe first: a Redis that lost its memory is recovered before the binding
-        // is written there.
-        pipe.add_command(Eval::new(&self.scripts.probe).cmd())
-            .ignore()
-            .add_command(claim)
-            .add_command(
-                Eval::new(&self.scripts.lock_read)
-                    .key(&lock.key)
-                    .key(&va_key)
-                    .key(&pkey)
-                    .arg(&lock.token)
-                    .arg(&ttl)
-                    .arg(keys::bill_prefix(inst))
-                    .cmd(),
-            );
+        // Two scripts: on a Redis that lost its memory neither runs (NOSCRIPT), so nothing
+        // is bound or locked there before the recovery.
+        pipe.add_command(claim).add_command(
+            Eval::new(&self.scripts.lock_read)
+                .institution(inst)
+                .key(&lock.key)
+                .key(&va_key)
+                .key(&pkey)
+                .arg(&lock.token)
+                .arg(&ttl)
+                .arg(keys::bill_prefix(inst))
+                .cmd(),
+        );
         let (claimed, (verdict, doc, ver, pay)): (
             Option<String>,
             (String, Option<String>, Option<String>, Vec<String>),
@@ -942,7 +987,12 @@ impl Store {
         channel: &str,
         reference: &str,
     ) -> Result<Option<String>, StoreError> {
-        Ok(self.conn().get(keys::reference(channel, reference)).await?)
+        self.plain(
+            redis::cmd("GET")
+                .arg(keys::reference(channel, reference))
+                .clone(),
+        )
+        .await
     }
 
     /// The institution's ledger balance (sum of credits minus debits).

@@ -47,6 +47,7 @@ impl Store {
     ) -> Result<Begin, StoreError> {
         let key = keys::passive_payment(&rec.institution, &rec.channel, &rec.reference);
         let call = Eval::new(&self.scripts.passive_begin)
+            .institution(&rec.institution)
             .key(&lock.key)
             .key(&key)
             .key(keys::passive_payments(&rec.institution))
@@ -89,6 +90,7 @@ impl Store {
         let key = keys::passive_payment(&rec.institution, &rec.channel, &rec.reference);
         let lock_key = keys::lock(&rec.institution, &rec.va_number);
         let call = Eval::new(&self.scripts.passive_save)
+            .institution(&rec.institution)
             .key(&key)
             .key(keys::passive_pending(&rec.institution))
             .key(unlock.map_or(lock_key.as_str(), |l| l.key.as_str()))
@@ -122,15 +124,10 @@ impl Store {
         reference: &str,
         binding: &str,
     ) -> Result<Option<String>, StoreError> {
-        self.plain(
-            redis::cmd("SET")
-                .arg(keys::reference(channel, reference))
-                .arg(binding)
-                .arg("NX")
-                .arg("GET")
-                .clone(),
-        )
-        .await
+        let call = Eval::new(&self.scripts.bind)
+            .key(keys::reference(channel, reference))
+            .arg(binding);
+        self.eval(call).await
     }
 
     /// A forwarded payment's record.

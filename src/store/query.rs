@@ -174,10 +174,13 @@ impl Store {
         inst: &str,
         hash: &str,
     ) -> Result<Vec<PaymentRecord>, StoreError> {
-        let pkeys: Vec<String> = self
-            .conn()
+        let (mut pkeys, newer): (Vec<String>, Vec<String>) = redis::pipe()
+            .lrange(keys::legacy_bill_payments(inst, hash), 0, -1)
             .zrange(keys::bill_payments(inst, hash), 0, -1)
+            .query_async(&mut self.conn())
             .await?;
+        let newer: Vec<String> = newer.into_iter().filter(|k| !pkeys.contains(k)).collect();
+        pkeys.extend(newer);
         self.payments_by_key(&pkeys).await
     }
 
@@ -202,6 +205,10 @@ impl Store {
     ) -> Result<Vec<Value>, StoreError> {
         let key = keys::ledger(inst);
         let raw: Vec<String> = self.conn().lrange(&key, start, stop).await?;
-        raw.iter().map(|s| parse(&key, s)).collect()
+        // An empty entry holds the place of one the journal has not re-applied yet.
+        raw.iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| parse(&key, s))
+            .collect()
     }
 }

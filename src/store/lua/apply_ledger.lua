@@ -1,13 +1,19 @@
 -- Applies a journaled ledger entry at its sequence number (1-based), and the balance when
 -- it is the newest entry. Entries not applied yet below it hold their place as ''.
+-- A different entry already at that place is never overwritten: -1 (a conflict the switch
+-- counts and logs; see docs/journal.md).
 -- KEYS: 1 ledger (list), 2 balance. ARGV: 1 sequence, 2 entry, 3 balance after (rupiah,
 -- Redis's exact string: it never passes through a Lua number).
 -- Sequences are counts (< 2^53): exact as Lua numbers.
 local n = redis.call('LLEN', KEYS[1])
 local seq = tonumber(ARGV[1])
 if n >= seq then
-  if redis.call('LINDEX', KEYS[1], seq - 1) == ARGV[2] then
+  local cur = redis.call('LINDEX', KEYS[1], seq - 1)
+  if cur == ARGV[2] then
     return 0
+  end
+  if cur ~= '' then
+    return -1
   end
   redis.call('LSET', KEYS[1], seq - 1, ARGV[2])
   return 1

@@ -1,11 +1,12 @@
 -- Creates a bill unless one of its VAs already has a payable bill.
--- KEYS: 1 bill, 2 institution bill index (zset), 3.. VA index keys
+-- KEYS: 1 bill, 2 institution bill index (zset), 3.. VA index keys, then the journal mark
+-- (the sentinel checked first, see store::Eval::institution)
 -- Times are ms since the epoch (< 2^53), exact as Lua numbers; no money passes here.
 -- ARGV: 1 doc, 2 bill key prefix, 3 now (ms), 4 valid_until (ms) or '', 5 hash, 6 score (ms)
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {'hash_taken'}
 end
-for i = 3, #KEYS do
+for i = 3, #KEYS - 1 do
   local h = redis.call('GET', KEYS[i])
   if h then
     local r = redis.call('HMGET', ARGV[2] .. h, 'status', 'until')
@@ -15,7 +16,7 @@ for i = 3, #KEYS do
   end
 end
 redis.call('HSET', KEYS[1], 'doc', ARGV[1], 'ver', 1, 'status', 'active', 'until', ARGV[4])
-for i = 3, #KEYS do
+for i = 3, #KEYS - 1 do
   redis.call('SET', KEYS[i], ARGV[5])
 end
 redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])

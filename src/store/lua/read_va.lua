@@ -1,5 +1,6 @@
 -- The bill a VA points to, and optionally a payment record, in one round trip.
--- KEYS[1] VA index, KEYS[2] (optional) payment key. ARGV[1] bill key prefix (same hash tag).
+-- KEYS[1] VA index, KEYS[2] (optional) payment key, then the journal mark (the sentinel
+-- checked first, see store::Eval::institution). ARGV[1] bill key prefix (same hash tag).
 -- Returns {doc|false, ver|false, payment fields (flat HGETALL)}.
 local h = redis.call('GET', KEYS[1])
 local doc, ver = false, false
@@ -8,7 +9,7 @@ if h then
   doc, ver = r[1], r[2]
 end
 local pay = {}
-if KEYS[2] then
+if #KEYS >= 3 then
   pay = redis.call('HGETALL', KEYS[2])
 end
 return {doc, ver, pay}
