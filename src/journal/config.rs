@@ -13,10 +13,7 @@ pub struct JournalSettings {
     /// How often the applier writes the institutions' marks (ms).
     #[serde(rename = "mark_interval_ms", deserialize_with = "millis")]
     pub mark_interval: Duration,
-    /// How long after the start and after each recovery the applier also applies what it
-    /// reads (ms): events still on their way to the broker during a recovery.
-    #[serde(rename = "settle_ms", deserialize_with = "millis")]
-    pub settle: Duration,
+
     /// Events applied per Redis pipeline in a recovery or `restore`.
     pub batch: usize,
     /// A recovery that reads nothing for this long fails (ms), and is tried again.
