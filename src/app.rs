@@ -207,6 +207,8 @@ impl App {
             webhook_topic: settings.topics.webhook.clone(),
             shutdown: token.clone(),
             settings: settings.api.clone(),
+            statements: Some(Arc::new(settings.journal(&self.bootstrap))),
+            cutoff_hour: settings.statement.cutoff_hour,
         })
         .await
         .inspect_err(|_| token.cancel())?;

@@ -35,6 +35,8 @@
 //! - [`hosted`]: hosted bills: inquiry, payment, reversal, check status, create, revoke.
 //! - [`passive`]: forwarding to passive institutions and resolving payments in doubt.
 //! - [`switch`]: one rule set for every door (the Kafka pipeline and the HTTP API).
+//! - [`statement`]: daily statements and reconciliation from journal events
+//!   (`[statement]`, `[reconcile]`).
 //!
 //! L4 doors and workers:
 //! - [`pipeline`]: the Kafka door: per-VA lanes, in-order offsets.
@@ -73,6 +75,7 @@ pub mod routing;
 pub mod secure;
 pub mod settings;
 pub mod signature;
+pub mod statement;
 pub mod store;
 pub mod switch;
 pub mod webhook;

@@ -56,6 +56,33 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A business day's statement from the journal (docs/statements.md).
+    Statement {
+        /// The business day, YYYY-MM-DD.
+        #[arg(long)]
+        date: String,
+        #[arg(long, conflicts_with = "channel", required_unless_present = "channel")]
+        institution: Option<String>,
+        #[arg(long)]
+        channel: Option<String>,
+        /// csv or json.
+        #[arg(long, default_value = "csv")]
+        format: String,
+    },
+    /// A bank's own list of a day's debits against the switch's; exit code 0 only when
+    /// everything matches.
+    Reconcile {
+        #[arg(long)]
+        channel: String,
+        #[arg(long)]
+        date: String,
+        /// The bank's CSV (columns: [reconcile] in the configuration).
+        #[arg(long)]
+        file: PathBuf,
+        /// Print the findings as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -329,6 +356,81 @@ async fn verify(settings: &Settings, json: bool) -> anyhow::Result<bool> {
     Ok(v.agrees())
 }
 
+fn business_day(settings: &Settings, date: &str) -> anyhow::Result<ipg_switch::statement::Day> {
+    let d = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .with_context(|| format!("--date {date:?} is not YYYY-MM-DD"))?;
+    Ok(ipg_switch::statement::Day::new(
+        d,
+        settings.switch.offset,
+        settings.statement.cutoff_hour,
+    ))
+}
+
+async fn journal_events(
+    settings: &Settings,
+) -> anyhow::Result<Vec<ipg_switch::store::journal::Event>> {
+    use ipg_switch::statement::Source;
+    journal_of(settings)?
+        .events()
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+async fn statement(
+    settings: &Settings,
+    date: &str,
+    institution: Option<String>,
+    channel: Option<String>,
+    format: &str,
+) -> anyhow::Result<()> {
+    use ipg_switch::statement::{Scope, Statement};
+    let day = business_day(settings, date)?;
+    let scope = match (institution, channel) {
+        (Some(i), _) => Scope::Institution(i),
+        (None, Some(c)) => Scope::Channel(c),
+        (None, None) => bail!("--institution or --channel"),
+    };
+    if !matches!(format, "csv" | "json") {
+        bail!("--format must be csv or json");
+    }
+    let events = journal_events(settings).await?;
+    let s = Statement::build(&events, &scope, &day, settings.switch.offset);
+    if format == "json" {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        print!("{}", s.to_csv());
+    }
+    Ok(())
+}
+
+async fn reconcile(
+    settings: &Settings,
+    channel: &str,
+    date: &str,
+    file: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<bool> {
+    use ipg_switch::statement::{read_bank_csv, Reconciliation, Scope, Statement};
+    let day = business_day(settings, date)?;
+    let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let bank = read_bank_csv(&data, &settings.reconcile)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let events = journal_events(settings).await?;
+    let s = Statement::build(
+        &events,
+        &Scope::Channel(channel.to_owned()),
+        &day,
+        settings.switch.offset,
+    );
+    let r = Reconciliation::of(&bank, &s);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{}", r.table());
+    }
+    Ok(r.clean())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {
@@ -382,6 +484,27 @@ fn main() -> ExitCode {
         Command::Restore { force } => tokio::runtime::Runtime::new()
             .context("starting the runtime")
             .and_then(|rt| rt.block_on(restore(&settings, force))),
+        Command::Statement {
+            date,
+            institution,
+            channel,
+            format,
+        } => tokio::runtime::Runtime::new()
+            .context("starting the runtime")
+            .and_then(|rt| rt.block_on(statement(&settings, &date, institution, channel, &format))),
+        Command::Reconcile {
+            channel,
+            date,
+            file,
+            json,
+        } => match tokio::runtime::Runtime::new()
+            .context("starting the runtime")
+            .and_then(|rt| rt.block_on(reconcile(&settings, &channel, &date, &file, json)))
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
         Command::Verify { json } => {
             match tokio::runtime::Runtime::new()
                 .context("starting the runtime")
@@ -407,7 +530,11 @@ fn main() -> ExitCode {
 fn talks_to(s: &Settings, cmd: &Command) -> String {
     let redis = ipg_switch::store::redacted(&s.redis.url);
     match cmd {
-        Command::Webhook { .. } | Command::Restore { .. } | Command::Verify { .. } => format!(
+        Command::Webhook { .. }
+        | Command::Restore { .. }
+        | Command::Verify { .. }
+        | Command::Statement { .. }
+        | Command::Reconcile { .. } => format!(
             "ipg-switch: redis {redis}, kafka {} (set IPG__REDIS__URL / IPG__KAFKA__BOOTSTRAP_SERVERS or --config to change)",
             s.kafka.bootstrap_servers
         ),

@@ -35,6 +35,8 @@ pub struct Settings {
     pub api: crate::api::ApiSettings,
     pub passive: crate::passive::PassiveSettings,
     pub journal: crate::journal::JournalSettings,
+    pub statement: crate::statement::StatementSettings,
+    pub reconcile: crate::statement::ReconcileSettings,
     #[serde(default)]
     pub channels: Vec<ChannelSettings>,
     #[serde(default)]
@@ -357,6 +359,7 @@ impl Settings {
         self.api.validate()?;
         self.passive.validate(self.switch.lock_ttl)?;
         self.journal.check()?;
+        self.statement.check()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(bad(
                 "log.level",

@@ -900,6 +900,52 @@ async fn an_institution_sees_and_changes_only_its_own_bills() {
     assert_eq!(rev["data"]["status"], "active");
     let (_, pays) = api.get(&ta, ka, &format!("/bill/{hash}/payment")).await;
     assert_eq!(pays["data"][0]["status"], "reversed", "{pays}");
+
+    // The day's statement, from the journal: JSON, or CSV with the same hash.
+    let today = ipg_switch::clock::Clock::new(chrono::FixedOffset::east_opt(7 * 3600).unwrap())
+        .now()
+        .date_naive()
+        .to_string();
+    let pq = format!("/statement?date={today}");
+    let (s, st) = api.get(&ta, ka, &pq).await;
+    assert_eq!(s, StatusCode::OK, "{st}");
+    let kinds: Vec<(&str, &str)> = st["data"]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["reference"] == "MOCK-1")
+        .map(|l| (l["type"].as_str().unwrap(), l["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("payment", "reversed"), ("reversal", "reversed")],
+        "{st}"
+    );
+    let csv = api
+        .http
+        .get(format!("{}/api/v2/gw{pq}", api.base))
+        .header("Authorization", format!("Bearer {ta}"))
+        .header(
+            "Signature",
+            signature::sign(ka.as_bytes(), pq.split_once('?').unwrap().1.as_bytes()),
+        )
+        .header("Accept", "text/csv")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(csv.starts_with("time,channel,reference,"), "{csv}");
+    assert!(
+        csv.ends_with(&format!(
+            "# sha256,{}\n",
+            st["data"]["sha256"].as_str().unwrap()
+        )),
+        "{csv}"
+    );
+    let bad = api.get(&ta, ka, "/statement?date=29-11-2026").await;
+    assert_eq!(bad.0, StatusCode::BAD_REQUEST, "{}", bad.1);
     daemon.stop().await;
 }
 
@@ -926,6 +972,7 @@ fn openapi_document_parses_and_lists_every_route() {
             "/api/v2/gw/institution/{institution-code}/account",
             &["get"],
         ),
+        ("/api/v2/gw/statement", &["get"]),
         ("/openapi.json", &["get"]),
     ] {
         let p = paths
@@ -935,5 +982,5 @@ fn openapi_document_parses_and_lists_every_route() {
             assert!(p.get(*m).is_some(), "openapi.json misses {m} {path}");
         }
     }
-    assert_eq!(paths.len(), 15, "every documented path is a served route");
+    assert_eq!(paths.len(), 16, "every documented path is a served route");
 }

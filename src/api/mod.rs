@@ -8,6 +8,7 @@
 //! - [`channel`]: `POST /api/v2/ch/{inquiry,payment,reversal,check-status}`.
 //! - [`bills`]: create, read, revoke a bill, its payments, sandbox mock payments.
 //! - [`lists`]: bill, payment, mutation, institution and account lists, with IPG paging.
+//! - [`statement`]: the institution's daily statement (JSON, or CSV on `Accept: text/csv`).
 //! - [`error`]: the HTTP status of each refusal.
 
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod channel;
 pub mod config;
 pub mod error;
 pub mod lists;
+pub mod statement;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,6 +65,10 @@ pub struct Inner {
     pub webhook_topic: String,
     pub shutdown: CancellationToken,
     pub settings: ApiSettings,
+    /// Where `GET /api/v2/gw/statement` reads its events (the journal); `None`: 503.
+    pub statements: Option<Arc<dyn crate::statement::Source>>,
+    /// `statement.cutoff_hour`.
+    pub cutoff_hour: u32,
 }
 
 #[derive(Clone)]
@@ -157,6 +163,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/institution", get(lists::institutions))
         .route("/institution/{code}", get(lists::institution))
         .route("/institution/{code}/account", get(lists::accounts))
+        .route("/statement", get(statement::statement))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::gateway));
     Router::new()
         .route("/oauth/token", post(auth::token))

@@ -408,3 +408,16 @@ pub fn spawn_marks(journal: Journal, store: Store, stop: CancellationToken) {
         }
     });
 }
+
+impl crate::statement::Source for Journal {
+    fn events(&self) -> BoxFuture<'_, Result<Vec<Event>, String>> {
+        async move {
+            let mut out = Vec::new();
+            self.scan(&mut Quiet, &mut |r: &Read| out.push(r.event.clone()))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(out)
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,69 @@
+//! `GET /api/v2/gw/statement?date=YYYY-MM-DD`: the calling institution's statement of that
+//! business day (docs/statements.md), computed from the journal. JSON in IPG's envelope by
+//! default; `Accept: text/csv` gives the CSV with its `#` trailer lines.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use chrono::NaiveDate;
+
+use super::auth::Caller;
+use super::error::{refuse, refuse_with, Door};
+use super::ApiState;
+use crate::error::SwitchError;
+use crate::statement::{Day, Scope, Statement};
+
+pub async fn statement(
+    State(st): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, Response> {
+    let clock = st.clock();
+    let date = params
+        .get("date")
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .ok_or_else(|| {
+            refuse(
+                &SwitchError::invalid("date", "must be a date like 2026-11-29"),
+                Door::Gateway,
+                clock,
+            )
+        })?;
+    let Some(source) = &st.statements else {
+        return Err(refuse_with(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &SwitchError::Busy("statements are not served by this instance".into()),
+            clock,
+        ));
+    };
+    let events = source.events().await.map_err(|e| {
+        refuse_with(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &SwitchError::Busy(format!("the journal cannot be read: {e}")),
+            clock,
+        )
+    })?;
+    let offset = *clock.now().offset();
+    let day = Day::new(date, offset, st.cutoff_hour);
+    let s = Statement::build(&events, &Scope::Institution(c.0.code.clone()), &day, offset);
+    let wants_csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"));
+    if wants_csv {
+        return Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            s.to_csv(),
+        )
+            .into_response());
+    }
+    Ok(super::ok(
+        clock,
+        "success",
+        serde_json::to_value(&s).unwrap_or_default(),
+    ))
+}

@@ -1,0 +1,572 @@
+//! Daily statements and reconciliation (issue 16, docs/statements.md): from the journal,
+//! exact lines and totals, the business day's edges, the same bytes after FLUSHALL +
+//! restore, and every kind of mismatch a bank's file can show.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use chrono::{FixedOffset, NaiveDate};
+use common::institution::{Institution, Mode};
+use common::*;
+use ipg_switch::statement::{Day, Scope, Statement};
+use ipg_switch::store::journal::Event;
+use serde_json::{json, Value};
+
+fn wib() -> FixedOffset {
+    FixedOffset::east_opt(7 * 3600).unwrap()
+}
+
+/// A hosted payment's events as the switch journals them (the fields a statement reads).
+fn paid(reference: &str, channel: &str, amount: u64, at: &str, seq: u64, balance: i64) -> Event {
+    let doc = json!({"id": format!("id-{reference}"), "payment_ref_id": reference, "channel": channel,
+        "amount": amount, "type": "payment", "status": "paid", "va_number": "8574991234567890",
+        "bill_hash": "h1", "institution_code": "SCH01", "terminal_id": null, "customer_name": null,
+        "transaction_date": null, "created_at": at, "reversed_at": null});
+    serde_json::from_value(json!({
+        "event_id": format!("SCH01:pay:{channel}:{reference}:paid"), "type": "payment_committed",
+        "institution": "SCH01", "time": at,
+        "payment": {"channel": channel, "payment_ref_id": reference, "stage": "paid", "doc": doc,
+            "answered_bill": {}, "timestamp": at, "ledger_seq": seq, "score_ms": 0},
+        "ledger": {"seq": seq, "balance_after": balance, "entry": {"balance_after": balance}}
+    }))
+    .unwrap()
+}
+
+fn reversed(
+    reference: &str,
+    amount: u64,
+    paid_at: &str,
+    at: &str,
+    seq: u64,
+    balance: i64,
+) -> Event {
+    let doc = json!({"id": format!("id-{reference}"), "payment_ref_id": reference, "channel": CHANNEL,
+        "amount": amount, "type": "payment", "status": "reversed", "va_number": "8574991234567890",
+        "bill_hash": "h1", "institution_code": "SCH01", "terminal_id": null, "customer_name": null,
+        "transaction_date": null, "created_at": paid_at, "reversed_at": at});
+    serde_json::from_value(json!({
+        "event_id": format!("SCH01:pay:{CHANNEL}:{reference}:reversed"), "type": "payment_reversed",
+        "institution": "SCH01", "time": at,
+        "payment": {"channel": CHANNEL, "payment_ref_id": reference, "stage": "reversed", "doc": doc,
+            "answered_bill": {}, "timestamp": at, "ledger_seq": seq, "score_ms": 0},
+        "ledger": {"seq": seq, "balance_after": balance, "entry": {"balance_after": balance}}
+    }))
+    .unwrap()
+}
+
+#[test]
+fn the_business_day_has_exact_edges_and_status_at_its_close() {
+    let events = vec![
+        paid(
+            "LATE",
+            CHANNEL,
+            100_000,
+            "2026-11-28T23:59:59+07:00",
+            1,
+            100_000,
+        ),
+        paid(
+            "MIDNIGHT",
+            CHANNEL,
+            50_000,
+            "2026-11-29T00:00:00+07:00",
+            2,
+            150_000,
+        ),
+        paid(
+            "OTHER",
+            "other_bank",
+            7_000,
+            "2026-11-29T08:00:00+07:00",
+            3,
+            157_000,
+        ),
+        reversed(
+            "LATE",
+            100_000,
+            "2026-11-28T23:59:59+07:00",
+            "2026-11-29T09:00:00+07:00",
+            4,
+            57_000,
+        ),
+        // Journaled again under the same id: counted once.
+        paid(
+            "MIDNIGHT",
+            CHANNEL,
+            50_000,
+            "2026-11-29T00:00:00+07:00",
+            2,
+            150_000,
+        ),
+    ];
+    let day = |d: &str, cutoff: u32| {
+        Day::new(
+            NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap(),
+            wib(),
+            cutoff,
+        )
+    };
+    let sch = Scope::Institution(INST.into());
+
+    let d28 = Statement::build(&events, &sch, &day("2026-11-28", 0), wib());
+    assert_eq!(d28.lines.len(), 1);
+    assert_eq!(
+        (
+            d28.lines[0].reference.as_str(),
+            d28.lines[0].status.as_str()
+        ),
+        ("LATE", "paid"),
+        "reversed only the next day: paid at the close of the 28th"
+    );
+    assert_eq!(d28.closing_balance, Some(100_000));
+    assert_eq!(d28.from, "2026-11-28T00:00:00+07:00");
+    assert_eq!(d28.to, "2026-11-29T00:00:00+07:00");
+
+    let d29 = Statement::build(&events, &sch, &day("2026-11-29", 0), wib());
+    let got: Vec<(&str, &str, &str, u64)> = d29
+        .lines
+        .iter()
+        .map(|l| {
+            (
+                l.reference.as_str(),
+                l.kind.as_str(),
+                l.status.as_str(),
+                l.amount,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("MIDNIGHT", "payment", "paid", 50_000),
+            ("OTHER", "payment", "paid", 7_000),
+            ("LATE", "reversal", "reversed", 100_000),
+        ]
+    );
+    assert_eq!(d29.totals["payment"].count, 2);
+    assert_eq!(d29.totals["payment"].amount, 57_000);
+    assert_eq!(d29.totals["reversal"].amount, 100_000);
+    assert_eq!(
+        d29.totals_by_counterparty["other_bank"]["payment"].amount,
+        7_000
+    );
+    assert_eq!(d29.closing_balance, Some(57_000));
+
+    // A channel's statement; a cut-off at 08:00 moves OTHER into the 29th's day and the
+    // rest into the 28th's.
+    let ch = Statement::build(
+        &events,
+        &Scope::Channel("other_bank".into()),
+        &day("2026-11-29", 0),
+        wib(),
+    );
+    assert_eq!(ch.lines.len(), 1);
+    assert_eq!(ch.closing_balance, None);
+    let cut = Statement::build(&events, &sch, &day("2026-11-28", 8), wib());
+    let refs: Vec<&str> = cut.lines.iter().map(|l| l.reference.as_str()).collect();
+    assert_eq!(refs, ["LATE", "MIDNIGHT"]);
+
+    // The hash is over the canonical body and does not move between builds.
+    let again = Statement::build(events.iter().rev(), &sch, &day("2026-11-29", 0), wib());
+    assert_eq!(
+        d29.sha256, again.sha256,
+        "the journal's order does not change a statement"
+    );
+    assert_eq!(d29.to_csv(), again.to_csv());
+}
+
+fn config_file(dir: &tempfile::TempDir, stack: &Stack) -> PathBuf {
+    let path = dir.path().join("switch.toml");
+    std::fs::write(
+        &path,
+        settings_toml(&stack.broker.bootstrap, &stack.settings.redis.url),
+    )
+    .unwrap();
+    path
+}
+
+fn ipg(cfg: &PathBuf, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ipg-switch"))
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn reversal(va: &str, payment_ref: &str, amount: u64) -> Value {
+    json!({"va_number": va, "payment_ref": payment_ref, "amount": amount})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_days_statement_is_exact_stable_and_reconciles_every_kind_of_mismatch() {
+    let inst = Institution::start("pas-key").await;
+    let overlay = r#"
+        [passive]
+        timeout_ms = 700
+        connect_timeout_ms = 300
+        resolve_poll_ms = 50
+        resolve_window_ms = 600000
+        check_backoff_ms = [600000]
+        reversal_backoff_ms = [100]
+    "#;
+    let mut stack = Stack::start_with(overlay).await;
+    stack
+        .settings
+        .institutions
+        .iter_mut()
+        .find(|i| i.code == "PAS01")
+        .unwrap()
+        .base_url = Some(inst.base_url());
+    let daemon = stack.daemon();
+    for (n, kind, total) in [
+        ("6100000001", "partial", 1_000_000),
+        ("6100000002", "partial", 1_000_000),
+    ] {
+        stack.create_bill(bill_body(n, kind, total)).await;
+    }
+    let (v1, v2) = (va(PREFIX, "6100000001"), va(PREFIX, "6100000002"));
+    inst.add_bill("6100000009", 40_000);
+    inst.add_bill("6100000008", 30_000);
+    let (pd, pv) = (
+        va(PASSIVE_PREFIX, "6100000009"),
+        va(PASSIVE_PREFIX, "6100000008"),
+    );
+    let mut expect_rc = vec![];
+    for (id, kind, body) in [
+        ("s1", "payment", payment(&v1, "P1", 10_000)),
+        ("s3", "payment", payment(&v1, "P3", 30_000)),
+        ("s3r", "reversal", reversal(&v1, "P3", 30_000)),
+        ("s4", "payment", payment(&v2, "P4", 40_000)),
+        ("s5", "payment", payment(&v2, "P5", 50_000)),
+    ] {
+        stack.send(kind, id, body).await;
+        expect_rc.push((id, "SUCCESS"));
+    }
+    stack
+        .send_as(
+            "other_bank",
+            "other-key",
+            "payment",
+            "s2",
+            payment(&v1, "P2", 20_000),
+        )
+        .await;
+    expect_rc.push(("s2", "SUCCESS"));
+    // A forwarded payment left in doubt, and one the switch voids (an answer it cannot
+    // trust, reversed by the resolver).
+    inst.push_modes("payment", vec![Mode::Suspect]);
+    stack
+        .send("payment", "sd", payment(&pd, "PD", 40_000))
+        .await;
+    expect_rc.push(("sd", "BILLER_SUSPECT_TRANSACTION"));
+    inst.push_modes("payment", vec![Mode::Garbage]);
+    stack
+        .send("payment", "sv", payment(&pv, "PV", 30_000))
+        .await;
+    for (id, rc) in &expect_rc {
+        assert_eq!(stack.answer(id).await["rc"], *rc, "{id}");
+    }
+    let sv = stack.answer("sv").await;
+    assert_ne!(sv["rc"], "SUCCESS", "{sv}");
+    // The voided one is reversed at the institution.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while inst.hits("reversal").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "PV was not voided");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    daemon.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(&dir, &stack);
+    let today = ipg_switch::clock::Clock::new(wib())
+        .now()
+        .date_naive()
+        .to_string();
+    let run = |args: &[&str]| {
+        let out = ipg(&cfg, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json_of = |text: &str| -> Value { serde_json::from_str(text).unwrap() };
+    let sch = json_of(&run(&[
+        "statement",
+        "--date",
+        &today,
+        "--institution",
+        INST,
+        "--format",
+        "json",
+    ]));
+    let lines: Vec<(String, String, String, u64)> = sch["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["reference"].as_str().unwrap().to_owned(),
+                l["type"].as_str().unwrap().to_owned(),
+                l["status"].as_str().unwrap().to_owned(),
+                l["amount"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [
+            ("P1".into(), "payment".into(), "paid".into(), 10_000),
+            ("P2".into(), "payment".into(), "paid".into(), 20_000),
+            ("P3".into(), "payment".into(), "reversed".into(), 30_000),
+            ("P3".into(), "reversal".into(), "reversed".into(), 30_000),
+            ("P4".into(), "payment".into(), "paid".into(), 40_000),
+            ("P5".into(), "payment".into(), "paid".into(), 50_000),
+        ]
+    );
+    assert_eq!(
+        sch["totals"]["payment"],
+        json!({"count": 5, "amount": 150_000})
+    );
+    assert_eq!(
+        sch["totals"]["reversal"],
+        json!({"count": 1, "amount": 30_000})
+    );
+    assert_eq!(
+        sch["totals_by_counterparty"]["other_bank"]["payment"]["amount"],
+        20_000
+    );
+    assert_eq!(sch["closing_balance"], 120_000);
+
+    let chan = json_of(&run(&[
+        "statement",
+        "--date",
+        &today,
+        "--channel",
+        CHANNEL,
+        "--format",
+        "json",
+    ]));
+    let forwarded: Vec<(String, String)> = chan["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["type"] == "forwarded_payment")
+        .map(|l| {
+            (
+                l["reference"].as_str().unwrap().to_owned(),
+                l["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut forwarded = forwarded;
+    forwarded.sort();
+    assert_eq!(
+        forwarded,
+        [
+            ("PD".into(), "in_doubt".into()),
+            ("PV".into(), "reversed".into())
+        ],
+        "{chan}"
+    );
+
+    // The same bytes twice, and after FLUSHALL + restore.
+    let csv = run(&["statement", "--date", &today, "--institution", INST]);
+    assert_eq!(
+        run(&["statement", "--date", &today, "--institution", INST]),
+        csv
+    );
+    let client = redis::Client::open(stack.settings.redis.url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
+    run(&["restore"]);
+    assert_eq!(
+        run(&["statement", "--date", &today, "--institution", INST]),
+        csv
+    );
+    let hash = csv.lines().last().unwrap().trim_start_matches("# sha256,");
+    assert_eq!(
+        hash,
+        sch["sha256"].as_str().unwrap(),
+        "one hash for CSV and JSON"
+    );
+
+    // Reconcile the bank's own file of the channel's debits.
+    let write = |name: &str, rows: &[(&str, &str, u64)]| {
+        let path = dir.path().join(name);
+        let mut text = String::from("reference,va_number,amount,time\n");
+        for (r, v, a) in rows {
+            text += &format!("{r},{v},{a},{today}T10:00:00+07:00\n");
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let clean = write(
+        "clean.csv",
+        &[
+            ("P1", &v1, 10_000),
+            ("P4", &v2, 40_000),
+            ("P5", &v2, 50_000),
+            ("PD", &pd, 40_000),
+        ],
+    );
+    let out = ipg(
+        &cfg,
+        &[
+            "reconcile",
+            "--channel",
+            CHANNEL,
+            "--date",
+            &today,
+            "--file",
+            clean.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let seeded = write(
+        "seeded.csv",
+        &[
+            ("P1", &v1, 10_000),
+            ("P5", &v2, 49_000),
+            ("GHOST", &v2, 5_000),
+            ("PD", &pd, 40_000),
+        ],
+    );
+    let out = ipg(
+        &cfg,
+        &[
+            "reconcile",
+            "--channel",
+            CHANNEL,
+            "--date",
+            &today,
+            "--file",
+            seeded.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let refs = |k: &str| -> Vec<String> {
+        r[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                x.get("reference")
+                    .or_else(|| x.get(0).and_then(|b| b.get("reference")))
+                    .and_then(Value::as_str)
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(refs("matched"), ["P1", "PD"]);
+    assert_eq!(refs("only_at_bank"), ["GHOST"]);
+    assert_eq!(refs("only_at_switch"), ["P4"]);
+    assert_eq!(refs("mismatched"), ["P5"]);
+    let table = ipg(
+        &cfg,
+        &[
+            "reconcile",
+            "--channel",
+            CHANNEL,
+            "--date",
+            &today,
+            "--file",
+            seeded.to_str().unwrap(),
+        ],
+    );
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.starts_with("matched 2, only at the bank 1, only at the switch 1, mismatched 1"),
+        "{text}"
+    );
+}
+
+/// The fenced block after `marker` in docs/statements.md.
+fn doc_block(marker: &str) -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/statements.md"))
+        .unwrap();
+    let at = doc
+        .find(&format!("<!-- example: {marker} -->"))
+        .unwrap_or_else(|| panic!("docs/statements.md has no {marker} example"));
+    let rest = &doc[at..];
+    let start = rest.find("```").unwrap();
+    let start = start + rest[start..].find('\n').unwrap() + 1;
+    let end = start + rest[start..].find("```").unwrap();
+    rest[start..end].to_owned()
+}
+
+#[test]
+fn the_documented_statement_and_reconciliation_are_what_the_code_prints() {
+    let events = vec![
+        paid(
+            "LATE",
+            CHANNEL,
+            100_000,
+            "2026-11-28T23:59:59+07:00",
+            1,
+            100_000,
+        ),
+        paid(
+            "MIDNIGHT",
+            CHANNEL,
+            50_000,
+            "2026-11-29T00:00:00+07:00",
+            2,
+            150_000,
+        ),
+        paid(
+            "OTHER",
+            "other_bank",
+            7_000,
+            "2026-11-29T08:00:00+07:00",
+            3,
+            157_000,
+        ),
+        reversed(
+            "LATE",
+            100_000,
+            "2026-11-28T23:59:59+07:00",
+            "2026-11-29T09:00:00+07:00",
+            4,
+            57_000,
+        ),
+    ];
+    let day = Day::new(NaiveDate::from_ymd_opt(2026, 11, 29).unwrap(), wib(), 0);
+    let s = Statement::build(&events, &Scope::Institution(INST.into()), &day, wib());
+    let csv = s.to_csv();
+    let documented = doc_block("statement-csv");
+    assert_eq!(
+        documented, csv,
+        "docs/statements.md shows another statement:\n{csv}"
+    );
+
+    let bank = "reference,va_number,amount,time\n\
+                MIDNIGHT,8574991234567890,50000,2026-11-29T00:00:03+07:00\n\
+                GHOST,8574991234567890,25000,2026-11-29T10:00:00+07:00\n";
+    assert_eq!(doc_block("bank-csv"), bank);
+    let settings = ipg_switch::settings::Settings::from_toml(&[""]).unwrap();
+    let rows = ipg_switch::statement::read_bank_csv(bank.as_bytes(), &settings.reconcile).unwrap();
+    let ch = Statement::build(&events, &Scope::Channel(CHANNEL.into()), &day, wib());
+    let r = ipg_switch::statement::Reconciliation::of(&rows, &ch);
+    let table = r.table();
+    assert_eq!(
+        doc_block("reconcile-table"),
+        table,
+        "docs/statements.md shows another table:\n{table}"
+    );
+    assert!(!r.clean());
+}
