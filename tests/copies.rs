@@ -69,13 +69,7 @@ fn one_reversal_four_already(answers: &[(u16, Value)]) {
 async fn passive_copies_through_both_doors_are_forwarded_once() {
     let inst = Institution::start(PAS_KEY).await;
     let (mut stack, base) = stack_with_api("[passive]\ntimeout_ms = 2000\n").await;
-    stack
-        .settings
-        .institutions
-        .iter_mut()
-        .find(|i| i.code == "PAS01")
-        .unwrap()
-        .base_url = Some(inst.base_url());
+    stack.point_passive(inst.base_url());
     let va = va(PASSIVE_PREFIX, "7000000001");
     inst.add_bill("7000000001", 150_000);
     inst.set_mode("payment", Mode::SlowThenNormal(Duration::from_secs(1)));

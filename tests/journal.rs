@@ -5,32 +5,12 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::institution::Institution;
 use common::*;
 use serde_json::{json, Value};
-
-fn config_file(dir: &tempfile::TempDir, stack: &Stack) -> PathBuf {
-    let path = dir.path().join("switch.toml");
-    std::fs::write(
-        &path,
-        settings_toml(&stack.broker.bootstrap, &stack.settings.redis.url),
-    )
-    .unwrap();
-    path
-}
-
-fn ipg(cfg: &PathBuf, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ipg-switch"))
-        .arg("--config")
-        .arg(cfg)
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 async fn flushall(url: &str) {
     let client = redis::Client::open(url).unwrap();
@@ -46,13 +26,7 @@ fn reversal(va: &str, payment_ref: &str, amount: u64) -> Value {
 async fn flushall_then_restore_gives_back_every_record_key_by_key() {
     let inst = Institution::start("pas-key").await;
     let mut stack = Stack::start().await;
-    stack
-        .settings
-        .institutions
-        .iter_mut()
-        .find(|i| i.code == "PAS01")
-        .unwrap()
-        .base_url = Some(inst.base_url());
+    stack.point_passive(inst.base_url());
     let journal = collect(&stack.broker.bootstrap, &stack.settings.topics.journal);
     let daemon = stack.daemon();
 
@@ -111,8 +85,8 @@ async fn flushall_then_restore_gives_back_every_record_key_by_key() {
     let before = snapshot(&url).await;
     assert!(before.len() >= 15, "{before:#?}");
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config_file(&dir, &stack);
-    let out = ipg(&cfg, &["verify"]);
+    let cfg = stack.config_file(&dir);
+    let out = ipg_bin(&cfg, &["verify"]);
     assert!(
         out.status.success(),
         "verify before: {}{}",
@@ -121,11 +95,11 @@ async fn flushall_then_restore_gives_back_every_record_key_by_key() {
     );
 
     flushall(&url).await;
-    let out = ipg(&cfg, &["verify"]);
+    let out = ipg_bin(&cfg, &["verify"]);
     assert!(!out.status.success(), "verify of an empty Redis must fail");
     assert!(String::from_utf8_lossy(&out.stdout).contains("missing in Redis"));
 
-    let out = ipg(&cfg, &["restore"]);
+    let out = ipg_bin(&cfg, &["restore"]);
     assert!(
         out.status.success(),
         "restore: {}",
@@ -137,13 +111,13 @@ async fn flushall_then_restore_gives_back_every_record_key_by_key() {
         before, after,
         "Redis after restore differs from before FLUSHALL"
     );
-    let out = ipg(&cfg, &["verify", "--json"]);
+    let out = ipg_bin(&cfg, &["verify", "--json"]);
     assert!(out.status.success());
     let verdict: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(verdict["agrees"], true, "{verdict}");
     // Restoring twice changes nothing; a non-empty Redis needs --force.
-    assert!(!ipg(&cfg, &["restore"]).status.success());
-    assert!(ipg(&cfg, &["restore", "--force"]).status.success());
+    assert!(!ipg_bin(&cfg, &["restore"]).status.success());
+    assert!(ipg_bin(&cfg, &["restore", "--force"]).status.success());
     assert_eq!(snapshot(&url).await, before);
 
     // The restored switch answers repeats as the first time and pays nothing twice.
@@ -356,7 +330,7 @@ async fn a_daemon_killed_between_commit_and_journal_journals_the_payment_on_rede
         .await;
     let v = va(PREFIX, "5300000001");
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config_file(&dir, &stack);
+    let cfg = stack.config_file(&dir);
     // The daemon as its own process, with the fault point that aborts it right after the
     // payment's Redis commit, before its journal event is produced.
     let mut child = Command::new(env!("CARGO_BIN_EXE_ipg-switch"))

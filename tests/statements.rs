@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use chrono::{FixedOffset, NaiveDate};
@@ -19,89 +17,83 @@ fn wib() -> FixedOffset {
     FixedOffset::east_opt(7 * 3600).unwrap()
 }
 
-/// A hosted payment's events as the switch journals them (the fields a statement reads).
-fn paid(reference: &str, channel: &str, amount: u64, at: &str, seq: u64, balance: i64) -> Event {
-    let doc = json!({"id": format!("id-{reference}"), "payment_ref_id": reference, "channel": channel,
-        "amount": amount, "type": "payment", "status": "paid", "va_number": "8574991234567890",
-        "bill_hash": "h1", "institution_code": "SCH01", "terminal_id": null, "customer_name": null,
-        "transaction_date": null, "created_at": at, "reversed_at": null});
-    serde_json::from_value(json!({
-        "event_id": format!("SCH01:pay:{channel}:{reference}:paid"), "type": "payment_committed",
-        "institution": "SCH01", "time": at,
-        "payment": {"channel": channel, "payment_ref_id": reference, "stage": "paid", "doc": doc,
-            "answered_bill": {}, "timestamp": at, "ledger_seq": seq, "score_ms": 0},
-        "ledger": {"seq": seq, "balance_after": balance, "entry": {"balance_after": balance}}
-    }))
-    .unwrap()
-}
-
-fn reversed(
+/// A hosted payment stage's event as the switch journals it (the fields a statement
+/// reads): paid at `paid_at`, and with `reversed_at` its reversal.
+fn stage(
     reference: &str,
+    channel: &str,
     amount: u64,
     paid_at: &str,
-    at: &str,
+    reversed_at: Option<&str>,
     seq: u64,
     balance: i64,
 ) -> Event {
-    let doc = json!({"id": format!("id-{reference}"), "payment_ref_id": reference, "channel": CHANNEL,
-        "amount": amount, "type": "payment", "status": "reversed", "va_number": "8574991234567890",
+    let (stage, kind, at) = match reversed_at {
+        None => ("paid", "payment_committed", paid_at),
+        Some(r) => ("reversed", "payment_reversed", r),
+    };
+    let doc = json!({"id": format!("id-{reference}"), "payment_ref_id": reference, "channel": channel,
+        "amount": amount, "type": "payment", "status": stage, "va_number": "8574991234567890",
         "bill_hash": "h1", "institution_code": "SCH01", "terminal_id": null, "customer_name": null,
-        "transaction_date": null, "created_at": paid_at, "reversed_at": at});
+        "transaction_date": null, "created_at": paid_at, "reversed_at": reversed_at});
     serde_json::from_value(json!({
-        "event_id": format!("SCH01:pay:{CHANNEL}:{reference}:reversed"), "type": "payment_reversed",
+        "event_id": format!("SCH01:pay:{channel}:{reference}:{stage}"), "type": kind,
         "institution": "SCH01", "time": at,
-        "payment": {"channel": CHANNEL, "payment_ref_id": reference, "stage": "reversed", "doc": doc,
+        "payment": {"channel": channel, "payment_ref_id": reference, "stage": stage, "doc": doc,
             "answered_bill": {}, "timestamp": at, "ledger_seq": seq, "score_ms": 0},
         "ledger": {"seq": seq, "balance_after": balance, "entry": {"balance_after": balance}}
     }))
     .unwrap()
 }
 
-#[test]
-fn the_business_day_has_exact_edges_and_status_at_its_close() {
-    let events = vec![
-        paid(
+/// LATE paid at 23:59:59 on the 28th and reversed on the 29th, MIDNIGHT paid at 00:00:00
+/// on the 29th, OTHER through a second channel.
+fn two_days() -> Vec<Event> {
+    vec![
+        stage(
             "LATE",
             CHANNEL,
             100_000,
             "2026-11-28T23:59:59+07:00",
+            None,
             1,
             100_000,
         ),
-        paid(
+        stage(
             "MIDNIGHT",
             CHANNEL,
             50_000,
             "2026-11-29T00:00:00+07:00",
+            None,
             2,
             150_000,
         ),
-        paid(
+        stage(
             "OTHER",
             "other_bank",
             7_000,
             "2026-11-29T08:00:00+07:00",
+            None,
             3,
             157_000,
         ),
-        reversed(
+        stage(
             "LATE",
+            CHANNEL,
             100_000,
             "2026-11-28T23:59:59+07:00",
-            "2026-11-29T09:00:00+07:00",
+            Some("2026-11-29T09:00:00+07:00"),
             4,
             57_000,
         ),
-        // Journaled again under the same id: counted once.
-        paid(
-            "MIDNIGHT",
-            CHANNEL,
-            50_000,
-            "2026-11-29T00:00:00+07:00",
-            2,
-            150_000,
-        ),
-    ];
+    ]
+}
+
+#[test]
+fn the_business_day_has_exact_edges_and_status_at_its_close() {
+    let mut events = two_days();
+    // Journaled again under the same id: counted once.
+    events.push(events[1].clone());
     let day = |d: &str, cutoff: u32| {
         Day::new(
             NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap(),
@@ -178,25 +170,6 @@ fn the_business_day_has_exact_edges_and_status_at_its_close() {
     assert_eq!(d29.to_csv(), again.to_csv());
 }
 
-fn config_file(dir: &tempfile::TempDir, stack: &Stack) -> PathBuf {
-    let path = dir.path().join("switch.toml");
-    std::fs::write(
-        &path,
-        settings_toml(&stack.broker.bootstrap, &stack.settings.redis.url),
-    )
-    .unwrap();
-    path
-}
-
-fn ipg(cfg: &PathBuf, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ipg-switch"))
-        .arg("--config")
-        .arg(cfg)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn reversal(va: &str, payment_ref: &str, amount: u64) -> Value {
     json!({"va_number": va, "payment_ref": payment_ref, "amount": amount})
 }
@@ -214,13 +187,7 @@ async fn a_days_statement_is_exact_stable_and_reconciles_every_kind_of_mismatch(
         reversal_backoff_ms = [100]
     "#;
     let mut stack = Stack::start_with(overlay).await;
-    stack
-        .settings
-        .institutions
-        .iter_mut()
-        .find(|i| i.code == "PAS01")
-        .unwrap()
-        .base_url = Some(inst.base_url());
+    stack.point_passive(inst.base_url());
     let daemon = stack.daemon();
     for (n, kind, total) in [
         ("6100000001", "partial", 1_000_000),
@@ -282,13 +249,13 @@ async fn a_days_statement_is_exact_stable_and_reconciles_every_kind_of_mismatch(
     daemon.stop().await;
 
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config_file(&dir, &stack);
+    let cfg = stack.config_file(&dir);
     let today = ipg_switch::clock::Clock::new(wib())
         .now()
         .date_naive()
         .to_string();
     let run = |args: &[&str]| {
-        let out = ipg(&cfg, args);
+        let out = ipg_bin(&cfg, args);
         assert!(
             out.status.success(),
             "{args:?}: {}",
@@ -418,7 +385,7 @@ async fn a_days_statement_is_exact_stable_and_reconciles_every_kind_of_mismatch(
             ("PD", &pd, 40_000),
         ],
     );
-    let out = ipg(
+    let out = ipg_bin(
         &cfg,
         &[
             "reconcile",
@@ -444,7 +411,7 @@ async fn a_days_statement_is_exact_stable_and_reconciles_every_kind_of_mismatch(
             ("PD", &pd, 40_000),
         ],
     );
-    let out = ipg(
+    let out = ipg_bin(
         &cfg,
         &[
             "reconcile",
@@ -476,7 +443,7 @@ async fn a_days_statement_is_exact_stable_and_reconciles_every_kind_of_mismatch(
     assert_eq!(refs("only_at_bank"), ["GHOST"]);
     assert_eq!(refs("only_at_switch"), ["P4"]);
     assert_eq!(refs("mismatched"), ["P5"]);
-    let table = ipg(
+    let table = ipg_bin(
         &cfg,
         &[
             "reconcile",
@@ -511,40 +478,7 @@ fn doc_block(marker: &str) -> String {
 
 #[test]
 fn the_documented_statement_and_reconciliation_are_what_the_code_prints() {
-    let events = vec![
-        paid(
-            "LATE",
-            CHANNEL,
-            100_000,
-            "2026-11-28T23:59:59+07:00",
-            1,
-            100_000,
-        ),
-        paid(
-            "MIDNIGHT",
-            CHANNEL,
-            50_000,
-            "2026-11-29T00:00:00+07:00",
-            2,
-            150_000,
-        ),
-        paid(
-            "OTHER",
-            "other_bank",
-            7_000,
-            "2026-11-29T08:00:00+07:00",
-            3,
-            157_000,
-        ),
-        reversed(
-            "LATE",
-            100_000,
-            "2026-11-28T23:59:59+07:00",
-            "2026-11-29T09:00:00+07:00",
-            4,
-            57_000,
-        ),
-    ];
+    let events = two_days();
     let day = Day::new(NaiveDate::from_ymd_opt(2026, 11, 29).unwrap(), wib(), 0);
     let s = Statement::build(&events, &Scope::Institution(INST.into()), &day, wib());
     let csv = s.to_csv();

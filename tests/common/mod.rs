@@ -662,3 +662,36 @@ pub async fn snapshot(url: &str) -> std::collections::BTreeMap<String, String> {
     }
     out
 }
+
+impl Stack {
+    /// Points the passive institution PAS01 at `base_url` (a test institution).
+    pub fn point_passive(&mut self, base_url: String) {
+        self.settings
+            .institutions
+            .iter_mut()
+            .find(|i| i.code == "PAS01")
+            .expect("PAS01 is configured")
+            .base_url = Some(base_url);
+    }
+
+    /// The stack's configuration as a file in `dir`, for the binary.
+    pub fn config_file(&self, dir: &tempfile::TempDir) -> std::path::PathBuf {
+        let path = dir.path().join("switch.toml");
+        std::fs::write(
+            &path,
+            settings_toml(&self.broker.bootstrap, &self.settings.redis.url),
+        )
+        .unwrap();
+        path
+    }
+}
+
+/// Runs the `ipg-switch` binary with `--config cfg` and `args`.
+pub fn ipg_bin(cfg: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ipg-switch"))
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .output()
+        .unwrap()
+}
