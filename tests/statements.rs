@@ -376,6 +376,19 @@ async fn a_days_statement_is_exact_stable_and_reconciles_every_kind_of_mismatch(
         std::fs::write(&path, text).unwrap();
         path
     };
+    let reconcile = |file: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "reconcile",
+            "--channel",
+            CHANNEL,
+            "--date",
+            &today,
+            "--file",
+        ];
+        args.push(file.to_str().unwrap());
+        args.extend(extra);
+        ipg_bin(&cfg, &args)
+    };
     let clean = write(
         "clean.csv",
         &[
@@ -385,18 +398,7 @@ async fn a_days_statement_is_exact_stable_and_reconciles_every_kind_of_mismatch(
             ("PD", &pd, 40_000),
         ],
     );
-    let out = ipg_bin(
-        &cfg,
-        &[
-            "reconcile",
-            "--channel",
-            CHANNEL,
-            "--date",
-            &today,
-            "--file",
-            clean.to_str().unwrap(),
-        ],
-    );
+    let out = reconcile(&clean, &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -411,19 +413,7 @@ async fn a_days_statement_is_exact_stable_and_reconciles_every_kind_of_mismatch(
             ("PD", &pd, 40_000),
         ],
     );
-    let out = ipg_bin(
-        &cfg,
-        &[
-            "reconcile",
-            "--channel",
-            CHANNEL,
-            "--date",
-            &today,
-            "--file",
-            seeded.to_str().unwrap(),
-            "--json",
-        ],
-    );
+    let out = reconcile(&seeded, &["--json"]);
     assert_eq!(out.status.code(), Some(1));
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     let refs = |k: &str| -> Vec<String> {
@@ -443,18 +433,7 @@ async fn a_days_statement_is_exact_stable_and_reconciles_every_kind_of_mismatch(
     assert_eq!(refs("only_at_bank"), ["GHOST"]);
     assert_eq!(refs("only_at_switch"), ["P4"]);
     assert_eq!(refs("mismatched"), ["P5"]);
-    let table = ipg_bin(
-        &cfg,
-        &[
-            "reconcile",
-            "--channel",
-            CHANNEL,
-            "--date",
-            &today,
-            "--file",
-            seeded.to_str().unwrap(),
-        ],
-    );
+    let table = reconcile(&seeded, &[]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(
         text.starts_with("matched 2, only at the bank 1, only at the switch 1, mismatched 1"),
