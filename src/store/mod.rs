@@ -843,7 +843,7 @@ impl Store {
 if let Some(r) = &self.journal.recover {
                 // None of this process's events may land after the end the recovery reads.
                 self.settle_journal(std::time::Duration::from_secs(30)).await;
-                tracing::warn!("Redis lost its scripts or data (restart, failover, flush): re-applying the journal before answering again");
+                tracing::warn!("Redis does not hold the switch's scripts or journal marks (a first start, a restart, a failover or a flush): re-applying the journal from the marks before answering");
                 r.catch_up(self).await.map_err(StoreError::Journal)?;
             }
             self.load_scripts().await
