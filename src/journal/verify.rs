@@ -49,7 +49,7 @@ impl Expected {
             };
             let values = [
                 p.doc.get().to_owned(),
-                p.answered_bill.get().to_owned(),
+                ev.answered_bill().unwrap_or_default(),
                 p.timestamp.clone(),
                 p.ledger_seq.to_string(),
             ];

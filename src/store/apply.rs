@@ -97,7 +97,7 @@ impl Store {
                         Stage::Reversed => "reversed",
                     })
                     .arg(p.doc.get())
-                    .arg(p.answered_bill.get())
+                    .arg(ev.answered_bill().unwrap_or_default())
                     .arg(&p.timestamp)
                     .arg(p.ledger_seq)
                     .arg(p.score_ms);

@@ -629,14 +629,28 @@ impl Store {
         let version = p.bill.version.parse::<u64>().unwrap_or(0) + 1;
         let bill = journal::BillAfter::of(p.next_bill, next_doc, version, status_str(p.next_bill));
         let ledger = journal::ledger_after(seq, journal::entry_with_balance(&ledger_doc, balance));
+        // The bill as answered is left out when the event's bill, seen at the answer's
+        // (whole-second) timestamp, gives it: only the status depends on the time.
+        let answered_bill = match chrono::DateTime::parse_from_rfc3339(p.timestamp) {
+            Ok(ts) => {
+                let now = ts + chrono::Duration::milliseconds(p.score_ms - ts.timestamp_millis());
+                (p.next_bill.effective_status(ts) != p.next_bill.effective_status(now))
+                    .then(|| serde_json::value::RawValue::from_string(p.answered_bill.to_owned()))
+                    .transpose()
+                    .map_err(|e| StoreError::Journal(e.to_string()))?
+            }
+            Err(_) => Some(
+                serde_json::value::RawValue::from_string(p.answered_bill.to_owned())
+                    .map_err(|e| StoreError::Journal(e.to_string()))?,
+            ),
+        };
         let after = journal::PaymentAfter {
             channel: p.payment.channel.clone(),
             payment_ref_id: p.payment.payment_ref_id.clone(),
             stage,
             doc: serde_json::value::RawValue::from_string(payment_doc)
                 .map_err(|e| StoreError::Journal(e.to_string()))?,
-            answered_bill: serde_json::value::RawValue::from_string(p.answered_bill.to_owned())
-                .map_err(|e| StoreError::Journal(e.to_string()))?,
+            answered_bill,
             timestamp: p.timestamp.to_owned(),
             ledger_seq: seq,
             score_ms: p.score_ms,
