@@ -3,7 +3,10 @@
 -- KEYS: 1 record, 2 index of forwarded payments, 3 pending set
 -- ARGV: 1 rev, 2 doc, 3 index score (ms), 4 member, 5 due (ms) or '' (not pending)
 -- Revisions and ms timestamps are < 2^53: exact as Lua numbers.
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+-- A record journaled again without its index score (0) never moves the one stored.
+if tonumber(ARGV[3]) > 0 then
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+end
 local cur = redis.call('HGET', KEYS[1], 'rev')
 if cur and tonumber(cur) >= tonumber(ARGV[1]) then
   return 0
