@@ -3,8 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use redis::Value;
-
 use super::{Journal, JournalError, Progress, Read};
 use crate::store::journal::{Event, Stage};
 use crate::store::{keys, Store};
@@ -161,13 +159,36 @@ impl Diffs {
     }
 }
 
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
+/// Compares the fields `fields` of the hash `key` with `want`, noting a `what` missing in
+/// Redis or differing (naming the fields). Returns whether it differs.
+async fn hash_differs(
+    store: &Store,
+    diffs: &mut Diffs,
+    key: &str,
+    what: &str,
+    fields: &[&str],
+    want: &[String],
+) -> Result<bool, JournalError> {
+    let mut hmget = redis::cmd("HMGET");
+    hmget.arg(key).arg(fields);
+    let mut pipe = redis::pipe();
+    pipe.add_command(hmget);
+    let (got,): (Vec<Option<String>>,) = store.query_raw(pipe).await?;
+    if got.first().cloned().flatten().is_none() {
+        diffs.note(key, format!("{what} missing in Redis"));
+        return Ok(true);
     }
+    let which: Vec<&str> = fields
+        .iter()
+        .zip(got.iter().zip(want))
+        .filter(|(_, (g, w))| g.as_deref() != Some(w.as_str()))
+        .map(|(f, _)| *f)
+        .collect();
+    if which.is_empty() {
+        return Ok(false);
+    }
+    diffs.note(key, format!("{what} differs ({})", which.join(", ")));
+    Ok(true)
 }
 
 /// Reads the whole journal and compares Redis with it.
@@ -196,42 +217,9 @@ pub async fn verify(
     // Bills.
     let mut differing = 0;
     for (key, (ver, doc, status, until)) in &expected.bills {
-        let got: Vec<Value> = store
-            .query_raw(
-                redis::pipe()
-                    .cmd("HMGET")
-                    .arg(key)
-                    .arg("doc")
-                    .arg("ver")
-                    .arg("status")
-                    .arg("until")
-                    .clone(),
-            )
-            .await?;
-        let got: Vec<Option<String>> = match got.first() {
-            Some(Value::Array(a)) => a.iter().map(text).collect(),
-            _ => vec![],
-        };
-        let want = [
-            Some(doc.clone()),
-            Some(ver.to_string()),
-            Some(status.clone()),
-            Some(until.clone()),
-        ];
-        if got.first().cloned().flatten().is_none() {
-            differing += 1;
-            diffs.note(key, "bill missing in Redis");
-        } else if got != want {
-            differing += 1;
-            let which = ["doc", "ver", "status", "until"]
-                .iter()
-                .zip(got.iter().zip(&want))
-                .filter(|(_, (g, w))| g != w)
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", ");
-            diffs.note(key, format!("bill differs ({which})"));
-        }
+        let want = [doc.clone(), ver.to_string(), status.clone(), until.clone()];
+        let fields = ["doc", "ver", "status", "until"];
+        differing += u64::from(hash_differs(store, &mut diffs, key, "bill", &fields, &want).await?);
     }
     counts.push(Count {
         kind: "bills",
@@ -323,24 +311,10 @@ pub async fn verify(
     // Forwarded payments.
     let mut differing = 0;
     for (key, (rev, doc)) in &expected.passive {
-        let (got,): (Vec<Option<String>>,) = store
-            .query_raw(
-                redis::pipe()
-                    .cmd("HMGET")
-                    .arg(key)
-                    .arg("doc")
-                    .arg("rev")
-                    .clone(),
-            )
-            .await?;
-        let want = vec![Some(doc.clone()), Some(rev.to_string())];
-        if got.first().cloned().flatten().is_none() {
-            differing += 1;
-            diffs.note(key, "forwarded payment missing in Redis");
-        } else if got != want {
-            differing += 1;
-            diffs.note(key, "forwarded payment differs");
-        }
+        let want = [doc.clone(), rev.to_string()];
+        let what = "forwarded payment";
+        differing +=
+            u64::from(hash_differs(store, &mut diffs, key, what, &["doc", "rev"], &want).await?);
     }
     counts.push(Count {
         kind: "forwarded payments",

@@ -625,18 +625,10 @@ pub async fn snapshot(url: &str) -> std::collections::BTreeMap<String, String> {
                     .unwrap();
                 format!("{m:?}")
             }
-            "list" => {
-                let l: Vec<String> = redis::cmd("LRANGE")
-                    .arg(&k)
-                    .arg(0)
-                    .arg(-1)
-                    .query_async(&mut c)
-                    .await
-                    .unwrap();
-                format!("{l:?}")
-            }
-            "zset" if k.ends_with(":pdoubt") => {
-                let l: Vec<String> = redis::cmd("ZRANGE")
+            // The resolver's due times move with its own claims: members only.
+            "list" | "zset" if t == "list" || k.ends_with(":pdoubt") => {
+                let range = if t == "list" { "LRANGE" } else { "ZRANGE" };
+                let l: Vec<String> = redis::cmd(range)
                     .arg(&k)
                     .arg(0)
                     .arg(-1)
