@@ -236,7 +236,9 @@ impl App {
             "ipg-switch running"
         );
         spawn_lag_reporter(consumer.clone(), producer.clone(), token.clone());
+        let park = switch.hosted.store.is_cluster();
         let ctx = Arc::new(Ctx {
+            park,
             switch,
             publisher,
             topics: settings.topics.clone(),

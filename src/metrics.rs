@@ -12,6 +12,7 @@ pub const MESSAGE_SECONDS: &str = "ipg_message_duration_seconds";
 pub const STAGE_SECONDS: &str = "ipg_stage_duration_seconds";
 pub const DEAD_LETTERS_TOTAL: &str = "ipg_dead_letters_total";
 pub const RETRIES_TOTAL: &str = "ipg_retries_total";
+pub const PARKED_TOTAL: &str = "ipg_parked_total";
 pub const LOCK_CONTENDED_TOTAL: &str = "ipg_lock_contended_total";
 pub const CAS_CONFLICTS_TOTAL: &str = "ipg_cas_conflicts_total";
 pub const DUPLICATES_TOTAL: &str = "ipg_duplicates_total";
@@ -80,6 +81,10 @@ pub const ALL: &[(&str, &str)] = &[
     (
         RETRIES_TOTAL,
         "Retries of a message or a publish, by cause (store, journal, busy, kafka).",
+    ),
+    (
+        PARKED_TOTAL,
+        "Requests set aside because their VA's Redis slot did not answer (a cluster master failing over): retried on their own, in order per VA, while the lane goes on with other VAs.",
     ),
     (
         LOCK_CONTENDED_TOTAL,

@@ -313,6 +313,31 @@ impl Settings {
         if self.redis.url.is_empty() {
             return Err(bad("redis.url", "is empty"));
         }
+        if !self.redis.cluster && !self.redis.seed_urls.is_empty() {
+            return Err(bad(
+                "redis.seed_urls",
+                "is for a Redis Cluster: set redis.cluster = true, or remove it",
+            ));
+        }
+        if self.redis.cluster {
+            // A cluster has only database 0 (`SELECT` is refused there).
+            for (name, u) in std::iter::once(("redis.url", &self.redis.url))
+                .chain(self.redis.seed_urls.iter().map(|u| ("redis.seed_urls", u)))
+            {
+                use redis::IntoConnectionInfo;
+                let shown = crate::store::redacted(u);
+                match u.as_str().into_connection_info() {
+                    Err(e) => return Err(bad(name, format!("{shown}: {e}"))),
+                    Ok(i) if i.redis_settings().db() != 0 => {
+                        return Err(bad(
+                            name,
+                            format!("{shown}: a Redis Cluster has only database 0"),
+                        ))
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
         self.redis.validate_security()?;
         self.kafka.validate_security()?;
         if self.redis.command_timeout.is_zero() {

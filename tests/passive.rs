@@ -261,10 +261,10 @@ async fn forwards_signed_requests_and_passes_rcs_through() {
     std::fs::write(
         &cfg,
         format!(
-            "[redis]\nurl = \"{}\"\n[[institutions]]\ncode = \"PAS01\"\nname = \"P\"\n\
+            "[redis]\n{}[[institutions]]\ncode = \"PAS01\"\nname = \"P\"\n\
              prefixes = [\"{PASSIVE_PREFIX}\"]\nmode = \"passive\"\napi_key = \"{KEY}\"\n\
              base_url = \"{}\"\n",
-            stack.redis.url(),
+            stack.redis.toml_lines(),
             inst.base_url()
         ),
     )

@@ -13,6 +13,12 @@ pub struct JournalSettings {
     /// How often the applier writes the institutions' marks (ms).
     #[serde(rename = "mark_interval_ms", deserialize_with = "millis")]
     pub mark_interval: Duration,
+    /// Marks trail the acknowledged events by this much (ms), so every recovery
+    /// re-applies at least this much of the journal: on a Redis Cluster, the reference
+    /// bindings a dead master did not replicate live in slots away from their
+    /// institutions' marks (docs/journal.md, "Redis Cluster").
+    #[serde(rename = "mark_delay_ms", deserialize_with = "millis")]
+    pub mark_delay: Duration,
 
     /// Events applied per Redis pipeline in a recovery or `restore`.
     pub batch: usize,

@@ -352,6 +352,8 @@ pub fn spawn_marks(journal: Journal, store: Store, stop: CancellationToken) {
         let mut marked: BTreeMap<i32, i64> = BTreeMap::new();
         let mut lag_at = Instant::now();
         let reader = journal.reader().ok().map(Arc::new);
+        let mut held: std::collections::VecDeque<(Instant, BTreeMap<i32, i64>)> =
+            std::collections::VecDeque::new();
         loop {
             let stopping = tokio::select! {
                 _ = stop.cancelled() => true,
@@ -376,7 +378,24 @@ pub fn spawn_marks(journal: Journal, store: Store, stop: CancellationToken) {
                 }
                 continue;
             };
+            // What was acknowledged is held for `mark_delay` before it is marked.
             let acked = store.take_acknowledged();
+            if !acked.is_empty() {
+                held.push_back((Instant::now(), acked));
+            }
+            let mut due: BTreeMap<i32, i64> = BTreeMap::new();
+            while let Some((at, _)) = held.front() {
+                if !stopping && at.elapsed() < journal.settings.mark_delay {
+                    break;
+                }
+                if let Some((_, a)) = held.pop_front() {
+                    for (p, o) in a {
+                        let e = due.entry(p).or_insert(o);
+                        *e = (*e).max(o);
+                    }
+                }
+            }
+            let acked = due;
             if !acked.is_empty() {
                 let marks: Vec<(String, Mark)> = journal
                     .institutions
@@ -398,7 +417,11 @@ pub fn spawn_marks(journal: Journal, store: Store, stop: CancellationToken) {
                     Ok(()) => marked.extend(acked),
                     Err(e) => {
                         tracing::warn!(error = %e, "journal marks not written; trying again");
-                        store.return_acknowledged(acked);
+                        // Due again at the next tick.
+                        let due_now = Instant::now()
+                            .checked_sub(journal.settings.mark_delay)
+                            .unwrap_or_else(Instant::now);
+                        held.push_front((due_now, acked));
                     }
                 }
             }

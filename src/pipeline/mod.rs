@@ -1,7 +1,10 @@
 //! The Kafka loop: consume → (per-VA lanes) process → store offsets in order.
 //!
 //! Messages for different VAs run concurrently on `pipeline.lanes` lanes; a message's lane
-//! is chosen by its key (the VA), so one VA's messages run in order. An offset is stored
+//! is chosen by its key (the VA), so one VA's messages run in order. On a Redis Cluster, a
+//! message whose slot does not answer (its master is failing over) is parked: it and the
+//! later messages of its VA are retried, in order, by a task of their own, while the lane
+//! goes on with other VAs, so a dead master pauses only the VAs of its slots. An offset is stored
 //! only after its answer (and webhook job) is acknowledged, and only once every earlier
 //! offset of its partition is too (`offsets`); librdkafka commits stored offsets
 //! periodically and once more at shutdown. Delivery is at-least-once; the handlers are
@@ -23,9 +26,10 @@ use crate::kafka::offsets::Offsets;
 use crate::kafka::publish::{sleep_or_shutdown, Publisher};
 use crate::kafka::TopicSettings;
 use crate::kafka::TrackingContext;
+use crate::lock::Owner;
 use crate::metrics as m;
 use crate::switch::Switch;
-use process::{process, Inbound};
+use process::{process, Inbound, Step};
 
 /// Everything a lane needs to process a message.
 pub struct Ctx {
@@ -36,6 +40,10 @@ pub struct Ctx {
     pub retry_initial: Duration,
     pub retry_max: Duration,
     pub redis_up: AtomicBool,
+    /// Redis Cluster: a request whose VA's slot does not answer is set aside (parked) and
+    /// its lane goes on with other VAs; one Redis: the whole consumer waits for Redis
+    /// (every VA would fail alike).
+    pub park: bool,
 }
 
 impl Ctx {
@@ -179,32 +187,107 @@ async fn wait_for_redis(ctx: &Ctx) -> bool {
     }
 }
 
+/// A VA's messages set aside in a lane, in arrival order (see [`lane`]).
+type Parked =
+    Arc<std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::collections::VecDeque<Work>>>>;
+
 /// Handles one lane's messages in order. The lane waits for the handling and for the hand
 /// over to the producer, not for Kafka's acknowledgement: a task per message waits for that
-/// and then stores the offset (in partition order, through `offsets`).
+/// and then stores the offset (in partition order, through `offsets`). A parked VA's
+/// messages go to its queue, which a task of its own works through (`run_parked`).
 async fn lane(
     ctx: Arc<Ctx>,
     consumer: Arc<SwitchConsumer>,
     offsets: Arc<Offsets>,
     mut rx: mpsc::Receiver<Work>,
 ) {
-    while let Some((msg, permit)) = rx.recv().await {
-        let Some(acked) = process(&ctx, &msg).await else {
-            metrics::gauge!(m::INFLIGHT_MESSAGES).decrement(1.0);
-            continue;
-        };
-        let (consumer, offsets) = (consumer.clone(), offsets.clone());
-        tokio::spawn(async move {
-            if acked.await {
-                if let Some(done) = offsets.complete(&msg.topic, msg.partition, msg.offset) {
-                    if let Err(e) = consumer.store_offset(&msg.topic, msg.partition, done) {
-                        // The partition was revoked meanwhile: its next owner redoes the work.
-                        tracing::debug!(error = %e, partition = msg.partition, offset = done, "offset not stored");
-                    }
+    let parked: Parked = Arc::default();
+    while let Some(work) = rx.recv().await {
+        let key = work.0.key.clone().unwrap_or_default();
+        if ctx.park {
+            let mut p = parked.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(q) = p.get_mut(&key) {
+                q.push_back(work);
+                continue;
+            }
+        }
+        let (msg, permit) = work;
+        match process(&ctx, &msg, Owner::new(), ctx.park).await {
+            Step::Done(acked) => settle(&consumer, &offsets, msg, permit, acked),
+            Step::Stopped => metrics::gauge!(m::INFLIGHT_MESSAGES).decrement(1.0),
+            Step::Park(owner) => {
+                metrics::counter!(m::PARKED_TOTAL).increment(1);
+                parked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key.clone(), std::collections::VecDeque::new());
+                tokio::spawn(run_parked(
+                    ctx.clone(),
+                    consumer.clone(),
+                    offsets.clone(),
+                    parked.clone(),
+                    key,
+                    (msg, permit),
+                    owner,
+                ));
+            }
+        }
+    }
+}
+
+/// Works through a parked VA's queue: its first message with the owner of its first
+/// attempt (which may hold the VA's lock), retrying until it is answered, then each later
+/// message of the VA in order; the VA goes back to its lane when the queue is empty.
+async fn run_parked(
+    ctx: Arc<Ctx>,
+    consumer: Arc<SwitchConsumer>,
+    offsets: Arc<Offsets>,
+    parked: Parked,
+    key: Vec<u8>,
+    first: Work,
+    owner: Owner,
+) {
+    let mut next = Some((first, owner));
+    while let Some(((msg, permit), owner)) = next.take() {
+        match process(&ctx, &msg, owner, false).await {
+            Step::Done(acked) => settle(&consumer, &offsets, msg, permit, acked),
+            Step::Stopped | Step::Park(_) => {
+                metrics::gauge!(m::INFLIGHT_MESSAGES).decrement(1.0);
+                drop(permit);
+            }
+        }
+        let mut p = parked.lock().unwrap_or_else(|e| e.into_inner());
+        match p
+            .get_mut(&key)
+            .and_then(std::collections::VecDeque::pop_front)
+        {
+            Some(w) => next = Some((w, Owner::new())),
+            None => {
+                p.remove(&key);
+            }
+        }
+    }
+}
+
+/// Waits (in a task) for a handled message's acknowledgements, then stores its offset.
+fn settle(
+    consumer: &Arc<SwitchConsumer>,
+    offsets: &Arc<Offsets>,
+    msg: Inbound,
+    permit: OwnedSemaphorePermit,
+    acked: impl std::future::Future<Output = bool> + Send + 'static,
+) {
+    let (consumer, offsets) = (consumer.clone(), offsets.clone());
+    tokio::spawn(async move {
+        if acked.await {
+            if let Some(done) = offsets.complete(&msg.topic, msg.partition, msg.offset) {
+                if let Err(e) = consumer.store_offset(&msg.topic, msg.partition, done) {
+                    // The partition was revoked meanwhile: its next owner redoes the work.
+                    tracing::debug!(error = %e, partition = msg.partition, offset = done, "offset not stored");
                 }
             }
-            metrics::gauge!(m::INFLIGHT_MESSAGES).decrement(1.0);
-            drop(permit);
-        });
-    }
+        }
+        metrics::gauge!(m::INFLIGHT_MESSAGES).decrement(1.0);
+        drop(permit);
+    });
 }

@@ -36,14 +36,33 @@ struct Answer {
     institution: String,
 }
 
+/// How far [`process`] took a message.
+pub enum Step<F> {
+    /// Answered: the future resolves to `true` once the answer (+ webhook job, + dead
+    /// letter) is acknowledged by Kafka, and the offset may be stored.
+    Done(F),
+    /// Shutdown interrupted the handling: the message will be consumed again.
+    Stopped,
+    /// With `park`: the first attempt found the VA's Redis slot unavailable. Handle it
+    /// again aside, with this owner (the attempt's; it may hold the VA's lock).
+    Park(Owner),
+}
+
+enum Handled {
+    Final(Result<Outcome, SwitchError>),
+    Stopped,
+    Park,
+}
+
 /// Processes one message up to handing its answer (+ webhook job, + dead letter) to the
-/// producer. Returns a future that resolves to `true` once all of it is acknowledged by
-/// Kafka (the offset may then be stored), or `None` if shutdown interrupted the handling
-/// (the message will be consumed again).
+/// producer, as the attempt `owner`, retrying while the answer cannot be known; with
+/// `park`, a first attempt that finds Redis unavailable returns [`Step::Park`] instead.
 pub async fn process(
     ctx: &Arc<Ctx>,
     msg: &Inbound,
-) -> Option<impl Future<Output = bool> + Send + 'static> {
+    owner: Owner,
+    park: bool,
+) -> Step<impl Future<Output = bool> + Send + 'static> {
     let span = tracing::info_span!(
         "message",
         topic = %msg.topic,
@@ -63,12 +82,15 @@ pub async fn process(
                 let span = tracing::Span::current();
                 span.record("type", req.kind.as_str());
                 span.record("channel", req.channel.as_str());
-                let result = handle_until_final(ctx, &req).await?;
-                Some(answer_for(ctx, &req, result))
+                match handle_until_final(ctx, &req, &owner, park).await {
+                    Handled::Final(result) => Ok(answer_for(ctx, &req, result)),
+                    Handled::Stopped => Err(Handled::Stopped),
+                    Handled::Park => Err(Handled::Park),
+                }
             }
             Err(rej) => {
                 tracing::warn!(reason = rej.reason, error = %rej.error, "rejected input");
-                Some(Answer {
+                Ok(Answer {
                     address: rej.address,
                     outcome: rej.error.outcome(&ctx.switch.clock),
                     dead_letter: Some((rej.reason, rej.error.to_string())),
@@ -78,7 +100,12 @@ pub async fn process(
         }
     }
     .instrument(span)
-    .await?;
+    .await;
+    let answer = match answer {
+        Ok(a) => a,
+        Err(Handled::Park) => return Step::Park(owner),
+        Err(_) => return Step::Stopped,
+    };
 
     let acks: Vec<_> = outgoing(ctx, msg, &answer)
         .into_iter()
@@ -86,7 +113,7 @@ pub async fn process(
         .collect();
     let ctx = ctx.clone();
     let received = msg.received;
-    Some(async move {
+    Step::Done(async move {
         let all_acked = futures::future::join_all(acks)
             .await
             .into_iter()
@@ -98,17 +125,13 @@ pub async fn process(
     })
 }
 
-/// Handles a request, retrying while the answer cannot be known (Redis away, VA busy).
-/// `None` if shutdown came first.
-async fn handle_until_final(
-    ctx: &Ctx,
-    req: &ChannelRequest,
-) -> Option<Result<Outcome, SwitchError>> {
+/// Handles a request as the attempt `owner`, retrying while the answer cannot be known
+/// (Redis away, VA busy): `Park` instead when `park` and the first attempt found Redis
+/// unavailable; `Stopped` if shutdown came first.
+async fn handle_until_final(ctx: &Ctx, req: &ChannelRequest, owner: &Owner, park: bool) -> Handled {
     let mut backoff = ctx.retry_initial;
-    // One attempt for every retry of this delivery: a retry takes back its own VA lock.
-    let owner = Owner::new();
     loop {
-        let result = ctx.switch.handle_as(req, &owner).await;
+        let result = ctx.switch.handle_as(req, owner).await;
         match &result {
             Err(e) if e.disposition() == Disposition::Retry => {
                 let cause = match e {
@@ -116,19 +139,26 @@ async fn handle_until_final(
                     SwitchError::Store(_) => "store",
                     _ => "busy",
                 };
-                if cause == "store" {
-                    ctx.set_redis_up(false);
-                }
                 metrics::counter!(m::RETRIES_TOTAL, "cause" => cause).increment(1);
+                if cause == "store" {
+                    if park {
+                        tracing::warn!(error = %e, "redis slot unavailable: request set aside, retried on its own");
+                        return Handled::Park;
+                    }
+                    // A cluster never pauses the whole consumer for one slot.
+                    if !ctx.park {
+                        ctx.set_redis_up(false);
+                    }
+                }
                 tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "cannot answer yet, retrying");
                 if !sleep_or_shutdown(backoff, &ctx.shutdown).await {
-                    return None;
+                    return Handled::Stopped;
                 }
                 backoff = (backoff * 2).min(ctx.retry_max);
             }
             _ => {
                 ctx.set_redis_up(true);
-                return Some(result);
+                return Handled::Final(result);
             }
         }
     }

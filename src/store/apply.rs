@@ -241,28 +241,36 @@ impl Store {
         Ok(self.scan_keys(pattern).await?.len() as u64)
     }
 
-    /// Every key matching `pattern` (`SCAN`, never `KEYS`).
+    /// Every key matching `pattern` (`SCAN`, never `KEYS`; on a cluster, every master's).
     ///
     /// # Errors
     /// Redis unreachable.
     pub async fn scan_keys(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
-        let mut cursor: u64 = 0;
+        let conn = self.conn();
+        // A cluster: each master's keyspace in turn (a cursor belongs to one node).
+        let nodes = match conn.masters().await? {
+            Some(m) => m.into_iter().map(Some).collect(),
+            None => vec![None],
+        };
         let mut out = Vec::new();
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut self.conn())
-                .await?;
-            out.extend(keys);
-            if next == 0 {
-                return Ok(out);
+        for node in &nodes {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000);
+                let (next, keys): (u64, Vec<String>) = conn.on_node(node.as_ref(), &scan).await?;
+                out.extend(keys);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            cursor = next;
         }
+        Ok(out)
     }
 
     /// Ledger entries of every institution in Redis.

@@ -7,6 +7,20 @@ use serde::Deserialize;
 pub struct RedisSettings {
     /// `redis://host:port/db`, or `rediss://...` for TLS (see `secure`).
     pub url: String,
+    /// `true`: `url` is a seed node of a Redis Cluster (its nodes are found from it), and
+    /// the store speaks Cluster (redis-rs's cluster client). Env `IPG__REDIS__CLUSTER`.
+    #[serde(default)]
+    pub cluster: bool,
+    /// More seed nodes of the cluster (`redis://host:port`), tried when `url` is down: at
+    /// the start, and when the client is made again after its commands kept failing (a
+    /// failover it did not follow). Give one per master. Cluster only.
+    #[serde(default)]
+    pub seed_urls: Vec<String>,
+    /// Cluster only: how many times one command follows `MOVED`/`ASK` or waits for a
+    /// failover (50-500 ms apart) before its error goes back to the request, which the
+    /// Kafka door retries and the HTTP door answers 503.
+    #[serde(default = "default_cluster_retries")]
+    pub cluster_retries: u32,
     /// A slower command counts as Redis unavailable (retried).
     #[serde(
         rename = "command_timeout_ms",
@@ -33,4 +47,8 @@ pub struct RedisSettings {
     /// The password, read once at load from `password_env`.
     #[serde(skip)]
     pub password_resolved: Option<String>,
+}
+
+fn default_cluster_retries() -> u32 {
+    6
 }

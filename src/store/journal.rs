@@ -375,16 +375,6 @@ impl Store {
             .unwrap_or_default()
     }
 
-    /// Puts back what [`Store::take_acknowledged`] took and could not be written.
-    pub fn return_acknowledged(&self, back: std::collections::BTreeMap<i32, i64>) {
-        if let Ok(mut a) = self.journal.acked.lock() {
-            for (p, o) in back {
-                let next = a.entry(p).or_insert(0);
-                *next = (*next).max(o);
-            }
-        }
-    }
-
     /// Waits (at most `limit`) until no journal append of this process is on its way.
     pub async fn settle_journal(&self, limit: std::time::Duration) {
         if let Some(sink) = &self.journal.sink {

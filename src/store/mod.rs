@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod config;
+pub mod conn;
 pub mod journal;
 pub mod keys;
 pub mod passive;
@@ -11,13 +12,13 @@ pub mod query;
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::domain::{Bill, Payment};
 pub use config::RedisSettings;
+pub use conn::{connect, Conn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -115,7 +116,7 @@ pub struct NewPayment<'a> {
 
 #[derive(Clone)]
 pub struct Store {
-    conn: ConnectionManager,
+    conn: Conn,
     scripts: std::sync::Arc<Scripts>,
     apply: std::sync::Arc<apply::ApplyScripts>,
     journal: journal::Wiring,
@@ -263,68 +264,6 @@ fn verdict(r: &[String]) -> Commit {
     }
 }
 
-/// One managed connection to the Redis `settings` describe: its URL, TLS roots and
-/// client certificate (`rediss://`), ACL user and password (from the environment), command
-/// and connect timeouts. Lazy: made at the first command, re-made after failures. The one
-/// place a Redis connection is set up (the store, the webhook gate).
-///
-/// # Errors
-/// An invalid URL, a TLS file that cannot be read.
-pub fn connect(settings: &RedisSettings) -> Result<ConnectionManager, StoreError> {
-    use redis::IntoConnectionInfo;
-    let info = settings.url.as_str().into_connection_info()?;
-    let mut who = info.redis_settings().clone();
-    if let Some(u) = &settings.username {
-        who = who.set_username(u);
-    }
-    if let Some(var) = &settings.password_env {
-        let password = settings
-            .password_resolved
-            .clone()
-            .unwrap_or_else(|| std::env::var(var).unwrap_or_default());
-        who = who.set_password(password);
-    }
-    let info = info.set_redis_settings(who);
-    let read = |key: &str, path: &Option<String>| -> Result<Option<Vec<u8>>, StoreError> {
-        path.as_ref()
-            .map(|p| {
-                std::fs::read(p).map_err(|e| StoreError::Corrupt {
-                    key: key.to_owned(),
-                    reason: format!("cannot read {p}: {e}"),
-                })
-            })
-            .transpose()
-    };
-    let root_cert = read("redis.ca_file", &settings.ca_file)?;
-    let client_cert = read("redis.client_cert_file", &settings.client_cert_file)?;
-    let client_key = read("redis.client_key_file", &settings.client_key_file)?;
-    let client = if settings.tls() && (root_cert.is_some() || client_cert.is_some()) {
-        let client_tls = match (client_cert, client_key) {
-            (Some(client_cert), Some(client_key)) => Some(redis::ClientTlsConfig {
-                client_cert,
-                client_key,
-            }),
-            _ => None,
-        };
-        redis::Client::build_with_tls(
-            info,
-            redis::TlsCertificates {
-                client_tls,
-                root_cert,
-            },
-        )?
-    } else {
-        redis::Client::open(info)?
-    };
-    let timeout = settings.command_timeout;
-    let cfg = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(timeout))
-        .set_connection_timeout(Some(timeout))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(500));
-    Ok(ConnectionManager::new_lazy_with_config(client, cfg)?)
-}
-
 /// `url` without its password (`redis://user:****@host:port/db`), for logs and messages.
 pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -379,27 +318,44 @@ impl Durability {
 }
 
 impl Store {
-    /// Reads Redis's persistence settings (`CONFIG GET appendonly appendfsync`).
+    /// Reads Redis's persistence settings (`CONFIG GET appendonly appendfsync`; on a
+    /// cluster, of every master).
     ///
     /// # Errors
     /// Redis unreachable. A refused `CONFIG` is not an error: `Durability::Unknown`.
     pub async fn durability(&self) -> Result<Durability, StoreError> {
-        let got: redis::RedisResult<std::collections::HashMap<String, String>> =
-            redis::cmd("CONFIG")
-                .arg("GET")
-                .arg("append*")
-                .query_async(&mut self.conn())
-                .await;
-        match got {
-            Ok(m) => Ok(Durability::of(
-                m.get("appendonly").map_or("", String::as_str),
-                m.get("appendfsync").map_or("", String::as_str),
-            )),
-            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
-                Err(e.into())
+        let conn = self.conn();
+        // A cluster: every master's, and the first at risk (or unknown) is the answer.
+        let nodes = match conn.masters().await? {
+            Some(m) => m.into_iter().map(Some).collect(),
+            None => vec![None],
+        };
+        let mut verdict = Durability::Safe;
+        for node in &nodes {
+            let mut cmd = redis::cmd("CONFIG");
+            cmd.arg("GET").arg("append*");
+            let got: redis::RedisResult<std::collections::HashMap<String, String>> =
+                conn.on_node(node.as_ref(), &cmd).await;
+            let d = match got {
+                Ok(m) => Durability::of(
+                    m.get("appendonly").map_or("", String::as_str),
+                    m.get("appendfsync").map_or("", String::as_str),
+                ),
+                Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+                    return Err(e.into())
+                }
+                Err(e) => Durability::Unknown(e.to_string()),
+            };
+            match (node, d) {
+                (_, Durability::Safe) => {}
+                (Some((host, port)), Durability::AtRisk(why)) => {
+                    return Ok(Durability::AtRisk(format!("{host}:{port}: {why}")))
+                }
+                (_, d @ Durability::AtRisk(_)) => return Ok(d),
+                (_, d) => verdict = d,
             }
-            Err(e) => Ok(Durability::Unknown(e.to_string())),
         }
+        Ok(verdict)
     }
 
     /// Creates the store. The connection is made lazily and re-made after failures, so the
@@ -436,14 +392,22 @@ impl Store {
         })
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Conn {
         self.conn.clone()
     }
 
+    /// Whether this store is on a Redis Cluster (`redis.cluster`).
+    pub fn is_cluster(&self) -> bool {
+        self.conn.is_cluster()
+    }
+
+    /// Whether Redis answers (`/readyz`). On a cluster, whether one of its nodes answers:
+    /// a master failing over stops only its slots, not the instance's readiness.
+    ///
     /// # Errors
     /// Redis unreachable.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
+        let _: String = self.conn().ping_any().await?;
         Ok(())
     }
 

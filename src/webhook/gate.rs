@@ -12,7 +12,6 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::Script;
 
 use crate::store::keys;
@@ -27,7 +26,7 @@ pub struct Holder {
 
 #[derive(Clone)]
 pub struct Gate {
-    conn: ConnectionManager,
+    conn: crate::store::Conn,
     release: Script,
     hold: Script,
     ttl: Duration,

@@ -2,6 +2,7 @@
 //! mock cluster, reached over TCP), and the real daemon run in-process through
 //! `ipg_switch::run`. Every stack has its own broker and Redis, so tests run in parallel.
 #![allow(dead_code)]
+pub mod cluster;
 pub mod institution;
 
 use std::collections::HashMap;
@@ -36,16 +37,60 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A private `redis-server`, killed on drop.
+/// A private `redis-server`, killed on drop; or, with `IPG_TEST_REDIS=cluster`, a private
+/// Redis Cluster (3 masters + 3 replicas) whose first node this is.
 pub struct Redis {
     child: Child,
     pub port: u16,
     _dir: tempfile::TempDir,
+    /// The cluster's other nodes (empty: a single Redis).
+    pub peers: Vec<Redis>,
+}
+
+/// Whether this test run puts the switch on a Redis Cluster (`IPG_TEST_REDIS=cluster`).
+pub fn cluster_mode() -> bool {
+    std::env::var("IPG_TEST_REDIS").is_ok_and(|v| v == "cluster")
 }
 
 impl Redis {
+    /// A single Redis, or a cluster with `IPG_TEST_REDIS=cluster`.
     pub fn start() -> Redis {
+        if cluster_mode() {
+            return Self::cluster(3, 1);
+        }
         Self::start_on(free_port())
+    }
+
+    /// Whether this is a cluster (see [`Redis::cluster`]).
+    pub fn is_cluster(&self) -> bool {
+        !self.peers.is_empty()
+    }
+
+    /// The `[redis]` lines that point the switch here (for a configuration file).
+    pub fn toml_lines(&self) -> String {
+        format!("url = \"{}\"\n{}", self.url(), self.cluster_lines())
+    }
+
+    /// `cluster = true` and every node as a seed, for a cluster; nothing for one Redis.
+    pub fn cluster_lines(&self) -> String {
+        if !self.is_cluster() {
+            return String::new();
+        }
+        let seeds: Vec<String> = self
+            .peers
+            .iter()
+            .map(|p| format!("\"redis://127.0.0.1:{}\"", p.port))
+            .collect();
+        format!("cluster = true\nseed_urls = [{}]\n", seeds.join(", "))
+    }
+
+    /// The settings layer a cluster needs on top of [`settings_toml`] (empty for one Redis).
+    pub fn settings_layer(&self) -> String {
+        if self.is_cluster() {
+            format!("[redis]\n{}", self.cluster_lines())
+        } else {
+            String::new()
+        }
     }
 
     pub fn start_on(port: u16) -> Redis {
@@ -83,6 +128,7 @@ impl Redis {
             child,
             port,
             _dir: dir,
+            peers: Vec::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -157,6 +203,8 @@ pub struct Received {
     pub value: Vec<u8>,
     pub headers: HashMap<String, String>,
     pub partition: i32,
+    /// When the collector read it.
+    pub at: Instant,
 }
 
 impl Received {
@@ -226,6 +274,7 @@ pub fn collect(bootstrap: &str, topic: &str) -> Collected {
                         value: m.payload().unwrap_or_default().to_vec(),
                         headers,
                         partition: m.partition(),
+                        at: Instant::now(),
                     });
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -325,7 +374,12 @@ impl Stack {
         let topics = probe.all_topics();
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         let broker = EmbeddedBroker::start(&topics, PARTITIONS).unwrap();
-        let settings = settings_for(&broker.bootstrap, &redis.url(), extra);
+        let settings = Settings::from_toml(&[
+            &settings_toml(&broker.bootstrap, &redis.url()),
+            &redis.settings_layer(),
+            extra,
+        ])
+        .unwrap();
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &broker.bootstrap)
             .create()
@@ -669,11 +723,12 @@ impl Stack {
     /// The stack's configuration as a file in `dir`, for the binary.
     pub fn config_file(&self, dir: &tempfile::TempDir) -> std::path::PathBuf {
         let path = dir.path().join("switch.toml");
-        std::fs::write(
-            &path,
-            settings_toml(&self.broker.bootstrap, &self.settings.redis.url),
-        )
-        .unwrap();
+        let url = &self.settings.redis.url;
+        let toml = settings_toml(&self.broker.bootstrap, url).replace(
+            &format!("url = \"{url}\"\n"),
+            &format!("url = \"{url}\"\n{}", self.redis.cluster_lines()),
+        );
+        std::fs::write(&path, toml).unwrap();
         path
     }
 }
