@@ -36,6 +36,10 @@
 //! BENCH_FETCH_WAIT_MS (default 1; every consumer's fetch.wait.max.ms: the mock broker holds an
 //! empty fetch for the whole wait and does not answer early when data arrives, unlike a real
 //! broker, so librdkafka's 500 ms default would add up to 500 ms per hop when a consumer is idle).
+//! BENCH_INSTITUTIONS (default 1): hosted institutions the bills are spread over. With
+//! `IPG_TEST_REDIS=cluster` the Redis is a private cluster of 3 masters + 3 replicas (the
+//! tests' harness) and the institutions are picked on different masters; the bench then
+//! prints each node's CPU per burst (INFO commandstats are the first node's only).
 //! Without `--bench` (as under `cargo test --all-targets`) it is a small smoke run.
 
 #[path = "../tests/common/mod.rs"]
@@ -80,6 +84,8 @@ fn env_num(name: &str, default: usize) -> usize {
 
 struct Knobs {
     n: usize,
+    /// Hosted institutions the bills are spread over (BENCH_INSTITUTIONS, default 1).
+    institutions: usize,
     probe: usize,
     lanes: usize,
     linger_ms: usize,
@@ -497,10 +503,12 @@ fn thread_group(comm: &str) -> &'static str {
 struct CpuSnap {
     threads: HashMap<String, (String, u64)>,
     redis: u64,
+    /// Each redis-server's ticks, by port (one entry for a single Redis).
+    nodes: BTreeMap<u16, u64>,
     at: Option<Instant>,
 }
 
-fn cpu_snapshot(redis_port: u16) -> CpuSnap {
+fn cpu_snapshot(redis_ports: &[u16]) -> CpuSnap {
     let mut snap = CpuSnap {
         at: Some(Instant::now()),
         ..CpuSnap::default()
@@ -517,9 +525,8 @@ fn cpu_snapshot(redis_port: u16) -> CpuSnap {
             }
         }
     }
-    // The redis-server child started by common::Redis (matched by its port).
+    // The redis-server children started by common::Redis (matched by their ports).
     let me = std::process::id() as i32;
-    let port = redis_port.to_string();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for e in dir.flatten() {
             let p = e.path();
@@ -536,8 +543,12 @@ fn cpu_snapshot(redis_port: u16) -> CpuSnap {
             let cmd = std::fs::read(p.join("cmdline")).unwrap_or_default();
             // redis-server rewrites its title to "redis-server 127.0.0.1:PORT".
             let cmd = String::from_utf8_lossy(&cmd);
-            if cmd.split('\0').any(|a| a == port) || cmd.contains(&format!(":{port}")) {
-                snap.redis += ticks;
+            for &p in redis_ports {
+                let port = p.to_string();
+                if cmd.split('\0').any(|a| a == port) || cmd.contains(&format!(":{port}")) {
+                    snap.redis += ticks;
+                    *snap.nodes.entry(p).or_default() += ticks;
+                }
             }
         }
     }
@@ -621,13 +632,30 @@ impl Internals {
 
 async fn measured<F: std::future::Future<Output = Stats>>(
     label: &str,
-    redis_port: u16,
+    redis_ports: &[u16],
     f: F,
 ) -> (Stats, Internals) {
-    let (c0, m0) = (cpu_snapshot(redis_port), scrape());
+    let (c0, m0) = (cpu_snapshot(redis_ports), scrape());
     let s = f.await;
-    let (c1, m1) = (cpu_snapshot(redis_port), scrape());
+    let (c1, m1) = (cpu_snapshot(redis_ports), scrape());
     let (cpu, wall) = cpu_diff(&c0, &c1);
+    if c1.nodes.len() > 1 {
+        let per: Vec<String> = c1
+            .nodes
+            .iter()
+            .map(|(port, t)| {
+                let before = c0.nodes.get(port).copied().unwrap_or(0);
+                format!(
+                    ":{port} {:.0}%",
+                    t.saturating_sub(before) as f64 / CLK_TCK / wall * 100.0
+                )
+            })
+            .collect();
+        println!(
+            "  {label}: redis-server CPU per node (% of a core): {}",
+            per.join(", ")
+        );
+    }
     let answered = s.answered;
     (
         s,
@@ -791,7 +819,38 @@ async fn bench(k: Knobs) -> Result<(), String> {
         Ok(q) => extra.replace("[kafka]", &format!("lane_queue = {q}\n[kafka]")),
         Err(_) => extra,
     };
-    let mut settings = common::settings_for(&broker.bootstrap, &redis.url(), &extra);
+    let mut settings = Settings::from_toml(&[
+        &common::settings_toml(&broker.bootstrap, &redis.url()),
+        &redis.settings_layer(),
+        &extra,
+    ])
+    .map_err(|e| e.to_string())?;
+    // BENCH_INSTITUTIONS hosted institutions share the bills; on a cluster (IPG_TEST_REDIS=
+    // cluster) each on a master of its own as far as there are masters.
+    let mut hosted: Vec<(String, String)> = vec![(INST.to_owned(), PREFIX.to_owned())];
+    let mut masters_used = Vec::new();
+    if redis.is_cluster() {
+        masters_used.push(redis.master_of(&format!("ipg:{{{INST}}}:x")));
+    }
+    for i in 2..100 {
+        if hosted.len() >= k.institutions {
+            break;
+        }
+        let code = format!("SCH{i:02}");
+        if redis.is_cluster() {
+            let m = redis.master_of(&format!("ipg:{{{code}}}:x"));
+            if masters_used.contains(&m) && masters_used.len() < redis.ports().len() / 2 {
+                continue;
+            }
+            masters_used.push(m);
+        }
+        let prefix = format!("8577{:02}", hosted.len());
+        let mut other = settings.institutions[0].clone();
+        other.code = code.clone();
+        other.prefixes = vec![prefix.clone()];
+        settings.institutions.push(other);
+        hosted.push((code, prefix));
+    }
     // The switch's capacity alone: the webhook dispatcher would spend the same CPUs calling
     // the harness's unreachable webhook URL.
     settings.webhook.enabled = false;
@@ -827,18 +886,21 @@ async fn bench(k: Knobs) -> Result<(), String> {
     // Hosted bills: n for the bursts, probe more for one-at-a-time payments.
     let t = Instant::now();
     let sw = ipg_switch::build_switch(&settings).map_err(|e| e.to_string())?;
-    let inst = sw.routing.by_code(INST).ok_or("no institution")?.clone();
+    let insts: Vec<_> = hosted
+        .iter()
+        .map(|(code, _)| sw.routing.by_code(code).cloned())
+        .collect::<Option<Vec<_>>>()
+        .ok_or("no institution")?;
     let numbers: Vec<String> = (0..k.n + k.probe)
         .map(|i| format!("{}", 1_000_000_000u64 + i as u64))
         .collect();
-    let created = futures::stream::iter(numbers.iter())
-        .map(|n| {
-            let (sw, inst) = (&sw, &inst);
-            async move {
-                sw.hosted
-                    .create_bill(inst, &common::bill_body(n, "close", BILL_TOTAL))
-                    .await
-            }
+    let created = futures::stream::iter(numbers.iter().enumerate())
+        .map(|(i, n)| {
+            let (sw, inst) = (&sw, &insts[i % insts.len()]);
+            let mut body = common::bill_body(n, "close", BILL_TOTAL);
+            body["institution_code"] = json!(inst.code);
+            body["prefix"] = json!(hosted[i % hosted.len()].1);
+            async move { sw.hosted.create_bill(inst, &body).await }
         })
         .buffer_unordered(64)
         .filter(|r| std::future::ready(r.is_ok()))
@@ -854,7 +916,28 @@ async fn bench(k: Knobs) -> Result<(), String> {
         seed_s,
         fmt_int(created as f64 / seed_s)
     );
-    let vas: Vec<String> = numbers.iter().map(|n| common::va(PREFIX, n)).collect();
+    let vas: Vec<String> = numbers
+        .iter()
+        .enumerate()
+        .map(|(i, n)| common::va(&hosted[i % hosted.len()].1, n))
+        .collect();
+    println!(
+        "hosted institutions: {}{}",
+        hosted
+            .iter()
+            .map(|(c, p)| format!("{c} ({p})"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if redis.is_cluster() {
+            format!(
+                "; Redis Cluster of {} nodes, institutions' masters {:?}",
+                redis.ports().len(),
+                masters_used
+            )
+        } else {
+            "; one Redis".into()
+        }
+    );
     let (burst_vas, probe_vas) = vas.split_at(k.n);
     // Passive VAs: the institution keeps the bills.
     let pas_vas: Vec<String> = (0..k.n + k.probe)
@@ -895,7 +978,7 @@ async fn bench(k: Knobs) -> Result<(), String> {
     let msgs = inquiries(burst_vas, "ceil");
     let (ceil, int) = measured(
         "ceiling copy",
-        redis.port,
+        &redis.ports(),
         burst(
             "ceiling copy (pass-through)",
             &bank,
@@ -936,7 +1019,7 @@ async fn bench(k: Knobs) -> Result<(), String> {
     let msgs = inquiries(burst_vas, "inq");
     let (inq, int) = measured(
         "daemon inquiries",
-        redis.port,
+        &redis.ports(),
         burst("daemon inquiries", &bank, &topic, &reader, &msgs),
     )
     .await;
@@ -945,7 +1028,7 @@ async fn bench(k: Knobs) -> Result<(), String> {
     redis_cmd(&redis.url(), &["CONFIG", "RESETSTAT"]).await;
     let (pay, int) = measured(
         "daemon payments",
-        redis.port,
+        &redis.ports(),
         burst("daemon payments", &bank, &topic, &reader, &msgs),
     )
     .await;
@@ -987,7 +1070,7 @@ async fn bench(k: Knobs) -> Result<(), String> {
     let msgs = inquiries(pas_burst_vas, "pinq");
     let (pinq, int) = measured(
         "passive inquiries",
-        redis.port,
+        &redis.ports(),
         burst(
             "passive inquiries (5 ms inst.)",
             &bank,
@@ -1002,7 +1085,7 @@ async fn bench(k: Knobs) -> Result<(), String> {
     redis_cmd(&redis.url(), &["CONFIG", "RESETSTAT"]).await;
     let (ppay, int) = measured(
         "passive payments",
-        redis.port,
+        &redis.ports(),
         burst(
             "passive payments (5 ms inst.)",
             &bank,
@@ -1194,6 +1277,7 @@ fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let knobs = Knobs {
         n: env_num("BENCH_N", if full { 10_000 } else { 300 }),
+        institutions: env_num("BENCH_INSTITUTIONS", 1).max(1),
         probe: env_num("BENCH_PROBE", if full { 200 } else { 20 }).max(1),
         lanes: env_num("BENCH_LANES", 64),
         linger_ms: env_num("BENCH_LINGER_MS", 1),
