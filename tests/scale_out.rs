@@ -306,6 +306,29 @@ async fn a_redis_master_killed_under_payments_loses_and_doubles_nothing() {
             s.id
         );
     }
+    // A replica holding the switch's scripts (as a master demoted without a restart does)
+    // has them flushed by the daemon within its 5 s check, so that it would answer
+    // NOSCRIPT once promoted.
+    let some_replica = stack
+        .redis
+        .replica_of(stack.redis.master_of(&format!("ipg:{{{other_code}}}:x")));
+    let sha = redis_cli(
+        some_replica,
+        &[
+            "SCRIPT",
+            "LOAD",
+            "return 1 -- ipg-switch probe: Redis still knows its scripts",
+        ],
+    );
+    let sha = sha.trim();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while redis_cli(some_replica, &["SCRIPT", "EXISTS", sha]).trim() != "0" {
+        assert!(
+            Instant::now() < deadline,
+            "the replica :{some_replica} still holds the scripts"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     daemon.stop().await;
 
     let sw = stack.switch();

@@ -361,6 +361,10 @@ pub fn spawn_marks(journal: Journal, store: Store, stop: CancellationToken) {
             };
             if partitions.is_none() || lag_at.elapsed() >= Duration::from_secs(5) {
                 lag_at = Instant::now();
+                // A cluster's replicas must not hold the scripts (store::conn).
+                if let Err(e) = store.flush_replica_scripts().await {
+                    tracing::debug!(error = %e, "replica scripts not checked");
+                }
                 if let Some(c) = &reader {
                     if let Ok(wm) = journal.watermarks(c).await {
                         partitions = Some(wm.len() as i32);
@@ -385,7 +389,9 @@ pub fn spawn_marks(journal: Journal, store: Store, stop: CancellationToken) {
             }
             let mut due: BTreeMap<i32, i64> = BTreeMap::new();
             while let Some((at, _)) = held.front() {
-                if !stopping && at.elapsed() < journal.settings.mark_delay {
+                // At a stop the marks not yet due are dropped, not written: the next
+                // recovery re-applies a little more, never less than the delay promises.
+                if at.elapsed() < journal.settings.mark_delay {
                     break;
                 }
                 if let Some((_, a)) = held.pop_front() {

@@ -13,9 +13,10 @@
 //! writes its old master had not replicated are given back; see `Store::eval`).
 //!
 //! A pipeline whose commands fall in one slot is sent as one pipeline to that slot's
-//! master. Only the journal's recovery and marks send pipelines over many institutions:
-//! on a cluster those are split into one pipeline per slot, sent concurrently, and their
-//! replies put back in the pipeline's order (a pipeline was never atomic across keys).
+//! master. A pipeline over several slots is split into one pipeline per slot, sent
+//! concurrently, and the replies put back in the pipeline's order (a pipeline was never
+//! atomic across keys): the start of every payment (the reference binding's slot and the
+//! institution's), the journal's recovery batches and its reading of the marks.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,12 +38,18 @@ pub enum Conn {
     Cluster(Arc<Cluster>),
 }
 
-/// The cluster client, made again from the seeds when commands have kept failing for
-/// [`Cluster::REBUILD_AFTER`]: redis-rs refreshes its slot map on `MOVED` and on a lost
+/// The cluster client, made again from the seeds when failures have kept coming (none more
+/// than [`Cluster::STREAK_GAP`] apart) for [`Cluster::REBUILD_AFTER`], whatever succeeded
+/// on other slots meanwhile: redis-rs refreshes its slot map on `MOVED` and on a lost
 /// connection, but a client whose requests keep timing out against a dead master can keep
-/// its old map (seen in tests/scale_out.rs); a fresh client asks the seeds again.
+/// its old map (seen in tests/scale_out.rs); a fresh client asks the seeds again. While a
+/// master stays down that is one new client every 3 s; requests already sent finish on the
+/// old one.
 pub struct Cluster {
     client: redis::cluster::ClusterClient,
+    /// A plain client of one node (`host`, `port`) with the cluster's credentials and TLS:
+    /// for the replicas, which the cluster client only reaches by its own routing.
+    node: Box<dyn Fn(&str, u16) -> Result<redis::Client, StoreError> + Send + Sync>,
     config: redis::cluster::ClusterConfig,
     current: std::sync::RwLock<ClusterConnection>,
     /// (first failure of the current streak, last failure), and when the client was made.
@@ -148,31 +155,66 @@ impl Conn {
             return Ok(None);
         };
         let c = c.connection();
-        // Each range: [start, end, [host, port, id, ...] of the master, replicas...].
-        let ranges: Vec<Vec<Value>> = redis::cmd("CLUSTER")
-            .arg("SLOTS")
-            .query_async(&mut c.clone())
-            .await?;
         let mut out: Vec<(String, u16)> = Vec::new();
-        for r in ranges {
-            let Some(master) = r.get(2) else { continue };
-            let Ok(fields) = redis::from_redis_value::<Vec<Value>>(master.clone()) else {
-                continue;
-            };
-            let (Some(host), Some(port)) = (fields.first(), fields.get(1)) else {
-                continue;
-            };
-            let (Ok(host), Ok(port)) = (
-                redis::from_redis_value::<String>(host.clone()),
-                redis::from_redis_value::<u16>(port.clone()),
-            ) else {
-                continue;
-            };
-            if !out.contains(&(host.clone(), port)) {
-                out.push((host, port));
+        for (master, _) in cluster_nodes(&c).await? {
+            if !out.contains(&master) {
+                out.push(master);
             }
         }
         Ok(Some(out))
+    }
+
+    /// Flushes the script cache of every replica that holds the script `sha` (the store's
+    /// probe): a master demoted without a restart keeps its scripts, and promoted again it
+    /// would run them on the writes it missed instead of answering `NOSCRIPT` (see the
+    /// module's docs). Returns how many replicas were flushed; 0 on a single Redis.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn flush_replica_scripts(&self, sha: &str) -> redis::RedisResult<usize> {
+        let Conn::Cluster(c) = self else {
+            return Ok(0);
+        };
+        let conn = c.connection();
+        let mut replicas: Vec<(String, u16)> = Vec::new();
+        for (_, rs) in cluster_nodes(&conn).await? {
+            for r in rs {
+                if !replicas.contains(&r) {
+                    replicas.push(r);
+                }
+            }
+        }
+        let mut flushed = 0;
+        for (host, port) in replicas {
+            // A plain connection of its own: a replica is never reached through the
+            // cluster client's routing (a miss there makes it reconnect everything).
+            let Ok(client) = (c.node)(&host, port) else {
+                continue;
+            };
+            let cfg = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(2)))
+                .set_response_timeout(Some(Duration::from_secs(2)));
+            let Ok(mut node) = client
+                .get_multiplexed_async_connection_with_config(&cfg)
+                .await
+            else {
+                continue;
+            };
+            let exists: Vec<i64> = redis::cmd("SCRIPT")
+                .arg("EXISTS")
+                .arg(sha)
+                .query_async(&mut node)
+                .await?;
+            if exists.first() == Some(&1) {
+                let _: () = redis::cmd("SCRIPT")
+                    .arg("FLUSH")
+                    .query_async(&mut node)
+                    .await?;
+                tracing::warn!(replica = %format!("{host}:{port}"), "redis cluster: a replica held the switch's scripts (a demoted master?): flushed, so that it answers NOSCRIPT if promoted");
+                flushed += 1;
+            }
+        }
+        Ok(flushed)
     }
 
     /// Runs `cmd` on one node: the master at `host:port` on a cluster (see
@@ -264,6 +306,30 @@ fn slot_tag(cmd: &Cmd) -> Option<Vec<u8>> {
         })
         .unwrap_or(key);
     Some(tag.to_vec())
+}
+
+/// Every slot range's master and replicas (`host`, `port`), from `CLUSTER SLOTS`: each range
+/// is `[start, end, [host, port, id, ...] of the master, [...] of each replica]`.
+async fn cluster_nodes(
+    c: &ClusterConnection,
+) -> redis::RedisResult<Vec<((String, u16), Vec<(String, u16)>)>> {
+    fn addr(v: &Value) -> Option<(String, u16)> {
+        let fields = redis::from_redis_value::<Vec<Value>>(v.clone()).ok()?;
+        let host = redis::from_redis_value::<String>(fields.first()?.clone()).ok()?;
+        let port = redis::from_redis_value::<u16>(fields.get(1)?.clone()).ok()?;
+        Some((host, port))
+    }
+    let ranges: Vec<Vec<Value>> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(&mut c.clone())
+        .await?;
+    Ok(ranges
+        .iter()
+        .filter_map(|r| {
+            let master = addr(r.get(2)?)?;
+            Some((master, r.iter().skip(3).filter_map(addr).collect()))
+        })
+        .collect())
 }
 
 /// Commands a cluster runs on every master, never on a replica: `SCRIPT LOAD` (redis-rs
@@ -435,7 +501,7 @@ pub fn connect(settings: &RedisSettings) -> Result<Conn, StoreError> {
         if let Some(p) = &password {
             b = b.password(p);
         }
-        if let Some(c) = certificates {
+        if let Some(c) = certificates.clone() {
             b = b.certs(c);
         }
         let client = b.build()?;
@@ -443,27 +509,33 @@ pub fn connect(settings: &RedisSettings) -> Result<Conn, StoreError> {
             .set_connection_timeout(timeout)
             .set_response_timeout(timeout);
         let current = client.get_pending_async_connection_with_config(config.clone());
+        let (scheme, user) = (
+            if settings.tls() { "rediss" } else { "redis" },
+            settings.username.clone(),
+        );
+        let node = move |host: &str, port: u16| -> Result<redis::Client, StoreError> {
+            single_client(
+                &format!("{scheme}://{host}:{port}/0"),
+                user.as_deref(),
+                password.clone(),
+                certificates.clone(),
+            )
+        };
         return Ok(Conn::Cluster(Arc::new(Cluster {
             client,
+            node: Box::new(node),
             config,
             current: std::sync::RwLock::new(current),
             health: std::sync::Mutex::new((None, Instant::now())),
         })));
     }
 
-    let info = settings.url.as_str().into_connection_info()?;
-    let mut who = info.redis_settings().clone();
-    if let Some(u) = &settings.username {
-        who = who.set_username(u);
-    }
-    if let Some(p) = password {
-        who = who.set_password(p);
-    }
-    let info = info.set_redis_settings(who);
-    let client = match certificates {
-        Some(c) => redis::Client::build_with_tls(info, c)?,
-        None => redis::Client::open(info)?,
-    };
+    let client = single_client(
+        &settings.url,
+        settings.username.as_deref(),
+        password,
+        certificates,
+    )?;
     let cfg = ConnectionManagerConfig::new()
         .set_response_timeout(Some(timeout))
         .set_connection_timeout(Some(timeout))
@@ -472,6 +544,29 @@ pub fn connect(settings: &RedisSettings) -> Result<Conn, StoreError> {
     Ok(Conn::Single(ConnectionManager::new_lazy_with_config(
         client, cfg,
     )?))
+}
+
+/// A client of the one Redis at `url`, with the user, password and TLS certificates.
+fn single_client(
+    url: &str,
+    username: Option<&str>,
+    password: Option<String>,
+    certificates: Option<redis::TlsCertificates>,
+) -> Result<redis::Client, StoreError> {
+    use redis::IntoConnectionInfo;
+    let info = url.into_connection_info()?;
+    let mut who = info.redis_settings().clone();
+    if let Some(u) = username {
+        who = who.set_username(u);
+    }
+    if let Some(p) = password {
+        who = who.set_password(p);
+    }
+    let info = info.set_redis_settings(who);
+    Ok(match certificates {
+        Some(c) => redis::Client::build_with_tls(info, c)?,
+        None => redis::Client::open(info)?,
+    })
 }
 
 #[cfg(test)]

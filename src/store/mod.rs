@@ -211,6 +211,9 @@ fn fault_after_commit() {
 fn is_noscript(e: &redis::RedisError) -> bool {
     e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
         || e.code() == Some("IPGRECOVER")
+        // An error of a pipelined script has no code of its own (redis-rs keeps the
+        // pipeline's): the sentinel's text names it.
+        || e.to_string().contains("IPGRECOVER")
 }
 
 struct Scripts {
@@ -394,6 +397,18 @@ impl Store {
 
     fn conn(&self) -> Conn {
         self.conn.clone()
+    }
+
+    /// On a cluster, flushes the scripts of any replica holding them (see
+    /// [`conn::Conn::flush_replica_scripts`]); how many were flushed.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn flush_replica_scripts(&self) -> Result<usize, StoreError> {
+        Ok(self
+            .conn()
+            .flush_replica_scripts(self.scripts.probe.get_hash())
+            .await?)
     }
 
     /// Whether this store is on a Redis Cluster (`redis.cluster`).
@@ -886,7 +901,10 @@ if let Some(r) = &self.journal.recover {
         let ttl = ttl.as_millis().to_string();
         let mut pipe = redis::pipe();
         // Two scripts: on a Redis that lost its memory neither runs (NOSCRIPT), so nothing
-        // is bound or locked there before the recovery.
+        // is bound or locked there before the recovery. On a cluster the binding's slot and
+        // the institution's may be on two masters (two round trips, sent together), and
+        // one may run while the other answers NOSCRIPT: the retry after the recovery is
+        // the same attempt (its own binding, its own lock), so that changes nothing.
         pipe.add_command(claim).add_command(
             Eval::new(&self.scripts.lock_read)
                 .institution(inst)
