@@ -4,7 +4,10 @@
 //! is chosen by its key (the VA), so one VA's messages run in order. On a Redis Cluster, a
 //! message whose slot does not answer (its master is failing over) is parked: it and the
 //! later messages of its VA are retried, in order, by a task of their own, while the lane
-//! goes on with other VAs, so a dead master pauses only the VAs of its slots. An offset is stored
+//! goes on with other VAs, so a dead master pauses only the VAs of its slots. Parked
+//! messages keep their in-flight slot (`pipeline.max_in_flight`): a master down long
+//! enough for that many of its requests to arrive stalls consumption (nothing is lost;
+//! the consumer waits for the failover as it does on one Redis). An offset is stored
 //! only after its answer (and webhook job) is acknowledged, and only once every earlier
 //! offset of its partition is too (`offsets`); librdkafka commits stored offsets
 //! periodically and once more at shutdown. Delivery is at-least-once; the handlers are
@@ -249,14 +252,26 @@ async fn run_parked(
 ) {
     let mut next = Some((first, owner));
     while let Some(((msg, permit), owner)) = next.take() {
-        match process(&ctx, &msg, owner, false).await {
-            Step::Done(acked) => settle(&consumer, &offsets, msg, permit, acked),
+        let stopped = match process(&ctx, &msg, owner, false).await {
+            Step::Done(acked) => {
+                settle(&consumer, &offsets, msg, permit, acked);
+                false
+            }
             Step::Stopped | Step::Park(_) => {
                 metrics::gauge!(m::INFLIGHT_MESSAGES).decrement(1.0);
                 drop(permit);
+                true
             }
-        }
+        };
         let mut p = parked.lock().unwrap_or_else(|e| e.into_inner());
+        if stopped {
+            // Shutdown: the later messages of this VA are left unanswered too (consumed
+            // again after the restart, in order), never answered ahead of this one.
+            for _ in p.remove(&key).unwrap_or_default() {
+                metrics::gauge!(m::INFLIGHT_MESSAGES).decrement(1.0);
+            }
+            return;
+        }
         match p
             .get_mut(&key)
             .and_then(std::collections::VecDeque::pop_front)
