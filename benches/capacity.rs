@@ -40,6 +40,10 @@
 //! `IPG_TEST_REDIS=cluster` the Redis is a private cluster of 3 masters + 3 replicas (the
 //! tests' harness) and the institutions are picked on different masters; the bench then
 //! prints each node's CPU per burst (INFO commandstats are the first node's only).
+//! Then two open-loop runs of hosted payments (BENCH_OPEN_SECS each, default 5): produced at
+//! a fixed 1,000/s, then at 70 % of the burst's payments/s, latency from each message's
+//! scheduled send to its answer in an HDR histogram (p50/p99/p99.9/max), and Redis memory per
+//! hosted bill and per settled payment (`INFO memory` around the seeding and the burst).
 //! Without `--bench` (as under `cargo test --all-targets`) it is a small smoke run.
 
 #[path = "../tests/common/mod.rs"]
@@ -86,6 +90,8 @@ struct Knobs {
     n: usize,
     /// Hosted institutions the bills are spread over (BENCH_INSTITUTIONS, default 1).
     institutions: usize,
+    /// Seconds of each open-loop run (BENCH_OPEN_SECS, default 5).
+    open_secs: usize,
     probe: usize,
     lanes: usize,
     linger_ms: usize,
@@ -317,6 +323,92 @@ async fn produce_all(
         }
     }
     (sent, enqueued)
+}
+
+/// Latencies of an open-loop run (ms), from an HDR histogram.
+struct OpenLoop {
+    rate: f64,
+    sent: usize,
+    answered: usize,
+    not_ok: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    max_ms: f64,
+}
+
+/// Open loop: message `i` is produced at `t0 + i / rate`, whatever the answers do (a late
+/// producer catches up at once), and its latency runs from that scheduled time to its
+/// answer, so a stall counts against every message scheduled during it (no coordinated
+/// omission). Latencies go into an HDR histogram (`hdrhistogram`, µs, 3 significant
+/// digits).
+async fn open_loop(
+    producer: &FutureProducer,
+    topic: &str,
+    reader: &Reader,
+    msgs: &[Outbound],
+    rate: f64,
+) -> OpenLoop {
+    let t0 = tokio::time::Instant::now() + Duration::from_millis(20);
+    let mut scheduled = Vec::with_capacity(msgs.len());
+    for (i, m) in msgs.iter().enumerate() {
+        let at = t0 + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(at).await;
+        scheduled.push(at.into_std());
+        let mut rec = record(topic, m);
+        loop {
+            match producer.send_result(rec) {
+                // Not awaited: the answer is what is timed.
+                Ok(_delivery) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    rec = r;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((e, _)) => panic!("produce to {topic}: {e}"),
+            }
+        }
+    }
+    let ids: Vec<String> = msgs.iter().map(|m| m.id.clone()).collect();
+    reader.wait_all(&ids, BURST_DEADLINE).await;
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)
+        .expect("histogram bounds");
+    let b = reader.board.lock().unwrap();
+    let (mut answered, mut not_ok) = (0, 0);
+    for (m, at) in msgs.iter().zip(&scheduled) {
+        let Some(seen) = b.seen.get(&m.id) else {
+            continue;
+        };
+        answered += 1;
+        if seen.rc.as_deref() != Some("SUCCESS") {
+            not_ok += 1;
+        }
+        h.saturating_record(seen.at.saturating_duration_since(*at).as_micros() as u64);
+    }
+    let ms = |us: u64| us as f64 / 1e3;
+    OpenLoop {
+        rate,
+        sent: msgs.len(),
+        answered,
+        not_ok,
+        p50_ms: ms(h.value_at_quantile(0.50)),
+        p99_ms: ms(h.value_at_quantile(0.99)),
+        p999_ms: ms(h.value_at_quantile(0.999)),
+        max_ms: ms(h.max()),
+    }
+}
+
+/// `used_memory` of `INFO memory`, summed over `ports` (bytes).
+async fn used_memory(ports: &[u16]) -> u64 {
+    let mut total = 0;
+    for p in ports {
+        let info = redis_cmd(&format!("redis://127.0.0.1:{p}/0"), &["INFO", "memory"]).await;
+        total += info
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    total
 }
 
 // ---------------------------------------------------------------------------------------
@@ -891,9 +983,13 @@ async fn bench(k: Knobs) -> Result<(), String> {
         .map(|(code, _)| sw.routing.by_code(code).cloned())
         .collect::<Option<Vec<_>>>()
         .ok_or("no institution")?;
-    let numbers: Vec<String> = (0..k.n + k.probe)
+    // Bills: the bursts', the one-at-a-time probes', then the open-loop runs' (1,000/s and
+    // up to 6,000/s for `open_secs` each).
+    let open_bills = (1_000 + 6_000) * k.open_secs;
+    let numbers: Vec<String> = (0..k.n + k.probe + open_bills)
         .map(|i| format!("{}", 1_000_000_000u64 + i as u64))
         .collect();
+    let mem_before_bills = used_memory(&redis.ports()).await;
     let created = futures::stream::iter(numbers.iter().enumerate())
         .map(|(i, n)| {
             let (sw, inst) = (&sw, &insts[i % insts.len()]);
@@ -910,6 +1006,10 @@ async fn bench(k: Knobs) -> Result<(), String> {
         return Err(format!("created {created} of {} bills", numbers.len()));
     }
     let seed_s = t.elapsed().as_secs_f64();
+    let bytes_per_bill = used_memory(&redis.ports())
+        .await
+        .saturating_sub(mem_before_bills) as f64
+        / created as f64;
     println!(
         "seeded {} hosted bills in {:.2} s ({} bills/s, 64 concurrent)",
         created,
@@ -938,6 +1038,7 @@ async fn bench(k: Knobs) -> Result<(), String> {
             "; one Redis".into()
         }
     );
+    let (vas, open_vas) = vas.split_at(k.n + k.probe);
     let (burst_vas, probe_vas) = vas.split_at(k.n);
     // Passive VAs: the institution keeps the bills.
     let pas_vas: Vec<String> = (0..k.n + k.probe)
@@ -1026,6 +1127,7 @@ async fn bench(k: Knobs) -> Result<(), String> {
     internals.push(int);
     let msgs = payments(burst_vas, "pay");
     redis_cmd(&redis.url(), &["CONFIG", "RESETSTAT"]).await;
+    let mem_before_pay = used_memory(&redis.ports()).await;
     let (pay, int) = measured(
         "daemon payments",
         &redis.ports(),
@@ -1034,6 +1136,21 @@ async fn bench(k: Knobs) -> Result<(), String> {
     .await;
     internals.push(int);
     let stats = redis_cmd(&redis.url(), &["INFO", "commandstats"]).await;
+    let bytes_per_payment = used_memory(&redis.ports())
+        .await
+        .saturating_sub(mem_before_pay) as f64
+        / pay.answered.max(1) as f64;
+
+    // Open loop: payments at 1,000/s, then at 70 % of the burst's payments/s.
+    let mut open = Vec::new();
+    let mut left = open_vas;
+    for rate in [1_000.0, (0.7 * pay.msgs_per_s).clamp(100.0, 6_000.0)] {
+        let count = ((rate * k.open_secs as f64) as usize).min(left.len());
+        let (now, rest) = left.split_at(count);
+        left = rest;
+        let msgs = payments(now, &format!("open{}", rate as u64));
+        open.push(open_loop(&bank, &topic, &reader, &msgs, rate).await);
+    }
 
     // 4./5. Daemon, passive route.
     let warm = request(
@@ -1233,6 +1350,35 @@ async fn bench(k: Knobs) -> Result<(), String> {
         b.duplicates, b.unparsable
     );
     drop(b);
+    println!();
+    println!(
+        "open loop: hosted payments produced at a fixed rate for {} s; latency = scheduled send -> answer read back (HDR histogram, no coordinated omission)",
+        k.open_secs
+    );
+    println!(
+        "  {:>8} {:>7} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9}",
+        "rate/s", "sent", "answered", "not-ok", "p50 ms", "p99 ms", "p99.9 ms", "max ms"
+    );
+    for o in &open {
+        println!(
+            "  {:>8} {:>7} {:>8} {:>6} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            fmt_int(o.rate),
+            o.sent,
+            o.answered,
+            o.not_ok,
+            o.p50_ms,
+            o.p99_ms,
+            o.p999_ms,
+            o.max_ms
+        );
+    }
+    println!();
+    println!(
+        "Redis memory (INFO used_memory{}): {:.0} bytes per hosted bill (seeding), {:.0} bytes per settled hosted payment (the payment burst: record, ledger entry, binding, bill's payment index)",
+        if redis.is_cluster() { ", summed over every node, replicas included" } else { "" },
+        bytes_per_bill,
+        bytes_per_payment
+    );
     println!("bench wall time {:.1} s", wall.elapsed().as_secs_f64());
 
     let missing: Vec<String> = [
@@ -1278,6 +1424,7 @@ fn main() {
     let knobs = Knobs {
         n: env_num("BENCH_N", if full { 10_000 } else { 300 }),
         institutions: env_num("BENCH_INSTITUTIONS", 1).max(1),
+        open_secs: env_num("BENCH_OPEN_SECS", if full { 5 } else { 1 }).max(1),
         probe: env_num("BENCH_PROBE", if full { 200 } else { 20 }).max(1),
         lanes: env_num("BENCH_LANES", 64),
         linger_ms: env_num("BENCH_LINGER_MS", 1),
