@@ -212,14 +212,6 @@ async fn redis_losing_its_last_writes_loses_no_answered_payment() {
         vas.push(va(PREFIX, &number));
     }
     let daemon = stack.daemon();
-    let metric = |name: &str| -> f64 {
-        ipg_switch::metrics::install()
-            .render()
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0.0)
-    };
     let (catch_ups0, catch_up_secs0, reapplied0) = (
         metric("ipg_journal_catch_up_duration_seconds_count"),
         metric("ipg_journal_catch_up_duration_seconds_sum"),

@@ -159,15 +159,6 @@ async fn nothing_lost_nor_doubled(stack: &Stack, sent: &[Sent], vas: &[(String, 
     }
 }
 
-fn metric(name: &str) -> f64 {
-    ipg_switch::metrics::install()
-        .render()
-        .lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// The longest time between two consecutive answers (of `inst`, by arrival) after `from`,
 /// and when it began.
 fn longest_gap(stack: &Stack, inst_prefix: &str, from: Instant) -> (Duration, Instant) {

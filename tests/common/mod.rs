@@ -29,6 +29,16 @@ pub const PREFIX2: &str = "857500";
 pub const PASSIVE_PREFIX: &str = "857600";
 pub const PARTITIONS: i32 = 3;
 
+/// The value of the first series of `name` in this process's metrics (0 when absent).
+pub fn metric(name: &str) -> f64 {
+    ipg_switch::metrics::install()
+        .render()
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
