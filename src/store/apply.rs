@@ -248,10 +248,7 @@ impl Store {
     pub async fn scan_keys(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
         // A cluster: each master's keyspace in turn (a cursor belongs to one node).
-        let nodes = match conn.masters().await? {
-            Some(m) => m.into_iter().map(Some).collect(),
-            None => vec![None],
-        };
+        let nodes = conn.each_node().await?;
         let mut out = Vec::new();
         for node in &nodes {
             let mut cursor: u64 = 0;

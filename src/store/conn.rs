@@ -164,6 +164,18 @@ impl Conn {
         Ok(Some(out))
     }
 
+    /// The nodes a per-node command visits in turn with [`Conn::on_node`]: every master of
+    /// a cluster, or `[None]` (the one server).
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn each_node(&self) -> redis::RedisResult<Vec<Option<(String, u16)>>> {
+        Ok(match self.masters().await? {
+            Some(m) => m.into_iter().map(Some).collect(),
+            None => vec![None],
+        })
+    }
+
     /// Flushes the script cache of every replica that holds the script `sha` (the store's
     /// probe): a master demoted without a restart keeps its scripts, and promoted again it
     /// would run them on the writes it missed instead of answering `NOSCRIPT` (see the

@@ -329,10 +329,7 @@ impl Store {
     pub async fn durability(&self) -> Result<Durability, StoreError> {
         let conn = self.conn();
         // A cluster: every master's, and the first at risk (or unknown) is the answer.
-        let nodes = match conn.masters().await? {
-            Some(m) => m.into_iter().map(Some).collect(),
-            None => vec![None],
-        };
+        let nodes = conn.each_node().await?;
         let mut verdict = Durability::Safe;
         for node in &nodes {
             let mut cmd = redis::cmd("CONFIG");
