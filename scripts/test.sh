@@ -33,8 +33,10 @@ scripts/validate-deploy.sh
 cargo test --locked "$@"
 
 # The same suites on a Redis Cluster (3 masters + 3 replicas per test, from the redis-server
-# above; redis-cli comes with it): hosted rules, concurrency, passive, webhooks, scale-out.
+# above; redis-cli comes with it): hosted rules, concurrency, the optimistic payment,
+# passive, webhooks, scale-out.
 if [ "$#" -eq 0 ]; then
   IPG_TEST_REDIS=cluster cargo test --locked \
-    --test hosted_rules --test concurrency --test passive --test webhook --test scale_out
+    --test hosted_rules --test concurrency --test optimistic --test passive --test webhook \
+    --test scale_out
 fi

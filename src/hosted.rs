@@ -6,6 +6,7 @@
 //! instances nor two prefixes of one bill can overpay it; a repeated `(channel, reference)`
 //! replays its first answer and pays nothing.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -20,7 +21,7 @@ use crate::protocol::webhook::{WebhookJob, PAYMENT_RECEIVED, PAYMENT_REVERSAL};
 use crate::routing::Institution;
 use crate::store::journal::Stage;
 use crate::store::{
-    keys, Commit, Lock, LockRead, NewPayment, PaymentRecord, Recorded, Store, Versioned,
+    keys, Commit, Lock, LockRead, NewPayment, Paid, PaymentRecord, Recorded, Store, Versioned,
 };
 
 /// A ledger entry's direction: a payment credits the institution, its reversal debits it.
@@ -72,6 +73,51 @@ pub struct Hosted {
     pub clock: Clock,
     pub lock_ttl: Duration,
     pub lock_wait: Duration,
+    /// The bill last seen for each VA: see [`BillCache`].
+    pub bills: BillCache,
+}
+
+/// The bill last seen for each VA (by its inquiry, or by the payment this instance
+/// committed), kept to let the payment that follows an inquiry commit in one Redis round
+/// trip (issue 15). A hint, never an answer: inquiries always read Redis, and a payment
+/// commits only if the VA still points at this bill at this version (`lua/pay.lua`), so a
+/// stale entry costs a round trip, never a wrong payment; a rule that refuses a cached
+/// bill is checked again on a fresh read. `switch.bill_cache` entries at most (about 1 KB
+/// each), the least recently used evicted first; 0 keeps none.
+#[derive(Clone)]
+pub struct BillCache(Option<Arc<quick_cache::sync::Cache<String, Arc<Versioned<Bill>>>>>);
+
+impl BillCache {
+    /// A cache of at most `entries` bills (0: none).
+    pub fn new(entries: usize) -> BillCache {
+        BillCache((entries > 0).then(|| Arc::new(quick_cache::sync::Cache::new(entries))))
+    }
+
+    fn key(inst: &str, va: &VaNumber) -> String {
+        format!("{inst}|{}", va.as_str())
+    }
+
+    /// A cache for `store` of at most `entries` bills; none on a Redis Cluster, where a
+    /// payment always reads its bill (the binding's slot is its own).
+    pub fn for_store(store: &Store, entries: usize) -> BillCache {
+        BillCache::new(if store.is_cluster() { 0 } else { entries })
+    }
+
+    fn get(&self, inst: &str, va: &VaNumber) -> Option<Arc<Versioned<Bill>>> {
+        self.0.as_ref()?.get(&Self::key(inst, va))
+    }
+
+    fn put(&self, inst: &str, va: &VaNumber, bill: Arc<Versioned<Bill>>) {
+        if let Some(c) = &self.0 {
+            c.insert(Self::key(inst, va), bill);
+        }
+    }
+
+    fn forget(&self, inst: &str, va: &VaNumber) {
+        if let Some(c) = &self.0 {
+            c.remove(&Self::key(inst, va));
+        }
+    }
 }
 
 /// A bill with its payment, as payment, reversal and check-status answer it.
@@ -105,6 +151,38 @@ fn balance_refused(inst: &str, why: &str) -> SwitchError {
         )
     } else {
         SwitchError::Internal(format!("the ledger balance of {inst} cannot move: {why}"))
+    }
+}
+
+/// A ledger entry as stored (the commit script appends its `balance_after`): an
+/// account mutation of IPG's Get Account Mutations, in this field order.
+#[derive(serde::Serialize)]
+struct LedgerEntry<'a> {
+    /// `<payment id>:credit` or `<payment id>:debit`.
+    id: String,
+    mutation_type: &'a str,
+    /// Rupiah.
+    amount: Amount,
+    payment_id: &'a str,
+    payment_ref_id: &'a str,
+    channel: &'a str,
+    va_number: &'a str,
+    bill_hash: &'a str,
+    /// ISO 8601 in the switch's offset.
+    created_at: String,
+}
+
+/// `bill` after a commit that made it `next`, stored as `doc`: the commit scripts add one
+/// to its version.
+fn next_version(bill: &Versioned<Bill>, next: Bill, doc: String) -> Versioned<Bill> {
+    let version = bill
+        .version
+        .parse::<u64>()
+        .map_or_else(|_| String::new(), |v| (v + 1).to_string());
+    Versioned {
+        value: next,
+        version,
+        doc,
     }
 }
 
@@ -147,6 +225,9 @@ impl Hosted {
         let Some(bill) = self.store.bill_by_va(&inst.code, va.as_str()).await? else {
             return Err(SwitchError::BillNotFound);
         };
+        // The payment that follows an inquiry starts from this bill (one round trip).
+        let bill = Arc::new(bill);
+        self.bills.put(&inst.code, va, bill.clone());
         let now = self.clock.now();
         let view = bill.value.view(now, Some(va.as_str()));
         bill.value
@@ -164,6 +245,12 @@ impl Hosted {
     /// # Errors
     /// Bad amount, reference reused for another transaction, bill not found or not payable,
     /// amount against the bill's rule, Redis unavailable.
+    ///
+    /// Optimistic first (issue 15): without the VA lock, from the bill cached by the VA's
+    /// inquiry (one Redis round trip on one Redis) or a read of it (two), one commit script
+    /// that writes only if the VA still points at that bill at that version and nobody
+    /// holds the lock. If it lost to a concurrent change or found the VA locked, the
+    /// payment is made under the VA lock, as before.
     pub async fn pay(
         &self,
         inst: &Institution,
@@ -176,6 +263,14 @@ impl Hosted {
             key: keys::lock(&inst.code, va.as_str()),
             token: p.owner.token().to_owned(),
         };
+        // An attempt that went for the lock before (a retry) may hold it: it goes on under
+        // it, and the lock is released on every way out.
+        if !p.owner.may_hold_lock() {
+            if let Some(outcome) = self.pay_optimistic(inst, va, &p, &bind, &lock).await? {
+                return Ok(outcome);
+            }
+        }
+        p.owner.going_for_lock();
         let mut wait: Option<LockWait> = None;
         let (bill, rec) = loop {
             let started = Instant::now();
@@ -226,6 +321,127 @@ impl Hosted {
         }
     }
 
+    /// One payment attempt without the VA lock. `None` when it cannot decide alone: it
+    /// lost to a concurrent change of the bill, found the VA locked by another attempt,
+    /// or a rule refused a cached (maybe stale) bill; the caller pays under the lock.
+    async fn pay_optimistic(
+        &self,
+        inst: &Institution,
+        va: &VaNumber,
+        p: &PayInput<'_>,
+        bind: &str,
+        lock: &Lock,
+    ) -> Result<Option<Outcome>, SwitchError> {
+        // A cached bill (one Redis only: on a cluster the reference's binding has a slot of
+        // its own and cannot be set by the commit script) commits in one round trip; else
+        // the reference is bound and the bill read first.
+        let (bill, fresh) = match self.bills.get(&inst.code, va) {
+            Some(bill) => (bill, false),
+            None => {
+                let t = Instant::now();
+                let (claimed, bill, rec) = self
+                    .store
+                    .claim_read(&inst.code, va.as_str(), p.channel, p.ref_id, bind)
+                    .await?;
+                metrics::histogram!(m::STAGE_SECONDS, "stage" => "redis")
+                    .record(t.elapsed().as_secs_f64());
+                if claimed.is_some_and(|c| c != bind) {
+                    return Err(SwitchError::ReferenceConflict(p.ref_id.to_owned()));
+                }
+                if let Some(rec) = rec {
+                    return self.replay_payment(inst, rec, va, p.amount).await.map(Some);
+                }
+                let Some(bill) = bill else {
+                    return Err(SwitchError::BillNotFound);
+                };
+                (Arc::new(bill), true)
+            }
+        };
+        let now = self.clock.now();
+        let next = match bill.value.apply_payment(p.amount, now) {
+            Ok(next) => next,
+            // A refusal is only ever decided on what Redis holds now.
+            Err(_) if !fresh => {
+                self.bills.forget(&inst.code, va);
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(SwitchError::Bill(
+                    e,
+                    Some(json!([bill.value.view(now, Some(va.as_str()))])),
+                ))
+            }
+        };
+        let payment = self.new_payment(inst, va, p, &next, now);
+        // From the cache: the script binds the reference and checks the cached contents.
+        let (binding, expected) = if fresh {
+            (None, None)
+        } else {
+            (Some(bind), Some(bill.doc.as_str()))
+        };
+        let t = Instant::now();
+        let (verdict, recorded) = self
+            .commit_payment(
+                inst, va, &bill, &next, payment, now, lock, binding, expected,
+            )
+            .await?;
+        metrics::histogram!(m::STAGE_SECONDS, "stage" => "redis").record(t.elapsed().as_secs_f64());
+        match verdict {
+            Paid::Done(doc) => {
+                self.paid(inst, p.amount);
+                self.bills
+                    .put(&inst.code, va, Arc::new(next_version(&bill, next, doc)));
+                Ok(Some(self.answer_of(PAYMENT_RECEIVED, inst, recorded)))
+            }
+            Paid::Replay(rec) => self.replay_payment(inst, rec, va, p.amount).await.map(Some),
+            Paid::RefConflict(_) => Err(SwitchError::ReferenceConflict(p.ref_id.to_owned())),
+            Paid::BalanceRefused(why) => Err(balance_refused(&inst.code, &why)),
+            Paid::Stale(current) => {
+                metrics::counter!(m::CAS_CONFLICTS_TOTAL).increment(1);
+                // The next payment of this VA starts from what Redis holds now.
+                match current {
+                    Some(b) => self.bills.put(&inst.code, va, Arc::new(b)),
+                    None => self.bills.forget(&inst.code, va),
+                }
+                Ok(None)
+            }
+            Paid::Locked => Ok(None),
+        }
+    }
+
+    /// The payment record of a payment of `p` on `next` (the bill after it).
+    fn new_payment(
+        &self,
+        inst: &Institution,
+        va: &VaNumber,
+        p: &PayInput<'_>,
+        next: &Bill,
+        now: chrono::DateTime<chrono::FixedOffset>,
+    ) -> Payment {
+        Payment {
+            id: new_id(),
+            payment_ref_id: p.ref_id.to_owned(),
+            channel: p.channel.to_owned(),
+            amount: p.amount,
+            payment_type: "payment".into(),
+            status: PaymentState::Paid,
+            va_number: va.to_string(),
+            bill_hash: next.hash.clone(),
+            institution_code: inst.code.clone(),
+            terminal_id: p.terminal_id.map(str::to_owned),
+            customer_name: p.customer_name.map(str::to_owned),
+            transaction_date: p.transaction_date.map(str::to_owned),
+            created_at: now,
+            reversed_at: None,
+        }
+    }
+
+    /// Counts a committed payment's rupiah.
+    fn paid(&self, inst: &Institution, amount: Amount) {
+        metrics::counter!(m::PAID_RUPIAH_TOTAL, "institution" => inst.code.clone())
+            .increment(amount.get());
+    }
+
     async fn release(&self, lock: &Lock) {
         if let Err(e) = self.store.unlock(&lock.key, &lock.token).await {
             // The TTL frees it; the work itself is already committed or refused.
@@ -251,10 +467,11 @@ impl Hosted {
         self.store
             .rejournal_payment(&inst.code, &paid.channel, &paid.payment_ref_id, Stage::Paid)
             .await?;
-        let mut outcome = self.answer_of(PAYMENT_RECEIVED, inst, &rec.paid);
+        let reversed = rec.reversed.is_some();
+        let mut outcome = self.answer_of(PAYMENT_RECEIVED, inst, rec.paid);
         // After a reversal the payment's event is long delivered; re-sending it then would
         // only arrive behind the reversal.
-        if rec.reversed.is_some() {
+        if reversed {
             outcome.webhook = None;
         }
         Ok(outcome)
@@ -262,32 +479,38 @@ impl Hosted {
 
     /// The SUCCESS answer to a payment or reversal and its webhook job, built from what was
     /// recorded; the same record always gives the same answer.
-    fn answer_of(&self, event: &'static str, inst: &Institution, r: &Recorded) -> Outcome {
-        let payment_v = serde_json::to_value(&r.payment).unwrap_or_default();
-        let mut data = r.bill.clone();
-        if let Value::Object(o) = &mut data {
-            o.insert("payment".into(), payment_v.clone());
-        }
+    fn answer_of(&self, event: &'static str, inst: &Institution, r: Recorded) -> Outcome {
+        let Recorded {
+            payment,
+            bill,
+            timestamp,
+        } = r;
         let job = WebhookJob::new(
             event,
-            &r.payment.id,
+            &payment.id,
             &inst.code,
             inst.webhook_url.clone(),
-            &r.payment.bill_hash,
-            r.timestamp.clone(),
-            r.bill.clone(),
-            payment_v,
+            &payment.bill_hash,
+            timestamp.clone(),
+            bill,
+            serde_json::to_value(&payment).unwrap_or_default(),
         );
+        let webhook = queued(
+            event,
+            &payment.bill_hash,
+            serde_json::to_string(&job).unwrap_or_default(),
+        );
+        // The answer's data is the job's bill with its payment: taken back, not copied.
+        let mut data = job.body.context;
+        if let Value::Object(o) = &mut data {
+            o.insert("payment".into(), job.body.payload);
+        }
         Outcome {
             rc: Rc::Success,
             message: "success".into(),
-            timestamp: r.timestamp.clone(),
+            timestamp,
             data,
-            webhook: queued(
-                event,
-                &r.payment.bill_hash,
-                serde_json::to_string(&job).unwrap_or_default(),
-            ),
+            webhook,
         }
     }
 
@@ -304,89 +527,67 @@ impl Hosted {
         mut rec: Option<PaymentRecord>,
         lock: &Lock,
     ) -> Result<(Outcome, bool), SwitchError> {
-        for attempt in 0..CAS_ATTEMPTS {
-            if attempt > 0 {
-                let t = Instant::now();
-                (bill, rec) = self
-                    .store
-                    .bill_and_payment(&inst.code, va.as_str(), Some((p.channel, p.ref_id)))
-                    .await?;
-                metrics::histogram!(m::STAGE_SECONDS, "stage" => "redis")
-                    .record(t.elapsed().as_secs_f64());
-            }
+        for _ in 0..CAS_ATTEMPTS {
             if let Some(rec) = rec.take() {
                 return self
                     .replay_payment(inst, rec, va, amount)
                     .await
                     .map(|o| (o, false));
             }
-            let Some(bill) = bill.take() else {
+            let Some(current) = bill.take() else {
                 return Err(SwitchError::BillNotFound);
             };
             let now = self.clock.now();
-            let next = bill.value.apply_payment(amount, now).map_err(|e| {
-                SwitchError::Bill(e, Some(json!([bill.value.view(now, Some(va.as_str()))])))
+            let next = current.value.apply_payment(amount, now).map_err(|e| {
+                SwitchError::Bill(e, Some(json!([current.value.view(now, Some(va.as_str()))])))
             })?;
-            let payment = Payment {
-                id: new_id(),
-                payment_ref_id: p.ref_id.to_owned(),
-                channel: p.channel.to_owned(),
-                amount,
-                payment_type: "payment".into(),
-                status: PaymentState::Paid,
-                va_number: va.to_string(),
-                bill_hash: next.hash.clone(),
-                institution_code: inst.code.clone(),
-                terminal_id: p.terminal_id.map(str::to_owned),
-                customer_name: p.customer_name.map(str::to_owned),
-                transaction_date: p.transaction_date.map(str::to_owned),
-                created_at: now,
-                reversed_at: None,
-            };
+            let payment = self.new_payment(inst, va, p, &next, now);
             let t = Instant::now();
+            // Bound already, by the lock's round trip.
             let (verdict, recorded) = self
-                .commit(
-                    Entry::Credit,
-                    inst,
-                    va,
-                    &bill,
-                    &next,
-                    payment,
-                    now,
-                    Some(lock),
-                )
+                .commit_payment(inst, va, &current, &next, payment, now, lock, None, None)
                 .await?;
             metrics::histogram!(m::STAGE_SECONDS, "stage" => "redis")
                 .record(t.elapsed().as_secs_f64());
             match verdict {
-                Commit::Done => {
-                    metrics::counter!(m::PAID_RUPIAH_TOTAL, "institution" => inst.code.clone())
-                        .increment(amount.get());
-                    return Ok((self.answer_of(PAYMENT_RECEIVED, inst, &recorded), true));
+                Paid::Done(doc) => {
+                    self.paid(inst, amount);
+                    self.bills
+                        .put(&inst.code, va, Arc::new(next_version(&current, next, doc)));
+                    return Ok((self.answer_of(PAYMENT_RECEIVED, inst, recorded), true));
                 }
-                Commit::BalanceRefused(why) => return Err(balance_refused(&inst.code, &why)),
-                // Someone else wrote first: read again and decide on fresh state.
-                _ => metrics::counter!(m::CAS_CONFLICTS_TOTAL).increment(1),
+                Paid::Replay(r) => rec = Some(r),
+                Paid::RefConflict(_) => {
+                    return Err(SwitchError::ReferenceConflict(p.ref_id.to_owned()))
+                }
+                Paid::BalanceRefused(why) => return Err(balance_refused(&inst.code, &why)),
+                // Someone changed the bill without the lock (a revoke, a new bill on the
+                // VA): decide again on what the script read.
+                Paid::Stale(b) => {
+                    metrics::counter!(m::CAS_CONFLICTS_TOTAL).increment(1);
+                    bill = b;
+                }
+                // The lock outlived its TTL and another attempt took it: retry the message.
+                Paid::Locked => {
+                    return Err(SwitchError::Busy(
+                        "the VA lock expired during the payment".into(),
+                    ))
+                }
             }
         }
         Err(SwitchError::Busy("bill is changing too fast".into()))
     }
 
-    /// Commits a payment (`Credit`, releasing `lock`) or its reversal (`Debit`): the bill
-    /// as it will be answered, the ledger entry, one script. Returns the verdict and what
-    /// was recorded (the answer is built from it).
-    #[allow(clippy::too_many_arguments)]
-    async fn commit(
+    /// The bill as answered and the ledger entry of a payment or reversal about to be
+    /// committed, and what its answer is built from.
+    fn prepare(
         &self,
         entry: Entry,
-        inst: &Institution,
         va: &VaNumber,
-        bill: &Versioned<Bill>,
         next: &Bill,
         payment: Payment,
         now: chrono::DateTime<chrono::FixedOffset>,
-        lock: Option<&Lock>,
-    ) -> Result<(Commit, Recorded), SwitchError> {
+    ) -> (Recorded, String, Box<serde_json::value::RawValue>) {
         let ledger = self.ledger_entry(entry.mutation_type(), &payment, now);
         let recorded = Recorded {
             bill: serde_json::to_value(next.view(now, Some(va.as_str())))
@@ -395,21 +596,72 @@ impl Hosted {
             payment,
         };
         let answered_bill = recorded.bill.to_string();
-        let p = NewPayment {
-            inst: &inst.code,
-            bill,
-            next_bill: next,
-            payment: &recorded.payment,
-            answered_bill: &answered_bill,
-            timestamp: &recorded.timestamp,
-            ledger_entry: &ledger,
-            score_ms: now.timestamp_millis(),
-            lock,
-        };
-        let verdict = match entry {
-            Entry::Credit => self.store.commit_payment(p).await?,
-            Entry::Debit => self.store.commit_reversal(p).await?,
-        };
+        (recorded, answered_bill, ledger)
+    }
+
+    /// Commits a payment (`lua/pay.lua`); from a cached bill, with `binding` (the script
+    /// binds the reference) and `expected_doc` (Redis must still hold it). Returns the
+    /// verdict and what was recorded (the answer is built from it).
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_payment(
+        &self,
+        inst: &Institution,
+        va: &VaNumber,
+        bill: &Versioned<Bill>,
+        next: &Bill,
+        payment: Payment,
+        now: chrono::DateTime<chrono::FixedOffset>,
+        lock: &Lock,
+        binding: Option<&str>,
+        expected_doc: Option<&str>,
+    ) -> Result<(Paid, Recorded), SwitchError> {
+        let (recorded, answered_bill, ledger) = self.prepare(Entry::Credit, va, next, payment, now);
+        let verdict = self
+            .store
+            .commit_payment(NewPayment {
+                inst: &inst.code,
+                bill,
+                next_bill: next,
+                payment: &recorded.payment,
+                answered_bill: &answered_bill,
+                timestamp: &recorded.timestamp,
+                ledger_entry: &ledger,
+                score_ms: now.timestamp_millis(),
+                lock: Some(lock),
+                binding,
+                expected_doc,
+            })
+            .await?;
+        Ok((verdict, recorded))
+    }
+
+    /// Commits a reversal (`lua/reverse.lua`). Returns the verdict and what was recorded.
+    async fn commit_reversal(
+        &self,
+        inst: &Institution,
+        va: &VaNumber,
+        bill: &Versioned<Bill>,
+        next: &Bill,
+        payment: Payment,
+        now: chrono::DateTime<chrono::FixedOffset>,
+    ) -> Result<(Commit, Recorded), SwitchError> {
+        let (recorded, answered_bill, ledger) = self.prepare(Entry::Debit, va, next, payment, now);
+        let verdict = self
+            .store
+            .commit_reversal(NewPayment {
+                inst: &inst.code,
+                bill,
+                next_bill: next,
+                payment: &recorded.payment,
+                answered_bill: &answered_bill,
+                timestamp: &recorded.timestamp,
+                ledger_entry: &ledger,
+                score_ms: now.timestamp_millis(),
+                lock: None,
+                binding: None,
+                expected_doc: None,
+            })
+            .await?;
         Ok((verdict, recorded))
     }
 
@@ -418,18 +670,19 @@ impl Hosted {
         mutation_type: &str,
         p: &Payment,
         now: chrono::DateTime<chrono::FixedOffset>,
-    ) -> Value {
-        json!({
-            "id": format!("{}:{mutation_type}", p.id),
-            "mutation_type": mutation_type,
-            "amount": p.amount,
-            "payment_id": p.id,
-            "payment_ref_id": p.payment_ref_id,
-            "channel": p.channel,
-            "va_number": p.va_number,
-            "bill_hash": p.bill_hash,
-            "created_at": self.clock.stamp(now),
-        })
+    ) -> Box<serde_json::value::RawValue> {
+        let entry = LedgerEntry {
+            id: format!("{}:{mutation_type}", p.id),
+            mutation_type,
+            amount: p.amount,
+            payment_id: &p.id,
+            payment_ref_id: &p.payment_ref_id,
+            channel: &p.channel,
+            va_number: &p.va_number,
+            bill_hash: &p.bill_hash,
+            created_at: self.clock.stamp(now),
+        };
+        serde_json::value::to_raw_value(&entry).expect("a ledger entry always serializes")
     }
 
     /// # Errors
@@ -460,7 +713,7 @@ impl Hosted {
                     self.store
                         .rejournal_payment(&inst.code, channel, payment_ref, Stage::Reversed)
                         .await?;
-                    let mut o = self.answer_of(PAYMENT_REVERSAL, inst, reversed);
+                    let mut o = self.answer_of(PAYMENT_REVERSAL, inst, reversed.clone());
                     o.rc = Rc::BillerPaymentAlreadyReversed;
                     o.message = "payment already reversed".into();
                     o.timestamp = self.clock.stamp_now();
@@ -487,10 +740,13 @@ impl Hosted {
                 payment.status = PaymentState::Reversed;
                 payment.reversed_at = Some(now);
                 let (verdict, recorded) = self
-                    .commit(Entry::Debit, inst, va, &bill, &next, payment, now, None)
+                    .commit_reversal(inst, va, &bill, &next, payment, now)
                     .await?;
                 match verdict {
-                    Commit::Done => return Ok(self.answer_of(PAYMENT_REVERSAL, inst, &recorded)),
+                    Commit::Done => {
+                        self.bills.forget(&inst.code, va);
+                        return Ok(self.answer_of(PAYMENT_REVERSAL, inst, recorded));
+                    }
                     Commit::Missing => return Err(SwitchError::PaymentNotFound),
                     Commit::BalanceRefused(why) => return Err(balance_refused(&inst.code, &why)),
                     _ => metrics::counter!(m::CAS_CONFLICTS_TOTAL).increment(1),

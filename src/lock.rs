@@ -16,20 +16,45 @@ use crate::metrics as m;
 
 /// The owner token of one attempt: `<instance>:<attempt>`, two random UUIDs (the instance
 /// part tells an operator reading a lock key which process holds it).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Owner(String);
+///
+/// An owner also remembers whether it ever went for a VA lock: a payment whose attempt
+/// may hold one (a retry after its lock was taken) continues under it instead of paying
+/// optimistically, so that the lock is released on every way out (`hosted::Hosted::pay`).
+#[derive(Clone, Debug)]
+pub struct Owner(String, std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl PartialEq for Owner {
+    fn eq(&self, other: &Owner) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Owner {}
 
 impl Owner {
     /// A new attempt's owner, unique across attempts, processes and instances.
     pub fn new() -> Owner {
         static INSTANCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let instance = INSTANCE.get_or_init(|| uuid::Uuid::new_v4().simple().to_string());
-        Owner(format!("{instance}:{}", uuid::Uuid::new_v4().simple()))
+        Owner(
+            format!("{instance}:{}", uuid::Uuid::new_v4().simple()),
+            std::sync::Arc::default(),
+        )
     }
 
     /// The token stored in the lock key.
     pub fn token(&self) -> &str {
         &self.0
+    }
+
+    /// Called before this attempt asks for a VA lock: from then on it may hold one.
+    pub fn going_for_lock(&self) {
+        self.1.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether this attempt ever asked for a VA lock (it may hold one now).
+    pub fn may_hold_lock(&self) -> bool {
+        self.1.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

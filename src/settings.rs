@@ -96,6 +96,9 @@ pub struct SwitchSettings {
     /// How long an attempt waits for a VA locked by another.
     #[serde(rename = "lock_wait_ms", deserialize_with = "crate::config::millis")]
     pub lock_wait: Duration,
+    /// Bills kept in memory per instance, by VA, so that a payment following its inquiry
+    /// commits in one Redis round trip (`hosted::BillCache`); about 1 KB each; 0 keeps none.
+    pub bill_cache: usize,
 }
 
 /// Serde `deserialize_with` of `switch.utc_offset`: `+HH:MM` or `-HH:MM`.

@@ -1248,6 +1248,7 @@ const SCHEMA: &[(&str, &str, Kind)] = &[
     ("switch", "utc_offset", Kind::Str),
     ("switch", "lock_ttl_ms", Kind::Int),
     ("switch", "lock_wait_ms", Kind::Int),
+    ("switch", "bill_cache", Kind::Int),
     ("metrics", "listen", Kind::Str),
     ("log", "format", Kind::Str),
     ("log", "level", Kind::Str),

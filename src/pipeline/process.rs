@@ -101,13 +101,13 @@ pub async fn process(
     }
     .instrument(span)
     .await;
-    let answer = match answer {
+    let mut answer = match answer {
         Ok(a) => a,
         Err(Handled::Park) => return Step::Park(owner),
         Err(_) => return Step::Stopped,
     };
 
-    let acks: Vec<_> = outgoing(ctx, msg, &answer)
+    let acks: Vec<_> = outgoing(ctx, msg, &mut answer)
         .into_iter()
         .map(|out| ctx.publisher.enqueue(out, ctx.shutdown.clone()))
         .collect();
@@ -195,8 +195,8 @@ fn answer_for(ctx: &Ctx, req: &ChannelRequest, result: Result<Outcome, SwitchErr
 }
 
 /// The messages one answer produces: the response (when the request can be addressed),
-/// the webhook job, the dead-letter entry.
-fn outgoing(ctx: &Ctx, msg: &Inbound, a: &Answer) -> Vec<Outgoing> {
+/// the webhook job, the dead-letter entry. The answer's data moves into the response.
+fn outgoing(ctx: &Ctx, msg: &Inbound, a: &mut Answer) -> Vec<Outgoing> {
     let key: Vec<u8> = match (&msg.key, &a.address) {
         (Some(k), _) => k.clone(),
         (None, Some(addr)) => addr.request_id.as_bytes().to_vec(),
@@ -211,7 +211,7 @@ fn outgoing(ctx: &Ctx, msg: &Inbound, a: &Answer) -> Vec<Outgoing> {
             rc: a.outcome.rc,
             message: a.outcome.message.clone(),
             timestamp: a.outcome.timestamp.clone(),
-            data: a.outcome.data.clone(),
+            data: std::mem::take(&mut a.outcome.data),
         };
         out.push(Outgoing {
             topic: ctx.topics.response.clone(),

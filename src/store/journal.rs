@@ -192,7 +192,7 @@ pub fn entry_with_balance(entry: &str, balance: &str) -> String {
 
 impl BillAfter {
     /// `bill` as stored (`doc`, its exact JSON) at `version` with stored `status`.
-    pub fn of(bill: &Bill, doc: String, version: u64, status: &str) -> BillAfter {
+    pub fn of(bill: &Bill, doc: Box<RawValue>, version: u64, status: &str) -> BillAfter {
         let suffix = bill.va_number.get(6..).unwrap_or_default();
         BillAfter {
             hash: bill.hash.clone(),
@@ -205,7 +205,7 @@ impl BillAfter {
                 .iter()
                 .map(|p| format!("{p}{suffix}"))
                 .collect(),
-            doc: raw(doc),
+            doc,
         }
     }
 }
@@ -242,7 +242,7 @@ impl Event {
             kind,
             institution: inst.clone(),
             time,
-            bill: Some(BillAfter::of(bill, doc, version, status)),
+            bill: Some(BillAfter::of(bill, raw(doc), version, status)),
             payment: None,
             ledger: None,
             binding: None,
@@ -531,7 +531,7 @@ impl Store {
         let bill: Bill = super::parse(&key, &doc)?;
         Ok(Some(BillAfter::of(
             &bill,
-            doc,
+            raw(doc),
             ver.parse().unwrap_or(1),
             status.as_deref().unwrap_or("active"),
         )))

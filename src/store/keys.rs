@@ -2,72 +2,74 @@
 //! each Lua script touches a single slot and the store works on Redis Cluster too. The one
 //! exception, the channel-reference index, is a single-key record of its own.
 
+/// `ipg:{<institution>}`, the institution's key prefix. The keys below spell it out in one
+/// `format!` each (one allocation per key: a payment's commit names ten).
 pub fn tag(inst: &str) -> String {
     format!("ipg:{{{inst}}}")
 }
 
 pub fn bill_prefix(inst: &str) -> String {
-    format!("{}:bill:", tag(inst))
+    format!("ipg:{{{inst}}}:bill:")
 }
 
 pub fn bill(inst: &str, hash: &str) -> String {
-    format!("{}:bill:{hash}", tag(inst))
+    format!("ipg:{{{inst}}}:bill:{hash}")
 }
 
 pub fn bills(inst: &str) -> String {
-    format!("{}:bills", tag(inst))
+    format!("ipg:{{{inst}}}:bills")
 }
 
 pub fn va(inst: &str, va: &str) -> String {
-    format!("{}:va:{va}", tag(inst))
+    format!("ipg:{{{inst}}}:va:{va}")
 }
 
 /// Channel codes cannot contain ':' (settings check), so `<channel>:<ref>` is unambiguous.
 pub fn payment(inst: &str, channel: &str, reference: &str) -> String {
-    format!("{}:pay:{channel}:{reference}", tag(inst))
+    format!("ipg:{{{inst}}}:pay:{channel}:{reference}")
 }
 
 /// A bill's payments (zset of payment keys scored by their ledger sequence: commit order,
 /// the same whatever order the journal is applied in).
 pub fn bill_payments(inst: &str, hash: &str) -> String {
-    format!("{}:billpays:{hash}", tag(inst))
+    format!("ipg:{{{inst}}}:billpays:{hash}")
 }
 
 /// A bill's payments as switches before the journal kept them (a list, in commit order):
 /// read, never written.
 pub fn legacy_bill_payments(inst: &str, hash: &str) -> String {
-    format!("{}:billpay:{hash}", tag(inst))
+    format!("ipg:{{{inst}}}:billpay:{hash}")
 }
 
 pub fn payments(inst: &str) -> String {
-    format!("{}:payments", tag(inst))
+    format!("ipg:{{{inst}}}:payments")
 }
 
 pub fn ledger(inst: &str) -> String {
-    format!("{}:ledger", tag(inst))
+    format!("ipg:{{{inst}}}:ledger")
 }
 
 pub fn balance(inst: &str) -> String {
-    format!("{}:balance", tag(inst))
+    format!("ipg:{{{inst}}}:balance")
 }
 
 pub fn lock(inst: &str, va: &str) -> String {
-    format!("{}:lock:{va}", tag(inst))
+    format!("ipg:{{{inst}}}:lock:{va}")
 }
 
 /// A payment forwarded to a passive institution (hash: `doc`, `rev`).
 pub fn passive_payment(inst: &str, channel: &str, reference: &str) -> String {
-    format!("{}:ppay:{channel}:{reference}", tag(inst))
+    format!("ipg:{{{inst}}}:ppay:{channel}:{reference}")
 }
 
 /// Every forwarded payment of an institution, scored by creation time (reconciliation).
 pub fn passive_payments(inst: &str) -> String {
-    format!("{}:ppays", tag(inst))
+    format!("ipg:{{{inst}}}:ppays")
 }
 
 /// Forwarded payments being resolved, scored by when their next step is due.
 pub fn passive_pending(inst: &str) -> String {
-    format!("{}:pdoubt", tag(inst))
+    format!("ipg:{{{inst}}}:pdoubt")
 }
 
 pub fn reference(channel: &str, reference: &str) -> String {
@@ -76,11 +78,11 @@ pub fn reference(channel: &str, reference: &str) -> String {
 
 /// How far the journal has been applied for the institution (hash: `partition`, `offset`).
 pub fn journal_mark(inst: &str) -> String {
-    format!("{}:journal", tag(inst))
+    format!("ipg:{{{inst}}}:journal")
 }
 
 /// A bill's webhook ordering gate (the event its later events wait behind), see
 /// `webhook::gate`.
 pub fn webhook_gate(inst: &str, bill_hash: &str) -> String {
-    format!("{}:whgate:{bill_hash}", tag(inst))
+    format!("ipg:{{{inst}}}:whgate:{bill_hash}")
 }

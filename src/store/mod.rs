@@ -40,6 +40,11 @@ pub enum StoreError {
 pub struct Versioned<T> {
     pub value: T,
     pub version: String,
+    /// The document exactly as Redis holds it at `version` (JSON): an optimistic payment
+    /// from a cached bill commits only if Redis still holds these very bytes
+    /// (`lua/pay.lua`), so a version number that came back with other contents (a Redis
+    /// rebuilt from the journal behind the cache) can never match.
+    pub doc: String,
 }
 
 /// One event of a payment as it was answered: the payment and the bill right after it, and
@@ -108,10 +113,39 @@ pub struct NewPayment<'a> {
     /// The bill as answered (JSON) and the answer's timestamp.
     pub answered_bill: &'a str,
     pub timestamp: &'a str,
-    pub ledger_entry: &'a Value,
+    /// The ledger entry (a JSON object, without its `balance_after`, which the script
+    /// appends).
+    pub ledger_entry: &'a serde_json::value::RawValue,
     pub score_ms: i64,
-    /// The lock the commit releases on success (payments only).
+    /// The lock the commit releases on success (payments only): the caller's, held or
+    /// not (an optimistic payment holds none and only checks nobody else does).
     pub lock: Option<&'a Lock>,
+    /// A payment from a cached bill (one Redis): the reference binding
+    /// (`<institution>|<va>|<amount>`), set by the commit script itself (`SET NX GET`).
+    /// `None` when it was bound with the read that gave the bill.
+    pub binding: Option<&'a str>,
+    /// A payment from a cached bill: its document as cached ([`Versioned::doc`]), which
+    /// Redis must still hold for the commit to happen.
+    pub expected_doc: Option<&'a str>,
+}
+
+/// How a payment's commit script (`lua/pay.lua`) ended.
+#[derive(Debug)]
+pub enum Paid {
+    /// Committed (and journaled); the lock, if the caller held it, released. The bill's
+    /// new document, as stored.
+    Done(String),
+    /// The reference is bound to another payment: the earlier binding.
+    RefConflict(String),
+    /// The payment was committed before: its record, to replay the first answer.
+    Replay(PaymentRecord),
+    /// Another attempt holds the VA lock; nothing was written.
+    Locked,
+    /// The VA does not point at the expected bill at the expected version: the bill it
+    /// points to now (`None`: no bill), so the caller decides again without a read.
+    Stale(Option<Versioned<Bill>>),
+    /// Redis refused to move the balance (int64 range, or not an integer): its error.
+    BalanceRefused(String),
 }
 
 #[derive(Clone)]
@@ -254,6 +288,16 @@ fn parse<T: serde::de::DeserializeOwned>(key: &str, s: &str) -> Result<T, StoreE
 
 fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
+}
+
+/// `v` as JSON text that needs no second parse to go into a journal event.
+fn raw_json<T: Serialize>(v: &T) -> Result<Box<serde_json::value::RawValue>, StoreError> {
+    serde_json::value::to_raw_value(v).map_err(|e| StoreError::Journal(e.to_string()))
+}
+
+/// A reply item as text (a bulk string, or an integer in decimal); `None` for nil.
+fn text(v: Option<redis::Value>) -> Option<String> {
+    v.and_then(|v| redis::from_redis_value::<Option<String>>(v).ok().flatten())
 }
 
 fn verdict(r: &[String]) -> Commit {
@@ -432,6 +476,7 @@ impl Store {
             (Some(doc), Some(version)) => Ok(Some(Versioned {
                 value: parse(key, &doc)?,
                 version,
+                doc,
             })),
             _ => Ok(None),
         }
@@ -537,12 +582,47 @@ impl Store {
         Self::payment_record(&key, fields)
     }
 
-    /// Commits a payment: see `lua/pay.lua`.
+    /// Commits a payment, optimistically: see `lua/pay.lua`. Nothing is written unless the
+    /// VA still points at `p.bill` at its version, no other attempt holds the VA lock and
+    /// the payment is new.
     ///
     /// # Errors
-    /// Redis unreachable.
-    pub async fn commit_payment(&self, p: NewPayment<'_>) -> Result<Commit, StoreError> {
-        self.commit(journal::Stage::Paid, p).await
+    /// Redis unreachable, a corrupt record in the reply, the journal (see [`Store::eval`]).
+    pub async fn commit_payment(&self, p: NewPayment<'_>) -> Result<Paid, StoreError> {
+        let va_key = keys::va(p.inst, &p.payment.va_number);
+        let pkey = keys::payment(p.inst, &p.payment.channel, &p.payment.payment_ref_id);
+        let (r, next_doc) = self.commit(journal::Stage::Paid, p).await?;
+        let mut r = r.into_iter();
+        let word = text(r.next()).unwrap_or_default();
+        Ok(match word.as_str() {
+            "ok" => Paid::Done(next_doc),
+            "ref_conflict" => Paid::RefConflict(text(r.next()).unwrap_or_default()),
+            "dup" => {
+                let fields = r
+                    .next()
+                    .and_then(|v| redis::from_redis_value::<Vec<String>>(v).ok())
+                    .unwrap_or_default();
+                Paid::Replay(Self::payment_record(&pkey, fields)?.ok_or_else(|| {
+                    StoreError::Corrupt {
+                        key: pkey.clone(),
+                        reason: "a duplicate without fields".into(),
+                    }
+                })?)
+            }
+            "locked" => Paid::Locked,
+            "stale" => Paid::Stale(Self::versioned_bill(
+                &va_key,
+                text(r.next()),
+                text(r.next()),
+            )?),
+            "balance_refused" => Paid::BalanceRefused(text(r.next()).unwrap_or_default()),
+            other => {
+                return Err(StoreError::Corrupt {
+                    key: pkey,
+                    reason: format!("pay.lua answered {other:?}"),
+                })
+            }
+        })
     }
 
     /// Commits a reversal: see `lua/reverse.lua` (same keys and arguments as a payment).
@@ -550,21 +630,29 @@ impl Store {
     /// # Errors
     /// Redis unreachable.
     pub async fn commit_reversal(&self, p: NewPayment<'_>) -> Result<Commit, StoreError> {
-        self.commit(journal::Stage::Reversed, p).await
+        let (r, _) = self.commit(journal::Stage::Reversed, p).await?;
+        let words: Vec<String> = r.into_iter().filter_map(|v| text(Some(v))).collect();
+        Ok(verdict(&words))
     }
 
-    /// Runs pay.lua or reverse.lua, then journals what it committed (the bill after it,
-    /// the payment stage, the ledger entry with the sequence and balance the script gave)
-    /// and returns once the journal has it.
-    async fn commit(&self, stage: journal::Stage, p: NewPayment<'_>) -> Result<Commit, StoreError> {
+    /// Runs pay.lua or reverse.lua and, when it committed, journals what it committed (the
+    /// bill after it, the payment stage, the ledger entry with the sequence and balance the
+    /// script gave), returning once the journal has it. The script's reply, as it came,
+    /// and the bill's new document as sent.
+    async fn commit(
+        &self,
+        stage: journal::Stage,
+        p: NewPayment<'_>,
+    ) -> Result<(Vec<redis::Value>, String), StoreError> {
         let script = match stage {
             journal::Stage::Paid => &self.scripts.pay,
             journal::Stage::Reversed => &self.scripts.reverse,
         };
-        let payment_doc = to_json(p.payment);
-        let ledger_doc = to_json(p.ledger_entry);
-        let next_doc = to_json(p.next_bill);
-        let call = Eval::new(script)
+        // Serialized once: the same bytes go to Redis and into the journal event.
+        let payment_doc = raw_json(p.payment)?;
+        let ledger_doc = p.ledger_entry.get();
+        let next_doc = raw_json(p.next_bill)?;
+        let mut call = Eval::new(script)
             .institution(p.inst)
             .key(keys::bill(p.inst, &p.bill.value.hash))
             .key(keys::payment(
@@ -577,34 +665,56 @@ impl Store {
             .key(keys::ledger(p.inst))
             .key(keys::balance(p.inst))
             // Always a key of the institution's slot (Redis Cluster): the VA's lock, released
-            // only when the caller passed its token (payments).
+            // only when the caller passed its token and holds it (payments).
             .key(p.lock.map_or_else(
                 || keys::lock(p.inst, &p.payment.va_number),
                 |l| l.key.clone(),
             ))
+            .key(keys::va(p.inst, &p.payment.va_number));
+        if p.binding.is_some() {
+            call = call.key(keys::reference(
+                &p.payment.channel,
+                &p.payment.payment_ref_id,
+            ));
+        }
+        let call = call
             .arg(&p.bill.version)
-            .arg(&next_doc)
+            .arg(next_doc.get())
             .arg(status_str(p.next_bill))
-            .arg(&payment_doc)
+            .arg(payment_doc.get())
             .arg(p.answered_bill)
             .arg(p.timestamp)
-            .arg(&ledger_doc)
+            .arg(ledger_doc)
             .arg(p.payment.amount.get())
             .arg(p.score_ms)
-            .arg(p.lock.map_or("", |l| l.token.as_str()));
-        let r: Vec<String> = self.eval(call).await?;
-        let v = verdict(&r);
-        if v != Commit::Done || !self.journaled() {
-            return Ok(v);
+            .arg(p.lock.map_or("", |l| l.token.as_str()))
+            .arg(&p.bill.value.hash)
+            .arg(keys::bill_prefix(p.inst))
+            .arg(p.binding.unwrap_or(""))
+            .arg(p.expected_doc.unwrap_or(""));
+        let r: Vec<redis::Value> = self.eval(call).await?;
+        let stored = next_doc.get().to_owned();
+        if text(r.first().cloned()).as_deref() != Some("ok") || !self.journaled() {
+            return Ok((r, stored));
         }
         fault_after_commit();
-        let (seq, balance) = (
-            r.get(1).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0),
-            r.get(2).map_or("0", String::as_str),
-        );
+        let balance = text(r.get(2).cloned()).unwrap_or_else(|| "0".into());
+        let seq = text(r.get(1).cloned())
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
         let version = p.bill.version.parse::<u64>().unwrap_or(0) + 1;
         let bill = journal::BillAfter::of(p.next_bill, next_doc, version, status_str(p.next_bill));
-        let ledger = journal::ledger_after(seq, journal::entry_with_balance(&ledger_doc, balance));
+        let ledger = Some(journal::LedgerAfter {
+            seq,
+            balance_after: balance.parse().map_err(|_| StoreError::Corrupt {
+                key: keys::balance(p.inst),
+                reason: format!("balance {balance:?} is not an integer"),
+            })?,
+            entry: serde_json::value::RawValue::from_string(journal::entry_with_balance(
+                ledger_doc, &balance,
+            ))
+            .map_err(|e| StoreError::Journal(e.to_string()))?,
+        });
         // The bill as answered is left out when the event's bill, seen at the answer's
         // (whole-second) timestamp, gives it: only the status depends on the time.
         let answered_bill = match chrono::DateTime::parse_from_rfc3339(p.timestamp) {
@@ -624,8 +734,7 @@ impl Store {
             channel: p.payment.channel.clone(),
             payment_ref_id: p.payment.payment_ref_id.clone(),
             stage,
-            doc: serde_json::value::RawValue::from_string(payment_doc)
-                .map_err(|e| StoreError::Journal(e.to_string()))?,
+            doc: payment_doc,
             answered_bill,
             timestamp: p.timestamp.to_owned(),
             ledger_seq: seq,
@@ -639,7 +748,7 @@ impl Store {
             ledger,
         ))
         .await?;
-        Ok(v)
+        Ok((r, stored))
     }
 
     /// Stores a new bill and points each of its VAs at it, unless a VA already has a
@@ -757,8 +866,10 @@ impl Store {
     /// Redis unreachable; the journal unreadable during a recovery (`Journal`).
     pub async fn eval<T: redis::FromRedisValue>(&self, call: Eval<'_>) -> Result<T, StoreError> {
         let cmd = call.cmd();
+        // Borrowed by each attempt: a payment's command holds its documents, copied
+        // nowhere on the way out.
+        let cmd = &cmd;
         self.fenced(|| {
-            let cmd = cmd.clone();
             let mut conn = self.conn();
             async move { cmd.query_async(&mut conn).await }
         })
@@ -793,8 +904,8 @@ impl Store {
         for c in pipe.cmd_iter() {
             probed.add_command(c.clone());
         }
+        let p = &probed;
         self.fenced(|| {
-            let p = probed.clone();
             let mut conn = self.conn();
             async move { p.query_async(&mut conn).await }
         })
@@ -929,6 +1040,57 @@ if let Some(r) = &self.journal.recover {
         ))
     }
 
+    /// The first round trip of an optimistic payment without a cached bill: the reference
+    /// bound (`SET NX GET`, returning any earlier binding: a refused payment spends its
+    /// reference too), then the bill the VA points to and the payment record under
+    /// `(channel, reference)`, read in the same round trip. No lock is taken. On a Redis
+    /// Cluster the binding's slot is its own: two commands sent together.
+    ///
+    /// # Errors
+    /// Redis unreachable, corrupt record.
+    pub async fn claim_read(
+        &self,
+        inst: &str,
+        va: &str,
+        channel: &str,
+        reference: &str,
+        binding: &str,
+    ) -> Result<
+        (
+            Option<String>,
+            Option<Versioned<Bill>>,
+            Option<PaymentRecord>,
+        ),
+        StoreError,
+    > {
+        let va_key = keys::va(inst, va);
+        let pkey = keys::payment(inst, channel, reference);
+        let mut pipe = redis::pipe();
+        pipe.add_command(
+            Eval::new(&self.scripts.bind)
+                .key(keys::reference(channel, reference))
+                .arg(binding)
+                .cmd(),
+        )
+        .add_command(
+            Eval::new(&self.scripts.read_va)
+                .institution(inst)
+                .key(&va_key)
+                .key(&pkey)
+                .arg(keys::bill_prefix(inst))
+                .cmd(),
+        );
+        let (claimed, (doc, ver, pay)): (
+            Option<String>,
+            (Option<String>, Option<String>, Vec<String>),
+        ) = self.query_with_scripts(&pipe).await?;
+        Ok((
+            claimed,
+            Self::versioned_bill(&va_key, doc, ver)?,
+            Self::payment_record(&pkey, pay)?,
+        ))
+    }
+
     /// Runs a pipeline holding `EVALSHA`s, recovering first if Redis lost its scripts
     /// (see [`Store::eval`]).
     async fn query_with_scripts<T: redis::FromRedisValue>(
@@ -936,9 +1098,8 @@ if let Some(r) = &self.journal.recover {
         pipe: &redis::Pipeline,
     ) -> Result<T, StoreError> {
         self.fenced(|| {
-            let p = pipe.clone();
             let mut conn = self.conn();
-            async move { p.query_async(&mut conn).await }
+            async move { pipe.query_async(&mut conn).await }
         })
         .await
     }

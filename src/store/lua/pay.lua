@@ -1,18 +1,53 @@
--- Commits one payment atomically: bill, payment record, indexes, balance, ledger.
+-- Commits one payment atomically: bill, payment record, indexes, balance, ledger, and on
+-- one Redis the reference binding. Optimistic (issue 15): the caller computed the bill
+-- after the payment from the bill it expects (a cached or a fresh read, a hint only); the
+-- commit happens only if the VA still points at that bill at that version, nobody else
+-- holds the VA lock, and the payment is not recorded yet. Otherwise nothing is written
+-- (except the binding, which is the payment's own) and the reply says why, with what
+-- the caller needs to go on without another read.
 -- Every number stays a string: amounts and balances are exact over the whole int64 range.
--- On success it also releases the VA lock if the caller still owns it, and returns
--- {'ok', ledger sequence, balance after} for the journal event.
 -- KEYS: 1 bill, 2 payment, 3 bill's payments (zset by ledger sequence), 4 institution
---       payment index (zset),
---       5 ledger (list), 6 balance, 7 VA lock
+--       payment index (zset), 5 ledger (list), 6 balance, 7 VA lock, 8 VA index,
+--       [9 reference binding: one Redis only; on a cluster it is bound before, in its own
+--       slot], then the journal mark (last, the sentinel's).
 -- ARGV: 1 expected bill version, 2 new bill doc, 3 new bill status, 4 payment doc,
 --       5 the bill as answered (JSON), 6 answer timestamp, 7 ledger entry (JSON object),
---       8 amount, 9 score (ms), 10 lock owner token
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  return {'dup'}
+--       8 amount, 9 score (ms), 10 lock owner token (the caller's, held or not),
+--       11 expected bill hash, 12 bill key prefix (same hash tag), 13 the binding
+--       (<institution>|<va>|<amount>, with KEYS[9]; '' when bound before), 14 the
+--       expected bill document, byte for byte ('' when the caller read it just before):
+--       a cached bill commits only on the very contents it was computed from.
+-- Replies:
+--   {'ok', ledger sequence, balance after}       committed; the lock, if the caller held
+--                                                 it, released
+--   {'ref_conflict', earlier binding}             the reference is bound to another payment
+--   {'dup', payment fields (flat HGETALL)}        already committed: replay it
+--   {'locked'}                                    another attempt holds the VA lock
+--   {'stale', doc|false, ver|false}               the VA's bill is not the one expected:
+--                                                 here is the one it points to now
+--   {'balance_refused', Redis's error}            the balance would leave int64; nothing
+--                                                 written
+if ARGV[13] ~= '' then
+  local earlier = redis.call('SET', KEYS[9], ARGV[13], 'NX', 'GET')
+  if earlier and earlier ~= ARGV[13] then
+    return {'ref_conflict', earlier}
+  end
 end
-if redis.call('HGET', KEYS[1], 'ver') ~= ARGV[1] then
-  return {'conflict'}
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return {'dup', redis.call('HGETALL', KEYS[2])}
+end
+local holder = redis.call('GET', KEYS[7])
+if holder and holder ~= ARGV[10] then
+  return {'locked'}
+end
+local h = redis.call('GET', KEYS[8])
+local cur = redis.call('HMGET', KEYS[1], 'ver', 'doc')
+if h ~= ARGV[11] or cur[1] ~= ARGV[1] or (ARGV[14] ~= '' and cur[2] ~= ARGV[14]) then
+  if not h then
+    return {'stale', false, false}
+  end
+  local r = redis.call('HMGET', ARGV[12] .. h, 'doc', 'ver')
+  return {'stale', r[1], r[2]}
 end
 -- Money first, before any other write: INCRBY refuses to pass the int64 range Redis keeps
 -- (nothing is written then). Its reply is a Lua number (a double, exact only to 2^53), so
@@ -29,7 +64,7 @@ local seq = redis.call('RPUSH', KEYS[5], string.sub(ARGV[7], 1, -2) .. ',"balanc
 redis.call('HSET', KEYS[2], 'doc', ARGV[4], 'bill', ARGV[5], 'ts', ARGV[6], 'lseq', seq)
 redis.call('ZADD', KEYS[3], seq, KEYS[2])
 redis.call('ZADD', KEYS[4], ARGV[9], KEYS[2])
-if ARGV[10] ~= '' and redis.call('GET', KEYS[7]) == ARGV[10] then
+if holder then
   redis.call('DEL', KEYS[7])
 end
 return {'ok', seq, bal}

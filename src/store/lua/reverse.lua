@@ -1,7 +1,7 @@
 -- Commits one reversal atomically: bill, payment record, balance, ledger. Returns
 -- {'ok', ledger sequence, balance after} for the journal event.
 -- KEYS and ARGV as pay.lua's (one caller builds both): 1 bill, 2 payment, 5 ledger (list),
--- 6 balance; 3, 4, 7 (indexes, lock) and ARGV 9, 10 are not used here.
+-- 6 balance; 3, 4, 7, 8 (indexes, lock, VA index) and ARGV 9 to 14 are not used here.
 -- ARGV: 1 expected bill version, 2 new bill doc, 3 new bill status, 4 reversed payment doc,
 --       5 the bill as answered (JSON), 6 answer timestamp, 7 ledger entry (JSON object),
 --       8 amount

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Instructions per hosted payment, counted by valgrind's callgrind (issue 15): unlike CPU
+# seconds they do not move with the machine's speed or its neighbours.
+#
+# Runs the capacity bench under callgrind with a small fixed load (BENCH_N payments, 1,000
+# by default, after the same warm-up, probes and inquiry burst as a full run), counts only
+# the payment burst (the bench calls ipg_bench_payments_begin/_end around it) and prints:
+#   - every thread of the bench process (daemon, librdkafka, the mock broker, the driver);
+#   - tokio's worker threads (the daemon; inclusive cost of the workers' run loop);
+# each divided by the payments answered. redis-server runs natively (not traced).
+#
+# Usage: scripts/callgrind-payments.sh [bench binary]   (default: builds and uses the
+# current capacity bench). Takes a few minutes: everything runs ~50x slower under valgrind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bin="${1:-}"
+if [ -z "$bin" ]; then
+  bin=$(cargo bench --bench capacity --no-run 2>&1 | grep -o 'target/release/deps/capacity-[0-9a-f]*' | tail -1)
+fi
+command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)"; exit 1; }
+export REDIS_SERVER="${REDIS_SERVER:-$(scripts/ensure-redis.sh)}"
+n="${BENCH_N:-1000}"
+out=$(mktemp -d)
+log="$out/bench.txt"
+
+# The bench's later phases are not needed: stop it once the dump is written.
+BENCH_N="$n" BENCH_PROBE=5 BENCH_OPEN_SECS=1 \
+  valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.out" \
+  --zero-before=ipg_bench_payments_begin --dump-before=ipg_bench_payments_end \
+  --fair-sched=yes "$bin" --bench >"$log" 2>"$out/valgrind.txt" &
+pid=$!
+while kill -0 "$pid" 2>/dev/null; do
+  if ls "$out"/callgrind.out.* >/dev/null 2>&1; then
+    sleep 2
+    kill "$pid" 2>/dev/null || true
+    break
+  fi
+  sleep 2
+done
+wait "$pid" 2>/dev/null || true
+
+dump=$(ls "$out"/callgrind.out.* | head -1)
+answered=$(grep -E '^ +daemon payments +[0-9]+' "$log" | awk '{print $4}' || true)
+answered="${answered:-$n}"
+total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+workers=$(callgrind_annotate --inclusive=yes "$dump" 2>/dev/null |
+  grep -m1 'multi_thread::worker::run[^_]' | awk '{gsub(",", "", $1); print $1}')
+echo "callgrind, payment burst of $n (answered $answered), instructions (Ir):"
+printf '  all threads of the bench process: %s  = %s per payment\n' "$total" "$((total / answered))"
+printf '  tokio workers (the daemon):       %s  = %s per payment\n' "${workers:-0}" "$((${workers:-0} / answered))"
+echo "  (dump: $dump; top functions: callgrind_annotate --inclusive=yes $dump | head -60)"
