@@ -44,8 +44,8 @@
 //! fixed 1,000/s right after the probes (the daemon's topics still nearly empty: the mock
 //! broker's lookup is linear in a partition's length), and at 70 % of the burst's
 //! payments/s after the bursts; latency from each message's scheduled send to its answer in
-//! an HDR histogram (p50/p99/p99.9/max). Their payments have no inquiry before them: they
-//! read the bill (two round trips), where the burst's payments follow their inquiries (one).
+//! an HDR histogram (p50/p99/p99.9/max). As in the bursts (and in IPG's flow), each run's
+//! payments follow an (untimed) burst of inquiries over the same VAs.
 //! And Redis memory per hosted bill and per settled payment (`INFO memory` around the
 //! seeding and the burst).
 //! Without `--bench` (as under `cargo test --all-targets`) it is a small smoke run.
@@ -365,6 +365,21 @@ struct OpenLoop {
 /// answer, so a stall counts against every message scheduled during it (no coordinated
 /// omission). Latencies go into an HDR histogram (`hdrhistogram`, µs, 3 significant
 /// digits).
+/// The IPG flow, inquiry then payment: an untimed burst of inquiries over `vas`, then their
+/// payments offered at `rate` ([`open_loop`]).
+async fn open_loop_after_inquiries(
+    producer: &FutureProducer,
+    topic: &str,
+    reader: &Reader,
+    vas: &[String],
+    rate: f64,
+) -> OpenLoop {
+    let tag = format!("open{}", rate as u64);
+    let inq = inquiries(vas, &format!("{tag}-inq"));
+    let _ = burst("open-loop inquiries", producer, topic, reader, &inq).await;
+    open_loop(producer, topic, reader, &payments(vas, &tag), rate).await
+}
+
 async fn open_loop(
     producer: &FutureProducer,
     topic: &str,
@@ -1146,8 +1161,7 @@ async fn bench(k: Knobs) -> Result<(), String> {
     let mut open = Vec::new();
     let first = ((1_000 * k.open_secs) as usize).min(open_vas.len());
     let (open_now, left) = open_vas.split_at(first);
-    let msgs = payments(open_now, "open1000");
-    open.push(open_loop(&bank, &topic, &reader, &msgs, 1_000.0).await);
+    open.push(open_loop_after_inquiries(&bank, &topic, &reader, open_now, 1_000.0).await);
 
     let msgs = inquiries(burst_vas, "inq");
     let (inq, int) = measured(
@@ -1178,8 +1192,7 @@ async fn bench(k: Knobs) -> Result<(), String> {
     // Open loop at 70 % of the burst's payments/s (after the bursts: it needs their rate).
     let rate = (0.7 * pay.msgs_per_s).clamp(100.0, OPEN_MAX_RATE);
     let count = ((rate * k.open_secs as f64) as usize).min(left.len());
-    let msgs = payments(&left[..count], &format!("open{}", rate as u64));
-    open.push(open_loop(&bank, &topic, &reader, &msgs, rate).await);
+    open.push(open_loop_after_inquiries(&bank, &topic, &reader, &left[..count], rate).await);
 
     // 4./5. Daemon, passive route.
     let warm = request(
@@ -1381,7 +1394,7 @@ async fn bench(k: Knobs) -> Result<(), String> {
     drop(b);
     println!();
     println!(
-        "open loop: hosted payments produced at a fixed rate for {} s; latency = scheduled send -> answer read back (HDR histogram, no coordinated omission)",
+        "open loop: hosted payments produced at a fixed rate for {} s, each run after an inquiry burst over its VAs; latency = scheduled send -> answer read back (HDR histogram, no coordinated omission)",
         k.open_secs
     );
     println!(

@@ -172,6 +172,31 @@ struct LedgerEntry<'a> {
     created_at: String,
 }
 
+/// What a payment's or reversal's commit script is given, from what [`Hosted::prepare`]
+/// made (no lock, binding or expected document: a payment sets its own).
+fn commit_input<'a>(
+    inst: &'a Institution,
+    bill: &'a Versioned<Bill>,
+    next: &'a Bill,
+    prepared: &'a (Recorded, String, Box<serde_json::value::RawValue>),
+    now: chrono::DateTime<chrono::FixedOffset>,
+) -> NewPayment<'a> {
+    let (recorded, answered_bill, ledger) = prepared;
+    NewPayment {
+        inst: &inst.code,
+        bill,
+        next_bill: next,
+        payment: &recorded.payment,
+        answered_bill,
+        timestamp: &recorded.timestamp,
+        ledger_entry: ledger,
+        score_ms: now.timestamp_millis(),
+        lock: None,
+        binding: None,
+        expected_doc: None,
+    }
+}
+
 /// `bill` after a commit that made it `next`, stored as `doc`: the commit scripts add one
 /// to its version.
 fn next_version(bill: &Versioned<Bill>, next: Bill, doc: String) -> Versioned<Bill> {
@@ -615,24 +640,17 @@ impl Hosted {
         binding: Option<&str>,
         expected_doc: Option<&str>,
     ) -> Result<(Paid, Recorded), SwitchError> {
-        let (recorded, answered_bill, ledger) = self.prepare(Entry::Credit, va, next, payment, now);
+        let prepared = self.prepare(Entry::Credit, va, next, payment, now);
         let verdict = self
             .store
             .commit_payment(NewPayment {
-                inst: &inst.code,
-                bill,
-                next_bill: next,
-                payment: &recorded.payment,
-                answered_bill: &answered_bill,
-                timestamp: &recorded.timestamp,
-                ledger_entry: &ledger,
-                score_ms: now.timestamp_millis(),
                 lock: Some(lock),
                 binding,
                 expected_doc,
+                ..commit_input(inst, bill, next, &prepared, now)
             })
             .await?;
-        Ok((verdict, recorded))
+        Ok((verdict, prepared.0))
     }
 
     /// Commits a reversal (`lua/reverse.lua`). Returns the verdict and what was recorded.
@@ -645,24 +663,12 @@ impl Hosted {
         payment: Payment,
         now: chrono::DateTime<chrono::FixedOffset>,
     ) -> Result<(Commit, Recorded), SwitchError> {
-        let (recorded, answered_bill, ledger) = self.prepare(Entry::Debit, va, next, payment, now);
+        let prepared = self.prepare(Entry::Debit, va, next, payment, now);
         let verdict = self
             .store
-            .commit_reversal(NewPayment {
-                inst: &inst.code,
-                bill,
-                next_bill: next,
-                payment: &recorded.payment,
-                answered_bill: &answered_bill,
-                timestamp: &recorded.timestamp,
-                ledger_entry: &ledger,
-                score_ms: now.timestamp_millis(),
-                lock: None,
-                binding: None,
-                expected_doc: None,
-            })
+            .commit_reversal(commit_input(inst, bill, next, &prepared, now))
             .await?;
-        Ok((verdict, recorded))
+        Ok((verdict, prepared.0))
     }
 
     fn ledger_entry(

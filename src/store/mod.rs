@@ -997,11 +997,7 @@ if let Some(r) = &self.journal.recover {
         lock: &Lock,
         ttl: Duration,
     ) -> Result<(Option<String>, LockRead), StoreError> {
-        // SET NX GET (Redis >= 7.0): binds if new, returns the earlier binding otherwise.
-        let claim = Eval::new(&self.scripts.bind)
-            .key(keys::reference(channel, reference))
-            .arg(binding)
-            .cmd();
+        let claim = self.bind_cmd(channel, reference, binding);
         // Take the lock and read under it in one script (lua/lock_read.lua): one script
         // call on the hot path, not two.
         let va_key = keys::va(inst, va);
@@ -1066,20 +1062,15 @@ if let Some(r) = &self.journal.recover {
         let va_key = keys::va(inst, va);
         let pkey = keys::payment(inst, channel, reference);
         let mut pipe = redis::pipe();
-        pipe.add_command(
-            Eval::new(&self.scripts.bind)
-                .key(keys::reference(channel, reference))
-                .arg(binding)
-                .cmd(),
-        )
-        .add_command(
-            Eval::new(&self.scripts.read_va)
-                .institution(inst)
-                .key(&va_key)
-                .key(&pkey)
-                .arg(keys::bill_prefix(inst))
-                .cmd(),
-        );
+        pipe.add_command(self.bind_cmd(channel, reference, binding))
+            .add_command(
+                Eval::new(&self.scripts.read_va)
+                    .institution(inst)
+                    .key(&va_key)
+                    .key(&pkey)
+                    .arg(keys::bill_prefix(inst))
+                    .cmd(),
+            );
         let (claimed, (doc, ver, pay)): (
             Option<String>,
             (Option<String>, Option<String>, Vec<String>),
@@ -1089,6 +1080,15 @@ if let Some(r) = &self.journal.recover {
             Self::versioned_bill(&va_key, doc, ver)?,
             Self::payment_record(&pkey, pay)?,
         ))
+    }
+
+    /// `SET NX GET` of a reference binding (Redis >= 7.0, `lua/bind.lua`): binds if new,
+    /// returns the earlier binding otherwise.
+    fn bind_cmd(&self, channel: &str, reference: &str, binding: &str) -> redis::Cmd {
+        Eval::new(&self.scripts.bind)
+            .key(keys::reference(channel, reference))
+            .arg(binding)
+            .cmd()
     }
 
     /// Runs a pipeline holding `EVALSHA`s, recovering first if Redis lost its scripts
