@@ -6,7 +6,8 @@
 # by default, after the same warm-up, probes and inquiry burst as a full run), counts only
 # the payment burst (the bench calls ipg_bench_payments_begin/_end around it) and prints:
 #   - every thread of the bench process (daemon, librdkafka, the mock broker, the driver);
-#   - tokio's worker threads (the daemon; inclusive cost of the workers' run loop);
+#   - the tokio tasks polled (the daemon's code: inclusive cost of tokio's run_task);
+#   - tokio's worker threads in all (tasks, I/O driver, scheduler);
 # each divided by the payments answered. redis-server runs natively (not traced).
 #
 # Usage: scripts/callgrind-payments.sh [bench binary]   (default: builds and uses the
@@ -40,13 +41,17 @@ while kill -0 "$pid" 2>/dev/null; do
 done
 wait "$pid" 2>/dev/null || true
 
-dump=$(ls "$out"/callgrind.out.* | head -1)
+dump=$(ls "$out"/callgrind.out.* | sort | tail -n 1)
 answered=$(grep -E '^ +daemon payments +[0-9]+' "$log" | awk '{print $4}' || true)
 answered="${answered:-$n}"
 total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-workers=$(callgrind_annotate --inclusive=yes "$dump" 2>/dev/null |
-  grep -m1 'multi_thread::worker::run[^_]' | awk '{gsub(",", "", $1); print $1}')
+inclusive=$(callgrind_annotate --inclusive=yes "$dump" 2>/dev/null | grep -v '=>')
+first() { awk -v pat="$1" '$0 ~ pat && !done {gsub(",", "", $1); print $1; done = 1}'; }
+workers=$(first 'multi_thread::worker::run \\[' <<<"$inclusive")
+tasks=$(first 'worker::Context::run_task \\[' <<<"$inclusive")
 echo "callgrind, payment burst of $n (answered $answered), instructions (Ir):"
 printf '  all threads of the bench process: %s  = %s per payment\n' "$total" "$((total / answered))"
-printf '  tokio workers (the daemon):       %s  = %s per payment\n' "${workers:-0}" "$((${workers:-0} / answered))"
+printf '  tokio tasks polled (the daemon):  %s  = %s per payment\n' "${tasks:-0}" "$((${tasks:-0} / answered))"
+printf '  tokio workers in all (tasks, I/O driver, scheduler; idle spinning inflates it under\n'
+printf '  valgrind, which runs one thread at a time): %s  = %s per payment\n' "${workers:-0}" "$((${workers:-0} / answered))"
 echo "  (dump: $dump; top functions: callgrind_annotate --inclusive=yes $dump | head -60)"

@@ -80,10 +80,11 @@ pub struct Hosted {
 /// The bill last seen for each VA (by its inquiry, or by the payment this instance
 /// committed), kept to let the payment that follows an inquiry commit in one Redis round
 /// trip (issue 15). A hint, never an answer: inquiries always read Redis, and a payment
-/// commits only if the VA still points at this bill at this version (`lua/pay.lua`), so a
-/// stale entry costs a round trip, never a wrong payment; a rule that refuses a cached
-/// bill is checked again on a fresh read. `switch.bill_cache` entries at most (about 1 KB
-/// each), the least recently used evicted first; 0 keeps none.
+/// commits only if the VA still points at this bill at this version with this very
+/// document (`lua/pay.lua`), so a stale entry costs a round trip, never a wrong payment; a rule that refuses a cached
+/// bill is checked again on a fresh read. `switch.bill_cache` entries at most (about 2 KB
+/// each; beyond that quick_cache evicts by its CLOCK-Pro policy, keeping the bills used
+/// recently and often); 0 keeps none.
 #[derive(Clone)]
 pub struct BillCache(Option<Arc<quick_cache::sync::Cache<String, Arc<Versioned<Bill>>>>>);
 
