@@ -2,9 +2,11 @@
 //! inquiries, payments, reversals and status checks itself, under the rules of
 //! `domain::bill`. Institutions create and revoke their bills here too.
 //!
-//! Money moves only inside a VA lock and through a version compare-and-set, so neither two
-//! instances nor two prefixes of one bill can overpay it; a repeated `(channel, reference)`
-//! replays its first answer and pays nothing.
+//! Money moves only in one script that checks the bill it was computed from is still the
+//! one Redis holds (its VA, its version, its very document) and that no other attempt
+//! holds the VA lock: optimistically after an inquiry, under the lock after a lost race;
+//! so neither two instances nor two prefixes of one bill can overpay it, and a repeated
+//! `(channel, reference)` replays its first answer and pays nothing.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -399,17 +401,11 @@ impl Hosted {
             }
         };
         let payment = self.new_payment(inst, va, p, &next, now);
-        // From the cache: the script binds the reference and checks the cached contents.
-        let (binding, expected) = if fresh {
-            (None, None)
-        } else {
-            (Some(bind), Some(bill.doc.as_str()))
-        };
+        // From the cache: the script binds the reference (a fresh read bound it already).
+        let binding = (!fresh).then_some(bind);
         let t = Instant::now();
         let (verdict, recorded) = self
-            .commit_payment(
-                inst, va, &bill, &next, payment, now, lock, binding, expected,
-            )
+            .commit_payment(inst, va, &bill, &next, payment, now, lock, binding)
             .await?;
         metrics::histogram!(m::STAGE_SECONDS, "stage" => "redis").record(t.elapsed().as_secs_f64());
         match verdict {
@@ -571,7 +567,7 @@ impl Hosted {
             let t = Instant::now();
             // Bound already, by the lock's round trip.
             let (verdict, recorded) = self
-                .commit_payment(inst, va, &current, &next, payment, now, lock, None, None)
+                .commit_payment(inst, va, &current, &next, payment, now, lock, None)
                 .await?;
             metrics::histogram!(m::STAGE_SECONDS, "stage" => "redis")
                 .record(t.elapsed().as_secs_f64());
@@ -625,9 +621,11 @@ impl Hosted {
         (recorded, answered_bill, ledger)
     }
 
-    /// Commits a payment (`lua/pay.lua`); from a cached bill, with `binding` (the script
-    /// binds the reference) and `expected_doc` (Redis must still hold it). Returns the
-    /// verdict and what was recorded (the answer is built from it).
+    /// Commits a payment (`lua/pay.lua`) computed from `bill`, which Redis must still hold
+    /// byte for byte (cached, read just before, or read under the lock: a recovery between
+    /// the read and the commit may have given its version other contents); from a cached
+    /// bill with `binding` (the script binds the reference). Returns the verdict and what
+    /// was recorded (the answer is built from it).
     #[allow(clippy::too_many_arguments)]
     async fn commit_payment(
         &self,
@@ -639,7 +637,6 @@ impl Hosted {
         now: chrono::DateTime<chrono::FixedOffset>,
         lock: &Lock,
         binding: Option<&str>,
-        expected_doc: Option<&str>,
     ) -> Result<(Paid, Recorded), SwitchError> {
         let prepared = self.prepare(Entry::Credit, va, next, payment, now);
         let verdict = self
@@ -647,7 +644,7 @@ impl Hosted {
             .commit_payment(NewPayment {
                 lock: Some(lock),
                 binding,
-                expected_doc,
+                expected_doc: Some(&bill.doc),
                 ..commit_input(inst, bill, next, &prepared, now)
             })
             .await?;

@@ -1,6 +1,7 @@
 //! The optimistic payment (issue 15): a payment starts from the bill its VA's inquiry left in
 //! the instance's bill cache and commits in one script that writes only if the VA still
-//! points at that bill at that version and no other attempt holds the VA lock. A cache is
+//! points at that bill at that version with that very document and no other attempt holds
+//! the VA lock. A cache is
 //! a hint: these tests make it wrong on purpose, through a second instance (its own
 //! `Switch`, its own cache) sharing the Redis and the journal, and check that what is paid
 //! is decided on what Redis holds, never on the stale copy.
@@ -30,7 +31,18 @@ async fn pay(
     ref_id: &str,
     amount: u64,
 ) -> Result<Outcome, SwitchError> {
-    let owner = Owner::new();
+    pay_as(sw, inst, va, ref_id, amount, &Owner::new()).await
+}
+
+/// [`pay`] as the attempt `owner`.
+async fn pay_as(
+    sw: &Switch,
+    inst: &ipg_switch::routing::Institution,
+    va: &VaNumber,
+    ref_id: &str,
+    amount: u64,
+    owner: &Owner,
+) -> Result<Outcome, SwitchError> {
     let input = PayInput {
         channel: CHANNEL,
         ref_id,
@@ -38,7 +50,7 @@ async fn pay(
         terminal_id: Some("atm"),
         transaction_date: Some("2026-01-10 10:00:00"),
         customer_name: None,
-        owner: &owner,
+        owner,
     };
     sw.hosted.pay(inst, va, input).await
 }
@@ -164,8 +176,13 @@ async fn a_va_locked_by_another_attempt_is_waited_for() {
         .unwrap();
     assert!(held);
     let started = Instant::now();
-    let o = pay(&a, &inst, &v, "OPT-L1", 30_000).await.unwrap();
+    let owner = Owner::new();
+    let o = pay_as(&a, &inst, &v, "OPT-L1", 30_000, &owner)
+        .await
+        .unwrap();
     assert_eq!(o.rc, Rc::Success);
+    // It went for the lock: a retry of this attempt would go on under it.
+    assert!(owner.may_hold_lock());
     // Paid only once the other attempt's lock was gone (it expired), never beside it.
     assert!(
         started.elapsed() >= Duration::from_millis(1000),
@@ -306,4 +323,25 @@ async fn a_version_that_came_back_with_other_contents_never_matches_the_cache() 
     let o = pay(&a, &inst, &v, "OPT-V2", 30_000).await.unwrap();
     assert_eq!(o.rc, Rc::Success);
     assert_eq!(o.data["paid_amount"], 50_000, "{}", o.data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_payment_under_a_reference_spent_elsewhere_is_refused() {
+    let stack = Stack::start().await;
+    stack
+        .create_bill(bill_body("5100000009", "close", 40_000))
+        .await;
+    stack
+        .create_bill(bill_body("5100000010", "close", 40_000))
+        .await;
+    let (a, inst) = instance(&stack);
+    let (one, two) = (vanum("5100000009"), vanum("5100000010"));
+    pay(&a, &inst, &one, "OPT-X1", 40_000).await.unwrap();
+    // The second VA's bill is cached: its payment binds the reference in the commit
+    // script itself, which finds it spent on the first VA.
+    a.hosted.inquiry(&inst, &two).await.unwrap();
+    let e = pay(&a, &inst, &two, "OPT-X1", 40_000).await.unwrap_err();
+    assert!(matches!(e, SwitchError::ReferenceConflict(_)), "{e}");
+    let (ledger, balance) = stack.ledger().await;
+    assert_eq!((ledger.len(), balance), (1, 40_000));
 }

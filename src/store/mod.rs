@@ -124,8 +124,8 @@ pub struct NewPayment<'a> {
     /// (`<institution>|<va>|<amount>`), set by the commit script itself (`SET NX GET`).
     /// `None` when it was bound with the read that gave the bill.
     pub binding: Option<&'a str>,
-    /// A payment from a cached bill: its document as cached ([`Versioned::doc`]), which
-    /// Redis must still hold for the commit to happen.
+    /// A payment: the document it was computed from ([`Versioned::doc`]), which Redis must
+    /// still hold for the commit to happen. `None` (reversals) checks the version only.
     pub expected_doc: Option<&'a str>,
 }
 
@@ -582,9 +582,10 @@ impl Store {
         Self::payment_record(&key, fields)
     }
 
-    /// Commits a payment, optimistically: see `lua/pay.lua`. Nothing is written unless the
-    /// VA still points at `p.bill` at its version, no other attempt holds the VA lock and
-    /// the payment is new.
+    /// Commits a payment, optimistically: see `lua/pay.lua`. Nothing is written (but the
+    /// reference's binding, when `p.binding` asks for it) unless the VA still points at
+    /// `p.bill` at its version with the expected document, no other attempt holds the VA
+    /// lock and the payment is new.
     ///
     /// # Errors
     /// Redis unreachable, a corrupt record in the reply, the journal (see [`Store::eval`]).

@@ -15,8 +15,9 @@
 --       8 amount, 9 score (ms), 10 lock owner token (the caller's, held or not),
 --       11 expected bill hash, 12 bill key prefix (same hash tag), 13 the binding
 --       (<institution>|<va>|<amount>, with KEYS[9]; '' when bound before), 14 the
---       expected bill document, byte for byte ('' when the caller read it just before):
---       a cached bill commits only on the very contents it was computed from.
+--       expected bill document, byte for byte: a payment commits only on the very
+--       contents it was computed from (a cached bill, or one read before a recovery gave
+--       its version other contents).
 -- Replies:
 --   {'ok', ledger sequence, balance after}       committed; the lock, if the caller held
 --                                                 it, released
