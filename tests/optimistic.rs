@@ -336,12 +336,14 @@ async fn a_cached_payment_under_a_reference_spent_elsewhere_is_refused() {
         .await;
     let (a, inst) = instance(&stack);
     let (one, two) = (vanum("5100000009"), vanum("5100000010"));
-    pay(&a, &inst, &one, "OPT-X1", 40_000).await.unwrap();
+    // Spent on the first VA by a refused payment: bound, and no payment record.
+    let e = pay(&a, &inst, &one, "OPT-X1", 1_000).await.unwrap_err();
+    assert!(matches!(e, SwitchError::Bill(..)), "{e}");
     // The second VA's bill is cached: its payment binds the reference in the commit
-    // script itself, which finds it spent on the first VA.
+    // script itself, which finds it bound to the other transaction.
     a.hosted.inquiry(&inst, &two).await.unwrap();
     let e = pay(&a, &inst, &two, "OPT-X1", 40_000).await.unwrap_err();
     assert!(matches!(e, SwitchError::ReferenceConflict(_)), "{e}");
     let (ledger, balance) = stack.ledger().await;
-    assert_eq!((ledger.len(), balance), (1, 40_000));
+    assert_eq!((ledger.len(), balance), (0, 0));
 }
