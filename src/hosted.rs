@@ -400,21 +400,15 @@ impl Hosted {
                 ))
             }
         };
-        let payment = self.new_payment(inst, va, p, &next, now);
         // From the cache: the script binds the reference (a fresh read bound it already).
         let binding = (!fresh).then_some(bind);
-        let t = Instant::now();
         let (verdict, recorded) = self
-            .commit_payment(inst, va, &bill, &next, payment, now, lock, binding)
+            .commit_payment(inst, va, p, &bill, &next, now, lock, binding)
             .await?;
-        metrics::histogram!(m::STAGE_SECONDS, "stage" => "redis").record(t.elapsed().as_secs_f64());
         match verdict {
-            Paid::Done(doc) => {
-                self.paid(inst, p.amount);
-                self.bills
-                    .put(&inst.code, va, Arc::new(next_version(&bill, next, doc)));
-                Ok(Some(self.answer_of(PAYMENT_RECEIVED, inst, recorded)))
-            }
+            Paid::Done(doc) => Ok(Some(
+                self.committed(inst, va, p, &bill, next, doc, recorded),
+            )),
             Paid::Replay(rec) => self.replay_payment(inst, rec, va, p.amount).await.map(Some),
             Paid::RefConflict(_) => Err(SwitchError::ReferenceConflict(p.ref_id.to_owned())),
             Paid::BalanceRefused(why) => Err(balance_refused(&inst.code, &why)),
@@ -458,10 +452,24 @@ impl Hosted {
         }
     }
 
-    /// Counts a committed payment's rupiah.
-    fn paid(&self, inst: &Institution, amount: Amount) {
+    /// After a payment's commit (`Paid::Done`, the bill stored as `doc`): counts its
+    /// rupiah, caches the bill after it for the VA's next payment, and answers.
+    #[allow(clippy::too_many_arguments)]
+    fn committed(
+        &self,
+        inst: &Institution,
+        va: &VaNumber,
+        p: &PayInput<'_>,
+        bill: &Versioned<Bill>,
+        next: Bill,
+        doc: String,
+        recorded: Recorded,
+    ) -> Outcome {
         metrics::counter!(m::PAID_RUPIAH_TOTAL, "institution" => inst.code.clone())
-            .increment(amount.get());
+            .increment(p.amount.get());
+        self.bills
+            .put(&inst.code, va, Arc::new(next_version(bill, next, doc)));
+        self.answer_of(PAYMENT_RECEIVED, inst, recorded)
     }
 
     async fn release(&self, lock: &Lock) {
@@ -563,20 +571,14 @@ impl Hosted {
             let next = current.value.apply_payment(amount, now).map_err(|e| {
                 SwitchError::Bill(e, Some(json!([current.value.view(now, Some(va.as_str()))])))
             })?;
-            let payment = self.new_payment(inst, va, p, &next, now);
-            let t = Instant::now();
             // Bound already, by the lock's round trip.
             let (verdict, recorded) = self
-                .commit_payment(inst, va, &current, &next, payment, now, lock, None)
+                .commit_payment(inst, va, p, &current, &next, now, lock, None)
                 .await?;
-            metrics::histogram!(m::STAGE_SECONDS, "stage" => "redis")
-                .record(t.elapsed().as_secs_f64());
             match verdict {
                 Paid::Done(doc) => {
-                    self.paid(inst, amount);
-                    self.bills
-                        .put(&inst.code, va, Arc::new(next_version(&current, next, doc)));
-                    return Ok((self.answer_of(PAYMENT_RECEIVED, inst, recorded), true));
+                    let outcome = self.committed(inst, va, p, &current, next, doc, recorded);
+                    return Ok((outcome, true));
                 }
                 Paid::Replay(r) => rec = Some(r),
                 Paid::RefConflict(_) => {
@@ -621,24 +623,26 @@ impl Hosted {
         (recorded, answered_bill, ledger)
     }
 
-    /// Commits a payment (`lua/pay.lua`) computed from `bill`, which Redis must still hold
-    /// byte for byte (cached, read just before, or read under the lock: a recovery between
-    /// the read and the commit may have given its version other contents); from a cached
-    /// bill with `binding` (the script binds the reference). Returns the verdict and what
-    /// was recorded (the answer is built from it).
+    /// Commits the payment `p` (`lua/pay.lua`) that makes `bill` into `next`; Redis must
+    /// still hold `bill` byte for byte (cached, read just before, or read under the lock: a
+    /// recovery between the read and the commit may have given its version other
+    /// contents); from a cached bill with `binding` (the script binds the reference).
+    /// Returns the verdict and what was recorded (the answer is built from it).
     #[allow(clippy::too_many_arguments)]
     async fn commit_payment(
         &self,
         inst: &Institution,
         va: &VaNumber,
+        p: &PayInput<'_>,
         bill: &Versioned<Bill>,
         next: &Bill,
-        payment: Payment,
         now: chrono::DateTime<chrono::FixedOffset>,
         lock: &Lock,
         binding: Option<&str>,
     ) -> Result<(Paid, Recorded), SwitchError> {
+        let payment = self.new_payment(inst, va, p, next, now);
         let prepared = self.prepare(Entry::Credit, va, next, payment, now);
+        let t = Instant::now();
         let verdict = self
             .store
             .commit_payment(NewPayment {
@@ -648,6 +652,7 @@ impl Hosted {
                 ..commit_input(inst, bill, next, &prepared, now)
             })
             .await?;
+        metrics::histogram!(m::STAGE_SECONDS, "stage" => "redis").record(t.elapsed().as_secs_f64());
         Ok((verdict, prepared.0))
     }
 
