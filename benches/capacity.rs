@@ -365,11 +365,6 @@ struct OpenLoop {
     max_ms: f64,
 }
 
-/// Open loop: message `i` is produced at `t0 + i / rate`, whatever the answers do (a late
-/// producer catches up at once), and its latency runs from that scheduled time to its
-/// answer, so a stall counts against every message scheduled during it (no coordinated
-/// omission). Latencies go into an HDR histogram (`hdrhistogram`, µs, 3 significant
-/// digits).
 /// The IPG flow, inquiry then payment: an untimed burst of inquiries over `vas`, then their
 /// payments offered at `rate` ([`open_loop`]).
 async fn open_loop_after_inquiries(
@@ -385,6 +380,11 @@ async fn open_loop_after_inquiries(
     open_loop(producer, topic, reader, &payments(vas, &tag), rate).await
 }
 
+/// Open loop: message `i` is produced at `t0 + i / rate`, whatever the answers do (a late
+/// producer catches up at once), and its latency runs from that scheduled time to its
+/// answer, so a stall counts against every message scheduled during it (no coordinated
+/// omission). Latencies go into an HDR histogram (`hdrhistogram`, µs, 3 significant
+/// digits).
 async fn open_loop(
     producer: &FutureProducer,
     topic: &str,

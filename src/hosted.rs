@@ -196,21 +196,6 @@ fn commit_input<'a>(
         score_ms: now.timestamp_millis(),
         lock: None,
         binding: None,
-        expected_doc: None,
-    }
-}
-
-/// `bill` after a commit that made it `next`, stored as `doc`: the commit scripts add one
-/// to its version.
-fn next_version(bill: &Versioned<Bill>, next: Bill, doc: String) -> Versioned<Bill> {
-    let version = bill
-        .version
-        .parse::<u64>()
-        .map_or_else(|_| String::new(), |v| (v + 1).to_string());
-    Versioned {
-        value: next,
-        version,
-        doc,
     }
 }
 
@@ -406,9 +391,7 @@ impl Hosted {
             .commit_payment(inst, va, p, &bill, &next, now, lock, binding)
             .await?;
         match verdict {
-            Paid::Done(doc) => Ok(Some(
-                self.committed(inst, va, p, &bill, next, doc, recorded),
-            )),
+            Paid::Done(stored) => Ok(Some(self.committed(inst, p, va, next, stored, recorded))),
             Paid::Replay(rec) => self.replay_payment(inst, rec, va, p.amount).await.map(Some),
             Paid::RefConflict(_) => Err(SwitchError::ReferenceConflict(p.ref_id.to_owned())),
             Paid::BalanceRefused(why) => Err(balance_refused(&inst.code, &why)),
@@ -452,23 +435,25 @@ impl Hosted {
         }
     }
 
-    /// After a payment's commit (`Paid::Done`, the bill stored as `doc`): counts its
-    /// rupiah, caches the bill after it for the VA's next payment, and answers.
-    #[allow(clippy::too_many_arguments)]
+    /// After a payment's commit (`Paid::Done`: `next` stored at `stored`'s version as its
+    /// document): counts its rupiah, caches the bill for the VA's next payment, and answers.
     fn committed(
         &self,
         inst: &Institution,
-        va: &VaNumber,
         p: &PayInput<'_>,
-        bill: &Versioned<Bill>,
+        va: &VaNumber,
         next: Bill,
-        doc: String,
+        stored: Versioned<()>,
         recorded: Recorded,
     ) -> Outcome {
         metrics::counter!(m::PAID_RUPIAH_TOTAL, "institution" => inst.code.clone())
             .increment(p.amount.get());
-        self.bills
-            .put(&inst.code, va, Arc::new(next_version(bill, next, doc)));
+        let bill = Versioned {
+            value: next,
+            version: stored.version,
+            doc: stored.doc,
+        };
+        self.bills.put(&inst.code, va, Arc::new(bill));
         self.answer_of(PAYMENT_RECEIVED, inst, recorded)
     }
 
@@ -576,8 +561,8 @@ impl Hosted {
                 .commit_payment(inst, va, p, &current, &next, now, lock, None)
                 .await?;
             match verdict {
-                Paid::Done(doc) => {
-                    let outcome = self.committed(inst, va, p, &current, next, doc, recorded);
+                Paid::Done(stored) => {
+                    let outcome = self.committed(inst, p, va, next, stored, recorded);
                     return Ok((outcome, true));
                 }
                 Paid::Replay(r) => rec = Some(r),
@@ -648,7 +633,6 @@ impl Hosted {
             .commit_payment(NewPayment {
                 lock: Some(lock),
                 binding,
-                expected_doc: Some(&bill.doc),
                 ..commit_input(inst, bill, next, &prepared, now)
             })
             .await?;

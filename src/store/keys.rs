@@ -1,12 +1,9 @@
 //! Redis key names. Every key of one institution carries the hash tag `{<institution>}`, so
 //! each Lua script touches a single slot and the store works on Redis Cluster too. The one
 //! exception, the channel-reference index, is a single-key record of its own.
-
-/// `ipg:{<institution>}`, the institution's key prefix. The keys below spell it out in one
-/// `format!` each (one allocation per key: a payment's commit names ten).
-pub fn tag(inst: &str) -> String {
-    format!("ipg:{{{inst}}}")
-}
+//!
+//! An institution's keys start `ipg:{<institution>}:`, spelled out in one `format!` each
+//! (one allocation per key: a payment's commit names ten).
 
 pub fn bill_prefix(inst: &str) -> String {
     format!("ipg:{{{inst}}}:bill:")

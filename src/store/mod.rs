@@ -124,17 +124,14 @@ pub struct NewPayment<'a> {
     /// (`<institution>|<va>|<amount>`), set by the commit script itself (`SET NX GET`).
     /// `None` when it was bound with the read that gave the bill.
     pub binding: Option<&'a str>,
-    /// A payment: the document it was computed from ([`Versioned::doc`]), which Redis must
-    /// still hold for the commit to happen. `None` (reversals) checks the version only.
-    pub expected_doc: Option<&'a str>,
 }
 
 /// How a payment's commit script (`lua/pay.lua`) ended.
 #[derive(Debug)]
 pub enum Paid {
     /// Committed (and journaled); the lock, if the caller held it, released. The bill's
-    /// new document, as stored.
-    Done(String),
+    /// new version and document, as stored (the bill itself is the caller's `next_bill`).
+    Done(Versioned<()>),
     /// The reference is bound to another payment: the earlier binding.
     RefConflict(String),
     /// The payment was committed before: its record, to replay the first answer.
@@ -592,13 +589,17 @@ impl Store {
     pub async fn commit_payment(&self, p: NewPayment<'_>) -> Result<Paid, StoreError> {
         let va_key = keys::va(p.inst, &p.payment.va_number);
         let pkey = keys::payment(p.inst, &p.payment.channel, &p.payment.payment_ref_id);
-        let (r, next_doc) = self.commit(journal::Stage::Paid, p).await?;
+        let (r, stored) = self.commit(journal::Stage::Paid, p).await?;
         let mut r = r.into_iter();
         let word = text(r.next()).unwrap_or_default();
-        Ok(match word.as_str() {
-            "ok" => Paid::Done(next_doc),
-            "ref_conflict" => Paid::RefConflict(text(r.next()).unwrap_or_default()),
-            "dup" => {
+        Ok(match (word.as_str(), stored) {
+            ("ok", Some((doc, version))) => Paid::Done(Versioned {
+                value: (),
+                version: version.to_string(),
+                doc,
+            }),
+            ("ref_conflict", _) => Paid::RefConflict(text(r.next()).unwrap_or_default()),
+            ("dup", _) => {
                 let fields = r
                     .next()
                     .and_then(|v| redis::from_redis_value::<Vec<String>>(v).ok())
@@ -610,14 +611,14 @@ impl Store {
                     }
                 })?)
             }
-            "locked" => Paid::Locked,
-            "stale" => Paid::Stale(Self::versioned_bill(
+            ("locked", _) => Paid::Locked,
+            ("stale", _) => Paid::Stale(Self::versioned_bill(
                 &va_key,
                 text(r.next()),
                 text(r.next()),
             )?),
-            "balance_refused" => Paid::BalanceRefused(text(r.next()).unwrap_or_default()),
-            other => {
+            ("balance_refused", _) => Paid::BalanceRefused(text(r.next()).unwrap_or_default()),
+            (other, _) => {
                 return Err(StoreError::Corrupt {
                     key: pkey,
                     reason: format!("pay.lua answered {other:?}"),
@@ -639,12 +640,12 @@ impl Store {
     /// Runs pay.lua or reverse.lua and, when it committed, journals what it committed (the
     /// bill after it, the payment stage, the ledger entry with the sequence and balance the
     /// script gave), returning once the journal has it. The script's reply, as it came,
-    /// and the bill's new document as sent.
+    /// and, when it committed, the bill's new document as sent and its new version.
     async fn commit(
         &self,
         stage: journal::Stage,
         p: NewPayment<'_>,
-    ) -> Result<(Vec<redis::Value>, String), StoreError> {
+    ) -> Result<(Vec<redis::Value>, Option<(String, u64)>), StoreError> {
         let script = match stage {
             journal::Stage::Paid => &self.scripts.pay,
             journal::Stage::Reversed => &self.scripts.reverse,
@@ -692,10 +693,20 @@ impl Store {
             .arg(&p.bill.value.hash)
             .arg(keys::bill_prefix(p.inst))
             .arg(p.binding.unwrap_or(""))
-            .arg(p.expected_doc.unwrap_or(""));
+            // A payment commits only if Redis still holds the very document it was
+            // computed from ([`Versioned::doc`]); a reversal checks the version only.
+            .arg(match stage {
+                journal::Stage::Paid => p.bill.doc.as_str(),
+                journal::Stage::Reversed => "",
+            });
         let r: Vec<redis::Value> = self.eval(call).await?;
-        let stored = next_doc.get().to_owned();
-        if text(r.first().cloned()).as_deref() != Some("ok") || !self.journaled() {
+        if text(r.first().cloned()).as_deref() != Some("ok") {
+            return Ok((r, None));
+        }
+        // The scripts add one to the bill's version.
+        let version = p.bill.version.parse::<u64>().unwrap_or(0) + 1;
+        let stored = Some((next_doc.get().to_owned(), version));
+        if !self.journaled() {
             return Ok((r, stored));
         }
         fault_after_commit();
@@ -703,7 +714,6 @@ impl Store {
         let seq = text(r.get(1).cloned())
             .and_then(|s| s.parse::<u64>().ok())
             .unwrap_or(0);
-        let version = p.bill.version.parse::<u64>().unwrap_or(0) + 1;
         let bill = journal::BillAfter::of(p.next_bill, next_doc, version, status_str(p.next_bill));
         let ledger = Some(journal::LedgerAfter {
             seq,
