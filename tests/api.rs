@@ -57,7 +57,12 @@ impl Api {
     async fn up(port: u16) -> Api {
         let api = Api {
             base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
+            // No idle keep-alive reuse: a pooled connection the server is closing answers
+            // IncompleteMessage (seen once in CI), which is the client racing, not the API.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("HTTP client"),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
