@@ -34,10 +34,10 @@ cargo test --locked "$@"
 
 # The same suites on a Redis Cluster (3 masters + 3 replicas per test, from the redis-server
 # above; redis-cli comes with it): hosted rules, concurrency, the optimistic payment,
-# passive, webhooks, scale-out. One test at a time: two clusters made at once can take each
-# other's free ports (a port is found free, then taken by the other's node) and merge.
+# passive, webhooks, scale-out. Tests run in parallel: the harness never hands one port out
+# twice and takes ports below the kernel's ephemeral range (tests/common/mod.rs free_port).
 if [ "$#" -eq 0 ]; then
   IPG_TEST_REDIS=cluster cargo test --locked \
     --test hosted_rules --test concurrency --test optimistic --test passive --test webhook \
-    --test scale_out -- --test-threads=1
+    --test scale_out
 fi

@@ -39,12 +39,40 @@ pub fn metric(name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A TCP port on 127.0.0.1 that nothing listens on now.
+///
+/// Taken below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), so no outgoing
+/// connection (the daemon's, redis-cli's, the broker's) can take it as its source port
+/// between this call and the server's bind; and never the same twice in one test process, so
+/// two servers started at once (two test clusters, say) cannot both be handed it. A port
+/// from `bind(":0")` had neither guarantee: CI saw a cluster node die on a port taken that
+/// way, and two test clusters merge.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::collections::HashSet;
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::OnceLock;
+    static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    // A range of its own below the ephemeral one (well above the well-known ports).
+    let low = 10_000u16.min(ephemeral_low / 2);
+    let span = u64::from(ephemeral_low - low);
+    let mut given = GIVEN.get_or_init(Default::default).lock().unwrap();
+    let seed = RandomState::new();
+    for attempt in 0u64.. {
+        assert!(attempt < 100_000, "no free port below {ephemeral_low}");
+        let port = low + (seed.hash_one(attempt) % span) as u16;
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    unreachable!()
 }
 
 /// A private `redis-server`, killed on drop; or, with `IPG_TEST_REDIS=cluster`, a private
@@ -134,7 +162,7 @@ impl Redis {
             .unwrap_or_else(|e| {
                 panic!("cannot start {bin} (run scripts/test.sh, which installs it): {e}")
             });
-        let r = Redis {
+        let mut r = Redis {
             child,
             port,
             _dir: dir,
@@ -146,6 +174,9 @@ impl Redis {
                 Instant::now() < deadline,
                 "redis-server did not start on {port}"
             );
+            if let Ok(Some(status)) = r.child.try_wait() {
+                panic!("redis-server on {port} exited at start: {status}");
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
         r
