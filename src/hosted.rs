@@ -157,6 +157,17 @@ fn balance_refused(inst: &str, why: &str) -> SwitchError {
     }
 }
 
+/// A payment `bill` refused by its rule (`apply_payment`): the refusal with the bill as
+/// it stands, viewed through `va`, for the answer's data.
+fn payment_refused(
+    e: crate::domain::BillError,
+    bill: &Bill,
+    now: chrono::DateTime<chrono::FixedOffset>,
+    va: &VaNumber,
+) -> SwitchError {
+    SwitchError::Bill(e, Some(json!([bill.view(now, Some(va.as_str()))])))
+}
+
 /// A ledger entry as stored (the commit script appends its `balance_after`): an
 /// account mutation of IPG's Get Account Mutations, in this field order.
 #[derive(serde::Serialize)]
@@ -378,12 +389,7 @@ impl Hosted {
                 self.bills.forget(&inst.code, va);
                 return Ok(None);
             }
-            Err(e) => {
-                return Err(SwitchError::Bill(
-                    e,
-                    Some(json!([bill.value.view(now, Some(va.as_str()))])),
-                ))
-            }
+            Err(e) => return Err(payment_refused(e, &bill.value, now, va)),
         };
         // From the cache: the script binds the reference (a fresh read bound it already).
         let binding = (!fresh).then_some(bind);
@@ -553,9 +559,10 @@ impl Hosted {
                 return Err(SwitchError::BillNotFound);
             };
             let now = self.clock.now();
-            let next = current.value.apply_payment(amount, now).map_err(|e| {
-                SwitchError::Bill(e, Some(json!([current.value.view(now, Some(va.as_str()))])))
-            })?;
+            let next = current
+                .value
+                .apply_payment(amount, now)
+                .map_err(|e| payment_refused(e, &current.value, now, va))?;
             // Bound already, by the lock's round trip.
             let (verdict, recorded) = self
                 .commit_payment(inst, va, p, &current, &next, now, lock, None)

@@ -190,6 +190,25 @@ pub fn entry_with_balance(entry: &str, balance: &str) -> String {
     format!("{body},\"balance_after\":{balance}}}")
 }
 
+impl LedgerAfter {
+    /// The entry a commit script stored at `seq`: `entry` (a JSON object without its
+    /// balance) with `balance` (the script's reply, rupiah as decimal digits) appended as
+    /// [`entry_with_balance`] does.
+    ///
+    /// # Errors
+    /// `balance` is not an integer, or `entry` not JSON.
+    pub fn appended(seq: u64, entry: &str, balance: &str) -> Result<LedgerAfter, String> {
+        Ok(LedgerAfter {
+            seq,
+            balance_after: balance
+                .parse()
+                .map_err(|_| format!("balance {balance:?} is not an integer"))?,
+            entry: RawValue::from_string(entry_with_balance(entry, balance))
+                .map_err(|e| e.to_string())?,
+        })
+    }
+}
+
 impl BillAfter {
     /// `bill` as stored (`doc`, its exact JSON) at `version` with stored `status`.
     pub fn of(bill: &Bill, doc: Box<RawValue>, version: u64, status: &str) -> BillAfter {

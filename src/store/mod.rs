@@ -522,34 +522,22 @@ impl Store {
         inst: &str,
         va: &str,
     ) -> Result<Option<Versioned<Bill>>, StoreError> {
-        Ok(self.bill_and_payment(inst, va, None).await?.0)
+        let va_key = keys::va(inst, va);
+        let (doc, ver, _): (Option<String>, Option<String>, Vec<String>) =
+            self.eval(self.read_va(inst, &va_key, None)).await?;
+        Self::versioned_bill(&va_key, doc, ver)
     }
 
-    /// The bill a VA points to and the payment recorded under `(channel, reference)`.
-    ///
-    /// # Errors
-    /// Redis unreachable, corrupt record.
-    pub async fn bill_and_payment(
-        &self,
-        inst: &str,
-        va: &str,
-        payment: Option<(&str, &str)>,
-    ) -> Result<(Option<Versioned<Bill>>, Option<PaymentRecord>), StoreError> {
+    /// `lua/read_va.lua`: the bill the VA index `va_key` points to and, with `pkey`, the
+    /// payment record under it, in one script call.
+    fn read_va<'a>(&'a self, inst: &str, va_key: &str, pkey: Option<&str>) -> Eval<'a> {
         let mut inv = Eval::new(&self.scripts.read_va)
             .institution(inst)
-            .key(keys::va(inst, va));
-        let pkey = payment.map(|(c, r)| keys::payment(inst, c, r));
-        if let Some(k) = &pkey {
+            .key(va_key);
+        if let Some(k) = pkey {
             inv = inv.key(k);
         }
-        let (doc, ver, pay): (Option<String>, Option<String>, Vec<String>) =
-            self.eval(inv.arg(keys::bill_prefix(inst))).await?;
-        let bill = Self::versioned_bill(&keys::va(inst, va), doc, ver)?;
-        let rec = match &pkey {
-            Some(k) => Self::payment_record(k, pay)?,
-            None => None,
-        };
-        Ok((bill, rec))
+        inv.arg(keys::bill_prefix(inst))
     }
 
     /// # Errors
@@ -587,8 +575,9 @@ impl Store {
     /// # Errors
     /// Redis unreachable, a corrupt record in the reply, the journal (see [`Store::eval`]).
     pub async fn commit_payment(&self, p: NewPayment<'_>) -> Result<Paid, StoreError> {
-        let va_key = keys::va(p.inst, &p.payment.va_number);
-        let pkey = keys::payment(p.inst, &p.payment.channel, &p.payment.payment_ref_id);
+        // The record's keys, for the replies that carry a record (not on the hot path).
+        let (inst, payment) = (p.inst, p.payment);
+        let pkey = || keys::payment(inst, &payment.channel, &payment.payment_ref_id);
         let (r, stored) = self.commit(journal::Stage::Paid, p).await?;
         let mut r = r.into_iter();
         let word = text(r.next()).unwrap_or_default();
@@ -604,23 +593,23 @@ impl Store {
                     .next()
                     .and_then(|v| redis::from_redis_value::<Vec<String>>(v).ok())
                     .unwrap_or_default();
-                Paid::Replay(Self::payment_record(&pkey, fields)?.ok_or_else(|| {
+                Paid::Replay(Self::payment_record(&pkey(), fields)?.ok_or_else(|| {
                     StoreError::Corrupt {
-                        key: pkey.clone(),
+                        key: pkey(),
                         reason: "a duplicate without fields".into(),
                     }
                 })?)
             }
             ("locked", _) => Paid::Locked,
             ("stale", _) => Paid::Stale(Self::versioned_bill(
-                &va_key,
+                &keys::va(inst, &payment.va_number),
                 text(r.next()),
                 text(r.next()),
             )?),
             ("balance_refused", _) => Paid::BalanceRefused(text(r.next()).unwrap_or_default()),
             (other, _) => {
                 return Err(StoreError::Corrupt {
-                    key: pkey,
+                    key: pkey(),
                     reason: format!("pay.lua answered {other:?}"),
                 })
             }
@@ -715,17 +704,14 @@ impl Store {
             .and_then(|s| s.parse::<u64>().ok())
             .unwrap_or(0);
         let bill = journal::BillAfter::of(p.next_bill, next_doc, version, status_str(p.next_bill));
-        let ledger = Some(journal::LedgerAfter {
-            seq,
-            balance_after: balance.parse().map_err(|_| StoreError::Corrupt {
-                key: keys::balance(p.inst),
-                reason: format!("balance {balance:?} is not an integer"),
+        let ledger = Some(
+            journal::LedgerAfter::appended(seq, ledger_doc, &balance).map_err(|reason| {
+                StoreError::Corrupt {
+                    key: keys::balance(p.inst),
+                    reason,
+                }
             })?,
-            entry: serde_json::value::RawValue::from_string(journal::entry_with_balance(
-                ledger_doc, &balance,
-            ))
-            .map_err(|e| StoreError::Journal(e.to_string()))?,
-        });
+        );
         // The bill as answered is left out when the event's bill, seen at the answer's
         // (whole-second) timestamp, gives it: only the status depends on the time.
         let answered_bill = match chrono::DateTime::parse_from_rfc3339(p.timestamp) {
@@ -1074,14 +1060,7 @@ if let Some(r) = &self.journal.recover {
         let pkey = keys::payment(inst, channel, reference);
         let mut pipe = redis::pipe();
         pipe.add_command(self.bind_cmd(channel, reference, binding))
-            .add_command(
-                Eval::new(&self.scripts.read_va)
-                    .institution(inst)
-                    .key(&va_key)
-                    .key(&pkey)
-                    .arg(keys::bill_prefix(inst))
-                    .cmd(),
-            );
+            .add_command(self.read_va(inst, &va_key, Some(&pkey)).cmd());
         let (claimed, (doc, ver, pay)): (
             Option<String>,
             (Option<String>, Option<String>, Vec<String>),
