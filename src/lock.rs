@@ -113,8 +113,7 @@ impl LockWait {
     /// Called once the lock is ours: records the wait, if there was one.
     pub fn taken(&self) {
         if self.pause > Self::FIRST {
-            metrics::histogram!(m::STAGE_SECONDS, "stage" => "lock_wait")
-                .record(self.started.elapsed().as_secs_f64());
+            m::stage(m::Stage::LockWait).record(self.started.elapsed().as_secs_f64());
         }
     }
 }

@@ -60,6 +60,85 @@ pub fn count_answer(
     .increment(1);
 }
 
+/// A stage of `ipg_stage_duration_seconds` (its `stage` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Decode,
+    LockWait,
+    Redis,
+    Journal,
+    Publish,
+    Institution,
+}
+
+impl Stage {
+    const ALL: [Stage; 6] = [
+        Stage::Decode,
+        Stage::LockWait,
+        Stage::Redis,
+        Stage::Journal,
+        Stage::Publish,
+        Stage::Institution,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Decode => "decode",
+            Stage::LockWait => "lock_wait",
+            Stage::Redis => "redis",
+            Stage::Journal => "journal",
+            Stage::Publish => "publish",
+            Stage::Institution => "institution",
+        }
+    }
+}
+
+/// The hot path's series whose labels are fixed, resolved once per process: a
+/// `metrics::histogram!` call looks its series up in the registry every time (the key and
+/// its labels built, hashed, found in a sharded map), several times per message.
+struct Hot {
+    stages: [metrics::Histogram; 6],
+    /// `ipg_message_duration_seconds` by type, in [`MESSAGE_KINDS`] order.
+    messages: [metrics::Histogram; 5],
+    inflight: metrics::Gauge,
+}
+
+/// The `type` label values of `ipg_message_duration_seconds`.
+const MESSAGE_KINDS: [&str; 5] = ["inquiry", "payment", "reversal", "check_status", "unknown"];
+
+fn hot() -> &'static Hot {
+    static HOT: OnceLock<Hot> = OnceLock::new();
+    HOT.get_or_init(|| {
+        // The handles are bound to the recorder installed when they are made.
+        install();
+        Hot {
+            stages: Stage::ALL.map(|s| metrics::histogram!(STAGE_SECONDS, "stage" => s.label())),
+            messages: MESSAGE_KINDS.map(|k| metrics::histogram!(MESSAGE_SECONDS, "type" => k)),
+            inflight: metrics::gauge!(INFLIGHT_MESSAGES),
+        }
+    })
+}
+
+/// `ipg_stage_duration_seconds{stage}`: records seconds.
+pub fn stage(s: Stage) -> &'static metrics::Histogram {
+    &hot().stages[s as usize]
+}
+
+/// `ipg_message_duration_seconds{type}`: records seconds; a `kind` that is not a channel
+/// request type counts as `unknown`.
+pub fn message_seconds(kind: &str) -> &'static metrics::Histogram {
+    let i = MESSAGE_KINDS[..4]
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(4);
+    &hot().messages[i]
+}
+
+/// `ipg_inflight_messages`: messages consumed and not yet settled.
+pub fn inflight() -> &'static metrics::Gauge {
+    &hot().inflight
+}
+
 /// `(name, meaning)` of every metric, for the README and for tests.
 pub const ALL: &[(&str, &str)] = &[
     (

@@ -88,8 +88,7 @@ impl Publisher {
             if let Some(delivery) = first {
                 match delivery.await {
                     Ok(Ok(d)) => {
-                        metrics::histogram!(m::STAGE_SECONDS, "stage" => "publish")
-                            .record(started.elapsed().as_secs_f64());
+                        m::stage(m::Stage::Publish).record(started.elapsed().as_secs_f64());
                         return Some((d.partition, d.offset));
                     }
                     Ok(Err((e, _))) => {
@@ -122,8 +121,7 @@ impl Publisher {
                 .await
             {
                 Ok(d) => {
-                    metrics::histogram!(m::STAGE_SECONDS, "stage" => "publish")
-                        .record(started.elapsed().as_secs_f64());
+                    m::stage(m::Stage::Publish).record(started.elapsed().as_secs_f64());
                     return Some((d.partition, d.offset));
                 }
                 Err((e, _)) => {

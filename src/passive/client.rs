@@ -184,8 +184,7 @@ impl Forwarder {
             metrics::histogram!(m::PASSIVE_REQUEST_SECONDS, "institution" => self.code.clone(),
                 "endpoint" => endpoint)
             .record(started.elapsed().as_secs_f64());
-            metrics::histogram!(m::STAGE_SECONDS, "stage" => "institution")
-                .record(started.elapsed().as_secs_f64());
+            m::stage(m::Stage::Institution).record(started.elapsed().as_secs_f64());
             let ok = match &reply {
                 Ok(_) => Some(true),
                 // A full local queue says nothing about the institution.

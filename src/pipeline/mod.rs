@@ -166,7 +166,7 @@ async fn consume(
             }
         };
         offsets.track(&inbound.topic, inbound.partition, inbound.offset);
-        metrics::gauge!(m::INFLIGHT_MESSAGES).increment(1.0);
+        m::inflight().increment(1.0);
         let lane = &lanes[lane_of(&inbound, lanes.len())];
         tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
@@ -217,7 +217,7 @@ async fn lane(
         let (msg, permit) = work;
         match process(&ctx, &msg, Owner::new(), ctx.park).await {
             Step::Done(acked) => settle(&consumer, &offsets, msg, permit, acked),
-            Step::Stopped => metrics::gauge!(m::INFLIGHT_MESSAGES).decrement(1.0),
+            Step::Stopped => m::inflight().decrement(1.0),
             Step::Park(owner) => {
                 metrics::counter!(m::PARKED_TOTAL).increment(1);
                 parked
@@ -258,7 +258,7 @@ async fn run_parked(
                 false
             }
             Step::Stopped | Step::Park(_) => {
-                metrics::gauge!(m::INFLIGHT_MESSAGES).decrement(1.0);
+                m::inflight().decrement(1.0);
                 drop(permit);
                 true
             }
@@ -268,7 +268,7 @@ async fn run_parked(
             // Shutdown: the later messages of this VA are left unanswered too (consumed
             // again after the restart, in order), never answered ahead of this one.
             for _ in p.remove(&key).unwrap_or_default() {
-                metrics::gauge!(m::INFLIGHT_MESSAGES).decrement(1.0);
+                m::inflight().decrement(1.0);
             }
             return;
         }
@@ -302,7 +302,7 @@ fn settle(
                 }
             }
         }
-        metrics::gauge!(m::INFLIGHT_MESSAGES).decrement(1.0);
+        m::inflight().decrement(1.0);
         drop(permit);
     });
 }

@@ -75,8 +75,7 @@ pub async fn process(
         let t = Instant::now();
         let decoded =
             crate::switch::decode(&msg.payload, msg.signature.as_deref(), &ctx.switch.routing);
-        metrics::histogram!(m::STAGE_SECONDS, "stage" => "decode")
-            .record(t.elapsed().as_secs_f64());
+        m::stage(m::Stage::Decode).record(t.elapsed().as_secs_f64());
         match decoded {
             Ok(req) => {
                 let span = tracing::Span::current();
@@ -252,17 +251,15 @@ fn record(ctx: &Ctx, received: Instant, a: &Answer) {
         .as_ref()
         .map(|x| x.kind.as_str())
         .filter(|k| matches!(*k, "inquiry" | "payment" | "reversal" | "check_status"))
-        .unwrap_or("unknown")
-        .to_owned();
+        .unwrap_or("unknown");
     let channel = a
         .address
         .as_ref()
         .map(|x| x.channel.as_str())
         .filter(|c| ctx.switch.routing.channel_key(c).is_some())
-        .unwrap_or("unknown")
-        .to_owned();
+        .unwrap_or("unknown");
     if a.address.is_some() {
-        m::count_answer("kafka", &kind, &channel, &a.institution, a.outcome.rc);
+        m::count_answer("kafka", kind, channel, &a.institution, a.outcome.rc);
     }
     if let Some((code, _)) = &a.dead_letter {
         metrics::counter!(m::DEAD_LETTERS_TOTAL, "reason" => *code).increment(1);
@@ -270,6 +267,5 @@ fn record(ctx: &Ctx, received: Instant, a: &Answer) {
     if let Some(w) = &a.outcome.webhook {
         metrics::counter!(m::WEBHOOK_JOBS_TOTAL, "event" => w.event).increment(1);
     }
-    metrics::histogram!(m::MESSAGE_SECONDS, "type" => kind)
-        .record(received.elapsed().as_secs_f64());
+    m::message_seconds(kind).record(received.elapsed().as_secs_f64());
 }

@@ -377,7 +377,7 @@ impl Store {
             let next = acked.entry(partition).or_insert(0);
             *next = (*next).max(offset + 1);
         }
-        metrics::histogram!(crate::metrics::STAGE_SECONDS, "stage" => "journal")
+        crate::metrics::stage(crate::metrics::Stage::Journal)
             .record(started.elapsed().as_secs_f64());
         Ok(())
     }
