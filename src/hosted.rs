@@ -83,10 +83,12 @@ pub struct Hosted {
 /// committed), kept to let the payment that follows an inquiry commit in one Redis round
 /// trip (issue 15). A hint, never an answer: inquiries always read Redis, and a payment
 /// commits only if the VA still points at this bill at this version with this very
-/// document (`lua/pay.lua`), so a stale entry costs a round trip, never a wrong payment; a rule that refuses a cached
-/// bill is checked again on a fresh read. `switch.bill_cache` entries at most (about 2 KB
-/// each; beyond that quick_cache evicts by its CLOCK-Pro policy, keeping the bills used
-/// recently and often); 0 keeps none.
+/// document (`lua/pay.lua`), so a stale entry costs a round trip, never a wrong payment; a
+/// rule that refuses a cached bill is checked again on a fresh read. On a Redis Cluster the
+/// reference's binding has a slot of its own, so a cached payment there takes two round
+/// trips (bind, then commit) and saves the read, not the round trip. `switch.bill_cache`
+/// entries at most (about 2 KB each; beyond that quick_cache evicts by its CLOCK-Pro
+/// policy, keeping the bills used recently and often); 0 keeps none.
 #[derive(Clone)]
 pub struct BillCache(Option<Arc<quick_cache::sync::Cache<String, Arc<Versioned<Bill>>>>>);
 
@@ -98,12 +100,6 @@ impl BillCache {
 
     fn key(inst: &str, va: &VaNumber) -> String {
         format!("{inst}|{}", va.as_str())
-    }
-
-    /// A cache for `store` of at most `entries` bills; none on a Redis Cluster, where a
-    /// payment always reads its bill (the binding's slot is its own).
-    pub fn for_store(store: &Store, entries: usize) -> BillCache {
-        BillCache::new(if store.is_cluster() { 0 } else { entries })
     }
 
     fn get(&self, inst: &str, va: &VaNumber) -> Option<Arc<Versioned<Bill>>> {
@@ -312,8 +308,7 @@ impl Hosted {
                     self.lock_ttl,
                 )
                 .await?;
-            metrics::histogram!(m::STAGE_SECONDS, "stage" => "redis")
-                .record(started.elapsed().as_secs_f64());
+            m::stage(m::Stage::Redis).record(started.elapsed().as_secs_f64());
             if claimed.is_some_and(|c| c != bind) {
                 if matches!(read, LockRead::Acquired(..)) {
                     self.release(&lock).await;
@@ -356,19 +351,29 @@ impl Hosted {
         bind: &str,
         lock: &Lock,
     ) -> Result<Option<Outcome>, SwitchError> {
-        // A cached bill (one Redis only: on a cluster the reference's binding has a slot of
-        // its own and cannot be set by the commit script) commits in one round trip; else
-        // the reference is bound and the bill read first.
-        let (bill, fresh) = match self.bills.get(&inst.code, va) {
-            Some(bill) => (bill, false),
+        // A cached bill commits in one round trip, the script binding the reference; on a
+        // Redis Cluster the binding's slot is its own, so it is bound first (a round trip
+        // of its own, but no read). Without one, the reference is bound and the bill read
+        // in one round trip first. `fresh`: the bill was just read; `bound`: the reference
+        // is bound already (else the commit script binds it).
+        let (bill, fresh, bound) = match self.bills.get(&inst.code, va) {
+            Some(bill) if self.store.is_cluster() => {
+                let t = Instant::now();
+                let claimed = self.store.bind(p.channel, p.ref_id, bind).await?;
+                m::stage(m::Stage::Redis).record(t.elapsed().as_secs_f64());
+                if claimed.is_some_and(|c| c != bind) {
+                    return Err(SwitchError::ReferenceConflict(p.ref_id.to_owned()));
+                }
+                (bill, false, true)
+            }
+            Some(bill) => (bill, false, false),
             None => {
                 let t = Instant::now();
                 let (claimed, bill, rec) = self
                     .store
                     .claim_read(&inst.code, va.as_str(), p.channel, p.ref_id, bind)
                     .await?;
-                metrics::histogram!(m::STAGE_SECONDS, "stage" => "redis")
-                    .record(t.elapsed().as_secs_f64());
+                m::stage(m::Stage::Redis).record(t.elapsed().as_secs_f64());
                 if claimed.is_some_and(|c| c != bind) {
                     return Err(SwitchError::ReferenceConflict(p.ref_id.to_owned()));
                 }
@@ -378,7 +383,7 @@ impl Hosted {
                 let Some(bill) = bill else {
                     return Err(SwitchError::BillNotFound);
                 };
-                (Arc::new(bill), true)
+                (Arc::new(bill), true, true)
             }
         };
         let now = self.clock.now();
@@ -391,8 +396,7 @@ impl Hosted {
             }
             Err(e) => return Err(payment_refused(e, &bill.value, now, va)),
         };
-        // From the cache: the script binds the reference (a fresh read bound it already).
-        let binding = (!fresh).then_some(bind);
+        let binding = (!bound).then_some(bind);
         let (verdict, recorded) = self
             .commit_payment(inst, va, p, &bill, &next, now, lock, binding)
             .await?;
@@ -643,7 +647,7 @@ impl Hosted {
                 ..commit_input(inst, bill, next, &prepared, now)
             })
             .await?;
-        metrics::histogram!(m::STAGE_SECONDS, "stage" => "redis").record(t.elapsed().as_secs_f64());
+        m::stage(m::Stage::Redis).record(t.elapsed().as_secs_f64());
         Ok((verdict, prepared.0))
     }
 

@@ -169,7 +169,7 @@ fn assemble(
     store: Store,
     audit: Option<passive::Audit>,
 ) -> Result<Switch, BuildError> {
-    let bills = hosted::BillCache::for_store(&store, settings.switch.bill_cache);
+    let bills = hosted::BillCache::new(settings.switch.bill_cache);
     let clock = Clock::new(settings.switch.offset);
     Ok(Switch {
         routing: Arc::new(settings.routing()),

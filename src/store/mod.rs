@@ -994,7 +994,7 @@ if let Some(r) = &self.journal.recover {
         lock: &Lock,
         ttl: Duration,
     ) -> Result<(Option<String>, LockRead), StoreError> {
-        let claim = self.bind_cmd(channel, reference, binding);
+        let claim = self.bind_call(channel, reference, binding).cmd();
         // Take the lock and read under it in one script (lua/lock_read.lua): one script
         // call on the hot path, not two.
         let va_key = keys::va(inst, va);
@@ -1059,7 +1059,7 @@ if let Some(r) = &self.journal.recover {
         let va_key = keys::va(inst, va);
         let pkey = keys::payment(inst, channel, reference);
         let mut pipe = redis::pipe();
-        pipe.add_command(self.bind_cmd(channel, reference, binding))
+        pipe.add_command(self.bind_call(channel, reference, binding).cmd())
             .add_command(self.read_va(inst, &va_key, Some(&pkey)).cmd());
         let (claimed, (doc, ver, pay)): (
             Option<String>,
@@ -1072,13 +1072,27 @@ if let Some(r) = &self.journal.recover {
         ))
     }
 
+    /// Binds `(channel, reference)` to `binding` (`<institution>|<va>|<amount>`) unless it
+    /// is bound already: the earlier binding, or `None` when this one is new. One script
+    /// call on the reference's own slot (`lua/bind.lua`).
+    ///
+    /// # Errors
+    /// Redis unreachable, a recovery that failed (see [`Store::eval`]).
+    pub async fn bind(
+        &self,
+        channel: &str,
+        reference: &str,
+        binding: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.eval(self.bind_call(channel, reference, binding)).await
+    }
+
     /// `SET NX GET` of a reference binding (Redis >= 7.0, `lua/bind.lua`): binds if new,
     /// returns the earlier binding otherwise.
-    fn bind_cmd(&self, channel: &str, reference: &str, binding: &str) -> redis::Cmd {
+    fn bind_call(&self, channel: &str, reference: &str, binding: &str) -> Eval<'_> {
         Eval::new(&self.scripts.bind)
             .key(keys::reference(channel, reference))
             .arg(binding)
-            .cmd()
     }
 
     /// Runs a pipeline holding `EVALSHA`s, recovering first if Redis lost its scripts
