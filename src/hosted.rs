@@ -622,7 +622,8 @@ impl Hosted {
     /// Commits the payment `p` (`lua/pay.lua`) that makes `bill` into `next`; Redis must
     /// still hold `bill` byte for byte (cached, read just before, or read under the lock: a
     /// recovery between the read and the commit may have given its version other
-    /// contents); from a cached bill with `binding` (the script binds the reference).
+    /// contents); with `binding`, the script binds the reference (a cached bill on one
+    /// Redis; else it was bound before).
     /// Returns the verdict and what was recorded (the answer is built from it).
     #[allow(clippy::too_many_arguments)]
     async fn commit_payment(

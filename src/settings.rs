@@ -97,7 +97,8 @@ pub struct SwitchSettings {
     #[serde(rename = "lock_wait_ms", deserialize_with = "crate::config::millis")]
     pub lock_wait: Duration,
     /// Bills kept in memory per instance, by VA, so that a payment following its inquiry
-    /// commits in one Redis round trip (`hosted::BillCache`); about 2 KB each (the bill parsed and as stored); 0 keeps none.
+    /// commits in one Redis round trip (two on a Redis Cluster, without a read;
+    /// `hosted::BillCache`); about 2 KB each (the bill parsed and as stored); 0 keeps none.
     pub bill_cache: usize,
 }
 

@@ -196,15 +196,22 @@ impl LedgerAfter {
     /// [`entry_with_balance`] does.
     ///
     /// # Errors
-    /// `balance` is not an integer, or `entry` not JSON.
-    pub fn appended(seq: u64, entry: &str, balance: &str) -> Result<LedgerAfter, String> {
+    /// `Corrupt` when `balance` is not an integer (the balance key of `inst`); `Journal`
+    /// when the entry is not JSON (retried, as any journal failure).
+    pub fn appended(
+        inst: &str,
+        seq: u64,
+        entry: &str,
+        balance: &str,
+    ) -> Result<LedgerAfter, StoreError> {
         Ok(LedgerAfter {
             seq,
-            balance_after: balance
-                .parse()
-                .map_err(|_| format!("balance {balance:?} is not an integer"))?,
+            balance_after: balance.parse().map_err(|_| StoreError::Corrupt {
+                key: keys::balance(inst),
+                reason: format!("balance {balance:?} is not an integer"),
+            })?,
             entry: RawValue::from_string(entry_with_balance(entry, balance))
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| StoreError::Journal(e.to_string()))?,
         })
     }
 }

@@ -120,9 +120,10 @@ pub struct NewPayment<'a> {
     /// The lock the commit releases on success (payments only): the caller's, held or
     /// not (an optimistic payment holds none and only checks nobody else does).
     pub lock: Option<&'a Lock>,
-    /// A payment from a cached bill (one Redis): the reference binding
+    /// A payment from a cached bill on one Redis: the reference binding
     /// (`<institution>|<va>|<amount>`), set by the commit script itself (`SET NX GET`).
-    /// `None` when it was bound with the read that gave the bill.
+    /// `None` when it was bound before: with the read that gave the bill, or on its own
+    /// ([`Store::bind`], a cached bill on a Redis Cluster).
     pub binding: Option<&'a str>,
 }
 
@@ -704,14 +705,9 @@ impl Store {
             .and_then(|s| s.parse::<u64>().ok())
             .unwrap_or(0);
         let bill = journal::BillAfter::of(p.next_bill, next_doc, version, status_str(p.next_bill));
-        let ledger = Some(
-            journal::LedgerAfter::appended(seq, ledger_doc, &balance).map_err(|reason| {
-                StoreError::Corrupt {
-                    key: keys::balance(p.inst),
-                    reason,
-                }
-            })?,
-        );
+        let ledger = Some(journal::LedgerAfter::appended(
+            p.inst, seq, ledger_doc, &balance,
+        )?);
         // The bill as answered is left out when the event's bill, seen at the answer's
         // (whole-second) timestamp, gives it: only the status depends on the time.
         let answered_bill = match chrono::DateTime::parse_from_rfc3339(p.timestamp) {

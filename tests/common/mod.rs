@@ -75,6 +75,36 @@ pub fn free_port() -> u16 {
     unreachable!()
 }
 
+/// `process_id` of `INFO server` from the Redis answering on `port` (plain TCP), if any
+/// answers within 5 s.
+fn server_pid(port: u16) -> Option<u32> {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+            if s.write_all(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n").is_ok() {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = s.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf);
+                    if let Some(rest) = text.split("process_id:").nth(1) {
+                        if rest.contains('\n') {
+                            return rest.lines().next()?.trim().parse().ok();
+                        }
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
 /// A private `redis-server`, killed on drop; or, with `IPG_TEST_REDIS=cluster`, a private
 /// Redis Cluster (3 masters + 3 replicas) whose first node this is.
 pub struct Redis {
@@ -178,6 +208,17 @@ impl Redis {
                 panic!("redis-server on {port} exited at start: {status}");
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+        // The port answers: it must be this redis-server (not another process that had the
+        // port, while ours failed to bind and exited).
+        if !tls {
+            let pid = server_pid(port);
+            assert_eq!(
+                pid,
+                Some(r.child.id()),
+                "port {port} is answered by another process; redis-server there exited: {:?}",
+                r.child.try_wait()
+            );
         }
         r
     }
