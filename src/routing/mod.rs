@@ -58,6 +58,8 @@ pub struct Institution {
 #[derive(Clone, Debug)]
 pub struct Channel {
     pub key: Vec<u8>,
+    /// `key`, keyed into HMAC-SHA256 once: checks the channel's request signatures.
+    pub verifier: crate::signature::Verifier,
     pub limiter: Option<Limiter>,
 }
 
@@ -89,8 +91,10 @@ impl Routing {
             r.by_code.insert(i.code.clone(), inst);
         }
         for c in channels {
+            let key = c.key().into_bytes();
             let channel = Channel {
-                key: c.key().into_bytes(),
+                verifier: crate::signature::Verifier::new(&key),
+                key,
                 limiter: Limiter::new(c.rate_per_second, c.burst),
             };
             r.channels.insert(c.code.clone(), channel);
@@ -130,7 +134,7 @@ impl Routing {
         payload: &[u8],
         signature: Option<&str>,
     ) -> Result<(), (SwitchError, &'static str)> {
-        let Some(key) = self.channel_key(channel) else {
+        let Some(c) = self.channels.get(channel) else {
             return Err((SwitchError::unknown_channel(channel), "unknown_channel"));
         };
         let Some(sig) = signature else {
@@ -139,7 +143,7 @@ impl Routing {
                 "bad_signature",
             ));
         };
-        if !crate::signature::verify(key, payload, sig) {
+        if !c.verifier.verify(payload, sig) {
             return Err((
                 SwitchError::Authentication("signature does not match".into()),
                 "bad_signature",
