@@ -190,6 +190,9 @@ impl App {
             settings.redis.url.clone(),
             token.clone(),
         );
+        if switch.hosted.store.is_cluster() {
+            spawn_replica_script_check(switch.hosted.store.clone(), token.clone());
+        }
         crate::journal::spawn_marks(
             settings.journal(&self.bootstrap),
             switch.hosted.store.clone(),
@@ -394,6 +397,26 @@ fn spawn_durability_check(store: Store, url: String, stop: CancellationToken) {
                 }
             }
             last = Some(d);
+        }
+    });
+}
+
+/// Every 5 s on a Redis Cluster: flushes the scripts of any replica holding them (a master
+/// demoted without a restart), so that it answers `NOSCRIPT` once promoted and the
+/// journal is re-applied there first (`store::conn`). A task of its own: it opens a
+/// connection to each replica (2 s timeouts), and a dead replica must not delay the
+/// journal marks, which it once shared a loop with.
+fn spawn_replica_script_check(store: Store, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = store.flush_replica_scripts().await {
+                tracing::debug!(error = %e, "replica scripts not checked");
+            }
         }
     });
 }

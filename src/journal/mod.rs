@@ -361,10 +361,6 @@ pub fn spawn_marks(journal: Journal, store: Store, stop: CancellationToken) {
             };
             if partitions.is_none() || lag_at.elapsed() >= Duration::from_secs(5) {
                 lag_at = Instant::now();
-                // A cluster's replicas must not hold the scripts (store::conn).
-                if let Err(e) = store.flush_replica_scripts().await {
-                    tracing::debug!(error = %e, "replica scripts not checked");
-                }
                 if let Some(c) = &reader {
                     if let Ok(wm) = journal.watermarks(c).await {
                         partitions = Some(wm.len() as i32);
