@@ -374,11 +374,7 @@ fn spawn_durability_check(store: Store, url: String, stop: CancellationToken) {
     tokio::spawn(async move {
         let mut last: Option<store::Durability> = None;
         let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
+        while next_tick(&mut tick, &stop).await {
             let Ok(d) = store.durability().await else {
                 continue; // Redis away: ipg_redis_up says so; judge once it is back.
             };
@@ -401,6 +397,15 @@ fn spawn_durability_check(store: Store, url: String, stop: CancellationToken) {
     });
 }
 
+/// Waits for `tick`'s next tick: `false` once `stop` is cancelled (the periodic tasks'
+/// loop condition).
+async fn next_tick(tick: &mut tokio::time::Interval, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => false,
+        _ = tick.tick() => true,
+    }
+}
+
 /// Every 5 s on a Redis Cluster: flushes the scripts of any replica holding them (a master
 /// demoted without a restart), so that it answers `NOSCRIPT` once promoted and the
 /// journal is re-applied there first (`store::conn`). A task of its own: it opens a
@@ -409,11 +414,7 @@ fn spawn_durability_check(store: Store, url: String, stop: CancellationToken) {
 fn spawn_replica_script_check(store: Store, stop: CancellationToken) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
+        while next_tick(&mut tick, &stop).await {
             if let Err(e) = store.flush_replica_scripts().await {
                 tracing::debug!(error = %e, "replica scripts not checked");
             }
@@ -430,11 +431,7 @@ fn spawn_lag_reporter(
 ) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
+        while next_tick(&mut tick, &stop).await {
             ::metrics::gauge!(metrics::PRODUCER_QUEUE).set(f64::from(producer.in_flight_count()));
             let c = consumer.clone();
             // librdkafka's offset and watermark queries block: keep them off the workers.
