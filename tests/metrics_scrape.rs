@@ -303,6 +303,13 @@ async fn metrics_healthz_readyz_over_http() {
             .all(|s| s.labels.contains_key("le")),
         "every redis stage bucket has an le label"
     );
+    // The stages' series are made once per process (metrics::stage): they must record.
+    for stage in ["decode", "redis", "journal", "publish"] {
+        assert!(
+            value("ipg_stage_duration_seconds_count", &[("stage", stage)]) >= 1.0,
+            "stage {stage} recorded nothing"
+        );
+    }
     for (name, kind) in [
         ("ipg_messages_total", "counter"),
         ("ipg_dead_letters_total", "counter"),

@@ -17,6 +17,13 @@ use ipg_switch::hosted::PayInput;
 use ipg_switch::lock::Owner;
 use ipg_switch::switch::Switch;
 
+/// A `close` bill of `total` rupiah for each VA number (institution SCH01).
+async fn close_bills(stack: &Stack, numbers: &[&str], total: u64) {
+    for n in numbers {
+        stack.create_bill(bill_body(n, "close", total)).await;
+    }
+}
+
 /// One instance: its own switch (and bill cache) over the stack's Redis and broker.
 fn instance(stack: &Stack) -> (Switch, std::sync::Arc<ipg_switch::routing::Institution>) {
     let sw = ipg_switch::build_switch(&stack.settings).unwrap();
@@ -200,12 +207,7 @@ async fn a_va_locked_by_another_attempt_is_waited_for() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_payment_spends_its_reference_cached_or_not() {
     let stack = Stack::start().await;
-    stack
-        .create_bill(bill_body("5100000005", "close", 80_000))
-        .await;
-    stack
-        .create_bill(bill_body("5100000006", "close", 80_000))
-        .await;
+    close_bills(&stack, &["5100000005", "5100000006"], 80_000).await;
     let (a, inst) = instance(&stack);
     // Without an inquiry before (the bill is read), and after one (the bill is cached).
     let cold = vanum("5100000005");
@@ -322,12 +324,7 @@ async fn a_version_that_came_back_with_other_contents_never_matches_the_cache() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_payment_under_a_reference_spent_elsewhere_is_refused() {
     let stack = Stack::start().await;
-    stack
-        .create_bill(bill_body("5100000009", "close", 40_000))
-        .await;
-    stack
-        .create_bill(bill_body("5100000010", "close", 40_000))
-        .await;
+    close_bills(&stack, &["5100000009", "5100000010"], 40_000).await;
     let (a, inst) = instance(&stack);
     let (one, two) = (vanum("5100000009"), vanum("5100000010"));
     // Spent on the first VA by a refused payment: bound, and no payment record.
