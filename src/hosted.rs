@@ -351,22 +351,13 @@ impl Hosted {
         bind: &str,
         lock: &Lock,
     ) -> Result<Option<Outcome>, SwitchError> {
-        // A cached bill commits in one round trip, the script binding the reference; on a
-        // Redis Cluster the binding's slot is its own, so it is bound first (a round trip
-        // of its own, but no read). Without one, the reference is bound and the bill read
-        // in one round trip first. `fresh`: the bill was just read; `bound`: the reference
-        // is bound already (else the commit script binds it).
-        let (bill, fresh, bound) = match self.bills.get(&inst.code, va) {
-            Some(bill) if self.store.is_cluster() => {
-                let t = Instant::now();
-                let claimed = self.store.bind(p.channel, p.ref_id, bind).await?;
-                m::stage(m::Stage::Redis).record(t.elapsed().as_secs_f64());
-                if claimed.is_some_and(|c| c != bind) {
-                    return Err(SwitchError::ReferenceConflict(p.ref_id.to_owned()));
-                }
-                (bill, false, true)
-            }
-            Some(bill) => (bill, false, false),
+        // A cached bill commits in one round trip, the commit binding the reference (two
+        // on a Redis Cluster, where the binding's slot is its own: see
+        // `Store::commit_payment`). Without one, the reference is bound and the bill read
+        // in one round trip first. `fresh`: the bill was just read (and the reference
+        // bound).
+        let (bill, fresh) = match self.bills.get(&inst.code, va) {
+            Some(bill) => (bill, false),
             None => {
                 let t = Instant::now();
                 let (claimed, bill, rec) = self
@@ -383,7 +374,7 @@ impl Hosted {
                 let Some(bill) = bill else {
                     return Err(SwitchError::BillNotFound);
                 };
-                (Arc::new(bill), true, true)
+                (Arc::new(bill), true)
             }
         };
         let now = self.clock.now();
@@ -396,7 +387,7 @@ impl Hosted {
             }
             Err(e) => return Err(payment_refused(e, &bill.value, now, va)),
         };
-        let binding = (!bound).then_some(bind);
+        let binding = (!fresh).then_some(bind);
         let (verdict, recorded) = self
             .commit_payment(inst, va, p, &bill, &next, now, lock, binding)
             .await?;

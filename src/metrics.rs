@@ -71,25 +71,19 @@ pub enum Stage {
     Institution,
 }
 
-impl Stage {
-    const ALL: [Stage; 6] = [
-        Stage::Decode,
-        Stage::LockWait,
-        Stage::Redis,
-        Stage::Journal,
-        Stage::Publish,
-        Stage::Institution,
-    ];
+/// The `stage` label of each [`Stage`], in declaration order.
+const STAGE_LABELS: [&str; 6] = [
+    "decode",
+    "lock_wait",
+    "redis",
+    "journal",
+    "publish",
+    "institution",
+];
 
+impl Stage {
     pub fn label(self) -> &'static str {
-        match self {
-            Stage::Decode => "decode",
-            Stage::LockWait => "lock_wait",
-            Stage::Redis => "redis",
-            Stage::Journal => "journal",
-            Stage::Publish => "publish",
-            Stage::Institution => "institution",
-        }
+        STAGE_LABELS[self as usize]
     }
 }
 
@@ -112,7 +106,7 @@ fn hot() -> &'static Hot {
         // The handles are bound to the recorder installed when they are made.
         install();
         Hot {
-            stages: Stage::ALL.map(|s| metrics::histogram!(STAGE_SECONDS, "stage" => s.label())),
+            stages: STAGE_LABELS.map(|s| metrics::histogram!(STAGE_SECONDS, "stage" => s)),
             messages: MESSAGE_KINDS.map(|k| metrics::histogram!(MESSAGE_SECONDS, "type" => k)),
             inflight: metrics::gauge!(INFLIGHT_MESSAGES),
         }
@@ -124,8 +118,17 @@ pub fn stage(s: Stage) -> &'static metrics::Histogram {
     &hot().stages[s as usize]
 }
 
+/// `kind` as a bounded `type` label: a channel request type, else `unknown`.
+pub fn message_kind(kind: &str) -> &'static str {
+    MESSAGE_KINDS[..4]
+        .iter()
+        .find(|k| **k == kind)
+        .copied()
+        .unwrap_or("unknown")
+}
+
 /// `ipg_message_duration_seconds{type}`: records seconds; a `kind` that is not a channel
-/// request type counts as `unknown`.
+/// request type counts as `unknown` ([`message_kind`]).
 pub fn message_seconds(kind: &str) -> &'static metrics::Histogram {
     let i = MESSAGE_KINDS[..4]
         .iter()

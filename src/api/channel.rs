@@ -69,7 +69,7 @@ async fn serve(State(st): State<ApiState>, kind: RequestType, req: Request) -> R
             .await;
             // Counted like the Kafka door's answers (ipg_messages_total, door="http").
             let channel = header("x-channel")
-                .filter(|c| st.switch.routing.channel_key(c).is_some())
+                .filter(|c| st.switch.routing.has_channel(c))
                 .unwrap_or("unknown");
             let rc = match &answered {
                 Ok(o) => o.rc,

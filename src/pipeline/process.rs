@@ -246,17 +246,12 @@ fn outgoing(ctx: &Ctx, msg: &Inbound, a: &mut Answer) -> Vec<Outgoing> {
 }
 
 fn record(ctx: &Ctx, received: Instant, a: &Answer) {
-    let kind = a
-        .address
-        .as_ref()
-        .map(|x| x.kind.as_str())
-        .filter(|k| matches!(*k, "inquiry" | "payment" | "reversal" | "check_status"))
-        .unwrap_or("unknown");
+    let kind = m::message_kind(a.address.as_ref().map_or("", |x| x.kind.as_str()));
     let channel = a
         .address
         .as_ref()
         .map(|x| x.channel.as_str())
-        .filter(|c| ctx.switch.routing.channel_key(c).is_some())
+        .filter(|c| ctx.switch.routing.has_channel(c))
         .unwrap_or("unknown");
     if a.address.is_some() {
         m::count_answer("kafka", kind, channel, &a.institution, a.outcome.rc);

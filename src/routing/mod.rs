@@ -57,8 +57,8 @@ pub struct Institution {
 /// A channel (bank) allowed to send requests.
 #[derive(Clone, Debug)]
 pub struct Channel {
-    pub key: Vec<u8>,
-    /// `key`, keyed into HMAC-SHA256 once: checks the channel's request signatures.
+    /// The channel's API key, keyed into HMAC-SHA256 once: checks its request signatures
+    /// (its `Debug` shows nothing of the key).
     pub verifier: crate::signature::Verifier,
     pub limiter: Option<Limiter>,
 }
@@ -91,10 +91,8 @@ impl Routing {
             r.by_code.insert(i.code.clone(), inst);
         }
         for c in channels {
-            let key = c.key().into_bytes();
             let channel = Channel {
-                verifier: crate::signature::Verifier::new(&key),
-                key,
+                verifier: crate::signature::Verifier::new(c.key().as_bytes()),
                 limiter: Limiter::new(c.rate_per_second, c.burst),
             };
             r.channels.insert(c.code.clone(), channel);
@@ -114,8 +112,9 @@ impl Routing {
         self.by_code.values()
     }
 
-    pub fn channel_key(&self, channel: &str) -> Option<&[u8]> {
-        self.channels.get(channel).map(|c| c.key.as_slice())
+    /// Whether `channel` is a configured channel.
+    pub fn has_channel(&self, channel: &str) -> bool {
+        self.channels.contains_key(channel)
     }
 
     pub fn channel(&self, channel: &str) -> Option<&Channel> {

@@ -120,10 +120,10 @@ pub struct NewPayment<'a> {
     /// The lock the commit releases on success (payments only): the caller's, held or
     /// not (an optimistic payment holds none and only checks nobody else does).
     pub lock: Option<&'a Lock>,
-    /// A payment from a cached bill on one Redis: the reference binding
-    /// (`<institution>|<va>|<amount>`), set by the commit script itself (`SET NX GET`).
-    /// `None` when it was bound before: with the read that gave the bill, or on its own
-    /// ([`Store::bind`], a cached bill on a Redis Cluster).
+    /// A payment from a cached bill: the reference binding (`<institution>|<va>|<amount>`),
+    /// set by the commit script itself (`SET NX GET`; on a Redis Cluster, where it has a
+    /// slot of its own, by [`Store::bind`] just before). `None` when it was bound with the
+    /// read that gave the bill.
     pub binding: Option<&'a str>,
 }
 
@@ -575,7 +575,18 @@ impl Store {
     ///
     /// # Errors
     /// Redis unreachable, a corrupt record in the reply, the journal (see [`Store::eval`]).
-    pub async fn commit_payment(&self, p: NewPayment<'_>) -> Result<Paid, StoreError> {
+    pub async fn commit_payment(&self, mut p: NewPayment<'_>) -> Result<Paid, StoreError> {
+        // On a Redis Cluster the binding has a slot of its own, which the commit script
+        // cannot touch: it is bound first, in a round trip of its own.
+        if let (Some(binding), true) = (p.binding, self.is_cluster()) {
+            let earlier = self
+                .bind(&p.payment.channel, &p.payment.payment_ref_id, binding)
+                .await?;
+            if let Some(other) = earlier.filter(|e| e != binding) {
+                return Ok(Paid::RefConflict(other));
+            }
+            p.binding = None;
+        }
         // The record's keys, for the replies that carry a record (not on the hot path).
         let (inst, payment) = (p.inst, p.payment);
         let pkey = || keys::payment(inst, &payment.channel, &payment.payment_ref_id);

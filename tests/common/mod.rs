@@ -75,34 +75,14 @@ pub fn free_port() -> u16 {
     unreachable!()
 }
 
-/// `process_id` of `INFO server` from the Redis answering on `port` (plain TCP), if any
-/// answers within 5 s.
+/// `process_id` of `INFO server` from the Redis answering on `port` (plain TCP), if any.
 fn server_pid(port: u16) -> Option<u32> {
-    use std::io::{Read, Write};
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-            if s.write_all(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n").is_ok() {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while let Ok(n) = s.read(&mut chunk) {
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf);
-                    if let Some(rest) = text.split("process_id:").nth(1) {
-                        if rest.contains('\n') {
-                            return rest.lines().next()?.trim().parse().ok();
-                        }
-                    }
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/0")).ok()?;
+    let mut c = client.get_connection().ok()?;
+    let info: String = redis::cmd("INFO").arg("server").query(&mut c).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// A private `redis-server`, killed on drop; or, with `IPG_TEST_REDIS=cluster`, a private
