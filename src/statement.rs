@@ -87,11 +87,23 @@ pub struct Line {
     pub status: String,
 }
 
-/// Count and rupiah of one group of lines.
+/// Count and rupiah of one group of lines. `amount` is 128 bits wide: one line carries up
+/// to 999,999,999,999,999 rupiah (decision 7), so a day's sum can pass 2^64 (about 18,447
+/// lines at the maximum), and a sum of money is exact or refused, never wrapped. 2^128
+/// rupiah would take 3.4e23 such lines. Written as a plain JSON number (RFC 8259 numbers
+/// have no bound; a reader of these totals must keep integers beyond 2^53 exact).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Total {
     pub count: u64,
-    pub amount: u64,
+    pub amount: u128,
+}
+
+impl Total {
+    /// Adds one line of `amount` rupiah.
+    fn add(&mut self, amount: u64) {
+        self.count += 1;
+        self.amount += u128::from(amount);
+    }
 }
 
 /// A business day's statement.
@@ -268,20 +280,17 @@ impl Statement {
         let mut totals: BTreeMap<String, Total> = BTreeMap::new();
         let mut by_party: BTreeMap<String, BTreeMap<String, Total>> = BTreeMap::new();
         for l in &lines {
-            let t = totals.entry(l.kind.clone()).or_default();
-            t.count += 1;
-            t.amount += l.amount;
+            totals.entry(l.kind.clone()).or_default().add(l.amount);
             let party = match scope {
                 Scope::Institution(_) => &l.channel,
                 Scope::Channel(_) => &l.institution,
             };
-            let t = by_party
+            by_party
                 .entry(party.clone())
                 .or_default()
                 .entry(l.kind.clone())
-                .or_default();
-            t.count += 1;
-            t.amount += l.amount;
+                .or_default()
+                .add(l.amount);
         }
         let (kind, code) = match scope {
             Scope::Institution(c) => ("institution", c.clone()),
@@ -307,7 +316,8 @@ impl Statement {
     }
 
     /// The canonical body: the CSV header and one line per movement, each ending in `\n`
-    /// (RFC 4180 quoting, by the `csv` crate).
+    /// (RFC 4180 quoting, by the `csv` crate). Text cells pass through [`plain_cell`], so
+    /// the body (and the SHA-256 over it) is what a spreadsheet shows, never a formula.
     pub fn csv_lines(&self) -> String {
         let mut w = csv::WriterBuilder::new()
             .terminator(csv::Terminator::Any(b'\n'))
@@ -315,17 +325,20 @@ impl Statement {
         let _ = w.write_record(HEADER.split(','));
         for l in &self.lines {
             let amount = l.amount.to_string();
-            let _ = w.write_record([
-                l.time.as_str(),
-                &l.channel,
-                &l.reference,
-                &l.institution,
-                &l.va_number,
-                &l.bill_hash,
-                &amount,
-                &l.kind,
-                &l.status,
-            ]);
+            let _ = w.write_record(
+                [
+                    &l.time,
+                    &l.channel,
+                    &l.reference,
+                    &l.institution,
+                    &l.va_number,
+                    &l.bill_hash,
+                    &amount,
+                    &l.kind,
+                    &l.status,
+                ]
+                .map(|c| plain_cell(c).into_owned()),
+            );
         }
         String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
     }
@@ -351,6 +364,19 @@ impl Statement {
         }
         out += &format!("# sha256,{}\n", self.sha256);
         out
+    }
+}
+
+/// A text cell as a spreadsheet must show it: one that starts with a character a
+/// spreadsheet reads as a formula (`=`, `+`, `-`, `@`, tab, carriage return; OWASP "CSV
+/// injection") gets a leading `'`, which spreadsheets take as "text" and do not show.
+/// References cannot start so since decision 11 was tightened; records journaled before
+/// that, and any other text, are written guarded. Amount cells are digits and pass as they
+/// are.
+pub fn plain_cell(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{s}").into(),
+        _ => s.into(),
     }
 }
 
@@ -450,9 +476,13 @@ pub struct Reconciliation {
 
 impl Reconciliation {
     /// The bank's debits against the channel statement's payments that stand at the close
-    /// of the day (paid hosted payments and forwarded payments not refused or reversed).
+    /// of the day (paid hosted payments and forwarded payments not refused or reversed),
+    /// matched as multisets per reference: one bank row to one payment at most. Rows of one
+    /// reference pair first where VA and amount agree, then in file order as mismatched;
+    /// a bank row left over (the same debit listed twice: a customer debited twice) is
+    /// `only_at_bank`, a payment left over is `only_at_switch`.
     pub fn of(bank: &[BankRow], statement: &Statement) -> Reconciliation {
-        let mut switch: BTreeMap<&str, &Line> = BTreeMap::new();
+        let mut switch: BTreeMap<&str, Vec<&Line>> = BTreeMap::new();
         for l in &statement.lines {
             let stands = match l.kind.as_str() {
                 "payment" => l.status == "paid",
@@ -460,29 +490,41 @@ impl Reconciliation {
                 _ => false,
             };
             if stands {
-                switch.insert(&l.reference, l);
+                switch.entry(&l.reference).or_default().push(l);
             }
+        }
+        let mut at_bank: BTreeMap<&str, Vec<&BankRow>> = BTreeMap::new();
+        for b in bank {
+            at_bank.entry(&b.reference).or_default().push(b);
         }
         let mut out = Reconciliation::default();
-        let mut used: HashSet<&str> = HashSet::new();
-        for b in bank {
-            match switch.get(b.reference.as_str()) {
-                Some(l) if l.va_number == b.va_number && l.amount == b.amount => {
-                    used.insert(&l.reference);
-                    out.matched.push(b.clone());
+        for (reference, mut rows) in at_bank {
+            let mut lines = switch.remove(reference).unwrap_or_default();
+            // Exact pairs first, so that a repeated row never hides the one that matches.
+            rows.retain(|b| {
+                let Some(i) = lines
+                    .iter()
+                    .position(|l| l.va_number == b.va_number && l.amount == b.amount)
+                else {
+                    return true;
+                };
+                lines.remove(i);
+                out.matched.push((*b).clone());
+                false
+            });
+            let mut lines = lines.into_iter();
+            for b in rows {
+                match lines.next() {
+                    Some(l) => out.mismatched.push((b.clone(), l.clone())),
+                    None => out.only_at_bank.push(b.clone()),
                 }
-                Some(l) => {
-                    used.insert(&l.reference);
-                    out.mismatched.push((b.clone(), (*l).clone()));
-                }
-                None => out.only_at_bank.push(b.clone()),
             }
+            out.only_at_switch.extend(lines.cloned());
         }
-        out.only_at_switch = switch
-            .values()
-            .filter(|l| !used.contains(l.reference.as_str()))
-            .map(|l| (*l).clone())
-            .collect();
+        out.only_at_switch
+            .extend(switch.into_values().flatten().cloned());
+        out.only_at_switch
+            .sort_by(|a, b| (&a.reference, &a.time).cmp(&(&b.reference, &b.time)));
         out
     }
 

@@ -989,3 +989,156 @@ fn openapi_document_parses_and_lists_every_route() {
     }
     assert_eq!(paths.len(), 16, "every documented path is a served route");
 }
+
+/// Issue 22 items 9 and 5: a body two parsers read differently is refused on every door,
+/// naming the repeated field (a signed payment `{"amount":1,...,"amount":100000}` pays
+/// nothing, over HTTP and over Kafka; an Active Client bill likewise), and every HTTP error,
+/// even one no handler made (404, 405, a query the extractor cannot read), has the
+/// documented JSON shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_names_are_refused_on_every_door_and_every_error_is_json() {
+    let port = free_port();
+    let stack = Stack::start_with(&overlay(port, "")).await;
+    let daemon = stack.daemon();
+    let api = Api::up(port).await;
+    stack.create_bill(bill_body("6000000001", "open", 0)).await;
+    let v = va(PREFIX, "6000000001");
+    let twice = |amount_first: &str| {
+        format!(
+            r#"{{"va_number":"{v}","ref_id":"DUP-1","amount":{amount_first},"transaction_date":"2024-12-30 23:18:01","amount":100000}}"#
+        )
+    };
+
+    let (s, a) = api
+        .ch("payment", CHANNEL, CHANNEL_KEY, twice("1").as_bytes())
+        .await;
+    assert_refused(
+        &(s, a),
+        StatusCode::BAD_REQUEST,
+        "BILLER_INVALID_TRANSACTION",
+        "amount",
+    );
+
+    let raw = format!(
+        r#"{{"type":"payment","channel":"{CHANNEL}","request_id":"dup-k1","body":{}}}"#,
+        twice("\"1\"")
+    );
+    let sig = signature::sign(CHANNEL_KEY.as_bytes(), raw.as_bytes());
+    stack
+        .produce_raw(Some(&v), raw.as_bytes(), Some(&sig))
+        .await;
+    let a = stack.answer("dup-k1").await;
+    assert_eq!(a["rc"], "BILLER_INVALID_TRANSACTION", "{a}");
+    assert!(
+        a["message"].as_str().unwrap().contains("body.amount"),
+        "{a}"
+    );
+    let dl = stack
+        .dead_letters
+        .wait_for("the dead letter", 30, |m| m.first().cloned())
+        .await;
+    assert_eq!(dl.headers["reason_code"], "invalid_field");
+
+    // Nothing was paid: the same reference, well formed, pays now and only once.
+    let (s, a) = api
+        .ch(
+            "payment",
+            CHANNEL,
+            CHANNEL_KEY,
+            &body(&payment(&v, "DUP-1", 100_000)),
+        )
+        .await;
+    assert_eq!(
+        (s, a["rc"].as_str()),
+        (StatusCode::OK, Some("SUCCESS")),
+        "{a}"
+    );
+
+    // The Active Client API: a bill whose total is given twice.
+    let t = api.bearer(INST, "inst-key").await;
+    let mut bill = serde_json::to_string(&bill_body("6000000002", "close", 5_000)).unwrap();
+    bill.insert_str(1, r#""total_amount":1,"#);
+    let got = api
+        .gw(Method::POST, &t, "inst-key", "/bill", Some(bill.as_bytes()))
+        .await;
+    assert_refused(
+        &got,
+        StatusCode::BAD_REQUEST,
+        "BILLER_INVALID_TRANSACTION",
+        "total_amount",
+    );
+
+    // Errors no handler made.
+    let nowhere = api
+        .send(api.http.get(format!("{}/api/v2/nowhere", api.base)))
+        .await;
+    assert_refused(
+        &nowhere,
+        StatusCode::NOT_FOUND,
+        "BILLER_INVALID_TRANSACTION",
+        "/api/v2/nowhere",
+    );
+    let wrong_method = api
+        .send(api.http.get(format!("{}/api/v2/ch/payment", api.base)))
+        .await;
+    assert_refused(
+        &wrong_method,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "BILLER_INVALID_TRANSACTION",
+        "does not take GET",
+    );
+
+    // The same kind in a query and in headers: a parameter or a deciding header twice.
+    let q = api.get(&t, "inst-key", "/bill?page=1&page=2").await;
+    assert_refused(
+        &q,
+        StatusCode::BAD_REQUEST,
+        "BILLER_INVALID_TRANSACTION",
+        "page",
+    );
+    let inq = body(&inquiry(&v, "DUP-INQ"));
+    let sig = signature::sign(CHANNEL_KEY.as_bytes(), &inq);
+    let two_sigs = api
+        .send(
+            api.http
+                .post(format!("{}/api/v2/ch/inquiry", api.base))
+                .header("X-Channel", CHANNEL)
+                .header("Signature", &sig)
+                .header("Signature", "00")
+                .body(inq.clone()),
+        )
+        .await;
+    assert_refused(
+        &two_sigs,
+        StatusCode::BAD_REQUEST,
+        "BILLER_INVALID_TRANSACTION",
+        "signature",
+    );
+    // Over Kafka, two signature headers are no signature.
+    let raw = serde_json::to_vec(&json!({"type": "inquiry", "channel": CHANNEL,
+        "request_id": "dup-sig", "body": inquiry(&v, "DUP-INQ2")}))
+    .unwrap();
+    let sig = signature::sign(CHANNEL_KEY.as_bytes(), &raw);
+    let rec = rdkafka::producer::FutureRecord::<str, [u8]>::to(&stack.settings.topics.request)
+        .payload(&raw)
+        .key(&v)
+        .headers(
+            rdkafka::message::OwnedHeaders::new()
+                .insert(rdkafka::message::Header {
+                    key: "signature",
+                    value: Some(&sig),
+                })
+                .insert(rdkafka::message::Header {
+                    key: "signature",
+                    value: Some("00"),
+                }),
+        );
+    stack
+        .producer
+        .send(rec, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    assert_eq!(stack.answer("dup-sig").await["rc"], "BILLER_AUTHENTICATION");
+    daemon.stop().await;
+}

@@ -484,3 +484,131 @@ fn the_documented_statement_and_reconciliation_are_what_the_code_prints() {
     );
     assert!(!r.clean());
 }
+
+/// Issue 22 item 15: sums of money never wrap. 18,496 payments of 999,999,999,999,999 on one
+/// channel in a day add up past 2^64; the totals (and the CSV that prints them) are exact.
+#[test]
+fn totals_past_two_to_the_64_are_exact() {
+    const MAX: u64 = 999_999_999_999_999;
+    const N: u64 = 18_496;
+    let events: Vec<Event> = (1..=N)
+        .map(|i| {
+            stage(
+                &format!("BIG{i}"),
+                CHANNEL,
+                MAX,
+                "2026-11-29T10:00:00+07:00",
+                None,
+                i,
+                0,
+            )
+        })
+        .collect();
+    let day = Day::new(NaiveDate::from_ymd_opt(2026, 11, 29).unwrap(), wib(), 0);
+    let exact = u128::from(MAX) * u128::from(N);
+    assert!(exact > u128::from(u64::MAX), "the edge is past 2^64");
+    for scope in [
+        Scope::Channel(CHANNEL.into()),
+        Scope::Institution(INST.into()),
+    ] {
+        let s = Statement::build(&events, &scope, &day, wib());
+        assert_eq!(s.totals["payment"].count, N);
+        assert_eq!(s.totals["payment"].amount, exact);
+        let party = s.totals_by_counterparty.values().next().unwrap();
+        assert_eq!(party["payment"].amount, exact);
+        assert!(s
+            .to_csv()
+            .contains(&format!("# total,payment,{N},{exact}\n")));
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(
+            json.contains(&format!("\"amount\":{exact}")),
+            "JSON keeps it exact"
+        );
+    }
+}
+
+/// Issue 22 item 14: reconciliation matches multisets. A bank file (BOM, CRLF) listing one
+/// debit twice is not clean: the second debit is `only_at_bank`, whatever its amount.
+#[test]
+fn a_debit_listed_twice_at_the_bank_is_a_finding() {
+    let events = two_days();
+    let day = Day::new(NaiveDate::from_ymd_opt(2026, 11, 29).unwrap(), wib(), 0);
+    let ch = Statement::build(&events, &Scope::Channel(CHANNEL.into()), &day, wib());
+    let settings = ipg_switch::settings::Settings::from_toml(&[""]).unwrap();
+    let reconcile = |bank: &str| {
+        let rows =
+            ipg_switch::statement::read_bank_csv(bank.as_bytes(), &settings.reconcile).unwrap();
+        ipg_switch::statement::Reconciliation::of(&rows, &ch)
+    };
+    let row =
+        |amount: u64| format!("MIDNIGHT,8574991234567890,{amount},2026-11-29T00:00:03+07:00\r\n");
+    let head = "\u{feff}reference,va_number,amount,time\r\n";
+
+    // Once: clean (the BOM and CRLF are read as they are meant).
+    let once = reconcile(&format!("{head}{}", row(50_000)));
+    assert!(once.clean(), "{}", once.table());
+
+    // Twice, the same amount: one matched, the second debit only at the bank.
+    let twice = reconcile(&format!("{head}{}{}", row(50_000), row(50_000)));
+    assert!(!twice.clean());
+    assert_eq!(twice.matched.len(), 1);
+    assert_eq!(twice.only_at_bank.len(), 1);
+    assert_eq!(twice.only_at_bank[0].reference, "MIDNIGHT");
+
+    // Twice with different amounts, the wrong one first: the right one still matches.
+    let other = reconcile(&format!("{head}{}{}", row(1), row(50_000)));
+    assert_eq!(other.matched.len(), 1);
+    assert_eq!(other.only_at_bank.len(), 1);
+    assert_eq!(other.only_at_bank[0].amount, 1);
+
+    // Twice, neither right: one mismatched, one only at the bank; the switch's payment is
+    // paired once.
+    let wrong = reconcile(&format!("{head}{}{}", row(1), row(2)));
+    assert_eq!(wrong.mismatched.len(), 1);
+    assert_eq!(wrong.only_at_bank.len(), 1);
+    assert!(wrong.only_at_switch.is_empty());
+}
+
+/// Issue 22 item 13: a text cell never becomes a spreadsheet formula. A reference taken
+/// before the intake rule (`=1+2`, `+1+2`, `-1+2`, `@SUM(1,1)`, `=HYPERLINK(...)`) is
+/// written with a leading `'` in the CSV (and the SHA-256 covers what is written); the
+/// JSON keeps the reference as it is.
+#[test]
+fn statement_cells_are_never_formulas() {
+    let refs = [
+        "=1+2",
+        "+1+2",
+        "-1+2",
+        "@SUM(1,1)",
+        "=HYPERLINK(\"http://x\",\"y\")",
+    ];
+    let events: Vec<Event> = refs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            stage(
+                r,
+                CHANNEL,
+                1_000,
+                "2026-11-29T10:00:00+07:00",
+                None,
+                i as u64 + 1,
+                0,
+            )
+        })
+        .collect();
+    let day = Day::new(NaiveDate::from_ymd_opt(2026, 11, 29).unwrap(), wib(), 0);
+    let s = Statement::build(&events, &Scope::Channel(CHANNEL.into()), &day, wib());
+    let body = s.csv_lines();
+    let mut rows = csv::ReaderBuilder::new().from_reader(body.as_bytes());
+    let cells: Vec<String> = rows
+        .records()
+        .map(|r| r.unwrap().get(2).unwrap().to_owned())
+        .collect();
+    assert_eq!(cells.len(), refs.len());
+    for c in &cells {
+        assert!(c.starts_with('\''), "{c} would be a formula");
+        assert!(refs.contains(&&c[1..]));
+    }
+    assert!(s.lines.iter().all(|l| refs.contains(&l.reference.as_str())));
+}

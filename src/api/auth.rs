@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::error::{refuse, Door};
-use super::{json_body, read_body, ApiState};
+use super::{json_body, one_header, query_once, read_body, ApiState};
 use crate::domain::InstitutionMode;
 use crate::error::SwitchError;
 use crate::routing::Institution;
@@ -161,8 +161,15 @@ pub async fn gateway(State(st): State<ApiState>, req: Request, next: Next) -> Re
         Ok(b) => b,
         Err(r) => return r,
     };
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let inst = match caller_of(&st, header(header::AUTHORIZATION.as_str())).await {
+    let (authorization, sig) = match (
+        one_header(&parts.headers, header::AUTHORIZATION.as_str()),
+        one_header(&parts.headers, "signature"),
+        query_once(&parts.uri),
+    ) {
+        (Ok(a), Ok(s), Ok(())) => (a, s),
+        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => return refuse(&e, Door::Gateway, &clock),
+    };
+    let inst = match caller_of(&st, authorization).await {
         Ok(i) => i,
         Err(e) => return refuse(&e, Door::Gateway, &clock),
     };
@@ -171,7 +178,7 @@ pub async fn gateway(State(st): State<ApiState>, req: Request, next: Next) -> Re
     } else {
         &bytes
     };
-    let Some(sig) = header("signature") else {
+    let Some(sig) = sig else {
         return refuse(
             &auth_error("Signature header is required"),
             Door::Gateway,

@@ -10,7 +10,7 @@ use axum::http::HeaderValue;
 use axum::response::Response;
 
 use super::error::{envelope, refuse, Door};
-use super::{read_body, ApiState};
+use super::{one_header, read_body, ApiState};
 use crate::error::SwitchError;
 use crate::metrics as m;
 use crate::protocol::{channel_http, RequestType};
@@ -36,6 +36,7 @@ pub async fn check_status(st: State<ApiState>, req: Request) -> Response {
 async fn serve(State(st): State<ApiState>, kind: RequestType, req: Request) -> Response {
     let clock = *st.clock();
     let (parts, body) = req.into_parts();
+    // A header sent twice is refused below (`one_header`); these reads only label.
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let request_id = header(X_REQUEST_ID)
         .map(str::to_owned)
@@ -45,10 +46,11 @@ async fn serve(State(st): State<ApiState>, kind: RequestType, req: Request) -> R
         Ok(bytes) => {
             let mut institution = None;
             let answered = async {
-                let channel = header("x-channel").ok_or_else(|| {
+                one_header(&parts.headers, X_REQUEST_ID)?;
+                let channel = one_header(&parts.headers, "x-channel")?.ok_or_else(|| {
                     SwitchError::Authentication("X-Channel header is required".into())
                 })?;
-                let sig = header("signature").ok_or_else(|| {
+                let sig = one_header(&parts.headers, "signature")?.ok_or_else(|| {
                     SwitchError::Authentication("Signature header is required".into())
                 })?;
                 if let Err((e, _)) = st.switch.routing.authenticate(channel, &bytes, Some(sig)) {

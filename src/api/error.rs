@@ -73,6 +73,57 @@ pub fn refuse_with(status: StatusCode, e: &SwitchError, clock: &Clock) -> Respon
     envelope(status, &e.outcome(clock))
 }
 
+/// Every HTTP error in the documented shape: an error response that is not already the
+/// JSON envelope (a path no route has, a method a route does not take, a query or path
+/// the extractor could not read, a body over the limit) is answered as one, with an rc by
+/// its status and the reason in `message`. Handlers' own refusals pass untouched.
+pub async fn json_errors(
+    axum::extract::State(clock): axum::extract::State<Clock>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    // axum's own rejections say what was wrong in a short text; nothing longer is kept.
+    let text = axum::body::to_bytes(body, 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = match status {
+        StatusCode::NOT_FOUND if text.is_empty() => format!("no such endpoint: {method} {path}"),
+        StatusCode::METHOD_NOT_ALLOWED => format!("{path} does not take {method}"),
+        _ if text.is_empty() => status.canonical_reason().unwrap_or("HTTP error").to_owned(),
+        _ => text.into_owned(),
+    };
+    let rc = match status {
+        StatusCode::UNAUTHORIZED => crate::error::Rc::BillerAuthentication,
+        StatusCode::TOO_MANY_REQUESTS => crate::error::Rc::BillerGatewayInvalidResponse,
+        s if s.is_server_error() => crate::error::Rc::BillerGatewayInvalidResponse,
+        _ => crate::error::Rc::BillerInvalidTransaction,
+    };
+    let mut out = envelope(
+        status,
+        &Outcome {
+            rc,
+            message,
+            timestamp: clock.stamp_now(),
+            data: serde_json::Value::Null,
+            webhook: None,
+        },
+    );
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        out.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,6 +39,7 @@ use crate::domain::Outcome;
 use crate::error::SwitchError;
 use crate::kafka::publish::{Outgoing, Publisher};
 use crate::metrics as m;
+use crate::protocol::json::JsonError;
 use crate::protocol::ChannelRequest;
 use crate::switch::Switch;
 
@@ -142,13 +143,59 @@ pub async fn read_body(
         .map_err(|_| too_large())
 }
 
-/// Parses a JSON body, naming what is wrong.
+/// The one value of header `name`, if sent. A header the switch decides by (`Signature`,
+/// `Authorization`, `X-Channel`, `X-Request-Id`) sent twice is refused: a proxy may read the
+/// first and the switch the last (docs/protocol.md decision 17).
 ///
 /// # Errors
-/// `body: malformed JSON ...`.
+/// `InvalidField` naming the header when it is repeated or not visible ASCII.
+pub fn one_header<'a>(
+    headers: &'a axum::http::HeaderMap,
+    name: &str,
+) -> Result<Option<&'a str>, SwitchError> {
+    let mut all = headers.get_all(name).iter();
+    match (all.next(), all.next()) {
+        (None, _) => Ok(None),
+        (Some(v), None) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| SwitchError::invalid(name, "must be visible ASCII")),
+        (Some(_), Some(_)) => Err(SwitchError::invalid(name, "is sent more than once")),
+    }
+}
+
+/// Refuses a query string that gives one parameter twice (`?date.0=a&date.0=b`): the
+/// signature covers the raw query, and the handlers' maps keep only one of the values.
+///
+/// # Errors
+/// `InvalidField` naming the repeated parameter; a query that is not `application/x-www-
+/// form-urlencoded`.
+pub fn query_once(uri: &axum::http::Uri) -> Result<(), SwitchError> {
+    let axum::extract::Query(pairs) =
+        axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
+            .map_err(|e| SwitchError::invalid("query", e.body_text()))?;
+    let mut seen = std::collections::HashSet::new();
+    match pairs.into_iter().find(|(k, _)| !seen.insert(k.clone())) {
+        Some((k, _)) => Err(SwitchError::invalid(
+            k,
+            "is given more than once in the query",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Parses a JSON body, naming what is wrong; a name repeated within an object is refused
+/// (docs/protocol.md decision 17).
+///
+/// # Errors
+/// `body: malformed JSON ...`; `<path>: appears more than once in its object`.
 pub fn json_body(bytes: &[u8]) -> Result<serde_json::Value, SwitchError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| SwitchError::invalid("body", format!("malformed JSON: {e}")))
+    crate::protocol::json::parse(bytes).map_err(|e| match e {
+        JsonError::Duplicate { path } => {
+            SwitchError::invalid(path, crate::protocol::json::REPEATED)
+        }
+        JsonError::Malformed(_) => SwitchError::invalid("body", e.to_string()),
+    })
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -177,6 +224,10 @@ pub fn router(state: ApiState) -> Router {
         )
         .nest("/api/v2/gw", gw)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            *state.clock(),
+            error::json_errors,
+        ))
         .layer(middleware::from_fn(count))
         .with_state(state)
 }

@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 use crate::error::Rc;
 use crate::metrics as m;
 use crate::passive::ResponseSignature;
+use crate::protocol::json::JsonError;
 use crate::signature;
 use crate::signature::SIGNATURE_HEADER;
 
@@ -317,7 +318,11 @@ fn parse_answer(code: &str, status: u16, body: &[u8]) -> Reply {
         label,
         detail: format!("institution {code} answered {why} (HTTP {status})"),
     };
-    let v: Value = serde_json::from_slice(body).map_err(|_| invalid("not_json", "no JSON"))?;
+    // A repeated name is refused like broken JSON: the switch never picks one of two rcs.
+    let v: Value = crate::protocol::json::parse(body).map_err(|e| match e {
+        JsonError::Duplicate { path } => invalid("not_json", &format!("JSON repeating {path}")),
+        JsonError::Malformed(_) => invalid("not_json", "no JSON"),
+    })?;
     let rc = v
         .get("rc")
         .and_then(Value::as_str)

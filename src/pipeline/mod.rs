@@ -149,11 +149,16 @@ async fn consume(
                 offset: m.offset(),
                 key: m.key().map(<[u8]>::to_vec),
                 payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                // Exactly one `signature` header: two are two readings of one request
+                // (docs/protocol.md decision 17), refused as unsigned.
                 signature: m.headers().and_then(|hs| {
-                    hs.iter()
-                        .find(|h| h.key.eq_ignore_ascii_case("signature"))
-                        .and_then(|h| h.value)
-                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                    let mut sigs = hs
+                        .iter()
+                        .filter(|h| h.key.eq_ignore_ascii_case("signature"));
+                    match (sigs.next(), sigs.next()) {
+                        (Some(h), None) => h.value.map(|v| String::from_utf8_lossy(v).into_owned()),
+                        _ => None,
+                    }
                 }),
                 received: Instant::now(),
             },

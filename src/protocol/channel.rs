@@ -8,6 +8,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::json::JsonError;
 use crate::domain::Rc;
 
 /// Longest `request_id` / reference accepted: longer ones are refused, never truncated.
@@ -135,6 +136,8 @@ pub struct Rejected {
 pub struct Envelope {
     pub address: Address,
     obj: Map<String, Value>,
+    /// A name the value repeats: refused once the channel is authenticated.
+    repeated: Option<Invalid>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -185,6 +188,12 @@ impl<'a> Fields<'a> {
         Ok(s)
     }
 
+    fn new_reference(&self, f: &str) -> Result<String, Invalid> {
+        let s = self.req(f)?;
+        check_new_reference(&self.name(f), &s)?;
+        Ok(s)
+    }
+
     fn amount(&self, f: &str) -> Value {
         self.obj.get(f).cloned().unwrap_or(Value::Null)
     }
@@ -201,6 +210,11 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// The first characters a spreadsheet reads as a formula (OWASP "CSV injection"): a
+/// reference never starts with one, so that it is a plain cell in every statement and
+/// reconciliation file (decision 11).
+pub const FORMULA_START: &[u8] = b"=+-@";
+
 /// References and request ids: 1..=64 printable ASCII characters without spaces.
 fn check_reference(field: &str, s: &str) -> Result<(), Invalid> {
     if s.len() > MAX_REF_LEN {
@@ -211,6 +225,21 @@ fn check_reference(field: &str, s: &str) -> Result<(), Invalid> {
     }
     if !s.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(invalid(field, "must be printable ASCII without spaces"));
+    }
+    Ok(())
+}
+
+/// A reference a new payment or inquiry brings (`ref_id`): as [`check_reference`], and not
+/// starting with a [`FORMULA_START`] character. References that look a payment up
+/// (`payment_ref`) keep the older rule, so that a payment taken before it can still be
+/// reversed; `request_id` never reaches a statement.
+fn check_new_reference(field: &str, s: &str) -> Result<(), Invalid> {
+    check_reference(field, s)?;
+    if s.bytes().next().is_some_and(|b| FORMULA_START.contains(&b)) {
+        return Err(invalid(
+            field,
+            "must not start with =, +, - or @ (a spreadsheet formula)",
+        ));
     }
     Ok(())
 }
@@ -230,13 +259,28 @@ fn reject(address: Option<Address>, error: Invalid, reason: &'static str) -> Rej
 /// A [`Rejected`] for malformed JSON or an envelope without a usable `request_id`
 /// (unanswerable: dead-letter only).
 pub fn open(payload: &[u8]) -> Result<Envelope, Rejected> {
-    let v: Value = serde_json::from_slice(payload).map_err(|e| {
-        reject(
-            None,
-            invalid("value", format!("malformed JSON: {e}")),
-            "malformed_json",
-        )
-    })?;
+    let (v, repeated) = match super::json::parse(payload) {
+        Ok(v) => (v, None),
+        // A repeated name (decision 17) is refused, but the request is still answered when
+        // its address can be read without it: the last value of each name, as serde_json
+        // reads it, and only when the repeated name is not part of the address.
+        Err(JsonError::Duplicate { path })
+            if !matches!(path.as_str(), "request_id" | "type" | "channel") =>
+        {
+            let v = serde_json::from_slice(payload).unwrap_or(Value::Null);
+            (v, Some(duplicate(path)))
+        }
+        Err(JsonError::Duplicate { path }) => {
+            return Err(reject(None, duplicate(path), "malformed_json"))
+        }
+        Err(e @ JsonError::Malformed(_)) => {
+            return Err(reject(
+                None,
+                invalid("value", e.to_string()),
+                "malformed_json",
+            ))
+        }
+    };
     let Value::Object(obj) = v else {
         return Err(reject(
             None,
@@ -244,7 +288,14 @@ pub fn open(payload: &[u8]) -> Result<Envelope, Rejected> {
             "malformed_json",
         ));
     };
-    Envelope::from_object(obj)
+    let mut envelope = Envelope::from_object(obj)?;
+    envelope.repeated = repeated;
+    Ok(envelope)
+}
+
+/// The refusal of a name that appears twice in one object (decision 17).
+pub(crate) fn duplicate(path: String) -> Invalid {
+    invalid(path, super::json::REPEATED)
 }
 
 impl Envelope {
@@ -272,7 +323,11 @@ impl Envelope {
             kind: str_of("type"),
             channel: str_of("channel"),
         };
-        Ok(Envelope { address, obj })
+        Ok(Envelope {
+            address,
+            obj,
+            repeated: None,
+        })
     }
 
     /// The channel the envelope claims to come from (to be authenticated).
@@ -285,7 +340,14 @@ impl Envelope {
     /// # Errors
     /// An unknown type, a body that is not an object, a missing or mistyped field (named).
     pub fn request(self) -> Result<ChannelRequest, Rejected> {
-        let Envelope { address: addr, obj } = self;
+        let Envelope {
+            address: addr,
+            obj,
+            repeated,
+        } = self;
+        if let Some(error) = repeated {
+            return Err(reject(Some(addr), error, "invalid_field"));
+        }
         let request_id = addr.request_id.clone();
         let Some(kind) = RequestType::parse(&addr.kind) else {
             return Err(reject(
@@ -312,13 +374,13 @@ impl Envelope {
             Ok(match kind {
                 RequestType::Inquiry => RequestBody::Inquiry {
                     va_number: f.req("va_number")?,
-                    ref_id: f.reference("ref_id")?,
+                    ref_id: f.new_reference("ref_id")?,
                     terminal_id: f.opt("terminal_id")?,
                     transaction_date: f.datetime("transaction_date")?,
                 },
                 RequestType::Payment => RequestBody::Payment {
                     va_number: f.req("va_number")?,
-                    ref_id: f.reference("ref_id")?,
+                    ref_id: f.new_reference("ref_id")?,
                     amount: f.amount("amount"),
                     terminal_id: f.opt("terminal_id")?,
                     transaction_date: f.datetime("transaction_date")?,
@@ -453,6 +515,73 @@ mod tests {
             "{}",
             r.error
         );
+    }
+
+    /// Issue 22 item 9: a name repeated in the signed bytes is refused on the Kafka door,
+    /// answered (the address is readable) and naming the field; a repeated address field
+    /// cannot be answered.
+    #[test]
+    fn repeated_names_are_refused_and_named() {
+        let rt = routing();
+        let sign = |raw: &str| {
+            (
+                raw.as_bytes().to_vec(),
+                signature::sign(b"k", raw.as_bytes()),
+            )
+        };
+        let (b, s) = sign(
+            r#"{"type":"payment","channel":"bank","request_id":"r1","body":{"va_number":"8574991234567890","ref_id":"ref-1","amount":1,"transaction_date":"2024-12-30 23:18:01","amount":100000}}"#,
+        );
+        let r = decode(&b, Some(&s), &rt).unwrap_err();
+        assert_eq!(r.address.as_ref().unwrap().request_id, "r1");
+        assert_eq!(
+            (r.error.rc(), r.reason),
+            (Rc::BillerInvalidTransaction, "invalid_field")
+        );
+        assert!(r.error.to_string().contains("body.amount"), "{}", r.error);
+        // Unsigned, it is an authentication failure first.
+        assert_eq!(
+            decode(&b, Some("00"), &rt).unwrap_err().reason,
+            "bad_signature"
+        );
+        let (b, s) = sign(
+            r#"{"type":"inquiry","channel":"bank","request_id":"r1","request_id":"r2","body":{}}"#,
+        );
+        let r = decode(&b, Some(&s), &rt).unwrap_err();
+        assert!(r.address.is_none(), "which request_id? neither is answered");
+        assert_eq!(r.reason, "malformed_json");
+        assert!(r.error.to_string().contains("request_id"), "{}", r.error);
+    }
+
+    /// Issue 22 item 13: a new reference never starts like a spreadsheet formula; a
+    /// reference that looks a payment up keeps the older rule.
+    #[test]
+    fn new_references_never_start_like_a_formula() {
+        let rt = routing();
+        for r in ["=1+2", "+1+2", "-1+2", "@SUM(1,1)", "=HYPERLINK(\"x\")"] {
+            let (b, s) = signed(
+                &serde_json::json!({"type":"payment","channel":"bank","request_id":"q","body":{
+                "va_number":"8574991234567890","ref_id":r,"amount":"1","transaction_date":"2024-12-30 23:18:01"}}),
+            );
+            let e = decode(&b, Some(&s), &rt).unwrap_err();
+            assert_eq!(e.error.rc(), Rc::BillerInvalidTransaction, "{r}");
+            assert!(e.error.to_string().contains("body.ref_id"), "{}", e.error);
+            let (b, s) = signed(
+                &serde_json::json!({"type":"reversal","channel":"bank","request_id":"q","body":{
+                "payment_ref":r,"amount":"1"}}),
+            );
+            assert!(
+                decode(&b, Some(&s), &rt).is_ok(),
+                "{r}: a lookup still reads it"
+            );
+        }
+        for r in ["A=1", "1-2", "ref@x"] {
+            let (b, s) = signed(
+                &serde_json::json!({"type":"inquiry","channel":"bank","request_id":"q","body":{
+                "va_number":"8574991234567890","ref_id":r,"transaction_date":"2024-12-30 23:18:01"}}),
+            );
+            assert!(decode(&b, Some(&s), &rt).is_ok(), "{r}");
+        }
     }
 
     #[test]

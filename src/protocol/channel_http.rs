@@ -6,6 +6,7 @@
 use serde_json::{Map, Value};
 
 use super::channel::{ChannelRequest, Envelope, Invalid, RequestType};
+use super::json::JsonError;
 
 /// Builds a request from an HTTP body whose channel is already authenticated.
 ///
@@ -17,9 +18,12 @@ pub fn request(
     request_id: &str,
     body: &[u8],
 ) -> Result<ChannelRequest, Invalid> {
-    let parsed: Value = serde_json::from_slice(body).map_err(|e| Invalid {
-        field: "body".into(),
-        reason: format!("malformed JSON: {e}"),
+    let parsed: Value = super::json::parse(body).map_err(|e| match e {
+        JsonError::Duplicate { path } => super::channel::duplicate(path),
+        JsonError::Malformed(_) => Invalid {
+            field: "body".into(),
+            reason: e.to_string(),
+        },
     })?;
     if !parsed.is_object() {
         return Err(Invalid {

@@ -4,6 +4,7 @@
 
 pub mod channel;
 pub mod channel_http;
+pub mod json;
 pub mod webhook;
 
 pub use channel::{ChannelRequest, ChannelResponse, Rejected, RequestBody, RequestType};
