@@ -4,18 +4,66 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 use ipg_switch::settings::{InstitutionMode, LogFormat, Settings};
 use tracing_subscriber::EnvFilter;
+
+// The help's shared parts: every command's `after_help` is built by `help` from these, so
+// the exit codes and the environment are said the same way everywhere (tests/cli.rs checks
+// that every command has them, an example, and a description for every argument).
+
+/// Exit code 2, the same for every command (clap's usage errors and `Settings::load`).
+const EXIT_2: &str =
+    "  2  invalid arguments, or a configuration that does not load (the message names the key)";
+/// Exit code 2 of the commands that also check that the configuration has something to serve.
+const EXIT_2_SERVING: &str =
+    "  2  invalid arguments, or a configuration that does not load or has nothing to serve";
+/// Exit code 1 of a command whose only non-zero outcome is a failure.
+const EXIT_1: &str = "  1  failed; the reason is on stderr (ipg-switch: ...)";
+/// The Redis, for the commands that use it.
+const ENV_REDIS: &str = "  IPG__REDIS__URL                the Redis (redis.url)";
+/// The brokers, for the commands that use them.
+const ENV_KAFKA: &str =
+    "  IPG__KAFKA__BOOTSTRAP_SERVERS  the brokers (kafka.bootstrap_servers; the demo's \
+                         address changes every run: source .run/demo.env)";
+/// Every configuration key, for every command.
+const ENV_ANY: &str = "  IPG__SECTION__KEY              any configuration key, over the --config file \
+                         (pipeline.lanes is IPG__PIPELINE__LANES); IPG_ENV=NAME adds config/NAME.toml \
+                         under it";
+/// The daemons' log filter.
+const ENV_LOG: &str =
+    "  RUST_LOG                       log filter (default: log.level), e.g. ipg_switch=debug";
+/// The demo's first step, before a command that needs its broker.
+const DEMO_ENV: &str =
+    "  source .run/demo.env    # written by scripts/run-demo.sh while the demo runs";
+
+/// A command's `after_help`: its exit codes, what it reads from the environment, and an
+/// example.
+fn help(exits: &[&str], env: &[&str], example: &[&str]) -> String {
+    format!(
+        "Exit codes:\n{}\n\nEnvironment (it wins over the --config file):\n{}\n\nExample:\n{}",
+        exits.join("\n"),
+        env.join("\n"),
+        example.join("\n")
+    )
+}
 
 #[derive(Parser)]
 #[command(
     name = "ipg-switch",
     version,
-    about = "Virtual-account bill payment switch for IPG institutions"
+    about = "Virtual-account bill payment switch for IPG institutions",
+    after_help = help(
+        &["  0  success", EXIT_1, EXIT_2,
+          "  (verify and reconcile also exit 1 when they find a difference: see their help)"],
+        &[ENV_REDIS, ENV_KAFKA, ENV_ANY],
+        &["  scripts/run-demo.sh     # the demo: Redis, the daemon, demo bills", DEMO_ENV,
+          "  ipg-switch --config config/demo.toml passive list --institution PST01"],
+    )
 )]
 struct Cli {
-    /// Configuration file layered over the built-in defaults.
+    /// Configuration file (TOML) layered over the built-in defaults; IPG__SECTION__KEY
+    /// environment variables win over it. The demo's: config/demo.toml.
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -25,56 +73,121 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon until SIGINT or SIGTERM.
+    #[command(after_help = help(
+        &["  0  stopped by SIGINT or SIGTERM, the work in flight drained",
+          "  1  failed to start or while running (e.g. a port taken, Redis or the brokers unreachable)",
+          EXIT_2_SERVING],
+        &[ENV_REDIS, ENV_KAFKA, ENV_ANY, ENV_LOG],
+        &["  ipg-switch --config config/demo.toml run    # what scripts/run-demo.sh runs, after its Redis"],
+    ))]
     Run,
-    /// Manage hosted bills.
+    /// Manage hosted bills (Redis and the brokers: every change is journaled).
+    #[command(after_help = help(
+        &["  0  the bill was printed", EXIT_1, EXIT_2],
+        &[ENV_REDIS, ENV_KAFKA, ENV_ANY],
+        &[DEMO_ENV, "  ipg-switch --config config/demo.toml bill create --file demo/bills/infaq-open.json"],
+    ))]
     Bill {
         #[command(subcommand)]
         command: BillCommand,
     },
-    /// Load and validate the configuration, then exit.
+    /// Load and validate the configuration, then exit (reaches neither Redis nor the brokers).
+    #[command(after_help = help(
+        &["  0  the configuration is valid",
+          EXIT_2_SERVING],
+        &[ENV_ANY, "  (and the variables the configuration names: institutions' api_key_env, ...)"],
+        &["  ipg-switch --config config/demo.toml check-config"],
+    ))]
     CheckConfig,
     /// Webhook delivery to institutions.
+    #[command(after_help = help(
+        &["  0  success", EXIT_1, EXIT_2],
+        &[ENV_REDIS, ENV_KAFKA, ENV_ANY],
+        &[DEMO_ENV, "  ipg-switch --config config/demo.toml webhook replay --institution SCH01"],
+    ))]
     Webhook {
         #[command(subcommand)]
         command: WebhookCommand,
     },
     /// Payments forwarded to passive institutions.
+    #[command(after_help = help(
+        &["  0  success", EXIT_1, EXIT_2],
+        &[ENV_REDIS, "  (no broker: passive list reads Redis only)", ENV_ANY],
+        &["  ipg-switch --config config/demo.toml passive list --institution PST01"],
+    ))]
     Passive {
         #[command(subcommand)]
         command: PassiveCommand,
     },
     /// Rebuild Redis from the whole journal (docs/journal.md): bills, payments, ledger,
     /// balances, forwarded payments, reference bindings. Stop the daemons first.
+    #[command(after_help = help(
+        &["  0  restored: every journal event applied",
+          "  1  failed, Redis not empty without --force, or some events did not parse (stderr says which)",
+          EXIT_2],
+        &[ENV_REDIS, ENV_KAFKA, ENV_ANY],
+        &[DEMO_ENV, "  ipg-switch --config config/demo.toml restore --force    # the demo's Redis is live: --force"],
+    ))]
     Restore {
         /// Apply even though Redis is not empty (applying never replaces a newer record).
         #[arg(long)]
         force: bool,
     },
     /// Compare Redis with the journal; exit code 0 only when they agree.
+    #[command(after_help = help(
+        &["  0  Redis and the journal agree",
+          "  1  they differ (the differences are printed on stdout), or the check failed (the reason is on stderr)",
+          EXIT_2],
+        &[ENV_REDIS, ENV_KAFKA, ENV_ANY],
+        &[DEMO_ENV, "  ipg-switch --config config/demo.toml verify --json"],
+    ))]
     Verify {
         /// Print the verdict as JSON.
         #[arg(long)]
         json: bool,
     },
-    /// A business day's statement from the journal (docs/statements.md).
+    /// A business day's statement from the journal (docs/statements.md), of one institution
+    /// or one channel.
+    #[command(
+        group(ArgGroup::new("scope").args(["institution", "channel"]).required(true)),
+        after_help = help(
+            &["  0  the statement was printed", EXIT_1, EXIT_2],
+            &[ENV_KAFKA, "  (no Redis: the statement is read from the journal alone)", ENV_ANY],
+            &[DEMO_ENV, "  ipg-switch --config config/demo.toml statement --date 2026-12-06 --institution SCH01"],
+        )
+    )]
     Statement {
-        /// The business day, YYYY-MM-DD.
-        #[arg(long)]
+        /// The business day, YYYY-MM-DD (it starts at the hour statement.cutoff_hour, in
+        /// switch.utc_offset).
+        #[arg(long, value_name = "YYYY-MM-DD")]
         date: String,
-        #[arg(long, conflicts_with = "channel", required_unless_present = "channel")]
+        /// The statement of this institution (its code, e.g. SCH01); or give --channel.
+        #[arg(long, value_name = "CODE")]
         institution: Option<String>,
-        #[arg(long)]
+        /// The statement of this channel (its code, e.g. bank_syariah); or give --institution.
+        #[arg(long, value_name = "CODE")]
         channel: Option<String>,
-        /// csv or json.
-        #[arg(long, default_value = "csv")]
+        /// Output format.
+        #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
         format: String,
     },
     /// A bank's own list of a day's debits against the switch's; exit code 0 only when
     /// everything matches.
+    #[command(after_help = help(
+        &["  0  everything matches",
+          "  1  a finding (only at the bank, only at the switch, mismatched: printed on stdout), \
+           or the check failed (the reason is on stderr)",
+          EXIT_2],
+        &[ENV_KAFKA, "  (no Redis: the switch's side is read from the journal)", ENV_ANY],
+        &[DEMO_ENV, "  ipg-switch --config config/demo.toml reconcile --channel bank_syariah --date 2026-12-06 --file bank.csv"],
+    ))]
     Reconcile {
-        #[arg(long)]
+        /// The bank's channel code (e.g. bank_syariah): the switch's side is this channel's
+        /// statement.
+        #[arg(long, value_name = "CODE")]
         channel: String,
-        #[arg(long)]
+        /// The business day, YYYY-MM-DD, as in `statement`.
+        #[arg(long, value_name = "YYYY-MM-DD")]
         date: String,
         /// The bank's CSV (columns: [reconcile] in the configuration).
         #[arg(long)]
@@ -88,15 +201,22 @@ enum Command {
 #[derive(Subcommand)]
 enum PassiveCommand {
     /// Print an institution's forwarded payments, newest first, one JSON object a line
-    /// (reconciliation).
+    /// (reconciliation). Reads Redis only.
+    #[command(after_help = help(
+        &["  0  the payments were printed (none is not an error)",
+          "  1  the institution is not a configured passive one, or Redis failed (stderr says which)",
+          EXIT_2],
+        &[ENV_REDIS, "  (no broker: the forwarded payments are read from Redis)", ENV_ANY],
+        &["  ipg-switch --config config/demo.toml passive list --institution PST01 --state paid"],
+    ))]
     List {
-        #[arg(long)]
+        /// The passive institution (its code, e.g. PST01).
+        #[arg(long, value_name = "CODE")]
         institution: String,
-        /// Only payments in this state: forwarding, paid, refused, in_doubt, reversing,
-        /// reversed.
-        #[arg(long)]
+        /// Only payments in this state.
+        #[arg(long, value_parser = ["forwarding", "paid", "refused", "in_doubt", "reversing", "reversed"])]
         state: Option<String>,
-        /// At most this many payments are read.
+        /// At most this many payments are read (the newest), before --state filters them.
         #[arg(long, default_value_t = 1000)]
         limit: isize,
     },
@@ -136,11 +256,23 @@ async fn passive_command(settings: &Settings, cmd: PassiveCommand) -> anyhow::Re
 #[derive(Subcommand)]
 enum WebhookCommand {
     /// Run only the webhook dispatcher until SIGINT or SIGTERM (needs real brokers).
+    #[command(after_help = help(
+        &["  0  stopped by SIGINT or SIGTERM",
+          "  1  failed to start or while running (e.g. the broker is \"embedded\" or unreachable)",
+          EXIT_2],
+        &[ENV_REDIS, ENV_KAFKA, ENV_ANY, ENV_LOG],
+        &["  ipg-switch --config /etc/ipg-switch/switch.toml webhook run    # beside daemons with webhook.enabled = false"],
+    ))]
     Run,
     /// Re-send dead-lettered webhook jobs (attempts reset); all, or those matching.
+    #[command(after_help = help(
+        &["  0  the dead letters were read and replayed (the counts are printed)", EXIT_1, EXIT_2],
+        &[ENV_KAFKA, "  (no Redis: the dead letters are read from and sent to the brokers)", ENV_ANY, ENV_LOG],
+        &[DEMO_ENV, "  ipg-switch --config config/demo.toml webhook replay --institution SCH01"],
+    ))]
     Replay {
-        /// Only this institution's jobs.
-        #[arg(long)]
+        /// Only this institution's jobs (its code, e.g. SCH01).
+        #[arg(long, value_name = "CODE")]
         institution: Option<String>,
         /// Only the job with this event id.
         #[arg(long)]
@@ -170,15 +302,34 @@ async fn webhook_command(settings: Settings, cmd: WebhookCommand) -> anyhow::Res
 #[derive(Subcommand)]
 enum BillCommand {
     /// Create a bill from an IPG "Create New Bill" JSON body and print it.
+    #[command(after_help = help(
+        &["  0  the bill was created and journaled; it is printed as JSON",
+          "  1  refused (the reason is on stderr: an invalid field, a VA with an active bill) or failed \
+           (Redis or the brokers unreachable, the journal topic missing: start the daemon once)",
+          EXIT_2],
+        &[ENV_REDIS, ENV_KAFKA, ENV_ANY],
+        &[DEMO_ENV, "  ipg-switch --config config/demo.toml bill create --file demo/bills/infaq-open.json"],
+    ))]
     Create {
+        /// The bill: a JSON file holding the body of IPG's "Create New Bill" request, with
+        /// its institution_code (e.g. demo/bills/infaq-open.json).
         #[arg(long, value_name = "FILE")]
         file: PathBuf,
     },
     /// Revoke a bill by its hash and print it.
+    #[command(after_help = help(
+        &["  0  the bill was revoked and journaled; it is printed as JSON",
+          "  1  no such bill, or failed (Redis or the brokers unreachable; the reason is on stderr)",
+          EXIT_2],
+        &[ENV_REDIS, ENV_KAFKA, ENV_ANY],
+        &[DEMO_ENV, "  ipg-switch --config config/demo.toml bill revoke 3f9c2a7e    # the hash bill create printed"],
+    ))]
     Revoke {
+        /// The bill's hash (8 characters, as printed by bill create and in the bill's JSON).
+        #[arg(value_name = "HASH")]
         hash: String,
-        /// Institution of the bill (default: search every hosted institution).
-        #[arg(long)]
+        /// Institution of the bill (its code; default: search every hosted institution).
+        #[arg(long, value_name = "CODE")]
         institution: Option<String>,
     },
 }
@@ -224,8 +375,8 @@ async fn bill_command(settings: &Settings, cmd: BillCommand) -> anyhow::Result<(
         BillCommand::Create { file } => {
             let raw =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let body: serde_json::Value = serde_json::from_slice(&raw)
-                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let body = ipg_switch::protocol::json::parse(&raw)
+                .with_context(|| format!("{} is not one JSON bill", file.display()))?;
             let code = body
                 .get("institution_code")
                 .and_then(|v| v.as_str())
@@ -446,9 +597,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    if !matches!(cli.command, Command::CheckConfig | Command::Run) {
-        // A person at the CLI sees which systems a command talks to.
-        eprintln!("{}", talks_to(&settings, &cli.command));
+    // A person at the CLI sees which systems a command talks to.
+    if let Some(line) = talks_to(&settings, &cli.command) {
+        eprintln!("{line}");
     }
     let redis_url = settings.redis.url.clone();
     let result = match cli.command {
@@ -525,25 +676,54 @@ fn main() -> ExitCode {
     }
 }
 
-/// The systems `cmd` uses, for a line on stderr: the Redis URL (password hidden) and, for
-/// commands that use Kafka, the brokers.
-fn talks_to(s: &Settings, cmd: &Command) -> String {
-    let redis = ipg_switch::store::redacted(&s.redis.url);
-    match cmd {
-        Command::Webhook { .. }
-        | Command::Restore { .. }
-        | Command::Verify { .. }
-        | Command::Statement { .. }
-        | Command::Reconcile { .. } => format!(
-            "ipg-switch: redis {redis}, kafka {} (set IPG__REDIS__URL / IPG__KAFKA__BOOTSTRAP_SERVERS or --config to change)",
-            s.kafka.bootstrap_servers
+/// The systems `cmd` uses, for a line on stderr: the Redis URL (password hidden) and the
+/// brokers of the commands that use them, and which of the two it does not use. None for
+/// `run` (it logs its connections) and `check-config` (it reaches neither).
+fn talks_to(s: &Settings, cmd: &Command) -> Option<String> {
+    let redis = format!("redis {}", ipg_switch::store::redacted(&s.redis.url));
+    let kafka = format!("kafka {}", s.kafka.bootstrap_servers);
+    Some(match cmd {
+        Command::Run | Command::CheckConfig => return None,
+        // Journal readers: the journal alone, no Redis.
+        Command::Statement { .. }
+        | Command::Reconcile { .. }
+        | Command::Webhook {
+            command: WebhookCommand::Replay { .. },
+        } => format!(
+            "ipg-switch: {kafka}; no Redis (set IPG__KAFKA__BOOTSTRAP_SERVERS or --config to change)"
         ),
-        _ => format!("ipg-switch: redis {redis} (set IPG__REDIS__URL or --config to change)"),
-    }
+        Command::Passive { .. } => format!(
+            "ipg-switch: {redis}; no broker: passive list reads Redis only (set IPG__REDIS__URL or --config to change)"
+        ),
+        Command::Bill { .. }
+        | Command::Webhook { .. }
+        | Command::Restore { .. }
+        | Command::Verify { .. } => format!(
+            "ipg-switch: {redis}, {kafka} (set IPG__REDIS__URL / IPG__KAFKA__BOOTSTRAP_SERVERS or --config to change)"
+        ),
+    })
+}
+
+/// What to do when a topic does not exist yet: the daemon creates the switch's
+/// topics (admin API) when it starts; the CLI never creates them.
+const NO_TOPIC_REMEDY: &str = "the switch's topics are created by the daemon when it starts \
+     (through the admin API): start `ipg-switch run` once with this configuration and brokers; \
+     with the demo, run scripts/run-demo.sh and, in another shell, source .run/demo.env";
+
+/// Whether `e` says that a topic does not exist (the broker has never seen the daemon):
+/// from the journal's writer (`bill create`, `revoke`), its readers (`restore`, `verify`,
+/// `statement`, `reconcile`, whose errors reach here as text) or `webhook replay`.
+fn topic_missing(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        let text = c.to_string();
+        text.contains("topic")
+            && (text.contains("does not exist") || text.contains("Unknown topic or partition"))
+    })
 }
 
 /// An error and its causes, each said once (a Redis error repeats its I/O cause in its own
-/// text), and, when Redis could not be reached, which Redis.
+/// text); when Redis could not be reached, which Redis; when a topic does not exist, what
+/// to do.
 fn explain(e: &anyhow::Error, redis_url: &str) -> String {
     let mut out = String::new();
     for cause in e.chain() {
@@ -571,6 +751,9 @@ fn explain(e: &anyhow::Error, redis_url: &str) -> String {
             "cannot reach Redis at {}: {out}",
             ipg_switch::store::redacted(redis_url)
         );
+    }
+    if topic_missing(e) {
+        out = format!("{out}; {NO_TOPIC_REMEDY}");
     }
     out
 }

@@ -174,3 +174,244 @@ fn configuration_errors_name_the_key() {
         "each cause once: {err}"
     );
 }
+
+/// Runs the binary with only `args` (no configuration, no environment of the test's).
+fn bin(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ipg-switch"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The entries of one section of a help text (`Commands:`, `Arguments:`, `Options:`): each
+/// entry's first line (the command or argument) and its description, empty when it has none.
+/// A description is on the entry's line after two spaces or, in clap's next-line layout, on
+/// the indented lines under it; `[default: ..]` and `[possible values: ..]` are not one.
+fn help_entries(help: &str, section: &str) -> Vec<(String, String)> {
+    let mut entries: Vec<(String, String)> = Vec::new();
+    let mut inside = false;
+    for line in help.lines() {
+        if !line.starts_with(' ') && !line.is_empty() {
+            inside = line == section;
+            continue;
+        }
+        let trimmed = line.trim();
+        if !inside || trimmed.is_empty() {
+            continue;
+        }
+        let starts_entry = if section == "Commands:" {
+            line.starts_with("  ") && !line.starts_with("   ")
+        } else {
+            let b = trimmed.as_bytes();
+            b[0] == b'<'
+                || b[0] == b'['
+                || (b[0] == b'-' && b.len() > 1 && (b[1] == b'-' || b[1].is_ascii_alphanumeric()))
+        };
+        if starts_entry {
+            let (spec, desc) = trimmed.split_once("  ").unwrap_or((trimmed, ""));
+            entries.push((spec.to_owned(), desc.trim().to_owned()));
+        } else if let Some(last) = entries.last_mut() {
+            last.1.push(' ');
+            last.1.push_str(trimmed);
+        }
+    }
+    for (_, desc) in &mut entries {
+        let mut kept = String::new();
+        let mut depth = 0;
+        for ch in desc.chars() {
+            match ch {
+                '[' => depth += 1,
+                ']' if depth > 0 => depth -= 1,
+                _ if depth == 0 => kept.push(ch),
+                _ => {}
+            }
+        }
+        *desc = kept.trim().to_owned();
+    }
+    entries
+}
+
+/// Every command's help (clap's `--help`) says what each of its arguments and subcommands is,
+/// its exit codes, the environment it reads and an example whose command line parses; found
+/// by walking the `Commands:` lists from the root, so a command or an argument added later
+/// without a doc comment or an `after_help` fails here.
+#[test]
+fn every_command_and_argument_is_documented() {
+    let mut todo: Vec<Vec<String>> = vec![vec![]];
+    let mut seen = 0;
+    while let Some(path) = todo.pop() {
+        seen += 1;
+        let name = format!("ipg-switch {}", path.join(" "));
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let out = bin(&args);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let help = String::from_utf8(out.stdout).unwrap();
+
+        for (cmd, desc) in help_entries(&help, "Commands:") {
+            if cmd == "help" {
+                continue;
+            }
+            assert!(
+                !desc.is_empty(),
+                "{name}: subcommand {cmd} has no description:\n{help}"
+            );
+            let mut sub = path.clone();
+            sub.push(cmd);
+            todo.push(sub);
+        }
+        let args = [
+            help_entries(&help, "Arguments:"),
+            help_entries(&help, "Options:"),
+        ]
+        .concat();
+        assert!(
+            args.iter().any(|(a, _)| a.contains("--config")),
+            "{name}:\n{help}"
+        );
+        for (arg, desc) in &args {
+            assert!(
+                !desc.is_empty(),
+                "{name}: {arg} has no description:\n{help}"
+            );
+        }
+
+        let exits = help
+            .split_once("\nExit codes:\n")
+            .unwrap_or_else(|| panic!("{name}: no \"Exit codes:\":\n{help}"))
+            .1;
+        assert!(
+            exits.starts_with("  0  "),
+            "{name}: exit code 0 first:\n{help}"
+        );
+        assert!(exits.contains("\n  2  "), "{name}: exit code 2:\n{help}");
+        assert!(help.contains("\nEnvironment"), "{name}:\n{help}");
+        assert!(help.contains("IPG__SECTION__KEY"), "{name}:\n{help}");
+        if !path.is_empty() && path[0] != "check-config" {
+            // Every command that reaches a system names the variable of each it uses.
+            assert!(
+                help.contains("IPG__REDIS__URL") || help.contains("IPG__KAFKA__BOOTSTRAP_SERVERS"),
+                "{name}:\n{help}"
+            );
+        }
+
+        // The example: its `ipg-switch` lines parse (clap stops at --help only after reading
+        // the arguments before it, so an unknown argument or command fails).
+        let example = help
+            .split_once("\nExample:\n")
+            .unwrap_or_else(|| panic!("{name}: no \"Example:\":\n{help}"))
+            .1;
+        let lines: Vec<&str> = example
+            .lines()
+            .map(|l| l.split('#').next().unwrap().trim())
+            .filter(|l| l.starts_with("ipg-switch "))
+            .collect();
+        assert!(
+            !lines.is_empty(),
+            "{name}: no ipg-switch line in the example:\n{help}"
+        );
+        for line in lines {
+            let mut words: Vec<&str> = line.split_whitespace().skip(1).collect();
+            // The example is of this command (or, for a group, of one of its commands).
+            let mut rest = words.iter().filter(|w| !w.starts_with('-'));
+            if words.first() == Some(&"--config") {
+                rest.next();
+            }
+            assert!(
+                path.iter().all(|p| rest.next() == Some(&p.as_str())),
+                "{name}: example of another command: {line}"
+            );
+            words.push("--help");
+            let out = bin(&words);
+            assert!(
+                out.status.success(),
+                "{name}: example {line}: {}",
+                stderr(&out)
+            );
+        }
+    }
+    // The root, 9 commands, bill's 2, webhook's 2, passive's 1.
+    assert!(seen >= 15, "{seen} commands");
+}
+
+/// `statement` needs one scope, either: the error names both.
+#[test]
+fn statement_without_a_scope_names_both() {
+    let out = bin(&["statement", "--date", "2026-12-06"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--institution") && err.contains("--channel"),
+        "{err}"
+    );
+    let out = bin(&[
+        "statement",
+        "--date",
+        "2026-12-06",
+        "--institution",
+        "A",
+        "--channel",
+        "B",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// Each command names on stderr the systems it uses (Redis, the brokers) and says which it
+/// does not; a journal topic missing (a broker the daemon never started on) says what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_name_their_systems_and_a_missing_topic_its_remedy() {
+    let redis = Redis::start();
+    // A broker without the switch's topics: no daemon has ever started on it.
+    let broker = ipg_switch::kafka::EmbeddedBroker::start(&[], PARTITIONS).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(&dir, &redis.url());
+    let env: &[(&str, &str)] = &[
+        ("TEST_INST_KEY", "k"),
+        ("IPG__KAFKA__BOOTSTRAP_SERVERS", &broker.bootstrap),
+    ];
+    let bill = dir.path().join("bill.json");
+    std::fs::write(&bill, bill_body("7000000002", "close", 1_000).to_string()).unwrap();
+    let uses_both = format!("redis {}, kafka {}", redis.url(), broker.bootstrap);
+
+    let out = ipg(
+        &cfg,
+        env,
+        &["bill", "create", "--file", bill.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains(&uses_both), "{err}");
+    assert!(
+        err.contains("does not exist")
+            && err.contains("ipg-switch run")
+            && err.contains("scripts/run-demo.sh"),
+        "{err}"
+    );
+
+    let out = ipg(&cfg, env, &["bill", "revoke", "nosuchhh"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&uses_both), "{}", stderr(&out));
+
+    // The journal's readers: the same remedy; they name the broker and no Redis.
+    let out = ipg(
+        &cfg,
+        env,
+        &["statement", "--date", "2026-12-06", "--channel", CHANNEL],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("kafka {}; no Redis", broker.bootstrap)),
+        "{err}"
+    );
+    assert!(err.contains("ipg-switch run"), "{err}");
+
+    // passive list reads Redis only, and says so.
+    let out = ipg(&cfg, env, &["passive", "list", "--institution", INST]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("redis {}; no broker", redis.url())),
+        "{err}"
+    );
+}
