@@ -29,6 +29,10 @@ pub enum SwitchError {
     Bill(BillError, Option<serde_json::Value>),
     #[error("reference {0} was already used for another transaction")]
     ReferenceConflict(String),
+    /// A reversal of this reference came first and found no payment (decision 9): the
+    /// bank was told it is reversed, so the payment is never made.
+    #[error("reference {0} was reversed before its payment arrived (the reversal was answered BILLER_PAYMENT_NOT_FOUND): this payment is refused")]
+    ReversedBeforePayment(String),
     #[error("payment not found")]
     PaymentNotFound,
     #[error("payment already reversed")]
@@ -75,6 +79,16 @@ impl SwitchError {
         ))
     }
 
+    /// A payment whose reference `ref_id` is bound already to `earlier`, another
+    /// transaction's binding or a reversal's void one.
+    pub fn reference_taken(ref_id: &str, earlier: &str) -> Self {
+        if crate::domain::Binding::is_void(earlier) {
+            SwitchError::ReversedBeforePayment(ref_id.to_owned())
+        } else {
+            SwitchError::ReferenceConflict(ref_id.to_owned())
+        }
+    }
+
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         SwitchError::InvalidField {
             field: field.into(),
@@ -85,9 +99,9 @@ impl SwitchError {
     pub fn rc(&self) -> Rc {
         match self {
             SwitchError::Authentication(_) => Rc::BillerAuthentication,
-            SwitchError::InvalidField { .. } | SwitchError::ReferenceConflict(_) => {
-                Rc::BillerInvalidTransaction
-            }
+            SwitchError::InvalidField { .. }
+            | SwitchError::ReferenceConflict(_)
+            | SwitchError::ReversedBeforePayment(_) => Rc::BillerInvalidTransaction,
             SwitchError::InvalidVa(_) | SwitchError::UnknownPrefix(_) => Rc::BillerInvalidVaNumber,
             SwitchError::InvalidAmount(_) => Rc::BillerInvalidTransactionAmount,
             SwitchError::BillNotFound => Rc::BillerBillNotFound,

@@ -309,11 +309,11 @@ impl Hosted {
                 )
                 .await?;
             m::stage(m::Stage::Redis).record(started.elapsed().as_secs_f64());
-            if claimed.is_some_and(|c| c != bind) {
+            if let Some(earlier) = claimed.filter(|c| c.as_str() != bind) {
                 if matches!(read, LockRead::Acquired(..)) {
                     self.release(&lock).await;
                 }
-                return Err(SwitchError::ReferenceConflict(p.ref_id.to_owned()));
+                return Err(SwitchError::reference_taken(p.ref_id, &earlier));
             }
             match read {
                 LockRead::Acquired(bill, rec) => break (bill, rec),
@@ -365,8 +365,8 @@ impl Hosted {
                     .claim_read(&inst.code, va.as_str(), p.channel, p.ref_id, bind)
                     .await?;
                 m::stage(m::Stage::Redis).record(t.elapsed().as_secs_f64());
-                if claimed.is_some_and(|c| c != bind) {
-                    return Err(SwitchError::ReferenceConflict(p.ref_id.to_owned()));
+                if let Some(earlier) = claimed.filter(|c| c.as_str() != bind) {
+                    return Err(SwitchError::reference_taken(p.ref_id, &earlier));
                 }
                 if let Some(rec) = rec {
                     return self.replay_payment(inst, rec, va, p.amount).await.map(Some);
@@ -387,14 +387,17 @@ impl Hosted {
             }
             Err(e) => return Err(payment_refused(e, &bill.value, now, va)),
         };
-        let binding = (!fresh).then_some(bind);
+        // The commit binds the reference (a no-op when this attempt bound it just before)
+        // wherever the script can reach the binding's key, that is on one Redis: a reversal
+        // that closed the reference in between (decision 9) is then seen atomically.
+        let binding = (!fresh || !self.store.is_cluster()).then_some(bind);
         let (verdict, recorded) = self
             .commit_payment(inst, va, p, &bill, &next, now, lock, binding)
             .await?;
         match verdict {
             Paid::Done(stored) => Ok(Some(self.committed(inst, p, va, next, stored, recorded))),
             Paid::Replay(rec) => self.replay_payment(inst, rec, va, p.amount).await.map(Some),
-            Paid::RefConflict(_) => Err(SwitchError::ReferenceConflict(p.ref_id.to_owned())),
+            Paid::RefConflict(earlier) => Err(SwitchError::reference_taken(p.ref_id, &earlier)),
             Paid::BalanceRefused(why) => Err(balance_refused(&inst.code, &why)),
             Paid::Stale(current) => {
                 metrics::counter!(m::CAS_CONFLICTS_TOTAL).increment(1);
@@ -568,8 +571,8 @@ impl Hosted {
                     return Ok((outcome, true));
                 }
                 Paid::Replay(r) => rec = Some(r),
-                Paid::RefConflict(_) => {
-                    return Err(SwitchError::ReferenceConflict(p.ref_id.to_owned()))
+                Paid::RefConflict(earlier) => {
+                    return Err(SwitchError::reference_taken(p.ref_id, &earlier))
                 }
                 Paid::BalanceRefused(why) => return Err(balance_refused(&inst.code, &why)),
                 // Someone changed the bill without the lock (a revoke, a new bill on the
@@ -697,7 +700,21 @@ impl Hosted {
         self.locked(&inst.code, va, owner.token(), async {
             for _ in 0..CAS_ATTEMPTS {
                 let rec = self.store.payment(&inst.code, channel, payment_ref).await?;
-                let rec = rec.ok_or(SwitchError::PaymentNotFound)?;
+                let Some(rec) = rec else {
+                    // Under the VA lock: no payment can be committed on this VA meanwhile.
+                    // The reference is closed before the bank hears "not found" (decision 9).
+                    let void = Binding::new(&inst.code, va, amount).void_record();
+                    self.store
+                        .void_reference(
+                            &inst.code,
+                            channel,
+                            payment_ref,
+                            &void,
+                            self.clock.stamp_now(),
+                        )
+                        .await?;
+                    return Err(SwitchError::PaymentNotFound);
+                };
                 let paid = &rec.paid.payment;
                 if paid.va_number != va.as_str() || bill_id.is_some_and(|b| b != paid.bill_hash) {
                     return Err(SwitchError::PaymentNotFound);

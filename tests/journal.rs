@@ -144,6 +144,72 @@ async fn flushall_then_restore_gives_back_every_record_key_by_key() {
         .await
         .unwrap();
 
+    // Issue 22 item 12: every record money or a bill is read from is compared, not only
+    // those an event names. Each tampering alone makes verify fail, naming the key.
+    let tamper: Vec<(Vec<Vec<String>>, Vec<Vec<String>>, String)> = vec![
+        // A balance for an institution that has no ledger.
+        (
+            vec![vec![
+                "SET".into(),
+                "ipg:{NOLEDGER}:balance".into(),
+                "5000000".into(),
+            ]],
+            vec![vec!["DEL".into(), "ipg:{NOLEDGER}:balance".into()]],
+            "ipg:{NOLEDGER}:balance".into(),
+        ),
+        // A VA pointed at another bill of its institution.
+        (
+            vec![vec![
+                "SET".into(),
+                format!("ipg:{{{INST}}}:va:{v1}"),
+                partial.hash.clone(),
+            ]],
+            vec![vec![
+                "SET".into(),
+                format!("ipg:{{{INST}}}:va:{v1}"),
+                close.hash.clone(),
+            ]],
+            format!("ipg:{{{INST}}}:va:{v1}"),
+        ),
+        // A payment gone from its institution's index (lists and statements page it).
+        (
+            vec![vec![
+                "ZREM".into(),
+                format!("ipg:{{{INST}}}:payments"),
+                format!("ipg:{{{INST}}}:pay:{CHANNEL}:REF-1"),
+            ]],
+            vec![],
+            format!("ipg:{{{INST}}}:payments"),
+        ),
+    ];
+    for (break_it, mend, key) in tamper {
+        let before_tamper = snapshot(&url).await;
+        for cmd in &break_it {
+            let _: redis::Value = redis::cmd(&cmd[0])
+                .arg(&cmd[1..])
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+        let out = ipg_bin(&cfg, &["verify"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "verify missed {key}:\n{text}");
+        assert!(text.contains(&key), "verify does not name {key}:\n{text}");
+        if mend.is_empty() {
+            // Put back by restoring (applying is idempotent and fills what is missing).
+            assert!(ipg_bin(&cfg, &["restore", "--force"]).status.success());
+        }
+        for cmd in &mend {
+            let _: redis::Value = redis::cmd(&cmd[0])
+                .arg(&cmd[1..])
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+        assert_eq!(snapshot(&url).await, before_tamper, "{key} mended");
+        assert!(ipg_bin(&cfg, &["verify"]).status.success(), "{key} mended");
+    }
+
     // The restored switch answers repeats as the first time and pays nothing twice.
     let daemon = stack.daemon();
     for (id, kind, body) in [
@@ -445,4 +511,111 @@ async fn a_flushed_redis_is_rebuilt_from_the_journal_before_it_answers() {
     let (ledger, balance) = stack.ledger().await;
     assert_eq!(ledger.len(), 2);
     assert_eq!(balance, 200_000);
+}
+
+/// Issue 22 item 11 (decision 9): a reversal that arrives before its payment and finds
+/// nothing closes the reference, journaled before it is answered; the late original is
+/// refused (hosted: nothing paid; passive: never forwarded), also after FLUSHALL + restore.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reversal_that_overtakes_its_payment_closes_the_reference() {
+    let inst = Institution::start("pas-key").await;
+    let mut stack = Stack::start().await;
+    stack.point_passive(inst.base_url());
+    let journal = collect(&stack.broker.bootstrap, &stack.settings.topics.journal);
+    let daemon = stack.daemon();
+    stack
+        .create_bill(bill_body("5200000001", "close", 150_000))
+        .await;
+    let v = va(PREFIX, "5200000001");
+    let pv = va(PASSIVE_PREFIX, "5200000009");
+    inst.add_bill("5200000009", 75_000);
+
+    for (id, kind, body, rc) in [
+        (
+            "e1",
+            "reversal",
+            reversal(&v, "LATE-1", 150_000),
+            "BILLER_PAYMENT_NOT_FOUND",
+        ),
+        // The same reversal again: the same answer, the reference stays closed.
+        (
+            "e2",
+            "reversal",
+            reversal(&v, "LATE-1", 150_000),
+            "BILLER_PAYMENT_NOT_FOUND",
+        ),
+        (
+            "e3",
+            "payment",
+            payment(&v, "LATE-1", 150_000),
+            "BILLER_INVALID_TRANSACTION",
+        ),
+        (
+            "e4",
+            "reversal",
+            reversal(&pv, "LATE-P", 75_000),
+            "BILLER_PAYMENT_NOT_FOUND",
+        ),
+        (
+            "e5",
+            "payment",
+            payment(&pv, "LATE-P", 75_000),
+            "BILLER_INVALID_TRANSACTION",
+        ),
+        // The bill is still payable under another reference.
+        ("e6", "payment", payment(&v, "ON-TIME", 150_000), "SUCCESS"),
+    ] {
+        stack.send(kind, id, body).await;
+        let a = stack.answer(id).await;
+        assert_eq!(a["rc"], rc, "{id}: {a}");
+        if id == "e3" || id == "e5" {
+            assert!(
+                a["message"].as_str().unwrap().contains("reversed before"),
+                "{id}: {a}"
+            );
+        }
+    }
+    assert!(
+        inst.hits("payment").is_empty(),
+        "the passive institution was never asked to take LATE-P"
+    );
+    let events = journal
+        .wait_for("the void events", 30, |m| {
+            let ids: HashSet<String> = m
+                .iter()
+                .filter_map(|e| e.json()["event_id"].as_str().map(str::to_owned))
+                .collect();
+            (ids.contains(&format!("{INST}:void:{CHANNEL}:LATE-1"))
+                && ids.contains(&format!("PAS01:void:{CHANNEL}:LATE-P")))
+            .then_some(ids)
+        })
+        .await;
+    assert!(events.len() >= 3, "{events:?}");
+    daemon.stop().await;
+
+    // Rebuilt from the journal, the reference is still closed.
+    let url = stack.settings.redis.url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = stack.config_file(&dir);
+    let before = snapshot(&url).await;
+    flushall(&url).await;
+    let out = ipg_bin(&cfg, &["restore"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(snapshot(&url).await, before);
+    let out = ipg_bin(&cfg, &["verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let daemon = stack.daemon();
+    stack
+        .send("payment", "e7", payment(&v, "LATE-1", 150_000))
+        .await;
+    assert_eq!(stack.answer("e7").await["rc"], "BILLER_INVALID_TRANSACTION");
+    daemon.stop().await;
 }

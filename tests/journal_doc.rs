@@ -50,15 +50,58 @@ fn permutations(n: usize) -> Vec<Vec<usize>> {
     out
 }
 
+/// The `reference_voided` example (kept out of the permutations above: it only binds).
+fn void_event() -> Event {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/journal.md")).unwrap();
+    let at = doc
+        .find("<!-- example: void-event -->")
+        .expect("the void example");
+    let start = at + doc[at..].find("```json\n").unwrap() + 8;
+    let end = start + doc[start..].find("```").unwrap();
+    serde_json::from_str(&doc[start..end]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_void_example_replaces_a_binding_that_left_no_payment() {
+    let ev = void_event();
+    assert_eq!(ev.kind, EventType::ReferenceVoided);
+    let redis = Redis::start();
+    let settings = settings_for("127.0.0.1:1", &redis.url(), "");
+    let store = Store::new(&settings.redis).unwrap();
+    let b = ev.binding.as_ref().unwrap();
+    // A payment of that VA bound the reference and was refused (nothing recorded).
+    let payment_binding = b.record.strip_prefix("void|").unwrap();
+    assert_eq!(
+        store
+            .bind(&b.channel, &b.reference, payment_binding)
+            .await
+            .unwrap(),
+        None
+    );
+    store.apply(std::slice::from_ref(&ev)).await.unwrap();
+    store.apply(std::slice::from_ref(&ev)).await.unwrap();
+    assert_eq!(
+        store
+            .bind(&b.channel, &b.reference, payment_binding)
+            .await
+            .unwrap(),
+        Some(b.record.clone()),
+        "the void binding stands"
+    );
+}
+
 #[test]
 fn every_event_type_has_an_example() {
-    let kinds: Vec<EventType> = events().iter().map(|e| e.kind).collect();
+    let mut kinds: Vec<EventType> = events().iter().map(|e| e.kind).collect();
+    kinds.push(void_event().kind);
     for k in [
         EventType::BillCreated,
         EventType::BillUpdated,
         EventType::PaymentCommitted,
         EventType::PaymentReversed,
         EventType::PassiveRecorded,
+        EventType::ReferenceVoided,
     ] {
         assert!(kinds.contains(&k), "no example of {k:?}");
     }

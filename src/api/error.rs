@@ -38,6 +38,7 @@ pub fn status_of(e: &SwitchError, door: Door) -> StatusCode {
         SwitchError::BillNotFound | SwitchError::PaymentNotFound => StatusCode::NOT_FOUND,
         SwitchError::Bill(BillError::Revoked | BillError::Expired(_), _) => StatusCode::GONE,
         SwitchError::ReferenceConflict(_)
+        | SwitchError::ReversedBeforePayment(_)
         | SwitchError::AlreadyReversed(_)
         | SwitchError::Bill(..) => StatusCode::CONFLICT,
         _ => StatusCode::UNPROCESSABLE_ENTITY,

@@ -24,6 +24,9 @@ pub struct QueuedWebhook {
     pub job: String,
 }
 
+/// The prefix of a binding a reversal left ([`Binding::void_record`]).
+const VOID: &str = "void|";
+
 /// What a `(channel, reference)` was first used for: institution, VA and amount (decision
 /// 8: one reference is one transaction; a later use with another VA or amount is refused).
 /// Stored as `<institution>|<va>|<amount>`.
@@ -46,6 +49,23 @@ impl Binding {
     /// The stored form, `<institution>|<va>|<amount>`.
     pub fn to_record(&self) -> String {
         format!("{}|{}|{}", self.institution, self.va_number, self.amount)
+    }
+
+    /// The binding a reversal leaves when it finds no payment under `(channel, reference)`
+    /// (decision 9): `void|<institution>|<va>|<amount>`. It is never a payment's own
+    /// binding, so a payment that comes later with that reference is refused.
+    pub fn void_record(&self) -> String {
+        format!("{VOID}{}", self.to_record())
+    }
+
+    /// Whether a stored binding is a reversal's [`Binding::void_record`].
+    pub fn is_void(record: &str) -> bool {
+        record.starts_with(VOID)
+    }
+
+    /// A stored void binding's institution, VA and amount; `None` for anything else.
+    pub fn parse_void(record: &str) -> Option<Binding> {
+        record.strip_prefix(VOID).and_then(Binding::parse)
     }
 
     /// A stored binding; `None` for anything else.

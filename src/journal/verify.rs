@@ -1,7 +1,13 @@
 //! `ipg-switch verify`: folds the whole journal into the records it says Redis must hold
-//! (each record at its newest version) and compares them with Redis, record by record.
+//! (each record at its newest version) and compares them with Redis, record by record:
+//! every record the switch reads money or a bill from, not only those an event names.
+//! Bills, VA pointers (which bill a VA pays), payments, ledger entries, every balance key
+//! (also of an institution with no ledger: it must not exist), forwarded payments, the
+//! indexes lists and statements page through (an institution's bills, payments and
+//! forwarded payments, a bill's payments), and bindings (one way). A record of any of
+//! these kinds that no event explains is a difference.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Journal, JournalError, Progress, Read};
 use crate::store::journal::{Event, Stage};
@@ -22,6 +28,11 @@ pub struct Expected {
     passive: BTreeMap<String, (u64, String)>,
     /// Reference key → binding.
     bindings: BTreeMap<String, String>,
+    /// VA key → (created ms, hash) of the newest bill on it (as `apply_bill.lua` decides).
+    vas: BTreeMap<String, (i64, String)>,
+    /// Index key (zset) → its members: an institution's bills (hashes), payments and a
+    /// bill's payments (payment keys), forwarded payments (`channel:reference`).
+    indexes: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Expected {
@@ -29,6 +40,14 @@ impl Expected {
     pub fn add(&mut self, ev: &Event) {
         let inst = &ev.institution;
         if let Some(b) = &ev.bill {
+            for va in &b.va_numbers {
+                let newest = (b.created_ms, b.hash.clone());
+                let cur = self.vas.entry(keys::va(inst, va)).or_insert(newest.clone());
+                if newest > *cur {
+                    *cur = newest;
+                }
+            }
+            self.index(keys::bills(inst), &b.hash);
             let key = keys::bill(inst, &b.hash);
             if self.bills.get(&key).is_none_or(|(v, ..)| *v < b.version) {
                 let until = b.valid_until_ms.map(|t| t.to_string()).unwrap_or_default();
@@ -40,6 +59,14 @@ impl Expected {
         }
         if let Some(p) = &ev.payment {
             let key = keys::payment(inst, &p.channel, &p.payment_ref_id);
+            if p.stage == Stage::Paid {
+                self.index(keys::payments(inst), &key);
+                let hash = serde_json::from_str::<serde_json::Value>(p.doc.get())
+                    .ok()
+                    .and_then(|d| d.get("bill_hash")?.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                self.index(keys::bill_payments(inst, &hash), &key);
+            }
             let f = self.payments.entry(key).or_default();
             let names = match p.stage {
                 Stage::Paid => ["doc", "bill", "ts", "lseq"],
@@ -68,16 +95,35 @@ impl Expected {
             }
         }
         if let Some(p) = &ev.passive {
+            if p.score_ms > 0 {
+                self.index(
+                    keys::passive_payments(inst),
+                    &format!("{}:{}", p.channel, p.reference),
+                );
+            }
             let key = keys::passive_payment(inst, &p.channel, &p.reference);
             if self.passive.get(&key).is_none_or(|(r, _)| *r < p.rev) {
                 self.passive.insert(key, (p.rev, p.doc.get().to_owned()));
             }
         }
         if let Some(b) = &ev.binding {
-            self.bindings
-                .entry(keys::reference(&b.channel, &b.reference))
-                .or_insert_with(|| b.record.clone());
+            let key = keys::reference(&b.channel, &b.reference);
+            if crate::domain::Binding::is_void(&b.record) {
+                // A reversal's void binding replaced whatever was there (Store::void_reference).
+                self.bindings.insert(key, b.record.clone());
+            } else {
+                self.bindings.entry(key).or_insert_with(|| b.record.clone());
+            }
         }
+    }
+}
+
+impl Expected {
+    fn index(&mut self, key: String, member: &str) {
+        self.indexes
+            .entry(key)
+            .or_default()
+            .insert(member.to_owned());
     }
 }
 
@@ -320,6 +366,92 @@ pub async fn verify(
         kind: "forwarded payments",
         journal: expected.passive.len() as u64,
         redis: store.count_keys("ipg:{*}:ppay:*").await?,
+        differing,
+    });
+
+    // VA pointers: which bill each VA pays.
+    let mut differing = 0;
+    for (key, (_, hash)) in &expected.vas {
+        let (got,): (Option<String>,) = store
+            .query_raw(redis::pipe().cmd("GET").arg(key).clone())
+            .await?;
+        if got.as_deref() != Some(hash) {
+            differing += 1;
+            diffs.note(
+                key,
+                format!("VA points at {got:?}, the journal says {hash:?}"),
+            );
+        }
+    }
+    counts.push(Count {
+        kind: "VA pointers",
+        journal: expected.vas.len() as u64,
+        redis: store.count_keys("ipg:{*}:va:*").await?,
+        differing,
+    });
+
+    // Balances: every balance key, also of an institution whose journal has no ledger
+    // entry (compared above when it has one).
+    let mut differing = 0;
+    let balance_keys = store.scan_keys("ipg:{*}:balance").await?;
+    for key in &balance_keys {
+        let known = expected.balances.keys().any(|i| keys::balance(i) == *key);
+        if !known {
+            let (got,): (Option<String>,) = store
+                .query_raw(redis::pipe().cmd("GET").arg(key).clone())
+                .await?;
+            differing += 1;
+            diffs.note(
+                key,
+                format!("balance is {got:?}, the journal has no ledger entry"),
+            );
+        }
+    }
+    counts.push(Count {
+        kind: "balances",
+        journal: expected.balances.len() as u64,
+        redis: balance_keys.len() as u64,
+        differing,
+    });
+
+    // Indexes: each exactly the members the journal gives it (a count, then each member).
+    let mut differing = 0;
+    for (key, members) in &expected.indexes {
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZCARD").arg(key);
+        let (card,): (u64,) = store.query_raw(pipe).await?;
+        let mut missing = 0u64;
+        let all: Vec<&String> = members.iter().collect();
+        for chunk in all.chunks(500) {
+            let (scores,): (Vec<Option<String>>,) = store
+                .query_raw(redis::pipe().cmd("ZMSCORE").arg(key).arg(chunk).clone())
+                .await?;
+            missing += scores.iter().filter(|s| s.is_none()).count() as u64;
+        }
+        if missing > 0 || card != members.len() as u64 {
+            differing += 1;
+            diffs.note(
+                key,
+                format!(
+                    "index has {card} member(s), {missing} of the journal's {} missing",
+                    members.len()
+                ),
+            );
+        }
+    }
+    let mut index_keys = 0;
+    for pattern in [
+        "ipg:{*}:bills",
+        "ipg:{*}:payments",
+        "ipg:{*}:billpays:*",
+        "ipg:{*}:ppays",
+    ] {
+        index_keys += store.count_keys(pattern).await?;
+    }
+    counts.push(Count {
+        kind: "indexes",
+        journal: expected.indexes.len() as u64,
+        redis: index_keys,
         differing,
     });
 

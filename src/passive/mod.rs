@@ -297,12 +297,12 @@ impl Passive {
         let f = self.forwarder_of(inst)?;
         let bind = Binding::new(&inst.code, va, amount).to_record();
         let store = &self.inner.store;
-        if store
+        if let Some(earlier) = store
             .bind_reference(p.channel, p.ref_id, &bind)
             .await?
-            .is_some_and(|prev| prev != bind)
+            .filter(|prev| *prev != bind)
         {
-            return Err(SwitchError::ReferenceConflict(p.ref_id.to_owned()));
+            return Err(SwitchError::reference_taken(p.ref_id, &earlier));
         }
         let lock = Lock {
             key: keys::lock(&inst.code, va.as_str()),
@@ -324,7 +324,10 @@ impl Passive {
             )
         };
         let begun = self.begin(&rec, &lock, now.timestamp_millis()).await?;
-        let result = self.pay_begun(begun, f, va, amount, &lock).await;
+        let result = match self.closed_meanwhile(begun, p.ref_id, &bind, &lock).await {
+            Ok(begun) => self.pay_begun(begun, f, va, amount, &lock).await,
+            Err(e) => Err(e),
+        };
         if result.is_err() {
             // Whatever failed after the lock was taken (Redis), the VA is not left locked
             // for the whole TTL: a copy then finds the record and judges it (in doubt if
@@ -332,6 +335,37 @@ impl Passive {
             self.release(&lock).await;
         }
         result
+    }
+
+    /// A payment recorded now, under the VA lock, whose reference a reversal closed after
+    /// this attempt bound it and before it took the lock (decision 9): refused before
+    /// anything reaches the institution, its record saved `refused` (journaled) and the
+    /// lock released with it. Any other `begun` passes on.
+    async fn closed_meanwhile(
+        &self,
+        begun: Begin,
+        ref_id: &str,
+        bind: &str,
+        lock: &Lock,
+    ) -> Result<Begin, SwitchError> {
+        let Begin::New(mut rec) = begun else {
+            return Ok(begun);
+        };
+        let store = &self.inner.store;
+        match store
+            .bind_reference(&rec.channel, ref_id, bind)
+            .await?
+            .filter(|b| Binding::is_void(b))
+        {
+            None => Ok(Begin::New(rec)),
+            Some(void) => {
+                rec.state = PassiveState::Refused;
+                rec.reason = Some("reversed before its payment arrived".into());
+                rec.updated_at = self.inner.clock.stamp_now();
+                store.passive_save(&mut rec, None, Some(lock)).await?;
+                Err(SwitchError::reference_taken(ref_id, &void))
+            }
+        }
     }
 
     /// The payment once the VA is locked and its record read or created.
@@ -501,9 +535,22 @@ impl Passive {
         lock: &Lock,
     ) -> Result<(Outcome, bool), SwitchError> {
         let store = &self.inner.store;
-        let mut rec = store
-            .passive_payment(inst, channel, payment_ref)
-            .await?
+        let Some(rec) = store.passive_payment(inst, channel, payment_ref).await? else {
+            // Under the VA lock: the reference is closed before the bank hears "not found"
+            // (decision 9), so a payment that comes later is refused, never forwarded.
+            let void = Binding::new(inst, va, amount).void_record();
+            store
+                .void_reference(
+                    inst,
+                    channel,
+                    payment_ref,
+                    &void,
+                    self.inner.clock.stamp_now(),
+                )
+                .await?;
+            return Err(SwitchError::PaymentNotFound);
+        };
+        let mut rec = Some(rec)
             .filter(|r| r.va_number == va.as_str())
             .ok_or(SwitchError::PaymentNotFound)?;
         match rec.state {

@@ -131,11 +131,16 @@ impl Store {
                 counted += 1;
             }
             if let Some(b) = &ev.binding {
-                // Its own slot on a cluster: a plain SET NX (the first binding stands).
-                pipe.cmd("SET")
+                // Its own slot on a cluster: a plain SET NX (the first binding stands), but a
+                // reversal's void binding replaces a payment's that left no record, as it
+                // did when it was made (Store::void_reference).
+                let set = pipe
+                    .cmd("SET")
                     .arg(keys::reference(&b.channel, &b.reference))
-                    .arg(&b.record)
-                    .arg("NX");
+                    .arg(&b.record);
+                if !crate::domain::Binding::is_void(&b.record) {
+                    set.arg("NX");
+                }
                 counted += 1;
             }
         }

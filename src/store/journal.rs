@@ -67,6 +67,9 @@ pub enum EventType {
     PaymentReversed,
     /// A forwarded (passive) payment's record changed: new, answered, in doubt, resolved.
     PassiveRecorded,
+    /// A reversal found no payment under its reference and closed it (decision 9): the
+    /// event's `binding` is the void binding a later payment is refused by.
+    ReferenceVoided,
 }
 
 /// One journal event. `event_id` is stable: the same change journaled again carries the
@@ -316,6 +319,27 @@ impl Event {
     }
 
     /// The event of a forwarded payment's record at revision `rev`.
+    /// A reversal that found no payment closed `(channel, reference)` with the void binding
+    /// `record` ([`Binding::void_record`]) at `time`. Its id is stable: the same reference
+    /// closed again is the same event.
+    pub fn voided(inst: &str, channel: &str, reference: &str, record: &str, time: String) -> Event {
+        Event {
+            event_id: format!("{inst}:void:{channel}:{reference}"),
+            kind: EventType::ReferenceVoided,
+            institution: inst.to_owned(),
+            time,
+            bill: None,
+            payment: None,
+            ledger: None,
+            binding: Some(BindingAfter {
+                channel: channel.to_owned(),
+                reference: reference.to_owned(),
+                record: record.to_owned(),
+            }),
+            passive: None,
+        }
+    }
+
     pub fn passive(rec: &PassivePayment, rev: u64, score_ms: i64, due_ms: Option<i64>) -> Event {
         let inst = &rec.institution;
         let binding = VaNumber::parse(&rec.va_number).ok().map(|va| BindingAfter {
@@ -370,6 +394,52 @@ impl Store {
     ///
     /// # Errors
     /// `StoreError::Journal` when the sink could not make it durable.
+    /// Closes `(channel, reference)` for a reversal of `inst` that found no payment there,
+    /// and journals it before the bank is answered (decision 9). `void` is
+    /// [`Binding::void_record`] of the reversal's VA and amount. The caller holds the VA
+    /// lock, so no payment of this VA commits meanwhile. A binding of a payment of this
+    /// institution and VA that left no record (refused, or not yet committed) is replaced;
+    /// an earlier void stands; a binding of another VA's payment is left alone (that
+    /// reference is spent anyway). Closing it again journals the same event again.
+    ///
+    /// # Errors
+    /// Redis unreachable, the journal append failed.
+    pub async fn void_reference(
+        &self,
+        inst: &str,
+        channel: &str,
+        reference: &str,
+        void: &str,
+        time: String,
+    ) -> Result<(), StoreError> {
+        let stands = match self.bind(channel, reference, void).await? {
+            None => void.to_owned(),
+            Some(earlier) if Binding::is_void(&earlier) => earlier,
+            Some(earlier) => {
+                let ours = match (Binding::parse(&earlier), Binding::parse_void(void)) {
+                    (Some(b), Some(v)) => {
+                        b.institution == v.institution && b.va_number == v.va_number
+                    }
+                    _ => false,
+                };
+                if !ours {
+                    return Ok(());
+                }
+                let _: () = self
+                    .plain(
+                        redis::cmd("SET")
+                            .arg(keys::reference(channel, reference))
+                            .arg(void)
+                            .clone(),
+                    )
+                    .await?;
+                void.to_owned()
+            }
+        };
+        self.append(&Event::voided(inst, channel, reference, &stands, time))
+            .await
+    }
+
     pub async fn append(&self, event: &Event) -> Result<(), StoreError> {
         let Some(sink) = &self.journal.sink else {
             return Ok(());
