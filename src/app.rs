@@ -304,14 +304,15 @@ async fn serve_ops(
         store,
         assigned,
     });
-    tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "metrics endpoint stopped");
-        }
-    });
+    // Scraped by Prometheus and probed by orchestrators: few connections, short heads.
+    let limits = crate::http_server::Limits {
+        header_read_timeout: Duration::from_secs(10),
+        max_connections: 64,
+        shutdown_grace: Duration::from_secs(5),
+    };
+    tokio::spawn(crate::http_server::serve(
+        "ops", listener, app, limits, stop,
+    ));
     Ok(())
 }
 

@@ -25,6 +25,7 @@
 //! - [`kafka`]: clients, topics, the embedded broker, offsets, the publisher
 //!   (`[kafka]`, `[topics]`).
 //! - [`http_client`]: the outgoing HTTP client.
+//! - [`http_server`]: the incoming HTTP/1.1 server, every connection's life bounded.
 //! - [`secure`]: TLS and SASL settings of Kafka and Redis.
 //!
 //! L3 rules:
@@ -71,6 +72,7 @@ pub mod domain;
 pub mod error;
 pub mod hosted;
 pub mod http_client;
+pub mod http_server;
 pub mod journal;
 pub mod kafka;
 pub mod lock;

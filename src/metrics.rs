@@ -34,6 +34,8 @@ pub const WEBHOOK_DELIVERY_SECONDS: &str = "ipg_webhook_delivery_seconds";
 pub const WEBHOOK_ATTEMPT_SECONDS: &str = "ipg_webhook_attempt_duration_seconds";
 pub const HTTP_REQUESTS_TOTAL: &str = "ipg_http_requests_total";
 pub const HTTP_SECONDS: &str = "ipg_http_request_duration_seconds";
+pub const HTTP_CONNECTIONS: &str = "ipg_http_connections";
+pub const HTTP_CONNECTIONS_REFUSED_TOTAL: &str = "ipg_http_connections_refused_total";
 pub const PASSIVE_REQUESTS_TOTAL: &str = "ipg_passive_requests_total";
 pub const PASSIVE_REQUEST_SECONDS: &str = "ipg_passive_request_duration_seconds";
 pub const PASSIVE_BREAKER_OPEN: &str = "ipg_passive_breaker_open";
@@ -236,6 +238,14 @@ pub const ALL: &[(&str, &str)] = &[
     (
         HTTP_SECONDS,
         "Time to answer an HTTP API request, by route.",
+    ),
+    (
+        HTTP_CONNECTIONS,
+        "HTTP connections open, by server (api, ops).",
+    ),
+    (
+        HTTP_CONNECTIONS_REFUSED_TOTAL,
+        "HTTP connections closed at once because the server's max_connections were open, by server.",
     ),
     (
         PASSIVE_REQUESTS_TOTAL,

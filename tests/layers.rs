@@ -18,7 +18,7 @@ fn layer(module: &str) -> u8 {
     match top {
         "domain" | "clock" | "signature" | "metrics" | "config" => 0,
         "protocol" => 1,
-        "store" | "kafka" | "http_client" | "secure" => 2,
+        "store" | "kafka" | "http_client" | "http_server" | "secure" => 2,
         "error" | "routing" | "lock" | "hosted" | "passive" | "switch" | "statement" => 3,
         "pipeline" | "api" | "webhook" | "ops" | "journal" => 4,
         "settings" | "app" | "lib" | "main" => 5,

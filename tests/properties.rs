@@ -189,12 +189,13 @@ fn valid_envelope() -> impl Strategy<Value = Value> {
             s[..end].to_owned()
         }))
     };
-    let inquiry = ("[0-9]{16}", new_reference(), opt_text(), datetime()).prop_map(|(va, r, t, d)| {
-        (
-            "inquiry",
-            json!({"va_number": va, "ref_id": r, "terminal_id": t, "transaction_date": d}),
-        )
-    });
+    let inquiry =
+        ("[0-9]{16}", new_reference(), opt_text(), datetime()).prop_map(|(va, r, t, d)| {
+            (
+                "inquiry",
+                json!({"va_number": va, "ref_id": r, "terminal_id": t, "transaction_date": d}),
+            )
+        });
     let payment = (
         "[0-9]{16}",
         new_reference(),

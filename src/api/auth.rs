@@ -59,7 +59,7 @@ fn auth_error(why: &str) -> SwitchError {
 pub async fn token(State(st): State<ApiState>, req: Request) -> Response {
     let clock = *st.clock();
     let (parts, body) = req.into_parts();
-    let bytes = match read_body(body, &parts.headers, st.settings.max_body_bytes, &clock).await {
+    let bytes = match read_body(body, &parts.headers, &st.settings, &clock).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -157,7 +157,7 @@ async fn caller_of(
 pub async fn gateway(State(st): State<ApiState>, req: Request, next: Next) -> Response {
     let clock = *st.clock();
     let (mut parts, body) = req.into_parts();
-    let bytes = match read_body(body, &parts.headers, st.settings.max_body_bytes, &clock).await {
+    let bytes = match read_body(body, &parts.headers, &st.settings, &clock).await {
         Ok(b) => b,
         Err(r) => return r,
     };

@@ -41,7 +41,7 @@ async fn serve(State(st): State<ApiState>, kind: RequestType, req: Request) -> R
     let request_id = header(X_REQUEST_ID)
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let mut resp = match read_body(body, &parts.headers, st.settings.max_body_bytes, &clock).await {
+    let mut resp = match read_body(body, &parts.headers, &st.settings, &clock).await {
         Err(r) => r,
         Ok(bytes) => {
             let mut institution = None;

@@ -16,6 +16,27 @@ pub struct ApiSettings {
     pub token_ttl: std::time::Duration,
     /// Enables Fake/Mock Payment & Reversal: moves no real money, so never in production.
     pub sandbox: bool,
+    /// Longest wait for a request head, also between requests on a kept-alive connection.
+    #[serde(
+        rename = "header_read_timeout_ms",
+        deserialize_with = "crate::config::millis"
+    )]
+    pub header_read_timeout: std::time::Duration,
+    /// Longest wait for a request body once its head arrived (408 after it).
+    #[serde(
+        rename = "body_read_timeout_ms",
+        deserialize_with = "crate::config::millis"
+    )]
+    pub body_read_timeout: std::time::Duration,
+    /// Connections open at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// At shutdown, how long requests in flight may finish before the connections left
+    /// are dropped.
+    #[serde(
+        rename = "shutdown_grace_ms",
+        deserialize_with = "crate::config::millis"
+    )]
+    pub shutdown_grace: std::time::Duration,
 }
 
 fn bad(key: &str, why: impl std::fmt::Display) -> SettingsError {
@@ -25,6 +46,15 @@ fn bad(key: &str, why: impl std::fmt::Display) -> SettingsError {
 impl ApiSettings {
     pub fn enabled(&self) -> bool {
         !self.listen.is_empty()
+    }
+
+    /// The bounds of the API's connections.
+    pub fn limits(&self) -> crate::http_server::Limits {
+        crate::http_server::Limits {
+            header_read_timeout: self.header_read_timeout,
+            max_connections: self.max_connections,
+            shutdown_grace: self.shutdown_grace,
+        }
     }
 
     /// # Errors
@@ -38,6 +68,18 @@ impl ApiSettings {
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
             return Err(bad("max_body_bytes", "must be between 1024 and 16777216"));
+        }
+        for (key, d) in [
+            ("header_read_timeout_ms", self.header_read_timeout),
+            ("body_read_timeout_ms", self.body_read_timeout),
+            ("shutdown_grace_ms", self.shutdown_grace),
+        ] {
+            if !(100..=600_000).contains(&d.as_millis()) {
+                return Err(bad(key, "must be between 100 and 600000"));
+            }
+        }
+        if !(1..=65_536).contains(&self.max_connections) {
+            return Err(bad("max_connections", "must be between 1 and 65536"));
         }
         // A token that outlives a day defeats rotating secrets as a way to revoke it.
         if !(1..=86_400).contains(&self.token_ttl.as_secs()) {

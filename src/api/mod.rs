@@ -113,16 +113,18 @@ impl ApiState {
     }
 }
 
-/// Reads a body up to `limit` bytes; larger ones are refused without reading them in full.
+/// Reads a body up to `api.max_body_bytes`, within `api.body_read_timeout_ms`; larger ones
+/// are refused without reading them in full, slower ones when the time is up.
 ///
 /// # Errors
-/// The 413 answer.
+/// The 413 answer; the 408 answer.
 pub async fn read_body(
     body: Body,
     headers: &axum::http::HeaderMap,
-    limit: usize,
+    settings: &ApiSettings,
     clock: &Clock,
 ) -> Result<Bytes, Response> {
+    let limit = settings.max_body_bytes;
     let too_large = || {
         error::refuse_with(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -138,9 +140,25 @@ pub async fn read_body(
         return Err(too_large());
     }
     // The only other failure is a client that went away; it will not read the answer.
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large())
+    match tokio::time::timeout(
+        settings.body_read_timeout,
+        axum::body::to_bytes(body, limit),
+    )
+    .await
+    {
+        Ok(read) => read.map_err(|_| too_large()),
+        Err(_) => Err(error::refuse_with(
+            StatusCode::REQUEST_TIMEOUT,
+            &SwitchError::invalid(
+                "body",
+                format!(
+                    "did not arrive within {} ms",
+                    settings.body_read_timeout.as_millis()
+                ),
+            ),
+            clock,
+        )),
+    }
 }
 
 /// The one value of header `name`, if sent. A header the switch decides by (`Signature`,
@@ -270,15 +288,11 @@ pub async fn start(inner: Inner) -> Result<Option<JoinHandle<()>>, StartError> {
     }
     tracing::info!(%addr, "HTTP API listening");
     let stop = state.shutdown.clone();
+    let limits = state.settings.limits();
     let app = router(state);
-    Ok(Some(tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP API stopped");
-        }
-    })))
+    Ok(Some(tokio::spawn(crate::http_server::serve(
+        "api", listener, app, limits, stop,
+    ))))
 }
 
 /// `State` extractor alias, for brevity in handlers.
