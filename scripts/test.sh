@@ -32,6 +32,15 @@ scripts/validate-deploy.sh
 
 cargo test --locked "$@"
 
+# scripts/run-demo.sh keeps its promises (issue 22): every port checked before the build, a
+# child that dies stops it, `ready` only once the daemon's /readyz answers 200, SIGTERM stops
+# everything. On the debug binaries, in .run/check-demo; under a minute.
+if [ "$#" -eq 0 ]; then
+  cargo build --locked --quiet --bin ipg-switch --example passive_institution \
+    --example webhook_receiver
+  scripts/check-demo.sh
+fi
+
 # The same suites on a Redis Cluster (3 masters + 3 replicas per test, from the redis-server
 # above; redis-cli comes with it): hosted rules, concurrency, the optimistic payment,
 # passive, webhooks, scale-out. Tests run in parallel: the harness never hands one port out
