@@ -21,6 +21,7 @@ pub const PAID_RUPIAH_TOTAL: &str = "ipg_paid_rupiah_total";
 pub const INFLIGHT_MESSAGES: &str = "ipg_inflight_messages";
 pub const ASSIGNED_PARTITIONS: &str = "ipg_assigned_partitions";
 pub const REDIS_UP: &str = "ipg_redis_up";
+pub const REDIS_PIPELINE_FALLBACKS_TOTAL: &str = "ipg_redis_pipeline_fallbacks_total";
 pub const REDIS_DURABILITY_RISK: &str = "ipg_redis_durability_risk";
 pub const RATE_LIMITED_TOTAL: &str = "ipg_rate_limited_total";
 pub const CONSUMER_LAG: &str = "ipg_consumer_lag_messages";
@@ -195,6 +196,10 @@ pub const ALL: &[(&str, &str)] = &[
     (
         REDIS_UP,
         "1 when the last Redis call succeeded, 0 while Redis is unreachable.",
+    ),
+    (
+        REDIS_PIPELINE_FALLBACKS_TOTAL,
+        "Redis Cluster: pipelines of one slot sent again command by command after a redirect the client cannot follow for a pipeline (the slot migrating).",
     ),
     (
         REDIS_DURABILITY_RISK,

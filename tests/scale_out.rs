@@ -405,3 +405,97 @@ async fn one_of_three_instances_killed_under_payments_loses_and_doubles_nothing(
         stall.as_secs_f64(),
     );
 }
+
+/// Moves `slot` from the master on `from` to the one on `to` as `redis-cli --cluster
+/// reshard` does (IMPORTING/MIGRATING, MIGRATE in small batches, SETSLOT NODE on every
+/// master), slowly, so that requests meet both ASK (a key already moved) and MOVED (after
+/// the slot changed owner) while it runs. Returns how many keys it moved.
+async fn migrate_slot(masters: &[u16], slot: u16, from: u16, to: u16) -> usize {
+    let id = |p: u16| redis_cli(p, &["CLUSTER", "MYID"]).trim().to_owned();
+    let (from_id, to_id) = (id(from), id(to));
+    let s = slot.to_string();
+    assert_eq!(
+        redis_cli(to, &["CLUSTER", "SETSLOT", &s, "IMPORTING", &from_id]).trim(),
+        "OK"
+    );
+    assert_eq!(
+        redis_cli(from, &["CLUSTER", "SETSLOT", &s, "MIGRATING", &to_id]).trim(),
+        "OK"
+    );
+    let mut moved = 0;
+    loop {
+        let keys: Vec<String> = redis_cli(from, &["CLUSTER", "GETKEYSINSLOT", &s, "10"])
+            .lines()
+            .map(str::to_owned)
+            .filter(|k| !k.is_empty())
+            .collect();
+        if keys.is_empty() {
+            break;
+        }
+        let port = to.to_string();
+        let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+        args.extend(keys.iter().map(String::as_str));
+        let out = redis_cli(from, &args);
+        assert!(
+            out.trim() == "OK" || out.trim() == "NOKEY",
+            "MIGRATE: {out}"
+        );
+        moved += keys.len();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for &m in masters {
+        redis_cli(m, &["CLUSTER", "SETSLOT", &s, "NODE", &to_id]);
+    }
+    moved
+}
+
+/// Issue 22: a Redis Cluster slot migration under load (the slot of an institution moved
+/// to another master while its payments flow) loses and doubles nothing: the cluster
+/// client follows `ASK` and `MOVED` (and `TRYAGAIN` of a script whose keys are split
+/// mid-migration) within its own retries; what it cannot follow the switch retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_migrated_under_payments_loses_and_doubles_nothing() {
+    const BILLS: usize = 60;
+    if std::env::var("IPG_TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "ipg_switch=info,redis=warn",
+            ))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+    let redis = Redis::cluster(3, 0);
+    let stack = Stack::start_on(redis, "").await;
+    let (vas, sent) = bills_and_payments(&stack, INST, PREFIX, BILLS, "m").await;
+    let vas: Vec<(String, String)> = vas.into_iter().map(|v| (INST.to_owned(), v)).collect();
+    let key = format!("ipg:{{{INST}}}:x");
+    let masters = stack.redis.live_ports();
+    let slot: u16 = redis_cli(masters[0], &["CLUSTER", "KEYSLOT", &key])
+        .trim()
+        .parse()
+        .unwrap();
+    let from = stack.redis.master_of(&key);
+    let to = *masters.iter().find(|&&p| p != from).unwrap();
+    let retries0 = metric("ipg_retries_total");
+
+    let daemon = stack.daemon();
+    let total = sent.len();
+    let half = total / 2;
+    send_all(&stack, &sent[..half]).await;
+    wait_answered(&stack, half / 2, Duration::from_secs(120)).await;
+    // The rest while the slot moves: requests meet ASK (keys moved already), TRYAGAIN
+    // (a script's keys on both sides) and, after the move, MOVED.
+    let (_, moved) = tokio::join!(
+        send_all(&stack, &sent[half..]),
+        migrate_slot(&masters, slot, from, to)
+    );
+    wait_answered(&stack, total, Duration::from_secs(180)).await;
+    assert_eq!(stack.redis.master_of(&key), to, "the slot moved");
+    daemon.stop().await;
+    nothing_lost_nor_doubled(&stack, &sent, &vas).await;
+    eprintln!(
+        "slot {slot} of {INST} moved :{from} -> :{to} ({moved} keys) under {total} payments; \
+         requests the switch retried itself: {}",
+        metric("ipg_retries_total") - retries0
+    );
+}

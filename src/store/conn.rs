@@ -5,8 +5,10 @@
 //! On a cluster every request script touches one slot (the keys of one institution carry
 //! the hash tag `{<institution>}`; a reference binding is a key of its own slot), so the
 //! client routes it by its first key. `MOVED`/`ASK` redirections and a failover (a replica
-//! promoted) are followed by redis-rs's cluster client; what still fails after its retries
-//! is a [`redis::RedisError`] the caller retries: never an answer from a guess.
+//! promoted) are followed by redis-rs's cluster client (an `ASK` of a whole pipeline is
+//! not, so such a pipeline is sent again command by command: [`Conn::one_slot_pipeline`]);
+//! what still fails after its retries (a script refused `TRYAGAIN` while its slot
+//! migrates) is a [`redis::RedisError`] the caller retries: never an answer from a guess.
 //!
 //! Scripts are loaded on the masters only, so a replica promoted by a failover answers
 //! `NOSCRIPT` and the store re-applies the journal before it runs anything there (the
@@ -257,6 +259,33 @@ impl Conn {
         }
     }
 
+    /// A pipeline of one slot. While that slot migrates to another master, redis-rs follows
+    /// an `ASK` for a whole pipeline by sending `ASKING` once and then every command, so all
+    /// but the first are refused by the importing node (`MOVED` back) and the pipeline
+    /// fails after its retries. Then (and only for such cluster errors) its commands are
+    /// sent again one by one, in order: redis-rs follows `ASK`, `MOVED` and `TRYAGAIN` for
+    /// a single command correctly. A pipeline was never atomic, and every pipeline of the
+    /// store may run again (the switch retries a whole request on any error), so a command
+    /// that had run before the failure running once more changes nothing.
+    async fn one_slot_pipeline(
+        mut c: ClusterConnection,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisResult<Vec<Value>> {
+        match c.req_packed_commands(pipeline, offset, count).await {
+            Err(e) if offset == 0 && e.is_cluster_error() => {
+                metrics::counter!(crate::metrics::REDIS_PIPELINE_FALLBACKS_TOTAL).increment(1);
+                let mut out = Vec::with_capacity(count);
+                for cmd in pipeline.cmd_iter() {
+                    out.push(c.req_packed_command(cmd).await?);
+                }
+                Ok(out)
+            }
+            r => r,
+        }
+    }
+
     /// Pipelines of a cluster whose commands are in several slots: one pipeline per slot
     /// (a keyless command goes with the next command that has a key), concurrently.
     async fn split_pipeline(
@@ -270,8 +299,11 @@ impl Conn {
             for &i in idx {
                 p.add_command(cmds[i].clone());
             }
-            let mut c = c.clone();
-            async move { p.query_async::<Vec<Value>>(&mut c).await }
+            let c = c.clone();
+            async move {
+                let n = idx.len();
+                Conn::one_slot_pipeline(c, &p, 0, n).await
+            }
         });
         let replies = futures::future::try_join_all(sends).await?;
         let mut out = vec![Value::Nil; cmds.len()];
@@ -428,10 +460,11 @@ impl ConnectionLike for Conn {
                         Some(groups) if offset == 0 => {
                             Conn::split_pipeline(conn, &pipeline, groups).await
                         }
-                        _ => {
+                        Some(_) => {
                             let mut conn = conn;
                             conn.req_packed_commands(&pipeline, offset, count).await
                         }
+                        None => Conn::one_slot_pipeline(conn, &pipeline, offset, count).await,
                     }
                 };
                 Box::pin(c.clone().run(run))
