@@ -81,7 +81,10 @@ async fn slow_clients_are_closed_capped_and_never_hold_the_shutdown() {
     let _ = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut answer)).await;
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains("\"rc\":\"BILLER_INVALID_TRANSACTION\""), "{answer}");
+    assert!(
+        answer.contains("\"rc\":\"BILLER_INVALID_TRANSACTION\""),
+        "{answer}"
+    );
 
     // The slots are free again: a client that behaves is served.
     let r = reqwest::get(format!("{base}/openapi.json")).await.unwrap();
