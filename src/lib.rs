@@ -50,8 +50,8 @@
 //!
 //! L5 composition:
 //! - [`settings`]: the whole configuration, composed from each owner's section.
-//! - [`app`]: the daemon built once ([`App::build`]) and run ([`App::run`]); this file's
-//!   [`build_switch`] builds the switch alone (CLI, tests).
+//! - [`app`]: the daemon built once ([`App::build`]) and run ([`App::run`]); `app::build`
+//!   builds the switch alone ([`build_switch`]: CLI, tests, benches).
 //!
 //! [`run`] starts the whole daemon and returns when `shutdown` resolves and the work in
 //! flight has drained, so tests run it in-process.
@@ -91,112 +91,8 @@ pub mod switch;
 pub mod webhook;
 
 use std::future::Future;
-use std::sync::Arc;
 
-use crate::clock::Clock;
-use crate::hosted::Hosted;
-use crate::settings::Settings;
-use crate::store::{Store, StoreError};
-use crate::switch::Switch;
-
-/// Why the switch could not be assembled from settings.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("HTTP client for passive institutions: {0}")]
-    Http(#[from] reqwest::Error),
-    /// Every change is journaled before it is answered, so changing anything needs the
-    /// broker; the embedded one lives inside a running daemon.
-    #[error("kafka.bootstrap_servers is \"embedded\": this command journals what it changes and needs the running daemon's broker (with the demo: source .run/demo.env)")]
-    NoBroker,
-}
-
-/// How the switch journals: through the daemon's producer (`publisher`, stopped by
-/// `shutdown`), reading the journal back at `bootstrap`.
-pub struct Journaling {
-    pub publisher: kafka::publish::Publisher,
-    pub bootstrap: String,
-    pub shutdown: tokio_util::sync::CancellationToken,
-}
-
-/// The switch (routing, hosted bill rules, passive forwarding) over a Redis store, as
-/// settings describe it, journaling through a producer of its own made at the first change
-/// (the CLI, tests).
-///
-/// # Errors
-/// An invalid Redis URL, an HTTP client that cannot be built, the embedded broker
-/// (`NoBroker`: nothing outside the daemon can reach it).
-pub fn build_switch(settings: &Settings) -> Result<Switch, BuildError> {
-    if settings.kafka.is_embedded() {
-        return Err(BuildError::NoBroker);
-    }
-    let bootstrap = &settings.kafka.bootstrap_servers;
-    let sink = kafka::journal::KafkaJournal::lazy(
-        bootstrap,
-        &settings.kafka,
-        settings.pipeline.retry_initial,
-        settings.pipeline.retry_max,
-        settings.topics.journal.clone(),
-    );
-    let store = Store::new(&settings.redis)?
-        .with_journal(Arc::new(sink), Arc::new(settings.journal(bootstrap)));
-    assemble(settings, store, None)
-}
-
-/// The daemon's switch: [`build_switch`] journaling through the daemon's producer, with
-/// the passive resolver's steps published on `audit`.
-///
-/// # Errors
-/// An invalid Redis URL, an HTTP client that cannot be built.
-pub fn build_switch_with(
-    settings: &Settings,
-    audit: Option<passive::Audit>,
-    journaling: Journaling,
-) -> Result<Switch, BuildError> {
-    let sink = kafka::journal::KafkaJournal::new(
-        journaling.publisher,
-        settings.topics.journal.clone(),
-        journaling.shutdown,
-    );
-    let store = Store::new(&settings.redis)?.with_journal(
-        Arc::new(sink),
-        Arc::new(settings.journal(&journaling.bootstrap)),
-    );
-    assemble(settings, store, audit)
-}
-
-fn assemble(
-    settings: &Settings,
-    store: Store,
-    audit: Option<passive::Audit>,
-) -> Result<Switch, BuildError> {
-    let bills = hosted::BillCache::new(settings.switch.bill_cache);
-    let clock = Clock::new(settings.switch.offset);
-    Ok(Switch {
-        routing: Arc::new(settings.routing()),
-        passive: passive::Passive::new(
-            &settings.passive,
-            &settings.institutions,
-            lock::LockTimes {
-                ttl: settings.switch.lock_ttl,
-                wait: settings.switch.lock_wait,
-            },
-            store.clone(),
-            clock,
-            audit,
-        )?,
-        hosted: Hosted {
-            store,
-            clock,
-            lock_ttl: settings.switch.lock_ttl,
-            lock_wait: settings.switch.lock_wait,
-            bills,
-        },
-        clock,
-    })
-}
-
+pub use app::build::{build_switch, build_switch_with, BuildError, Journaling};
 pub use app::{App, RunError};
 
 /// Runs the daemon until `shutdown` resolves, then drains in-flight work, commits offsets
@@ -206,7 +102,7 @@ pub use app::{App, RunError};
 /// Start-up failures (see [`RunError`]). Once running, failures of Redis or Kafka are
 /// retried, not returned.
 pub async fn run(
-    settings: Settings,
+    settings: settings::Settings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     App::build(settings).await?.run(shutdown).await

@@ -94,9 +94,10 @@ fn edges() -> BTreeSet<(String, String)> {
     for (m, src) in &files {
         // Tests inside a module may reach anywhere.
         let src = src.split("#[cfg(test)]").next().unwrap_or(src);
+        // A `crate::` path that names no module names an item of the crate root (lib.rs).
         let mut targets: Vec<String> = crate_paths(src)
             .iter()
-            .filter_map(|p| resolve(p, &known))
+            .map(|p| resolve(p, &known).unwrap_or_else(|| "lib".to_owned()))
             .collect();
         let parent = m.rsplit_once("::").map_or("", |(p, _)| p);
         for (i, _) in src.match_indices("super::") {
@@ -150,6 +151,57 @@ fn no_module_imports_a_higher_layer() {
     assert!(
         gone.is_empty(),
         "back-edges removed: drop them from KNOWN_BACK_EDGES in tests/layers.rs: {gone:#?}"
+    );
+}
+
+/// Imports between peers of one layer that make a cycle (a imports b, b imports a, at the
+/// granularity of top-level modules): none may be added, and a removed one must leave this
+/// list. (Issue 23 found lib <-> app and routing <-> passive; both gone.)
+const KNOWN_PEER_CYCLES: &[(&str, &str)] = &[];
+
+/// Top-level modules of one layer that reach each other through imports within that layer.
+#[test]
+fn no_peers_of_one_layer_import_each_other_in_a_cycle() {
+    let top = |m: &str| m.split("::").next().unwrap_or(m).to_owned();
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (from, to) in edges() {
+        let (a, b) = (top(&from), top(&to));
+        if a != b && layer(&a) == layer(&b) {
+            graph.entry(a).or_default().insert(b);
+        }
+    }
+    // a -> b is in a cycle when b reaches a again.
+    let reaches = |start: &str, goal: &str| {
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![start.to_owned()];
+        while let Some(n) = stack.pop() {
+            if n == goal {
+                return true;
+            }
+            if seen.insert(n.clone()) {
+                stack.extend(graph.get(&n).into_iter().flatten().cloned());
+            }
+        }
+        false
+    };
+    let cyclic: BTreeSet<(String, String)> = graph
+        .iter()
+        .flat_map(|(a, bs)| bs.iter().map(move |b| (a.clone(), b.clone())))
+        .filter(|(a, b)| reaches(b, a))
+        .collect();
+    let known: BTreeSet<(String, String)> = KNOWN_PEER_CYCLES
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect();
+    let new: Vec<_> = cyclic.difference(&known).collect();
+    let gone: Vec<_> = known.difference(&cyclic).collect();
+    assert!(
+        new.is_empty(),
+        "imports between peers of one layer that make a cycle (see tests/layers.rs): {new:#?}"
+    );
+    assert!(
+        gone.is_empty(),
+        "peer cycles removed: drop them from KNOWN_PEER_CYCLES in tests/layers.rs: {gone:#?}"
     );
 }
 

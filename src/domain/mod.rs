@@ -25,3 +25,17 @@ pub enum InstitutionMode {
     Hosted,
     Passive,
 }
+
+/// What the switch requires of the `Signature` header on an institution's answers. IPG's
+/// Passive Client API does not say that answers are signed, so the default accepts an
+/// unsigned answer but never a wrongly signed one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseSignature {
+    /// Every answer must carry a valid signature.
+    Required,
+    /// A signature, when present, must be valid.
+    IfPresent,
+    /// Answers are not checked.
+    Off,
+}

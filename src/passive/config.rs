@@ -7,20 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::SettingsError;
-
-/// What the switch requires of the `Signature` header on an institution's answers. IPG's
-/// Passive Client API does not say that answers are signed, so the default accepts an
-/// unsigned answer but never a wrongly signed one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ResponseSignature {
-    /// Every answer must carry a valid signature.
-    Required,
-    /// A signature, when present, must be valid.
-    IfPresent,
-    /// Answers are not checked.
-    Off,
-}
+pub use crate::domain::ResponseSignature;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

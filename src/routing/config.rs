@@ -58,7 +58,7 @@ pub struct InstitutionSettings {
     pub max_concurrency: Option<usize>,
     /// Passive only: overrides `passive.response_signature` for this institution.
     #[serde(default)]
-    pub response_signature: Option<crate::passive::ResponseSignature>,
+    pub response_signature: Option<crate::domain::ResponseSignature>,
     /// The key of `api_key_env`, read once at load (`Settings` fills it).
     #[serde(skip)]
     pub resolved_key: Option<String>,

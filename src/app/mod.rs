@@ -21,7 +21,11 @@ use crate::pipeline::{self, Ctx};
 use crate::settings::Settings;
 use crate::store::{self, Store, StoreError};
 use crate::switch::Switch;
-use crate::{api, metrics, ops, passive, webhook, BuildError};
+use crate::{api, metrics, ops, passive, webhook};
+
+pub mod build;
+
+use build::BuildError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -116,14 +120,14 @@ impl App {
             retry_max: settings.pipeline.retry_max,
         };
         let token = CancellationToken::new();
-        let switch = crate::build_switch_with(
+        let switch = build::build_switch_with(
             &settings,
             Some(passive::Audit {
                 publisher: publisher.clone(),
                 topic: settings.topics.passive_events.clone(),
                 shutdown: token.clone(),
             }),
-            crate::Journaling {
+            build::Journaling {
                 publisher: publisher.clone(),
                 bootstrap: bootstrap.clone(),
                 shutdown: token.clone(),
