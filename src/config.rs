@@ -14,6 +14,18 @@ pub fn bad(key: impl std::fmt::Display, why: impl std::fmt::Display) -> Settings
     SettingsError(format!("{key}: {why}"))
 }
 
+/// One section's keys, for its owner's `validate`: `Section("api").bad("listen", why)`
+/// is `api.listen: why`, as [`bad`] says it.
+#[derive(Clone, Copy, Debug)]
+pub struct Section(pub &'static str);
+
+impl Section {
+    /// `<section>.<key>: why`.
+    pub fn bad(self, key: &str, why: impl std::fmt::Display) -> SettingsError {
+        bad(format_args!("{}.{key}", self.0), why)
+    }
+}
+
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -32,6 +44,17 @@ pub fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 /// Not a whole non-negative number.
 pub fn opt_millis<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     Option::<u64>::deserialize(d).map(|o| o.map(Duration::from_millis))
+}
+
+/// Serde `serialize_with` of an optional `*_ms` key: whole milliseconds, or nothing.
+///
+/// # Errors
+/// The serializer's own.
+pub fn ser_opt_millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&ms(*d)),
+        None => s.serialize_none(),
+    }
 }
 
 /// Serde `deserialize_with`: a list of milliseconds (`*_backoff_ms`) as [`Duration`]s.

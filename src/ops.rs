@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
+use crate::config::{bad, SettingsError};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -44,4 +45,26 @@ async fn ready(State(s): State<OpsState>) -> (StatusCode, Json<serde_json::Value
         code,
         Json(json!({"ready": ok, "redis": redis, "assigned_partitions": partitions})),
     )
+}
+
+/// The `[metrics]` section: where `/metrics`, `/healthz` and `/readyz` listen ("" turns
+/// them off).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    pub listen: String,
+}
+
+impl MetricsSettings {
+    /// # Errors
+    /// `metrics.listen` that is not an address.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if !self.listen.is_empty() && self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(bad(
+                "metrics.listen",
+                format!("{:?} is not an address like 127.0.0.1:9464", self.listen),
+            ));
+        }
+        Ok(())
+    }
 }

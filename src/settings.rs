@@ -2,21 +2,20 @@
 //! `config/{IPG_ENV}.toml` (when `IPG_ENV` is set) < the `--config` file < `IPG__SECTION__KEY`
 //! environment variables. Unknown keys and invalid values stop start-up with the key named.
 
-use std::collections::HashSet;
 use std::path::Path;
-use std::time::Duration;
 
-use chrono::FixedOffset;
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
 use crate::config::bad;
 pub use crate::config::SettingsError;
-use crate::domain::va;
 pub use crate::domain::InstitutionMode;
 pub use crate::kafka::{KafkaSettings, TopicSettings};
+pub use crate::ops::MetricsSettings;
+pub use crate::pipeline::PipelineSettings;
 pub use crate::routing::{ChannelSettings, InstitutionSettings};
 pub use crate::store::RedisSettings;
+pub use crate::switch::SwitchSettings;
 
 /// The built-in defaults: `config/default.toml`, compiled in.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -68,67 +67,6 @@ impl Settings {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PipelineSettings {
-    pub lanes: usize,
-    pub lane_queue: usize,
-    pub max_in_flight: usize,
-    /// First and longest pause between retries when Redis or Kafka cannot be reached.
-    #[serde(
-        rename = "retry_initial_ms",
-        deserialize_with = "crate::config::millis"
-    )]
-    pub retry_initial: Duration,
-    #[serde(rename = "retry_max_ms", deserialize_with = "crate::config::millis")]
-    pub retry_max: Duration,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SwitchSettings {
-    /// The offset of every timestamp the switch writes (`+07:00`, WIB), parsed once.
-    #[serde(rename = "utc_offset", deserialize_with = "offset_de")]
-    pub offset: FixedOffset,
-    /// A VA lock older than this is abandoned (its owner died).
-    #[serde(rename = "lock_ttl_ms", deserialize_with = "crate::config::millis")]
-    pub lock_ttl: Duration,
-    /// How long an attempt waits for a VA locked by another.
-    #[serde(rename = "lock_wait_ms", deserialize_with = "crate::config::millis")]
-    pub lock_wait: Duration,
-    /// Bills kept in memory per instance, by VA, so that a payment following its inquiry
-    /// commits in one Redis round trip (two on a Redis Cluster, without a read;
-    /// `hosted::BillCache`); about 2 KB each (the bill parsed and as stored); 0 keeps none.
-    pub bill_cache: usize,
-}
-
-/// Serde `deserialize_with` of `switch.utc_offset`: `+HH:MM` or `-HH:MM`.
-fn offset_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<FixedOffset, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_offset(&s)
-        .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not an offset like +07:00")))
-}
-
-fn parse_offset(s: &str) -> Option<FixedOffset> {
-    let (sign, rest) = match s.as_bytes().first()? {
-        b'+' => (1, &s[1..]),
-        b'-' => (-1, &s[1..]),
-        _ => return None,
-    };
-    let (h, m) = rest.split_once(':')?;
-    if h.len() != 2 || m.len() != 2 {
-        return None;
-    }
-    let secs = h.parse::<i32>().ok()? * 3600 + m.parse::<i32>().ok()? * 60;
-    FixedOffset::east_opt(sign * secs)
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetricsSettings {
-    pub listen: String,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -143,24 +81,17 @@ pub struct LogSettings {
     pub level: String,
 }
 
-/// Checks a rate limit's two keys.
-fn check_rate(key: &str, rate: Option<f64>, burst: Option<u32>) -> Result<(), SettingsError> {
-    match rate {
-        Some(r) if !(r.is_finite() && r > 0.0 && r <= 1_000_000.0) => Err(bad(
-            format!("{key}.rate_per_second"),
-            "must be above 0 and at most 1000000",
-        )),
-        None if burst.is_some() => Err(bad(format!("{key}.burst"), "needs rate_per_second")),
-        _ if burst == Some(0) => Err(bad(format!("{key}.burst"), "must be at least 1")),
-        _ => Ok(()),
-    }
-}
-
-fn check_url(key: &str, url: &str) -> Result<(), SettingsError> {
-    if url.starts_with("http://") || url.starts_with("https://") {
+impl LogSettings {
+    /// # Errors
+    /// `log.level` that is not a tracing filter.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if tracing_subscriber::EnvFilter::try_new(&self.level).is_err() {
+            return Err(bad(
+                "log.level",
+                format!("{:?} is not a valid filter", self.level),
+            ));
+        }
         Ok(())
-    } else {
-        Err(bad(key, format!("{url:?} is not an http(s) URL")))
     }
 }
 
@@ -259,229 +190,33 @@ impl Settings {
         Ok(())
     }
 
-    /// Checks every value a bad deployment could get wrong.
+    /// Checks every value a bad deployment could get wrong: each section by its owner,
+    /// then the rules across sections (a passive timeout within the VA lock's lifetime, the
+    /// webhook group apart from the request group).
     ///
     /// # Errors
     /// The first invalid key, named.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let k = &self.kafka;
-        if k.bootstrap_servers.trim().is_empty() {
-            return Err(bad("kafka.bootstrap_servers", "is empty"));
-        }
-        if k.group_id.trim().is_empty() {
-            return Err(bad("kafka.group_id", "is empty"));
-        }
-        if k.topic_partitions < 1 {
-            return Err(bad("kafka.topic_partitions", "must be at least 1"));
-        }
-        if k.topic_replication_factor < 1 && k.topic_replication_factor != -1 {
-            return Err(bad(
-                "kafka.topic_replication_factor",
-                "must be at least 1 (or -1 for the broker default)",
-            ));
-        }
-        if k.session_timeout_ms < 1000 {
-            return Err(bad("kafka.session_timeout_ms", "must be at least 1000"));
-        }
-        let mut topics: std::collections::HashMap<&String, &str> = std::collections::HashMap::new();
-        for (name, t) in [
-            ("topics.request", &self.topics.request),
-            ("topics.response", &self.topics.response),
-            ("topics.webhook", &self.topics.webhook),
-            ("topics.dead_letter", &self.topics.dead_letter),
-            (
-                "topics.webhook_retry_prefix",
-                &self.topics.webhook_retry_prefix,
-            ),
-            (
-                "topics.webhook_dead_letter",
-                &self.topics.webhook_dead_letter,
-            ),
-            ("topics.passive_events", &self.topics.passive_events),
-            ("topics.journal", &self.topics.journal),
-        ] {
-            if t.is_empty()
-                || !t
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-            {
-                return Err(bad(name, format!("{t:?} is not a valid topic name")));
-            }
-            if let Some(first) = topics.insert(t, name) {
-                return Err(bad(
-                    name,
-                    format!("{t:?} is also {first}: every topic setting needs its own topic"),
-                ));
-            }
-        }
-        if self.redis.url.is_empty() {
-            return Err(bad("redis.url", "is empty"));
-        }
-        if !self.redis.cluster && !self.redis.seed_urls.is_empty() {
-            return Err(bad(
-                "redis.seed_urls",
-                "is for a Redis Cluster: set redis.cluster = true, or remove it",
-            ));
-        }
-        if self.redis.cluster {
-            // A cluster has only database 0 (`SELECT` is refused there).
-            for (name, u) in std::iter::once(("redis.url", &self.redis.url))
-                .chain(self.redis.seed_urls.iter().map(|u| ("redis.seed_urls", u)))
-            {
-                use redis::IntoConnectionInfo;
-                let shown = crate::store::redacted(u);
-                match u.as_str().into_connection_info() {
-                    Err(e) => return Err(bad(name, format!("{shown}: {e}"))),
-                    Ok(i) if i.redis_settings().db() != 0 => {
-                        return Err(bad(
-                            name,
-                            format!("{shown}: a Redis Cluster has only database 0"),
-                        ))
-                    }
-                    Ok(_) => {}
-                }
-            }
-        }
-        self.redis.validate_security()?;
-        self.kafka.validate_security()?;
-        if self.redis.command_timeout.is_zero() {
-            return Err(bad("redis.command_timeout_ms", "must be positive"));
-        }
-        if self.pipeline.lanes == 0 || self.pipeline.lanes > 4096 {
-            return Err(bad("pipeline.lanes", "must be between 1 and 4096"));
-        }
-        if self.pipeline.lane_queue == 0 {
-            return Err(bad("pipeline.lane_queue", "must be at least 1"));
-        }
-        if self.pipeline.max_in_flight == 0 || self.pipeline.max_in_flight > 1_000_000 {
-            return Err(bad(
-                "pipeline.max_in_flight",
-                "must be between 1 and 1000000",
-            ));
-        }
-        if self.pipeline.retry_initial.is_zero()
-            || self.pipeline.retry_max < self.pipeline.retry_initial
-        {
-            return Err(bad(
-                "pipeline.retry_max_ms",
-                "must be at least pipeline.retry_initial_ms (> 0)",
-            ));
-        }
-        if self.switch.lock_ttl < Duration::from_secs(1) {
-            return Err(bad("switch.lock_ttl_ms", "must be at least 1000"));
-        }
-        if self.switch.lock_wait.is_zero() {
-            return Err(bad("switch.lock_wait_ms", "must be positive"));
-        }
-        if !self.metrics.listen.is_empty()
-            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
-        {
-            return Err(bad(
-                "metrics.listen",
-                format!(
-                    "{:?} is not an address like 127.0.0.1:9464",
-                    self.metrics.listen
-                ),
-            ));
-        }
+        self.kafka.validate()?;
+        self.topics.validate()?;
+        self.redis.validate()?;
+        self.pipeline.validate()?;
+        self.switch.validate()?;
+        self.metrics.validate()?;
         self.webhook.validate(&self.kafka.group_id)?;
         self.api.validate()?;
         self.passive.validate(self.switch.lock_ttl)?;
-        self.journal.check()?;
-        self.statement.check()?;
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return Err(bad(
-                "log.level",
-                format!("{:?} is not a valid filter", self.log.level),
-            ));
-        }
-
-        let mut codes = HashSet::new();
-        for (i, c) in self.channels.iter().enumerate() {
-            let key = format!("channels[{i}]");
-            if c.code.trim().is_empty() {
-                return Err(bad(format!("{key}.code"), "is empty"));
-            }
-            if !codes.insert(&c.code) {
-                return Err(bad(
-                    format!("{key}.code"),
-                    format!("{:?} is listed twice", c.code),
-                ));
-            }
-            if c.code.contains([':', '{', '}']) {
-                return Err(bad(
-                    format!("{key}.code"),
-                    "must not contain ':', '{' or '}'",
-                ));
-            }
-            crate::routing::config::resolve_key(
-                &format!("{key}.api_key"),
-                &c.api_key,
-                &c.api_key_env,
-            )?;
-            check_rate(&key, c.rate_per_second, c.burst)?;
-        }
-        let mut codes = HashSet::new();
-        let mut prefixes = HashSet::new();
+        self.journal.validate()?;
+        self.statement.validate()?;
+        self.log.validate()?;
+        crate::routing::config::validate(&self.channels, &self.institutions)?;
         for (i, inst) in self.institutions.iter().enumerate() {
-            let key = format!("institutions[{i}]");
-            if inst.code.trim().is_empty() || inst.code.contains(['{', '}', ':']) {
-                return Err(bad(
-                    format!("{key}.code"),
-                    "must be non-empty, without '{', '}' or ':'",
-                ));
-            }
-            if !codes.insert(&inst.code) {
-                return Err(bad(
-                    format!("{key}.code"),
-                    format!("{:?} is listed twice", inst.code),
-                ));
-            }
-            if inst.prefixes.is_empty() {
-                return Err(bad(format!("{key}.prefixes"), "needs at least one prefix"));
-            }
-            for (j, p) in inst.prefixes.iter().enumerate() {
-                if va::check_prefix(p).is_err() {
-                    return Err(bad(
-                        format!("{key}.prefixes[{j}]"),
-                        format!("{p:?} is not a 6-digit prefix"),
-                    ));
-                }
-                if !prefixes.insert(p) {
-                    return Err(bad(
-                        format!("{key}.prefixes[{j}]"),
-                        format!("{p} belongs to another institution"),
-                    ));
-                }
-            }
-            crate::routing::config::resolve_key(
-                &format!("{key}.api_key"),
-                &inst.api_key,
-                &inst.api_key_env,
-            )?;
-            check_rate(&key, inst.rate_per_second, inst.burst)?;
-            if let Some(u) = &inst.webhook_url {
-                check_url(&format!("{key}.webhook_url"), u)?;
-            }
-            match (&inst.mode, &inst.base_url) {
-                (InstitutionMode::Passive, None) => {
-                    return Err(bad(
-                        format!("{key}.base_url"),
-                        "is required for a passive institution",
-                    ))
-                }
-                (_, Some(u)) => check_url(&format!("{key}.base_url"), u)?,
-                _ => {}
-            }
             if let Some(t) = inst.timeout {
                 crate::passive::config::check_timeout(
-                    &format!("{key}.timeout_ms"),
+                    &format!("institutions[{i}].timeout_ms"),
                     t,
                     self.switch.lock_ttl,
                 )?;
-            }
-            if inst.max_concurrency == Some(0) {
-                return Err(bad(format!("{key}.max_concurrency"), "must be at least 1"));
             }
         }
         Ok(())
@@ -546,37 +281,11 @@ fn check_types(text: &str) -> Result<(), SettingsError> {
     let mut defaults: toml::Table = DEFAULT_TOML
         .parse()
         .expect("the built-in config/default.toml is valid TOML");
-    // The defaults list no channel or institution: their fields' types come from here.
-    let lists: toml::Table = LIST_TYPES.parse().expect("LIST_TYPES is valid TOML");
-    defaults.extend(lists);
+    // The defaults list no channel or institution: their fields' types come from the
+    // structs themselves (`routing::config::list_types`).
+    defaults.extend(crate::routing::config::list_types());
     check_table(&defaults, &file, "")
 }
-
-/// One `[[channels]]` and one `[[institutions]]` entry with every field, each of its type
-/// (the values mean nothing), for [`check_types`].
-const LIST_TYPES: &str = r#"
-[[channels]]
-code = ""
-api_key = ""
-api_key_env = ""
-rate_per_second = 0.0
-burst = 0
-
-[[institutions]]
-code = ""
-name = ""
-prefixes = [""]
-mode = ""
-api_key = ""
-api_key_env = ""
-webhook_url = ""
-base_url = ""
-rate_per_second = 0.0
-burst = 0
-timeout_ms = 0
-max_concurrency = 0
-response_signature = ""
-"#;
 
 fn check_table(
     defaults: &toml::Table,
@@ -648,6 +357,46 @@ mod tests {
         );
         assert!(s.kafka.is_embedded());
         assert_eq!(s.switch.offset.local_minus_utc(), 7 * 3600);
+    }
+
+    /// A list entry's fields are type-checked from the structs (`routing::config::
+    /// list_types`): the renamed duration and the enum included.
+    #[test]
+    fn list_entries_are_type_checked_from_their_structs() {
+        let entry = |field: &str| {
+            format!(
+                "[[institutions]]\ncode = \"P\"\nname = \"n\"\nprefixes = [\"857600\"]\n\
+                 mode = \"passive\"\napi_key = \"k\"\nbase_url = \"http://x\"\n{field}\n"
+            )
+        };
+        for (field, want) in [
+            (
+                "timeout_ms = \"5000\"",
+                "institutions[0].timeout_ms: must be a whole number, not a string",
+            ),
+            (
+                "response_signature = 1",
+                "institutions[0].response_signature: must be a string, not a whole number",
+            ),
+            (
+                "max_concurrency = true",
+                "institutions[0].max_concurrency: must be a whole number, not true or false",
+            ),
+            (
+                "burst = 1.5",
+                "institutions[0].burst: must be a whole number, not a number",
+            ),
+        ] {
+            let e = check_types(&entry(field)).unwrap_err().to_string();
+            assert!(e.contains(want), "{field}: {e}");
+        }
+        let e = check_types("[[channels]]\ncode = \"c\"\nrate_per_second = \"9\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("channels[0].rate_per_second: must be a number"),
+            "{e}"
+        );
     }
 
     #[test]

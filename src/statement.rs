@@ -391,7 +391,7 @@ pub struct StatementSettings {
 impl StatementSettings {
     /// # Errors
     /// An hour past 23.
-    pub fn check(&self) -> Result<(), crate::config::SettingsError> {
+    pub fn validate(&self) -> Result<(), crate::config::SettingsError> {
         if self.cutoff_hour > 23 {
             return Err(crate::config::bad(
                 "statement.cutoff_hour",

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::config::SettingsError;
+use crate::config::{Section, SettingsError};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,9 +39,8 @@ pub struct ApiSettings {
     pub shutdown_grace: std::time::Duration,
 }
 
-fn bad(key: &str, why: impl std::fmt::Display) -> SettingsError {
-    SettingsError(format!("api.{key}: {why}"))
-}
+/// Its keys, named `api.<key>`.
+const SECTION: Section = Section("api");
 
 impl ApiSettings {
     pub fn enabled(&self) -> bool {
@@ -61,13 +60,13 @@ impl ApiSettings {
     /// The first invalid key, named.
     pub fn validate(&self) -> Result<(), SettingsError> {
         if self.enabled() && self.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(bad(
+            return Err(SECTION.bad(
                 "listen",
                 format!("{:?} is not an address like 127.0.0.1:8080", self.listen),
             ));
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
-            return Err(bad("max_body_bytes", "must be between 1024 and 16777216"));
+            return Err(SECTION.bad("max_body_bytes", "must be between 1024 and 16777216"));
         }
         for (key, d) in [
             ("header_read_timeout_ms", self.header_read_timeout),
@@ -75,15 +74,15 @@ impl ApiSettings {
             ("shutdown_grace_ms", self.shutdown_grace),
         ] {
             if !(100..=600_000).contains(&d.as_millis()) {
-                return Err(bad(key, "must be between 100 and 600000"));
+                return Err(SECTION.bad(key, "must be between 100 and 600000"));
             }
         }
         if !(1..=65_536).contains(&self.max_connections) {
-            return Err(bad("max_connections", "must be between 1 and 65536"));
+            return Err(SECTION.bad("max_connections", "must be between 1 and 65536"));
         }
         // A token that outlives a day defeats rotating secrets as a way to revoke it.
         if !(1..=86_400).contains(&self.token_ttl.as_secs()) {
-            return Err(bad("token_ttl_secs", "must be between 1 and 86400"));
+            return Err(SECTION.bad("token_ttl_secs", "must be between 1 and 86400"));
         }
         Ok(())
     }

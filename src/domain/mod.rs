@@ -19,7 +19,7 @@ pub use va::{VaError, VaNumber};
 
 /// How an institution is served: `hosted` (its bills live in the switch, IPG's Active
 /// Client API) or `passive` (the switch forwards to its own API, IPG's Passive Client API).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InstitutionMode {
     Hosted,
@@ -29,7 +29,7 @@ pub enum InstitutionMode {
 /// What the switch requires of the `Signature` header on an institution's answers. IPG's
 /// Passive Client API does not say that answers are signed, so the default accepts an
 /// unsigned answer but never a wrongly signed one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResponseSignature {
     /// Every answer must carry a valid signature.

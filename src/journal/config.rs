@@ -30,7 +30,7 @@ pub struct JournalSettings {
 impl JournalSettings {
     /// # Errors
     /// A zero interval or batch.
-    pub fn check(&self) -> Result<(), SettingsError> {
+    pub fn validate(&self) -> Result<(), SettingsError> {
         if self.mark_interval.is_zero() {
             return Err(crate::config::bad(
                 "journal.mark_interval_ms",

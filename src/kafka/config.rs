@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::config::{bad, SettingsError};
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSettings {
@@ -45,6 +47,32 @@ pub struct KafkaSettings {
 }
 
 impl KafkaSettings {
+    /// The `[kafka]` section's values, its security keys included.
+    ///
+    /// # Errors
+    /// The first invalid key, named.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.bootstrap_servers.trim().is_empty() {
+            return Err(bad("kafka.bootstrap_servers", "is empty"));
+        }
+        if self.group_id.trim().is_empty() {
+            return Err(bad("kafka.group_id", "is empty"));
+        }
+        if self.topic_partitions < 1 {
+            return Err(bad("kafka.topic_partitions", "must be at least 1"));
+        }
+        if self.topic_replication_factor < 1 && self.topic_replication_factor != -1 {
+            return Err(bad(
+                "kafka.topic_replication_factor",
+                "must be at least 1 (or -1 for the broker default)",
+            ));
+        }
+        if self.session_timeout_ms < 1000 {
+            return Err(bad("kafka.session_timeout_ms", "must be at least 1000"));
+        }
+        self.validate_security()
+    }
+
     pub fn is_embedded(&self) -> bool {
         self.bootstrap_servers == "embedded"
     }
@@ -68,6 +96,40 @@ pub struct TopicSettings {
 }
 
 impl TopicSettings {
+    /// The `[topics]` section: every name a valid topic name, and no two settings on one
+    /// topic.
+    ///
+    /// # Errors
+    /// The first invalid or repeated topic, named.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let mut topics: std::collections::HashMap<&String, &str> = std::collections::HashMap::new();
+        for (name, t) in [
+            ("topics.request", &self.request),
+            ("topics.response", &self.response),
+            ("topics.webhook", &self.webhook),
+            ("topics.dead_letter", &self.dead_letter),
+            ("topics.webhook_retry_prefix", &self.webhook_retry_prefix),
+            ("topics.webhook_dead_letter", &self.webhook_dead_letter),
+            ("topics.passive_events", &self.passive_events),
+            ("topics.journal", &self.journal),
+        ] {
+            if t.is_empty()
+                || !t
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                return Err(bad(name, format!("{t:?} is not a valid topic name")));
+            }
+            if let Some(first) = topics.insert(t, name) {
+                return Err(bad(
+                    name,
+                    format!("{t:?} is also {first}: every topic setting needs its own topic"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn all(&self) -> [&str; 4] {
         [
             &self.request,

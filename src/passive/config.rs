@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::SettingsError;
+use crate::config::{Section, SettingsError};
 pub use crate::domain::ResponseSignature;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -54,9 +54,8 @@ pub struct PassiveSettings {
     pub reversal_backoff: Vec<Duration>,
 }
 
-fn bad(key: &str, why: impl std::fmt::Display) -> SettingsError {
-    SettingsError(format!("passive.{key}: {why}"))
-}
+/// Its keys, named `passive.<key>`.
+const SECTION: Section = Section("passive");
 
 impl PassiveSettings {
     /// `lock_ttl`: the VA lock's lifetime, which a forward must never outlive.
@@ -66,32 +65,29 @@ impl PassiveSettings {
     pub fn validate(&self, lock_ttl: Duration) -> Result<(), SettingsError> {
         check_timeout("passive.timeout_ms", self.timeout, lock_ttl)?;
         if self.connect_timeout.is_zero() || self.connect_timeout > self.timeout {
-            return Err(bad(
-                "connect_timeout_ms",
-                "must be between 1 and timeout_ms",
-            ));
+            return Err(SECTION.bad("connect_timeout_ms", "must be between 1 and timeout_ms"));
         }
         if self.max_concurrency == 0 {
-            return Err(bad("max_concurrency", "must be at least 1"));
+            return Err(SECTION.bad("max_concurrency", "must be at least 1"));
         }
         if self.breaker_failures == 0 {
-            return Err(bad("breaker_failures", "must be at least 1"));
+            return Err(SECTION.bad("breaker_failures", "must be at least 1"));
         }
         if self.breaker_open.is_zero() {
-            return Err(bad("breaker_open_ms", "must be positive"));
+            return Err(SECTION.bad("breaker_open_ms", "must be positive"));
         }
         if self.resolve_poll.is_zero() {
-            return Err(bad("resolve_poll_ms", "must be positive"));
+            return Err(SECTION.bad("resolve_poll_ms", "must be positive"));
         }
         if self.resolve_window.is_zero() {
-            return Err(bad("resolve_window_ms", "must be positive"));
+            return Err(SECTION.bad("resolve_window_ms", "must be positive"));
         }
         for (key, list) in [
             ("check_backoff_ms", &self.check_backoff),
             ("reversal_backoff_ms", &self.reversal_backoff),
         ] {
             if list.is_empty() || list.iter().any(Duration::is_zero) {
-                return Err(bad(key, "must list at least one positive delay"));
+                return Err(SECTION.bad(key, "must list at least one positive delay"));
             }
         }
         Ok(())
@@ -109,11 +105,14 @@ pub fn check_timeout(
 ) -> Result<(), SettingsError> {
     const SPARE: Duration = Duration::from_secs(1);
     if timeout.is_zero() || timeout.saturating_add(SPARE) > lock_ttl {
-        return Err(SettingsError(format!(
-            "{key}: must be between 1 and switch.lock_ttl_ms - 1000 ({}), so the VA stays \
-             locked for the whole call",
-            crate::config::ms(lock_ttl.saturating_sub(SPARE))
-        )));
+        return Err(crate::config::bad(
+            key,
+            format!(
+                "must be between 1 and switch.lock_ttl_ms - 1000 ({}), so the VA stays \
+                 locked for the whole call",
+                crate::config::ms(lock_ttl.saturating_sub(SPARE))
+            ),
+        ));
     }
     Ok(())
 }

@@ -13,7 +13,10 @@
 //! periodically and once more at shutdown. Delivery is at-least-once; the handlers are
 //! idempotent, so a redelivered payment pays once and answers the same.
 
+pub mod config;
 pub mod process;
+
+pub use config::PipelineSettings;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,12 +1,14 @@
 //! The `[[channels]]` and `[[institutions]]` lists, owned by routing: who may send
 //! requests (and with which key), and which institution serves which prefixes.
 
-use serde::Deserialize;
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
 
 use crate::config::{bad, SettingsError};
-use crate::domain::InstitutionMode;
+use crate::domain::{va, InstitutionMode};
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelSettings {
     pub code: String,
@@ -25,7 +27,7 @@ pub struct ChannelSettings {
     pub resolved_key: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstitutionSettings {
     pub code: String,
@@ -50,7 +52,8 @@ pub struct InstitutionSettings {
     #[serde(
         default,
         rename = "timeout_ms",
-        deserialize_with = "crate::config::opt_millis"
+        deserialize_with = "crate::config::opt_millis",
+        serialize_with = "crate::config::ser_opt_millis"
     )]
     pub timeout: Option<std::time::Duration>,
     /// Passive only: overrides `passive.max_concurrency` for this institution.
@@ -104,4 +107,153 @@ impl InstitutionSettings {
             (None, None) => resolve_key("", &self.api_key, &self.api_key_env).unwrap_or_default(),
         }
     }
+}
+
+/// The `[[channels]]` and `[[institutions]]` lists: each entry's values, codes and prefixes
+/// unique across entries. (An institution's own `timeout_ms` against `switch.lock_ttl_ms`
+/// is a rule across sections: `Settings::validate`.)
+///
+/// # Errors
+/// The first invalid key, named with its entry (`institutions[2].prefixes[0]`).
+pub fn validate(
+    channels: &[ChannelSettings],
+    institutions: &[InstitutionSettings],
+) -> Result<(), SettingsError> {
+    let mut codes = HashSet::new();
+    for (i, c) in channels.iter().enumerate() {
+        let key = format!("channels[{i}]");
+        if c.code.trim().is_empty() {
+            return Err(bad(format!("{key}.code"), "is empty"));
+        }
+        if !codes.insert(&c.code) {
+            return Err(bad(
+                format!("{key}.code"),
+                format!("{:?} is listed twice", c.code),
+            ));
+        }
+        if c.code.contains([':', '{', '}']) {
+            return Err(bad(
+                format!("{key}.code"),
+                "must not contain ':', '{' or '}'",
+            ));
+        }
+        resolve_key(&format!("{key}.api_key"), &c.api_key, &c.api_key_env)?;
+        check_rate(&key, c.rate_per_second, c.burst)?;
+    }
+    let mut codes = HashSet::new();
+    let mut prefixes = HashSet::new();
+    for (i, inst) in institutions.iter().enumerate() {
+        let key = format!("institutions[{i}]");
+        if inst.code.trim().is_empty() || inst.code.contains(['{', '}', ':']) {
+            return Err(bad(
+                format!("{key}.code"),
+                "must be non-empty, without '{', '}' or ':'",
+            ));
+        }
+        if !codes.insert(&inst.code) {
+            return Err(bad(
+                format!("{key}.code"),
+                format!("{:?} is listed twice", inst.code),
+            ));
+        }
+        if inst.prefixes.is_empty() {
+            return Err(bad(format!("{key}.prefixes"), "needs at least one prefix"));
+        }
+        for (j, p) in inst.prefixes.iter().enumerate() {
+            if va::check_prefix(p).is_err() {
+                return Err(bad(
+                    format!("{key}.prefixes[{j}]"),
+                    format!("{p:?} is not a 6-digit prefix"),
+                ));
+            }
+            if !prefixes.insert(p) {
+                return Err(bad(
+                    format!("{key}.prefixes[{j}]"),
+                    format!("{p} belongs to another institution"),
+                ));
+            }
+        }
+        resolve_key(&format!("{key}.api_key"), &inst.api_key, &inst.api_key_env)?;
+        check_rate(&key, inst.rate_per_second, inst.burst)?;
+        if let Some(u) = &inst.webhook_url {
+            check_url(&format!("{key}.webhook_url"), u)?;
+        }
+        match (&inst.mode, &inst.base_url) {
+            (InstitutionMode::Passive, None) => {
+                return Err(bad(
+                    format!("{key}.base_url"),
+                    "is required for a passive institution",
+                ))
+            }
+            (_, Some(u)) => check_url(&format!("{key}.base_url"), u)?,
+            _ => {}
+        }
+        if inst.max_concurrency == Some(0) {
+            return Err(bad(format!("{key}.max_concurrency"), "must be at least 1"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a rate limit's two keys.
+fn check_rate(key: &str, rate: Option<f64>, burst: Option<u32>) -> Result<(), SettingsError> {
+    match rate {
+        Some(r) if !(r.is_finite() && r > 0.0 && r <= 1_000_000.0) => Err(bad(
+            format!("{key}.rate_per_second"),
+            "must be above 0 and at most 1000000",
+        )),
+        None if burst.is_some() => Err(bad(format!("{key}.burst"), "needs rate_per_second")),
+        _ if burst == Some(0) => Err(bad(format!("{key}.burst"), "must be at least 1")),
+        _ => Ok(()),
+    }
+}
+
+fn check_url(key: &str, url: &str) -> Result<(), SettingsError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(bad(key, format!("{url:?} is not an http(s) URL")))
+    }
+}
+
+/// One `[[channels]]` and one `[[institutions]]` entry with every field set to a value of
+/// its type (the values mean nothing), as TOML: what `settings` checks the types of a
+/// file's list entries against. Both are struct literals without `..`, so a field added to
+/// either struct does not compile until it is given here, and is then checked too.
+pub fn list_types() -> toml::Table {
+    let channel = ChannelSettings {
+        code: String::new(),
+        api_key: Some(String::new()),
+        api_key_env: Some(String::new()),
+        rate_per_second: Some(0.0),
+        burst: Some(0),
+        resolved_key: None,
+    };
+    let institution = InstitutionSettings {
+        code: String::new(),
+        name: String::new(),
+        prefixes: vec![String::new()],
+        mode: InstitutionMode::Hosted,
+        api_key: Some(String::new()),
+        api_key_env: Some(String::new()),
+        webhook_url: Some(String::new()),
+        base_url: Some(String::new()),
+        rate_per_second: Some(0.0),
+        burst: Some(0),
+        timeout: Some(std::time::Duration::ZERO),
+        max_concurrency: Some(0),
+        response_signature: Some(crate::domain::ResponseSignature::Off),
+        resolved_key: None,
+    };
+    let entry = |v: toml::Value| toml::Value::Array(vec![v]);
+    let mut out = toml::Table::new();
+    out.insert(
+        "channels".into(),
+        entry(toml::Value::try_from(&channel).expect("a channel entry is TOML")),
+    );
+    out.insert(
+        "institutions".into(),
+        entry(toml::Value::try_from(&institution).expect("an institution entry is TOML")),
+    );
+    out
 }

@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use crate::config::{bad, SettingsError};
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
@@ -51,4 +53,46 @@ pub struct RedisSettings {
 
 fn default_cluster_retries() -> u32 {
     6
+}
+
+impl RedisSettings {
+    /// The `[redis]` section's values, its security keys included.
+    ///
+    /// # Errors
+    /// The first invalid key, named.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.url.is_empty() {
+            return Err(bad("redis.url", "is empty"));
+        }
+        if !self.cluster && !self.seed_urls.is_empty() {
+            return Err(bad(
+                "redis.seed_urls",
+                "is for a Redis Cluster: set redis.cluster = true, or remove it",
+            ));
+        }
+        if self.cluster {
+            // A cluster has only database 0 (`SELECT` is refused there).
+            for (name, u) in std::iter::once(("redis.url", &self.url))
+                .chain(self.seed_urls.iter().map(|u| ("redis.seed_urls", u)))
+            {
+                use redis::IntoConnectionInfo;
+                let shown = super::redacted(u);
+                match u.as_str().into_connection_info() {
+                    Err(e) => return Err(bad(name, format!("{shown}: {e}"))),
+                    Ok(i) if i.redis_settings().db() != 0 => {
+                        return Err(bad(
+                            name,
+                            format!("{shown}: a Redis Cluster has only database 0"),
+                        ))
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+        self.validate_security()?;
+        if self.command_timeout.is_zero() {
+            return Err(bad("redis.command_timeout_ms", "must be positive"));
+        }
+        Ok(())
+    }
 }

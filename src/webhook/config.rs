@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::SettingsError;
+use crate::config::{Section, SettingsError};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,9 +42,8 @@ pub struct WebhookSettings {
     pub gate_ttl: Duration,
 }
 
-fn bad(key: &str, why: impl std::fmt::Display) -> SettingsError {
-    SettingsError(format!("webhook.{key}: {why}"))
-}
+/// Its keys, named `webhook.<key>`.
+const SECTION: Section = Section("webhook");
 
 impl WebhookSettings {
     /// `kafka_group` is the request consumer's group, which this one must not share (the
@@ -54,41 +53,41 @@ impl WebhookSettings {
     /// The first invalid key, named.
     pub fn validate(&self, kafka_group: &str) -> Result<(), SettingsError> {
         if self.group_id.trim().is_empty() {
-            return Err(bad("group_id", "is empty"));
+            return Err(SECTION.bad("group_id", "is empty"));
         }
         if self.group_id == kafka_group {
-            return Err(bad("group_id", "must differ from kafka.group_id"));
+            return Err(SECTION.bad("group_id", "must differ from kafka.group_id"));
         }
         if self.backoff.is_empty() || self.backoff.len() > 20 {
-            return Err(bad("backoff_ms", "needs between 1 and 20 delays"));
+            return Err(SECTION.bad("backoff_ms", "needs between 1 and 20 delays"));
         }
         if self.backoff.iter().any(Duration::is_zero) {
-            return Err(bad("backoff_ms", "delays must be positive"));
+            return Err(SECTION.bad("backoff_ms", "delays must be positive"));
         }
         if !(0.0..=1.0).contains(&self.jitter) {
-            return Err(bad("jitter", "must be between 0 and 1"));
+            return Err(SECTION.bad("jitter", "must be between 0 and 1"));
         }
         if self.request_timeout.is_zero() {
-            return Err(bad("request_timeout_ms", "must be positive"));
+            return Err(SECTION.bad("request_timeout_ms", "must be positive"));
         }
         if self.connect_timeout.is_zero() {
-            return Err(bad("connect_timeout_ms", "must be positive"));
+            return Err(SECTION.bad("connect_timeout_ms", "must be positive"));
         }
         if self.concurrency == 0 || self.concurrency > 1024 {
-            return Err(bad("concurrency", "must be between 1 and 1024"));
+            return Err(SECTION.bad("concurrency", "must be between 1 and 1024"));
         }
         if self.institution_queue == 0 {
-            return Err(bad("institution_queue", "must be at least 1"));
+            return Err(SECTION.bad("institution_queue", "must be at least 1"));
         }
         if self.max_in_flight == 0 || self.max_in_flight > 1_000_000 {
-            return Err(bad("max_in_flight", "must be between 1 and 1000000"));
+            return Err(SECTION.bad("max_in_flight", "must be between 1 and 1000000"));
         }
         let longest = self
             .backoff
             .iter()
             .fold(Duration::ZERO, |a, b| a.saturating_add(*b));
         if self.gate_ttl <= longest {
-            return Err(bad(
+            return Err(SECTION.bad(
                 "gate_ttl_ms",
                 "must exceed the sum of webhook.backoff_ms (a bill's gate outlives its retries)",
             ));

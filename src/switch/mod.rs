@@ -5,6 +5,10 @@
 
 use std::sync::Arc;
 
+pub mod config;
+
+pub use config::SwitchSettings;
+
 use crate::clock::Clock;
 use crate::domain::InstitutionMode;
 use crate::domain::{Amount, VaNumber};
