@@ -17,7 +17,7 @@
 # the daemon answers 200 on its /readyz (Redis answers and the request consumer holds
 # partitions) and the demo bills are created. After that, the daemon exiting or the demo's
 # redis-server dying ends the demo (non-zero unless it was asked to stop); the passive
-# institution and the webhook receiver may be stopped on purpose (README) and are only
+# institution and the webhook receiver may be stopped on purpose (docs/walkthrough.md) and are only
 # reported.
 #
 # Everything it keeps is in .run/: Redis data, logs, pid files, and demo.env, which exports
@@ -65,7 +65,7 @@ toml_value() {
     END { exit !found }' "$1"
 }
 # daemon_setting SECTION KEY: the value the daemon run with $CONFIG uses, layered as it
-# layers them (README, "Configuration").
+# layers them (docs/configuration.md).
 daemon_setting() {
   local var="IPG__${1^^}__${2^^}" f
   if [ -n "${!var+x}" ]; then
@@ -271,11 +271,11 @@ wait_listening() {
 if [ -z "$USE_DEMO_REDIS" ]; then
   REDIS_URL=$IPG__REDIS__URL
   echo "IPG__REDIS__URL is set: using the Redis at $REDIS_URL (no redis-server started);"
-  echo "  it must keep every acknowledged write: appendonly yes, appendfsync always (README)"
+  echo "  it must keep every acknowledged write: appendonly yes, appendfsync always (docs/operations.md)"
 else
   REDIS_URL=$DEMO_REDIS_URL
   # An acknowledged payment must survive a crash of redis-server: the AOF is fsynced on
-  # every write (README, "Redis persistence the switch depends on"). No RDB snapshots.
+  # every write (docs/operations.md, "Redis persistence the switch depends on"). No RDB snapshots.
   : >"$RUN/redis.log"
   if ! redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$RUN_ABS/redis" \
     --appendonly yes --appendfsync always --save "" \
@@ -405,7 +405,7 @@ fi
 
 # --- running -------------------------------------------------------------------------------
 # The daemon exiting ends the demo; so does the demo's redis-server dying. The institutions'
-# side may be stopped on purpose (README: the circuit breaker), so that is only reported.
+# side may be stopped on purpose (docs/walkthrough.md: the circuit breaker), so that is only reported.
 status=0 inst_noted="" recv_noted=""
 while alive "$daemon_pid"; do
   if [ -z "$stopping" ] && [ -n "$redis_pid" ] && ! alive "$redis_pid"; then

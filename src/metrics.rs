@@ -145,7 +145,7 @@ pub fn inflight() -> &'static metrics::Gauge {
     &hot().inflight
 }
 
-/// `(name, meaning)` of every metric, for the README and for tests.
+/// `(name, meaning)` of every metric, for docs/configuration.md and for tests.
 pub const ALL: &[(&str, &str)] = &[
     (
         MESSAGES_TOTAL,

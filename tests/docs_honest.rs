@@ -2,7 +2,7 @@
 //! how many topics the switch creates, which metrics exist, where links lead, which
 //! addresses and keys the demo uses, how Redis must persist. These tests read those files
 //! as text and hold them to the code (tests/readme.rs covers config keys and metric names
-//! mentioned anywhere in the README; tests/protocol_doc.rs the JSON examples of
+//! mentioned anywhere in docs/configuration.md; tests/protocol_doc.rs the JSON examples of
 //! docs/protocol.md).
 
 use std::collections::{BTreeSet, HashMap};
@@ -326,13 +326,13 @@ fn metrics_table(file: &str, heading: &str) -> BTreeSet<String> {
 #[test]
 fn metric_tables_match_src_metrics() {
     let src = metric_names_in_src();
-    let readme = metrics_table("README.md", "Metrics");
-    let missing: Vec<_> = src.difference(&readme).collect();
-    let unknown: Vec<_> = readme.difference(&src).collect();
+    let table = metrics_table("docs/configuration.md", "Metrics");
+    let missing: Vec<_> = src.difference(&table).collect();
+    let unknown: Vec<_> = table.difference(&src).collect();
     assert!(
         missing.is_empty() && unknown.is_empty(),
-        "README's metrics table and src/metrics.rs differ: not in the table {missing:?}; \
-         not in src/metrics.rs {unknown:?}"
+        "docs/configuration.md's metrics table and src/metrics.rs differ: not in the table \
+         {missing:?}; not in src/metrics.rs {unknown:?}"
     );
     for name in metrics_table("docs/webhooks.md", "Metrics") {
         assert!(
@@ -494,8 +494,8 @@ fn the_demo_script_config_and_examples_agree() {
         );
     }
 
-    // The README's payment-in-doubt walk-through needs a bill that answers after the
-    // switch's passive timeout.
+    // The payment-in-doubt walk-through (docs/walkthrough.md) needs a bill that answers
+    // after the switch's passive timeout.
     let timeout = default_toml()["passive"]["timeout_ms"]
         .as_integer()
         .unwrap();
@@ -512,16 +512,16 @@ fn the_demo_script_config_and_examples_agree() {
         !late.is_empty(),
         "demo/passive/bills.json has no bill with delay_ms above passive.timeout_ms {timeout}"
     );
-    let readme = read("README.md");
+    let walkthrough = read("docs/walkthrough.md");
     assert!(
-        late.iter().any(|va| readme.contains(va.as_str())),
-        "the README shows none of the late-answering demo VAs {late:?}"
+        late.iter().any(|va| walkthrough.contains(va.as_str())),
+        "docs/walkthrough.md shows none of the late-answering demo VAs {late:?}"
     );
 }
 
 #[test]
 fn every_redis_we_run_fsyncs_every_write() {
-    // Acknowledged payments are lost by a Redis crash otherwise (README, "Redis
+    // Acknowledged payments are lost by a Redis crash otherwise (docs/operations.md, "Redis
     // persistence the switch depends on").
     for (file, needles) in [
         (
@@ -545,8 +545,8 @@ fn every_redis_we_run_fsyncs_every_write() {
             );
         }
     }
-    let readme = read("README.md");
-    assert!(readme.contains("\n## Redis persistence the switch depends on\n"));
+    let operations = read("docs/operations.md");
+    assert!(operations.contains("\n## Redis persistence the switch depends on\n"));
     let deploy = read("deploy/README.md");
     assert!(
         deploy.contains("appendfsync always"),
@@ -555,11 +555,11 @@ fn every_redis_we_run_fsyncs_every_write() {
 }
 
 /// Every `kafka.KEY` and `redis.KEY` that src/secure.rs's module documentation names: a
-/// row of the README's configuration table; those of its paragraph on secrets (refused in
-/// files) at least named in the README's "Secured connections". These keys have no value in
-/// config/default.toml, so tests/readme.rs cannot see them.
+/// row of the configuration table (docs/configuration.md); those of its paragraph on secrets
+/// (refused in files) at least named in "Secured connections" (docs/operations.md). These
+/// keys have no value in config/default.toml, so tests/readme.rs cannot see them.
 #[test]
-fn readme_documents_every_security_key() {
+fn docs_document_every_security_key() {
     let doc: String = read("src/secure.rs")
         .lines()
         .filter_map(|l| l.strip_prefix("//!"))
@@ -583,23 +583,26 @@ fn readme_documents_every_security_key() {
         keys.len() >= 12,
         "only {keys:?} found in src/secure.rs: is the parser broken?"
     );
-    let readme = read("README.md");
-    let start = readme
+    let configuration = read("docs/configuration.md");
+    let operations = read("docs/operations.md");
+    let start = operations
         .find("\n## Secured connections\n")
-        .expect("README: ## Secured connections");
-    let secured = &readme[start + 4..];
+        .expect("docs/operations.md: ## Secured connections");
+    let secured = &operations[start + 4..];
     let secured = &secured[..secured.find("\n## ").unwrap_or(secured.len())];
     for (key, refused) in &keys {
-        let row = readme.contains(&format!("\n| `{key}` |"));
+        let row = configuration.contains(&format!("\n| `{key}` |"));
         if *refused {
             assert!(
                 row || secured.contains(&format!("`{key}`")),
-                "README: {key} (refused, src/secure.rs) is not named in \"Secured connections\""
+                "docs/operations.md: {key} (refused, src/secure.rs) is not named in \
+                 \"Secured connections\""
             );
         } else {
             assert!(
                 row,
-                "README: {key} (src/secure.rs) is not a row of the configuration table"
+                "docs/configuration.md: {key} (src/secure.rs) is not a row of the \
+                 configuration table"
             );
         }
     }

@@ -2,7 +2,7 @@
 //! Redis Cluster (3 masters + 3 replicas), and one of three switch instances killed under
 //! the same stream. Nothing answered `SUCCESS` is lost or paid twice; repeats answer as the
 //! first time; the numbers (pause, recovery time, records the journal set again) are
-//! printed for the README.
+//! printed for docs/operations.md.
 mod common;
 
 use std::collections::HashMap;

@@ -219,7 +219,7 @@ async fn hosted_payments_over_mutual_tls_with_an_acl_user() {
 
     // Kafka: librdkafka accepts SASL_SSL with SCRAM and a CA file (it loads the CA and checks
     // the mechanism when the client is made). No broker here speaks TLS or SASL (the
-    // embedded mock does not), so no round trip: see the README.
+    // embedded mock does not), so no round trip: see docs/operations.md.
     std::env::set_var("IPG_TEST_KAFKA_PASSWORD", "kafka-secret");
     let kafka = format!(
         "[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\nsecurity_protocol = \"sasl_ssl\"\n\
