@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::domain::{Amount, Bill, NewBill, Payment, PaymentState, VaNumber};
 use crate::error::{Rc, SwitchError};
-use crate::lock::{LockWait, Owner};
+use crate::lock::{self, Owner};
 use crate::metrics as m;
 use crate::protocol::webhook::{WebhookJob, PAYMENT_RECEIVED, PAYMENT_REVERSAL};
 use crate::routing::Institution;
@@ -226,11 +226,14 @@ impl Hosted {
         f: impl std::future::Future<Output = Result<T, SwitchError>>,
     ) -> Result<T, SwitchError> {
         let key = keys::lock(inst, va.as_str());
-        let mut wait = LockWait::new(self.lock_wait);
-        while !self.store.try_lock(&key, token, self.lock_ttl).await? {
-            wait.pause().await?;
-        }
-        wait.taken();
+        lock::take(self.lock_wait, || async {
+            Ok(self
+                .store
+                .try_lock(&key, token, self.lock_ttl)
+                .await?
+                .then_some(()))
+        })
+        .await?;
         let result = f.await;
         if let Err(e) = self.store.unlock(&key, token).await {
             // The TTL frees it; the work itself is already committed or refused.
@@ -291,8 +294,7 @@ impl Hosted {
             }
         }
         p.owner.going_for_lock();
-        let mut wait: Option<LockWait> = None;
-        let (bill, rec) = loop {
+        let (bill, rec) = lock::take(self.lock_wait, || async {
             let started = Instant::now();
             // One round trip: bind the reference, take the lock, read under it. Binding
             // again after a wait is a no-op (SET NX GET finds our own binding).
@@ -315,18 +317,12 @@ impl Hosted {
                 }
                 return Err(SwitchError::reference_taken(p.ref_id, &earlier));
             }
-            match read {
-                LockRead::Acquired(bill, rec) => break (bill, rec),
-                LockRead::Locked => {
-                    wait.get_or_insert_with(|| LockWait::new(self.lock_wait))
-                        .pause()
-                        .await?
-                }
-            }
-        };
-        if let Some(w) = &wait {
-            w.taken();
-        }
+            Ok(match read {
+                LockRead::Acquired(bill, rec) => Some((bill, rec)),
+                LockRead::Locked => None,
+            })
+        })
+        .await?;
         match self
             .pay_locked(inst, va, amount, &p, bill, rec, &lock)
             .await

@@ -132,3 +132,25 @@ mod tests {
         assert_eq!(a.clone(), a);
     }
 }
+
+/// The one wait for a VA lock, for every path that takes one (hosted payments, reversals
+/// and creates; passive forwarding, reversals and the resolver's steps): runs `attempt`,
+/// which tries to take the lock (and may do more in the same round trip), until it reports
+/// the lock taken with `Some`; between tries it waits as [`LockWait`] does, up to `limit`.
+///
+/// # Errors
+/// `attempt`'s own error; `Busy` once `limit` has passed with the lock still held.
+pub async fn take<T, F, Fut>(limit: Duration, mut attempt: F) -> Result<T, SwitchError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, SwitchError>>,
+{
+    let mut wait = LockWait::new(limit);
+    loop {
+        if let Some(taken) = attempt().await? {
+            wait.taken();
+            return Ok(taken);
+        }
+        wait.pause().await?;
+    }
+}

@@ -36,7 +36,7 @@ use crate::domain::{Binding, Outcome};
 use crate::error::{Rc, SwitchError};
 use crate::hosted::PayInput;
 use crate::kafka::publish::{Outgoing, Publisher};
-use crate::lock::{LockTimes, LockWait, Owner};
+use crate::lock::{self, LockTimes, Owner};
 use crate::metrics as m;
 use crate::routing::Institution;
 use crate::routing::InstitutionSettings;
@@ -200,21 +200,20 @@ impl Passive {
         lock: &Lock,
         score_ms: i64,
     ) -> Result<Begin, SwitchError> {
-        let mut wait = LockWait::new(self.inner.lock_wait);
-        loop {
-            match self
-                .inner
-                .store
-                .passive_begin(rec.clone(), lock, self.inner.lock_ttl, score_ms)
-                .await?
-            {
-                Begin::Locked => wait.pause().await?,
-                other => {
-                    wait.taken();
-                    return Ok(other);
-                }
-            }
-        }
+        lock::take(self.inner.lock_wait, || async {
+            Ok(
+                match self
+                    .inner
+                    .store
+                    .passive_begin(rec.clone(), lock, self.inner.lock_ttl, score_ms)
+                    .await?
+                {
+                    Begin::Locked => None,
+                    other => Some(other),
+                },
+            )
+        })
+        .await
     }
 
     /// Takes the VA lock for `owner`, waiting up to `lock_wait`.
@@ -223,16 +222,15 @@ impl Passive {
             key: keys::lock(inst, va.as_str()),
             token: owner.token().to_owned(),
         };
-        let mut wait = LockWait::new(self.inner.lock_wait);
-        while !self
-            .inner
-            .store
-            .try_lock(&lock.key, &lock.token, self.inner.lock_ttl)
-            .await?
-        {
-            wait.pause().await?;
-        }
-        wait.taken();
+        lock::take(self.inner.lock_wait, || async {
+            Ok(self
+                .inner
+                .store
+                .try_lock(&lock.key, &lock.token, self.inner.lock_ttl)
+                .await?
+                .then_some(()))
+        })
+        .await?;
         Ok(lock)
     }
 
