@@ -55,15 +55,8 @@ OUT=.run/check-demo.out # the last run's output; kept when the check fails
 mkdir -p .run
 started=$SECONDS
 
-# toml_value FILE SECTION KEY: the string value of KEY in [SECTION] of FILE; fails if unset.
-toml_value() {
-  awk -v sec="[$2]" -v key="$3" '
-    /^[[:space:]]*\[/ { gsub(/[[:space:]]/, ""); insec = ($0 == sec); next }
-    insec && $0 ~ ("^[[:space:]]*" key "[[:space:]]*=") {
-      sub(/^[^=]*=[[:space:]]*"/, ""); sub(/".*/, ""); print; found = 1; exit
-    }
-    END { exit !found }' "$1"
-}
+# toml_value FILE SECTION KEY (scripts/toml-value.sh).
+. scripts/toml-value.sh
 setting() { toml_value config/demo.toml "$1" "$2" || toml_value config/default.toml "$1" "$2"; }
 API_PORT=$(setting api listen) API_PORT=${API_PORT##*:}
 OPS_PORT=$(setting metrics listen) OPS_PORT=${OPS_PORT##*:}

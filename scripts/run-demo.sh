@@ -55,15 +55,8 @@ PASSIVE_LISTEN=127.0.0.1:8082
 # left in this shell.
 unset IPG__KAFKA__BOOTSTRAP_SERVERS
 
-# toml_value FILE SECTION KEY: the string value of KEY in [SECTION] of FILE; fails if unset.
-toml_value() {
-  awk -v sec="[$2]" -v key="$3" '
-    /^[[:space:]]*\[/ { gsub(/[[:space:]]/, ""); insec = ($0 == sec); next }
-    insec && $0 ~ ("^[[:space:]]*" key "[[:space:]]*=") {
-      sub(/^[^=]*=[[:space:]]*"/, ""); sub(/".*/, ""); print; found = 1; exit
-    }
-    END { exit !found }' "$1"
-}
+# toml_value FILE SECTION KEY (scripts/toml-value.sh).
+. scripts/toml-value.sh
 # daemon_setting SECTION KEY: the value the daemon run with $CONFIG uses, layered as it
 # layers them (docs/configuration.md).
 daemon_setting() {

@@ -25,6 +25,18 @@ struct Sent {
     inst: String,
 }
 
+/// IPG_TEST_LOG=1 prints the daemon's log (info, and redis-rs's warnings).
+fn log_if_asked() {
+    if std::env::var("IPG_TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "ipg_switch=info,redis=warn",
+            ))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+}
+
 async fn send_all(stack: &Stack, sent: &[Sent]) {
     for s in sent {
         stack
@@ -188,14 +200,7 @@ fn longest_gap(stack: &Stack, inst_prefix: &str, from: Instant) -> (Duration, In
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_master_killed_under_payments_loses_and_doubles_nothing() {
-    if std::env::var("IPG_TEST_LOG").is_ok() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "ipg_switch=info,redis=warn",
-            ))
-            .with_writer(std::io::stderr)
-            .try_init();
-    }
+    log_if_asked();
     const BILLS: usize = 500;
     const OTHER_BILLS: usize = 100;
     let redis = Redis::cluster(3, 1);
@@ -456,14 +461,7 @@ async fn migrate_slot(masters: &[u16], slot: u16, from: u16, to: u16) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_migrated_under_payments_loses_and_doubles_nothing() {
     const BILLS: usize = 60;
-    if std::env::var("IPG_TEST_LOG").is_ok() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "ipg_switch=info,redis=warn",
-            ))
-            .with_writer(std::io::stderr)
-            .try_init();
-    }
+    log_if_asked();
     let redis = Redis::cluster(3, 0);
     let stack = Stack::start_on(redis, "").await;
     let (vas, sent) = bills_and_payments(&stack, INST, PREFIX, BILLS, "m").await;

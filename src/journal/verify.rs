@@ -237,6 +237,27 @@ async fn hash_differs(
     Ok(true)
 }
 
+/// Compares string keys with the values the journal gives them, noting each that differs
+/// (`<what> <got>, the journal says <want>`). Returns how many differ.
+async fn strings_differ<'a>(
+    store: &Store,
+    diffs: &mut Diffs,
+    want: impl Iterator<Item = (&'a String, &'a str)>,
+    what: &str,
+) -> Result<u64, JournalError> {
+    let mut differing = 0;
+    for (key, value) in want {
+        let (got,): (Option<String>,) = store
+            .query_raw(redis::pipe().cmd("GET").arg(key).clone())
+            .await?;
+        if got.as_deref() != Some(value) {
+            differing += 1;
+            diffs.note(key, format!("{what} {got:?}, the journal says {value:?}"));
+        }
+    }
+    Ok(differing)
+}
+
 /// Reads the whole journal and compares Redis with it.
 ///
 /// # Errors
@@ -370,19 +391,8 @@ pub async fn verify(
     });
 
     // VA pointers: which bill each VA pays.
-    let mut differing = 0;
-    for (key, (_, hash)) in &expected.vas {
-        let (got,): (Option<String>,) = store
-            .query_raw(redis::pipe().cmd("GET").arg(key).clone())
-            .await?;
-        if got.as_deref() != Some(hash) {
-            differing += 1;
-            diffs.note(
-                key,
-                format!("VA points at {got:?}, the journal says {hash:?}"),
-            );
-        }
-    }
+    let want = expected.vas.iter().map(|(k, (_, h))| (k, h.as_str()));
+    let differing = strings_differ(store, &mut diffs, want, "VA points at").await?;
     counts.push(Count {
         kind: "VA pointers",
         journal: expected.vas.len() as u64,
@@ -456,19 +466,8 @@ pub async fn verify(
     });
 
     // Reference bindings.
-    let mut differing = 0;
-    for (key, record) in &expected.bindings {
-        let (got,): (Option<String>,) = store
-            .query_raw(redis::pipe().cmd("GET").arg(key).clone())
-            .await?;
-        if got.as_deref() != Some(record) {
-            differing += 1;
-            diffs.note(
-                key,
-                format!("binding is {got:?}, the journal says {record:?}"),
-            );
-        }
-    }
+    let want = expected.bindings.iter().map(|(k, r)| (k, r.as_str()));
+    let differing = strings_differ(store, &mut diffs, want, "binding is").await?;
     counts.push(Count {
         kind: "bindings",
         journal: expected.bindings.len() as u64,
