@@ -217,6 +217,24 @@ fn new_hash() -> String {
 }
 
 impl Hosted {
+    /// The refusal of a payment whose reference is bound to `earlier`. A reversal's void
+    /// binding is journaled again first (same event id), so that a refusal never stands on
+    /// a void only Redis holds (its reversal's append may have failed).
+    async fn reference_taken(&self, inst: &str, p: &PayInput<'_>, earlier: &str) -> SwitchError {
+        // Only a void of this institution is this institution's to journal again.
+        if Binding::parse_void(earlier).is_some_and(|v| v.institution == inst) {
+            let now = self.clock.stamp_now();
+            if let Err(e) = self
+                .store
+                .void_reference(inst, p.channel, p.ref_id, earlier, now)
+                .await
+            {
+                return e.into();
+            }
+        }
+        SwitchError::reference_taken(p.ref_id, earlier)
+    }
+
     /// Holds the VA lock around `f`, released by its owner only (compare-and-delete).
     async fn locked<T>(
         &self,
@@ -311,11 +329,17 @@ impl Hosted {
                 )
                 .await?;
             m::stage(m::Stage::Redis).record(started.elapsed().as_secs_f64());
-            if let Some(earlier) = claimed.filter(|c| c.as_str() != bind) {
+            // A void binding with the payment recorded (a Redis rebuilt after a reversal
+            // closed it) is replayed, not refused; while the VA is locked, wait to know.
+            let recorded = matches!(read, LockRead::Acquired(_, Some(_)));
+            let locked = matches!(read, LockRead::Locked);
+            if let Some(earlier) = claimed
+                .filter(|c| c.as_str() != bind && !(Binding::is_void(c) && (recorded || locked)))
+            {
                 if matches!(read, LockRead::Acquired(..)) {
                     self.release(&lock).await;
                 }
-                return Err(SwitchError::reference_taken(p.ref_id, &earlier));
+                return Err(self.reference_taken(&inst.code, &p, &earlier).await);
             }
             Ok(match read {
                 LockRead::Acquired(bill, rec) => Some((bill, rec)),
@@ -361,8 +385,10 @@ impl Hosted {
                     .claim_read(&inst.code, va.as_str(), p.channel, p.ref_id, bind)
                     .await?;
                 m::stage(m::Stage::Redis).record(t.elapsed().as_secs_f64());
-                if let Some(earlier) = claimed.filter(|c| c.as_str() != bind) {
-                    return Err(SwitchError::reference_taken(p.ref_id, &earlier));
+                if let Some(earlier) = claimed
+                    .filter(|c| c.as_str() != bind && !(Binding::is_void(c) && rec.is_some()))
+                {
+                    return Err(self.reference_taken(&inst.code, p, &earlier).await);
                 }
                 if let Some(rec) = rec {
                     return self.replay_payment(inst, rec, va, p.amount).await.map(Some);
@@ -393,7 +419,7 @@ impl Hosted {
         match verdict {
             Paid::Done(stored) => Ok(Some(self.committed(inst, p, va, next, stored, recorded))),
             Paid::Replay(rec) => self.replay_payment(inst, rec, va, p.amount).await.map(Some),
-            Paid::RefConflict(earlier) => Err(SwitchError::reference_taken(p.ref_id, &earlier)),
+            Paid::RefConflict(earlier) => Err(self.reference_taken(&inst.code, p, &earlier).await),
             Paid::BalanceRefused(why) => Err(balance_refused(&inst.code, &why)),
             Paid::Stale(current) => {
                 metrics::counter!(m::CAS_CONFLICTS_TOTAL).increment(1);
@@ -568,7 +594,7 @@ impl Hosted {
                 }
                 Paid::Replay(r) => rec = Some(r),
                 Paid::RefConflict(earlier) => {
-                    return Err(SwitchError::reference_taken(p.ref_id, &earlier))
+                    return Err(self.reference_taken(&inst.code, p, &earlier).await)
                 }
                 Paid::BalanceRefused(why) => return Err(balance_refused(&inst.code, &why)),
                 // Someone changed the bill without the lock (a revoke, a new bill on the
@@ -695,7 +721,15 @@ impl Hosted {
     ) -> Result<Outcome, SwitchError> {
         self.locked(&inst.code, va, owner.token(), async {
             for _ in 0..CAS_ATTEMPTS {
-                let rec = self.store.payment(&inst.code, channel, payment_ref).await?;
+                let mut rec = self.store.payment(&inst.code, channel, payment_ref).await?;
+                if rec.is_none() {
+                    // Asked again through a script that checks the journal mark: a Redis
+                    // that lost its data is rebuilt before "not found" closes a reference.
+                    rec = self
+                        .store
+                        .payment_checked(&inst.code, va.as_str(), channel, payment_ref)
+                        .await?;
+                }
                 let Some(rec) = rec else {
                     // Under the VA lock: no payment can be committed on this VA meanwhile.
                     // The reference is closed before the bank hears "not found" (decision 9).

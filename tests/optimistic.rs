@@ -338,3 +338,103 @@ async fn a_cached_payment_under_a_reference_spent_elsewhere_is_refused() {
     let (ledger, balance) = stack.ledger().await;
     assert_eq!((ledger.len(), balance), (0, 0));
 }
+
+/// Issue 22 item 11, the review's case: a reversal that found no payment leaves a tombstone
+/// in the institution's slot, which every hosted commit checks in its own atomic step. Here
+/// the reference's binding is taken away after the reversal (what a Redis Cluster's separate
+/// bind round trip could miss, the binding's slot being another), and the payment, cached
+/// or not, is still refused by the commit itself. And a payment made before its reference
+/// was closed (a Redis rebuilt after the reversal) is answered as made, never refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_reference_is_refused_by_the_commit_itself() {
+    let stack = Stack::start().await;
+    close_bills(&stack, &["5100000011", "5100000012", "5100000013"], 30_000).await;
+    let (a, inst) = instance(&stack);
+    let (cold, warm, paid) = (
+        vanum("5100000011"),
+        vanum("5100000012"),
+        vanum("5100000013"),
+    );
+    a.hosted.inquiry(&inst, &warm).await.unwrap();
+    let client = redis::Client::open(stack.redis.url().as_str()).unwrap();
+    let mut c = if stack.redis.is_cluster() {
+        None
+    } else {
+        Some(client.get_multiplexed_async_connection().await.unwrap())
+    };
+    let cluster = stack
+        .redis
+        .is_cluster()
+        .then(|| ipg_switch::store::Store::new(&stack.settings.redis).unwrap());
+    let del = |key: String| {
+        let mut c = c.clone();
+        let cluster = cluster.clone();
+        async move {
+            match (&mut c, &cluster) {
+                (Some(c), _) => {
+                    let _: () = redis::cmd("DEL").arg(&key).query_async(c).await.unwrap();
+                }
+                (None, Some(s)) => {
+                    let _: () = s.plain(redis::cmd("DEL").arg(&key).clone()).await.unwrap();
+                }
+                _ => unreachable!(),
+            }
+        }
+    };
+    for (v, r) in [(&cold, "OPT-V1"), (&warm, "OPT-V2")] {
+        let e = a
+            .hosted
+            .reverse(
+                &inst,
+                v,
+                CHANNEL,
+                r,
+                Amount::new(30_000).unwrap(),
+                None,
+                &Owner::new(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, SwitchError::PaymentNotFound), "{e}");
+        del(format!("ipg:ref:{{{CHANNEL}:{r}}}")).await;
+        let e = pay(&a, &inst, v, r, 30_000).await.unwrap_err();
+        assert!(
+            matches!(e, SwitchError::ReversedBeforePayment(_)),
+            "{v}: {e}"
+        );
+    }
+    // Paid first; then its reference closed behind its back (as a rebuilt Redis could
+    // show it): a copy of the payment is answered as the first time.
+    let first = pay(&a, &inst, &paid, "OPT-V3", 30_000).await.unwrap();
+    let void = format!("void|{INST}|{}|30000", paid.as_str());
+    let set = |key: String, value: String| {
+        let mut c = c.clone();
+        let cluster = cluster.clone();
+        async move {
+            match (&mut c, &cluster) {
+                (Some(c), _) => {
+                    let _: () = redis::cmd("SET")
+                        .arg(&key)
+                        .arg(&value)
+                        .query_async(c)
+                        .await
+                        .unwrap();
+                }
+                (None, Some(s)) => {
+                    let _: () = s
+                        .plain(redis::cmd("SET").arg(&key).arg(&value).clone())
+                        .await
+                        .unwrap();
+                }
+                _ => unreachable!(),
+            }
+        }
+    };
+    set(format!("ipg:ref:{{{CHANNEL}:OPT-V3}}"), void.clone()).await;
+    set(format!("ipg:{{{INST}}}:void:{CHANNEL}:OPT-V3"), void).await;
+    let again = pay(&a, &inst, &paid, "OPT-V3", 30_000).await.unwrap();
+    assert_eq!((again.rc, &again.timestamp), (first.rc, &first.timestamp));
+    let (ledger, balance) = stack.ledger().await;
+    assert_eq!((ledger.len(), balance), (1, 30_000), "paid once");
+    c.take();
+}

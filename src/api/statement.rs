@@ -61,9 +61,27 @@ pub async fn statement(
         )
             .into_response());
     }
-    Ok(super::ok(
-        clock,
-        "success",
-        serde_json::to_value(&s).unwrap_or_default(),
-    ))
+    // Written straight to text: a total past 2^64 rupiah (docs/statements.md) is a JSON
+    // number a serde_json Value cannot hold, and must not become null.
+    #[derive(serde::Serialize)]
+    struct Envelope<'a> {
+        rc: crate::error::Rc,
+        message: &'a str,
+        timestamp: String,
+        data: &'a Statement,
+    }
+    let body = serde_json::to_vec(&Envelope {
+        rc: crate::error::Rc::Success,
+        message: "success",
+        timestamp: clock.stamp_now(),
+        data: &s,
+    })
+    .map_err(|e| {
+        refuse_with(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &SwitchError::Internal(format!("statement not written: {e}")),
+            &clock,
+        )
+    })?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

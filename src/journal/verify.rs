@@ -30,6 +30,8 @@ pub struct Expected {
     bindings: BTreeMap<String, String>,
     /// VA key → (created ms, hash) of the newest bill on it (as `apply_bill.lua` decides).
     vas: BTreeMap<String, (i64, String)>,
+    /// A reversal's tombstone key (in the institution's slot) → its void binding.
+    voids: BTreeMap<String, String>,
     /// Index key (zset) → its members: an institution's bills (hashes), payments and a
     /// bill's payments (payment keys), forwarded payments (`channel:reference`).
     indexes: BTreeMap<String, BTreeSet<String>>,
@@ -109,8 +111,11 @@ impl Expected {
         if let Some(b) = &ev.binding {
             let key = keys::reference(&b.channel, &b.reference);
             if crate::domain::Binding::is_void(&b.record) {
-                // A reversal's void binding replaced whatever was there (Store::void_reference).
+                // A reversal's void binding replaced whatever was there (Store::void_reference),
+                // and stands as a tombstone in the institution's slot too.
                 self.bindings.insert(key, b.record.clone());
+                self.voids
+                    .insert(keys::void(inst, &b.channel, &b.reference), b.record.clone());
             } else {
                 self.bindings.entry(key).or_insert_with(|| b.record.clone());
             }
@@ -462,6 +467,16 @@ pub async fn verify(
         kind: "indexes",
         journal: expected.indexes.len() as u64,
         redis: index_keys,
+        differing,
+    });
+
+    // Reversals' tombstones.
+    let want = expected.voids.iter().map(|(k, r)| (k, r.as_str()));
+    let differing = strings_differ(store, &mut diffs, want, "tombstone is").await?;
+    counts.push(Count {
+        kind: "closed references",
+        journal: expected.voids.len() as u64,
+        redis: store.count_keys("ipg:{*}:void:*").await?,
         differing,
     });
 

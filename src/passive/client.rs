@@ -318,11 +318,20 @@ fn parse_answer(code: &str, status: u16, body: &[u8]) -> Reply {
         label,
         detail: format!("institution {code} answered {why} (HTTP {status})"),
     };
-    // A repeated name is refused like broken JSON: the switch never picks one of two rcs.
-    let v: Value = crate::protocol::json::parse(body).map_err(|e| match e {
-        JsonError::Duplicate { path } => invalid("not_json", &format!("JSON repeating {path}")),
-        JsonError::Malformed(_) => invalid("not_json", "no JSON"),
-    })?;
+    // A repeated `rc` is refused like broken JSON: the switch never picks one of two
+    // outcomes. A name repeated deeper (in `data`, say) decides nothing here: the answer is
+    // read as serde_json reads it, and the repeat is logged.
+    let v: Value = match crate::protocol::json::parse(body) {
+        Ok(v) => v,
+        Err(JsonError::Malformed(_)) => return Err(invalid("not_json", "no JSON")),
+        Err(JsonError::Duplicate { path }) => {
+            if crate::protocol::json::top_level_repeat(body).is_some_and(|n| n == "rc") {
+                return Err(invalid("not_json", "JSON repeating rc"));
+            }
+            tracing::warn!(institution = code, repeated = %path, "institution answered JSON repeating a name; read as its last value");
+            serde_json::from_slice(body).map_err(|_| invalid("not_json", "no JSON"))?
+        }
+    };
     let rc = v
         .get("rc")
         .and_then(Value::as_str)

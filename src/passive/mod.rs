@@ -346,24 +346,32 @@ impl Passive {
         bind: &str,
         lock: &Lock,
     ) -> Result<Begin, SwitchError> {
-        let Begin::New(mut rec) = begun else {
-            return Ok(begun);
+        // A new record, or one never sent that is about to be judged anew: both would
+        // reach the institution now.
+        let channel = match &begun {
+            Begin::New(rec) => rec.channel.clone(),
+            Begin::Exists(rec) if rec.never_sent() => rec.channel.clone(),
+            _ => return Ok(begun),
         };
         let store = &self.inner.store;
-        match store
-            .bind_reference(&rec.channel, ref_id, bind)
+        let Some(void) = store
+            .bind_reference(&channel, ref_id, bind)
             .await?
             .filter(|b| Binding::is_void(b))
-        {
-            None => Ok(Begin::New(rec)),
-            Some(void) => {
+        else {
+            return Ok(begun);
+        };
+        match begun {
+            Begin::New(mut rec) => {
                 rec.state = PassiveState::Refused;
                 rec.reason = Some("reversed before its payment arrived".into());
                 rec.updated_at = self.inner.clock.stamp_now();
                 store.passive_save(&mut rec, None, Some(lock)).await?;
-                Err(SwitchError::reference_taken(ref_id, &void))
             }
+            // Refused already (never sent): nothing to save; the lock goes with the error.
+            _ => self.release(lock).await,
         }
+        Err(SwitchError::reference_taken(ref_id, &void))
     }
 
     /// The payment once the VA is locked and its record read or created.
@@ -533,9 +541,14 @@ impl Passive {
         lock: &Lock,
     ) -> Result<(Outcome, bool), SwitchError> {
         let store = &self.inner.store;
-        let Some(rec) = store.passive_payment(inst, channel, payment_ref).await? else {
-            // Under the VA lock: the reference is closed before the bank hears "not found"
-            // (decision 9), so a payment that comes later is refused, never forwarded.
+        let found = store.passive_payment(inst, channel, payment_ref).await?;
+        // No payment, or one refused on this VA (never sent, it would be judged anew when
+        // repeated): under the VA lock the reference is closed before the bank hears "not
+        // found" (decision 9), so a payment that comes later is refused, never forwarded.
+        if found
+            .as_ref()
+            .is_none_or(|r| r.state == PassiveState::Refused && r.va_number == va.as_str())
+        {
             let void = Binding::new(inst, va, amount).void_record();
             store
                 .void_reference(
@@ -546,6 +559,9 @@ impl Passive {
                     self.inner.clock.stamp_now(),
                 )
                 .await?;
+            return Err(SwitchError::PaymentNotFound);
+        }
+        let Some(rec) = found else {
             return Err(SwitchError::PaymentNotFound);
         };
         let mut rec = Some(rec)

@@ -265,7 +265,9 @@ pub fn open(payload: &[u8]) -> Result<Envelope, Rejected> {
         // its address can be read without it: the last value of each name, as serde_json
         // reads it, and only when the repeated name is not part of the address.
         Err(JsonError::Duplicate { path })
-            if !matches!(path.as_str(), "request_id" | "type" | "channel") =>
+            if !matches!(path.as_str(), "request_id" | "type" | "channel")
+                && !super::json::top_level_repeat(payload)
+                    .is_some_and(|n| matches!(n.as_str(), "request_id" | "type" | "channel")) =>
         {
             let v = serde_json::from_slice(payload).unwrap_or(Value::Null);
             (v, Some(duplicate(path)))

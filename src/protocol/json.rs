@@ -61,6 +61,32 @@ pub fn parse(bytes: &[u8]) -> Result<Value, JsonError> {
     }
 }
 
+/// The first name repeated at the top level of a JSON object document, whatever is
+/// repeated deeper (for a reader that decides by top-level names only, or must know
+/// whether the names it answers by are ambiguous). `None` for a document without one, and
+/// for one that is not a JSON object.
+pub fn top_level_repeat(bytes: &[u8]) -> Option<String> {
+    struct Top;
+    impl<'de> Visitor<'de> for Top {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<de::IgnoredAny>()?;
+                if !seen.insert(key.clone()) {
+                    return Ok(Some(key));
+                }
+            }
+            Ok(None)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.deserialize_map(Top).ok().flatten()
+}
+
 /// Parses one JSON document into `T`, refusing repeated names as [`parse`] does.
 ///
 /// # Errors
@@ -190,6 +216,19 @@ mod tests {
         assert_eq!(dup(r#"[{"k":1,"k":1}]"#), "[0].k");
         // Equal after unescaping, even with the same value.
         assert_eq!(dup(r#"{"amo\u0075nt":5,"amount":5}"#), "amount");
+    }
+
+    #[test]
+    fn top_level_repeats_are_found_behind_deeper_ones() {
+        assert_eq!(
+            top_level_repeat(br#"{"body":{"a":1,"a":2},"request_id":"x","request_id":"y"}"#),
+            Some("request_id".into())
+        );
+        assert_eq!(
+            top_level_repeat(br#"{"body":{"a":1,"a":2},"rc":"SUCCESS"}"#),
+            None
+        );
+        assert_eq!(top_level_repeat(b"[1,1]"), None);
     }
 
     #[test]

@@ -144,10 +144,15 @@ pub fn validate(
     let mut prefixes = HashSet::new();
     for (i, inst) in institutions.iter().enumerate() {
         let key = format!("institutions[{i}]");
-        if inst.code.trim().is_empty() || inst.code.contains(['{', '}', ':']) {
+        // '|' separates a reference binding's fields, and a binding starting "void|" is a
+        // reversal's (domain::Binding): a code must never make one look like the other.
+        if inst.code.trim().is_empty()
+            || inst.code.contains(['{', '}', ':', '|'])
+            || inst.code.eq_ignore_ascii_case("void")
+        {
             return Err(bad(
                 format!("{key}.code"),
-                "must be non-empty, without '{', '}' or ':'",
+                "must be non-empty, without '{', '}', ':' or '|', and not \"void\"",
             ));
         }
         if !codes.insert(&inst.code) {

@@ -138,10 +138,17 @@ impl Store {
                     .cmd("SET")
                     .arg(keys::reference(&b.channel, &b.reference))
                     .arg(&b.record);
-                if !crate::domain::Binding::is_void(&b.record) {
+                let void = crate::domain::Binding::is_void(&b.record);
+                if !void {
                     set.arg("NX");
                 }
                 counted += 1;
+                if void {
+                    pipe.cmd("SET")
+                        .arg(keys::void(inst, &b.channel, &b.reference))
+                        .arg(&b.record);
+                    counted += 1;
+                }
             }
         }
         let replies: Vec<redis::Value> = pipe.query_async(&mut self.conn()).await?;

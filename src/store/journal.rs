@@ -436,6 +436,16 @@ impl Store {
                 void.to_owned()
             }
         };
+        // The tombstone in the institution's slot, which every hosted commit checks in its
+        // own atomic step (on a Redis Cluster the binding's slot is out of its reach).
+        let _: () = self
+            .plain(
+                redis::cmd("SET")
+                    .arg(keys::void(inst, channel, reference))
+                    .arg(&stands)
+                    .clone(),
+            )
+            .await?;
         self.append(&Event::voided(inst, channel, reference, &stands, time))
             .await
     }

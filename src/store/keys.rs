@@ -69,6 +69,13 @@ pub fn passive_pending(inst: &str) -> String {
     format!("ipg:{{{inst}}}:pdoubt")
 }
 
+/// A reversal's void binding of `(channel, reference)` kept in the institution's slot too,
+/// beside the payment record it stands for, where `lua/pay.lua` checks it atomically with
+/// the commit (docs/protocol.md decision 9).
+pub fn void(inst: &str, channel: &str, reference: &str) -> String {
+    format!("ipg:{{{inst}}}:void:{channel}:{reference}")
+}
+
 pub fn reference(channel: &str, reference: &str) -> String {
     format!("ipg:ref:{{{channel}:{reference}}}")
 }

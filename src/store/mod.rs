@@ -16,7 +16,7 @@ use redis::{AsyncCommands, Script};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::domain::{Bill, Payment};
+use crate::domain::{Bill, Binding, Payment};
 pub use config::RedisSettings;
 pub use conn::{connect, Conn};
 
@@ -568,6 +568,27 @@ impl Store {
         Self::payment_record(&key, fields)
     }
 
+    /// The payment record under `(channel, reference)`, read by a script that checks the
+    /// institution's journal mark first (`lua/read_va.lua`): a Redis that lost its data is
+    /// rebuilt from the journal before this answers, so a "no such payment" from it can be
+    /// acted on (a reversal closes the reference on it).
+    ///
+    /// # Errors
+    /// Redis unreachable, corrupt record, a recovery that failed.
+    pub async fn payment_checked(
+        &self,
+        inst: &str,
+        va: &str,
+        channel: &str,
+        reference: &str,
+    ) -> Result<Option<PaymentRecord>, StoreError> {
+        let va_key = keys::va(inst, va);
+        let pkey = keys::payment(inst, channel, reference);
+        let (_, _, pay): (Option<String>, Option<String>, Vec<String>) =
+            self.eval(self.read_va(inst, &va_key, Some(&pkey))).await?;
+        Self::payment_record(&pkey, pay)
+    }
+
     /// Commits a payment, optimistically: see `lua/pay.lua`. Nothing is written (but the
     /// reference's binding, when `p.binding` asks for it) unless the VA still points at
     /// `p.bill` at its version with the expected document, no other attempt holds the VA
@@ -582,7 +603,9 @@ impl Store {
             let earlier = self
                 .bind(&p.payment.channel, &p.payment.payment_ref_id, binding)
                 .await?;
-            if let Some(other) = earlier.filter(|e| e != binding) {
+            // A void binding (a reversal came first) is left to the script, which replays a
+            // payment already made and refuses a new one by the tombstone it checks.
+            if let Some(other) = earlier.filter(|e| e != binding && !Binding::is_void(e)) {
                 return Ok(Paid::RefConflict(other));
             }
             p.binding = None;

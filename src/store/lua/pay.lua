@@ -34,11 +34,22 @@
 if ARGV[13] ~= '' then
   local earlier = redis.call('SET', KEYS[9], ARGV[13], 'NX', 'GET')
   if earlier and earlier ~= ARGV[13] then
-    return {'ref_conflict', earlier}
+    -- A payment already made stays answered as made, even if a reversal closed its
+    -- reference since (a Redis that lost data, rebuilt): only a new payment is refused.
+    if string.sub(earlier, 1, 5) ~= 'void|' or redis.call('EXISTS', KEYS[2]) == 0 then
+      return {'ref_conflict', earlier}
+    end
   end
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return {'dup', redis.call('HGETALL', KEYS[2])}
+end
+-- A reversal that found no payment closed this reference (decision 9): its tombstone sits
+-- in the institution's slot beside the payment key (ipg:{I}:pay:C:R -> ipg:{I}:void:C:R;
+-- an institution code holds no ':'), so no commit passes it on one Redis or a cluster.
+local void = redis.call('GET', (string.gsub(KEYS[2], ':pay:', ':void:', 1)))
+if void then
+  return {'ref_conflict', void}
 end
 local holder = redis.call('GET', KEYS[7])
 if holder and holder ~= ARGV[10] then
