@@ -121,6 +121,8 @@ async fn slow_clients_are_closed_capped_and_never_hold_the_shutdown() {
     // The slots are free again: a client that behaves is served.
     let r = reqwest::get(format!("{base}/openapi.json")).await.unwrap();
     assert_eq!(r.status(), 200);
+    // It is told how long an idle kept-alive connection lives (a second under the 3 s).
+    assert_eq!(r.headers()["keep-alive"], "timeout=2");
 
     daemon.stop().await;
 

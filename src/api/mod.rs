@@ -247,7 +247,28 @@ pub fn router(state: ApiState) -> Router {
             error::json_errors,
         ))
         .layer(middleware::from_fn(count))
+        .layer(middleware::from_fn_with_state(
+            keep_alive_hint(state.settings.header_read_timeout),
+            keep_alive,
+        ))
         .with_state(state)
+}
+
+/// `Keep-Alive: timeout=N`, N a second under `api.header_read_timeout_ms`: the server closes
+/// a kept-alive connection that sends no request head for that long, so a client that
+/// pools connections should not send on one idle longer (RFC 9112 allows the hint; clients
+/// that honour it never meet a connection closed under their request).
+fn keep_alive_hint(header_read_timeout: Duration) -> header::HeaderValue {
+    let secs = header_read_timeout.as_secs().saturating_sub(1).max(1);
+    header::HeaderValue::from_str(&format!("timeout={secs}"))
+        .unwrap_or(header::HeaderValue::from_static("timeout=1"))
+}
+
+async fn keep_alive(State(hint): State<header::HeaderValue>, req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    resp.headers_mut()
+        .insert(header::HeaderName::from_static("keep-alive"), hint);
+    resp
 }
 
 /// `ipg_http_requests_total{route,status}` and `ipg_http_request_duration_seconds{route}`;

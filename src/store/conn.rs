@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{
-    MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo, SingleNodeRoutingInfo,
+    MultipleNodeRoutingInfo, ResponsePolicy, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
 };
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
@@ -276,9 +276,21 @@ impl Conn {
         match c.req_packed_commands(pipeline, offset, count).await {
             Err(e) if offset == 0 && e.is_cluster_error() => {
                 metrics::counter!(crate::metrics::REDIS_PIPELINE_FALLBACKS_TOTAL).increment(1);
+                // A keyless command (the store's probe that the node still knows its
+                // scripts) goes to the master of the pipeline's slot, as in the pipeline:
+                // alone, redis-rs would send it to any node, a replica included.
+                let master = pipeline.cmd_iter().find_map(slot_tag).map(|tag| {
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+                        tag,
+                        SlotAddr::Master,
+                    )))
+                });
                 let mut out = Vec::with_capacity(count);
                 for cmd in pipeline.cmd_iter() {
-                    out.push(c.req_packed_command(cmd).await?);
+                    out.push(match (&master, slot_tag(cmd)) {
+                        (Some(route), None) => c.route_command(cmd.clone(), route.clone()).await?,
+                        _ => c.req_packed_command(cmd).await?,
+                    });
                 }
                 Ok(out)
             }
