@@ -164,7 +164,7 @@ impl Forwarder {
         &self,
         http: &reqwest::Client,
         endpoint: &'static str,
-        body: &Value,
+        body: &impl serde::Serialize,
     ) -> Reply {
         let started = Instant::now();
         let reply = self.call_inner(http, endpoint, body, started).await;
@@ -209,7 +209,7 @@ impl Forwarder {
         &self,
         http: &reqwest::Client,
         endpoint: &'static str,
-        body: &Value,
+        body: &impl serde::Serialize,
         started: Instant,
     ) -> Reply {
         if !self.breaker.allow() {

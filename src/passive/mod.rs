@@ -38,6 +38,7 @@ use crate::hosted::PayInput;
 use crate::kafka::publish::{Outgoing, Publisher};
 use crate::lock::{self, LockTimes, Owner};
 use crate::metrics as m;
+use crate::protocol::passive::{InquiryBody, PaymentBody, ReversalBody};
 use crate::routing::Institution;
 use crate::routing::InstitutionSettings;
 use crate::store::passive::Begin;
@@ -144,7 +145,12 @@ impl Passive {
         })
     }
 
-    async fn call(&self, f: &Forwarder, endpoint: &'static str, body: &Value) -> Reply {
+    async fn call(
+        &self,
+        f: &Forwarder,
+        endpoint: &'static str,
+        body: &impl serde::Serialize,
+    ) -> Reply {
         f.call(&self.inner.http, endpoint, body).await
     }
 
@@ -169,14 +175,7 @@ impl Passive {
         terminal: Option<&str>,
     ) -> Result<Outcome, SwitchError> {
         let f = self.forwarder_of(inst)?;
-        let body = json!({
-            "virtual_account": va.number(),
-            "channel": channel,
-            "prefix": va.prefix(),
-            "reference_id": ref_id,
-            "bill_mode": "single",
-            "terminal": terminal.unwrap_or("other"),
-        });
+        let body = InquiryBody::new(va, channel, ref_id, terminal);
         Ok(match self.call(f, "inquiry", &body).await {
             Ok(Answered { rc, message, data }) => {
                 // IPG's Passive inquiry answers one bill; the channel contract is a list.
@@ -238,46 +237,6 @@ impl Passive {
         if let Err(e) = self.inner.store.unlock(&lock.key, &lock.token).await {
             tracing::warn!(error = %e, "could not release VA lock");
         }
-    }
-
-    fn payment_body(rec: &PassivePayment) -> Value {
-        let (prefix, number) = rec.va_number.split_at(6.min(rec.va_number.len()));
-        json!({
-            "virtual_account": number,
-            "channel": rec.channel,
-            "prefix": prefix,
-            "reference_id": rec.reference,
-            "payment_ref": rec.reference,
-            "bill_mode": "single",
-            "terminal": rec.terminal,
-            "amount": rec.amount,
-            "customer_name": rec.customer_name,
-            "date": rec.transaction_date,
-        })
-    }
-
-    fn reversal_body(rec: &PassivePayment) -> Value {
-        let (prefix, number) = rec.va_number.split_at(6.min(rec.va_number.len()));
-        json!({
-            "payment_ref": rec.reference,
-            "amount": rec.amount,
-            "reference_id": rec.reference,
-            "virtual_account": number,
-            "channel": rec.channel,
-            "prefix": prefix,
-        })
-    }
-
-    fn check_status_body(rec: &PassivePayment) -> Value {
-        let (prefix, number) = rec.va_number.split_at(6.min(rec.va_number.len()));
-        json!({
-            "channel": rec.channel,
-            "prefix": prefix,
-            "virtual_account": number,
-            "payment_ref": rec.reference,
-            // The day the payment was made, in the switch's offset (YYYY-mm-dd).
-            "date": rec.created_at.get(..10).unwrap_or_default(),
-        })
     }
 
     /// Forwards a payment: bind the reference, lock the VA and record the payment, call the
@@ -413,7 +372,7 @@ impl Passive {
                 ))
             }
         };
-        let reply = self.call(f, "payment", &Self::payment_body(&rec)).await;
+        let reply = self.call(f, "payment", &PaymentBody::of(&rec)).await;
         self.settle_payment(&mut rec, reply, lock).await
     }
 
@@ -597,7 +556,7 @@ impl Passive {
             }
             _ => {}
         }
-        let reply = self.call(f, "reversal", &Self::reversal_body(&rec)).await;
+        let reply = self.call(f, "reversal", &ReversalBody::of(&rec)).await;
         let now = self.inner.clock.now();
         rec.updated_at = self.inner.clock.stamp(now);
         rec.resolution = Some("channel_reversal".into());

@@ -86,10 +86,21 @@ impl Passive {
             Ok(call) => {
                 let reply = match call {
                     Call::CheckStatus => {
-                        self.call(&f, "check-status", &Self::check_status_body(&rec))
-                            .await
+                        self.call(
+                            &f,
+                            "check-status",
+                            &crate::protocol::passive::CheckStatusBody::of(&rec),
+                        )
+                        .await
                     }
-                    Call::Reversal => self.call(&f, "reversal", &Self::reversal_body(&rec)).await,
+                    Call::Reversal => {
+                        self.call(
+                            &f,
+                            "reversal",
+                            &crate::protocol::passive::ReversalBody::of(&rec),
+                        )
+                        .await
+                    }
                 };
                 let s = &self.inner.settings;
                 transition::resolution_replied(call, &mut rec, reply, now_ms, s)

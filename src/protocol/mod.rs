@@ -5,6 +5,7 @@
 pub mod channel;
 pub mod channel_http;
 pub mod json;
+pub mod passive;
 pub mod webhook;
 
 pub use channel::{ChannelRequest, ChannelResponse, Rejected, RequestBody, RequestType};
