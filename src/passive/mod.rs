@@ -520,14 +520,12 @@ impl Passive {
                 .await?;
             return Err(SwitchError::PaymentNotFound);
         }
-        let Some(rec) = found else {
-            return Err(SwitchError::PaymentNotFound);
+        // Made on another VA: not this channel's payment to reverse here.
+        let mut rec = match found {
+            Some(r) if r.va_number == va.as_str() => r,
+            _ => return Err(SwitchError::PaymentNotFound),
         };
-        let mut rec = Some(rec)
-            .filter(|r| r.va_number == va.as_str())
-            .ok_or(SwitchError::PaymentNotFound)?;
         match rec.state {
-            PassiveState::Refused => return Err(SwitchError::PaymentNotFound),
             PassiveState::Reversed => {
                 metrics::counter!(m::DUPLICATES_TOTAL, "type" => "reversal").increment(1);
                 return Err(SwitchError::AlreadyReversed(Some(
