@@ -721,3 +721,48 @@ async fn a_queued_reversal_is_not_undone_by_a_late_copy_of_the_payment() {
     assert!(inst.hits("payment").is_empty());
     daemon.stop().await;
 }
+
+/// Issue 22 item 11 (review): a forwarded payment refused without reaching the institution
+/// (breaker open) would be judged anew when repeated; a reversal of it in between closes
+/// the reference, so the repeat is refused and never forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reversal_of_a_payment_never_sent_closes_its_reference() {
+    let inst = Institution::start(KEY).await;
+    inst.add_bill(NUMBER, 10_000);
+    let stack = stack_for(&inst, 60_000).await;
+    let daemon = stack.daemon();
+    inst.set_mode("inquiry", Mode::Status(503));
+    for i in 0..3 {
+        let id = format!("trip-{i}");
+        stack
+            .send("inquiry", &id, inquiry(&pva(NUMBER), "ref-inq"))
+            .await;
+        stack.answer(&id).await;
+    }
+    // The breaker is open: the payment is not sent, and refused.
+    stack
+        .send("payment", "ns-pay", payment(&pva(NUMBER), "NS-1", 10_000))
+        .await;
+    assert_eq!(
+        stack.answer("ns-pay").await["rc"],
+        "BILLER_GATEWAY_INVALID_RESPONSE"
+    );
+    stack
+        .send("reversal", "ns-rev", reversal(&pva(NUMBER), "NS-1", 10_000))
+        .await;
+    assert_eq!(
+        stack.answer("ns-rev").await["rc"],
+        "BILLER_PAYMENT_NOT_FOUND"
+    );
+    // The institution answers again; the same payment repeated is refused, not forwarded.
+    inst.set_mode("inquiry", Mode::Normal);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stack
+        .send("payment", "ns-again", payment(&pva(NUMBER), "NS-1", 10_000))
+        .await;
+    let a = stack.answer("ns-again").await;
+    assert_eq!(a["rc"], "BILLER_INVALID_TRANSACTION", "{a}");
+    assert!(inst.hits("payment").is_empty(), "never forwarded");
+    assert_eq!(inst.paid_total(NUMBER), 0);
+    daemon.stop().await;
+}
