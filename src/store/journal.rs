@@ -113,6 +113,20 @@ pub struct BillAfter {
     pub doc: Box<RawValue>,
 }
 
+/// What a commit script gave back and was sent, for [`Event::committed`].
+pub struct Committed<'a> {
+    /// The payment document, as sent to Redis.
+    pub payment_doc: Box<RawValue>,
+    /// The bill after the change, as sent to Redis, and its new version.
+    pub next_doc: Box<RawValue>,
+    pub version: u64,
+    /// The ledger entry as sent (without `balance_after`), its sequence and the balance
+    /// after it, as the script answered.
+    pub ledger_doc: &'a str,
+    pub seq: u64,
+    pub balance: &'a str,
+}
+
 /// Which half of a payment record an event sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -319,6 +333,58 @@ impl Event {
     }
 
     /// The event of a forwarded payment's record at revision `rev`.
+    /// The event of a payment or reversal `p` that its script committed: the bill after it
+    /// (the script added one to its version), the payment's stage, the ledger entry the
+    /// script appended at `seq` with the balance after it. The documents are the very
+    /// bytes sent to Redis.
+    ///
+    /// # Errors
+    /// A balance that is not an integer; an answered bill that is not JSON.
+    pub fn committed(
+        stage: Stage,
+        p: &super::NewPayment<'_>,
+        c: Committed<'_>,
+    ) -> Result<Event, StoreError> {
+        let bill = BillAfter::of(
+            p.next_bill,
+            c.next_doc,
+            c.version,
+            super::status_str(p.next_bill),
+        );
+        let ledger = Some(LedgerAfter::appended(
+            p.inst,
+            c.seq,
+            c.ledger_doc,
+            c.balance,
+        )?);
+        // The bill as answered is left out when the event's bill, seen at the answer's
+        // (whole-second) timestamp, gives it: only the status depends on the time.
+        let answered_bill = match chrono::DateTime::parse_from_rfc3339(p.timestamp) {
+            Ok(ts) => {
+                let now = ts + chrono::Duration::milliseconds(p.score_ms - ts.timestamp_millis());
+                (p.next_bill.effective_status(ts) != p.next_bill.effective_status(now))
+                    .then(|| RawValue::from_string(p.answered_bill.to_owned()))
+                    .transpose()
+                    .map_err(|e| StoreError::Journal(e.to_string()))?
+            }
+            Err(_) => Some(
+                RawValue::from_string(p.answered_bill.to_owned())
+                    .map_err(|e| StoreError::Journal(e.to_string()))?,
+            ),
+        };
+        let after = PaymentAfter {
+            channel: p.payment.channel.clone(),
+            payment_ref_id: p.payment.payment_ref_id.clone(),
+            stage,
+            doc: c.payment_doc,
+            answered_bill,
+            timestamp: p.timestamp.to_owned(),
+            ledger_seq: c.seq,
+            score_ms: p.score_ms,
+        };
+        Ok(Event::payment(stage, p.payment, after, Some(bill), ledger))
+    }
+
     /// A reversal that found no payment closed `(channel, reference)` with the void binding
     /// `record` ([`Binding::void_record`]) at `time`. Its id is stable: the same reference
     /// closed again is the same event.

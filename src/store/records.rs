@@ -284,43 +284,19 @@ impl Store {
         let seq = text(r.get(1).cloned())
             .and_then(|s| s.parse::<u64>().ok())
             .unwrap_or(0);
-        let bill = journal::BillAfter::of(p.next_bill, next_doc, version, status_str(p.next_bill));
-        let ledger = Some(journal::LedgerAfter::appended(
-            p.inst, seq, ledger_doc, &balance,
-        )?);
-        // The bill as answered is left out when the event's bill, seen at the answer's
-        // (whole-second) timestamp, gives it: only the status depends on the time.
-        let answered_bill = match chrono::DateTime::parse_from_rfc3339(p.timestamp) {
-            Ok(ts) => {
-                let now = ts + chrono::Duration::milliseconds(p.score_ms - ts.timestamp_millis());
-                (p.next_bill.effective_status(ts) != p.next_bill.effective_status(now))
-                    .then(|| serde_json::value::RawValue::from_string(p.answered_bill.to_owned()))
-                    .transpose()
-                    .map_err(|e| StoreError::Journal(e.to_string()))?
-            }
-            Err(_) => Some(
-                serde_json::value::RawValue::from_string(p.answered_bill.to_owned())
-                    .map_err(|e| StoreError::Journal(e.to_string()))?,
-            ),
-        };
-        let after = journal::PaymentAfter {
-            channel: p.payment.channel.clone(),
-            payment_ref_id: p.payment.payment_ref_id.clone(),
+        let event = journal::Event::committed(
             stage,
-            doc: payment_doc,
-            answered_bill,
-            timestamp: p.timestamp.to_owned(),
-            ledger_seq: seq,
-            score_ms: p.score_ms,
-        };
-        self.append(&journal::Event::payment(
-            stage,
-            p.payment,
-            after,
-            Some(bill),
-            ledger,
-        ))
-        .await?;
+            &p,
+            journal::Committed {
+                payment_doc,
+                next_doc,
+                version,
+                ledger_doc,
+                seq,
+                balance: &balance,
+            },
+        )?;
+        self.append(&event).await?;
         Ok((r, stored))
     }
 
