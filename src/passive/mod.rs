@@ -45,7 +45,7 @@ use crate::store::passive::Begin;
 use crate::store::{keys, Lock, Store};
 use client::{Answered, Breaker, Forwarder, Reply};
 use record::{PassivePayment, PassiveState};
-use transition::{gateway, message_or, reversal_done, with_payment};
+use transition::{gateway, message_or, with_payment};
 
 /// Where resolution steps are published: the daemon's producer, passed in when the switch
 /// is built.
@@ -72,7 +72,7 @@ struct Inner {
 }
 
 /// The answer to a channel reversal the switch accepted and delivers itself.
-const REVERSAL_QUEUED: &str = "reversal accepted; the switch delivers it to the institution";
+use transition::{ChannelReversal, REVERSAL_QUEUED};
 
 impl Passive {
     /// # Errors
@@ -557,42 +557,23 @@ impl Passive {
         let reply = self.call(f, "reversal", &ReversalBody::of(&rec)).await;
         let now = self.inner.clock.now();
         rec.updated_at = self.inner.clock.stamp(now);
-        rec.resolution = Some("channel_reversal".into());
-        match reply {
-            Ok(a) if reversal_done(a.rc) => {
-                rec.state = PassiveState::Reversed;
-                self.emit(
-                    &rec,
-                    "reversed_by_channel",
-                    a.rc.as_str(),
-                    &a.message,
-                    Some(lock),
-                )
-                .await;
-                store.passive_save(&mut rec, None, Some(lock)).await?;
-                let data = with_payment(&a.data, rec.view());
+        let settings = &self.inner.settings;
+        match transition::channel_reversal_replied(
+            &mut rec,
+            reply,
+            now.timestamp_millis(),
+            settings,
+        ) {
+            ChannelReversal::Reversed(next, data) => {
+                self.apply(&mut rec, next, Some(lock)).await?;
+                let data = with_payment(&data, rec.view());
                 Ok((self.outcome(Rc::Success, "success".into(), data), true))
             }
-            Ok(a) if a.rc != Rc::BillerSuspectTransaction => {
-                // A clear refusal (bad amount, authentication...): the channel hears it.
-                Ok((
-                    self.outcome(a.rc, message_or(&a.message, a.rc), a.data),
-                    false,
-                ))
+            ChannelReversal::Refused(rc, message, data) => {
+                Ok((self.outcome(rc, message, data), false))
             }
-            other => {
-                let label = match &other {
-                    Ok(a) => a.rc.as_str(),
-                    Err(e) => e.label(),
-                };
-                rec.state = PassiveState::Reversing;
-                rec.reason = Some(label.to_owned());
-                rec.attempts = 1;
-                let due = now.timestamp_millis()
-                    + config::backoff(&self.inner.settings.reversal_backoff, 0).as_millis() as i64;
-                self.emit(&rec, "reversal_queued", label, REVERSAL_QUEUED, Some(lock))
-                    .await;
-                store.passive_save(&mut rec, Some(due), Some(lock)).await?;
+            ChannelReversal::Queued(next) => {
+                self.apply(&mut rec, next, Some(lock)).await?;
                 let data = json!({ "payment": rec.view() });
                 Ok((
                     self.outcome(Rc::Success, REVERSAL_QUEUED.into(), data),

@@ -279,6 +279,62 @@ fn check_status_replied(
 
 /// A reversing record after a reversal reply: done, or retried after the next of
 /// `backoff_ms` (the last repeats; never given up).
+/// What the channel was told when its reversal could not be delivered at once: the
+/// switch keeps it and delivers it (the resolver retries, never giving up).
+pub const REVERSAL_QUEUED: &str = "reversal accepted; the switch delivers it to the institution";
+
+/// What a channel's reversal of a forwarded payment makes of its record, by the
+/// institution's reply (docs/protocol.md P9).
+#[derive(Debug)]
+pub enum ChannelReversal {
+    /// Reversed (SUCCESS, ALREADY_REVERSED or NOT_FOUND at the institution): save with
+    /// `Next`; the channel hears SUCCESS with the institution's data.
+    Reversed(Next, Value),
+    /// A clear refusal (a wrong amount, authentication...): the record stays as it was and
+    /// the channel hears the institution's rc, message and data.
+    Refused(Rc, String, Value),
+    /// No clear answer (timeout, SUSPECT, garbage): queued, `reversing`, retried by the
+    /// resolver; the channel hears it was accepted.
+    Queued(Next),
+}
+
+/// [`ChannelReversal`] of `reply` to the reversal of `rec`, at `now_ms`.
+pub fn channel_reversal_replied(
+    rec: &mut PassivePayment,
+    reply: Reply,
+    now_ms: i64,
+    s: &PassiveSettings,
+) -> ChannelReversal {
+    rec.resolution = Some("channel_reversal".into());
+    match reply {
+        Ok(a) if reversal_done(a.rc) => {
+            rec.state = PassiveState::Reversed;
+            let next = Next {
+                step: step("reversed_by_channel", a.rc.as_str(), a.message),
+                due_ms: None,
+            };
+            ChannelReversal::Reversed(next, a.data)
+        }
+        Ok(a) if a.rc != Rc::BillerSuspectTransaction => {
+            ChannelReversal::Refused(a.rc, message_or(&a.message, a.rc), a.data)
+        }
+        other => {
+            let label = match &other {
+                Ok(a) => a.rc.as_str(),
+                Err(e) => e.label(),
+            };
+            rec.state = PassiveState::Reversing;
+            rec.reason = Some(label.to_owned());
+            rec.attempts = 1;
+            let due = now_ms + config::backoff(&s.reversal_backoff, 0).as_millis() as i64;
+            ChannelReversal::Queued(Next {
+                step: step("reversal_queued", label, REVERSAL_QUEUED),
+                due_ms: Some(due),
+            })
+        }
+    }
+}
+
 fn reversal_replied(
     rec: &mut PassivePayment,
     reply: Reply,
@@ -342,6 +398,45 @@ mod tests {
     }
 
     const NOW: i64 = 1_000_000;
+
+    /// The channel's reversal (P9): reversed on a clear yes, the record untouched on a
+    /// clear refusal, queued for the resolver on anything else.
+    #[test]
+    fn channel_reversal_replies() {
+        let s = settings();
+        let mut r = forwarding();
+        r.state = PassiveState::Paid;
+        match channel_reversal_replied(&mut r, rc(Rc::BillerPaymentNotFound), NOW, &s) {
+            ChannelReversal::Reversed(n, data) => {
+                assert_eq!((r.state, n.due_ms), (PassiveState::Reversed, None));
+                assert_eq!(n.step.unwrap().name, "reversed_by_channel");
+                assert_eq!(data["bill"], 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut r = forwarding();
+        r.state = PassiveState::Paid;
+        match channel_reversal_replied(&mut r, rc(Rc::BillerInvalidTransactionAmount), NOW, &s) {
+            ChannelReversal::Refused(code, _, _) => {
+                assert_eq!(
+                    (code, r.state),
+                    (Rc::BillerInvalidTransactionAmount, PassiveState::Paid)
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut r = forwarding();
+        r.state = PassiveState::Paid;
+        match channel_reversal_replied(&mut r, rc(Rc::BillerSuspectTransaction), NOW, &s) {
+            ChannelReversal::Queued(n) => {
+                assert_eq!((r.state, r.attempts), (PassiveState::Reversing, 1));
+                assert!(n.due_ms.unwrap() > NOW);
+                assert_eq!(n.step.unwrap().detail, REVERSAL_QUEUED);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(r.resolution.as_deref(), Some("channel_reversal"));
+    }
 
     #[test]
     fn payment_replies() {
