@@ -57,6 +57,21 @@ fn point(stack: &mut Stack, url: String) {
     i.base_url = Some(url);
 }
 
+/// Three inquiries answered 503 by the institution: its circuit breaker opens.
+async fn trip_breaker(inst: &Institution, stack: &Stack, tag: &str) {
+    inst.set_mode("inquiry", Mode::Status(503));
+    for i in 0..3 {
+        let id = format!("{tag}-{i}");
+        stack
+            .send("inquiry", &id, inquiry(&pva(NUMBER), "ref-inq"))
+            .await;
+        assert_eq!(
+            stack.answer(&id).await["rc"],
+            "BILLER_GATEWAY_INVALID_RESPONSE"
+        );
+    }
+}
+
 fn pva(number: &str) -> String {
     va(PASSIVE_PREFIX, number)
 }
@@ -569,17 +584,7 @@ async fn breaker_opens_on_a_dead_institution_and_closes_when_it_answers() {
     inst.add_bill(NUMBER, 10_000);
     let stack = stack_for(&inst, 60_000).await;
     let daemon = stack.daemon();
-    inst.set_mode("inquiry", Mode::Status(503));
-    for i in 0..3 {
-        let id = format!("down-{i}");
-        stack
-            .send("inquiry", &id, inquiry(&pva(NUMBER), "ref-inq"))
-            .await;
-        assert_eq!(
-            stack.answer(&id).await["rc"],
-            "BILLER_GATEWAY_INVALID_RESPONSE"
-        );
-    }
+    trip_breaker(&inst, &stack, "down").await;
     // Open: answered at once, the institution is not called.
     stack
         .send("inquiry", "open", inquiry(&pva(NUMBER), "ref-inq"))
@@ -731,14 +736,7 @@ async fn a_reversal_of_a_payment_never_sent_closes_its_reference() {
     inst.add_bill(NUMBER, 10_000);
     let stack = stack_for(&inst, 60_000).await;
     let daemon = stack.daemon();
-    inst.set_mode("inquiry", Mode::Status(503));
-    for i in 0..3 {
-        let id = format!("trip-{i}");
-        stack
-            .send("inquiry", &id, inquiry(&pva(NUMBER), "ref-inq"))
-            .await;
-        stack.answer(&id).await;
-    }
+    trip_breaker(&inst, &stack, "trip").await;
     // The breaker is open: the payment is not sent, and refused.
     stack
         .send("payment", "ns-pay", payment(&pva(NUMBER), "NS-1", 10_000))

@@ -460,62 +460,6 @@ impl Store {
     ///
     /// # Errors
     /// `StoreError::Journal` when the sink could not make it durable.
-    /// Closes `(channel, reference)` for a reversal of `inst` that found no payment there,
-    /// and journals it before the bank is answered (decision 9). `void` is
-    /// [`Binding::void_record`] of the reversal's VA and amount. The caller holds the VA
-    /// lock, so no payment of this VA commits meanwhile. A binding of a payment of this
-    /// institution and VA that left no record (refused, or not yet committed) is replaced;
-    /// an earlier void stands; a binding of another VA's payment is left alone (that
-    /// reference is spent anyway). Closing it again journals the same event again.
-    ///
-    /// # Errors
-    /// Redis unreachable, the journal append failed.
-    pub async fn void_reference(
-        &self,
-        inst: &str,
-        channel: &str,
-        reference: &str,
-        void: &str,
-        time: String,
-    ) -> Result<(), StoreError> {
-        let stands = match self.bind(channel, reference, void).await? {
-            None => void.to_owned(),
-            Some(earlier) if Binding::is_void(&earlier) => earlier,
-            Some(earlier) => {
-                let ours = match (Binding::parse(&earlier), Binding::parse_void(void)) {
-                    (Some(b), Some(v)) => {
-                        b.institution == v.institution && b.va_number == v.va_number
-                    }
-                    _ => false,
-                };
-                if !ours {
-                    return Ok(());
-                }
-                let _: () = self
-                    .plain(
-                        redis::cmd("SET")
-                            .arg(keys::reference(channel, reference))
-                            .arg(void)
-                            .clone(),
-                    )
-                    .await?;
-                void.to_owned()
-            }
-        };
-        // The tombstone in the institution's slot, which every hosted commit checks in its
-        // own atomic step (on a Redis Cluster the binding's slot is out of its reach).
-        let _: () = self
-            .plain(
-                redis::cmd("SET")
-                    .arg(keys::void(inst, channel, reference))
-                    .arg(&stands)
-                    .clone(),
-            )
-            .await?;
-        self.append(&Event::voided(inst, channel, reference, &stands, time))
-            .await
-    }
-
     pub async fn append(&self, event: &Event) -> Result<(), StoreError> {
         let Some(sink) = &self.journal.sink else {
             return Ok(());
