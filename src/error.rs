@@ -25,8 +25,9 @@ pub enum SwitchError {
     InvalidAmount(#[from] AmountError),
     #[error("bill not found")]
     BillNotFound,
+    /// The bill's rule refuses the request; with the bill as its VA sees it, when known.
     #[error("{0}")]
-    Bill(BillError, Option<serde_json::Value>),
+    Bill(BillError, Option<Box<crate::domain::Bill>>),
     #[error("reference {0} was already used for another transaction")]
     ReferenceConflict(String),
     /// A reversal of this reference came first and found no payment (decision 9): the
@@ -36,7 +37,7 @@ pub enum SwitchError {
     #[error("payment not found")]
     PaymentNotFound,
     #[error("payment already reversed")]
-    AlreadyReversed(Option<serde_json::Value>),
+    AlreadyReversed(crate::domain::Shown),
     #[error("store: {0}")]
     Store(#[from] StoreError),
     /// Over a configured rate limit: refused before any work, safe to send again later.
@@ -145,17 +146,19 @@ impl SwitchError {
             rc: self.rc(),
             message: self.message(),
             timestamp: clock.stamp_now(),
-            data: self.data(),
+            shown: self.shown(),
             webhook: None,
         }
     }
 
-    /// The `data` of the answer, when the error has something to show (the paid bill, the
+    /// What the answer shows, when the error has something to show (the paid bill, the
     /// reversed payment).
-    pub fn data(&self) -> serde_json::Value {
+    pub fn shown(&self) -> crate::domain::Shown {
+        use crate::domain::Shown;
         match self {
-            SwitchError::Bill(_, Some(d)) | SwitchError::AlreadyReversed(Some(d)) => d.clone(),
-            _ => serde_json::Value::Null,
+            SwitchError::Bill(_, Some(b)) => Shown::Bill(b.clone()),
+            SwitchError::AlreadyReversed(s) => s.clone(),
+            _ => Shown::Nothing,
         }
     }
 

@@ -11,11 +11,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::domain::{Amount, Bill, NewBill, Payment, PaymentState, VaNumber};
+use crate::domain::{Amount, Bill, NewBill, Payment, PaymentState, Shown, VaNumber};
 use crate::error::{Rc, SwitchError};
 use crate::lock::{self, Owner};
 use crate::metrics as m;
@@ -120,15 +120,11 @@ impl BillCache {
 }
 
 /// A bill with its payment, as payment, reversal and check-status answer it.
-fn bill_with_payment(bill: &Bill, payment: &Payment) -> Value {
-    let mut v = serde_json::to_value(bill).unwrap_or_default();
-    if let Value::Object(o) = &mut v {
-        o.insert(
-            "payment".into(),
-            serde_json::to_value(payment).unwrap_or_default(),
-        );
+fn bill_with_payment(bill: &Bill, payment: &Payment) -> Shown {
+    Shown::Payment {
+        bill: serde_json::to_value(bill).unwrap_or_default(),
+        payment: Box::new(payment.clone()),
     }
-    v
 }
 
 fn new_id() -> String {
@@ -161,7 +157,7 @@ fn payment_refused(
     now: chrono::DateTime<chrono::FixedOffset>,
     va: &VaNumber,
 ) -> SwitchError {
-    SwitchError::Bill(e, Some(json!([bill.view(now, Some(va.as_str()))])))
+    SwitchError::Bill(e, Some(Box::new(bill.view(now, Some(va.as_str())))))
 }
 
 /// A ledger entry as stored (the commit script appends its `balance_after`): an
@@ -270,15 +266,15 @@ impl Hosted {
         let bill = Arc::new(bill);
         self.bills.put(&inst.code, va, bill.clone());
         let now = self.clock.now();
-        let view = bill.value.view(now, Some(va.as_str()));
-        bill.value
-            .check_payable(now)
-            .map_err(|e| SwitchError::Bill(e, Some(json!([view.clone()]))))?;
+        let view = Box::new(bill.value.view(now, Some(va.as_str())));
+        if let Err(e) = bill.value.check_payable(now) {
+            return Err(SwitchError::Bill(e, Some(view)));
+        }
         Ok(Outcome {
             rc: Rc::Success,
             message: "success".into(),
             timestamp: self.clock.stamp(now),
-            data: json!([view]),
+            shown: Shown::Bill(view),
             webhook: None,
         })
     }
@@ -541,16 +537,15 @@ impl Hosted {
             &payment.bill_hash,
             serde_json::to_string(&job).unwrap_or_default(),
         );
-        // The answer's data is the job's bill with its payment: taken back, not copied.
-        let mut data = job.body.context;
-        if let Value::Object(o) = &mut data {
-            o.insert("payment".into(), job.body.payload);
-        }
         Outcome {
             rc: Rc::Success,
             message: "success".into(),
             timestamp,
-            data,
+            // The job's bill, taken back, not copied.
+            shown: Shown::Payment {
+                bill: job.body.context,
+                payment: Box::new(payment),
+            },
             webhook,
         }
     }
@@ -834,7 +829,7 @@ impl Hosted {
             rc: Rc::Success,
             message: "success".into(),
             timestamp: self.clock.stamp(now),
-            data: bill_with_payment(&bill.value.view(now, Some(va.as_str())), payment),
+            shown: bill_with_payment(&bill.value.view(now, Some(va.as_str())), payment),
             webhook: None,
         })
     }

@@ -15,6 +15,7 @@ use ipg_switch::domain::{Amount, Outcome, VaNumber};
 use ipg_switch::error::{Rc, SwitchError};
 use ipg_switch::hosted::PayInput;
 use ipg_switch::lock::Owner;
+use ipg_switch::protocol::IpgData;
 use ipg_switch::switch::Switch;
 
 /// A `close` bill of `total` rupiah for each VA number (institution SCH01).
@@ -92,7 +93,8 @@ async fn a_stale_cached_bill_never_decides_a_payment() {
     // The rest, through the same A: paid and closed.
     let o = pay(&a, &inst, &v, "OPT-A2", 40_000).await.unwrap();
     assert_eq!(o.rc, Rc::Success);
-    assert_eq!(o.data["status"], "paid", "{}", o.data);
+    let data = IpgData(&o.shown).to_value();
+    assert_eq!(data["status"], "paid", "{data}");
     let (ledger, balance) = stack.ledger().await;
     assert_eq!(balance, 100_000);
     assert_eq!(ledger.len(), 2);
@@ -131,7 +133,7 @@ async fn a_cached_refusal_is_checked_on_the_fresh_bill() {
     assert_eq!(o.rc, Rc::Success);
     // A's cached bill says "paid"; Redis says payable: paid.
     let o = pay(&a, &inst, &v, "OPT-R2", 100_000).await.unwrap();
-    assert_eq!(o.rc, Rc::Success, "{}", o.data);
+    assert_eq!(o.rc, Rc::Success, "{:?}", o.shown);
     assert_eq!(stack.ledger().await.1, 100_000);
 }
 
@@ -157,8 +159,9 @@ async fn a_va_given_a_new_bill_is_paid_on_the_new_one() {
 
     let o = pay(&a, &inst, &v, "OPT-N1", 70_000).await.unwrap();
     assert_eq!(o.rc, Rc::Success);
-    assert_eq!(o.data["hash"], new.hash.as_str(), "{}", o.data);
-    assert_eq!(o.data["payment"]["bill_hash"], new.hash.as_str());
+    let data = IpgData(&o.shown).to_value();
+    assert_eq!(data["hash"], new.hash.as_str(), "{data}");
+    assert_eq!(data["payment"]["bill_hash"], new.hash.as_str());
     assert_eq!(stack.stored_bill(&old.hash).await.paid_amount.get(), 0);
     assert_eq!(stack.stored_bill(&new.hash).await.paid_amount.get(), 70_000);
 }
@@ -318,7 +321,8 @@ async fn a_version_that_came_back_with_other_contents_never_matches_the_cache() 
     assert!(matches!(e, SwitchError::Bill(..)), "{e}");
     let o = pay(&a, &inst, &v, "OPT-V2", 30_000).await.unwrap();
     assert_eq!(o.rc, Rc::Success);
-    assert_eq!(o.data["paid_amount"], 50_000, "{}", o.data);
+    let data = IpgData(&o.shown).to_value();
+    assert_eq!(data["paid_amount"], 50_000, "{data}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

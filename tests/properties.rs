@@ -11,11 +11,12 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset};
+use ipg_switch::domain::command::Action;
 use ipg_switch::domain::{va, Amount, AmountError, NewBill, VaNumber};
 use ipg_switch::error::{Rc, SwitchError};
 use ipg_switch::passive::client::{Breaker, Failure, Forwarder};
 use ipg_switch::passive::ResponseSignature;
-use ipg_switch::protocol::channel::{ChannelRequest, RequestBody};
+use ipg_switch::protocol::channel::ChannelRequest;
 use ipg_switch::routing::Routing;
 use ipg_switch::settings::Settings;
 use ipg_switch::signature;
@@ -360,7 +361,7 @@ fn check_decoded(
             // Served only when authenticated and addressed.
             let v: Value = serde_json::from_slice(payload).expect("decoded JSON");
             prop_assert_eq!(v["request_id"].as_str(), Some(req.request_id.as_str()));
-            prop_assert_eq!(req.channel.as_str(), CHANNEL);
+            prop_assert_eq!(req.channel(), CHANNEL);
             prop_assert_eq!(v["type"].as_str(), Some(req.kind.as_str()));
             prop_assert!(sig.is_some());
             Ok(Ok(req))
@@ -504,46 +505,35 @@ fn decode_serves_valid_envelopes_exactly_when_signed() {
                     prop_assert!(sig.valid(), "served with signature {:?}", sig);
                     let b = &v["body"];
                     // Every field comes back as sent.
-                    match &req.body {
-                        RequestBody::Inquiry {
-                            va_number,
-                            ref_id,
-                            terminal_id,
-                            transaction_date,
-                        } => {
-                            prop_assert_eq!(&b["va_number"], va_number.as_str());
-                            prop_assert_eq!(&b["ref_id"], ref_id.as_str());
-                            prop_assert_eq!(b["terminal_id"].as_str(), terminal_id.as_deref());
-                            prop_assert_eq!(&b["transaction_date"], transaction_date.as_str());
+                    let va_of = |f: &str| VaNumber::parse(b[f].as_str().unwrap_or_default());
+                    let amount = Amount::positive_from_json(&b["amount"]);
+                    match &req.command.action {
+                        Action::Inquiry(q) => {
+                            prop_assert_eq!(&q.va, &va_of("va_number"));
+                            prop_assert_eq!(&b["ref_id"], q.ref_id.as_str());
+                            prop_assert_eq!(b["terminal_id"].as_str(), q.terminal_id.as_deref());
+                            prop_assert_eq!(
+                                b["transaction_date"].as_str(),
+                                q.transaction_date.as_deref()
+                            );
                         }
-                        RequestBody::Payment {
-                            va_number,
-                            ref_id,
-                            amount,
-                            customer_name,
-                            ..
-                        } => {
-                            prop_assert_eq!(&b["va_number"], va_number.as_str());
-                            prop_assert_eq!(&b["ref_id"], ref_id.as_str());
-                            prop_assert_eq!(&b["amount"], amount);
-                            prop_assert_eq!(b["customer_name"].as_str(), customer_name.as_deref());
+                        Action::Pay(p) => {
+                            prop_assert_eq!(&p.va, &va_of("va_number"));
+                            prop_assert_eq!(&b["ref_id"], p.ref_id.as_str());
+                            prop_assert_eq!(&p.amount, &amount);
+                            prop_assert_eq!(
+                                b["customer_name"].as_str(),
+                                p.customer_name.as_deref()
+                            );
                         }
-                        RequestBody::Reversal {
-                            payment_ref,
-                            amount,
-                            ..
-                        } => {
-                            prop_assert_eq!(&b["payment_ref"], payment_ref.as_str());
-                            prop_assert_eq!(&b["amount"], amount);
+                        Action::Reverse(r) => {
+                            prop_assert_eq!(&b["payment_ref"], r.payment_ref.as_str());
+                            prop_assert_eq!(&r.amount, &amount);
                         }
-                        RequestBody::CheckStatus {
-                            payment_ref,
-                            va_number,
-                            date,
-                        } => {
-                            prop_assert_eq!(&b["payment_ref"], payment_ref.as_str());
-                            prop_assert_eq!(&b["date"], date.as_str());
-                            prop_assert_eq!(va_number.len(), 16);
+                        Action::CheckStatus(c) => {
+                            prop_assert_eq!(&b["payment_ref"], c.payment_ref.as_str());
+                            prop_assert_eq!(b["date"].as_str(), c.date.as_deref());
+                            prop_assert_eq!(c.va.as_ref().map(|v| v.as_str().len()), Ok(16));
                         }
                     }
                 }

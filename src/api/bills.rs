@@ -15,9 +15,9 @@ use serde_json::Value;
 use super::auth::Caller;
 use super::error::{envelope, refuse, refuse_with, Door};
 use super::{json_body, ok, ApiState};
-use crate::domain::Bill;
+use crate::domain::command::{self, Action, Command};
+use crate::domain::{Amount, Bill, VaNumber};
 use crate::error::SwitchError;
-use crate::protocol::{ChannelRequest, RequestBody, RequestType};
 use crate::store::Versioned;
 
 /// The channel code sandbox payments are recorded under (a real channel cannot be named
@@ -147,18 +147,20 @@ pub async fn mock(
             &clock,
         ));
     }
-    let amount = q.get("amount").cloned();
-    let body = match q.get("type").map(String::as_str) {
-        Some("payment") | None => RequestBody::Payment {
-            va_number: bill.va_number.clone(),
+    // Read as a channel's string amount is read: whole, positive rupiah.
+    let read = |a: String| Amount::positive_from_json(&Value::String(a));
+    let amount = q.get("amount").cloned().map(read);
+    let action = match q.get("type").map(String::as_str) {
+        Some("payment") | None => Action::Pay(command::Pay {
+            va: VaNumber::parse(&bill.va_number),
             ref_id: reference.unwrap_or_else(|| {
                 format!("MOCK{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
             }),
-            amount: Value::String(amount.unwrap_or_else(|| bill.billed_amount.to_string())),
+            amount: amount.unwrap_or_else(|| read(bill.billed_amount.to_string())),
             terminal_id: Some("other".into()),
-            transaction_date: clock.now().format("%Y-%m-%d %H:%M:%S").to_string(),
+            transaction_date: Some(clock.now().format("%Y-%m-%d %H:%M:%S").to_string()),
             customer_name: None,
-        },
+        }),
         Some("reversal") => {
             let Some(reference) = reference else {
                 return Err(refuse(
@@ -168,7 +170,7 @@ pub async fn mock(
                 ));
             };
             let amount = match amount {
-                Some(a) => Value::String(a),
+                Some(a) => a,
                 None => match st
                     .switch
                     .hosted
@@ -176,19 +178,19 @@ pub async fn mock(
                     .payment(&c.0.code, MOCK_CHANNEL, &reference)
                     .await
                 {
-                    Ok(Some(r)) => serde_json::to_value(r.paid.payment.amount).unwrap_or_default(),
+                    Ok(Some(r)) => Ok(r.paid.payment.amount),
                     Ok(None) => {
                         return Err(refuse(&SwitchError::PaymentNotFound, Door::Gateway, &clock))
                     }
                     Err(e) => return Err(refuse(&e.into(), Door::Gateway, &clock)),
                 },
             };
-            RequestBody::Reversal {
+            Action::Reverse(command::Reverse {
                 payment_ref: reference,
                 amount,
                 bill_id: Some(bill.hash.clone()),
-                va_number: Some(bill.va_number.clone()),
-            }
+                va: Some(VaNumber::parse(&bill.va_number)),
+            })
         }
         Some(_) => {
             return Err(refuse(
@@ -198,17 +200,11 @@ pub async fn mock(
             ))
         }
     };
-    let kind = match body {
-        RequestBody::Reversal { .. } => RequestType::Reversal,
-        _ => RequestType::Payment,
-    };
-    let req = ChannelRequest {
-        request_id: uuid::Uuid::new_v4().to_string(),
-        kind,
+    let cmd = Command {
         channel: MOCK_CHANNEL.into(),
-        body,
+        action,
     };
-    match st.serve(&req).await {
+    match st.serve(&cmd).await.result {
         Ok(o) => Ok(envelope(StatusCode::OK, &o)),
         Err(e) => Err(refuse(&e, Door::Gateway, &clock)),
     }

@@ -6,14 +6,16 @@
 //! `{rc, message, timestamp, data}`: business refusals on 200, as IPG documents.
 
 use axum::extract::{Request, State};
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 
 use super::error::{envelope, refuse, Door};
 use super::{one_header, read_body, ApiState};
+use crate::domain::Command;
 use crate::error::SwitchError;
 use crate::metrics as m;
 use crate::protocol::{channel_http, RequestType};
+use crate::switch::Served;
 
 const X_REQUEST_ID: &str = "x-request-id";
 
@@ -33,59 +35,26 @@ pub async fn check_status(st: State<ApiState>, req: Request) -> Response {
     serve(st, RequestType::CheckStatus, req).await
 }
 
+/// One Payment Channel API call, in steps another dialect's door reuses: the request id,
+/// the body ([`read_body`]), the command (this dialect's: headers, signature, body),
+/// [`ApiState::serve`], the count, the answer in this dialect.
 async fn serve(State(st): State<ApiState>, kind: RequestType, req: Request) -> Response {
     let clock = *st.clock();
     let (parts, body) = req.into_parts();
-    // A header sent twice is refused below (`one_header`); these reads only label.
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let request_id = header(X_REQUEST_ID)
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let request_id = request_id(&parts.headers);
     let mut resp = match read_body(body, &parts.headers, &st.settings, &clock).await {
         Err(r) => r,
         Ok(bytes) => {
-            let mut institution = None;
-            let answered = async {
-                one_header(&parts.headers, X_REQUEST_ID)?;
-                let channel = one_header(&parts.headers, "x-channel")?.ok_or_else(|| {
-                    SwitchError::Authentication("X-Channel header is required".into())
-                })?;
-                let sig = one_header(&parts.headers, "signature")?.ok_or_else(|| {
-                    SwitchError::Authentication("Signature header is required".into())
-                })?;
-                if let Err((e, _)) = st.switch.routing.authenticate(channel, &bytes, Some(sig)) {
-                    return Err(e);
-                }
-                let req =
-                    channel_http::request(kind, channel, &request_id, &bytes).map_err(|e| {
-                        // The envelope's request_id is, over HTTP, the X-Request-Id header.
-                        if e.field == "request_id" {
-                            SwitchError::invalid("X-Request-Id", e.reason)
-                        } else {
-                            e.into()
-                        }
-                    })?;
-                institution = st.switch.institution_of(&req).map(str::to_owned);
-                st.serve(&req).await
-            }
-            .await;
-            // Counted like the Kafka door's answers (ipg_messages_total, door="http").
-            let channel = header("x-channel")
-                .filter(|c| st.switch.routing.has_channel(c))
-                .unwrap_or("unknown");
-            let rc = match &answered {
-                Ok(o) => o.rc,
-                Err(e) => e.rc(),
+            let served = match command(&st, kind, &parts.headers, &request_id, &bytes) {
+                Ok(cmd) => st.serve(&cmd).await,
+                Err(e) => Served {
+                    result: Err(e),
+                    institution: None,
+                },
             };
-            m::count_answer(
-                "http",
-                kind.as_str(),
-                channel,
-                institution.as_deref().unwrap_or("none"),
-                rc,
-            );
-            match answered {
-                Ok(o) => envelope(axum::http::StatusCode::OK, &o),
+            count(&st, kind, &parts.headers, &served);
+            match served.result {
+                Ok(o) => envelope(StatusCode::OK, &o),
                 Err(e) => {
                     tracing::debug!(request_id = %request_id, r#type = kind.as_str(), error = %e, "channel request refused");
                     refuse(&e, Door::Channel, &clock)
@@ -97,4 +66,64 @@ async fn serve(State(st): State<ApiState>, kind: RequestType, req: Request) -> R
         resp.headers_mut().insert(X_REQUEST_ID, v);
     }
     resp
+}
+
+/// `X-Request-Id` as sent (a header sent twice is refused in [`command`]), or a new UUID.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+/// The command of an IPG channel call: each header once, `X-Channel` authenticated by the
+/// `Signature` over the raw body, then the body read as the Kafka door reads it.
+///
+/// # Errors
+/// `BILLER_AUTHENTICATION` (no channel, no or a bad signature), `BILLER_INVALID_TRANSACTION`
+/// (a repeated header, a body field, an `X-Request-Id` that is no reference).
+fn command(
+    st: &ApiState,
+    kind: RequestType,
+    headers: &HeaderMap,
+    request_id: &str,
+    bytes: &[u8],
+) -> Result<Command, SwitchError> {
+    one_header(headers, X_REQUEST_ID)?;
+    let channel = one_header(headers, "x-channel")?
+        .ok_or_else(|| SwitchError::Authentication("X-Channel header is required".into()))?;
+    let sig = one_header(headers, "signature")?
+        .ok_or_else(|| SwitchError::Authentication("Signature header is required".into()))?;
+    if let Err((e, _)) = st.switch.routing.authenticate(channel, bytes, Some(sig)) {
+        return Err(e);
+    }
+    let req = channel_http::request(kind, channel, request_id, bytes).map_err(|e| {
+        // The envelope's request_id is, over HTTP, the X-Request-Id header.
+        if e.field == "request_id" {
+            SwitchError::invalid("X-Request-Id", e.reason)
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(req.command)
+}
+
+/// Counted like the Kafka door's answers (`ipg_messages_total`, `door="http"`).
+fn count(st: &ApiState, kind: RequestType, headers: &HeaderMap, served: &Served) {
+    let channel = headers
+        .get("x-channel")
+        .and_then(|v| v.to_str().ok())
+        .filter(|c| st.switch.routing.has_channel(c))
+        .unwrap_or("unknown");
+    let rc = match &served.result {
+        Ok(o) => o.rc,
+        Err(e) => e.rc(),
+    };
+    m::count_answer(
+        "http",
+        kind.as_str(),
+        channel,
+        served.institution_label(),
+        rc,
+    );
 }

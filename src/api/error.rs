@@ -5,12 +5,12 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use crate::clock::Clock;
 use crate::domain::BillError;
 use crate::domain::Outcome;
 use crate::error::{Disposition, SwitchError};
+use crate::protocol::IpgData;
 use crate::store::StoreError;
 
 /// Which API answers: channels read business refusals from `rc` on a 200 (as IPG's
@@ -45,14 +45,30 @@ pub fn status_of(e: &SwitchError, door: Door) -> StatusCode {
     }
 }
 
-/// The IPG envelope `{rc, message, timestamp, data}` of an outcome.
+/// IPG's answer envelope `{rc, message, timestamp, data}` over HTTP.
+#[derive(serde::Serialize)]
+pub struct Envelope<'a, D> {
+    pub rc: crate::domain::Rc,
+    pub message: &'a str,
+    pub timestamp: &'a str,
+    pub data: D,
+}
+
+/// The IPG envelope of an outcome (its `data` as [`IpgData`] renders it).
 pub fn envelope(status: StatusCode, o: &Outcome) -> Response {
-    let body = json!({
-        "rc": o.rc,
-        "message": o.message,
-        "timestamp": o.timestamp,
-        "data": o.data,
-    });
+    respond(
+        status,
+        &Envelope {
+            rc: o.rc,
+            message: &o.message,
+            timestamp: &o.timestamp,
+            data: IpgData(&o.shown),
+        },
+    )
+}
+
+/// An envelope as the answer, with `WWW-Authenticate` on a 401.
+pub fn respond<D: serde::Serialize>(status: StatusCode, body: &Envelope<'_, D>) -> Response {
     let mut r = (status, Json(body)).into_response();
     if status == StatusCode::UNAUTHORIZED {
         r.headers_mut()
@@ -109,14 +125,13 @@ pub async fn json_errors(
         s if s.is_server_error() => crate::error::Rc::BillerGatewayInvalidResponse,
         _ => crate::error::Rc::BillerInvalidTransaction,
     };
-    let mut out = envelope(
+    let mut out = respond(
         status,
-        &Outcome {
+        &Envelope {
             rc,
-            message,
-            timestamp: clock.stamp_now(),
-            data: serde_json::Value::Null,
-            webhook: None,
+            message: &message,
+            timestamp: &clock.stamp_now(),
+            data: (),
         },
     );
     if let Some(allow) = parts.headers.get(header::ALLOW) {

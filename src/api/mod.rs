@@ -1,6 +1,7 @@
 //! The HTTP door (docs/api.md): IPG's Payment Channel API for banks that cannot produce to
 //! Kafka, the Active Client API for institutions managing their hosted bills, and OAuth 2.0
-//! client credentials. Every channel request goes through [`Switch::handle`], the same rule
+//! client credentials. Every channel request goes through [`ApiState::serve`] (and so
+//! [`Switch::handle`]), the same rule
 //! set as the Kafka pipeline, and its webhook job is queued on `topics.webhook` before the
 //! answer leaves, exactly as the pipeline does.
 //!
@@ -26,7 +27,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::task::JoinHandle;
@@ -35,13 +36,13 @@ use tokio_util::sync::CancellationToken;
 pub use config::ApiSettings;
 
 use crate::clock::Clock;
+use crate::domain::Command;
 use crate::domain::Outcome;
 use crate::error::SwitchError;
 use crate::kafka::publish::{Outgoing, Publisher};
 use crate::metrics as m;
 use crate::protocol::json::JsonError;
-use crate::protocol::ChannelRequest;
-use crate::switch::Switch;
+use crate::switch::{Served, Switch};
 
 /// The OpenAPI 3 document of this API, checked in under docs/.
 pub const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
@@ -87,14 +88,23 @@ impl ApiState {
         &self.switch.clock
     }
 
-    /// Serves one authenticated channel request through the shared rule set, then queues
-    /// its webhook job (if any) and waits for Kafka to take it: an answer never leaves
-    /// before the institution's notification is safe.
+    /// Serves one command of an authenticated channel through the shared rule set, then
+    /// queues its webhook job (if any) and waits for Kafka to take it: an answer never
+    /// leaves before the institution's notification is safe. Every HTTP dialect's door
+    /// ends here.
     ///
-    /// # Errors
-    /// As [`Switch::handle`]; `Busy` when the webhook job could not be queued in time.
-    pub async fn serve(&self, req: &ChannelRequest) -> Result<Outcome, SwitchError> {
-        let outcome = self.switch.handle(req).await?;
+    /// Refusals: as [`Switch::handle`]; `Busy` when the webhook job could not be queued in
+    /// time.
+    pub async fn serve(&self, cmd: &Command) -> Served {
+        let mut served = self.switch.handle(cmd).await;
+        served.result = match served.result {
+            Ok(outcome) => self.queue_webhook(outcome).await,
+            refused => refused,
+        };
+        served
+    }
+
+    async fn queue_webhook(&self, outcome: Outcome) -> Result<Outcome, SwitchError> {
         if let Some(w) = &outcome.webhook {
             let msg = Outgoing::webhook_job(&self.webhook_topic, w);
             let sent = tokio::time::timeout(
@@ -321,15 +331,13 @@ pub type St = State<ApiState>;
 
 /// A success envelope with `data`.
 pub fn ok(clock: &Clock, message: &str, data: serde_json::Value) -> Response {
-    error::envelope(
+    error::respond(
         StatusCode::OK,
-        &Outcome {
+        &error::Envelope {
             rc: crate::error::Rc::Success,
-            message: message.to_owned(),
-            timestamp: clock.stamp_now(),
+            message,
+            timestamp: &clock.stamp_now(),
             data,
-            webhook: None,
         },
     )
-    .into_response()
 }

@@ -1,9 +1,11 @@
-//! Pure types and rules of the switch: VA numbers, amounts, bills and what a payment or a
-//! reversal does to a bill, IPG's response codes, the record of a payment forwarded to a
-//! passive institution. No I/O lives here, so every rule is unit-tested next to its code.
+//! Pure types and rules of the switch: the command a door builds, VA numbers, amounts, bills
+//! and what a payment or a reversal does to a bill, what an answer shows, IPG's response
+//! codes, the record of a payment forwarded to a passive institution. No I/O lives here,
+//! so every rule is unit-tested next to its code.
 
 pub mod amount;
 pub mod bill;
+pub mod command;
 pub mod outcome;
 pub mod passive;
 pub mod rc;
@@ -13,7 +15,8 @@ pub use amount::{Amount, AmountError};
 pub use bill::{
     Bill, BillError, BillStatus, BillType, Component, NewBill, NewBillError, Payment, PaymentState,
 };
-pub use outcome::{Binding, Outcome, QueuedWebhook};
+pub use command::Command;
+pub use outcome::{Binding, Outcome, QueuedWebhook, Shown};
 pub use rc::Rc;
 pub use va::{VaError, VaNumber};
 

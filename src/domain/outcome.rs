@@ -3,17 +3,36 @@
 
 use serde_json::Value;
 
-use super::{Amount, Rc, VaNumber};
+use super::{Amount, Bill, Payment, Rc, VaNumber};
 
-/// What the switch answers (IPG's envelope `rc`, `message`, `timestamp`, `data`), and the
-/// webhook job to queue with it (already JSON).
+/// What the switch answers, in no dialect: the response code, a message, when (ISO 8601,
+/// the switch's offset), what the answer shows, and the webhook job to queue with it
+/// (already JSON). Each door renders it in its own dialect (IPG's envelope `rc`, `message`,
+/// `timestamp`, `data`: `protocol::channel::IpgData`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Outcome {
     pub rc: Rc,
     pub message: String,
     pub timestamp: String,
-    pub data: Value,
+    pub shown: Shown,
     pub webhook: Option<QueuedWebhook>,
+}
+
+/// What an answer shows besides its code.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Shown {
+    /// Nothing (IPG: `data: null`).
+    #[default]
+    Nothing,
+    /// A hosted bill as its VA sees it now: an inquiry, or a refusal that shows the bill
+    /// (IPG: `data: [bill]`).
+    Bill(Box<Bill>),
+    /// A hosted bill (as recorded with the payment: [`Bill`]'s JSON) and the payment made,
+    /// reversed or asked after (IPG: the bill's fields with `payment`).
+    Payment { bill: Value, payment: Box<Payment> },
+    /// A passive institution's own answer data (IPG Passive Client API), with the switch's
+    /// record of a forwarded payment under `payment` where there is one. Passed through.
+    Institution(Value),
 }
 
 /// A webhook job for `topics.webhook`, keyed by bill hash so one bill's events stay in order.

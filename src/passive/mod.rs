@@ -32,7 +32,7 @@ pub use config::{PassiveSettings, ResponseSignature};
 use crate::clock::Clock;
 use crate::domain::InstitutionMode;
 use crate::domain::{Amount, VaNumber};
-use crate::domain::{Binding, Outcome};
+use crate::domain::{Binding, Outcome, Shown};
 use crate::error::{Rc, SwitchError};
 use crate::hosted::PayInput;
 use crate::kafka::publish::{Outgoing, Publisher};
@@ -73,6 +73,14 @@ struct Inner {
 
 /// The answer to a channel reversal the switch accepted and delivers itself.
 use transition::{ChannelReversal, REVERSAL_QUEUED};
+
+/// A passive institution's data as an answer shows it: passed through; `null` shows nothing.
+fn institution_data(data: Value) -> Shown {
+    match data {
+        Value::Null => Shown::Nothing,
+        d => Shown::Institution(d),
+    }
+}
 
 impl Passive {
     /// # Errors
@@ -154,12 +162,13 @@ impl Passive {
         f.call(&self.inner.http, endpoint, body).await
     }
 
+    /// An answer showing the institution's data (`Shown::Institution`; `null` for none).
     fn outcome(&self, rc: Rc, message: String, data: Value) -> Outcome {
         Outcome {
             rc,
             message,
             timestamp: self.inner.clock.stamp_now(),
-            data,
+            shown: institution_data(data),
             webhook: None,
         }
     }
@@ -430,7 +439,7 @@ impl Passive {
                 rc: a.rc,
                 message: a.message.clone(),
                 timestamp: a.timestamp.clone(),
-                data: a.data.clone(),
+                shown: institution_data(a.data.clone()),
                 webhook: None,
             },
             None => self.outcome(
@@ -528,7 +537,7 @@ impl Passive {
         match rec.state {
             PassiveState::Reversed => {
                 metrics::counter!(m::DUPLICATES_TOTAL, "type" => "reversal").increment(1);
-                return Err(SwitchError::AlreadyReversed(Some(
+                return Err(SwitchError::AlreadyReversed(Shown::Institution(
                     json!({ "payment": rec.view() }),
                 )));
             }

@@ -15,7 +15,9 @@ use crate::kafka::publish::{sleep_or_shutdown, Outgoing};
 use crate::lock::Owner;
 use crate::metrics as m;
 use crate::protocol::channel::Address;
-use crate::protocol::{ChannelRequest, ChannelResponse};
+use crate::protocol::{ChannelRequest, ChannelResponse, IpgData};
+use crate::routing::Institution;
+use crate::switch::Served;
 
 /// A consumed request, owned (the borrowed message cannot cross tasks).
 pub struct Inbound {
@@ -33,7 +35,8 @@ struct Answer {
     address: Option<Address>,
     outcome: Outcome,
     dead_letter: Option<(&'static str, String)>,
-    institution: String,
+    /// The institution for the metric label (`None`: `none`).
+    institution: Option<Arc<Institution>>,
 }
 
 /// How far [`process`] took a message.
@@ -49,7 +52,7 @@ pub enum Step<F> {
 }
 
 enum Handled {
-    Final(Result<Outcome, SwitchError>),
+    Final(Served),
     Stopped,
     Park,
 }
@@ -80,9 +83,9 @@ pub async fn process(
             Ok(req) => {
                 let span = tracing::Span::current();
                 span.record("type", req.kind.as_str());
-                span.record("channel", req.channel.as_str());
+                span.record("channel", req.channel());
                 match handle_until_final(ctx, &req, &owner, park).await {
-                    Handled::Final(result) => Ok(answer_for(ctx, &req, result)),
+                    Handled::Final(served) => Ok(answer_for(ctx, &req, served)),
                     Handled::Stopped => Err(Handled::Stopped),
                     Handled::Park => Err(Handled::Park),
                 }
@@ -93,20 +96,20 @@ pub async fn process(
                     address: rej.address,
                     outcome: rej.error.outcome(&ctx.switch.clock),
                     dead_letter: Some((rej.reason, rej.error.to_string())),
-                    institution: "none".into(),
+                    institution: None,
                 })
             }
         }
     }
     .instrument(span)
     .await;
-    let mut answer = match answer {
+    let answer = match answer {
         Ok(a) => a,
         Err(Handled::Park) => return Step::Park(owner),
         Err(_) => return Step::Stopped,
     };
 
-    let acks: Vec<_> = outgoing(ctx, msg, &mut answer)
+    let acks: Vec<_> = outgoing(ctx, msg, &answer)
         .into_iter()
         .map(|out| ctx.publisher.enqueue(out, ctx.shutdown.clone()))
         .collect();
@@ -130,8 +133,8 @@ pub async fn process(
 async fn handle_until_final(ctx: &Ctx, req: &ChannelRequest, owner: &Owner, park: bool) -> Handled {
     let mut backoff = ctx.retry_initial;
     loop {
-        let result = ctx.switch.handle_as(req, owner).await;
-        match &result {
+        let served = ctx.switch.handle_as(&req.command, owner).await;
+        match &served.result {
             Err(e) if e.disposition() == Disposition::Retry => {
                 let cause = match e {
                     SwitchError::Store(crate::store::StoreError::Journal(_)) => "journal",
@@ -157,19 +160,22 @@ async fn handle_until_final(ctx: &Ctx, req: &ChannelRequest, owner: &Owner, park
             }
             _ => {
                 ctx.set_redis_up(true);
-                return Handled::Final(result);
+                return Handled::Final(served);
             }
         }
     }
 }
 
-fn answer_for(ctx: &Ctx, req: &ChannelRequest, result: Result<Outcome, SwitchError>) -> Answer {
+fn answer_for(ctx: &Ctx, req: &ChannelRequest, served: Served) -> Answer {
     let address = Some(Address {
         request_id: req.request_id.clone(),
         kind: req.kind.as_str().to_owned(),
-        channel: req.channel.clone(),
+        channel: req.channel().to_owned(),
     });
-    let institution = ctx.switch.institution_of(req).unwrap_or("none").to_owned();
+    let Served {
+        result,
+        institution,
+    } = served;
     match result {
         Ok(outcome) => Answer {
             address,
@@ -194,8 +200,8 @@ fn answer_for(ctx: &Ctx, req: &ChannelRequest, result: Result<Outcome, SwitchErr
 }
 
 /// The messages one answer produces: the response (when the request can be addressed),
-/// the webhook job, the dead-letter entry. The answer's data moves into the response.
-fn outgoing(ctx: &Ctx, msg: &Inbound, a: &mut Answer) -> Vec<Outgoing> {
+/// the webhook job, the dead-letter entry; the response in IPG's dialect.
+fn outgoing(ctx: &Ctx, msg: &Inbound, a: &Answer) -> Vec<Outgoing> {
     let key: Vec<u8> = match (&msg.key, &a.address) {
         (Some(k), _) => k.clone(),
         (None, Some(addr)) => addr.request_id.as_bytes().to_vec(),
@@ -210,7 +216,7 @@ fn outgoing(ctx: &Ctx, msg: &Inbound, a: &mut Answer) -> Vec<Outgoing> {
             rc: a.outcome.rc,
             message: a.outcome.message.clone(),
             timestamp: a.outcome.timestamp.clone(),
-            data: std::mem::take(&mut a.outcome.data),
+            data: IpgData(&a.outcome.shown),
         };
         out.push(Outgoing {
             topic: ctx.topics.response.clone(),
@@ -254,7 +260,8 @@ fn record(ctx: &Ctx, received: Instant, a: &Answer) {
         .filter(|c| ctx.switch.routing.has_channel(c))
         .unwrap_or("unknown");
     if a.address.is_some() {
-        m::count_answer("kafka", kind, channel, &a.institution, a.outcome.rc);
+        let institution = a.institution.as_ref().map_or("none", |i| i.code.as_str());
+        m::count_answer("kafka", kind, channel, institution, a.outcome.rc);
     }
     if let Some((code, _)) = &a.dead_letter {
         metrics::counter!(m::DEAD_LETTERS_TOTAL, "reason" => *code).increment(1);

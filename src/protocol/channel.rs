@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::json::JsonError;
-use crate::domain::Rc;
+use crate::domain::command::{self, Action, Command};
+use crate::domain::{Amount, Rc, Shown, VaNumber};
 
 /// Longest `request_id` / reference accepted: longer ones are refused, never truncated.
 pub const MAX_REF_LEN: usize = 64;
@@ -44,56 +45,19 @@ impl RequestType {
     }
 }
 
-/// Payment Channel API bodies, fields checked for presence and type. VA shape and amounts
-/// are checked by the handler, because they have rc codes of their own.
-#[derive(Clone, Debug, PartialEq)]
-pub enum RequestBody {
-    Inquiry {
-        va_number: String,
-        ref_id: String,
-        terminal_id: Option<String>,
-        transaction_date: String,
-    },
-    Payment {
-        va_number: String,
-        ref_id: String,
-        amount: Value,
-        terminal_id: Option<String>,
-        transaction_date: String,
-        customer_name: Option<String>,
-    },
-    Reversal {
-        payment_ref: String,
-        amount: Value,
-        bill_id: Option<String>,
-        va_number: Option<String>,
-    },
-    CheckStatus {
-        payment_ref: String,
-        va_number: String,
-        date: String,
-    },
-}
-
-impl RequestBody {
-    /// The VA the request is about, when the body names one.
-    pub fn va_number(&self) -> Option<&str> {
-        match self {
-            RequestBody::Inquiry { va_number, .. }
-            | RequestBody::Payment { va_number, .. }
-            | RequestBody::CheckStatus { va_number, .. } => Some(va_number),
-            RequestBody::Reversal { va_number, .. } => va_number.as_deref(),
-        }
-    }
-}
-
-/// A decoded, authenticated channel request.
+/// A decoded, authenticated channel request: its IPG address and the switch's command.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChannelRequest {
     pub request_id: String,
     pub kind: RequestType,
-    pub channel: String,
-    pub body: RequestBody,
+    pub command: Command,
+}
+
+impl ChannelRequest {
+    /// The authenticated channel's code.
+    pub fn channel(&self) -> &str {
+        &self.command.channel
+    }
 }
 
 /// Who to answer, as far as a broken request could be read.
@@ -140,8 +104,10 @@ pub struct Envelope {
     repeated: Option<Invalid>,
 }
 
+/// A response value. The switch writes `data` from what the outcome shows
+/// ([`IpgData`]); a reader (a test, a channel) reads it as JSON.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ChannelResponse {
+pub struct ChannelResponse<D = Value> {
     pub request_id: String,
     #[serde(rename = "type")]
     pub kind: String,
@@ -149,7 +115,40 @@ pub struct ChannelResponse {
     pub rc: Rc,
     pub message: String,
     pub timestamp: String,
-    pub data: Value,
+    pub data: D,
+}
+
+/// What an outcome shows, as IPG's `data` (Payment Channel API): nothing is `null`; a
+/// hosted bill is a one-element list `[bill]` (inquiry); a bill with a payment is the
+/// bill's fields and `payment`; a passive institution's data passes through as it came.
+#[derive(Clone, Copy, Debug)]
+pub struct IpgData<'a>(pub &'a Shown);
+
+impl Serialize for IpgData<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self.0 {
+            Shown::Nothing => s.serialize_unit(),
+            Shown::Bill(b) => [b].serialize(s),
+            Shown::Payment { bill, payment } => {
+                let fields = bill.as_object();
+                let mut m = s.serialize_map(Some(fields.map_or(0, |f| f.len()) + 1))?;
+                for (k, v) in fields.into_iter().flatten() {
+                    m.serialize_entry(k, v)?;
+                }
+                m.serialize_entry("payment", payment)?;
+                m.end()
+            }
+            Shown::Institution(v) => v.serialize(s),
+        }
+    }
+}
+
+impl IpgData<'_> {
+    /// The same `data` as a JSON value.
+    pub fn to_value(self) -> Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
 }
 
 struct Fields<'a> {
@@ -194,8 +193,9 @@ impl<'a> Fields<'a> {
         Ok(s)
     }
 
-    fn amount(&self, f: &str) -> Value {
-        self.obj.get(f).cloned().unwrap_or(Value::Null)
+    /// An amount in rupiah, whole and positive; its refusal is the switch's to answer.
+    fn amount(&self, f: &str) -> command::Checked<Amount, crate::domain::AmountError> {
+        Amount::positive_from_json(self.obj.get(f).unwrap_or(&Value::Null))
     }
 
     fn datetime(&self, f: &str) -> Result<String, Invalid> {
@@ -372,28 +372,28 @@ impl Envelope {
             obj: body,
             prefix: "body.",
         };
-        let parsed = (|| -> Result<RequestBody, Invalid> {
+        let parsed = (|| -> Result<Action, Invalid> {
             Ok(match kind {
-                RequestType::Inquiry => RequestBody::Inquiry {
-                    va_number: f.req("va_number")?,
+                RequestType::Inquiry => Action::Inquiry(command::Inquiry {
+                    va: VaNumber::parse(&f.req("va_number")?),
                     ref_id: f.new_reference("ref_id")?,
                     terminal_id: f.opt("terminal_id")?,
-                    transaction_date: f.datetime("transaction_date")?,
-                },
-                RequestType::Payment => RequestBody::Payment {
-                    va_number: f.req("va_number")?,
+                    transaction_date: Some(f.datetime("transaction_date")?),
+                }),
+                RequestType::Payment => Action::Pay(command::Pay {
+                    va: VaNumber::parse(&f.req("va_number")?),
                     ref_id: f.new_reference("ref_id")?,
                     amount: f.amount("amount"),
                     terminal_id: f.opt("terminal_id")?,
-                    transaction_date: f.datetime("transaction_date")?,
+                    transaction_date: Some(f.datetime("transaction_date")?),
                     customer_name: f.opt("customer_name")?,
-                },
-                RequestType::Reversal => RequestBody::Reversal {
+                }),
+                RequestType::Reversal => Action::Reverse(command::Reverse {
                     payment_ref: f.reference("payment_ref")?,
                     amount: f.amount("amount"),
                     bill_id: f.opt("bill_id")?,
-                    va_number: f.opt("va_number")?,
-                },
+                    va: f.opt("va_number")?.map(|v| VaNumber::parse(&v)),
+                }),
                 RequestType::CheckStatus => {
                     let va_number = match (
                         f.opt("va_number")?,
@@ -412,27 +412,29 @@ impl Envelope {
                     let date = f.req("date")?;
                     NaiveDate::parse_from_str(&date, "%Y-%m-%d")
                         .map_err(|_| invalid("body.date", "must be YYYY-mm-dd"))?;
-                    RequestBody::CheckStatus {
+                    Action::CheckStatus(command::CheckStatus {
                         payment_ref: f.reference("payment_ref")?,
-                        va_number,
-                        date,
-                    }
+                        va: VaNumber::parse(&va_number),
+                        date: Some(date),
+                    })
                 }
             })
         })();
         match parsed {
-            Ok(body) => Ok(ChannelRequest {
+            Ok(action) => Ok(ChannelRequest {
                 request_id,
                 kind,
-                channel: addr.channel,
-                body,
+                command: Command {
+                    channel: addr.channel,
+                    action,
+                },
             }),
             Err(e) => Err(reject(Some(addr), e, "invalid_field")),
         }
     }
 }
 
-impl ChannelResponse {
+impl<D: Serialize> ChannelResponse<D> {
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
@@ -467,7 +469,10 @@ mod tests {
         );
         let r = decode(&b, Some(&s), &routing()).unwrap();
         assert_eq!(r.kind, RequestType::Payment);
-        assert_eq!(r.body.va_number(), Some("8574991234567890"));
+        assert_eq!(
+            r.command.action.va().map(VaNumber::as_str),
+            Some("8574991234567890")
+        );
     }
 
     #[test]
@@ -594,7 +599,12 @@ mod tests {
             "payment_ref":"p1","prefix":"857499","virtual_account":"1234567890","date":"2024-11-10"}}),
         );
         assert_eq!(
-            decode(&b, Some(&s), &rt).unwrap().body.va_number(),
+            decode(&b, Some(&s), &rt)
+                .unwrap()
+                .command
+                .action
+                .va()
+                .map(VaNumber::as_str),
             Some("8574991234567890")
         );
     }

@@ -1,7 +1,8 @@
 //! The Payment Channel API over HTTP (`POST /api/v2/ch/<type>`): an IPG body becomes the
-//! very [`ChannelRequest`] a Kafka envelope decodes to, read by the same code, so both
-//! doors accept and refuse exactly the same bodies with the same field names. The body's
-//! signature is checked before this (`routing::Routing::authenticate`), over the raw bytes.
+//! very [`ChannelRequest`] (and so the very command) a Kafka envelope decodes to, read by
+//! the same code, so both doors accept and refuse exactly the same bodies with the same
+//! field names. The body's signature is checked before this
+//! (`routing::Routing::authenticate`), over the raw bytes.
 
 use serde_json::{Map, Value};
 
@@ -71,8 +72,11 @@ mod tests {
         let sig = signature::sign(b"k", body);
         assert!(rt.authenticate("bank", body, Some(&sig)).is_ok());
         let r = request(RequestType::Inquiry, "bank", "id-1", body).unwrap();
-        assert_eq!(r.channel, "bank");
-        assert_eq!(r.body.va_number(), Some("8574991234567890"));
+        assert_eq!(r.channel(), "bank");
+        assert_eq!(
+            r.command.action.va().map(crate::domain::VaNumber::as_str),
+            Some("8574991234567890")
+        );
 
         let (e, _) = rt.authenticate("bank", body, Some("00")).unwrap_err();
         assert_eq!(e.rc(), Rc::BillerAuthentication);

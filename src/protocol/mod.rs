@@ -8,5 +8,5 @@ pub mod json;
 pub mod passive;
 pub mod webhook;
 
-pub use channel::{ChannelRequest, ChannelResponse, Rejected, RequestBody, RequestType};
+pub use channel::{ChannelRequest, ChannelResponse, IpgData, Rejected, RequestType};
 pub use webhook::WebhookJob;

@@ -192,7 +192,14 @@ impl Redis {
         // The port answers: it must be this redis-server (not another process that had the
         // port, while ours failed to bind and exited).
         if !tls {
-            let pid = server_pid(port);
+            // A server that has just opened its port may not answer INFO yet (seen once in
+            // CI: `None` from a redis-server that was ours): ask again for a while.
+            let mut pid = server_pid(port);
+            let asked = Instant::now() + Duration::from_secs(5);
+            while pid.is_none() && Instant::now() < asked {
+                std::thread::sleep(Duration::from_millis(50));
+                pid = server_pid(port);
+            }
             assert_eq!(
                 pid,
                 Some(r.child.id()),
