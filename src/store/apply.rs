@@ -10,7 +10,7 @@
 use redis::Script;
 
 use super::journal::{Event, Mark, Stage};
-use super::{keys, Eval, Store, StoreError};
+use super::{calls, keys, Store, StoreError};
 
 pub(super) struct ApplyScripts {
     bill: Script,
@@ -62,20 +62,18 @@ impl Store {
         for ev in events {
             let inst = ev.institution.as_str();
             if let Some(b) = &ev.bill {
-                let mut e = Eval::new(&s.bill)
-                    .key(keys::bill(inst, &b.hash))
-                    .key(keys::bills(inst));
-                for va in &b.va_numbers {
-                    e = e.key(keys::va(inst, va));
-                }
-                let e = e
-                    .arg(b.version)
-                    .arg(b.doc.get())
-                    .arg(&b.status)
-                    .arg(b.valid_until_ms.map(|t| t.to_string()).unwrap_or_default())
-                    .arg(&b.hash)
-                    .arg(b.created_ms);
-                pipe.add_command(e.cmd());
+                let e = calls::ApplyBill {
+                    bill: keys::bill(inst, &b.hash),
+                    bills: keys::bills(inst),
+                    vas: b.va_numbers.iter().map(|va| keys::va(inst, va)).collect(),
+                    version: b.version,
+                    doc: b.doc.get(),
+                    status: &b.status,
+                    valid_until_ms: b.valid_until_ms.map(|t| t.to_string()).unwrap_or_default(),
+                    hash: &b.hash,
+                    created_ms: b.created_ms,
+                };
+                pipe.add_command(e.eval(&s.bill).cmd());
                 counted += 1;
             }
             if let Some(p) = &ev.payment {
@@ -88,46 +86,48 @@ impl Store {
                             .map(str::to_owned)
                     })
                     .unwrap_or_default();
-                let e = Eval::new(&s.payment)
-                    .key(&key)
-                    .key(keys::bill_payments(inst, &hash))
-                    .key(keys::payments(inst))
-                    .arg(match p.stage {
+                let e = calls::ApplyPayment {
+                    payment: key,
+                    bill_payments: keys::bill_payments(inst, &hash),
+                    payments: keys::payments(inst),
+                    stage: match p.stage {
                         Stage::Paid => "paid",
                         Stage::Reversed => "reversed",
-                    })
-                    .arg(p.doc.get())
-                    .arg(ev.answered_bill().unwrap_or_default())
-                    .arg(&p.timestamp)
-                    .arg(p.ledger_seq)
-                    .arg(p.score_ms);
-                pipe.add_command(e.cmd());
+                    },
+                    doc: p.doc.get(),
+                    answered_bill: ev.answered_bill().unwrap_or_default(),
+                    timestamp: &p.timestamp,
+                    ledger_seq: p.ledger_seq,
+                    score_ms: p.score_ms,
+                };
+                pipe.add_command(e.eval(&s.payment).cmd());
                 counted += 1;
             }
             if let Some(l) = &ev.ledger {
                 if l.seq > 0 {
-                    let e = Eval::new(&s.ledger)
-                        .key(keys::ledger(inst))
-                        .key(keys::balance(inst))
-                        .arg(l.seq)
-                        .arg(l.entry.get())
-                        .arg(l.balance_after.to_string());
-                    pipe.add_command(e.cmd());
+                    let e = calls::ApplyLedger {
+                        ledger: keys::ledger(inst),
+                        balance: keys::balance(inst),
+                        seq: l.seq,
+                        entry: l.entry.get(),
+                        balance_after: l.balance_after.to_string(),
+                    };
+                    pipe.add_command(e.eval(&s.ledger).cmd());
                     counted += 1;
                 }
             }
             if let Some(p) = &ev.passive {
-                let member = format!("{}:{}", p.channel, p.reference);
-                let e = Eval::new(&s.passive)
-                    .key(keys::passive_payment(inst, &p.channel, &p.reference))
-                    .key(keys::passive_payments(inst))
-                    .key(keys::passive_pending(inst))
-                    .arg(p.rev)
-                    .arg(p.doc.get())
-                    .arg(p.score_ms)
-                    .arg(&member)
-                    .arg(p.due_ms.map(|d| d.to_string()).unwrap_or_default());
-                pipe.add_command(e.cmd());
+                let e = calls::ApplyPassive {
+                    record: keys::passive_payment(inst, &p.channel, &p.reference),
+                    payments: keys::passive_payments(inst),
+                    pending: keys::passive_pending(inst),
+                    rev: p.rev,
+                    doc: p.doc.get(),
+                    score_ms: p.score_ms,
+                    member: format!("{}:{}", p.channel, p.reference),
+                    due_ms: p.due_ms.map(|d| d.to_string()).unwrap_or_default(),
+                };
+                pipe.add_command(e.eval(&s.passive).cmd());
                 counted += 1;
             }
             if let Some(b) = &ev.binding {
@@ -213,21 +213,23 @@ impl Store {
         fenced: bool,
     ) -> Result<(), StoreError> {
         for (inst, m) in marks {
+            let call = calls::Mark {
+                mark: keys::journal_mark(inst),
+                partition: m.partition,
+                offset: m.offset,
+            };
             if fenced {
-                let call = Eval::new(&self.scripts.mark)
-                    .institution(inst)
-                    .key(keys::journal_mark(inst))
-                    .arg(m.partition)
-                    .arg(m.offset);
-                let _: i64 = self.eval(call).await?;
-            } else {
                 let _: i64 = self
-                    .apply
-                    .mark
-                    .key(keys::journal_mark(inst))
-                    .arg(m.partition)
-                    .arg(m.offset)
-                    .invoke_async(&mut self.conn())
+                    .eval(call.eval(&self.scripts.mark).institution(inst))
+                    .await?;
+            } else {
+                // Loaded first: a Redis that just restarted knows no script.
+                let script = &self.apply.mark;
+                script.prepare_invoke().load_async(&mut self.conn()).await?;
+                let _: i64 = call
+                    .eval(script)
+                    .cmd()
+                    .query_async(&mut self.conn())
                     .await?;
             }
         }

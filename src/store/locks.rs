@@ -16,11 +16,12 @@ impl Store {
         token: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let call = Eval::new(&self.scripts.lock)
-            .key(key)
-            .arg(token)
-            .arg(ttl.as_millis() as u64);
-        let n: i64 = self.eval(call).await?;
+        let call = calls::Lock {
+            lock: key,
+            token,
+            ttl_ms: ttl.as_millis() as u64,
+        };
+        let n: i64 = self.eval(call.eval(&self.scripts.lock)).await?;
         Ok(n == 1)
     }
 
@@ -30,7 +31,7 @@ impl Store {
     /// Redis unreachable.
     pub async fn unlock(&self, key: &str, token: &str) -> Result<bool, StoreError> {
         let n: i64 = self
-            .eval(Eval::new(&self.scripts.unlock).key(key).arg(token))
+            .eval(calls::Unlock { lock: key, token }.eval(&self.scripts.unlock))
             .await?;
         Ok(n == 1)
     }

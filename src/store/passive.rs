@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 
 use super::journal::Event;
-use super::{keys, parse, to_json, Eval, Lock, Store, StoreError};
+use super::{calls, keys, parse, to_json, Lock, Store, StoreError};
 use crate::domain::passive::PassivePayment;
 
 /// Result of starting a forwarded payment.
@@ -46,17 +46,18 @@ impl Store {
         score_ms: i64,
     ) -> Result<Begin, StoreError> {
         let key = keys::passive_payment(&rec.institution, &rec.channel, &rec.reference);
-        let call = Eval::new(&self.scripts.passive_begin)
-            .institution(&rec.institution)
-            .key(&lock.key)
-            .key(&key)
-            .key(keys::passive_payments(&rec.institution))
-            .arg(&lock.token)
-            .arg(ttl.as_millis() as u64)
-            .arg(to_json(&rec))
-            .arg(score_ms)
-            .arg(rec.member());
-        let r: Vec<Option<String>> = self.eval(call).await?;
+        let call = calls::PassiveBegin {
+            institution: &rec.institution,
+            lock: &lock.key,
+            record: &key,
+            payments: keys::passive_payments(&rec.institution),
+            token: &lock.token,
+            ttl_ms: ttl.as_millis() as u64,
+            doc: to_json(&rec),
+            score_ms,
+            member: rec.member(),
+        };
+        let r: Vec<Option<String>> = self.eval(call.eval(&self.scripts.passive_begin)).await?;
         match r.first().and_then(Option::as_deref) {
             Some("locked") => Ok(Begin::Locked),
             Some("exists") => {
@@ -89,18 +90,19 @@ impl Store {
     ) -> Result<(), StoreError> {
         let key = keys::passive_payment(&rec.institution, &rec.channel, &rec.reference);
         let lock_key = keys::lock(&rec.institution, &rec.va_number);
-        let call = Eval::new(&self.scripts.passive_save)
-            .institution(&rec.institution)
-            .key(&key)
-            .key(keys::passive_pending(&rec.institution))
-            .key(unlock.map_or(lock_key.as_str(), |l| l.key.as_str()))
-            .key(keys::passive_payments(&rec.institution))
-            .arg(to_json(&*rec))
-            .arg(&rec.rev)
-            .arg(rec.member())
-            .arg(due_ms.map(|d| d.to_string()).unwrap_or_default())
-            .arg(unlock.map_or("", |l| l.token.as_str()));
-        let r: Vec<String> = self.eval(call).await?;
+        let call = calls::PassiveSave {
+            institution: &rec.institution,
+            record: &key,
+            pending: keys::passive_pending(&rec.institution),
+            lock: unlock.map_or(lock_key.as_str(), |l| l.key.as_str()),
+            payments: keys::passive_payments(&rec.institution),
+            doc: to_json(&*rec),
+            expected_rev: &rec.rev,
+            member: rec.member(),
+            due_ms: due_ms.map(|d| d.to_string()).unwrap_or_default(),
+            token: unlock.map_or("", |l| l.token.as_str()),
+        };
+        let r: Vec<String> = self.eval(call.eval(&self.scripts.passive_save)).await?;
         if r.first().map(String::as_str) != Some("ok") {
             return Err(StoreError::Corrupt {
                 key,
@@ -124,10 +126,7 @@ impl Store {
         reference: &str,
         binding: &str,
     ) -> Result<Option<String>, StoreError> {
-        let call = Eval::new(&self.scripts.bind)
-            .key(keys::reference(channel, reference))
-            .arg(binding);
-        self.eval(call).await
+        self.eval(self.bind_call(channel, reference, binding)).await
     }
 
     /// A forwarded payment's record.
@@ -159,12 +158,13 @@ impl Store {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let call = Eval::new(&self.scripts.passive_claim)
-            .key(keys::passive_pending(inst))
-            .arg(now_ms)
-            .arg(lease.as_millis() as u64)
-            .arg(limit);
-        self.eval(call).await
+        let call = calls::PassiveClaim {
+            pending: keys::passive_pending(inst),
+            now_ms,
+            lease_ms: lease.as_millis() as u64,
+            limit,
+        };
+        self.eval(call.eval(&self.scripts.passive_claim)).await
     }
 
     /// Moves a claimed step to `due_ms` (it stays pending).

@@ -78,13 +78,13 @@ impl Store {
     /// `lua/read_va.lua`: the bill the VA index `va_key` points to and, with `pkey`, the
     /// payment record under it, in one script call.
     pub(super) fn read_va<'a>(&'a self, inst: &str, va_key: &str, pkey: Option<&str>) -> Eval<'a> {
-        let mut inv = Eval::new(&self.scripts.read_va)
-            .institution(inst)
-            .key(va_key);
-        if let Some(k) = pkey {
-            inv = inv.key(k);
+        calls::ReadVa {
+            institution: inst,
+            va: va_key,
+            payment: pkey,
+            bill_prefix: keys::bill_prefix(inst),
         }
-        inv.arg(keys::bill_prefix(inst))
+        .eval(&self.scripts.read_va)
     }
 
     /// # Errors
@@ -224,51 +224,45 @@ impl Store {
         let payment_doc = raw_json(p.payment)?;
         let ledger_doc = p.ledger_entry.get();
         let next_doc = raw_json(p.next_bill)?;
-        let mut call = Eval::new(script)
-            .institution(p.inst)
-            .key(keys::bill(p.inst, &p.bill.value.hash))
-            .key(keys::payment(
-                p.inst,
-                &p.payment.channel,
-                &p.payment.payment_ref_id,
-            ))
-            .key(keys::bill_payments(p.inst, &p.bill.value.hash))
-            .key(keys::payments(p.inst))
-            .key(keys::ledger(p.inst))
-            .key(keys::balance(p.inst))
+        let call = calls::Commit {
+            institution: p.inst,
+            bill: keys::bill(p.inst, &p.bill.value.hash),
+            payment: keys::payment(p.inst, &p.payment.channel, &p.payment.payment_ref_id),
+            bill_payments: keys::bill_payments(p.inst, &p.bill.value.hash),
+            payments: keys::payments(p.inst),
+            ledger: keys::ledger(p.inst),
+            balance: keys::balance(p.inst),
             // Always a key of the institution's slot (Redis Cluster): the VA's lock, released
             // only when the caller passed its token and holds it (payments).
-            .key(p.lock.map_or_else(
+            lock: p.lock.map_or_else(
                 || keys::lock(p.inst, &p.payment.va_number),
                 |l| l.key.clone(),
-            ))
-            .key(keys::va(p.inst, &p.payment.va_number));
-        if p.binding.is_some() {
-            call = call.key(keys::reference(
-                &p.payment.channel,
-                &p.payment.payment_ref_id,
-            ));
-        }
-        let call = call
-            .arg(&p.bill.version)
-            .arg(next_doc.get())
-            .arg(status_str(p.next_bill))
-            .arg(payment_doc.get())
-            .arg(p.answered_bill)
-            .arg(p.timestamp)
-            .arg(ledger_doc)
-            .arg(p.payment.amount.get())
-            .arg(p.score_ms)
-            .arg(p.lock.map_or("", |l| l.token.as_str()))
-            .arg(&p.bill.value.hash)
-            .arg(keys::bill_prefix(p.inst))
-            .arg(p.binding.unwrap_or(""))
+            ),
+            va: keys::va(p.inst, &p.payment.va_number),
+            reference: p
+                .binding
+                .map(|_| keys::reference(&p.payment.channel, &p.payment.payment_ref_id)),
+            expected_version: &p.bill.version,
+            next_doc: next_doc.get(),
+            next_status: status_str(p.next_bill),
+            payment_doc: payment_doc.get(),
+            answered_bill: p.answered_bill,
+            timestamp: p.timestamp,
+            ledger_entry: ledger_doc,
+            amount: p.payment.amount.get(),
+            score_ms: p.score_ms,
+            lock_token: p.lock.map_or("", |l| l.token.as_str()),
+            expected_hash: &p.bill.value.hash,
+            bill_prefix: keys::bill_prefix(p.inst),
+            binding: p.binding.unwrap_or(""),
             // A payment commits only if Redis still holds the very document it was
             // computed from ([`Versioned::doc`]); a reversal checks the version only.
-            .arg(match stage {
+            expected_doc: match stage {
                 journal::Stage::Paid => p.bill.doc.as_str(),
                 journal::Stage::Reversed => "",
-            });
+            },
+        }
+        .eval(script);
         let r: Vec<redis::Value> = self.eval(call).await?;
         if text(r.first().cloned()).as_deref() != Some("ok") {
             return Ok((r, None));
@@ -308,25 +302,23 @@ impl Store {
     pub async fn create_bill(&self, bill: &Bill, now_ms: i64) -> Result<Commit, StoreError> {
         let inst = &bill.institution_code;
         let doc = to_json(bill);
-        let mut inv = Eval::new(&self.scripts.create)
-            .institution(inst)
-            .key(keys::bill(inst, &bill.hash))
-            .key(keys::bills(inst));
-        for p in &bill.prefixes {
-            inv = inv.key(keys::va(inst, &format!("{p}{}", &bill.va_number[6..])));
-        }
-        let until = bill
-            .valid_until
-            .map(|t| t.timestamp_millis().to_string())
-            .unwrap_or_default();
-        let inv = inv
-            .arg(&doc)
-            .arg(keys::bill_prefix(inst))
-            .arg(now_ms)
-            .arg(until)
-            .arg(&bill.hash)
-            .arg(bill.created_at.timestamp_millis());
-        let r: Vec<String> = self.eval(inv).await?;
+        let call = calls::CreateBill {
+            institution: inst,
+            bill: keys::bill(inst, &bill.hash),
+            bills: keys::bills(inst),
+            vas: (bill.prefixes.iter())
+                .map(|p| keys::va(inst, &format!("{p}{}", &bill.va_number[6..])))
+                .collect(),
+            doc: &doc,
+            bill_prefix: keys::bill_prefix(inst),
+            now_ms,
+            valid_until_ms: (bill.valid_until)
+                .map(|t| t.timestamp_millis().to_string())
+                .unwrap_or_default(),
+            hash: &bill.hash,
+            created_ms: bill.created_at.timestamp_millis(),
+        };
+        let r: Vec<String> = self.eval(call.eval(&self.scripts.create)).await?;
         let v = verdict(&r);
         if v == Commit::Done {
             let time = bill
@@ -356,13 +348,14 @@ impl Store {
         time: String,
     ) -> Result<Commit, StoreError> {
         let doc = to_json(next);
-        let call = Eval::new(&self.scripts.update_bill)
-            .institution(&next.institution_code)
-            .key(keys::bill(&next.institution_code, &next.hash))
-            .arg(&old.version)
-            .arg(&doc)
-            .arg(status_str(next));
-        let r: Vec<String> = self.eval(call).await?;
+        let call = calls::UpdateBill {
+            institution: &next.institution_code,
+            bill: keys::bill(&next.institution_code, &next.hash),
+            expected_version: &old.version,
+            doc: &doc,
+            status: status_str(next),
+        };
+        let r: Vec<String> = self.eval(call.eval(&self.scripts.update_bill)).await?;
         let v = verdict(&r);
         if v == Commit::Done {
             let version = r.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
@@ -401,7 +394,6 @@ impl Store {
         // call on the hot path, not two.
         let va_key = keys::va(inst, va);
         let pkey = keys::payment(inst, channel, reference);
-        let ttl = ttl.as_millis().to_string();
         let mut pipe = redis::pipe();
         // Two scripts: on a Redis that lost its memory neither runs (NOSCRIPT), so nothing
         // is bound or locked there before the recovery. On a cluster the binding's slot and
@@ -409,15 +401,17 @@ impl Store {
         // one may run while the other answers NOSCRIPT: the retry after the recovery is
         // the same attempt (its own binding, its own lock), so that changes nothing.
         pipe.add_command(claim).add_command(
-            Eval::new(&self.scripts.lock_read)
-                .institution(inst)
-                .key(&lock.key)
-                .key(&va_key)
-                .key(&pkey)
-                .arg(&lock.token)
-                .arg(&ttl)
-                .arg(keys::bill_prefix(inst))
-                .cmd(),
+            calls::LockRead {
+                institution: inst,
+                lock: &lock.key,
+                va: &va_key,
+                payment: &pkey,
+                token: &lock.token,
+                ttl_ms: ttl.as_millis() as u64,
+                bill_prefix: keys::bill_prefix(inst),
+            }
+            .eval(&self.scripts.lock_read)
+            .cmd(),
         );
         let (claimed, (verdict, doc, ver, pay)): (
             Option<String>,
@@ -492,9 +486,11 @@ impl Store {
     /// `SET NX GET` of a reference binding (Redis >= 7.0, `lua/bind.lua`): binds if new,
     /// returns the earlier binding otherwise.
     pub(super) fn bind_call(&self, channel: &str, reference: &str, binding: &str) -> Eval<'_> {
-        Eval::new(&self.scripts.bind)
-            .key(keys::reference(channel, reference))
-            .arg(binding)
+        calls::Bind {
+            reference: keys::reference(channel, reference),
+            binding,
+        }
+        .eval(&self.scripts.bind)
     }
 
     /// # Errors

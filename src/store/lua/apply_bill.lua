@@ -4,9 +4,10 @@
 -- KEYS: 1 bill, 2 institution bill index (zset by creation ms), 3.. VA index keys
 -- ARGV: 1 version, 2 doc, 3 status, 4 valid_until (ms) or '', 5 hash, 6 created (ms)
 -- Versions and ms timestamps are < 2^53: exact as Lua numbers. No money passes here.
--- Mirrored by: Store::apply (store/apply.rs) builds its KEYS/ARGV from Event.bill; the live
--- writers are create.lua, update_bill.lua, pay.lua and reverse.lua; journal/verify.rs
--- (Expected::add) folds events the same way (newest version, a VA's newest bill).
+-- Mirrored by: store/calls.rs calls::ApplyBill, filled by Store::apply (store/apply.rs)
+-- from Event.bill; the live writers are create.lua, update_bill.lua, pay.lua and
+-- reverse.lua; journal/verify.rs (Expected::add) folds events the same way (newest version,
+-- a VA's newest bill).
 local cur = redis.call('HGET', KEYS[1], 'ver')
 local applied = 0
 if not cur or tonumber(cur) < tonumber(ARGV[1]) then

@@ -5,8 +5,9 @@
 -- KEYS: 1 ledger (list), 2 balance. ARGV: 1 sequence, 2 entry, 3 balance after (rupiah,
 -- Redis's exact string: it never passes through a Lua number).
 -- Sequences are counts (< 2^53): exact as Lua numbers.
--- Mirrored by: Store::apply (store/apply.rs) from Event.ledger; the live writers are pay.lua
--- and reverse.lua (RPUSH, INCRBY); journal/verify.rs compares entries and balances.
+-- Mirrored by: store/calls.rs calls::ApplyLedger, filled by Store::apply (store/apply.rs)
+-- from Event.ledger; the live writers are pay.lua and reverse.lua (RPUSH, INCRBY);
+-- journal/verify.rs compares entries and balances.
 local n = redis.call('LLEN', KEYS[1])
 local seq = tonumber(ARGV[1])
 if n >= seq then

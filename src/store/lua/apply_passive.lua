@@ -4,8 +4,9 @@
 -- ARGV: 1 rev, 2 doc, 3 index score (ms), 4 member, 5 due (ms) or '' (not pending)
 -- Revisions and ms timestamps are < 2^53: exact as Lua numbers.
 -- A record journaled again without its index score (0) never moves the one stored.
--- Mirrored by: Store::apply (store/apply.rs) from Event.passive; the live writers are
--- passive_begin.lua and passive_save.lua (store/passive.rs); journal/verify.rs.
+-- Mirrored by: store/calls.rs calls::ApplyPassive, filled by Store::apply (store/apply.rs)
+-- from Event.passive; the live writers are passive_begin.lua and passive_save.lua
+-- (store/passive.rs); journal/verify.rs.
 if tonumber(ARGV[3]) > 0 then
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 end

@@ -4,8 +4,9 @@
 -- KEYS: 1 payment, 2 bill's payments (zset by ledger sequence), 3 institution payment index
 -- ARGV: 1 stage ('paid' | 'reversed'), 2 doc, 3 answered bill, 4 timestamp,
 --       5 ledger sequence, 6 score (ms)
--- Mirrored by: Store::apply (store/apply.rs) from Event.payment; the live writers are pay.lua
--- and reverse.lua; journal/verify.rs compares the same fields and indexes.
+-- Mirrored by: store/calls.rs calls::ApplyPayment, filled by Store::apply (store/apply.rs)
+-- from Event.payment; the live writers are pay.lua and reverse.lua; journal/verify.rs
+-- compares the same fields and indexes.
 local new = redis.call('HEXISTS', KEYS[1], ARGV[1] == 'paid' and 'doc' or 'rev_doc') == 0
 if ARGV[1] == 'paid' then
   redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'bill', ARGV[3], 'ts', ARGV[4], 'lseq', ARGV[5])

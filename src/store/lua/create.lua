@@ -3,8 +3,9 @@
 -- (the sentinel checked first, see store::Eval::institution)
 -- Times are ms since the epoch (< 2^53), exact as Lua numbers; no money passes here.
 -- ARGV: 1 doc, 2 bill key prefix, 3 now (ms), 4 valid_until (ms) or '', 5 hash, 6 score (ms)
--- Mirrored by: Store::create_bill (store/mod.rs); apply_bill.lua sets the same bill, index
--- and VA pointers from the journal (Event bill_created); journal/verify.rs compares them.
+-- Mirrored by: store/calls.rs calls::CreateBill, filled by Store::create_bill
+-- (store/records.rs); apply_bill.lua sets the same bill, index and VA pointers from the
+-- journal (Event bill_created); journal/verify.rs compares them.
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {'hash_taken'}
 end

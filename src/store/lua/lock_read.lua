@@ -3,8 +3,9 @@
 -- ARGV[1] owner token, ARGV[2] TTL (ms), ARGV[3] bill key prefix (same hash tag).
 -- Returns {'ok'|'locked', doc|false, ver|false, payment fields (flat HGETALL)}.
 -- The owner may take its own lock again (a retried message): the TTL is renewed.
--- Mirrored by: Store::claim_lock_read (store/mod.rs, with bind.lua in one pipeline);
--- lock.lua's rule for the lock; read_va.lua's read.
+-- Mirrored by: store/calls.rs calls::LockRead, filled by Store::claim_lock_read
+-- (store/records.rs, with bind.lua in one pipeline); lock.lua's rule for the lock;
+-- read_va.lua's read.
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if redis.call('GET', KEYS[1]) ~= ARGV[1] then
     return {'locked', false, false, {}}

@@ -4,8 +4,9 @@
 -- ARGV[1] owner token, ARGV[2] TTL (ms), ARGV[3] new record doc, ARGV[4] score (ms),
 -- ARGV[5] index member.
 -- Returns {'locked'}, {'exists', doc, rev} (lock held) or {'new'} (lock held, rev 1).
--- Mirrored by: Store::passive_begin (store/passive.rs); apply_passive.lua from the journal
--- (Event::passive); lock.lua's rule for the lock.
+-- Mirrored by: store/calls.rs calls::PassiveBegin, filled by Store::passive_begin
+-- (store/passive.rs); apply_passive.lua from the journal (Event::passive); lock.lua's rule
+-- for the lock.
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if redis.call('GET', KEYS[1]) ~= ARGV[1] then
     return {'locked'}

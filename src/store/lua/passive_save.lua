@@ -4,8 +4,8 @@
 -- ARGV[1] doc, ARGV[2] expected rev, ARGV[3] member, ARGV[4] due (ms) or '' (not pending),
 -- ARGV[5] lock token to release or ''.
 -- Returns {'ok', new rev, index score} or {'conflict'} (nothing written).
--- Mirrored by: Store::passive_save (store/passive.rs); apply_passive.lua from the journal;
--- unlock.lua's rule for the lock.
+-- Mirrored by: store/calls.rs calls::PassiveSave, filled by Store::passive_save
+-- (store/passive.rs); apply_passive.lua from the journal; unlock.lua's rule for the lock.
 if redis.call('HGET', KEYS[1], 'rev') ~= ARGV[2] then
   return {'conflict'}
 end

@@ -28,9 +28,10 @@
 --                                                 here is the one it points to now
 --   {'balance_refused', Redis's error}            the balance would leave int64; nothing
 --                                                 written
--- Mirrored by: Store::commit/commit_payment (store/mod.rs) build these KEYS and ARGV by
--- position; reverse.lua shares the layout; apply_payment.lua and apply_ledger.lua set the same
--- records from the journal event (store/journal.rs Event::payment); journal/verify.rs compares them.
+-- Mirrored by: store/calls.rs calls::Commit owns these KEYS and ARGV in this order (one
+-- field each), filled by Store::commit/commit_payment (store/records.rs); reverse.lua
+-- shares the layout; apply_payment.lua and apply_ledger.lua set the same records from the
+-- journal event (store/journal.rs Event::payment); journal/verify.rs compares them.
 if ARGV[13] ~= '' then
   local earlier = redis.call('SET', KEYS[9], ARGV[13], 'NX', 'GET')
   if earlier and earlier ~= ARGV[13] then

@@ -2,8 +2,8 @@
 -- KEYS[1] VA index, KEYS[2] (optional) payment key, then the journal mark (the sentinel
 -- checked first, see store::Eval::institution). ARGV[1] bill key prefix (same hash tag).
 -- Returns {doc|false, ver|false, payment fields (flat HGETALL)}.
--- Mirrored by: Store::read_va / bill_by_va / claim_read (store/mod.rs); lock_read.lua reads the
--- same under the lock.
+-- Mirrored by: store/calls.rs calls::ReadVa, filled by Store::read_va / bill_by_va /
+-- claim_read (store/records.rs); lock_read.lua reads the same under the lock.
 local h = redis.call('GET', KEYS[1])
 local doc, ver = false, false
 if h then

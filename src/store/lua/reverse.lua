@@ -5,8 +5,9 @@
 -- ARGV: 1 expected bill version, 2 new bill doc, 3 new bill status, 4 reversed payment doc,
 --       5 the bill as answered (JSON), 6 answer timestamp, 7 ledger entry (JSON object),
 --       8 amount
--- Mirrored by: Store::commit/commit_reversal (store/mod.rs, one builder with pay.lua);
--- apply_payment.lua (stage reversed) and apply_ledger.lua from the journal; journal/verify.rs.
+-- Mirrored by: store/calls.rs calls::Commit (pay.lua's layout), filled by
+-- Store::commit/commit_reversal (store/records.rs); apply_payment.lua (stage reversed) and
+-- apply_ledger.lua from the journal; journal/verify.rs.
 if redis.call('EXISTS', KEYS[2]) == 0 then
   return {'missing'}
 end
