@@ -517,14 +517,18 @@ fn business_day(settings: &Settings, date: &str) -> anyhow::Result<ipg_switch::s
     ))
 }
 
-async fn journal_events(
+/// The statement of `scope` for `day`, from the day's read of the journal.
+async fn day_statement(
     settings: &Settings,
-) -> anyhow::Result<Vec<ipg_switch::store::journal::Event>> {
-    use ipg_switch::statement::Source;
-    journal_of(settings)?
-        .events()
+    scope: &ipg_switch::statement::Scope,
+    day: &ipg_switch::statement::Day,
+) -> anyhow::Result<ipg_switch::statement::Statement> {
+    use ipg_switch::statement::{Source, Statement};
+    let read = journal_of(settings)?
+        .day(scope, day)
         .await
-        .map_err(|e| anyhow::anyhow!(e))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(Statement::of_day(&read, scope, day, settings.switch.offset))
 }
 
 async fn statement(
@@ -534,7 +538,7 @@ async fn statement(
     channel: Option<String>,
     format: &str,
 ) -> anyhow::Result<()> {
-    use ipg_switch::statement::{Scope, Statement};
+    use ipg_switch::statement::Scope;
     let day = business_day(settings, date)?;
     let scope = match (institution, channel) {
         (Some(i), _) => Scope::Institution(i),
@@ -544,8 +548,7 @@ async fn statement(
     if !matches!(format, "csv" | "json") {
         bail!("--format must be csv or json");
     }
-    let events = journal_events(settings).await?;
-    let s = Statement::build(&events, &scope, &day, settings.switch.offset);
+    let s = day_statement(settings, &scope, &day).await?;
     if format == "json" {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
@@ -561,18 +564,12 @@ async fn reconcile(
     file: &std::path::Path,
     json: bool,
 ) -> anyhow::Result<bool> {
-    use ipg_switch::statement::{read_bank_csv, Reconciliation, Scope, Statement};
+    use ipg_switch::statement::{read_bank_csv, Reconciliation, Scope};
     let day = business_day(settings, date)?;
     let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let bank = read_bank_csv(&data, &settings.reconcile)
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    let events = journal_events(settings).await?;
-    let s = Statement::build(
-        &events,
-        &Scope::Channel(channel.to_owned()),
-        &day,
-        settings.switch.offset,
-    );
+    let s = day_statement(settings, &Scope::Channel(channel.to_owned()), &day).await?;
     let r = Reconciliation::of(&bank, &s);
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);

@@ -47,6 +47,9 @@ pub const JOURNAL_CATCH_UP_SECONDS: &str = "ipg_journal_catch_up_duration_second
 pub const JOURNAL_REAPPLIED_TOTAL: &str = "ipg_journal_reapplied_records_total";
 pub const JOURNAL_UNREADABLE_TOTAL: &str = "ipg_journal_unreadable_events_total";
 pub const JOURNAL_CONFLICTS_TOTAL: &str = "ipg_journal_conflicts_total";
+pub const HISTORY_EVENTS_SCANNED_TOTAL: &str = "ipg_history_events_scanned_total";
+pub const HISTORY_READS_IN_FLIGHT: &str = "ipg_history_reads_in_flight";
+pub const HISTORY_READS_REFUSED_TOTAL: &str = "ipg_history_reads_refused_total";
 
 /// Counts one channel request answered (`ipg_messages_total`) through `door` (`kafka` or
 /// `http`). Labels are bounded: `channel` is a configured code or `unknown`, `institution`
@@ -291,6 +294,18 @@ pub const ALL: &[(&str, &str)] = &[
     (
         JOURNAL_UNREADABLE_TOTAL,
         "Journal events that did not parse and were skipped (a bug: alert on any).",
+    ),
+    (
+        HISTORY_EVENTS_SCANNED_TOTAL,
+        "Journal records read by reads of history (statements, reconciliations), found by time: a day's read costs about that day's events.",
+    ),
+    (
+        HISTORY_READS_IN_FLIGHT,
+        "Statements being read from the journal over HTTP (gauge).",
+    ),
+    (
+        HISTORY_READS_REFUSED_TOTAL,
+        "Statements refused with 429 because statement.max_concurrent were being read.",
     ),
 ];
 

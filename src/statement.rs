@@ -20,13 +20,32 @@ use crate::domain::passive::PassivePayment;
 use crate::domain::Payment;
 use crate::store::journal::{Event, EventType, Stage};
 
-/// Where a statement's events come from (the journal, read by the daemon's door).
+/// Where a statement's events come from: the journal, read by time (`journal::window`),
+/// so a day's statement costs that day's events, not the journal's whole history.
 pub trait Source: Send + Sync {
-    /// Every event of the journal, in journal order.
+    /// What a statement of `scope` for `day` needs: the events stamped in the day and its
+    /// margin (`journal.time_margin_ms`), from the institution's own partition for an
+    /// institution, with its last ledger entry before them.
     ///
     /// # Errors
     /// The journal cannot be read: a message naming why.
-    fn events(&self) -> BoxFuture<'_, Result<Vec<Event>, String>>;
+    fn day<'a>(
+        &'a self,
+        scope: &'a Scope,
+        day: &'a Day,
+    ) -> BoxFuture<'a, Result<DayEvents, String>>;
+}
+
+/// A day's events as read from the journal ([`Source::day`]).
+#[derive(Debug, Default)]
+pub struct DayEvents {
+    /// In journal order per partition.
+    pub events: Vec<Event>,
+    /// The institution's last ledger entry before `events` (sequence, balance after in
+    /// rupiah): its balance at the close when the day and its margin hold no entry.
+    pub opening: Option<(u64, i64)>,
+    /// Journal records read to find them (the read's cost).
+    pub scanned: u64,
 }
 
 /// Whose statement: an institution's (with its closing balance) or a channel's.
@@ -143,9 +162,26 @@ fn in_scope(scope: &Scope, institution: &str, channel: &str) -> bool {
 
 impl Statement {
     /// The statement of `scope` for `day`, from `events` (journal order; an event journaled
-    /// again under the same id counts once).
+    /// again under the same id counts once): the whole journal, or at least the day's
+    /// events with the ledger entries before its close (see [`Statement::of_day`]).
     pub fn build<'a>(
         events: impl IntoIterator<Item = &'a Event>,
+        scope: &Scope,
+        day: &Day,
+        offset: FixedOffset,
+    ) -> Statement {
+        Self::seeded(events, None, scope, day, offset)
+    }
+
+    /// The statement of `scope` for `day` from a day's read of the journal: its events,
+    /// and for the closing balance the last ledger entry before them.
+    pub fn of_day(read: &DayEvents, scope: &Scope, day: &Day, offset: FixedOffset) -> Statement {
+        Self::seeded(&read.events, read.opening, scope, day, offset)
+    }
+
+    fn seeded<'a>(
+        events: impl IntoIterator<Item = &'a Event>,
+        opening: Option<(u64, i64)>,
         scope: &Scope,
         day: &Day,
         offset: FixedOffset,
@@ -156,7 +192,7 @@ impl Statement {
         let mut paid: Vec<Payment> = Vec::new();
         let mut forwarded: HashMap<(String, String, String), (u64, PassivePayment)> =
             HashMap::new();
-        let mut closing: Option<(u64, i64)> = None;
+        let mut closing: Option<(u64, i64)> = opening;
         for ev in events {
             if !seen.insert(ev.event_id.as_str()) {
                 continue;
@@ -269,12 +305,16 @@ impl Statement {
                 status: status.into(),
             });
         }
+        // A total order of the lines: the same lines read in another order (the journal's
+        // partitions interleave differently on every read) give the same bytes, even for
+        // one reference at one time at two institutions (a channel's statement).
         lines.sort_by(|a, b| {
-            (&a.time, &a.channel, &a.reference, &a.kind).cmp(&(
+            (&a.time, &a.channel, &a.reference, &a.kind, &a.institution).cmp(&(
                 &b.time,
                 &b.channel,
                 &b.reference,
                 &b.kind,
+                &b.institution,
             ))
         });
         let mut totals: BTreeMap<String, Total> = BTreeMap::new();
@@ -386,6 +426,8 @@ pub fn plain_cell(s: &str) -> std::borrow::Cow<'_, str> {
 pub struct StatementSettings {
     /// The hour (0-23, the switch's offset) a business day starts at.
     pub cutoff_hour: u32,
+    /// Statements read from the journal at once over HTTP; one more is answered 429.
+    pub max_concurrent: usize,
 }
 
 impl StatementSettings {
@@ -396,6 +438,12 @@ impl StatementSettings {
             return Err(crate::config::bad(
                 "statement.cutoff_hour",
                 "must be 0 to 23",
+            ));
+        }
+        if self.max_concurrent == 0 || self.max_concurrent > 1000 {
+            return Err(crate::config::bad(
+                "statement.max_concurrent",
+                "must be 1 to 1000",
             ));
         }
         Ok(())

@@ -951,6 +951,65 @@ async fn an_institution_sees_and_changes_only_its_own_bills() {
     );
     let bad = api.get(&ta, ka, "/statement?date=29-11-2026").await;
     assert_eq!(bad.0, StatusCode::BAD_REQUEST, "{}", bad.1);
+
+    // Issue 24: 20 statements asked at once while payments flow. At most
+    // statement.max_concurrent (4) are read at once; the others are refused at once with
+    // 429 and a JSON error, never queued; every payment meanwhile is answered.
+    for i in 0..10 {
+        stack
+            .create_bill(bill_body(&format!("61000000{i:02}"), "close", 10_000))
+            .await;
+    }
+    let statements = (0..20).map(|_| api.get(&ta, ka, &pq));
+    let payments = (0..10).map(|i| {
+        let pay = body(&payment(
+            &va(PREFIX, &format!("61000000{i:02}")),
+            &format!("CONC-{i}"),
+            10_000,
+        ));
+        let api = &api;
+        async move { api.ch("payment", CHANNEL, CHANNEL_KEY, &pay).await }
+    });
+    let (read, paid) = tokio::join!(
+        futures::future::join_all(statements),
+        futures::future::join_all(payments)
+    );
+    for (s, v) in &read {
+        assert!(
+            *s == StatusCode::OK || *s == StatusCode::TOO_MANY_REQUESTS,
+            "{s} {v}"
+        );
+        if *s == StatusCode::TOO_MANY_REQUESTS {
+            assert!(
+                v["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("statement.max_concurrent"),
+                "{v}"
+            );
+        }
+    }
+    assert!(read.iter().any(|(s, _)| *s == StatusCode::OK));
+    let refused = read
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS);
+    eprintln!(
+        "20 statements at once: {} refused with 429",
+        refused.count()
+    );
+    for (s, v) in &paid {
+        assert_eq!(
+            (*s, v["rc"].as_str()),
+            (StatusCode::OK, Some("SUCCESS")),
+            "{v}"
+        );
+    }
+    let (s, after) = api.get(&ta, ka, &pq).await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "nothing stays held after a burst: {after}"
+    );
     daemon.stop().await;
 }
 

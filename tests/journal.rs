@@ -388,6 +388,16 @@ async fn redis_losing_its_last_writes_loses_no_answered_payment() {
             .await
             .unwrap();
     assert!(verdict.agrees(), "{}", verdict.table());
+    // The ledger read from Redis in pages (issue 24): pages of 7 cross every edge.
+    let paged = ipg_switch::journal::verify::verify_in_pages(
+        &journal,
+        store,
+        &mut ipg_switch::journal::Quiet,
+        7,
+    )
+    .await
+    .unwrap();
+    assert_eq!(paged.table(), verdict.table());
     let reapplied = metric("ipg_journal_reapplied_records_total") - reapplied0;
     let catch_ups = metric("ipg_journal_catch_up_duration_seconds_count") - catch_ups0;
     let catch_up_secs = metric("ipg_journal_catch_up_duration_seconds_sum") - catch_up_secs0;

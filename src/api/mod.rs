@@ -71,6 +71,8 @@ pub struct Inner {
     pub statements: Option<Arc<dyn crate::statement::Source>>,
     /// `statement.cutoff_hour`.
     pub cutoff_hour: u32,
+    /// Statements read at once (`statement.max_concurrent` permits): one more is 429.
+    pub history: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Clone)]

@@ -1,6 +1,8 @@
 //! `GET /api/v2/gw/statement?date=YYYY-MM-DD`: the calling institution's statement of that
-//! business day (docs/statements.md), computed from the journal. JSON in IPG's envelope by
-//! default; `Accept: text/csv` gives the CSV with its `#` trailer lines.
+//! business day (docs/statements.md), computed from the day's read of the journal
+//! (`journal::window`). JSON in IPG's envelope by default; `Accept: text/csv` gives the
+//! CSV with its `#` trailer lines. At most `statement.max_concurrent` are read at once:
+//! one more is answered 429 at once (docs/statements.md, "Cost and bounds").
 
 use std::collections::HashMap;
 
@@ -14,7 +16,24 @@ use super::auth::Caller;
 use super::error::{refuse, refuse_with, Door};
 use super::ApiState;
 use crate::error::SwitchError;
+use crate::metrics as m;
 use crate::statement::{Day, Scope, Statement};
+
+/// Counts a statement in flight while it lives (`ipg_history_reads_in_flight`).
+struct InFlight;
+
+impl InFlight {
+    fn start() -> InFlight {
+        metrics::gauge!(m::HISTORY_READS_IN_FLIGHT).increment(1.0);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(m::HISTORY_READS_IN_FLIGHT).decrement(1.0);
+    }
+}
 
 pub async fn statement(
     State(st): State<ApiState>,
@@ -40,16 +59,28 @@ pub async fn statement(
             clock,
         ));
     };
-    let events = source.events().await.map_err(|e| {
+    let Ok(_permit) = st.history.clone().try_acquire_owned() else {
+        metrics::counter!(m::HISTORY_READS_REFUSED_TOTAL).increment(1);
+        return Err(refuse_with(
+            StatusCode::TOO_MANY_REQUESTS,
+            &SwitchError::Busy(
+                "too many statements are being read (statement.max_concurrent); try again".into(),
+            ),
+            clock,
+        ));
+    };
+    let _in_flight = InFlight::start();
+    let offset = *clock.now().offset();
+    let day = Day::new(date, offset, st.cutoff_hour);
+    let scope = Scope::Institution(c.0.code.clone());
+    let read = source.day(&scope, &day).await.map_err(|e| {
         refuse_with(
             StatusCode::SERVICE_UNAVAILABLE,
             &SwitchError::Busy(format!("the journal cannot be read: {e}")),
             clock,
         )
     })?;
-    let offset = *clock.now().offset();
-    let day = Day::new(date, offset, st.cutoff_hour);
-    let s = Statement::build(&events, &Scope::Institution(c.0.code.clone()), &day, offset);
+    let s = Statement::of_day(&read, &scope, &day, offset);
     let wants_csv = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

@@ -216,6 +216,9 @@ impl App {
             settings: settings.api.clone(),
             statements: Some(Arc::new(settings.journal(&self.bootstrap))),
             cutoff_hour: settings.statement.cutoff_hour,
+            history: Arc::new(tokio::sync::Semaphore::new(
+                settings.statement.max_concurrent,
+            )),
         })
         .await
         .inspect_err(|_| token.cancel())?;

@@ -25,6 +25,10 @@ pub struct JournalSettings {
     /// A recovery that reads nothing for this long fails (ms), and is tried again.
     #[serde(rename = "read_timeout_ms", deserialize_with = "millis")]
     pub read_timeout: Duration,
+    /// A read of history reads the records stamped this long before and after its window
+    /// (ms; `journal::window`): late events and clocks that disagree.
+    #[serde(rename = "time_margin_ms", deserialize_with = "millis")]
+    pub time_margin: Duration,
 }
 
 impl JournalSettings {
@@ -39,6 +43,12 @@ impl JournalSettings {
         }
         if self.batch == 0 || self.batch > 100_000 {
             return Err(crate::config::bad("journal.batch", "must be 1 to 100000"));
+        }
+        if self.time_margin > Duration::from_secs(24 * 3600) {
+            return Err(crate::config::bad(
+                "journal.time_margin_ms",
+                "must be at most 86400000 (a day)",
+            ));
         }
         if self.read_timeout.is_zero() {
             return Err(crate::config::bad(

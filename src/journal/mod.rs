@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod verify;
+pub mod window;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -165,9 +166,11 @@ impl Journal {
             .collect())
     }
 
-    /// Reads every partition from `starts` up to the high watermarks `wm` taken before:
-    /// each event goes to `each`, and, with `apply_to`, is applied there in batches of
+    /// Reads every partition from `starts` up to the high watermarks `wm` taken before
+    /// (with `until_ms`, only up to its first record stamped later: [`window`]): each
+    /// event goes to `each`, and, with `apply_to`, is applied there in batches of
     /// `journal.batch`. Returns how many events did not parse, and what applying did.
+    #[allow(clippy::too_many_arguments)]
     async fn read(
         &self,
         starts: &[i64],
@@ -175,16 +178,19 @@ impl Journal {
         c: Arc<StreamConsumer>,
         progress: &mut dyn Progress,
         apply_to: Option<&Store>,
+        until_ms: Option<i64>,
         each: &mut (dyn FnMut(&Read) + Send),
     ) -> Result<(u64, Applied), JournalError> {
         let mut tpl = TopicPartitionList::new();
-        let mut left: HashMap<i32, i64> = HashMap::new();
+        // Each partition's (start, end): a record outside it (one fetched for an earlier
+        // assignment of the same consumer) is not read.
+        let mut left: HashMap<i32, (i64, i64)> = HashMap::new();
         let mut total = 0u64;
         for (p, (&start, &(_, high))) in starts.iter().zip(wm).enumerate() {
             if start < high {
                 tpl.add_partition_offset(&self.topic, p as i32, Offset::Offset(start))
                     .map_err(|e| self.kafka_error(e))?;
-                left.insert(p as i32, high);
+                left.insert(p as i32, (start, high));
                 total += (high - start) as u64;
             }
         }
@@ -211,8 +217,14 @@ impl Journal {
                 Ok(Ok(m)) => m,
             };
             let (p, off) = (msg.partition(), msg.offset());
-            let Some(&end) = left.get(&p) else { continue };
-            if off >= end {
+            let Some(&(start, end)) = left.get(&p) else {
+                continue;
+            };
+            if off < start {
+                continue;
+            }
+            let late = until_ms.is_some_and(|u| msg.timestamp().to_millis().is_some_and(|t| t > u));
+            if off >= end || late {
                 left.remove(&p);
                 continue;
             }
@@ -238,7 +250,7 @@ impl Journal {
             if off + 1 >= end {
                 left.remove(&p);
             }
-            if batch.len() >= self.settings.batch || (left.is_empty() && !batch.is_empty()) {
+            if batch.len() >= self.settings.batch {
                 if let Some(store) = apply_to {
                     let a = store.apply(&batch).await?;
                     applied.events += a.events;
@@ -246,11 +258,17 @@ impl Journal {
                 }
                 batch.clear();
             }
-            if since_progress >= 1000 || left.is_empty() {
+            if since_progress >= 1000 {
                 progress.advance(since_progress);
                 since_progress = 0;
             }
         }
+        if let (Some(store), false) = (apply_to, batch.is_empty()) {
+            let a = store.apply(&batch).await?;
+            applied.events += a.events;
+            applied.records_set += a.records_set;
+        }
+        progress.advance(since_progress);
         Ok((unreadable, applied))
     }
 
@@ -271,11 +289,19 @@ impl Journal {
         let starts = self.starts(store, from, &wm).await?;
         let mut seen: BTreeMap<String, i32> = BTreeMap::new();
         let (unreadable, applied) = self
-            .read(&starts, &wm, c, progress, Some(store), &mut |r: &Read| {
-                if !seen.contains_key(&r.event.institution) {
-                    seen.insert(r.event.institution.clone(), r.partition);
-                }
-            })
+            .read(
+                &starts,
+                &wm,
+                c,
+                progress,
+                Some(store),
+                None,
+                &mut |r: &Read| {
+                    if !seen.contains_key(&r.event.institution) {
+                        seen.insert(r.event.institution.clone(), r.partition);
+                    }
+                },
+            )
             .await?;
         let n = wm.len() as i32;
         let mut marks: BTreeMap<String, Mark> = BTreeMap::new();
@@ -313,7 +339,10 @@ impl Journal {
         let c = Arc::new(self.reader()?);
         let wm = self.watermarks(&c).await?;
         let starts: Vec<i64> = wm.iter().map(|(low, _)| *low).collect();
-        Ok(self.read(&starts, &wm, c, progress, None, each).await?.0)
+        Ok(self
+            .read(&starts, &wm, c, progress, None, None, each)
+            .await?
+            .0)
     }
 }
 
@@ -435,13 +464,29 @@ pub fn spawn_marks(journal: Journal, store: Store, stop: CancellationToken) {
 }
 
 impl crate::statement::Source for Journal {
-    fn events(&self) -> BoxFuture<'_, Result<Vec<Event>, String>> {
+    fn day<'a>(
+        &'a self,
+        scope: &'a crate::statement::Scope,
+        day: &'a crate::statement::Day,
+    ) -> BoxFuture<'a, Result<crate::statement::DayEvents, String>> {
         async move {
-            let mut out = Vec::new();
-            self.scan(&mut Quiet, &mut |r: &Read| out.push(r.event.clone()))
+            let institution = match scope {
+                crate::statement::Scope::Institution(code) => Some(code.as_str()),
+                crate::statement::Scope::Channel(_) => None,
+            };
+            let w = self
+                .window(
+                    institution,
+                    day.from.timestamp_millis(),
+                    day.to.timestamp_millis(),
+                )
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(out)
+            Ok(crate::statement::DayEvents {
+                events: w.events,
+                opening: w.opening,
+                scanned: w.scanned,
+            })
         }
         .boxed()
     }

@@ -263,6 +263,9 @@ async fn strings_differ<'a>(
     Ok(differing)
 }
 
+/// Ledger entries read from Redis per `LRANGE`.
+const LEDGER_PAGE: usize = 1_000;
+
 /// Reads the whole journal and compares Redis with it.
 ///
 /// # Errors
@@ -272,6 +275,21 @@ pub async fn verify(
     store: &Store,
     progress: &mut dyn Progress,
 ) -> Result<Verdict, JournalError> {
+    verify_in_pages(journal, store, progress, LEDGER_PAGE).await
+}
+
+/// [`verify`], reading each ledger from Redis in pages of `page` entries (`verify` reads
+/// 1,000 at a time; tests read small pages to cross their edges).
+///
+/// # Errors
+/// The journal unreadable, Redis unreachable.
+pub async fn verify_in_pages(
+    journal: &Journal,
+    store: &Store,
+    progress: &mut dyn Progress,
+    page: usize,
+) -> Result<Verdict, JournalError> {
+    let page = page.max(1);
     let mut expected = Expected::default();
     let mut events = 0u64;
     let unreadable = journal
@@ -338,27 +356,51 @@ pub async fn verify(
     for inst in insts {
         let want = &expected.ledgers[inst];
         let key = keys::ledger(inst);
-        let (got,): (Vec<String>,) = store
-            .query_raw(redis::pipe().cmd("LRANGE").arg(&key).arg(0).arg(-1).clone())
-            .await?;
         in_journal += want.len() as u64;
-        in_redis += got.iter().filter(|e| !e.is_empty()).count() as u64;
-        for (seq, entry) in want {
-            match got.get(*seq as usize - 1) {
-                Some(g) if g == entry => {}
-                Some(g) if g.is_empty() => {
-                    differing += 1;
-                    diffs.note(&key, format!("entry {seq} not applied yet"));
-                }
-                Some(_) => {
-                    differing += 1;
-                    diffs.note(&key, format!("entry {seq} differs"));
-                }
-                None => {
-                    differing += 1;
-                    diffs.note(&key, format!("entry {seq} missing in Redis"));
+        // Read in pages of `page` entries, never one LRANGE of a whole ledger: a
+        // verify holds one page of Redis's ledger at a time. Sequences start at 1, at
+        // index 0 of the list.
+        let mut page_start = 0usize;
+        loop {
+            let (got,): (Vec<String>,) = store
+                .query_raw(
+                    redis::pipe()
+                        .cmd("LRANGE")
+                        .arg(&key)
+                        .arg(page_start)
+                        .arg(page_start + page - 1)
+                        .clone(),
+                )
+                .await?;
+            in_redis += got.iter().filter(|e| !e.is_empty()).count() as u64;
+            // The journal's entries in this page; past Redis's last page, every one left.
+            let last = got.len() < page;
+            let upto = if last {
+                u64::MAX
+            } else {
+                (page_start + page) as u64
+            };
+            for (seq, entry) in want.range(page_start as u64 + 1..=upto) {
+                match got.get(*seq as usize - 1 - page_start) {
+                    Some(g) if g == entry => {}
+                    Some(g) if g.is_empty() => {
+                        differing += 1;
+                        diffs.note(&key, format!("entry {seq} not applied yet"));
+                    }
+                    Some(_) => {
+                        differing += 1;
+                        diffs.note(&key, format!("entry {seq} differs"));
+                    }
+                    None => {
+                        differing += 1;
+                        diffs.note(&key, format!("entry {seq} missing in Redis"));
+                    }
                 }
             }
+            if last {
+                break;
+            }
+            page_start += page;
         }
         if let Some((_, balance)) = expected.balances.get(inst) {
             let (got,): (Option<i64>,) = store
