@@ -651,7 +651,7 @@ async fn leave_crashed_payment(stack: &Stack, reference: &str, amount: u64) {
     let va = ipg_switch::domain::VaNumber::parse(&pva(NUMBER)).unwrap();
     let binding = ipg_switch::domain::Binding::new("PAS01", &va, amount);
     store
-        .bind_reference(CHANNEL, reference, &binding.to_record())
+        .bind(CHANNEL, reference, &binding.to_record())
         .await
         .unwrap();
     let rec = PassivePayment {

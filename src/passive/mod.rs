@@ -264,7 +264,7 @@ impl Passive {
         let bind = Binding::new(&inst.code, va, amount).to_record();
         let store = &self.inner.store;
         if let Some(earlier) = store
-            .bind_reference(p.channel, p.ref_id, &bind)
+            .bind(p.channel, p.ref_id, &bind)
             .await?
             .filter(|prev| *prev != bind)
         {
@@ -323,7 +323,7 @@ impl Passive {
         };
         let store = &self.inner.store;
         let Some(void) = store
-            .bind_reference(&channel, ref_id, bind)
+            .bind(&channel, ref_id, bind)
             .await?
             .filter(|b| Binding::is_void(b))
         else {

@@ -208,7 +208,7 @@ script_call! {
 
 script_call! {
     /// `lua/bind.lua`: `SET NX GET` of a reference binding. Built by `Store::bind_call`
-    /// (store/records.rs) and `Store::bind_reference` (store/passive.rs).
+    /// (store/records.rs), run by `Store::bind` (hosted and passive payments).
     Bind<'a> {
         keys {
             /// The reference binding (`ipg:ref:{<channel>:<ref>}`, its own slot).

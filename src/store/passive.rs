@@ -116,19 +116,6 @@ impl Store {
         self.append(&Event::passive(rec, rev, score, due_ms)).await
     }
 
-    /// Binds `(channel, reference)` to `binding` if it is new; returns an earlier binding.
-    ///
-    /// # Errors
-    /// Redis unreachable.
-    pub async fn bind_reference(
-        &self,
-        channel: &str,
-        reference: &str,
-        binding: &str,
-    ) -> Result<Option<String>, StoreError> {
-        self.eval(self.bind_call(channel, reference, binding)).await
-    }
-
     /// A forwarded payment's record.
     ///
     /// # Errors
