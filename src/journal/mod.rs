@@ -135,6 +135,23 @@ impl Journal {
         r.map_err(|e| self.kafka_error(e))
     }
 
+    /// The partitions whose first events the broker no longer holds (low watermark above
+    /// 0: a retention shorter than forever, or a broker that drops old records, such as the
+    /// demo's embedded one at about 5 MiB per partition), with how many are gone.
+    ///
+    /// # Errors
+    /// The journal unreadable.
+    pub async fn dropped(&self) -> Result<Vec<(i32, i64)>, JournalError> {
+        let c = Arc::new(self.reader()?);
+        let wm = self.watermarks(&c).await?;
+        Ok(wm
+            .iter()
+            .enumerate()
+            .filter(|(_, (low, _))| *low > 0)
+            .map(|(p, (low, _))| (p as i32, *low))
+            .collect())
+    }
+
     /// Where each partition starts: the lowest mark of the served institutions in it (a
     /// missing mark: the beginning); a partition none of them uses is skipped.
     async fn starts(
