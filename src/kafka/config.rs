@@ -70,7 +70,40 @@ impl KafkaSettings {
         if self.session_timeout_ms < 1000 {
             return Err(bad("kafka.session_timeout_ms", "must be at least 1000"));
         }
+        self.validate_guarantees()?;
         self.validate_security()
+    }
+
+    /// Refuses `kafka.properties` that would break what the journal and at-least-once
+    /// delivery rest on (docs/journal.md): the switch sets these itself, and a file that
+    /// says otherwise is refused by name rather than silently overridden.
+    fn validate_guarantees(&self) -> Result<(), SettingsError> {
+        for (k, v) in &self.properties {
+            let why = match k.as_str() {
+                "acks" | "request.required.acks" if !matches!(v.as_str(), "all" | "-1") => {
+                    "the journal is acknowledged by all in-sync replicas: only \"all\" (or -1)"
+                }
+                "enable.idempotence" if v != "true" => {
+                    "the producer is idempotent (no duplicate or reordered journal event on a retry)"
+                }
+                "enable.auto.offset.store" if v != "false" => {
+                    "an offset is stored only once its request is answered (at-least-once)"
+                }
+                "allow.auto.create.topics" if v != "false" => {
+                    "topics are created by the switch through the admin API, the journal with its retention"
+                }
+                "message.timeout.ms" | "delivery.timeout.ms" | "linger.ms" | "group.id"
+                | "session.timeout.ms" => {
+                    "it has a typed key in [kafka] (docs/configuration.md)"
+                }
+                _ => continue,
+            };
+            return Err(bad(
+                &format!("kafka.properties.{k}"),
+                format!("is refused: {why}"),
+            ));
+        }
+        Ok(())
     }
 
     pub fn is_embedded(&self) -> bool {
@@ -137,5 +170,40 @@ impl TopicSettings {
             &self.webhook,
             &self.dead_letter,
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::settings::Settings;
+
+    fn with_property(k: &str, v: &str) -> Result<Settings, crate::config::SettingsError> {
+        Settings::from_toml(&[&format!("[kafka.properties]\n\"{k}\" = \"{v}\"\n")])
+    }
+
+    #[test]
+    fn properties_that_break_the_journals_guarantees_are_refused_by_name() {
+        for (k, v) in [
+            ("acks", "1"),
+            ("request.required.acks", "0"),
+            ("enable.idempotence", "false"),
+            ("enable.auto.offset.store", "true"),
+            ("allow.auto.create.topics", "true"),
+            ("message.timeout.ms", "1000"),
+            ("linger.ms", "0"),
+        ] {
+            let e = with_property(k, v).unwrap_err().to_string();
+            assert!(e.contains(&format!("kafka.properties.{k}")), "{k}: {e}");
+            assert!(e.contains("refused"), "{k}: {e}");
+        }
+        for (k, v) in [
+            ("acks", "all"),
+            ("acks", "-1"),
+            ("enable.idempotence", "true"),
+            ("fetch.wait.max.ms", "10"),
+            ("compression.type", "gzip"),
+        ] {
+            assert!(with_property(k, v).is_ok(), "{k} = {v}");
+        }
     }
 }
