@@ -710,6 +710,12 @@ async fn a_days_read_of_the_journal_is_the_whole_journals_statement() {
     late.ledger = None;
     produced.push((at("2026-11-29T00:05:00+07:00"), late));
     produced.push((at("2026-11-29T10:00:00+07:00"), days[2].clone()));
+    // An old payment of SCH01 journaled again, stamped now (a check-status or a repeat
+    // does that), on the quiet 20th and on the 28th: its old ledger entry must not pass
+    // for the institution's last.
+    let old = produced[1].1.clone();
+    produced.push((at("2026-11-20T12:00:00+07:00"), old.clone()));
+    produced.push((at("2026-11-28T12:00:00+07:00"), old));
     produced.sort_by_key(|(t, _)| *t);
 
     let producer: FutureProducer = rdkafka::ClientConfig::new()

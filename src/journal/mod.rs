@@ -85,6 +85,8 @@ pub struct Journal {
 pub struct Read {
     pub partition: i32,
     pub offset: i64,
+    /// The record's Kafka timestamp (ms; `CreateTime`, the appending producer's clock).
+    pub timestamp_ms: Option<i64>,
     pub event: Event,
 }
 
@@ -99,6 +101,9 @@ impl Journal {
             .set("enable.auto.offset.store", "false")
             .set("allow.auto.create.topics", "false")
             .set("enable.partition.eof", "false")
+            // An offset the broker no longer holds (retention moved on during a read) is
+            // an error, never a silent jump to the end of the partition.
+            .set("auto.offset.reset", "error")
             .create()
             .map_err(|e| self.kafka_error(e))
     }
@@ -250,6 +255,7 @@ impl Journal {
                     let r = Read {
                         partition: p,
                         offset: off,
+                        timestamp_ms: msg.timestamp().to_millis(),
                         event,
                     };
                     each(&r);

@@ -14,12 +14,13 @@
 //! window that needs it, and `verify` is what finds it (docs/journal.md).
 //!
 //! An institution's statement also needs its ledger balance at the day's close. When the
-//! window holds no ledger entry of the institution before the close, the balance is the
-//! one after its last entry before the window: found by reading the institution's
-//! partition backwards from the window's start in steps of `journal.batch` offsets (each
-//! twice the last, up to 64 of them), up to the first step that holds one (or the
-//! partition's start). That read grows with the distance back to the institution's last
-//! entry, which is short for an institution in use.
+//! window holds no ledger entry the institution made in the window, the balance is the one
+//! after its last entry before the window: found by reading the institution's partition
+//! backwards from the window's start in steps of `journal.batch` offsets (each twice the
+//! last, up to 64 of them) until it has read back past that entry's time by the margin (an
+//! old entry journaled again later, by a repeat or a check-status, is stamped late and must
+//! not pass for the last), or to the partition's start. That read grows with the distance
+//! back to the institution's last entry, which is short for an institution in use.
 
 use std::sync::Arc;
 
@@ -87,14 +88,17 @@ impl Journal {
         .await?;
         scanned += read;
         let mut opening = None;
-        // The balance at the close is in the window when it holds one of the
-        // institution's ledger entries stamped before the close (what a statement reads).
+        // The balance at the close is in the window when it holds one of the institution's
+        // ledger entries made in the window itself (from <= time < to): every later entry
+        // before the close was appended after it, so is in the window too. An entry made
+        // before the window may be in it only as a copy appended again later (a repeat or
+        // a check-status journals its payment again, stamped now): it does not count.
         let closes_inside = |inst: &str| {
             events.iter().any(|e| {
                 e.institution == inst
                     && e.ledger.as_ref().is_some_and(|l| l.seq > 0)
                     && chrono::DateTime::parse_from_rfc3339(&e.time)
-                        .is_ok_and(|t| t.timestamp_millis() < to_ms)
+                        .is_ok_and(|t| (from_ms..to_ms).contains(&t.timestamp_millis()))
             })
         };
         if let (Some(inst), Some(p)) = (institution.filter(|i| !closes_inside(i)), only) {
@@ -103,7 +107,13 @@ impl Journal {
             // Steps of `journal.batch` records, doubling up to 64 of them: a quiet
             // institution's last entry far back costs a few fetches more, not one per step.
             let mut step_size = self.settings.batch as i64;
-            while opening.is_none() && end > low {
+            // The entry with the highest sequence so far (seq, balance, its time in ms), and
+            // the oldest stamp read: the search ends once it has read back past the found
+            // entry's time by the margin (any entry with a higher sequence was made later,
+            // so was stamped later), or at the partition's start.
+            let mut best: Option<(u64, i64, i64)> = None;
+            let mut oldest = i64::MAX;
+            while end > low && best.is_none_or(|(_, _, t)| oldest >= t.saturating_sub(margin)) {
                 let begin = end.saturating_sub(step_size).max(low);
                 step_size = (step_size * 2).min(self.settings.batch as i64 * 64);
                 let mut from: Vec<i64> = wm.iter().map(|(_, high)| *high).collect();
@@ -113,18 +123,24 @@ impl Journal {
                 let mut step = 0u64;
                 self.read_until(&from, &to, c.clone(), None, &mut |r: &Read| {
                     step += 1;
-                    if r.event.institution == inst {
-                        if let Some(l) = &r.event.ledger {
-                            if l.seq > 0 && opening.is_none_or(|(s, _)| l.seq > s) {
-                                opening = Some((l.seq, l.balance_after));
-                            }
-                        }
+                    oldest = oldest.min(r.timestamp_ms.unwrap_or(i64::MIN));
+                    if r.event.institution != inst {
+                        return;
+                    }
+                    let Some(l) = r.event.ledger.as_ref().filter(|l| l.seq > 0) else {
+                        return;
+                    };
+                    if best.is_none_or(|(s, _, _)| l.seq > s) {
+                        let t = chrono::DateTime::parse_from_rfc3339(&r.event.time)
+                            .map_or(i64::MIN, |t| t.timestamp_millis());
+                        best = Some((l.seq, l.balance_after, t));
                     }
                 })
                 .await?;
                 scanned += step;
                 end = begin;
             }
+            opening = best.map(|(seq, balance, _)| (seq, balance));
         }
         metrics::counter!(m::HISTORY_EVENTS_SCANNED_TOTAL).increment(scanned);
         Ok(Window {
