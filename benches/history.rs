@@ -6,7 +6,8 @@
 //! institution: the statement of a day with no payments inside the history, of the last
 //! day (full), of a day after the history, and of a channel's last day, each read by time
 //! (`statement::Source::day`): wall time and records read; and the old whole-journal read
-//! (`Journal::scan`) for comparison. Asserts nothing; three runs of each read.
+//! (`Journal::scan`) for comparison; then the memory 20 day reads at once hold, and
+//! what the old read (every event collected) adds. Asserts nothing; three runs of each read.
 
 use std::time::{Duration, Instant};
 
@@ -168,4 +169,46 @@ async fn main() {
             t.elapsed().as_secs_f64() * 1e3
         );
     }
+    // Memory: 20 day reads at once, then the old read (every event collected), measured as
+    // the growth of the process's resident memory (VmRSS) while their results are held
+    // (its peak is already set by the bursts above).
+    let last_day = Day::new(last, wib, 0);
+    let scope = Scope::Institution(codes[1].clone());
+    let before = rss_kb();
+    let t = Instant::now();
+    let reads = (0..20).map(|_| journal.day(&scope, &last_day));
+    let got = futures::future::join_all(reads).await;
+    assert!(got.iter().all(Result::is_ok));
+    println!(
+        "20 day reads at once: {:.0} ms, resident memory +{} kB with their {} events held",
+        t.elapsed().as_secs_f64() * 1e3,
+        rss_kb().saturating_sub(before),
+        got.iter().flatten().map(|r| r.events.len()).sum::<usize>()
+    );
+    drop(got);
+    let before = rss_kb();
+    let mut events = Vec::new();
+    journal
+        .scan(&mut ipg_switch::journal::Quiet, &mut |r| {
+            events.push(r.event.clone())
+        })
+        .await
+        .unwrap();
+    println!(
+        "the old read of one statement (every event collected, {}): resident memory +{} kB",
+        events.len(),
+        rss_kb().saturating_sub(before)
+    );
+}
+
+/// The process's resident memory (kB, Linux `VmRSS`), 0 elsewhere.
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
