@@ -162,9 +162,23 @@ pub async fn ensure_topics(
 /// not `Send`). Dropping this stops it.
 pub struct EmbeddedBroker {
     pub bootstrap: String,
-    stop: Option<std::sync::mpsc::Sender<()>>,
+    control: Option<std::sync::mpsc::Sender<Control>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
+
+/// A fault the embedded broker can be put in (librdkafka's mock cluster:
+/// `rdkafka::mocking`), for tests of the switch against a misbehaving broker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrokerFault {
+    /// The broker closes its connections and refuses new ones.
+    Down,
+    /// The broker is back.
+    Up,
+    /// Every answer of the broker is delayed this long (`Duration::ZERO`: none).
+    RoundTrip(std::time::Duration),
+}
+
+type Control = (BrokerFault, std::sync::mpsc::Sender<Result<(), String>>);
 
 impl EmbeddedBroker {
     /// Starts a one-broker mock cluster with `topics` created (`partitions` each).
@@ -174,7 +188,7 @@ impl EmbeddedBroker {
     pub fn start(topics: &[&str], partitions: i32) -> Result<EmbeddedBroker, KafkaSetupError> {
         let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
         let (tx, rx) = std::sync::mpsc::channel::<Result<String, String>>();
-        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let (control_tx, control_rx) = std::sync::mpsc::channel::<Control>();
         let thread = std::thread::Builder::new()
             .name("embedded-kafka".into())
             .spawn(move || {
@@ -192,7 +206,16 @@ impl EmbeddedBroker {
                     }
                 }
                 let _ = tx.send(Ok(cluster.bootstrap_servers()));
-                let _ = stop_rx.recv();
+                // Faults until the handle is dropped (its sender with it).
+                while let Ok((fault, done)) = control_rx.recv() {
+                    // The mock cluster's one broker has id 1.
+                    let r = match fault {
+                        BrokerFault::Down => cluster.broker_down(1),
+                        BrokerFault::Up => cluster.broker_up(1),
+                        BrokerFault::RoundTrip(d) => cluster.broker_round_trip_time(1, d),
+                    };
+                    let _ = done.send(r.map_err(|e| e.to_string()));
+                }
                 drop(cluster);
             })
             .map_err(|e| KafkaSetupError::Embedded(e.to_string()))?;
@@ -202,15 +225,33 @@ impl EmbeddedBroker {
             .map_err(KafkaSetupError::Embedded)?;
         Ok(EmbeddedBroker {
             bootstrap,
-            stop: Some(stop_tx),
+            control: Some(control_tx),
             thread: Some(thread),
         })
+    }
+
+    /// Puts the broker in `fault` (or out of it), returning once the mock cluster did.
+    ///
+    /// # Errors
+    /// The mock cluster refused it, or its thread is gone.
+    pub fn fault(&self, fault: BrokerFault) -> Result<(), KafkaSetupError> {
+        let (done, answer) = std::sync::mpsc::channel();
+        let gone = || KafkaSetupError::Embedded("the embedded broker is stopped".into());
+        self.control
+            .as_ref()
+            .ok_or_else(gone)?
+            .send((fault, done))
+            .map_err(|_| gone())?;
+        answer
+            .recv()
+            .map_err(|_| gone())?
+            .map_err(KafkaSetupError::Embedded)
     }
 }
 
 impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
-        drop(self.stop.take());
+        drop(self.control.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
