@@ -9,6 +9,8 @@
 //! (`Journal::scan`) for comparison; then the memory 20 day reads at once hold, and
 //! what the old read (every event collected) adds. Asserts nothing; three runs of each read.
 
+mod events;
+
 use std::time::{Duration, Instant};
 
 use chrono::{FixedOffset, NaiveDate, TimeZone};
@@ -18,37 +20,10 @@ use ipg_switch::statement::{Day, Scope, Source, Statement};
 use ipg_switch::store::journal::partition_of;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
-use serde_json::json;
 
 const PARTITIONS: i32 = 16;
 const INSTITUTIONS: usize = 20;
 const SIZES: [usize; 3] = [2_000, 10_000, 40_000];
-
-/// One hosted payment's journal event, as the switch writes it (the fields a statement
-/// reads, and about the size of a real one).
-fn event(inst: &str, i: usize, seq: u64, balance: i64, at: &str) -> Vec<u8> {
-    let channel = if i % 3 == 0 {
-        "other_bank"
-    } else {
-        "bank_syariah"
-    };
-    let reference = format!("REF-{i:07}");
-    let doc = json!({"id": format!("id-{i}"), "payment_ref_id": reference, "channel": channel,
-        "amount": 10_000, "type": "payment", "status": "paid",
-        "va_number": format!("857499{:010}", i), "bill_hash": format!("h{i:07}"),
-        "institution_code": inst, "terminal_id": "atm", "customer_name": "Ahmad",
-        "transaction_date": null, "created_at": at, "reversed_at": null});
-    serde_json::to_vec(
-        &json!({"event_id": format!("{inst}:pay:{channel}:{reference}:paid"),
-        "type": "payment_committed", "institution": inst, "time": at,
-        "payment": {"channel": channel, "payment_ref_id": reference, "stage": "paid",
-            "doc": doc, "answered_bill": {"hash": format!("h{i:07}"), "status": "paid"},
-            "timestamp": at, "ledger_seq": seq, "score_ms": 0},
-        "ledger": {"seq": seq, "balance_after": balance,
-            "entry": {"amount": 10_000, "balance_after": balance}}}),
-    )
-    .unwrap()
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -92,7 +67,14 @@ async fn main() {
             let k = made % INSTITUTIONS;
             seqs[k] += 1;
             let stamp = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
-            let body = event(&codes[k], made, seqs[k], seqs[k] as i64 * 10_000, &stamp);
+            let body = events::payment(
+                &codes[k],
+                made,
+                10_000,
+                seqs[k],
+                seqs[k] as i64 * 10_000,
+                &stamp,
+            );
             let p = partition_of(&codes[k], PARTITIONS);
             let producer = producer.clone();
             let ms = at.timestamp_millis();

@@ -2,12 +2,13 @@
 //! once its journal events are read (build, CSV, SHA-256), and the same from JSON bytes as
 //! the journal holds them (parse included). Prints the numbers; asserts nothing.
 
+mod events;
+
 use std::time::Instant;
 
 use chrono::{Duration, FixedOffset, NaiveDate, TimeZone};
 use ipg_switch::statement::{Day, Scope, Statement};
 use ipg_switch::store::journal::Event;
-use serde_json::json;
 
 const N: usize = 100_000;
 
@@ -21,25 +22,14 @@ fn main() {
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
         let amount = 10_000 + (i as u64 % 90) * 1_000;
         balance += amount as i64;
-        let channel = if i % 3 == 0 {
-            "other_bank"
-        } else {
-            "bank_syariah"
-        };
-        let reference = format!("REF-{i:07}");
-        let doc = json!({"id": format!("id-{i}"), "payment_ref_id": reference, "channel": channel,
-            "amount": amount, "type": "payment", "status": "paid",
-            "va_number": format!("857499{:010}", i), "bill_hash": format!("h{i:07}"),
-            "institution_code": "SCH01", "terminal_id": "atm", "customer_name": "Ahmad",
-            "transaction_date": null, "created_at": at, "reversed_at": null});
-        let ev = json!({"event_id": format!("SCH01:pay:{channel}:{reference}:paid"),
-            "type": "payment_committed", "institution": "SCH01", "time": at,
-            "payment": {"channel": channel, "payment_ref_id": reference, "stage": "paid",
-                "doc": doc, "answered_bill": {}, "timestamp": at, "ledger_seq": i + 1,
-                "score_ms": 0},
-            "ledger": {"seq": i + 1, "balance_after": balance,
-                "entry": {"amount": amount, "balance_after": balance}}});
-        raw.push(serde_json::to_vec(&ev).unwrap());
+        raw.push(events::payment(
+            "SCH01",
+            i,
+            amount,
+            i as u64 + 1,
+            balance,
+            &at,
+        ));
     }
     let bytes: usize = raw.iter().map(Vec::len).sum();
     let day = Day::new(NaiveDate::from_ymd_opt(2026, 11, 29).unwrap(), wib, 0);
