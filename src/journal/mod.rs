@@ -108,6 +108,25 @@ impl Journal {
             .map_err(|e| self.kafka_error(e))
     }
 
+    /// The next record of `c`'s assignment, or `Stalled` after `journal.read_timeout_ms`
+    /// without one (`left`: the partitions still to read, for the error).
+    async fn recv<'c>(
+        &self,
+        c: &'c StreamConsumer,
+        left: usize,
+    ) -> Result<rdkafka::message::BorrowedMessage<'c>, JournalError> {
+        let stall = self.settings.read_timeout;
+        match tokio::time::timeout(stall, c.recv()).await {
+            Err(_) => Err(JournalError::Stalled {
+                topic: self.topic.clone(),
+                secs: stall.as_secs(),
+                left,
+            }),
+            Ok(Err(e)) => Err(self.kafka_error(e)),
+            Ok(Ok(m)) => Ok(m),
+        }
+    }
+
     fn kafka_error(&self, e: impl std::fmt::Display) -> JournalError {
         JournalError::Kafka {
             topic: self.topic.clone(),
@@ -225,19 +244,8 @@ impl Journal {
         let mut batch: Vec<Event> = Vec::with_capacity(self.settings.batch);
         let mut unreadable = 0u64;
         let mut since_progress = 0u64;
-        let stall = self.settings.read_timeout;
         while !left.is_empty() {
-            let msg = match tokio::time::timeout(stall, c.recv()).await {
-                Err(_) => {
-                    return Err(JournalError::Stalled {
-                        topic: self.topic.clone(),
-                        secs: stall.as_secs(),
-                        left: left.len(),
-                    })
-                }
-                Ok(Err(e)) => return Err(self.kafka_error(e)),
-                Ok(Ok(m)) => m,
-            };
+            let msg = self.recv(&c, left.len()).await?;
             let (p, off) = (msg.partition(), msg.offset());
             let Some(&(start, end)) = left.get(&p) else {
                 continue;

@@ -189,19 +189,8 @@ impl Journal {
         tpl.add_partition_offset(&self.topic, p, Offset::Offset(offset))
             .map_err(|e| self.kafka_error(e))?;
         c.assign(&tpl).map_err(|e| self.kafka_error(e))?;
-        let stall = self.settings.read_timeout;
         loop {
-            let msg = match tokio::time::timeout(stall, c.recv()).await {
-                Err(_) => {
-                    return Err(JournalError::Stalled {
-                        topic: self.topic.clone(),
-                        secs: stall.as_secs(),
-                        left: 1,
-                    })
-                }
-                Ok(Err(e)) => return Err(self.kafka_error(e)),
-                Ok(Ok(m)) => m,
-            };
+            let msg = self.recv(c, 1).await?;
             // A record fetched for an earlier assignment is not this one's.
             if msg.partition() != p || msg.offset() < offset {
                 continue;
