@@ -114,15 +114,24 @@ impl SwitchError {
             SwitchError::PaymentNotFound => Rc::BillerPaymentNotFound,
             SwitchError::AlreadyReversed(_) => Rc::BillerPaymentAlreadyReversed,
             SwitchError::RateLimited { .. } => Rc::BillerGatewayInvalidResponse,
+            SwitchError::Store(StoreError::InDoubt(_)) => Rc::BillerSuspectTransaction,
             SwitchError::Store(_) | SwitchError::Busy(_) | SwitchError::Internal(_) => {
                 Rc::BillerGatewayInvalidResponse
             }
         }
     }
 
+    /// Whether the change may be in force though its journal event or webhook job is not
+    /// yet acknowledged (`StoreError::InDoubt`): answered `BILLER_SUSPECT_TRANSACTION`.
+    pub fn is_in_doubt(&self) -> bool {
+        matches!(self, SwitchError::Store(StoreError::InDoubt(_)))
+    }
+
     pub fn disposition(&self) -> Disposition {
         match self {
-            SwitchError::Store(StoreError::Unavailable(_) | StoreError::Journal(_))
+            SwitchError::Store(
+                StoreError::Unavailable(_) | StoreError::Journal(_) | StoreError::InDoubt(_),
+            )
             | SwitchError::Busy(_) => Disposition::Retry,
             SwitchError::Authentication(_)
             | SwitchError::InvalidField { .. }
@@ -177,6 +186,12 @@ impl SwitchError {
             SwitchError::Store(StoreError::Journal(_)) => {
                 "the switch could not yet record this in its journal (Kafka); send the same \
                  request again: it is answered as the first time, never done twice"
+                    .into()
+            }
+            SwitchError::Store(StoreError::InDoubt(_)) => {
+                "in doubt: the switch recorded this but its journal (Kafka) has not confirmed it \
+                 yet; the switch completes it by itself once Kafka is back. Check the status or \
+                 send the same request again: it is answered as the first time, never done twice"
                     .into()
             }
             SwitchError::Store(StoreError::Corrupt { .. }) | SwitchError::Internal(_) => {

@@ -50,6 +50,11 @@ pub const JOURNAL_CONFLICTS_TOTAL: &str = "ipg_journal_conflicts_total";
 pub const HISTORY_EVENTS_SCANNED_TOTAL: &str = "ipg_history_events_scanned_total";
 pub const HISTORY_READS_IN_FLIGHT: &str = "ipg_history_reads_in_flight";
 pub const HISTORY_READS_REFUSED_TOTAL: &str = "ipg_history_reads_refused_total";
+pub const JOURNAL_BLOCKED: &str = "ipg_journal_blocked";
+pub const JOURNAL_BLOCKED_SECONDS_TOTAL: &str = "ipg_journal_blocked_seconds_total";
+pub const JOURNAL_LATE_APPENDS: &str = "ipg_journal_late_appends";
+pub const IN_DOUBT_TOTAL: &str = "ipg_in_doubt_total";
+pub const IN_DOUBT_SETTLING: &str = "ipg_in_doubt_settling";
 
 /// Counts one channel request answered (`ipg_messages_total`) through `door` (`kafka` or
 /// `http`). Labels are bounded: `channel` is a configured code or `unknown`, `institution`
@@ -306,6 +311,26 @@ pub const ALL: &[(&str, &str)] = &[
     (
         HISTORY_READS_REFUSED_TOTAL,
         "Statements refused with 429 because statement.max_concurrent were being read.",
+    ),
+    (
+        JOURNAL_BLOCKED,
+        "1 while a journal append of this process is past journal.append_deadline_ms and not yet acknowledged (the broker away): /readyz is not ready and the HTTP doors refuse changes with 503 (gauge).",
+    ),
+    (
+        JOURNAL_BLOCKED_SECONDS_TOTAL,
+        "Seconds this process spent with the journal blocked, counted when it unblocks.",
+    ),
+    (
+        JOURNAL_LATE_APPENDS,
+        "Journal appends past journal.append_deadline_ms still on their way to the broker (gauge).",
+    ),
+    (
+        IN_DOUBT_TOTAL,
+        "Changes answered in doubt (BILLER_SUSPECT_TRANSACTION, or 503 on the Active Client API) because the journal did not acknowledge in time, by door, and how the switch settled them (outcome: answered, confirmed, refused, abandoned).",
+    ),
+    (
+        IN_DOUBT_SETTLING,
+        "Changes answered in doubt that the switch is still settling (journal, then webhook job) (gauge).",
     ),
 ];
 

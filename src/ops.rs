@@ -1,5 +1,5 @@
 //! The operators' HTTP endpoint: `/metrics` (Prometheus), `/healthz` (process alive) and
-//! `/readyz` (Redis answers and the consumer has partitions).
+//! `/readyz` (Redis answers, the consumer has partitions and the journal is not blocked).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -35,7 +35,9 @@ pub fn router(state: OpsState) -> Router {
 async fn ready(State(s): State<OpsState>) -> (StatusCode, Json<serde_json::Value>) {
     let redis = s.store.ping().await.is_ok();
     let partitions = s.assigned.load(Ordering::Relaxed);
-    let ok = redis && partitions > 0;
+    // An append past its deadline and not yet acknowledged: changes cannot be journaled.
+    let journal = s.store.journal_blocked().is_none();
+    let ok = redis && partitions > 0 && journal;
     let code = if ok {
         StatusCode::OK
     } else {
@@ -43,7 +45,9 @@ async fn ready(State(s): State<OpsState>) -> (StatusCode, Json<serde_json::Value
     };
     (
         code,
-        Json(json!({"ready": ok, "redis": redis, "assigned_partitions": partitions})),
+        Json(
+            json!({"ready": ok, "redis": redis, "assigned_partitions": partitions, "journal": journal}),
+        ),
     )
 }
 

@@ -55,6 +55,8 @@ pub async fn create(
     body: Bytes,
 ) -> Reply {
     let clock = st.clock();
+    st.journal_open()
+        .map_err(|e| refuse(&e, Door::Gateway, clock))?;
     let v = json_body(&body).map_err(|e| refuse(&e, Door::Gateway, clock))?;
     let bill = st
         .switch
@@ -83,6 +85,8 @@ pub async fn revoke(
     Path(hash): Path<String>,
 ) -> Reply {
     let clock = st.clock();
+    st.journal_open()
+        .map_err(|e| refuse(&e, Door::Gateway, clock))?;
     own_bill(&st, &c, &hash).await?;
     let bill = st
         .switch

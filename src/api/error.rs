@@ -23,6 +23,11 @@ pub enum Door {
 
 /// The HTTP status of a refusal.
 pub fn status_of(e: &SwitchError, door: Door) -> StatusCode {
+    if door == Door::Channel && matches!(e, SwitchError::Store(StoreError::InDoubt(_))) {
+        // A business answer to a channel: BILLER_SUSPECT_TRANSACTION, as a passive
+        // institution's silence is answered (docs/journal.md, "Broker faults").
+        return StatusCode::OK;
+    }
     if e.disposition() == Disposition::Retry {
         // Redis away or the VA busy: nothing was decided, the caller must try again.
         return StatusCode::SERVICE_UNAVAILABLE;

@@ -47,9 +47,16 @@ use crate::switch::{Served, Switch};
 /// The OpenAPI 3 document of this API, checked in under docs/.
 pub const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
 
-/// How long an answer may wait for Kafka to take its webhook job before the caller is told
-/// to retry (503); the retried request replays the recorded answer and queues the job again.
-const WEBHOOK_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an answer waits for Kafka to take its webhook job when the store has no journal
+/// deadline; otherwise `journal.append_deadline_ms`. Past it the job goes on by itself and
+/// the channel is answered in doubt.
+const WEBHOOK_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// At most this many changes answered in doubt are being settled at once (the HTTP doors
+/// refuse changes while the journal is blocked, so only those in the switch when the broker
+/// went away get here); one more is logged and counted (`ipg_in_doubt_total`,
+/// `outcome="abandoned"`) and left to the bank's repeat or check-status.
+pub const IN_DOUBT_SETTLING_MAX: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 #[error("api listener on {addr}: {source}")]
@@ -73,6 +80,8 @@ pub struct Inner {
     pub cutoff_hour: u32,
     /// Statements read at once (`statement.max_concurrent` permits): one more is 429.
     pub history: Arc<tokio::sync::Semaphore>,
+    /// Changes answered in doubt being settled ([`IN_DOUBT_SETTLING_MAX`] permits).
+    pub settling: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Clone)]
@@ -95,33 +104,143 @@ impl ApiState {
     /// leaves before the institution's notification is safe. Every HTTP dialect's door
     /// ends here.
     ///
-    /// Refusals: as [`Switch::handle`]; `Busy` when the webhook job could not be queued in
-    /// time.
+    /// Every wait for the broker is bounded (docs/journal.md, "Broker faults"): while the
+    /// journal is blocked a change is refused before anything is done (`Busy`, 503); a
+    /// change whose event or webhook job is not acknowledged within
+    /// `journal.append_deadline_ms` is answered in doubt (`StoreError::InDoubt`,
+    /// `BILLER_SUSPECT_TRANSACTION`) and the switch completes it by itself: it serves the
+    /// same command again until it is journaled, then queues its webhook job.
+    ///
+    /// Refusals: as [`Switch::handle`]; `Busy` while the journal is blocked.
     pub async fn serve(&self, cmd: &Command) -> Served {
+        if !matches!(cmd.action, crate::domain::command::Action::Inquiry(_)) {
+            if let Err(e) = self.journal_open() {
+                return Served {
+                    result: Err(e),
+                    institution: None,
+                };
+            }
+        }
         let mut served = self.switch.handle(cmd).await;
         served.result = match served.result {
             Ok(outcome) => self.queue_webhook(outcome).await,
             refused => refused,
         };
+        if let Err(e) = &served.result {
+            if e.is_in_doubt() {
+                self.settle_later(cmd.clone());
+            }
+        }
         served
     }
 
-    async fn queue_webhook(&self, outcome: Outcome) -> Result<Outcome, SwitchError> {
-        if let Some(w) = &outcome.webhook {
-            let msg = Outgoing::webhook_job(&self.webhook_topic, w);
-            let sent = tokio::time::timeout(
-                WEBHOOK_PUBLISH_TIMEOUT,
-                self.publisher.send(&msg, &self.shutdown),
-            )
-            .await;
-            if !matches!(sent, Ok(true)) {
-                return Err(SwitchError::Busy(
-                    "the webhook job could not be queued; send the same request again".into(),
-                ));
-            }
-            metrics::counter!(m::WEBHOOK_JOBS_TOTAL, "event" => w.event).increment(1);
+    /// Whether a change may be taken: refused (`Busy`, 503, nothing done) while the journal
+    /// is blocked (`Store::journal_blocked`), so requests do not pile up behind a broker
+    /// that cannot take their events.
+    ///
+    /// # Errors
+    /// `Busy` while blocked.
+    pub fn journal_open(&self) -> Result<(), SwitchError> {
+        match self.switch.hosted.store.journal_blocked() {
+            None => Ok(()),
+            Some(_) => Err(SwitchError::Busy(
+                "the switch's journal (Kafka) is not acknowledging changes".into(),
+            )),
         }
-        Ok(outcome)
+    }
+
+    fn webhook_deadline(&self) -> Duration {
+        Some(self.switch.hosted.store.journal_deadline())
+            .filter(|d| !d.is_zero())
+            .unwrap_or(WEBHOOK_PUBLISH_TIMEOUT)
+    }
+
+    /// Queues the outcome's webhook job within the deadline; past it the job goes on by
+    /// itself and the answer is in doubt (the change is journaled, its notification not yet
+    /// safe).
+    async fn queue_webhook(&self, outcome: Outcome) -> Result<Outcome, SwitchError> {
+        let Some(w) = &outcome.webhook else {
+            return Ok(outcome);
+        };
+        let msg = Outgoing::webhook_job(&self.webhook_topic, w);
+        let event = w.event;
+        let (publisher, shutdown) = (self.publisher.clone(), self.shutdown.clone());
+        let mut sent = Box::pin(async move {
+            let sent = publisher.send(&msg, &shutdown).await;
+            if sent {
+                metrics::counter!(m::WEBHOOK_JOBS_TOTAL, "event" => event).increment(1);
+            }
+            sent
+        });
+        match tokio::time::timeout(self.webhook_deadline(), &mut sent).await {
+            Ok(true) => Ok(outcome),
+            Ok(false) => Err(SwitchError::Store(crate::store::StoreError::InDoubt(
+                "the switch is stopping before Kafka took the webhook job".into(),
+            ))),
+            Err(_) => {
+                tracing::warn!(
+                    event,
+                    "webhook job past its deadline: answered in doubt, still on its way"
+                );
+                tokio::spawn(sent);
+                Err(SwitchError::Store(crate::store::StoreError::InDoubt(
+                    "Kafka did not take the webhook job in time".into(),
+                )))
+            }
+        }
+    }
+
+    /// Completes a change answered in doubt: serves the same command again (a repeat,
+    /// answered from what is committed and journaled again under the same event id,
+    /// waiting for the append on its way) until it is journaled, then queues its webhook job
+    /// with no deadline. A command now refused for good (the bank reversed the payment
+    /// meanwhile, say) needs nothing more. Given up at shutdown.
+    fn settle_later(&self, cmd: Command) {
+        metrics::counter!(m::IN_DOUBT_TOTAL, "door" => "http", "outcome" => "answered")
+            .increment(1);
+        let Ok(permit) = self.settling.clone().try_acquire_owned() else {
+            metrics::counter!(m::IN_DOUBT_TOTAL, "door" => "http", "outcome" => "abandoned")
+                .increment(1);
+            tracing::error!(channel = %cmd.channel, "too many changes in doubt to settle: left to the bank's repeat or check-status");
+            return;
+        };
+        let st = self.clone();
+        metrics::gauge!(m::IN_DOUBT_SETTLING).increment(1.0);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut backoff = Duration::from_millis(500);
+            let outcome = loop {
+                if !crate::kafka::publish::sleep_or_shutdown(backoff, &st.shutdown).await {
+                    break "abandoned";
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                match st.switch.handle(&cmd).await.result {
+                    Err(e) if e.disposition() == crate::error::Disposition::Retry => continue,
+                    Err(e) => {
+                        tracing::warn!(channel = %cmd.channel, error = %e, "a change answered in doubt is now refused: nothing more to settle");
+                        break "refused";
+                    }
+                    Ok(outcome) => {
+                        if let Some(w) = &outcome.webhook {
+                            let msg = Outgoing::webhook_job(&st.webhook_topic, w);
+                            if !st.publisher.send(&msg, &st.shutdown).await {
+                                break "abandoned";
+                            }
+                            metrics::counter!(m::WEBHOOK_JOBS_TOTAL, "event" => w.event)
+                                .increment(1);
+                        }
+                        tracing::info!(channel = %cmd.channel, "a change answered in doubt is journaled and announced");
+                        break "confirmed";
+                    }
+                }
+            };
+            if outcome == "abandoned" {
+                tracing::error!(channel = %cmd.channel, "stopping with a change in doubt not settled: left to the bank's repeat or check-status");
+            }
+            metrics::counter!(m::IN_DOUBT_TOTAL, "door" => "http", "outcome" => outcome)
+                .increment(1);
+            metrics::gauge!(m::IN_DOUBT_SETTLING).decrement(1.0);
+        });
     }
 }
 

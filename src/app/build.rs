@@ -51,8 +51,13 @@ pub fn build_switch(settings: &Settings) -> Result<Switch, BuildError> {
         settings.pipeline.retry_max,
         settings.topics.journal.clone(),
     );
-    let store = Store::new(&settings.redis)?
-        .with_journal(Arc::new(sink), Arc::new(settings.journal(bootstrap)));
+    let store = Store::new(&settings.redis)?.with_journal(
+        Arc::new(sink),
+        Arc::new(settings.journal(bootstrap)),
+        // A command line has no channel waiting and nothing that settles a change in
+        // doubt: it waits for the acknowledgement (or Ctrl-C; a repeat journals it).
+        std::time::Duration::ZERO,
+    );
     assemble(settings, store, None)
 }
 
@@ -74,6 +79,7 @@ pub fn build_switch_with(
     let store = Store::new(&settings.redis)?.with_journal(
         Arc::new(sink),
         Arc::new(settings.journal(&journaling.bootstrap)),
+        settings.journal.append_deadline,
     );
     assemble(settings, store, audit)
 }

@@ -219,6 +219,7 @@ impl App {
             history: Arc::new(tokio::sync::Semaphore::new(
                 settings.statement.max_concurrent,
             )),
+            settling: Arc::new(tokio::sync::Semaphore::new(api::IN_DOUBT_SETTLING_MAX)),
         })
         .await
         .inspect_err(|_| token.cancel())?;

@@ -29,6 +29,10 @@ pub struct JournalSettings {
     /// (ms; `journal::window`): late events and clocks that disagree.
     #[serde(rename = "time_margin_ms", deserialize_with = "millis")]
     pub time_margin: Duration,
+    /// How long a change waits for the broker to acknowledge its event before it is
+    /// answered in doubt (ms; docs/journal.md, "Broker faults"); the append goes on.
+    #[serde(rename = "append_deadline_ms", deserialize_with = "millis")]
+    pub append_deadline: Duration,
 }
 
 impl JournalSettings {
@@ -48,6 +52,14 @@ impl JournalSettings {
             return Err(crate::config::bad(
                 "journal.time_margin_ms",
                 "must be at most 86400000 (a day)",
+            ));
+        }
+        if self.append_deadline < Duration::from_millis(100)
+            || self.append_deadline > Duration::from_secs(60)
+        {
+            return Err(crate::config::bad(
+                "journal.append_deadline_ms",
+                "must be 100 to 60000",
             ));
         }
         if self.read_timeout.is_zero() {

@@ -137,7 +137,9 @@ async fn handle_until_final(ctx: &Ctx, req: &ChannelRequest, owner: &Owner, park
         match &served.result {
             Err(e) if e.disposition() == Disposition::Retry => {
                 let cause = match e {
-                    SwitchError::Store(crate::store::StoreError::Journal(_)) => "journal",
+                    SwitchError::Store(
+                        crate::store::StoreError::Journal(_) | crate::store::StoreError::InDoubt(_),
+                    ) => "journal",
                     SwitchError::Store(_) => "store",
                     _ => "busy",
                 };

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, FutureExt};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -452,31 +452,155 @@ pub(super) struct Wiring {
     /// Per journal partition, the offset after the newest acknowledged event of this
     /// process: the marks to write next (see [`Store::take_acknowledged`]).
     pub acked: Arc<std::sync::Mutex<std::collections::BTreeMap<i32, i64>>>,
+    /// How long a caller waits for an append (`journal.append_deadline_ms`; zero: as long
+    /// as it takes).
+    pub deadline: std::time::Duration,
+    /// Appends past their deadline, still on their way.
+    pub late: Arc<Late>,
+}
+
+/// An append still on its way after its caller stopped waiting, awaited by repeats.
+type OnItsWay = futures::future::Shared<BoxFuture<'static, Result<(i32, i64), String>>>;
+
+/// The appends that missed their deadline and are still on their way to the broker, by
+/// event id: a repeat of the same event waits for the one on its way instead of producing
+/// another (so a long outage does not pile copies up in the producer's queue). While any
+/// is here the journal is *blocked* (`Store::journal_blocked`).
+#[derive(Default)]
+pub(super) struct Late {
+    state: std::sync::Mutex<LateState>,
+}
+
+#[derive(Default)]
+struct LateState {
+    by_event: std::collections::HashMap<String, OnItsWay>,
+    since: Option<std::time::Instant>,
+}
+
+impl Late {
+    fn get(&self, event_id: &str) -> Option<OnItsWay> {
+        self.state.lock().ok()?.by_event.get(event_id).cloned()
+    }
+
+    fn insert(&self, event_id: String, on_its_way: OnItsWay) {
+        if let Ok(mut st) = self.state.lock() {
+            st.by_event.insert(event_id, on_its_way);
+            if st.since.is_none() {
+                st.since = Some(std::time::Instant::now());
+                metrics::gauge!(crate::metrics::JOURNAL_BLOCKED).set(1.0);
+                tracing::error!("journal blocked: an append is past journal.append_deadline_ms; changes over HTTP are refused until the broker acknowledges again");
+            }
+            metrics::gauge!(crate::metrics::JOURNAL_LATE_APPENDS).set(st.by_event.len() as f64);
+        }
+    }
+
+    fn remove(&self, event_id: &str) {
+        if let Ok(mut st) = self.state.lock() {
+            st.by_event.remove(event_id);
+            metrics::gauge!(crate::metrics::JOURNAL_LATE_APPENDS).set(st.by_event.len() as f64);
+            if st.by_event.is_empty() {
+                if let Some(since) = st.since.take() {
+                    let blocked = since.elapsed();
+                    metrics::gauge!(crate::metrics::JOURNAL_BLOCKED).set(0.0);
+                    metrics::counter!(crate::metrics::JOURNAL_BLOCKED_SECONDS_TOTAL)
+                        .increment(blocked.as_secs());
+                    tracing::warn!(
+                        blocked_ms = blocked.as_millis() as u64,
+                        "journal unblocked: every late append is acknowledged"
+                    );
+                }
+            }
+        }
+    }
+
+    fn since(&self) -> Option<std::time::Instant> {
+        self.state.lock().ok()?.since
+    }
+}
+
+fn in_doubt(deadline: std::time::Duration) -> StoreError {
+    StoreError::InDoubt(format!(
+        "the broker did not acknowledge the event within {} ms",
+        deadline.as_millis()
+    ))
 }
 
 impl Store {
     /// Sends `event` to the journal and waits for it to be durable. Without a sink (a
     /// library user that journals nothing) it does nothing.
     ///
+    /// The wait is bounded by `journal.append_deadline_ms`: past it the append goes on by
+    /// itself until the broker acknowledges it (or the daemon stops), and the caller gets
+    /// `StoreError::InDoubt`. A later append of the same `event_id` (a repeat) while it is
+    /// on its way waits for it, within the same deadline, rather than producing a copy.
+    ///
     /// # Errors
-    /// `StoreError::Journal` when the sink could not make it durable.
+    /// `StoreError::Journal` when the sink could not make it durable (the daemon is
+    /// stopping); `StoreError::InDoubt` past the deadline.
     pub async fn append(&self, event: &Event) -> Result<(), StoreError> {
         let Some(sink) = &self.journal.sink else {
             return Ok(());
         };
-        let payload = serde_json::to_vec(event).unwrap_or_default();
         let started = std::time::Instant::now();
-        let (partition, offset) = sink
-            .append(&event.institution, payload)
-            .await
-            .map_err(StoreError::Journal)?;
-        if let Ok(mut acked) = self.journal.acked.lock() {
-            let next = acked.entry(partition).or_insert(0);
-            *next = (*next).max(offset + 1);
+        let deadline = self.journal.deadline;
+        if let Some(on_its_way) = self.journal.late.get(&event.event_id) {
+            return match tokio::time::timeout(deadline, on_its_way).await {
+                Ok(r) => r.map(|_| ()).map_err(StoreError::Journal),
+                Err(_) => Err(in_doubt(deadline)),
+            };
         }
+        let payload = serde_json::to_vec(event).unwrap_or_default();
+        let acked = self.journal.acked.clone();
+        let appended = sink.append(&event.institution, payload);
+        let mut appended = Box::pin(async move {
+            let r = appended.await;
+            if let Ok((partition, offset)) = r {
+                if let Ok(mut acked) = acked.lock() {
+                    let next = acked.entry(partition).or_insert(0);
+                    *next = (*next).max(offset + 1);
+                }
+            }
+            r
+        });
+        let r = if deadline.is_zero() {
+            appended.await
+        } else {
+            match tokio::time::timeout(deadline, &mut appended).await {
+                Ok(r) => r,
+                Err(_) => {
+                    // The append goes on by itself; repeats of this event wait for it.
+                    let on_its_way = (Box::pin(appended) as BoxFuture<'static, _>).shared();
+                    let late = self.journal.late.clone();
+                    let id = event.event_id.clone();
+                    late.insert(id.clone(), on_its_way.clone());
+                    tracing::warn!(event_id = %id, institution = %event.institution, "journal append past its deadline: answered in doubt, still on its way");
+                    tokio::spawn(async move {
+                        if let Err(e) = on_its_way.await {
+                            tracing::error!(event_id = %id, error = %e, "a late journal append was given up (the daemon is stopping): a repeat or check-status journals it again");
+                        }
+                        late.remove(&id);
+                    });
+                    return Err(in_doubt(deadline));
+                }
+            }
+        };
+        r.map_err(StoreError::Journal)?;
         crate::metrics::stage(crate::metrics::Stage::Journal)
             .record(started.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// Whether the journal is blocked, and since when: an append of this process is past
+    /// `journal.append_deadline_ms` and not yet acknowledged. The HTTP doors refuse
+    /// changes meanwhile (503, nothing done) and `/readyz` is not ready; it unblocks by
+    /// itself once the broker acknowledges every late append.
+    pub fn journal_blocked(&self) -> Option<std::time::Instant> {
+        self.journal.late.since()
+    }
+
+    /// `journal.append_deadline_ms` (zero: no deadline, a store without a journal).
+    pub fn journal_deadline(&self) -> std::time::Duration {
+        self.journal.deadline
     }
 
     /// Takes, per journal partition, the offset after the newest event this process had
@@ -505,11 +629,20 @@ impl Store {
 
     /// The store with `sink` receiving every committed change and `recover` run when Redis
     /// lost its scripts. Call before cloning the store.
-    pub fn with_journal(mut self, sink: Arc<dyn Sink>, recover: Arc<dyn Recover>) -> Store {
+    /// Appends wait at most `deadline` (zero: as long as it takes) before a commit call
+    /// returns `StoreError::InDoubt`.
+    pub fn with_journal(
+        mut self,
+        sink: Arc<dyn Sink>,
+        recover: Arc<dyn Recover>,
+        deadline: std::time::Duration,
+    ) -> Store {
         self.journal = Wiring {
             sink: Some(sink),
             recover: Some(recover),
             acked: Default::default(),
+            deadline,
+            late: Default::default(),
         };
         self
     }

@@ -43,6 +43,14 @@ pub enum StoreError {
     /// of the request journals it again and answers as the first time.
     #[error("journal: {0}")]
     Journal(String),
+    /// The change is committed in Redis and its journal event is on its way, but the broker
+    /// did not acknowledge it within `journal.append_deadline_ms`. The append goes on by
+    /// itself until acknowledged (a repeat of the same event waits for it instead of
+    /// producing another); the channel is told the outcome is in doubt
+    /// (`BILLER_SUSPECT_TRANSACTION`) and a repeat or a check-status is answered as the
+    /// first time once the broker is back (docs/journal.md, "Broker faults").
+    #[error("journal: in doubt: {0}")]
+    InDoubt(String),
 }
 
 /// A bill and the version its compare-and-set must match.

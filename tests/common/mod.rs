@@ -391,6 +391,9 @@ pub fn settings_toml(bootstrap: &str, redis_url: &str) -> String {
         [switch]
         lock_ttl_ms = 5000
         lock_wait_ms = 5000
+        [journal]
+        # Above the default (5 s): a loaded test machine must not answer in doubt by chance.
+        append_deadline_ms = 10000
         [passive]
         timeout_ms = 1000
         connect_timeout_ms = 500
