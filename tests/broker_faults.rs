@@ -187,3 +187,195 @@ async fn a_frozen_broker_under_http_payments_answers_in_time_and_settles_without
         settled.as_secs_f64()
     );
 }
+
+/// What one fault did to the payments offered through both doors during it.
+#[derive(Debug, Default)]
+struct Report {
+    offered: usize,
+    success: usize,
+    in_doubt: usize,
+    refused: usize,
+    in_force: usize,
+    events: usize,
+    ids: usize,
+    /// From the fault to the last payment in force announced (webhook job queued).
+    recovered: Duration,
+}
+
+/// Starts a stack with both doors, puts the broker in `fault` while `n` payments come
+/// through each door (Kafka and HTTP, all at once), clears it after `hold`, then checks
+/// what must hold after any broker fault: every payment answered SUCCESS or in doubt is in
+/// force once, journaled and announced; nothing answered 503 is in force; each Kafka
+/// request is answered (its offset committed only once answered); `verify` agrees.
+async fn payments_through(
+    tag: &str,
+    n: usize,
+    fault: BrokerFault,
+    hold: Duration,
+    clear: BrokerFault,
+) -> Report {
+    let (api, ops) = (free_port(), free_port());
+    let stack = Stack::start_with(&format!(
+        "[api]\nlisten = \"127.0.0.1:{api}\"\n[metrics]\nlisten = \"127.0.0.1:{ops}\"\n"
+    ))
+    .await;
+    let base = format!("http://127.0.0.1:{api}");
+    let daemon = stack.daemon();
+    http_up(&base).await;
+    let number = |i: usize| format!("72{:08}", i);
+    let mut hashes = Vec::new();
+    for i in 0..=2 * n {
+        let bill = stack
+            .create_bill(bill_body(&number(i), "close", 30_000))
+            .await;
+        hashes.push(bill.hash);
+    }
+    let pay = |i: usize| payment(&va(PREFIX, &number(i)), &format!("{tag}-{i}"), 30_000);
+    // Warm: the consumer is assigned and answering before the fault.
+    stack.send("payment", &format!("{tag}-0"), pay(0)).await;
+    assert_eq!(stack.answer(&format!("{tag}-0")).await["rc"], "SUCCESS");
+
+    stack.broker.fault(fault).unwrap();
+    let start = Instant::now();
+    let kafka = async {
+        for i in 1..=n {
+            stack.send("payment", &format!("{tag}-{i}"), pay(i)).await;
+        }
+    };
+    let http = futures::future::join_all((n + 1..=2 * n).map(|i| {
+        let (base, body) = (base.clone(), pay(i));
+        async move { (i, post_channel(&base, "payment", &body).await) }
+    }));
+    let outage = async {
+        tokio::time::sleep(hold).await;
+        stack.broker.fault(clear).unwrap();
+    };
+    let ((), http, ()) = tokio::join!(kafka, http, outage);
+
+    let mut report = Report {
+        offered: 2 * n,
+        ..Report::default()
+    };
+    let mut in_force = vec![0usize];
+    for i in 1..=n {
+        let id = format!("{tag}-{i}");
+        let a = stack
+            .responses
+            .wait_for(&format!("answer to {id}"), 300, |msgs| {
+                msgs.iter()
+                    .map(Received::json)
+                    .find(|v| v["request_id"] == id)
+            })
+            .await;
+        // The Kafka door answers once the broker is back, as the first time.
+        assert_eq!(a["rc"], "SUCCESS", "{id}: {a}");
+        report.success += 1;
+        in_force.push(i);
+    }
+    for (i, (status, a)) in http {
+        match (status, a["rc"].as_str()) {
+            (200, Some("SUCCESS")) => report.success += 1,
+            (200, Some("BILLER_SUSPECT_TRANSACTION")) => report.in_doubt += 1,
+            (503, _) => {
+                report.refused += 1;
+                continue;
+            }
+            other => panic!("{tag}-{i}: unexpected answer {other:?}: {a}"),
+        }
+        in_force.push(i);
+    }
+    let mut expected: Vec<String> = in_force.iter().map(|&i| hashes[i].clone()).collect();
+    expected.sort();
+    let announced = stack
+        .webhooks
+        .wait_for("a payment.received job per payment in force", 300, |msgs| {
+            let mut bills: Vec<String> = msgs
+                .iter()
+                .filter(|m| m.json()["event"] == "payment.received")
+                .filter_map(|m| m.key.clone())
+                .collect();
+            bills.sort();
+            bills.dedup();
+            (bills.len() >= expected.len()).then_some(bills)
+        })
+        .await;
+    report.recovered = start.elapsed();
+    assert_eq!(announced, expected, "announced bills");
+    daemon.stop().await;
+
+    let paid = journaled_payments(&stack).await;
+    let (ledger, balance) = stack.ledger().await;
+    report.in_force = ledger.len();
+    report.events = paid.values().sum();
+    report.ids = paid.len();
+    assert_eq!(
+        (report.ids, report.in_force, balance),
+        (
+            in_force.len(),
+            in_force.len(),
+            30_000 * in_force.len() as i64
+        ),
+        "{paid:?}"
+    );
+    let journal = stack.settings.journal(&stack.broker.bootstrap);
+    let verdict = ipg_switch::journal::verify::verify(
+        &journal,
+        &stack.switch().hosted.store,
+        &mut ipg_switch::journal::Quiet,
+    )
+    .await
+    .unwrap();
+    assert!(verdict.agrees(), "{}", verdict.table());
+    eprintln!("{tag}: {report:?}");
+    report
+}
+
+/// 500 ms on every broker answer: slower, never doubled, nothing in doubt at the tests'
+/// deadline (10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_500_ms_round_trip_slows_payments_and_doubles_none() {
+    let r = payments_through(
+        "RTT",
+        8,
+        BrokerFault::RoundTrip(Duration::from_millis(500)),
+        Duration::from_secs(8),
+        BrokerFault::RoundTrip(Duration::ZERO),
+    )
+    .await;
+    assert_eq!((r.success, r.refused), (16, 0), "{r:?}");
+}
+
+/// Produce requests refused for a while with the errors a real cluster gives when its
+/// replicas lag or a request times out: the idempotent producer retries them, nothing is
+/// lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn produce_errors_for_a_while_lose_and_double_nothing() {
+    use rdkafka::types::RDKafkaRespErr::{
+        RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+    };
+    let r = payments_through(
+        "PE",
+        8,
+        BrokerFault::ProduceErrors(RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, 40),
+        Duration::from_millis(500),
+        BrokerFault::ProduceErrors(RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, 40),
+    )
+    .await;
+    assert_eq!(r.refused, 0, "{r:?}");
+}
+
+/// The broker down for two minutes while payments come through both doors: Kafka requests
+/// wait and are answered SUCCESS once it is back; HTTP payments are answered in doubt at
+/// the deadline (or refused, nothing done, while blocked) and the switch settles them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_down_for_2_min_leaves_nothing_half_done() {
+    let r = payments_through(
+        "D2",
+        6,
+        BrokerFault::Down,
+        Duration::from_secs(120),
+        BrokerFault::Up,
+    )
+    .await;
+    assert_eq!(r.success + r.in_doubt + r.refused, 12, "{r:?}");
+}

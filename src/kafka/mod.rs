@@ -176,6 +176,9 @@ pub enum BrokerFault {
     Up,
     /// Every answer of the broker is delayed this long (`Duration::ZERO`: none).
     RoundTrip(std::time::Duration),
+    /// The next `count` produce requests (of any client) fail with `error` (e.g.
+    /// `RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS`, `RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT`).
+    ProduceErrors(rdkafka::types::RDKafkaRespErr, usize),
 }
 
 type Control = (BrokerFault, std::sync::mpsc::Sender<Result<(), String>>);
@@ -213,6 +216,13 @@ impl EmbeddedBroker {
                         BrokerFault::Down => cluster.broker_down(1),
                         BrokerFault::Up => cluster.broker_up(1),
                         BrokerFault::RoundTrip(d) => cluster.broker_round_trip_time(1, d),
+                        BrokerFault::ProduceErrors(e, n) => {
+                            cluster.request_errors(
+                                rdkafka::types::RDKafkaApiKey::Produce,
+                                &vec![e; n],
+                            );
+                            Ok(())
+                        }
                     };
                     let _ = done.send(r.map_err(|e| e.to_string()));
                 }
