@@ -514,6 +514,53 @@ impl Hosted {
         Ok(outcome)
     }
 
+    /// Settles a change an instance left listed as unjournaled (`store::unjournaled`: it
+    /// stopped between the commit and the journal's acknowledgement): journals it again
+    /// under its event id and returns the webhook job that announces it, if the institution
+    /// must hear of it (a payment not reversed since, or a reversal). `member` is the
+    /// listed event id without `<institution>:`: `pay:<channel>:<ref>:paid|reversed` or
+    /// `bill:<hash>:<version>` (the bill is journaled as it is now). A member naming
+    /// nothing Redis holds (lost with Redis's tail, say) needs nothing.
+    ///
+    /// # Errors
+    /// Redis unavailable, a corrupt record, the journal not acknowledging (in doubt).
+    pub async fn settle_unjournaled(
+        &self,
+        inst: &Institution,
+        member: &str,
+    ) -> Result<Option<QueuedWebhook>, SwitchError> {
+        if let Some(rest) = member.strip_prefix("bill:") {
+            let hash = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
+            self.store.rejournal_bill(&inst.code, hash).await?;
+            return Ok(None);
+        }
+        let Some(rest) = member.strip_prefix("pay:") else {
+            return Ok(None);
+        };
+        let (rest, stage) = match (rest.strip_suffix(":paid"), rest.strip_suffix(":reversed")) {
+            (Some(r), _) => (r, Stage::Paid),
+            (_, Some(r)) => (r, Stage::Reversed),
+            _ => return Ok(None),
+        };
+        let Some((channel, reference)) = rest.split_once(':') else {
+            return Ok(None);
+        };
+        let Some(rec) = self.store.payment(&inst.code, channel, reference).await? else {
+            return Ok(None);
+        };
+        self.store
+            .rejournal_payment(&inst.code, channel, reference, stage)
+            .await?;
+        let announced = match (stage, rec.reversed) {
+            // After a reversal the payment's event would only arrive behind it.
+            (Stage::Paid, Some(_)) => None,
+            (Stage::Paid, None) => self.answer_of(PAYMENT_RECEIVED, inst, rec.paid).webhook,
+            (Stage::Reversed, Some(r)) => self.answer_of(PAYMENT_REVERSAL, inst, r).webhook,
+            (Stage::Reversed, None) => None,
+        };
+        Ok(announced)
+    }
+
     /// The SUCCESS answer to a payment or reversal and its webhook job, built from what was
     /// recorded; the same record always gives the same answer.
     fn answer_of(&self, event: &'static str, inst: &Institution, r: Recorded) -> Outcome {

@@ -55,6 +55,8 @@ pub const JOURNAL_BLOCKED_SECONDS_TOTAL: &str = "ipg_journal_blocked_seconds_tot
 pub const JOURNAL_LATE_APPENDS: &str = "ipg_journal_late_appends";
 pub const IN_DOUBT_TOTAL: &str = "ipg_in_doubt_total";
 pub const IN_DOUBT_SETTLING: &str = "ipg_in_doubt_settling";
+pub const UNJOURNALED_CHANGES: &str = "ipg_unjournaled_changes";
+pub const UNJOURNALED_SETTLED_TOTAL: &str = "ipg_unjournaled_settled_total";
 
 /// Counts one channel request answered (`ipg_messages_total`) through `door` (`kafka` or
 /// `http`). Labels are bounded: `channel` is a configured code or `unknown`, `institution`
@@ -331,6 +333,14 @@ pub const ALL: &[(&str, &str)] = &[
     (
         IN_DOUBT_SETTLING,
         "Changes answered in doubt that the switch is still settling (journal, then webhook job) (gauge).",
+    ),
+    (
+        UNJOURNALED_CHANGES,
+        "Changes committed in Redis and not yet acknowledged by the journal, over every institution, as of the last sweep (gauge).",
+    ),
+    (
+        UNJOURNALED_SETTLED_TOTAL,
+        "Changes an instance left unjournaled (it stopped between the commit and the acknowledgement), journaled again and announced by the sweep, by kind (pay, bill).",
     ),
 ];
 

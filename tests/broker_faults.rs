@@ -379,3 +379,75 @@ async fn a_broker_down_for_2_min_leaves_nothing_half_done() {
     .await;
     assert_eq!(r.success + r.in_doubt + r.refused, 12, "{r:?}");
 }
+
+/// A daemon stopped while the broker is away, with a payment committed and answered in
+/// doubt whose event never reached the journal (the in-process settling stops with it): the
+/// next daemon's sweep finds it listed as unjournaled, journals it and announces it, with
+/// no repeat from the bank.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payment_left_unjournaled_by_a_stopped_daemon_is_journaled_and_announced() {
+    let api = free_port();
+    let stack = Stack::start_with(&format!(
+        "[api]\nlisten = \"127.0.0.1:{api}\"\n\
+         [journal]\nappend_deadline_ms = 2000\nunjournaled_after_ms = 3000\n"
+    ))
+    .await;
+    let base = format!("http://127.0.0.1:{api}");
+    let bill = stack
+        .create_bill(bill_body("7300000001", "close", 55_000))
+        .await;
+    let daemon = stack.daemon();
+    http_up(&base).await;
+    let pay = payment(&va(PREFIX, "7300000001"), "UJ-1", 55_000);
+
+    stack.broker.fault(BrokerFault::Down).unwrap();
+    let (status, a) = post_channel(&base, "payment", &pay).await;
+    assert_eq!(
+        (status, a["rc"].as_str()),
+        (200, Some("BILLER_SUSPECT_TRANSACTION")),
+        "{a}"
+    );
+    daemon.stop().await;
+    // Committed, not journaled, listed.
+    let store = stack.switch().hosted.store;
+    assert_eq!(
+        stack.stored_bill(&bill.hash).await.status,
+        ipg_switch::domain::BillStatus::Paid
+    );
+    let listed = store
+        .unjournaled_due(INST, i64::MAX, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(m, _)| m)
+        .collect::<Vec<_>>();
+    assert_eq!(listed, vec![format!("pay:{CHANNEL}:UJ-1:paid")]);
+
+    stack.broker.fault(BrokerFault::Up).unwrap();
+    let daemon = stack.daemon();
+    stack
+        .webhooks
+        .wait_for("the payment announced by the sweep", 120, |msgs| {
+            msgs.iter()
+                .find(|m| {
+                    m.json()["event"] == "payment.received"
+                        && m.key.as_deref() == Some(bill.hash.as_str())
+                })
+                .cloned()
+        })
+        .await;
+    let until = Instant::now() + Duration::from_secs(60);
+    while store.unjournaled_count(INST).await.unwrap() > 0 {
+        assert!(Instant::now() < until, "still listed as unjournaled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    daemon.stop().await;
+    let paid = journaled_payments(&stack).await;
+    assert_eq!(paid.len(), 1, "{paid:?}");
+    let journal = stack.settings.journal(&stack.broker.bootstrap);
+    let verdict =
+        ipg_switch::journal::verify::verify(&journal, &store, &mut ipg_switch::journal::Quiet)
+            .await
+            .unwrap();
+    assert!(verdict.agrees(), "{}", verdict.table());
+}

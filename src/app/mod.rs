@@ -202,6 +202,16 @@ impl App {
             switch.hosted.store.clone(),
             token.clone(),
         );
+        crate::journal::unjournaled::spawn(
+            crate::journal::unjournaled::Sweep {
+                switch: switch.clone(),
+                publisher: publisher.clone(),
+                webhook_topic: settings.topics.webhook.clone(),
+                interval: settings.journal.mark_interval,
+                after: settings.journal.unjournaled_after,
+            },
+            token.clone(),
+        );
         let resolvers = if settings.passive.resolver {
             switch.passive.spawn_resolver(token.clone())
         } else {

@@ -33,6 +33,11 @@ pub struct JournalSettings {
     /// answered in doubt (ms; docs/journal.md, "Broker faults"); the append goes on.
     #[serde(rename = "append_deadline_ms", deserialize_with = "millis")]
     pub append_deadline: Duration,
+    /// A change committed and still not acknowledged by the journal after this long (ms)
+    /// was left by an instance that stopped: the sweep journals and announces it
+    /// (`journal::unjournaled`).
+    #[serde(rename = "unjournaled_after_ms", deserialize_with = "millis")]
+    pub unjournaled_after: Duration,
 }
 
 impl JournalSettings {
@@ -60,6 +65,14 @@ impl JournalSettings {
             return Err(crate::config::bad(
                 "journal.append_deadline_ms",
                 "must be 100 to 60000",
+            ));
+        }
+        if self.unjournaled_after <= self.append_deadline
+            || self.unjournaled_after > Duration::from_secs(24 * 3600)
+        {
+            return Err(crate::config::bad(
+                "journal.unjournaled_after_ms",
+                "must be above journal.append_deadline_ms and at most 86400000",
             ));
         }
         if self.read_timeout.is_zero() {

@@ -8,6 +8,7 @@
 //! re-applying from the marks it still has re-applies exactly the lost tail.
 
 pub mod config;
+pub mod unjournaled;
 pub mod verify;
 pub mod window;
 

@@ -457,6 +457,8 @@ pub(super) struct Wiring {
     pub deadline: std::time::Duration,
     /// Appends past their deadline, still on their way.
     pub late: Arc<Late>,
+    /// Acknowledged events the commit scripts listed as unjournaled, to take off the list.
+    pub unjournaled: Arc<super::unjournaled::Acknowledged>,
 }
 
 /// An append still on its way after its caller stopped waiting, awaited by repeats.
@@ -551,6 +553,13 @@ impl Store {
         }
         let payload = serde_json::to_vec(event).unwrap_or_default();
         let acked = self.journal.acked.clone();
+        let listed = super::unjournaled::member_of(event).map(|m| {
+            (
+                self.journal.unjournaled.clone(),
+                event.institution.clone(),
+                m,
+            )
+        });
         let appended = sink.append(&event.institution, payload);
         let mut appended = Box::pin(async move {
             let r = appended.await;
@@ -558,6 +567,9 @@ impl Store {
                 if let Ok(mut acked) = acked.lock() {
                     let next = acked.entry(partition).or_insert(0);
                     *next = (*next).max(offset + 1);
+                }
+                if let Some((unjournaled, inst, member)) = listed {
+                    unjournaled.note(&inst, member);
                 }
             }
             r
@@ -587,6 +599,13 @@ impl Store {
         r.map_err(StoreError::Journal)?;
         crate::metrics::stage(crate::metrics::Stage::Journal)
             .record(started.elapsed().as_secs_f64());
+        if !self.journal.unjournaled.batched() {
+            // No daemon task takes acknowledged changes off in batches (a command line):
+            // now. A failure leaves it listed; a daemon's sweep journals it again.
+            if let Err(e) = self.forget_acknowledged().await {
+                tracing::warn!(error = %e, "could not take an acknowledged change off the unjournaled list");
+            }
+        }
         Ok(())
     }
 
@@ -643,6 +662,7 @@ impl Store {
             acked: Default::default(),
             deadline,
             late: Default::default(),
+            unjournaled: Default::default(),
         };
         self
     }

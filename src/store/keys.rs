@@ -85,6 +85,13 @@ pub fn journal_mark(inst: &str) -> String {
     format!("ipg:{{{inst}}}:journal")
 }
 
+/// The institution's changes committed and not yet acknowledged by the journal (zset:
+/// score the commit time in ms, member the event id without `<institution>:`), see
+/// `store::unjournaled`.
+pub fn unjournaled(inst: &str) -> String {
+    format!("ipg:{{{inst}}}:unjournaled")
+}
+
 /// A bill's webhook ordering gate (the event its later events wait behind), see
 /// `webhook::gate`.
 pub fn webhook_gate(inst: &str, bill_hash: &str) -> String {

@@ -19,6 +19,7 @@ pub mod passive;
 pub mod query;
 mod records;
 mod runner;
+pub mod unjournaled;
 
 use std::time::Duration;
 

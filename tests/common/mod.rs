@@ -700,7 +700,7 @@ pub async fn http_up(base: &str) {
 }
 
 /// Every record of `ipg:*` as text, key by key; leaving out what is not a record (VA locks,
-/// webhook gates, API tokens, the journal marks) and the resolver's due times (moved by its
+/// webhook gates, API tokens, the journal marks, the unjournaled lists) and the resolver's due times (moved by its
 /// own claims).
 pub async fn snapshot(url: &str) -> std::collections::BTreeMap<String, String> {
     let client = redis::Client::open(url).unwrap();
@@ -729,6 +729,7 @@ pub async fn snapshot(url: &str) -> std::collections::BTreeMap<String, String> {
             || k.contains(":whgate:")
             || k.starts_with("ipg:token:")
             || k.ends_with(":journal")
+            || k.ends_with(":unjournaled")
         {
             continue;
         }

@@ -83,4 +83,12 @@ redis.call('ZADD', KEYS[4], ARGV[9], KEYS[2])
 if holder then
   redis.call('DEL', KEYS[7])
 end
+-- Listed as unjournaled until its journal event is acknowledged: ZADD
+-- ipg:{I}:unjournaled <now ms> <the event id without "<I>:"> (the key beside this one, in
+-- the same slot, like the void tombstone). The switch journals and announces what an
+-- instance left there when it stopped before the acknowledgement (journal/unjournaled.rs;
+-- Store::take_journaled lists what was acknowledged, to be removed).
+local base = string.match(KEYS[1], '^ipg:{[^}]*}:')
+local now = redis.call('TIME')
+redis.call('ZADD', base .. 'unjournaled', now[1] .. string.format('%03d', math.floor(now[2] / 1000)), string.sub(KEYS[2], #base + 1) .. ':paid')
 return {'ok', seq, bal}

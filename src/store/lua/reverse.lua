@@ -28,4 +28,12 @@ redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'ver', 1)
 local seq = redis.call('RPUSH', KEYS[5], string.sub(ARGV[7], 1, -2) .. ',"balance_after":' .. bal .. '}')
 redis.call('HSET', KEYS[2], 'rev_doc', ARGV[4], 'rev_bill', ARGV[5], 'rev_ts', ARGV[6], 'rev_lseq', seq)
+-- Listed as unjournaled until its journal event is acknowledged: ZADD
+-- ipg:{I}:unjournaled <now ms> <the event id without "<I>:"> (the key beside this one, in
+-- the same slot, like the void tombstone). The switch journals and announces what an
+-- instance left there when it stopped before the acknowledgement (journal/unjournaled.rs;
+-- Store::take_journaled lists what was acknowledged, to be removed).
+local base = string.match(KEYS[1], '^ipg:{[^}]*}:')
+local now = redis.call('TIME')
+redis.call('ZADD', base .. 'unjournaled', now[1] .. string.format('%03d', math.floor(now[2] / 1000)), string.sub(KEYS[2], #base + 1) .. ':reversed')
 return {'ok', seq, bal}

@@ -8,4 +8,13 @@ if redis.call('HGET', KEYS[1], 'ver') ~= ARGV[1] then
   return {'conflict'}
 end
 redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', ARGV[3])
-return {'ok', redis.call('HINCRBY', KEYS[1], 'ver', 1)}
+local ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
+-- Listed as unjournaled until its journal event is acknowledged: ZADD
+-- ipg:{I}:unjournaled <now ms> <the event id without "<I>:"> (the key beside this one, in
+-- the same slot, like the void tombstone). The switch journals and announces what an
+-- instance left there when it stopped before the acknowledgement (journal/unjournaled.rs;
+-- Store::take_journaled lists what was acknowledged, to be removed).
+local base = string.match(KEYS[1], '^ipg:{[^}]*}:')
+local now = redis.call('TIME')
+redis.call('ZADD', base .. 'unjournaled', now[1] .. string.format('%03d', math.floor(now[2] / 1000)), string.sub(KEYS[1], #base + 1) .. ':' .. ver)
+return {'ok', ver}

@@ -1,0 +1,161 @@
+//! Changes committed in Redis whose journal event is not acknowledged yet: the commit
+//! scripts (`lua/pay.lua`, `lua/reverse.lua`, `lua/create.lua`, `lua/update_bill.lua`) list
+//! each in `ipg:{I}:unjournaled` (a zset: score the commit time in ms, member the event id
+//! without its `<I>:` prefix, e.g. `pay:<channel>:<ref>:paid`, `bill:<hash>:<version>`),
+//! and the store takes it off once the broker acknowledged the event. What stays longer
+//! than `journal.unjournaled_after_ms` was left by an instance that stopped (or was
+//! killed) between its commit and the acknowledgement: `journal::unjournaled` journals it
+//! again and announces it (docs/journal.md, "Broker faults").
+//!
+//! The set holds only changes on their way (about one `mark_interval_ms` of them in steady
+//! state, those of an outage while the broker is away): it never grows with history.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use super::journal::Event;
+use super::{keys, Store, StoreError};
+
+/// The acknowledged events still listed, by institution, and whether a background task
+/// takes them off in batches (the daemon) or each append does it at once (the CLI).
+#[derive(Default)]
+pub(super) struct Acknowledged {
+    by_institution: Mutex<HashMap<String, Vec<String>>>,
+    batched: AtomicBool,
+}
+
+impl Acknowledged {
+    /// Notes that `event` was acknowledged, if a commit script listed it.
+    pub(super) fn note(&self, event_institution: &str, member: String) {
+        if let Ok(mut m) = self.by_institution.lock() {
+            m.entry(event_institution.to_owned())
+                .or_default()
+                .push(member);
+        }
+    }
+
+    pub(super) fn batched(&self) -> bool {
+        self.batched.load(Ordering::Relaxed)
+    }
+}
+
+/// The member a commit script listed for `event` (its id without `<institution>:`), or
+/// `None` for events no script lists (forwarded payments, closed references).
+pub(super) fn member_of(event: &Event) -> Option<String> {
+    let member = event
+        .event_id
+        .strip_prefix(event.institution.as_str())?
+        .strip_prefix(':')?;
+    (member.starts_with("pay:") || member.starts_with("bill:")).then(|| member.to_owned())
+}
+
+impl Store {
+    /// From now on acknowledged events are taken off the list by
+    /// [`Store::forget_acknowledged`] (called every `journal.mark_interval_ms` by the
+    /// daemon), not by each append.
+    pub fn forget_in_batches(&self) {
+        self.journal
+            .unjournaled
+            .batched
+            .store(true, Ordering::Relaxed);
+    }
+
+    /// Takes off `ipg:{I}:unjournaled` every change whose event was acknowledged since the
+    /// last call: one `ZREM` per institution.
+    ///
+    /// # Errors
+    /// Redis unreachable (what was taken is lost: the sweep journals those again, harmless).
+    pub async fn forget_acknowledged(&self) -> Result<(), StoreError> {
+        let taken = self
+            .journal
+            .unjournaled
+            .by_institution
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default();
+        for (inst, members) in taken {
+            self.forget_unjournaled(&inst, &members).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes `members` off the institution's list of unjournaled changes.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn forget_unjournaled(
+        &self,
+        inst: &str,
+        members: &[String],
+    ) -> Result<(), StoreError> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("ZREM");
+        cmd.arg(keys::unjournaled(inst)).arg(members);
+        let _: i64 = self.plain(cmd).await?;
+        Ok(())
+    }
+
+    /// At most `limit` changes of the institution listed as unjournaled since before
+    /// `before_ms` (ms since the epoch), oldest first, with their scores.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn unjournaled_due(
+        &self,
+        inst: &str,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut cmd = redis::cmd("ZRANGEBYSCORE");
+        cmd.arg(keys::unjournaled(inst))
+            .arg("-inf")
+            .arg(format!("({before_ms}"))
+            .arg("WITHSCORES")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit);
+        let got: Vec<(String, f64)> = self.plain(cmd).await?;
+        Ok(got.into_iter().map(|(m, s)| (m, s as i64)).collect())
+    }
+
+    /// Claims a listed change for one sweep: moves its score `by_ms` later with `ZINCRBY`,
+    /// which only one of several instances sweeping at once sees land on `score + by_ms`.
+    /// A sweeper that stops after claiming leaves it listed: it is due again `by_ms` later.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn claim_unjournaled(
+        &self,
+        inst: &str,
+        member: &str,
+        score: i64,
+        by_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("ZINCRBY");
+        cmd.arg(keys::unjournaled(inst)).arg(by_ms).arg(member);
+        let now: f64 = self.plain(cmd).await?;
+        Ok(now as i64 == score + by_ms)
+    }
+
+    /// Redis's own clock (ms since the epoch): the scripts stamp the list with it, so the
+    /// sweep's windows never depend on the daemon's clock agreeing with Redis's.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn redis_time_ms(&self) -> Result<i64, StoreError> {
+        let (secs, micros): (i64, i64) = self.plain(redis::cmd("TIME")).await?;
+        Ok(secs * 1000 + micros / 1000)
+    }
+
+    /// How many changes of the institution are listed as unjournaled.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn unjournaled_count(&self, inst: &str) -> Result<u64, StoreError> {
+        self.plain(redis::cmd("ZCARD").arg(keys::unjournaled(inst)).clone())
+            .await
+    }
+}
