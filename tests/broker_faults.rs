@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -21,21 +20,25 @@ async fn readyz(base: &str) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-/// Payment events in the journal by event id, and how many times each is there.
-async fn journaled_payments(stack: &Stack) -> HashMap<String, usize> {
-    let journal = stack.settings.journal(&stack.broker.bootstrap);
-    let mut paid: HashMap<String, usize> = HashMap::new();
-    journal
-        .scan(&mut ipg_switch::journal::Quiet, &mut |r| {
-            if let Some(p) = &r.event.payment {
-                if p.stage == ipg_switch::store::journal::Stage::Paid {
-                    *paid.entry(r.event.event_id.clone()).or_default() += 1;
-                }
-            }
-        })
+/// The distinct bills with a `payment.received` webhook job, once at least `n` have one.
+async fn announced_bills(stack: &Stack, n: usize, secs: u64) -> Vec<String> {
+    stack
+        .webhooks
+        .wait_for(
+            "a payment.received job per payment in force",
+            secs,
+            |msgs| {
+                let mut bills: Vec<String> = msgs
+                    .iter()
+                    .filter(|m| m.json()["event"] == "payment.received")
+                    .filter_map(|m| m.key.clone())
+                    .collect();
+                bills.sort();
+                bills.dedup();
+                (bills.len() >= n).then_some(bills)
+            },
+        )
         .await
-        .unwrap();
-    paid
 }
 
 /// The case issue 30 was filed for: the broker frozen under HTTP channel payments, and the
@@ -127,19 +130,7 @@ async fn a_frozen_broker_under_http_payments_answers_in_time_and_settles_without
     stack.broker.fault(BrokerFault::Up).unwrap();
 
     // No repeat from the bank. The switch journals and announces what it answered in doubt.
-    let jobs = stack
-        .webhooks
-        .wait_for("a payment.received job per payment in force", 120, |msgs| {
-            let mut bills: Vec<String> = msgs
-                .iter()
-                .filter(|m| m.json()["event"] == "payment.received")
-                .filter_map(|m| m.key.clone())
-                .collect();
-            bills.sort();
-            bills.dedup();
-            (bills.len() > IN_DOUBT).then_some(bills)
-        })
-        .await;
+    let jobs = announced_bills(&stack, IN_DOUBT + 1, 120).await;
     let settled = down.elapsed();
     let mut ready = readyz(&ops).await;
     let until = Instant::now() + Duration::from_secs(60);
@@ -155,7 +146,7 @@ async fn a_frozen_broker_under_http_payments_answers_in_time_and_settles_without
 
     // In force afterwards: exactly the payments answered SUCCESS or in doubt, each journaled
     // (once by id) and paid once; nothing answered 503 is in force; Redis and the journal agree.
-    let paid = journaled_payments(&stack).await;
+    let paid = stack.journaled_payments().await;
     assert_eq!(paid.len(), IN_DOUBT + 1, "{paid:?}");
     let (ledger, balance) = stack.ledger().await;
     assert_eq!(
@@ -286,24 +277,12 @@ async fn payments_through(
     }
     let mut expected: Vec<String> = in_force.iter().map(|&i| hashes[i].clone()).collect();
     expected.sort();
-    let announced = stack
-        .webhooks
-        .wait_for("a payment.received job per payment in force", 300, |msgs| {
-            let mut bills: Vec<String> = msgs
-                .iter()
-                .filter(|m| m.json()["event"] == "payment.received")
-                .filter_map(|m| m.key.clone())
-                .collect();
-            bills.sort();
-            bills.dedup();
-            (bills.len() >= expected.len()).then_some(bills)
-        })
-        .await;
+    let announced = announced_bills(&stack, expected.len(), 300).await;
     report.recovered = start.elapsed();
     assert_eq!(announced, expected, "announced bills");
     daemon.stop().await;
 
-    let paid = journaled_payments(&stack).await;
+    let paid = stack.journaled_payments().await;
     let (ledger, balance) = stack.ledger().await;
     report.in_force = ledger.len();
     report.events = paid.values().sum();
@@ -342,7 +321,7 @@ async fn a_500_ms_round_trip_slows_payments_and_doubles_none() {
         BrokerFault::RoundTrip(Duration::ZERO),
     )
     .await;
-    assert_eq!((r.success, r.refused), (16, 0), "{r:?}");
+    assert_eq!((r.success, r.refused), (r.offered, 0), "{r:?}");
 }
 
 /// Produce requests refused for a while with the errors a real cluster gives when its
@@ -377,7 +356,7 @@ async fn a_broker_down_for_2_min_leaves_nothing_half_done() {
         BrokerFault::Up,
     )
     .await;
-    assert_eq!(r.success + r.in_doubt + r.refused, 12, "{r:?}");
+    assert_eq!(r.success + r.in_doubt + r.refused, r.offered, "{r:?}");
 }
 
 /// A daemon stopped while the broker is away, with a payment committed and answered in
@@ -442,7 +421,7 @@ async fn a_payment_left_unjournaled_by_a_stopped_daemon_is_journaled_and_announc
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     daemon.stop().await;
-    let paid = journaled_payments(&stack).await;
+    let paid = stack.journaled_payments().await;
     assert_eq!(paid.len(), 1, "{paid:?}");
     let journal = stack.settings.journal(&stack.broker.bootstrap);
     let verdict =

@@ -724,18 +724,8 @@ async fn a_broker_down_for_10_s_loses_and_doubles_no_payment() {
     daemon.stop().await;
 
     // Each payment once in the journal, each bill paid once in Redis, and they agree.
+    let paid = stack.journaled_payments().await;
     let journal = stack.settings.journal(&stack.broker.bootstrap);
-    let mut paid: HashMap<String, usize> = HashMap::new();
-    journal
-        .scan(&mut ipg_switch::journal::Quiet, &mut |r| {
-            if let Some(p) = &r.event.payment {
-                if p.stage == ipg_switch::store::journal::Stage::Paid {
-                    *paid.entry(r.event.event_id.clone()).or_default() += 1;
-                }
-            }
-        })
-        .await
-        .unwrap();
     assert_eq!(paid.len(), N, "{paid:?}");
     let store = stack.switch().hosted.store;
     let verdict =

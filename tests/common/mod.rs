@@ -581,6 +581,24 @@ impl Stack {
     }
 
     /// The bill as stored now.
+    /// Paid-stage payment events in the journal by event id, and how many times each is
+    /// there (a change journaled again carries the same id).
+    pub async fn journaled_payments(&self) -> HashMap<String, usize> {
+        let journal = self.settings.journal(&self.broker.bootstrap);
+        let mut paid: HashMap<String, usize> = HashMap::new();
+        journal
+            .scan(&mut ipg_switch::journal::Quiet, &mut |r| {
+                if let Some(p) = &r.event.payment {
+                    if p.stage == ipg_switch::store::journal::Stage::Paid {
+                        *paid.entry(r.event.event_id.clone()).or_default() += 1;
+                    }
+                }
+            })
+            .await
+            .unwrap();
+        paid
+    }
+
     pub async fn stored_bill(&self, hash: &str) -> ipg_switch::domain::Bill {
         self.switch()
             .hosted
