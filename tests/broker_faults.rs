@@ -153,15 +153,7 @@ async fn a_frozen_broker_under_http_payments_answers_in_time_and_settles_without
         (ledger.len(), balance),
         (IN_DOUBT + 1, 40_000 * (IN_DOUBT as i64 + 1))
     );
-    let journal = stack.settings.journal(&stack.broker.bootstrap);
-    let verdict = ipg_switch::journal::verify::verify(
-        &journal,
-        &stack.switch().hosted.store,
-        &mut ipg_switch::journal::Quiet,
-    )
-    .await
-    .unwrap();
-    assert!(verdict.agrees(), "{}", verdict.table());
+    stack.assert_verify_agrees().await;
     eprintln!(
         "broker frozen 10 s under HTTP: {} payments offered, 1 SUCCESS before, {IN_DOUBT} \
          answered in doubt (slowest {:.1} s), {REFUSED} refused 503 while blocked; in force \
@@ -296,15 +288,7 @@ async fn payments_through(
         ),
         "{paid:?}"
     );
-    let journal = stack.settings.journal(&stack.broker.bootstrap);
-    let verdict = ipg_switch::journal::verify::verify(
-        &journal,
-        &stack.switch().hosted.store,
-        &mut ipg_switch::journal::Quiet,
-    )
-    .await
-    .unwrap();
-    assert!(verdict.agrees(), "{}", verdict.table());
+    stack.assert_verify_agrees().await;
     eprintln!("{tag}: {report:?}");
     report
 }
@@ -423,10 +407,5 @@ async fn a_payment_left_unjournaled_by_a_stopped_daemon_is_journaled_and_announc
     daemon.stop().await;
     let paid = stack.journaled_payments().await;
     assert_eq!(paid.len(), 1, "{paid:?}");
-    let journal = stack.settings.journal(&stack.broker.bootstrap);
-    let verdict =
-        ipg_switch::journal::verify::verify(&journal, &store, &mut ipg_switch::journal::Quiet)
-            .await
-            .unwrap();
-    assert!(verdict.agrees(), "{}", verdict.table());
+    stack.assert_verify_agrees().await;
 }

@@ -581,6 +581,19 @@ impl Stack {
     }
 
     /// The bill as stored now.
+    /// Fails unless `verify` finds Redis and the journal in agreement.
+    pub async fn assert_verify_agrees(&self) {
+        let journal = self.settings.journal(&self.broker.bootstrap);
+        let verdict = ipg_switch::journal::verify::verify(
+            &journal,
+            &self.switch().hosted.store,
+            &mut ipg_switch::journal::Quiet,
+        )
+        .await
+        .unwrap();
+        assert!(verdict.agrees(), "{}", verdict.table());
+    }
+
     /// Paid-stage payment events in the journal by event id, and how many times each is
     /// there (a change journaled again carries the same id).
     pub async fn journaled_payments(&self) -> HashMap<String, usize> {
