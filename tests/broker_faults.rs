@@ -171,6 +171,32 @@ async fn a_frozen_broker_under_http_payments_answers_in_time_and_settles_without
     );
 }
 
+/// The request topic's offsets the switch's consumer group committed, over all partitions:
+/// the number of requests it stored as answered.
+fn committed_requests(stack: &Stack) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &stack.broker.bootstrap)
+        .set("group.id", &stack.settings.kafka.group_id)
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(&stack.settings.topics.request, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            rdkafka::Offset::Offset(o) => Some(o),
+            _ => None,
+        })
+        .sum()
+}
+
 /// What one fault did to the payments offered through both doors during it.
 #[derive(Debug, Default)]
 struct Report {
@@ -185,22 +211,26 @@ struct Report {
     recovered: Duration,
 }
 
-/// Starts a stack with both doors, puts the broker in `fault` while `n` payments come
-/// through each door (Kafka and HTTP, all at once), clears it after `hold`, then checks
+/// Starts a stack with both doors (and `brokers` brokers), puts the broker in `faults`
+/// while `n` payments come through each door (Kafka and HTTP, all at once), puts it in
+/// `clears` after `hold`, then checks
 /// what must hold after any broker fault: every payment answered SUCCESS or in doubt is in
 /// force once, journaled and announced; nothing answered 503 is in force; each Kafka
 /// request is answered (its offset committed only once answered); `verify` agrees.
 async fn payments_through(
     tag: &str,
     n: usize,
-    fault: BrokerFault,
+    brokers: i32,
+    faults: Vec<BrokerFault>,
     hold: Duration,
-    clear: BrokerFault,
+    clears: Vec<BrokerFault>,
 ) -> Report {
     let (api, ops) = (free_port(), free_port());
-    let stack = Stack::start_with(&format!(
-        "[api]\nlisten = \"127.0.0.1:{api}\"\n[metrics]\nlisten = \"127.0.0.1:{ops}\"\n"
-    ))
+    let stack = Stack::start_on_brokers(
+        Redis::start(),
+        &format!("[api]\nlisten = \"127.0.0.1:{api}\"\n[metrics]\nlisten = \"127.0.0.1:{ops}\"\n"),
+        brokers,
+    )
     .await;
     let base = format!("http://127.0.0.1:{api}");
     let daemon = stack.daemon();
@@ -218,7 +248,9 @@ async fn payments_through(
     stack.send("payment", &format!("{tag}-0"), pay(0)).await;
     assert_eq!(stack.answer(&format!("{tag}-0")).await["rc"], "SUCCESS");
 
-    stack.broker.fault(fault).unwrap();
+    for fault in faults {
+        stack.broker.fault(fault).unwrap();
+    }
     let start = Instant::now();
     let kafka = async {
         for i in 1..=n {
@@ -231,7 +263,9 @@ async fn payments_through(
     }));
     let outage = async {
         tokio::time::sleep(hold).await;
-        stack.broker.fault(clear).unwrap();
+        for clear in clears {
+            stack.broker.fault(clear).unwrap();
+        }
     };
     let ((), http, ()) = tokio::join!(kafka, http, outage);
 
@@ -273,6 +307,13 @@ async fn payments_through(
     report.recovered = start.elapsed();
     assert_eq!(announced, expected, "announced bills");
     daemon.stop().await;
+    // Every Kafka request answered, and stored as answered: the committed offsets cover the
+    // warm-up and the n requests (each offset stored only once its answer was acknowledged).
+    assert_eq!(
+        committed_requests(&stack),
+        n as i64 + 1,
+        "committed offsets"
+    );
 
     let paid = stack.journaled_payments().await;
     let (ledger, balance) = stack.ledger().await;
@@ -300,9 +341,10 @@ async fn a_500_ms_round_trip_slows_payments_and_doubles_none() {
     let r = payments_through(
         "RTT",
         8,
-        BrokerFault::RoundTrip(Duration::from_millis(500)),
+        1,
+        vec![BrokerFault::RoundTrip(Duration::from_millis(500))],
         Duration::from_secs(8),
-        BrokerFault::RoundTrip(Duration::ZERO),
+        vec![BrokerFault::RoundTrip(Duration::ZERO)],
     )
     .await;
     assert_eq!((r.success, r.refused), (r.offered, 0), "{r:?}");
@@ -319,9 +361,16 @@ async fn produce_errors_for_a_while_lose_and_double_nothing() {
     let r = payments_through(
         "PE",
         8,
-        BrokerFault::ProduceErrors(RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, 40),
+        1,
+        vec![BrokerFault::ProduceErrors(
+            RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+            40,
+        )],
         Duration::from_millis(500),
-        BrokerFault::ProduceErrors(RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, 40),
+        vec![BrokerFault::ProduceErrors(
+            RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            40,
+        )],
     )
     .await;
     assert_eq!(r.refused, 0, "{r:?}");
@@ -335,9 +384,10 @@ async fn a_broker_down_for_2_min_leaves_nothing_half_done() {
     let r = payments_through(
         "D2",
         6,
-        BrokerFault::Down,
+        1,
+        vec![BrokerFault::Down],
         Duration::from_secs(120),
-        BrokerFault::Up,
+        vec![BrokerFault::Up],
     )
     .await;
     assert_eq!(r.success + r.in_doubt + r.refused, r.offered, "{r:?}");
@@ -408,4 +458,35 @@ async fn a_payment_left_unjournaled_by_a_stopped_daemon_is_journaled_and_announc
     let paid = stack.journaled_payments().await;
     assert_eq!(paid.len(), 1, "{paid:?}");
     stack.assert_verify_agrees().await;
+}
+
+/// Three brokers: every leader (the journal's included) moves to another broker and the
+/// switch's consumer group loses its coordinator while payments come through both doors,
+/// then both move again. Clients follow the new leaders and coordinator; nothing is lost
+/// or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leaders_moving_and_a_lost_coordinator_lose_and_double_nothing() {
+    let group = || "ipg-switch-test".to_owned();
+    let r = payments_through(
+        "LM",
+        8,
+        3,
+        vec![
+            BrokerFault::AllLeadersTo(2),
+            BrokerFault::CoordinatorTo {
+                group: group(),
+                broker: 3,
+            },
+        ],
+        Duration::from_secs(3),
+        vec![
+            BrokerFault::AllLeadersTo(3),
+            BrokerFault::CoordinatorTo {
+                group: group(),
+                broker: 1,
+            },
+        ],
+    )
+    .await;
+    assert_eq!(r.success + r.in_doubt, r.offered, "{r:?}");
 }

@@ -168,7 +168,7 @@ pub struct EmbeddedBroker {
 
 /// A fault the embedded broker can be put in (librdkafka's mock cluster:
 /// `rdkafka::mocking`), for tests of the switch against a misbehaving broker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BrokerFault {
     /// The broker closes its connections and refuses new ones.
     Down,
@@ -179,6 +179,11 @@ pub enum BrokerFault {
     /// The next `count` produce requests (of any client) fail with `error` (e.g.
     /// `RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS`, `RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT`).
     ProduceErrors(rdkafka::types::RDKafkaRespErr, usize),
+    /// Every partition of every topic it was started with gets this broker as its leader
+    /// (a leader election after a broker failure or a reassignment).
+    AllLeadersTo(i32),
+    /// The consumer group's coordinator moves to this broker (the old one lost it).
+    CoordinatorTo { group: String, broker: i32 },
 }
 
 type Control = (BrokerFault, std::sync::mpsc::Sender<Result<(), String>>);
@@ -189,13 +194,26 @@ impl EmbeddedBroker {
     /// # Errors
     /// The mock cluster cannot start.
     pub fn start(topics: &[&str], partitions: i32) -> Result<EmbeddedBroker, KafkaSetupError> {
+        Self::start_brokers(topics, partitions, 1)
+    }
+
+    /// [`EmbeddedBroker::start`] with `brokers` brokers (ids 1 to `brokers`; faults that
+    /// name no broker apply to broker 1), for tests of leaders and coordinators moving.
+    ///
+    /// # Errors
+    /// The mock cluster cannot start.
+    pub fn start_brokers(
+        topics: &[&str],
+        partitions: i32,
+        brokers: i32,
+    ) -> Result<EmbeddedBroker, KafkaSetupError> {
         let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
         let (tx, rx) = std::sync::mpsc::channel::<Result<String, String>>();
         let (control_tx, control_rx) = std::sync::mpsc::channel::<Control>();
         let thread = std::thread::Builder::new()
             .name("embedded-kafka".into())
             .spawn(move || {
-                let cluster = match rdkafka::mocking::MockCluster::new(1) {
+                let cluster = match rdkafka::mocking::MockCluster::new(brokers) {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = tx.send(Err(e.to_string()));
@@ -211,7 +229,7 @@ impl EmbeddedBroker {
                 let _ = tx.send(Ok(cluster.bootstrap_servers()));
                 // Faults until the handle is dropped (its sender with it).
                 while let Ok((fault, done)) = control_rx.recv() {
-                    // The mock cluster's one broker has id 1.
+                    // Faults that name no broker apply to broker 1.
                     let r = match fault {
                         BrokerFault::Down => cluster.broker_down(1),
                         BrokerFault::Up => cluster.broker_up(1),
@@ -223,6 +241,12 @@ impl EmbeddedBroker {
                             );
                             Ok(())
                         }
+                        BrokerFault::AllLeadersTo(broker) => topics
+                            .iter()
+                            .flat_map(|t| (0..partitions).map(move |p| (t, p)))
+                            .try_for_each(|(t, p)| cluster.partition_leader(t, p, Some(broker))),
+                        BrokerFault::CoordinatorTo { group, broker } => cluster
+                            .coordinator(rdkafka::mocking::MockCoordinator::Group(group), broker),
                     };
                     let _ = done.send(r.map_err(|e| e.to_string()));
                 }

@@ -442,10 +442,16 @@ impl Stack {
 
     /// A stack over a Redis of the test's own (persistence, a directory it keeps).
     pub async fn start_on(redis: Redis, extra: &str) -> Stack {
+        Self::start_on_brokers(redis, extra, 1).await
+    }
+
+    /// A stack whose embedded broker has `brokers` brokers (leaders and coordinators can
+    /// move between them).
+    pub async fn start_on_brokers(redis: Redis, extra: &str, brokers: i32) -> Stack {
         let probe = settings_for("x", "redis://x", "");
         let topics = probe.all_topics();
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-        let broker = EmbeddedBroker::start(&topics, PARTITIONS).unwrap();
+        let broker = EmbeddedBroker::start_brokers(&topics, PARTITIONS, brokers).unwrap();
         let settings = Settings::from_toml(&[
             &settings_toml(&broker.bootstrap, &redis.url()),
             &redis.settings_layer(),
