@@ -743,3 +743,98 @@ async fn a_broker_down_for_10_s_loses_and_doubles_no_payment() {
         recovered.as_secs_f64()
     );
 }
+
+/// Issue 24: the demo's embedded broker (gzip, as config/demo.toml) keeps 5,000 payments of
+/// one institution (one partition: the mock keeps about 5 MiB of it): afterwards the day's
+/// statement lists every payment answered, `verify` agrees, and FLUSHALL + `restore` gives
+/// back the same Redis, key by key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_thousand_payments_on_the_demo_broker_agree_in_statement_verify_and_restore() {
+    const N: usize = 5_000;
+    let stack = Stack::start_with("[kafka.properties]\n\"compression.type\" = \"gzip\"\n").await;
+    let url = stack.settings.redis.url.clone();
+    stack.create_bill(bill_body("7400000001", "open", 0)).await;
+    let daemon = stack.daemon();
+    let va = va(PREFIX, "7400000001");
+    let day = || {
+        ipg_switch::clock::Clock::new(chrono::FixedOffset::east_opt(7 * 3600).unwrap())
+            .now()
+            .date_naive()
+            .to_string()
+    };
+    let first_day = day();
+    for chunk in (0..N).collect::<Vec<_>>().chunks(250) {
+        futures::future::join_all(chunk.iter().map(|i| {
+            let (id, body) = (format!("big-{i}"), payment(&va, &format!("BIG-{i}"), 1_000));
+            let stack = &stack;
+            async move { stack.send("payment", &id, body).await }
+        }))
+        .await;
+    }
+    let answered = stack
+        .responses
+        .wait_for("5,000 answers", 600, |msgs| {
+            let ok = msgs
+                .iter()
+                .map(Received::json)
+                .filter(|v| v["rc"] == "SUCCESS")
+                .count();
+            (ok >= N).then_some(ok)
+        })
+        .await;
+    assert_eq!(answered, N);
+    daemon.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = stack.config_file(&dir);
+    let run = |args: &[&str]| {
+        let out = ipg_bin(&cfg, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut days = vec![first_day, day()];
+    days.dedup();
+    let mut listed = 0;
+    let mut total = 0;
+    for d in &days {
+        let s: Value = serde_json::from_str(&run(&[
+            "statement",
+            "--date",
+            d,
+            "--institution",
+            INST,
+            "--format",
+            "json",
+        ]))
+        .unwrap();
+        for l in s["lines"].as_array().unwrap() {
+            if l["type"] == "payment" {
+                listed += 1;
+                total += l["amount"].as_u64().unwrap();
+            }
+        }
+    }
+    assert_eq!((listed, total), (N, 1_000 * N as u64));
+    let t = Instant::now();
+    run(&["verify"]);
+    let verified = t.elapsed();
+    let before = snapshot(&url).await;
+    flushall(&url).await;
+    let t = Instant::now();
+    let restored = run(&["restore"]);
+    let restore_took = t.elapsed();
+    assert_eq!(snapshot(&url).await, before, "Redis after restore");
+    run(&["verify"]);
+    eprintln!(
+        "{N} payments of one institution on the embedded broker (gzip): statement lists \
+         {listed}, verify {:.1} s, restore {:.1} s ({})",
+        verified.as_secs_f64(),
+        restore_took.as_secs_f64(),
+        restored.trim()
+    );
+}
