@@ -119,3 +119,40 @@ async fn bearer_case_messages_and_http_metrics() {
     assert!(msg.contains("send the same request again"), "{msg}");
     daemon.stop().await;
 }
+
+/// Issue 25: a Redis that may evict under a memory limit is a risk the switch names, even
+/// with `appendfsync always`; `noeviction` under the same limit is safe.
+#[tokio::test]
+async fn a_redis_that_may_evict_is_named_a_durability_risk() {
+    let args = |policy: &str| -> Vec<String> {
+        [
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--maxmemory",
+            "64mb",
+            "--maxmemory-policy",
+            policy,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    for (policy, safe) in [
+        ("allkeys-lru", false),
+        ("volatile-ttl", false),
+        ("noeviction", true),
+    ] {
+        let redis = Redis::start_with(free_port(), &args(policy));
+        let settings = settings_for("127.0.0.1:9", &redis.url(), "");
+        let store = ipg_switch::store::Store::new(&settings.redis).unwrap();
+        let d = store.durability().await.unwrap();
+        match (safe, &d) {
+            (true, ipg_switch::store::Durability::Safe) => {}
+            (false, ipg_switch::store::Durability::AtRisk(why)) => {
+                assert!(why.contains("noeviction") && why.contains(policy), "{why}")
+            }
+            _ => panic!("{policy}: {d:?}"),
+        }
+    }
+}

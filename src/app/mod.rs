@@ -385,8 +385,8 @@ async fn refuse_wrong_redis_credentials(
     Ok(())
 }
 
-/// At start and every minute: whether Redis's persistence can lose writes the switch has
-/// acknowledged (`ipg_redis_durability_risk`), with a warning when that changes. Until the
+/// At start and every minute: whether Redis's persistence (or its eviction policy) can lose
+/// writes the switch has acknowledged (`ipg_redis_durability_risk`), with a warning when that changes. Until the
 /// journal makes every record rebuildable, a payment answered SUCCESS lives only in Redis.
 fn spawn_durability_check(store: Store, url: String, stop: CancellationToken) {
     let url = store::redacted(&url);
@@ -401,13 +401,13 @@ fn spawn_durability_check(store: Store, url: String, stop: CancellationToken) {
             if last.as_ref() != Some(&d) {
                 match &d {
                     store::Durability::Safe => {
-                        tracing::info!(redis = %url, "Redis persistence: appendonly yes, appendfsync always")
+                        tracing::info!(redis = %url, "Redis persistence: appendonly yes, appendfsync always; no eviction")
                     }
                     store::Durability::AtRisk(why) => {
                         tracing::warn!(redis = %url, "Redis persistence can lose payments the switch acknowledged: {why}")
                     }
                     store::Durability::Unknown(why) => {
-                        tracing::warn!(redis = %url, error = %why, "Redis persistence unknown (CONFIG refused): make sure it runs appendonly yes and appendfsync always")
+                        tracing::warn!(redis = %url, error = %why, "Redis persistence unknown (CONFIG refused): make sure it runs appendonly yes, appendfsync always and maxmemory-policy noeviction")
                     }
                 }
             }

@@ -381,9 +381,26 @@ impl Durability {
     }
 }
 
+impl Durability {
+    /// Judges `CONFIG GET maxmemory maxmemory-policy` answers: with a memory limit, any
+    /// policy but `noeviction` lets Redis drop keys the switch relies on (a payment record,
+    /// a balance, a VA lock: `volatile-*` policies pick keys with a TTL, such as locks). The
+    /// switch decides what leaves Redis by its own rules, never Redis's eviction.
+    pub fn of_memory(maxmemory: &str, policy: &str) -> Durability {
+        if maxmemory.is_empty() || maxmemory == "0" || policy == "noeviction" || policy.is_empty() {
+            return Durability::Safe;
+        }
+        Durability::AtRisk(format!(
+            "maxmemory-policy is {policy:?} with maxmemory {maxmemory}: Redis may evict the \
+             switch's records or locks when full; set maxmemory-policy noeviction"
+        ))
+    }
+}
+
 impl Store {
-    /// Reads Redis's persistence settings (`CONFIG GET appendonly appendfsync`; on a
-    /// cluster, of every master).
+    /// Reads Redis's persistence and eviction settings (`CONFIG GET append*`, `maxmemory*`;
+    /// on a cluster, of every master): safe only with `appendonly yes`, `appendfsync always`
+    /// and, under a memory limit, `maxmemory-policy noeviction`.
     ///
     /// # Errors
     /// Redis unreachable. A refused `CONFIG` is not an error: `Durability::Unknown`.
@@ -397,11 +414,27 @@ impl Store {
             cmd.arg("GET").arg("append*");
             let got: redis::RedisResult<std::collections::HashMap<String, String>> =
                 conn.on_node(node.as_ref(), &cmd).await;
+            // One pattern per CONFIG GET: Redis 6 takes no more.
+            let mut cmd = redis::cmd("CONFIG");
+            cmd.arg("GET").arg("maxmemory*");
+            let memory: redis::RedisResult<std::collections::HashMap<String, String>> = match got {
+                Ok(_) => conn.on_node(node.as_ref(), &cmd).await,
+                Err(_) => Ok(Default::default()),
+            };
+            let got = got.and_then(|mut m| {
+                m.extend(memory?);
+                Ok(m)
+            });
             let d = match got {
-                Ok(m) => Durability::of(
-                    m.get("appendonly").map_or("", String::as_str),
-                    m.get("appendfsync").map_or("", String::as_str),
-                ),
+                Ok(m) => {
+                    let get = |k: &str| m.get(k).map_or("", String::as_str);
+                    match Durability::of(get("appendonly"), get("appendfsync")) {
+                        Durability::Safe => {
+                            Durability::of_memory(get("maxmemory"), get("maxmemory-policy"))
+                        }
+                        at_risk => at_risk,
+                    }
+                }
                 Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
                     return Err(e.into())
                 }
@@ -504,6 +537,27 @@ mod tests {
             assert_eq!(d.gauge(), 1.0);
         }
         assert_eq!(Durability::Unknown("NOPERM".into()).gauge(), -1.0);
+    }
+
+    #[test]
+    fn durability_of_eviction_settings() {
+        assert_eq!(Durability::of_memory("0", "allkeys-lru"), Durability::Safe);
+        assert_eq!(Durability::of_memory("", ""), Durability::Safe);
+        assert_eq!(
+            Durability::of_memory("1073741824", "noeviction"),
+            Durability::Safe
+        );
+        for policy in [
+            "allkeys-lru",
+            "volatile-lru",
+            "volatile-ttl",
+            "allkeys-random",
+        ] {
+            match Durability::of_memory("1073741824", policy) {
+                Durability::AtRisk(why) => assert!(why.contains("noeviction"), "{why}"),
+                other => panic!("{policy}: {other:?}"),
+            }
+        }
     }
 
     #[test]
