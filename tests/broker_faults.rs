@@ -402,7 +402,7 @@ async fn a_payment_left_unjournaled_by_a_stopped_daemon_is_journaled_and_announc
     let api = free_port();
     let stack = Stack::start_with(&format!(
         "[api]\nlisten = \"127.0.0.1:{api}\"\n\
-         [journal]\nappend_deadline_ms = 2000\nunjournaled_after_ms = 3000\n"
+         [journal]\nappend_deadline_ms = 2000\nunjournaled_after_ms = 5000\n"
     ))
     .await;
     let base = format!("http://127.0.0.1:{api}");

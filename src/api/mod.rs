@@ -215,7 +215,13 @@ impl ApiState {
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(10));
                 match st.switch.handle(&cmd).await.result {
-                    Err(e) if e.disposition() == crate::error::Disposition::Retry => continue,
+                    // A rate limit refuses the settling's repeat, not the change: try later.
+                    Err(e)
+                        if e.disposition() == crate::error::Disposition::Retry
+                            || matches!(e, SwitchError::RateLimited { .. }) =>
+                    {
+                        continue
+                    }
                     Err(e) => {
                         tracing::warn!(channel = %cmd.channel, error = %e, "a change answered in doubt is now refused: nothing more to settle");
                         break "refused";

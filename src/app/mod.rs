@@ -209,6 +209,7 @@ impl App {
                 webhook_topic: settings.topics.webhook.clone(),
                 interval: settings.journal.mark_interval,
                 after: settings.journal.unjournaled_after,
+                deadline: settings.journal.append_deadline,
             },
             token.clone(),
         );

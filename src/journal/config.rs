@@ -67,12 +67,14 @@ impl JournalSettings {
                 "must be 100 to 60000",
             ));
         }
-        if self.unjournaled_after <= self.append_deadline
+        // Acknowledged changes stay listed twice the deadline (their webhook job may still be
+        // on its way); the window must let them go first.
+        if self.unjournaled_after <= self.append_deadline * 2
             || self.unjournaled_after > Duration::from_secs(24 * 3600)
         {
             return Err(crate::config::bad(
                 "journal.unjournaled_after_ms",
-                "must be above journal.append_deadline_ms and at most 86400000",
+                "must be above twice journal.append_deadline_ms and at most 86400000",
             ));
         }
         if self.read_timeout.is_zero() {

@@ -2,12 +2,13 @@
 //! whose journal event was never acknowledged because the instance stopped, crashed or was
 //! killed in between (its channel got no answer, or an answer in doubt). The commit scripts
 //! list each change in `ipg:{I}:unjournaled` until its event is acknowledged
-//! (`store::unjournaled`); every `journal.mark_interval_ms` this task takes off what this
-//! process saw acknowledged, and every sweep it journals again, under the same event id,
+//! (`store::unjournaled`); every `journal.mark_interval_ms` one task takes off what this
+//! process saw acknowledged (twice the append deadline ago: time for its door to queue the
+//! webhook job), and every sweep another journals again, under the same event id,
 //! each change listed longer than `journal.unjournaled_after_ms`, and queues the webhook
 //! job that announces it (docs/journal.md, "Broker faults"). Several instances may sweep
-//! at once: a change is claimed by one (`Store::claim_unjournaled`), and one claimed by an
-//! instance that stops is due again a window later.
+//! at once: a change is claimed by one (`Store::claim_unjournaled`: a compare-and-set of
+//! its score), and one claimed by an instance that stops is due again a window later.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,33 +33,43 @@ pub struct Sweep {
     pub interval: Duration,
     /// `journal.unjournaled_after_ms`: a change listed this long was left by an instance.
     pub after: Duration,
+    /// `journal.append_deadline_ms`: an acknowledged change stays listed twice this long
+    /// (its door may still be queueing its webhook job), and a sweep's webhook job waits
+    /// at most this long.
+    pub deadline: Duration,
 }
 
-/// Runs the sweep until `stop`.
-pub fn spawn(sweep: Sweep, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+/// Runs, until `stop`, two tasks: one takes acknowledged changes off the lists every
+/// `interval` (never behind a sweep), the other sweeps every quarter of the window.
+pub fn spawn(sweep: Sweep, stop: CancellationToken) {
     let store = sweep.switch.hosted.store.clone();
     store.forget_in_batches();
+    let hold = sweep.deadline * 2;
+    let (forget_stop, interval) = (stop.clone(), sweep.interval);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(sweep.interval);
+        let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Sweeps run a quarter of the window apart (at least a tick).
-        let every = (sweep.after / 4).max(sweep.interval);
-        let mut last_sweep = tokio::time::Instant::now();
         loop {
             let stopping = tokio::select! {
-                _ = stop.cancelled() => true,
+                _ = forget_stop.cancelled() => true,
                 _ = tick.tick() => false,
             };
-            if let Err(e) = store.forget_acknowledged().await {
+            if let Err(e) = store.forget_acknowledged(hold).await {
                 tracing::warn!(error = %e, "could not take acknowledged changes off the unjournaled lists");
             }
             if stopping {
                 return;
             }
-            if last_sweep.elapsed() < every {
-                continue;
+        }
+    });
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval((sweep.after / 4).max(sweep.interval));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
             }
-            last_sweep = tokio::time::Instant::now();
             let institutions: Vec<Arc<Institution>> =
                 sweep.switch.routing.institutions().cloned().collect();
             let mut listed = 0u64;
@@ -67,25 +78,34 @@ pub fn spawn(sweep: Sweep, stop: CancellationToken) -> tokio::task::JoinHandle<(
                     return;
                 }
                 settle_institution(&sweep, inst, &stop).await;
-                listed += store.unjournaled_count(&inst.code).await.unwrap_or(0);
+                listed += sweep
+                    .switch
+                    .hosted
+                    .store
+                    .unjournaled_count(&inst.code)
+                    .await
+                    .unwrap_or(0);
             }
             metrics::gauge!(m::UNJOURNALED_CHANGES).set(listed as f64);
         }
-    })
+    });
 }
 
 /// Settles the institution's changes listed longer than the window.
 async fn settle_institution(sweep: &Sweep, inst: &Institution, stop: &CancellationToken) {
     let store = &sweep.switch.hosted.store;
     let after_ms = sweep.after.as_millis() as i64;
-    let before = match store.redis_time_ms().await {
-        Ok(now) => now - after_ms,
+    let now = match store.redis_time_ms().await {
+        Ok(now) => now,
         Err(e) => {
             tracing::warn!(error = %e, "unjournaled sweep: cannot read Redis's clock");
             return;
         }
     };
-    let due = match store.unjournaled_due(&inst.code, before, SWEEP_LIMIT).await {
+    let due = match store
+        .unjournaled_due(&inst.code, now - after_ms, SWEEP_LIMIT)
+        .await
+    {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(institution = %inst.code, error = %e, "unjournaled sweep: cannot read the list");
@@ -94,7 +114,7 @@ async fn settle_institution(sweep: &Sweep, inst: &Institution, stop: &Cancellati
     };
     for (member, score) in due {
         match store
-            .claim_unjournaled(&inst.code, &member, score, after_ms)
+            .claim_unjournaled(&inst.code, &member, score, now + after_ms)
             .await
         {
             Ok(true) => {}
@@ -109,8 +129,11 @@ async fn settle_institution(sweep: &Sweep, inst: &Institution, stop: &Cancellati
             Ok(webhook) => {
                 if let Some(w) = webhook {
                     let msg = Outgoing::webhook_job(&sweep.webhook_topic, &w);
-                    if !sweep.publisher.send(&msg, stop).await {
-                        // Stopping: still listed, due again a window later.
+                    let sent =
+                        tokio::time::timeout(sweep.deadline, sweep.publisher.send(&msg, stop))
+                            .await;
+                    if !matches!(sent, Ok(true)) {
+                        // Stopping, or the broker away: still listed, due a window later.
                         return;
                     }
                     metrics::counter!(m::WEBHOOK_JOBS_TOTAL, "event" => w.event).increment(1);

@@ -289,7 +289,15 @@ impl Passive {
                 &stamp,
             )
         };
-        let begun = self.begin(&rec, &lock, now.timestamp_millis()).await?;
+        let begun = match self.begin(&rec, &lock, now.timestamp_millis()).await {
+            Ok(b) => b,
+            Err(e) => {
+                // The record may be written and its journal event late (in doubt): the
+                // lock it took is released now, not at its TTL (a no-op if never taken).
+                self.release(&lock).await;
+                return Err(e);
+            }
+        };
         let result = match self.closed_meanwhile(begun, p.ref_id, &bind, &lock).await {
             Ok(begun) => self.pay_begun(begun, f, va, amount, &lock).await,
             Err(e) => Err(e),

@@ -254,6 +254,25 @@ script_call! {
 }
 
 script_call! {
+    /// `lua/unjournaled_claim.lua`: claim a change listed as unjournaled for one sweep.
+    /// Built by `Store::claim_unjournaled` (store/unjournaled.rs).
+    UnjournaledClaim<'a> {
+        keys {
+            /// The institution's unjournaled list (`ipg:{I}:unjournaled`).
+            list: String,
+        }
+        argv {
+            /// The listed member (the event id without `<institution>:`).
+            member: &'a str,
+            /// The score the sweeper read (ms).
+            seen_ms: i64,
+            /// The score it moves to when claimed (ms).
+            next_ms: i64,
+        }
+    }
+}
+
+script_call! {
     /// `lua/passive_begin.lua`: take the VA lock and record a payment being forwarded.
     /// Built by `Store::passive_begin` (store/passive.rs).
     PassiveBegin<'a> {
@@ -531,6 +550,7 @@ mod tests {
             "bind.lua" => Bind;
             "lock.lua" => Lock;
             "unlock.lua" => Unlock;
+            "unjournaled_claim.lua" => UnjournaledClaim;
             "passive_begin.lua" => PassiveBegin;
             "passive_save.lua" => PassiveSave;
             "passive_claim.lua" => PassiveClaim;

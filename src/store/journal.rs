@@ -484,9 +484,11 @@ impl Late {
         self.state.lock().ok()?.by_event.get(event_id).cloned()
     }
 
+    /// Lists `on_its_way` unless an append of the same event is listed already (two first
+    /// appends of one event, a repeat racing the original: repeats wait for the first).
     fn insert(&self, event_id: String, on_its_way: OnItsWay) {
         if let Ok(mut st) = self.state.lock() {
-            st.by_event.insert(event_id, on_its_way);
+            st.by_event.entry(event_id).or_insert(on_its_way);
             if st.since.is_none() {
                 st.since = Some(std::time::Instant::now());
                 metrics::gauge!(crate::metrics::JOURNAL_BLOCKED).set(1.0);
@@ -496,9 +498,16 @@ impl Late {
         }
     }
 
-    fn remove(&self, event_id: &str) {
+    /// Takes `on_its_way` off, if it is the one listed for the event.
+    fn remove(&self, event_id: &str, on_its_way: &OnItsWay) {
         if let Ok(mut st) = self.state.lock() {
-            st.by_event.remove(event_id);
+            if st
+                .by_event
+                .get(event_id)
+                .is_some_and(|listed| listed.ptr_eq(on_its_way))
+            {
+                st.by_event.remove(event_id);
+            }
             metrics::gauge!(crate::metrics::JOURNAL_LATE_APPENDS).set(st.by_event.len() as f64);
             if st.by_event.is_empty() {
                 if let Some(since) = st.since.take() {
@@ -520,6 +529,14 @@ impl Late {
     }
 }
 
+/// The sink gave up before the broker acknowledged (the daemon is stopping): the change is
+/// committed and listed as unjournaled, so the channel hears it is in doubt.
+fn given_up(why: String) -> StoreError {
+    StoreError::InDoubt(format!(
+        "the journal gave up before the broker acknowledged: {why}"
+    ))
+}
+
 fn in_doubt(deadline: std::time::Duration) -> StoreError {
     StoreError::InDoubt(format!(
         "the broker did not acknowledge the event within {} ms",
@@ -537,8 +554,8 @@ impl Store {
     /// on its way waits for it, within the same deadline, rather than producing a copy.
     ///
     /// # Errors
-    /// `StoreError::Journal` when the sink could not make it durable (the daemon is
-    /// stopping); `StoreError::InDoubt` past the deadline.
+    /// `StoreError::InDoubt` past the deadline, or when the sink gave up before the broker
+    /// acknowledged (the daemon is stopping).
     pub async fn append(&self, event: &Event) -> Result<(), StoreError> {
         let Some(sink) = &self.journal.sink else {
             return Ok(());
@@ -547,7 +564,7 @@ impl Store {
         let deadline = self.journal.deadline;
         if let Some(on_its_way) = self.journal.late.get(&event.event_id) {
             return match tokio::time::timeout(deadline, on_its_way).await {
-                Ok(r) => r.map(|_| ()).map_err(StoreError::Journal),
+                Ok(r) => r.map(|_| ()).map_err(given_up),
                 Err(_) => Err(in_doubt(deadline)),
             };
         }
@@ -560,6 +577,11 @@ impl Store {
                 m,
             )
         });
+        // Set once the caller stopped waiting: a change answered in doubt stays listed as
+        // unjournaled after its acknowledgement, so the sweep announces it even when this
+        // process stops before its own settling does (a second announcement has the same id).
+        let answered_in_doubt = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let in_doubt_flag = answered_in_doubt.clone();
         let appended = sink.append(&event.institution, payload);
         let mut appended = Box::pin(async move {
             let r = appended.await;
@@ -569,7 +591,9 @@ impl Store {
                     *next = (*next).max(offset + 1);
                 }
                 if let Some((unjournaled, inst, member)) = listed {
-                    unjournaled.note(&inst, member);
+                    if !in_doubt_flag.load(std::sync::atomic::Ordering::Acquire) {
+                        unjournaled.note(&inst, member);
+                    }
                 }
             }
             r
@@ -581,28 +605,29 @@ impl Store {
                 Ok(r) => r,
                 Err(_) => {
                     // The append goes on by itself; repeats of this event wait for it.
+                    answered_in_doubt.store(true, std::sync::atomic::Ordering::Release);
                     let on_its_way = (Box::pin(appended) as BoxFuture<'static, _>).shared();
                     let late = self.journal.late.clone();
                     let id = event.event_id.clone();
                     late.insert(id.clone(), on_its_way.clone());
                     tracing::warn!(event_id = %id, institution = %event.institution, "journal append past its deadline: answered in doubt, still on its way");
                     tokio::spawn(async move {
-                        if let Err(e) = on_its_way.await {
-                            tracing::error!(event_id = %id, error = %e, "a late journal append was given up (the daemon is stopping): a repeat or check-status journals it again");
+                        if let Err(e) = on_its_way.clone().await {
+                            tracing::error!(event_id = %id, error = %e, "a late journal append was given up (the daemon is stopping): the change stays listed as unjournaled for the sweep");
                         }
-                        late.remove(&id);
+                        late.remove(&id, &on_its_way);
                     });
                     return Err(in_doubt(deadline));
                 }
             }
         };
-        r.map_err(StoreError::Journal)?;
+        r.map_err(given_up)?;
         crate::metrics::stage(crate::metrics::Stage::Journal)
             .record(started.elapsed().as_secs_f64());
         if !self.journal.unjournaled.batched() {
             // No daemon task takes acknowledged changes off in batches (a command line):
             // now. A failure leaves it listed; a daemon's sweep journals it again.
-            if let Err(e) = self.forget_acknowledged().await {
+            if let Err(e) = self.forget_acknowledged(std::time::Duration::ZERO).await {
                 tracing::warn!(error = %e, "could not take an acknowledged change off the unjournaled list");
             }
         }

@@ -39,9 +39,8 @@ pub enum StoreError {
     /// A stored document that does not parse: a bug or a hand edit, not a passing fault.
     #[error("corrupt record {key}: {reason}")]
     Corrupt { key: String, reason: String },
-    /// The change is committed in Redis but its journal event is not acknowledged (the
-    /// broker is away and the daemon is stopping): nothing may be answered yet. A repeat
-    /// of the request journals it again and answers as the first time.
+    /// The journal cannot be read (a recovery that must re-apply it before anything is
+    /// answered) or an event cannot be built: nothing may be answered yet; retried.
     #[error("journal: {0}")]
     Journal(String),
     /// The change is committed in Redis and its journal event is on its way, but the broker
@@ -278,6 +277,7 @@ struct Scripts {
     /// it is refused (`NOSCRIPT`) instead of binding before the recovery.
     bind: Script,
     unlock: Script,
+    unjournaled_claim: Script,
     lock: Script,
     passive_begin: Script,
     passive_save: Script,
@@ -470,6 +470,7 @@ impl Store {
                 update_bill: guarded(include_str!("lua/update_bill.lua")),
                 bind: Script::new(include_str!("lua/bind.lua")),
                 unlock: Script::new(include_str!("lua/unlock.lua")),
+                unjournaled_claim: Script::new(include_str!("lua/unjournaled_claim.lua")),
                 lock: Script::new(include_str!("lua/lock.lua")),
                 passive_begin: guarded(include_str!("lua/passive_begin.lua")),
                 passive_save: guarded(include_str!("lua/passive_save.lua")),
@@ -537,6 +538,27 @@ mod tests {
             assert_eq!(d.gauge(), 1.0);
         }
         assert_eq!(Durability::Unknown("NOPERM".into()).gauge(), -1.0);
+    }
+
+    /// A script missing from `Store::load_scripts` is never loaded: its first `EVALSHA`
+    /// answers `NOSCRIPT` for ever (a plain script has no recovery to load it).
+    #[test]
+    fn every_script_of_the_store_is_loaded() {
+        let src = include_str!("mod.rs");
+        let start = src.find("struct Scripts {").unwrap();
+        let body = &src[start..start + src[start..].find("\n}").unwrap()];
+        let fields: Vec<&str> = body
+            .lines()
+            .filter_map(|l| l.trim().strip_suffix(": Script,"))
+            .collect();
+        assert!(fields.len() > 10, "{fields:?}");
+        let runner = include_str!("runner.rs");
+        for f in fields {
+            assert!(
+                runner.contains(&format!("&s.{f},")),
+                "script {f} is not in Store::load_scripts (store/runner.rs)"
+            );
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ impl Store {
             &s.update_bill,
             &s.bind,
             &s.unlock,
+            &s.unjournaled_claim,
             &s.lock,
             &s.passive_begin,
             &s.passive_save,

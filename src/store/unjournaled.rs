@@ -10,9 +10,10 @@
 //! The set holds only changes on their way (about one `mark_interval_ms` of them in steady
 //! state, those of an outage while the broker is away): it never grows with history.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::journal::Event;
 use super::{keys, Store, StoreError};
@@ -21,7 +22,8 @@ use super::{keys, Store, StoreError};
 /// takes them off in batches (the daemon) or each append does it at once (the CLI).
 #[derive(Default)]
 pub(super) struct Acknowledged {
-    by_institution: Mutex<HashMap<String, Vec<String>>>,
+    /// Per institution, in the order acknowledged: when, and the listed member.
+    by_institution: Mutex<HashMap<String, VecDeque<(Instant, String)>>>,
     batched: AtomicBool,
 }
 
@@ -31,8 +33,29 @@ impl Acknowledged {
         if let Ok(mut m) = self.by_institution.lock() {
             m.entry(event_institution.to_owned())
                 .or_default()
-                .push(member);
+                .push_back((Instant::now(), member));
         }
+    }
+
+    /// Takes, per institution, the members acknowledged at least `hold` ago.
+    fn take_older_than(&self, hold: Duration) -> Vec<(String, Vec<String>)> {
+        let Ok(mut m) = self.by_institution.lock() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (inst, q) in m.iter_mut() {
+            let mut due = Vec::new();
+            while q.front().is_some_and(|(at, _)| at.elapsed() >= hold) {
+                if let Some((_, member)) = q.pop_front() {
+                    due.push(member);
+                }
+            }
+            if !due.is_empty() {
+                out.push((inst.clone(), due));
+            }
+        }
+        m.retain(|_, q| !q.is_empty());
+        out
     }
 
     pub(super) fn batched(&self) -> bool {
@@ -61,19 +84,15 @@ impl Store {
             .store(true, Ordering::Relaxed);
     }
 
-    /// Takes off `ipg:{I}:unjournaled` every change whose event was acknowledged since the
-    /// last call: one `ZREM` per institution.
+    /// Takes off `ipg:{I}:unjournaled` every change whose event was acknowledged at least
+    /// `hold` ago: one `ZREM` per institution. The daemon holds them for twice the append
+    /// deadline, the time its door may still take to queue the change's webhook job, so a
+    /// process that stops in between leaves the change listed and the sweep announces it.
     ///
     /// # Errors
     /// Redis unreachable (what was taken is lost: the sweep journals those again, harmless).
-    pub async fn forget_acknowledged(&self) -> Result<(), StoreError> {
-        let taken = self
-            .journal
-            .unjournaled
-            .by_institution
-            .lock()
-            .map(|mut m| std::mem::take(&mut *m))
-            .unwrap_or_default();
+    pub async fn forget_acknowledged(&self, hold: Duration) -> Result<(), StoreError> {
+        let taken = self.journal.unjournaled.take_older_than(hold);
         for (inst, members) in taken {
             self.forget_unjournaled(&inst, &members).await?;
         }
@@ -121,9 +140,9 @@ impl Store {
         Ok(got.into_iter().map(|(m, s)| (m, s as i64)).collect())
     }
 
-    /// Claims a listed change for one sweep: moves its score `by_ms` later with `ZINCRBY`,
-    /// which only one of several instances sweeping at once sees land on `score + by_ms`.
-    /// A sweeper that stops after claiming leaves it listed: it is due again `by_ms` later.
+    /// Claims a listed change for one sweep (`lua/unjournaled_claim.lua`): only if its
+    /// score is still `seen_ms` (no other instance claimed it since, and it was not taken
+    /// off), it moves to `next_ms`, when it is due again should this sweeper stop first.
     ///
     /// # Errors
     /// Redis unreachable.
@@ -131,13 +150,21 @@ impl Store {
         &self,
         inst: &str,
         member: &str,
-        score: i64,
-        by_ms: i64,
+        seen_ms: i64,
+        next_ms: i64,
     ) -> Result<bool, StoreError> {
-        let mut cmd = redis::cmd("ZINCRBY");
-        cmd.arg(keys::unjournaled(inst)).arg(by_ms).arg(member);
-        let now: f64 = self.plain(cmd).await?;
-        Ok(now as i64 == score + by_ms)
+        let claimed: i64 = self
+            .eval(
+                super::calls::UnjournaledClaim {
+                    list: keys::unjournaled(inst),
+                    member,
+                    seen_ms,
+                    next_ms,
+                }
+                .eval(&self.scripts.unjournaled_claim),
+            )
+            .await?;
+        Ok(claimed == 1)
     }
 
     /// Redis's own clock (ms since the epoch): the scripts stamp the list with it, so the

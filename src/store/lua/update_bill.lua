@@ -13,7 +13,7 @@ local ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
 -- ipg:{I}:unjournaled <now ms> <the event id without "<I>:"> (the key beside this one, in
 -- the same slot, like the void tombstone). The switch journals and announces what an
 -- instance left there when it stopped before the acknowledgement (journal/unjournaled.rs;
--- Store::take_journaled lists what was acknowledged, to be removed).
+-- Store::forget_acknowledged takes off what was acknowledged).
 local base = string.match(KEYS[1], '^ipg:{[^}]*}:')
 local now = redis.call('TIME')
 redis.call('ZADD', base .. 'unjournaled', now[1] .. string.format('%03d', math.floor(now[2] / 1000)), string.sub(KEYS[1], #base + 1) .. ':' .. ver)
