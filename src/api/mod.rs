@@ -39,7 +39,7 @@ use crate::clock::Clock;
 use crate::domain::Command;
 use crate::domain::Outcome;
 use crate::error::SwitchError;
-use crate::kafka::publish::{Outgoing, Publisher};
+use crate::kafka::publish::Publisher;
 use crate::metrics as m;
 use crate::protocol::json::JsonError;
 use crate::switch::{Served, Switch};
@@ -162,16 +162,12 @@ impl ApiState {
         let Some(w) = &outcome.webhook else {
             return Ok(outcome);
         };
-        let msg = Outgoing::webhook_job(&self.webhook_topic, w);
         let event = w.event;
-        let (publisher, shutdown) = (self.publisher.clone(), self.shutdown.clone());
-        let mut sent = Box::pin(async move {
-            let sent = publisher.send(&msg, &shutdown).await;
-            if sent {
-                metrics::counter!(m::WEBHOOK_JOBS_TOTAL, "event" => event).increment(1);
-            }
-            sent
-        });
+        let mut sent = Box::pin(self.publisher.send_webhook_job(
+            &self.webhook_topic,
+            w,
+            &self.shutdown,
+        ));
         match tokio::time::timeout(self.webhook_deadline(), &mut sent).await {
             Ok(true) => Ok(outcome),
             Ok(false) => Err(SwitchError::Store(crate::store::StoreError::InDoubt(
@@ -228,12 +224,12 @@ impl ApiState {
                     }
                     Ok(outcome) => {
                         if let Some(w) = &outcome.webhook {
-                            let msg = Outgoing::webhook_job(&st.webhook_topic, w);
-                            if !st.publisher.send(&msg, &st.shutdown).await {
+                            let sent =
+                                st.publisher
+                                    .send_webhook_job(&st.webhook_topic, w, &st.shutdown);
+                            if !sent.await {
                                 break "abandoned";
                             }
-                            metrics::counter!(m::WEBHOOK_JOBS_TOTAL, "event" => w.event)
-                                .increment(1);
                         }
                         tracing::info!(channel = %cmd.channel, "a change answered in doubt is journaled and announced");
                         break "confirmed";

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::kafka::publish::{Outgoing, Publisher};
+use crate::kafka::publish::Publisher;
 use crate::metrics as m;
 use crate::routing::Institution;
 use crate::switch::Switch;
@@ -128,15 +128,13 @@ async fn settle_institution(sweep: &Sweep, inst: &Institution, stop: &Cancellati
         match sweep.switch.hosted.settle_unjournaled(inst, &member).await {
             Ok(webhook) => {
                 if let Some(w) = webhook {
-                    let msg = Outgoing::webhook_job(&sweep.webhook_topic, &w);
-                    let sent =
-                        tokio::time::timeout(sweep.deadline, sweep.publisher.send(&msg, stop))
-                            .await;
-                    if !matches!(sent, Ok(true)) {
+                    let sent = sweep
+                        .publisher
+                        .send_webhook_job(&sweep.webhook_topic, &w, stop);
+                    if !matches!(tokio::time::timeout(sweep.deadline, sent).await, Ok(true)) {
                         // Stopping, or the broker away: still listed, due a window later.
                         return;
                     }
-                    metrics::counter!(m::WEBHOOK_JOBS_TOTAL, "event" => w.event).increment(1);
                 }
                 if let Err(e) = store
                     .forget_unjournaled(&inst.code, std::slice::from_ref(&member))

@@ -106,6 +106,27 @@ impl Publisher {
         self.send_at(msg, shutdown).await.is_some()
     }
 
+    /// Queues `w` as a webhook job on `topic` ([`Outgoing::webhook_job`]), retried until
+    /// the broker acknowledges it or shutdown, and counts it (`ipg_webhook_jobs_total`).
+    /// Owns what it needs, so a caller that stops waiting may spawn it to finish.
+    /// Resolves to `false` at shutdown.
+    pub fn send_webhook_job(
+        &self,
+        topic: &str,
+        w: &crate::domain::QueuedWebhook,
+        shutdown: &CancellationToken,
+    ) -> impl std::future::Future<Output = bool> + Send + 'static {
+        let (publisher, shutdown) = (self.clone(), shutdown.clone());
+        let (msg, event) = (Outgoing::webhook_job(topic, w), w.event);
+        async move {
+            let sent = publisher.send(&msg, &shutdown).await;
+            if sent {
+                metrics::counter!(m::WEBHOOK_JOBS_TOTAL, "event" => event).increment(1);
+            }
+            sent
+        }
+    }
+
     /// [`Publisher::send`], returning where the broker put the message.
     pub async fn send_at(
         &self,
