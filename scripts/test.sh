@@ -48,5 +48,5 @@ fi
 if [ "$#" -eq 0 ]; then
   IPG_TEST_REDIS=cluster cargo test --locked \
     --test hosted_rules --test concurrency --test optimistic --test passive --test webhook \
-    --test scale_out
+    --test scale_out --test retention
 fi

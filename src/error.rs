@@ -38,6 +38,16 @@ pub enum SwitchError {
     PaymentNotFound,
     #[error("payment already reversed")]
     AlreadyReversed(crate::domain::Shown),
+    /// A repeat of a payment past the hot window (docs/retention.md): its compact record
+    /// says it was made (answered `BILLER_BILL_ALREADY_PAID` with the payment's id and
+    /// `data.payment` as [`Retired::view`](crate::store::Retired::view) shows it); never paid
+    /// twice.
+    #[error("reference {} was already processed as payment {}", .0.payment_ref_id, .0.id)]
+    AlreadyProcessed(Box<crate::store::Retired>, serde_json::Value),
+    /// A reversal of a payment past the hot window (docs/retention.md): the switch no
+    /// longer reverses it (`BILLER_INVALID_TRANSACTION`, with `data.payment`).
+    #[error("payment {} is past the reversal window", .0.id)]
+    TooLateToReverse(Box<crate::store::Retired>, serde_json::Value),
     #[error("store: {0}")]
     Store(#[from] StoreError),
     /// Over a configured rate limit: refused before any work, safe to send again later.
@@ -102,7 +112,9 @@ impl SwitchError {
             SwitchError::Authentication(_) => Rc::BillerAuthentication,
             SwitchError::InvalidField { .. }
             | SwitchError::ReferenceConflict(_)
-            | SwitchError::ReversedBeforePayment(_) => Rc::BillerInvalidTransaction,
+            | SwitchError::ReversedBeforePayment(_)
+            | SwitchError::TooLateToReverse(..) => Rc::BillerInvalidTransaction,
+            SwitchError::AlreadyProcessed(..) => Rc::BillerBillAlreadyPaid,
             SwitchError::InvalidVa(_) | SwitchError::UnknownPrefix(_) => Rc::BillerInvalidVaNumber,
             SwitchError::InvalidAmount(_) => Rc::BillerInvalidTransactionAmount,
             SwitchError::BillNotFound => Rc::BillerBillNotFound,
@@ -167,6 +179,9 @@ impl SwitchError {
         match self {
             SwitchError::Bill(_, Some(b)) => Shown::Bill(b.clone()),
             SwitchError::AlreadyReversed(s) => s.clone(),
+            SwitchError::AlreadyProcessed(_, v) | SwitchError::TooLateToReverse(_, v) => {
+                Shown::Retired(serde_json::json!({ "payment": v }))
+            }
             _ => Shown::Nothing,
         }
     }
@@ -199,6 +214,24 @@ impl SwitchError {
                  sending it again"
                     .into()
             }
+            SwitchError::AlreadyProcessed(r, v) => format!(
+                "reference {} was already processed as payment {} at {}; it is past the \
+                 switch's hot window, so only this is kept of it (docs/retention.md): it is \
+                 never paid twice",
+                r.payment_ref_id,
+                r.id,
+                v.get("created_at")
+                    .and_then(|t| t.as_str())
+                    .unwrap_or_default()
+            ),
+            SwitchError::TooLateToReverse(r, v) => format!(
+                "payment {} of {} is past the switch's reversal window \
+                 (retention.hot_window_ms, docs/retention.md): it cannot be reversed here",
+                r.id,
+                v.get("created_at")
+                    .and_then(|t| t.as_str())
+                    .unwrap_or_default()
+            ),
             other => other.to_string(),
         }
     }

@@ -23,7 +23,8 @@ use crate::protocol::webhook::{WebhookJob, PAYMENT_RECEIVED, PAYMENT_REVERSAL};
 use crate::routing::Institution;
 use crate::store::journal::Stage;
 use crate::store::{
-    keys, Commit, Lock, LockRead, NewPayment, Paid, PaymentRecord, Recorded, Store, Versioned,
+    keys, Commit, Lock, LockRead, NewPayment, Paid, PaymentRecord, Recorded, Store, StoreError,
+    Versioned,
 };
 
 /// A ledger entry's direction: a payment credits the institution, its reversal debits it.
@@ -288,7 +289,37 @@ impl Hosted {
     /// that writes only if the VA still points at that bill at that version and nobody
     /// holds the lock. If it lost to a concurrent change or found the VA locked, the
     /// payment is made under the VA lock, as before.
+    ///
+    /// A repeat of a payment past the hot window is answered from its compact record
+    /// (`SwitchError::AlreadyProcessed`, docs/retention.md), never paid again.
     pub async fn pay(
+        &self,
+        inst: &Institution,
+        va: &VaNumber,
+        p: PayInput<'_>,
+    ) -> Result<Outcome, SwitchError> {
+        let (amount, ref_id, token) = (p.amount, p.ref_id, p.owner.token().to_owned());
+        match self.pay_hot(inst, va, p).await {
+            Err(SwitchError::Store(StoreError::Retired(r))) => {
+                // Found under the lock or by the commit: the lock, if this attempt took
+                // it on the way, is released (only by its own token).
+                let lock = Lock {
+                    key: keys::lock(&inst.code, va.as_str()),
+                    token,
+                };
+                self.release(&lock).await;
+                if r.va_number != va.as_str() || r.amount != amount.get() {
+                    return Err(SwitchError::ReferenceConflict(ref_id.to_owned()));
+                }
+                metrics::counter!(m::DUPLICATES_TOTAL, "type" => "payment").increment(1);
+                let view = r.view(&self.clock);
+                Err(SwitchError::AlreadyProcessed(r, view))
+            }
+            other => other,
+        }
+    }
+
+    async fn pay_hot(
         &self,
         inst: &Institution,
         va: &VaNumber,
@@ -545,8 +576,11 @@ impl Hosted {
         let Some((channel, reference)) = rest.split_once(':') else {
             return Ok(None);
         };
-        let Some(rec) = self.store.payment(&inst.code, channel, reference).await? else {
-            return Ok(None);
+        let rec = match self.store.payment(&inst.code, channel, reference).await {
+            Ok(Some(rec)) => rec,
+            // Gone, or past the hot window (longer than any change stays unjournaled).
+            Ok(None) | Err(StoreError::Retired(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
         };
         self.store
             .rejournal_payment(&inst.code, channel, reference, stage)
@@ -763,7 +797,10 @@ impl Hosted {
     ) -> Result<Outcome, SwitchError> {
         self.locked(&inst.code, va, owner.token(), async {
             for _ in 0..CAS_ATTEMPTS {
-                let mut rec = self.store.payment(&inst.code, channel, payment_ref).await?;
+                let mut rec = match self.store.payment(&inst.code, channel, payment_ref).await {
+                    Err(StoreError::Retired(r)) => return Err(self.too_late(r, va)),
+                    other => other?,
+                };
                 if rec.is_none() {
                     // Asked again through a script that checks the journal mark: a Redis
                     // that lost its data is rebuilt before "not found" closes a reference.
@@ -842,6 +879,22 @@ impl Hosted {
         .await
     }
 
+    /// A reversal of a payment past the hot window: already reversed (answered so, from
+    /// the compact record), or too late (docs/retention.md); another VA's is not found.
+    fn too_late(&self, r: Box<crate::store::Retired>, va: &VaNumber) -> SwitchError {
+        if r.va_number != va.as_str() {
+            return SwitchError::PaymentNotFound;
+        }
+        let view = r.view(&self.clock);
+        if r.reversed {
+            metrics::counter!(m::DUPLICATES_TOTAL, "type" => "reversal").increment(1);
+            return SwitchError::AlreadyReversed(Shown::Retired(
+                serde_json::json!({ "payment": view }),
+            ));
+        }
+        SwitchError::TooLateToReverse(r, view)
+    }
+
     /// # Errors
     /// Unknown payment (or one made on another VA), Redis unavailable.
     pub async fn check_status(
@@ -851,11 +904,22 @@ impl Hosted {
         channel: &str,
         payment_ref: &str,
     ) -> Result<Outcome, SwitchError> {
-        let rec = self
-            .store
-            .payment(&inst.code, channel, payment_ref)
-            .await?
-            .ok_or(SwitchError::PaymentNotFound)?;
+        let rec = match self.store.payment(&inst.code, channel, payment_ref).await {
+            Err(StoreError::Retired(r)) if r.va_number == va.as_str() => {
+                // Past the hot window: what its compact record keeps (docs/retention.md).
+                return Ok(Outcome {
+                    rc: Rc::Success,
+                    message: "success (past the hot window: the payment as the switch keeps \
+                              it; its day's statement has the rest)"
+                        .into(),
+                    timestamp: self.clock.stamp_now(),
+                    shown: Shown::Retired(serde_json::json!({ "payment": r.view(&self.clock) })),
+                    webhook: None,
+                });
+            }
+            Err(StoreError::Retired(_)) => return Err(SwitchError::PaymentNotFound),
+            other => other?.ok_or(SwitchError::PaymentNotFound)?,
+        };
         let payment = rec.current();
         if payment.va_number != va.as_str() {
             return Err(SwitchError::PaymentNotFound);

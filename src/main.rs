@@ -453,7 +453,8 @@ fn journal_of(settings: &Settings) -> anyhow::Result<ipg_switch::journal::Journa
 
 async fn restore(settings: &Settings, force: bool) -> anyhow::Result<()> {
     let journal = journal_of(settings)?;
-    let store = ipg_switch::store::Store::new(&settings.redis)?;
+    let store = ipg_switch::store::Store::new(&settings.redis)?
+        .with_retention(ipg_switch::store::Retention::of(&settings.retention));
     let keys = store.count_keys("ipg:*").await?;
     if keys > 0 && !force {
         bail!("Redis holds {keys} ipg:* key(s): restore rebuilds an empty Redis (use --force to apply the journal over it; a record newer in Redis is kept)");
@@ -484,7 +485,8 @@ async fn restore(settings: &Settings, force: bool) -> anyhow::Result<()> {
 
 async fn verify(settings: &Settings, json: bool) -> anyhow::Result<bool> {
     let journal = journal_of(settings)?;
-    let store = ipg_switch::store::Store::new(&settings.redis)?;
+    let store = ipg_switch::store::Store::new(&settings.redis)?
+        .with_retention(ipg_switch::store::Retention::of(&settings.retention));
     let mut bar = Bar::new();
     let v = ipg_switch::journal::verify::verify(&journal, &store, &mut bar).await?;
     if let Some(b) = &bar.0 {
@@ -494,7 +496,7 @@ async fn verify(settings: &Settings, json: bool) -> anyhow::Result<bool> {
         let counts: Vec<serde_json::Value> = v
             .counts
             .iter()
-            .map(|c| serde_json::json!({"records": c.kind, "journal": c.journal, "redis": c.redis, "differing": c.differing}))
+            .map(|c| serde_json::json!({"records": c.kind, "journal": c.journal, "retired": c.retired, "redis": c.redis, "differing": c.differing}))
             .collect();
         println!(
             "{}",

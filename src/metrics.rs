@@ -57,6 +57,11 @@ pub const IN_DOUBT_TOTAL: &str = "ipg_in_doubt_total";
 pub const IN_DOUBT_SETTLING: &str = "ipg_in_doubt_settling";
 pub const UNJOURNALED_CHANGES: &str = "ipg_unjournaled_changes";
 pub const UNJOURNALED_SETTLED_TOTAL: &str = "ipg_unjournaled_settled_total";
+pub const RETENTION_RETIRED_TOTAL: &str = "ipg_retention_retired_total";
+pub const REDIS_RECORDS: &str = "ipg_redis_records";
+pub const REDIS_RECORD_BYTES: &str = "ipg_redis_record_bytes";
+pub const REDIS_KEYS: &str = "ipg_redis_keys";
+pub const REDIS_USED_MEMORY_BYTES: &str = "ipg_redis_used_memory_bytes";
 
 /// Counts one channel request answered (`ipg_messages_total`) through `door` (`kafka` or
 /// `http`). Labels are bounded: `channel` is a configured code or `unknown`, `institution`
@@ -341,6 +346,23 @@ pub const ALL: &[(&str, &str)] = &[
     (
         UNJOURNALED_SETTLED_TOTAL,
         "Changes an instance left unjournaled (it stopped between the commit and the acknowledgement), journaled again and announced by the sweep, by kind (pay, bill).",
+    ),
+    (
+        RETENTION_RETIRED_TOTAL,
+        "Records the retention sweep took out of Redis past the hot window, by kind (payment: to its compact record; bill; ledger_entry). They stay in the journal.",
+    ),
+    (
+        REDIS_RECORDS,
+        "Records in Redis's working set by kind (bill, payment in the hot window, ledger_entry), over every institution, as of the last retention sweep (gauge).",
+    ),
+    (
+        REDIS_RECORD_BYTES,
+        "Estimated bytes of those records by kind (MEMORY USAGE of a sample times the count) (gauge).",
+    ),
+    (REDIS_KEYS, "Keys in Redis over every master (DBSIZE) (gauge)."),
+    (
+        REDIS_USED_MEMORY_BYTES,
+        "Redis's used_memory over every master (INFO memory) (gauge): flat once the windows are full.",
     ),
 ];
 

@@ -34,6 +34,7 @@ pub struct Settings {
     pub api: crate::api::ApiSettings,
     pub passive: crate::passive::PassiveSettings,
     pub journal: crate::journal::JournalSettings,
+    pub retention: crate::store::config::RetentionSettings,
     pub statement: crate::statement::StatementSettings,
     pub reconcile: crate::statement::ReconcileSettings,
     #[serde(default)]
@@ -207,6 +208,7 @@ impl Settings {
         self.api.validate()?;
         self.passive.validate(self.switch.lock_ttl)?;
         self.journal.validate()?;
+        self.retention.validate(self.journal.unjournaled_after)?;
         self.statement.validate()?;
         self.log.validate()?;
         crate::routing::config::validate(&self.channels, &self.institutions)?;

@@ -45,6 +45,8 @@ pub fn status_of(e: &SwitchError, door: Door) -> StatusCode {
         SwitchError::ReferenceConflict(_)
         | SwitchError::ReversedBeforePayment(_)
         | SwitchError::AlreadyReversed(_)
+        | SwitchError::AlreadyProcessed(..)
+        | SwitchError::TooLateToReverse(..)
         | SwitchError::Bill(..) => StatusCode::CONFLICT,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }

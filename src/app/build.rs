@@ -51,13 +51,15 @@ pub fn build_switch(settings: &Settings) -> Result<Switch, BuildError> {
         settings.pipeline.retry_max,
         settings.topics.journal.clone(),
     );
-    let store = Store::new(&settings.redis)?.with_journal(
-        Arc::new(sink),
-        Arc::new(settings.journal(bootstrap)),
-        // A command line has no channel waiting and nothing that settles a change in
-        // doubt: it waits for the acknowledgement (or Ctrl-C; a repeat journals it).
-        std::time::Duration::ZERO,
-    );
+    let store = Store::new(&settings.redis)?
+        .with_retention(crate::store::Retention::of(&settings.retention))
+        .with_journal(
+            Arc::new(sink),
+            Arc::new(settings.journal(bootstrap)),
+            // A command line has no channel waiting and nothing that settles a change in
+            // doubt: it waits for the acknowledgement (or Ctrl-C; a repeat journals it).
+            std::time::Duration::ZERO,
+        );
     assemble(settings, store, None)
 }
 
@@ -76,11 +78,13 @@ pub fn build_switch_with(
         settings.topics.journal.clone(),
         journaling.shutdown,
     );
-    let store = Store::new(&settings.redis)?.with_journal(
-        Arc::new(sink),
-        Arc::new(settings.journal(&journaling.bootstrap)),
-        settings.journal.append_deadline,
-    );
+    let store = Store::new(&settings.redis)?
+        .with_retention(crate::store::Retention::of(&settings.retention))
+        .with_journal(
+            Arc::new(sink),
+            Arc::new(settings.journal(&journaling.bootstrap)),
+            settings.journal.append_deadline,
+        );
     assemble(settings, store, audit)
 }
 

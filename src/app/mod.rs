@@ -213,6 +213,17 @@ impl App {
             },
             token.clone(),
         );
+        crate::store::retention::spawn_sweep(
+            switch.hosted.store.clone(),
+            switch
+                .routing
+                .institutions()
+                .map(|i| i.code.clone())
+                .collect(),
+            settings.retention.sweep_interval,
+            settings.retention.sweep_batch,
+            token.clone(),
+        );
         let resolvers = if settings.passive.resolver {
             switch.passive.spawn_resolver(token.clone())
         } else {

@@ -33,6 +33,9 @@ pub enum Shown {
     /// A passive institution's own answer data (IPG Passive Client API), with the switch's
     /// record of a forwarded payment under `payment` where there is one. Passed through.
     Institution(Value),
+    /// A payment past the hot window, as its compact record keeps it
+    /// (`{"payment": {...}}`, docs/retention.md).
+    Retired(Value),
 }
 
 /// A webhook job for `topics.webhook`, keyed by bill hash so one bill's events stay in order.

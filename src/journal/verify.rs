@@ -6,16 +6,41 @@
 //! indexes lists and statements page through (an institution's bills, payments and
 //! forwarded payments, a bill's payments), and bindings (one way). A record of any of
 //! these kinds that no event explains is a difference.
+//!
+//! It understands the windows (docs/retention.md): a record past its window may have
+//! left Redis (counted `retired`: Redis may hold it or not, and what it holds must agree),
+//! a payment past the hot window may be its compact record, the ledger is compared above
+//! Redis's `ledger_base`; nothing may leave before its window.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Journal, JournalError, Progress, Read};
 use crate::store::journal::{Event, Stage};
-use crate::store::{keys, Store};
+use crate::store::{keys, Retention, Store};
+
+/// How old a payment is, by the windows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Age {
+    /// In the hot window: its full record and index places.
+    Hot,
+    /// Past it: its full record or its compact record, index places optional.
+    Retired,
+    /// Past the reference window: gone, or about to be.
+    Forgotten,
+}
 
 /// What the journal says Redis must hold.
 #[derive(Default)]
 pub struct Expected {
+    /// The windows, and the time they are taken at (ms).
+    retention: Retention,
+    now_ms: i64,
+    /// Bill key → the time of the event that set its newest version (ms).
+    bill_at: BTreeMap<String, i64>,
+    /// Payment key → when paid (ms).
+    paid_ms: BTreeMap<String, i64>,
+    /// Binding or tombstone key → the time of its event (ms).
+    bound_at: BTreeMap<String, i64>,
     /// Bill key → (version, doc, status, until).
     bills: BTreeMap<String, (u64, String, String, String)>,
     /// Payment key → its fields.
@@ -38,9 +63,69 @@ pub struct Expected {
 }
 
 impl Expected {
+    /// What the journal says Redis holds at `now_ms` under `retention`.
+    pub fn at(retention: Retention, now_ms: i64) -> Expected {
+        Expected {
+            retention,
+            now_ms,
+            ..Expected::default()
+        }
+    }
+
+    /// A bill closed past the hot window (as `Store::apply` decides): it may have left.
+    fn bill_retired(&self, key: &str) -> bool {
+        let hot = self.retention.hot_cutoff(self.now_ms);
+        match (self.bills.get(key), self.bill_at.get(key)) {
+            (Some((_, _, status, until)), Some(at)) => {
+                if status == "active" {
+                    until.parse::<i64>().is_ok_and(|u| u < hot)
+                } else {
+                    *at < hot
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// Expiry is Redis's (`PX`, `PXAT`): a record this close to it may be gone or not.
+    fn forgotten_margin(&self) -> i64 {
+        (self.retention.reference_ms() as i64 / 10).min(24 * 3600 * 1000)
+    }
+
+    fn payment_age(&self, key: &str) -> Age {
+        let paid = self.paid_ms.get(key).copied().unwrap_or(self.now_ms);
+        if paid < self.retention.reference_cutoff(self.now_ms) + self.forgotten_margin() {
+            Age::Forgotten
+        } else if paid < self.retention.hot_cutoff(self.now_ms) {
+            Age::Retired
+        } else {
+            Age::Hot
+        }
+    }
+
+    fn binding_forgotten(&self, key: &str) -> bool {
+        self.bound_at.get(key).is_some_and(|at| {
+            *at < self.retention.reference_cutoff(self.now_ms) + self.forgotten_margin()
+        })
+    }
+
+    /// An index member that may have left with its record: a payment past the hot window,
+    /// a retired bill (`index` is `ipg:{I}:bills`).
+    fn member_retired(&self, index: &str, member: &str) -> bool {
+        if member.starts_with("ipg:{") {
+            return self.payment_age(member) >= Age::Retired;
+        }
+        match index.strip_suffix("bills") {
+            Some(base) => self.bill_retired(&format!("{base}bill:{member}")),
+            None => false,
+        }
+    }
+
     /// Folds one event in: each record kept at its newest version, as applying does.
     pub fn add(&mut self, ev: &Event) {
         let inst = &ev.institution;
+        let at_ms = chrono::DateTime::parse_from_rfc3339(&ev.time)
+            .map_or(self.now_ms, |t| t.timestamp_millis());
         if let Some(b) = &ev.bill {
             for va in &b.va_numbers {
                 let newest = (b.created_ms, b.hash.clone());
@@ -53,6 +138,7 @@ impl Expected {
             let key = keys::bill(inst, &b.hash);
             if self.bills.get(&key).is_none_or(|(v, ..)| *v < b.version) {
                 let until = b.valid_until_ms.map(|t| t.to_string()).unwrap_or_default();
+                self.bill_at.insert(key.clone(), at_ms);
                 self.bills.insert(
                     key,
                     (b.version, b.doc.get().to_owned(), b.status.clone(), until),
@@ -61,6 +147,7 @@ impl Expected {
         }
         if let Some(p) = &ev.payment {
             let key = keys::payment(inst, &p.channel, &p.payment_ref_id);
+            self.paid_ms.insert(key.clone(), p.score_ms);
             if p.stage == Stage::Paid {
                 self.index(keys::payments(inst), &key);
                 let hash = serde_json::from_str::<serde_json::Value>(p.doc.get())
@@ -113,11 +200,14 @@ impl Expected {
             if crate::domain::Binding::is_void(&b.record) {
                 // A reversal's void binding replaced whatever was there (Store::void_reference),
                 // and stands as a tombstone in the institution's slot too.
+                let void = keys::void(inst, &b.channel, &b.reference);
+                self.bound_at.insert(key.clone(), at_ms);
+                self.bound_at.insert(void.clone(), at_ms);
                 self.bindings.insert(key, b.record.clone());
-                self.voids
-                    .insert(keys::void(inst, &b.channel, &b.reference), b.record.clone());
-            } else {
-                self.bindings.entry(key).or_insert_with(|| b.record.clone());
+                self.voids.insert(void, b.record.clone());
+            } else if !self.bindings.contains_key(&key) {
+                self.bound_at.insert(key.clone(), at_ms);
+                self.bindings.insert(key, b.record.clone());
             }
         }
     }
@@ -137,6 +227,8 @@ impl Expected {
 pub struct Count {
     pub kind: &'static str,
     pub journal: u64,
+    /// Of `journal`, those past their window: Redis may hold them or not.
+    pub retired: u64,
     pub redis: u64,
     pub differing: u64,
 }
@@ -159,22 +251,22 @@ impl Verdict {
     pub fn agrees(&self) -> bool {
         self.total_differences == 0
             && self.unreadable == 0
-            && self
-                .counts
-                .iter()
-                .all(|c| c.kind == "bindings" || c.journal == c.redis)
+            && self.counts.iter().all(|c| {
+                c.kind == "bindings"
+                    || (c.journal.saturating_sub(c.retired) <= c.redis && c.redis <= c.journal)
+            })
     }
 
     /// A table a person reads.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{:<20} {:>10} {:>10} {:>10}\n",
-            "records", "journal", "redis", "differing"
+            "{:<20} {:>10} {:>10} {:>10} {:>10}\n",
+            "records", "journal", "retired", "redis", "differing"
         );
         for c in &self.counts {
             out += &format!(
-                "{:<20} {:>10} {:>10} {:>10}\n",
-                c.kind, c.journal, c.redis, c.differing
+                "{:<20} {:>10} {:>10} {:>10} {:>10}\n",
+                c.kind, c.journal, c.retired, c.redis, c.differing
             );
         }
         out += &format!(
@@ -212,6 +304,7 @@ impl Diffs {
 
 /// Compares the fields `fields` of the hash `key` with `want`, noting a `what` missing in
 /// Redis or differing (naming the fields). Returns whether it differs.
+#[allow(clippy::too_many_arguments)]
 async fn hash_differs(
     store: &Store,
     diffs: &mut Diffs,
@@ -219,6 +312,7 @@ async fn hash_differs(
     what: &str,
     fields: &[&str],
     want: &[String],
+    may_be_gone: bool,
 ) -> Result<bool, JournalError> {
     let mut hmget = redis::cmd("HMGET");
     hmget.arg(key).arg(fields);
@@ -226,6 +320,9 @@ async fn hash_differs(
     pipe.add_command(hmget);
     let (got,): (Vec<Option<String>>,) = store.query_raw(pipe).await?;
     if got.first().cloned().flatten().is_none() {
+        if may_be_gone {
+            return Ok(false);
+        }
         diffs.note(key, format!("{what} missing in Redis"));
         return Ok(true);
     }
@@ -247,15 +344,15 @@ async fn hash_differs(
 async fn strings_differ<'a>(
     store: &Store,
     diffs: &mut Diffs,
-    want: impl Iterator<Item = (&'a String, &'a str)>,
+    want: impl Iterator<Item = (&'a String, &'a str, bool)>,
     what: &str,
 ) -> Result<u64, JournalError> {
     let mut differing = 0;
-    for (key, value) in want {
+    for (key, value, may_be_gone) in want {
         let (got,): (Option<String>,) = store
             .query_raw(redis::pipe().cmd("GET").arg(key).clone())
             .await?;
-        if got.as_deref() != Some(value) {
+        if got.as_deref() != Some(value) && !(got.is_none() && may_be_gone) {
             differing += 1;
             diffs.note(key, format!("{what} {got:?}, the journal says {value:?}"));
         }
@@ -290,7 +387,8 @@ pub async fn verify_in_pages(
     page: usize,
 ) -> Result<Verdict, JournalError> {
     let page = page.max(1);
-    let mut expected = Expected::default();
+    let now_ms = store.redis_time_ms().await?;
+    let mut expected = Expected::at(store.retention(), now_ms);
     let mut events = 0u64;
     let unreadable = journal
         .scan(progress, &mut |r: &Read| {
@@ -315,23 +413,30 @@ pub async fn verify_in_pages(
     }
     let mut counts = Vec::new();
 
-    // Bills.
-    let mut differing = 0;
+    // Bills: a bill closed past the hot window may have left.
+    let (mut differing, mut retired) = (0, 0);
     for (key, (ver, doc, status, until)) in &expected.bills {
         let want = [doc.clone(), ver.to_string(), status.clone(), until.clone()];
         let fields = ["doc", "ver", "status", "until"];
-        differing += u64::from(hash_differs(store, &mut diffs, key, "bill", &fields, &want).await?);
+        let gone = expected.bill_retired(key);
+        retired += u64::from(gone);
+        differing +=
+            u64::from(hash_differs(store, &mut diffs, key, "bill", &fields, &want, gone).await?);
     }
     counts.push(Count {
         kind: "bills",
         journal: expected.bills.len() as u64,
+        retired,
         redis: store.count_keys("ipg:{*}:bill:*").await?,
         differing,
     });
 
-    // Payments.
-    let mut differing = 0;
+    // Payments: in the hot window the full record; past it the full or the compact record
+    // (retire_payment.lua); past the reference window, gone or about to be.
+    let (mut differing, mut retired) = (0, 0);
     for (key, fields) in &expected.payments {
+        let age = expected.payment_age(key);
+        retired += u64::from(age == Age::Forgotten);
         let got: std::collections::HashMap<String, String> = store
             .query_raw::<(std::collections::HashMap<String, String>,)>(
                 redis::pipe().cmd("HGETALL").arg(key).clone(),
@@ -339,15 +444,27 @@ pub async fn verify_in_pages(
             .await?
             .0;
         if got.is_empty() {
-            differing += 1;
-            diffs.note(key, "payment missing in Redis");
+            if age != Age::Forgotten {
+                differing += 1;
+                diffs.note(key, "payment missing in Redis");
+            }
             continue;
         }
-        let bad: Vec<&str> = fields
-            .iter()
-            .filter(|(n, v)| got.get(**n) != Some(*v))
-            .map(|(n, _)| *n)
-            .collect();
+        let bad: Vec<&str> = if got.contains_key("doc") {
+            fields
+                .iter()
+                .filter(|(n, v)| got.get(**n) != Some(*v))
+                .map(|(n, _)| *n)
+                .collect()
+        } else if age == Age::Hot {
+            vec!["compact within the hot window"]
+        } else {
+            // The compact record: the same ledger sequences, reversed or not.
+            ["lseq", "rev_lseq"]
+                .into_iter()
+                .filter(|n| got.get(*n) != fields.get(n))
+                .collect()
+        };
         if !bad.is_empty() {
             differing += 1;
             diffs.note(key, format!("payment differs ({})", bad.join(", ")));
@@ -356,20 +473,47 @@ pub async fn verify_in_pages(
     counts.push(Count {
         kind: "payments",
         journal: expected.payments.len() as u64,
+        retired,
         redis: store.count_keys("ipg:{*}:pay:*").await?,
         differing,
     });
 
-    // Ledger entries and balances, per institution.
+    // Ledger entries and balances, per institution: the entries above the institution's
+    // ledger_base (those below it left with the hot window, and must be older than it).
     let (mut differing, mut in_journal, mut in_redis) = (0, 0, 0);
     let mut insts: Vec<&String> = expected.ledgers.keys().collect();
     insts.dedup();
+    let hot = expected.retention.hot_cutoff(now_ms);
     for inst in insts {
         let want = &expected.ledgers[inst];
         let key = keys::ledger(inst);
-        in_journal += want.len() as u64;
+        let (base,): (Option<u64>,) = store
+            .query_raw(
+                redis::pipe()
+                    .cmd("GET")
+                    .arg(keys::ledger_base(inst))
+                    .clone(),
+            )
+            .await?;
+        let base = base.unwrap_or(0);
+        if let Some(entry) = (base > 0).then(|| want.get(&base)).flatten() {
+            let at = serde_json::from_str::<serde_json::Value>(entry)
+                .ok()
+                .and_then(|e| {
+                    chrono::DateTime::parse_from_rfc3339(e.get("created_at")?.as_str()?).ok()
+                })
+                .map(|t| t.timestamp_millis());
+            if at.is_none_or(|t| t >= hot) {
+                differing += 1;
+                diffs.note(
+                    &keys::ledger_base(inst),
+                    format!("entry {base} left Redis within the hot window"),
+                );
+            }
+        }
+        in_journal += want.range(base + 1..).count() as u64;
         // Read in pages of `page` entries, never one LRANGE of a whole ledger: a
-        // verify holds one page of Redis's ledger at a time. Sequences start at 1, at
+        // verify holds one page of Redis's ledger at a time. Sequence base + 1 is at
         // index 0 of the list.
         let mut page_start = 0usize;
         loop {
@@ -389,10 +533,10 @@ pub async fn verify_in_pages(
             let upto = if last {
                 u64::MAX
             } else {
-                (page_start + page) as u64
+                base + (page_start + page) as u64
             };
-            for (seq, entry) in want.range(page_start as u64 + 1..=upto) {
-                match got.get(*seq as usize - 1 - page_start) {
+            for (seq, entry) in want.range(base + page_start as u64 + 1..=upto) {
+                match got.get((*seq - base) as usize - 1 - page_start) {
                     Some(g) if g == entry => {}
                     Some(g) if g.is_empty() => {
                         differing += 1;
@@ -429,6 +573,7 @@ pub async fn verify_in_pages(
     counts.push(Count {
         kind: "ledger entries",
         journal: in_journal,
+        retired: 0,
         redis: store.count_ledger_entries().await?.max(in_redis),
         differing,
     });
@@ -438,22 +583,37 @@ pub async fn verify_in_pages(
     for (key, (rev, doc)) in &expected.passive {
         let want = [doc.clone(), rev.to_string()];
         let what = "forwarded payment";
-        differing +=
-            u64::from(hash_differs(store, &mut diffs, key, what, &["doc", "rev"], &want).await?);
+        differing += u64::from(
+            hash_differs(store, &mut diffs, key, what, &["doc", "rev"], &want, false).await?,
+        );
     }
     counts.push(Count {
         kind: "forwarded payments",
         journal: expected.passive.len() as u64,
+        retired: 0,
         redis: store.count_keys("ipg:{*}:ppay:*").await?,
         differing,
     });
 
-    // VA pointers: which bill each VA pays.
-    let want = expected.vas.iter().map(|(k, (_, h))| (k, h.as_str()));
+    // VA pointers: which bill each VA pays (a retired bill's pointer may have left).
+    let bill_of_va = |k: &str, h: &str| match k.split_once(":va:") {
+        Some((base, _)) => format!("{base}:bill:{h}"),
+        None => String::new(),
+    };
+    let want = expected.vas.iter().map(|(k, (_, h))| {
+        let gone = expected.bill_retired(&bill_of_va(k, h));
+        (k, h.as_str(), gone)
+    });
+    let retired = expected
+        .vas
+        .iter()
+        .filter(|(k, (_, h))| expected.bill_retired(&bill_of_va(k, h)))
+        .count() as u64;
     let differing = strings_differ(store, &mut diffs, want, "VA points at").await?;
     counts.push(Count {
         kind: "VA pointers",
         journal: expected.vas.len() as u64,
+        retired,
         redis: store.count_keys("ipg:{*}:va:*").await?,
         differing,
     });
@@ -478,31 +638,41 @@ pub async fn verify_in_pages(
     counts.push(Count {
         kind: "balances",
         journal: expected.balances.len() as u64,
+        retired: 0,
         redis: balance_keys.len() as u64,
         differing,
     });
 
-    // Indexes: each exactly the members the journal gives it (a count, then each member).
-    let mut differing = 0;
+    // Indexes: each holds every member the journal gives it that is not past its window,
+    // and nothing the journal does not give it.
+    let (mut differing, mut retired) = (0, 0);
     for (key, members) in &expected.indexes {
         let mut pipe = redis::pipe();
         pipe.cmd("ZCARD").arg(key);
         let (card,): (u64,) = store.query_raw(pipe).await?;
-        let mut missing = 0u64;
+        let (mut missing, mut present, mut required) = (0u64, 0u64, 0u64);
         let all: Vec<&String> = members.iter().collect();
         for chunk in all.chunks(500) {
             let (scores,): (Vec<Option<String>>,) = store
                 .query_raw(redis::pipe().cmd("ZMSCORE").arg(key).arg(chunk).clone())
                 .await?;
-            missing += scores.iter().filter(|s| s.is_none()).count() as u64;
+            for (m, s) in chunk.iter().zip(&scores) {
+                let gone = expected.member_retired(key, m);
+                required += u64::from(!gone);
+                present += u64::from(s.is_some());
+                missing += u64::from(s.is_none() && !gone);
+            }
         }
-        if missing > 0 || card != members.len() as u64 {
+        retired += u64::from(required == 0);
+        if missing > 0 || card != present {
             differing += 1;
             diffs.note(
                 key,
                 format!(
-                    "index has {card} member(s), {missing} of the journal's {} missing",
-                    members.len()
+                    "index has {card} member(s), {missing} of the journal's {} missing, {} \
+                     the journal does not give it",
+                    members.len(),
+                    card.saturating_sub(present)
                 ),
             );
         }
@@ -519,26 +689,36 @@ pub async fn verify_in_pages(
     counts.push(Count {
         kind: "indexes",
         journal: expected.indexes.len() as u64,
+        retired,
         redis: index_keys,
         differing,
     });
 
-    // Reversals' tombstones.
-    let want = expected.voids.iter().map(|(k, r)| (k, r.as_str()));
+    // Reversals' tombstones (they expire with the reference window).
+    let want = (expected.voids.iter()).map(|(k, r)| (k, r.as_str(), expected.binding_forgotten(k)));
+    let retired = (expected.voids.keys())
+        .filter(|k| expected.binding_forgotten(k))
+        .count() as u64;
     let differing = strings_differ(store, &mut diffs, want, "tombstone is").await?;
     counts.push(Count {
         kind: "closed references",
         journal: expected.voids.len() as u64,
+        retired,
         redis: store.count_keys("ipg:{*}:void:*").await?,
         differing,
     });
 
-    // Reference bindings.
-    let want = expected.bindings.iter().map(|(k, r)| (k, r.as_str()));
+    // Reference bindings (they expire with the reference window).
+    let want =
+        (expected.bindings.iter()).map(|(k, r)| (k, r.as_str(), expected.binding_forgotten(k)));
+    let retired = (expected.bindings.keys())
+        .filter(|k| expected.binding_forgotten(k))
+        .count() as u64;
     let differing = strings_differ(store, &mut diffs, want, "binding is").await?;
     counts.push(Count {
         kind: "bindings",
         journal: expected.bindings.len() as u64,
+        retired,
         redis: store.count_keys("ipg:ref:*").await?,
         differing,
     });

@@ -139,7 +139,7 @@ impl Serialize for IpgData<'_> {
                 m.serialize_entry("payment", payment)?;
                 m.end()
             }
-            Shown::Institution(v) => v.serialize(s),
+            Shown::Institution(v) | Shown::Retired(v) => v.serialize(s),
         }
     }
 }

@@ -59,9 +59,22 @@ impl Store {
         }
         let mut pipe = redis::pipe();
         let mut counted = 0usize;
+        // The windows (docs/retention.md): what is past them is applied as the sweep would
+        // have left it, never brought back.
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let (hot, forgotten) = (
+            self.retention.hot_cutoff(now_ms),
+            self.retention.reference_cutoff(now_ms),
+        );
         for ev in events {
             let inst = ev.institution.as_str();
+            // When the change was committed (an event without a readable time is applied
+            // as a recent one).
+            let at_ms = chrono::DateTime::parse_from_rfc3339(&ev.time)
+                .map_or(now_ms, |t| t.timestamp_millis());
             if let Some(b) = &ev.bill {
+                let closed = b.status != "active" && at_ms < hot
+                    || b.status == "active" && b.valid_until_ms.is_some_and(|u| u < hot);
                 let e = calls::ApplyBill {
                     bill: keys::bill(inst, &b.hash),
                     bills: keys::bills(inst),
@@ -72,20 +85,22 @@ impl Store {
                     valid_until_ms: b.valid_until_ms.map(|t| t.to_string()).unwrap_or_default(),
                     hash: &b.hash,
                     created_ms: b.created_ms,
+                    retire: if closed { "1" } else { "" },
                 };
                 pipe.add_command(e.eval(&s.bill).cmd());
                 counted += 1;
             }
-            if let Some(p) = &ev.payment {
+            if let Some(p) = ev.payment.as_ref().filter(|p| p.score_ms >= forgotten) {
                 let key = keys::payment(inst, &p.channel, &p.payment_ref_id);
-                let hash = serde_json::from_str::<serde_json::Value>(p.doc.get())
-                    .ok()
-                    .and_then(|d| {
-                        d.get("bill_hash")
-                            .and_then(|h| h.as_str())
-                            .map(str::to_owned)
-                    })
-                    .unwrap_or_default();
+                let doc =
+                    serde_json::from_str::<serde_json::Value>(p.doc.get()).unwrap_or_default();
+                let text = |f: &str| {
+                    doc.get(f)
+                        .and_then(|h| h.as_str())
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                let hash = text("bill_hash");
                 let e = calls::ApplyPayment {
                     payment: key,
                     bill_payments: keys::bill_payments(inst, &hash),
@@ -99,6 +114,19 @@ impl Store {
                     timestamp: &p.timestamp,
                     ledger_seq: p.ledger_seq,
                     score_ms: p.score_ms,
+                    retired_until: if p.score_ms < hot {
+                        self.retention.forgotten_at(p.score_ms).to_string()
+                    } else {
+                        String::new()
+                    },
+                    id: text("id"),
+                    va_number: text("va_number"),
+                    amount: doc
+                        .get("amount")
+                        .and_then(serde_json::Value::as_u64)
+                        .unwrap_or(0)
+                        .to_string(),
+                    bill_hash: hash.clone(),
                 };
                 pipe.add_command(e.eval(&s.payment).cmd());
                 counted += 1;
@@ -108,9 +136,11 @@ impl Store {
                     let e = calls::ApplyLedger {
                         ledger: keys::ledger(inst),
                         balance: keys::balance(inst),
+                        base: keys::ledger_base(inst),
                         seq: l.seq,
                         entry: l.entry.get(),
                         balance_after: l.balance_after.to_string(),
+                        old: if at_ms < hot { "1" } else { "" },
                     };
                     pipe.add_command(e.eval(&s.ledger).cmd());
                     counted += 1;
@@ -130,14 +160,18 @@ impl Store {
                 pipe.add_command(e.eval(&s.passive).cmd());
                 counted += 1;
             }
-            if let Some(b) = &ev.binding {
+            if let Some(b) = ev.binding.as_ref().filter(|_| at_ms >= forgotten) {
                 // Its own slot on a cluster: a plain SET NX (the first binding stands), but a
                 // reversal's void binding replaces a payment's that left no record, as it
-                // did when it was made (Store::void_reference).
+                // did when it was made (Store::void_reference). Either expires at the end of
+                // the reference window, counted from the event.
+                let until = self.retention.forgotten_at(at_ms);
                 let set = pipe
                     .cmd("SET")
                     .arg(keys::reference(&b.channel, &b.reference))
-                    .arg(&b.record);
+                    .arg(&b.record)
+                    .arg("PXAT")
+                    .arg(until);
                 let void = crate::domain::Binding::is_void(&b.record);
                 if !void {
                     set.arg("NX");
@@ -146,7 +180,9 @@ impl Store {
                 if void {
                     pipe.cmd("SET")
                         .arg(keys::void(inst, &b.channel, &b.reference))
-                        .arg(&b.record);
+                        .arg(&b.record)
+                        .arg("PXAT")
+                        .arg(until);
                     counted += 1;
                 }
             }

@@ -110,6 +110,8 @@ script_call! {
             binding: &'a str,
             /// The expected bill document, byte for byte (`''`: version only, reversals).
             expected_doc: &'a str,
+            /// The binding's lifetime (ms: `retention.reference_window_ms`).
+            binding_ttl_ms: u64,
         }
     }
 }
@@ -217,6 +219,8 @@ script_call! {
         argv {
             /// `<institution>|<va>|<amount>` (domain::Binding).
             binding: &'a str,
+            /// The binding's lifetime (ms: `retention.reference_window_ms`).
+            ttl_ms: u64,
         }
     }
 }
@@ -374,6 +378,8 @@ script_call! {
             hash: &'a str,
             /// Its creation (ms since the epoch).
             created_ms: i64,
+            /// `1` when the bill is closed past the hot window (it leaves Redis), else `''`.
+            retire: &'static str,
         }
     }
 }
@@ -401,8 +407,18 @@ script_call! {
             timestamp: &'a str,
             /// The ledger sequence.
             ledger_seq: u64,
-            /// The payment index score (ms).
+            /// The payment index score (ms): when paid.
             score_ms: i64,
+            /// `''` within the hot window, else the compact record's expiry (ms).
+            retired_until: String,
+            /// The payment's id (compact record).
+            id: String,
+            /// Its VA number (compact record).
+            va_number: String,
+            /// Its amount (rupiah, exact integer as text; compact record).
+            amount: String,
+            /// Its bill's hash (compact record).
+            bill_hash: String,
         }
     }
 }
@@ -416,6 +432,8 @@ script_call! {
             ledger: String,
             /// The institution's balance.
             balance: String,
+            /// The entries taken off the ledger's head (`ipg:{I}:ledger_base`).
+            base: String,
         }
         argv {
             /// The ledger sequence.
@@ -424,6 +442,8 @@ script_call! {
             entry: &'a str,
             /// The balance after it (rupiah, exact integer as text).
             balance_after: String,
+            /// `1` when the entry is past the hot window, else `''`.
+            old: &'static str,
         }
     }
 }
@@ -469,6 +489,85 @@ script_call! {
             partition: i32,
             /// The Kafka offset.
             offset: i64,
+        }
+    }
+}
+
+script_call! {
+    /// `lua/retire_payment.lua`: replace a payment past the hot window by its compact
+    /// record. Built by `Store::retire_payments` (store/retention.rs).
+    RetirePayment {
+        keys {
+            /// The payment record.
+            payment: String,
+            /// The institution's payment index.
+            payments: String,
+            /// The bill's payments.
+            bill_payments: String,
+        }
+        argv {
+            /// The ledger sequence read (`lseq`).
+            lseq: String,
+            /// The reversal's ledger sequence read, or `''`.
+            rev_lseq: String,
+            /// The payment's id.
+            id: String,
+            /// Its VA number.
+            va_number: String,
+            /// Its amount (rupiah, exact integer as text).
+            amount: String,
+            /// Its bill's hash.
+            bill_hash: String,
+            /// When it was paid (ms).
+            paid_ms: i64,
+            /// The compact record's expiry (ms since the epoch).
+            expire_at_ms: i64,
+        }
+    }
+}
+
+script_call! {
+    /// `lua/retire_bill.lua`: take a closed bill past the hot window out of Redis. Built by
+    /// `Store::retire_bills` (store/retention.rs).
+    RetireBill {
+        keys {
+            /// The bill.
+            bill: String,
+            /// The institution's bill index.
+            bills: String,
+            /// The bill's payments.
+            bill_payments: String,
+            /// The VA index keys (one per prefix).
+            vas: Vec<String>,
+        }
+        argv {
+            /// The version read.
+            version: String,
+            /// The bill's hash.
+            hash: String,
+            /// Now (ms).
+            now_ms: i64,
+            /// The hot window's start (ms).
+            cutoff_ms: i64,
+        }
+    }
+}
+
+script_call! {
+    /// `lua/trim_ledger.lua`: take the entries past the hot window off the ledger's head.
+    /// Built by `Store::trim_ledger` (store/retention.rs).
+    TrimLedger {
+        keys {
+            /// The institution's ledger (list).
+            ledger: String,
+            /// The entries taken off before (`ipg:{I}:ledger_base`).
+            base: String,
+        }
+        argv {
+            /// The base read.
+            base_read: u64,
+            /// How many to take off.
+            count: usize,
         }
     }
 }
@@ -559,6 +658,9 @@ mod tests {
             "apply_ledger.lua" => ApplyLedger;
             "apply_passive.lua" => ApplyPassive;
             "mark.lua" => Mark;
+            "retire_payment.lua" => RetirePayment;
+            "retire_bill.lua" => RetireBill;
+            "trim_ledger.lua" => TrimLedger;
         }
     }
 }

@@ -96,3 +96,64 @@ impl RedisSettings {
         Ok(())
     }
 }
+
+/// The `[retention]` section: what stays in Redis and for how long (docs/retention.md).
+/// Redis holds the working set (open bills, payments of the hot window, the ledger's recent
+/// tail, compact per-reference records); everything older stays in the journal only.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// A payment's full record (document, answered bill, timestamp), its places in the
+    /// payment indexes, a closed bill and the ledger's entries stay in Redis this long after
+    /// the payment, the closing or the entry (ms). Reversals and full check-status answers
+    /// are served within it.
+    #[serde(rename = "hot_window_ms", deserialize_with = "crate::config::millis")]
+    pub hot_window: std::time::Duration,
+    /// A payment's compact record (`id`, VA, amount, bill, when paid, whether reversed) and
+    /// its reference binding stay this long after the payment (ms): a repeat of the
+    /// reference is never paid again within it.
+    #[serde(
+        rename = "reference_window_ms",
+        deserialize_with = "crate::config::millis"
+    )]
+    pub reference_window: std::time::Duration,
+    /// How often each instance sweeps what left its window (ms).
+    #[serde(
+        rename = "sweep_interval_ms",
+        deserialize_with = "crate::config::millis"
+    )]
+    pub sweep_interval: std::time::Duration,
+    /// Records examined per institution per kind per sweep, at most.
+    pub sweep_batch: usize,
+}
+
+impl RetentionSettings {
+    /// # Errors
+    /// Windows out of order, a zero interval or batch.
+    pub fn validate(&self, unjournaled_after: std::time::Duration) -> Result<(), SettingsError> {
+        // A change an instance left unjournaled is settled from its full record: it must
+        // still be there.
+        if self.hot_window <= unjournaled_after * 2 {
+            return Err(bad(
+                "retention.hot_window_ms",
+                "must be above twice journal.unjournaled_after_ms",
+            ));
+        }
+        if self.reference_window < self.hot_window {
+            return Err(bad(
+                "retention.reference_window_ms",
+                "must be at least retention.hot_window_ms",
+            ));
+        }
+        if self.sweep_interval.is_zero() || self.sweep_interval > self.hot_window {
+            return Err(bad(
+                "retention.sweep_interval_ms",
+                "must be above 0 and at most retention.hot_window_ms",
+            ));
+        }
+        if self.sweep_batch == 0 || self.sweep_batch > 10_000 {
+            return Err(bad("retention.sweep_batch", "must be 1 to 10000"));
+        }
+        Ok(())
+    }
+}

@@ -46,6 +46,12 @@ pub fn ledger(inst: &str) -> String {
     format!("ipg:{{{inst}}}:ledger")
 }
 
+/// How many entries the retention sweep took off the ledger's head (a count; an entry's
+/// sequence is its place in the list plus it). Named in Lua as `<base>ledger_base`.
+pub fn ledger_base(inst: &str) -> String {
+    format!("ipg:{{{inst}}}:ledger_base")
+}
+
 pub fn balance(inst: &str) -> String {
     format!("ipg:{{{inst}}}:balance")
 }

@@ -18,6 +18,7 @@ mod locks;
 pub mod passive;
 pub mod query;
 mod records;
+pub mod retention;
 mod runner;
 pub mod unjournaled;
 
@@ -30,6 +31,7 @@ use serde_json::Value;
 use crate::domain::{Bill, Binding, Payment};
 pub use config::RedisSettings;
 pub use conn::{connect, Conn};
+pub use retention::{Retention, Retired};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -51,6 +53,11 @@ pub enum StoreError {
     /// first time once the broker is back (docs/journal.md, "Broker faults").
     #[error("journal: in doubt: {0}")]
     InDoubt(String),
+    /// The payment is past the hot window: Redis keeps only its compact record (its id,
+    /// VA, amount, bill, when paid, whether reversed), from which a repeat, a reversal or
+    /// a check-status is answered (docs/retention.md).
+    #[error("payment {} is past the hot window", .0.id)]
+    Retired(Box<Retired>),
 }
 
 /// A bill and the version its compare-and-set must match.
@@ -99,6 +106,8 @@ pub enum Commit {
     Conflict,
     /// The payment to reverse does not exist.
     Missing,
+    /// The payment to reverse left the hot window meanwhile (its compact record is left).
+    Retired,
     /// Create: a VA already has a payable bill (its hash).
     Occupied(String),
     /// Payment or reversal: Redis refused to move the institution's balance (it would leave
@@ -171,6 +180,8 @@ pub struct Store {
     apply: std::sync::Arc<apply::ApplyScripts>,
     journal: journal::Wiring,
     recovery: std::sync::Arc<Recovery>,
+    retention: Retention,
+    retire: std::sync::Arc<retention::RetireScripts>,
 }
 
 /// Who may load the request scripts back into Redis, and how many times it did: see
@@ -322,6 +333,7 @@ fn verdict(r: &[String]) -> Commit {
         Some("ok") => Commit::Done,
         Some("dup") | Some("already") | Some("hash_taken") => Commit::Already,
         Some("missing") => Commit::Missing,
+        Some("retired") => Commit::Retired,
         Some("occupied") => Commit::Occupied(r.get(1).cloned().unwrap_or_default()),
         Some("balance_refused") => Commit::BalanceRefused(r.get(1).cloned().unwrap_or_default()),
         _ => Commit::Conflict,
@@ -484,6 +496,8 @@ impl Store {
             apply: std::sync::Arc::new(apply::ApplyScripts::new()),
             journal: journal::Wiring::default(),
             recovery: std::sync::Arc::new(Recovery::default()),
+            retention: Retention::default(),
+            retire: std::sync::Arc::new(retention::RetireScripts::new()),
         })
     }
 

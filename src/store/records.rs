@@ -36,6 +36,9 @@ impl Store {
                 m.insert(k.as_str(), v.as_str());
             }
         }
+        if !m.contains_key("doc") && m.contains_key("id") {
+            return Err(StoreError::Retired(Box::new(Retired::of(key, &m)?)));
+        }
         let get = |f: &str| {
             m.get(f).copied().ok_or_else(|| StoreError::Corrupt {
                 key: key.into(),
@@ -261,6 +264,7 @@ impl Store {
                 journal::Stage::Paid => p.bill.doc.as_str(),
                 journal::Stage::Reversed => "",
             },
+            binding_ttl_ms: self.retention.reference_ms(),
         }
         .eval(script);
         let r: Vec<redis::Value> = self.eval(call).await?;
@@ -489,6 +493,7 @@ impl Store {
         calls::Bind {
             reference: keys::reference(channel, reference),
             binding,
+            ttl_ms: self.retention.reference_ms(),
         }
         .eval(&self.scripts.bind)
     }
@@ -567,6 +572,8 @@ impl Store {
                         redis::cmd("SET")
                             .arg(keys::reference(channel, reference))
                             .arg(void)
+                            .arg("PX")
+                            .arg(self.retention.reference_ms())
                             .clone(),
                     )
                     .await?;
@@ -580,6 +587,8 @@ impl Store {
                 redis::cmd("SET")
                     .arg(keys::void(inst, channel, reference))
                     .arg(&stands)
+                    .arg("PX")
+                    .arg(self.retention.reference_ms())
                     .clone(),
             )
             .await?;

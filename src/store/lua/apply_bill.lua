@@ -2,13 +2,30 @@
 -- indexes it, and points each of its VAs at it unless the VA points at a bill created
 -- later (a VA's newest bill wins, whatever order events arrive in).
 -- KEYS: 1 bill, 2 institution bill index (zset by creation ms), 3.. VA index keys
--- ARGV: 1 version, 2 doc, 3 status, 4 valid_until (ms) or '', 5 hash, 6 created (ms)
+-- ARGV: 1 version, 2 doc, 3 status, 4 valid_until (ms) or '', 5 hash, 6 created (ms),
+--       7 '1' when the bill is closed past the hot window (docs/retention.md): then it is
+--       never set again; a stored version not newer leaves Redis with its index place and
+--       the VA pointers still at it, as retire_bill.lua does. (A bill closed within the
+--       window gets no `closed` stamp here: the sweep stamps it when it first sees it.)
 -- Versions and ms timestamps are < 2^53: exact as Lua numbers. No money passes here.
 -- Mirrored by: store/calls.rs calls::ApplyBill, filled by Store::apply (store/apply.rs)
 -- from Event.bill; the live writers are create.lua, update_bill.lua, pay.lua and
 -- reverse.lua; journal/verify.rs (Expected::add) folds events the same way (newest version,
 -- a VA's newest bill).
 local cur = redis.call('HGET', KEYS[1], 'ver')
+if ARGV[7] == '1' then
+  if cur and tonumber(cur) > tonumber(ARGV[1]) then
+    return 0
+  end
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[5])
+  for i = 3, #KEYS do
+    if redis.call('GET', KEYS[i]) == ARGV[5] then
+      redis.call('DEL', KEYS[i])
+    end
+  end
+  return cur and 1 or 0
+end
 local applied = 0
 if not cur or tonumber(cur) < tonumber(ARGV[1]) then
   redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'ver', ARGV[1], 'status', ARGV[3], 'until', ARGV[4])

@@ -17,7 +17,8 @@
 --       (<institution>|<va>|<amount>, with KEYS[9]; '' when bound before), 14 the
 --       expected bill document, byte for byte: a payment commits only on the very
 --       contents it was computed from (a cached bill, or one read before a recovery gave
---       its version other contents).
+--       its version other contents), 15 the binding's lifetime (ms: retention's reference
+--       window).
 -- Replies:
 --   {'ok', ledger sequence, balance after}       committed; the lock, if the caller held
 --                                                 it, released
@@ -33,7 +34,7 @@
 -- shares the layout; apply_payment.lua and apply_ledger.lua set the same records from the
 -- journal event (store/journal.rs Event::payment); journal/verify.rs compares them.
 if ARGV[13] ~= '' then
-  local earlier = redis.call('SET', KEYS[9], ARGV[13], 'NX', 'GET')
+  local earlier = redis.call('SET', KEYS[9], ARGV[13], 'NX', 'GET', 'PX', ARGV[15])
   if earlier and earlier ~= ARGV[13] then
     -- A payment already made stays answered as made, even if a reversal closed its
     -- reference since (a Redis that lost data, rebuilt): only a new payment is refused.
@@ -75,8 +76,11 @@ end
 local bal = redis.call('GET', KEYS[6])
 redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'ver', 1)
--- The entry's sequence is the ledger's length after it (a count, exact as a Lua number).
+-- The entry's sequence is the ledger's length after it plus the entries the retention
+-- sweep took off its head (ipg:{I}:ledger_base, beside it; counts, exact as Lua numbers).
+local base = string.match(KEYS[1], '^ipg:{[^}]*}:')
 local seq = redis.call('RPUSH', KEYS[5], string.sub(ARGV[7], 1, -2) .. ',"balance_after":' .. bal .. '}')
+  + tonumber(redis.call('GET', base .. 'ledger_base') or '0')
 redis.call('HSET', KEYS[2], 'doc', ARGV[4], 'bill', ARGV[5], 'ts', ARGV[6], 'lseq', seq)
 redis.call('ZADD', KEYS[3], seq, KEYS[2])
 redis.call('ZADD', KEYS[4], ARGV[9], KEYS[2])
@@ -88,7 +92,6 @@ end
 -- the same slot, like the void tombstone). The switch journals and announces what an
 -- instance left there when it stopped before the acknowledgement (journal/unjournaled.rs;
 -- Store::forget_acknowledged takes off what was acknowledged).
-local base = string.match(KEYS[1], '^ipg:{[^}]*}:')
 local now = redis.call('TIME')
 redis.call('ZADD', base .. 'unjournaled', now[1] .. string.format('%03d', math.floor(now[2] / 1000)), string.sub(KEYS[2], #base + 1) .. ':paid')
 return {'ok', seq, bal}
