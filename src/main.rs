@@ -119,8 +119,10 @@ enum Command {
         #[command(subcommand)]
         command: PassiveCommand,
     },
-    /// Rebuild Redis from the whole journal (docs/journal.md): bills, payments, ledger,
-    /// balances, forwarded payments, reference bindings. Stop the daemons first.
+    /// Rebuild Redis from each institution's newest snapshot and the journal after it (or
+    /// the whole journal: --from-beginning) (docs/journal.md, docs/retention.md): bills,
+    /// payments, ledger, balances, forwarded payments, reference bindings, within the
+    /// retention windows. Stop the daemons first.
     #[command(after_help = help(
         &["  0  restored: every journal event applied",
           "  1  failed, Redis not empty without --force, or some events did not parse (stderr says which)",
@@ -132,6 +134,22 @@ enum Command {
         /// Apply even though Redis is not empty (applying never replaces a newer record).
         #[arg(long)]
         force: bool,
+        /// Read the whole journal, not the newest snapshots first.
+        #[arg(long)]
+        from_beginning: bool,
+    },
+    /// Take a snapshot of the working set now (docs/retention.md, "Snapshots"): of every
+    /// configured institution, or of one. The daemon takes one every
+    /// journal.snapshot_interval_ms by itself.
+    #[command(after_help = help(
+        &["  0  every snapshot taken (one line each: events, bytes, where)", EXIT_1, EXIT_2],
+        &[ENV_REDIS, ENV_KAFKA, ENV_ANY],
+        &[DEMO_ENV, "  ipg-switch --config config/demo.toml snapshot --institution SCH01"],
+    ))]
+    Snapshot {
+        /// Only this institution.
+        #[arg(long)]
+        institution: Option<String>,
     },
     /// Compare Redis with the journal; exit code 0 only when they agree.
     #[command(after_help = help(
@@ -451,7 +469,38 @@ fn journal_of(settings: &Settings) -> anyhow::Result<ipg_switch::journal::Journa
     Ok(settings.journal(&settings.kafka.bootstrap_servers))
 }
 
-async fn restore(settings: &Settings, force: bool) -> anyhow::Result<()> {
+async fn snapshot(settings: &Settings, institution: Option<String>) -> anyhow::Result<()> {
+    let journal = journal_of(settings)?;
+    let store = ipg_switch::store::Store::new(&settings.redis)?
+        .with_retention(ipg_switch::store::Retention::of(&settings.retention));
+    let insts: Vec<String> = match institution {
+        Some(i) if journal.institutions.contains(&i) => vec![i],
+        Some(i) => bail!("institution {i} is not configured"),
+        None => journal.institutions.clone(),
+    };
+    for inst in insts {
+        let t = journal.take_snapshot(&store, &inst).await?;
+        println!(
+            "{}: snapshot {} of {} events, {} bytes in {} part(s) ({}[{}] {}..={}), journal from {}[{}] offset {}, {} ms",
+            t.institution,
+            t.snapshot_id,
+            t.events,
+            t.bytes,
+            t.parts,
+            settings.topics.snapshot,
+            t.partition,
+            t.first_offset,
+            t.last_offset,
+            settings.topics.journal,
+            t.journal_partition,
+            t.journal_offset,
+            t.took_ms
+        );
+    }
+    Ok(())
+}
+
+async fn restore(settings: &Settings, force: bool, from_beginning: bool) -> anyhow::Result<()> {
     let journal = journal_of(settings)?;
     let store = ipg_switch::store::Store::new(&settings.redis)?
         .with_retention(ipg_switch::store::Retention::of(&settings.retention));
@@ -461,13 +510,23 @@ async fn restore(settings: &Settings, force: bool) -> anyhow::Result<()> {
     }
     let mut bar = Bar::new();
     let report = journal
-        .replay(&store, ipg_switch::journal::From::Beginning, &mut bar)
+        .replay(
+            &store,
+            if from_beginning {
+                ipg_switch::journal::From::Beginning
+            } else {
+                ipg_switch::journal::From::Snapshots
+            },
+            &mut bar,
+        )
         .await?;
     if let Some(b) = &bar.0 {
         b.finish_and_clear();
     }
     println!(
-        "restored: {} events, {} records set, {} unreadable, {:.1} s ({:.0} events/s)",
+        "restored: {} institution(s) from a snapshot ({} events), then {} journal events, {} records set, {} unreadable, {:.1} s ({:.0} events/s)",
+        report.snapshots,
+        report.snapshot_events,
         report.events,
         report.records_set,
         report.unreadable,
@@ -631,9 +690,15 @@ fn main() -> ExitCode {
         Command::Passive { command } => tokio::runtime::Runtime::new()
             .context("starting the runtime")
             .and_then(|rt| rt.block_on(passive_command(&settings, command))),
-        Command::Restore { force } => tokio::runtime::Runtime::new()
+        Command::Restore {
+            force,
+            from_beginning,
+        } => tokio::runtime::Runtime::new()
             .context("starting the runtime")
-            .and_then(|rt| rt.block_on(restore(&settings, force))),
+            .and_then(|rt| rt.block_on(restore(&settings, force, from_beginning))),
+        Command::Snapshot { institution } => tokio::runtime::Runtime::new()
+            .context("starting the runtime")
+            .and_then(|rt| rt.block_on(snapshot(&settings, institution))),
         Command::Statement {
             date,
             institution,
@@ -697,6 +762,7 @@ fn talks_to(s: &Settings, cmd: &Command) -> Option<String> {
         Command::Bill { .. }
         | Command::Webhook { .. }
         | Command::Restore { .. }
+        | Command::Snapshot { .. }
         | Command::Verify { .. } => format!(
             "ipg-switch: {redis}, {kafka} (set IPG__REDIS__URL / IPG__KAFKA__BOOTSTRAP_SERVERS or --config to change)"
         ),

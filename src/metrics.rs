@@ -59,6 +59,12 @@ pub const UNJOURNALED_CHANGES: &str = "ipg_unjournaled_changes";
 pub const UNJOURNALED_SETTLED_TOTAL: &str = "ipg_unjournaled_settled_total";
 pub const RETENTION_RETIRED_TOTAL: &str = "ipg_retention_retired_total";
 pub const REDIS_RECORDS: &str = "ipg_redis_records";
+pub const SNAPSHOT_SECONDS: &str = "ipg_snapshot_seconds";
+pub const SNAPSHOTS_TOTAL: &str = "ipg_snapshots_total";
+pub const SNAPSHOT_AGE_SECONDS: &str = "ipg_snapshot_age_seconds";
+pub const SNAPSHOT_BYTES: &str = "ipg_snapshot_bytes";
+pub const SNAPSHOT_EVENTS: &str = "ipg_snapshot_events";
+pub const SNAPSHOT_LOADS_TOTAL: &str = "ipg_snapshot_loads_total";
 pub const REDIS_RECORD_BYTES: &str = "ipg_redis_record_bytes";
 pub const REDIS_KEYS: &str = "ipg_redis_keys";
 pub const REDIS_USED_MEMORY_BYTES: &str = "ipg_redis_used_memory_bytes";
@@ -360,6 +366,30 @@ pub const ALL: &[(&str, &str)] = &[
         "Estimated bytes of those records by kind (MEMORY USAGE of a sample times the count) (gauge).",
     ),
     (REDIS_KEYS, "Keys in Redis over every master (DBSIZE) (gauge)."),
+    (
+        SNAPSHOT_SECONDS,
+        "How long taking one institution's snapshot of the working set took (histogram).",
+    ),
+    (
+        SNAPSHOTS_TOTAL,
+        "Snapshots this process took, by outcome (taken, failed).",
+    ),
+    (
+        SNAPSHOT_AGE_SECONDS,
+        "Age of the oldest among the served institutions' newest snapshots (gauge): alert when it passes twice journal.snapshot_interval_ms.",
+    ),
+    (
+        SNAPSHOT_BYTES,
+        "Bytes of the served institutions' newest snapshots, summed (gauge).",
+    ),
+    (
+        SNAPSHOT_EVENTS,
+        "Events in the served institutions' newest snapshots, summed (gauge): the working set a restore applies.",
+    ),
+    (
+        SNAPSHOT_LOADS_TOTAL,
+        "Institutions a recovery or restore of this process rebuilt from a snapshot (then the journal after it) instead of from the journal's beginning.",
+    ),
     (
         REDIS_USED_MEMORY_BYTES,
         "Redis's used_memory over every master (INFO memory) (gauge): flat once the windows are full.",

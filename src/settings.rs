@@ -53,6 +53,8 @@ impl Settings {
         all.push(self.topics.webhook_dead_letter.clone());
         all.push(self.topics.passive_events.clone());
         all.push(self.topics.journal.clone());
+        all.push(self.topics.snapshot.clone());
+        all.push(self.topics.snapshot_index.clone());
         all
     }
 
@@ -62,6 +64,8 @@ impl Settings {
             bootstrap: bootstrap.to_owned(),
             kafka: self.kafka.clone(),
             topic: self.topics.journal.clone(),
+            snapshot_topic: self.topics.snapshot.clone(),
+            snapshot_index_topic: self.topics.snapshot_index.clone(),
             institutions: self.institutions.iter().map(|i| i.code.clone()).collect(),
             settings: self.journal.clone(),
         }

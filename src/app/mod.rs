@@ -99,7 +99,10 @@ impl App {
                 &bootstrap,
                 &settings.kafka,
                 &settings.all_topics(),
-                std::slice::from_ref(&settings.topics.journal),
+                &[
+                    settings.topics.journal.clone(),
+                    settings.topics.snapshot_index.clone(),
+                ],
             )
             .await?;
         }
@@ -211,6 +214,11 @@ impl App {
                 after: settings.journal.unjournaled_after,
                 deadline: settings.journal.append_deadline,
             },
+            token.clone(),
+        );
+        crate::journal::snapshot::spawn(
+            settings.journal(&self.bootstrap),
+            switch.hosted.store.clone(),
             token.clone(),
         );
         crate::store::retention::spawn_sweep(

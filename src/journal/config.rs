@@ -38,6 +38,10 @@ pub struct JournalSettings {
     /// (`journal::unjournaled`).
     #[serde(rename = "unjournaled_after_ms", deserialize_with = "millis")]
     pub unjournaled_after: Duration,
+    /// How often each institution's working set is snapshotted (ms; zero: never;
+    /// `journal::snapshot`).
+    #[serde(rename = "snapshot_interval_ms", deserialize_with = "millis")]
+    pub snapshot_interval: Duration,
 }
 
 impl JournalSettings {

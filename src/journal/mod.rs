@@ -8,6 +8,7 @@
 //! re-applying from the marks it still has re-applies exactly the lost tail.
 
 pub mod config;
+pub mod snapshot;
 pub mod unjournaled;
 pub mod verify;
 pub mod window;
@@ -46,15 +47,22 @@ pub enum JournalError {
 /// Where a replay starts in each partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum From {
-    /// The first offset the broker still has: `restore`, `verify`.
+    /// The first offset the broker still has: `restore --from-beginning`, `verify`.
     Beginning,
-    /// The institutions' marks (a recovery).
+    /// Each institution's newest snapshot, applied first, then the journal from its offset
+    /// (the beginning for an institution without one): `restore`.
+    Snapshots,
+    /// The institutions' marks (a recovery); an institution without a mark as `Snapshots`.
     Marks,
 }
 
 /// What a replay did.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Report {
+    /// Events applied from snapshots (before the journal).
+    pub snapshot_events: u64,
+    /// Institutions restored from a snapshot.
+    pub snapshots: u64,
     pub events: u64,
     pub records_set: u64,
     pub unreadable: u64,
@@ -77,6 +85,9 @@ pub struct Journal {
     pub bootstrap: String,
     pub kafka: KafkaSettings,
     pub topic: String,
+    /// Where snapshots' parts go, and the index of complete snapshots (`snapshot`).
+    pub snapshot_topic: String,
+    pub snapshot_index_topic: String,
     /// The institutions this switch serves (their marks decide where a recovery starts).
     pub institutions: Vec<String>,
     pub settings: JournalSettings,
@@ -135,29 +146,9 @@ impl Journal {
         }
     }
 
-    /// Each partition's (low, high) watermarks, by partition.
+    /// Each partition's (low, high) watermarks of the journal, by partition.
     async fn watermarks(&self, c: &Arc<StreamConsumer>) -> Result<Vec<(i64, i64)>, JournalError> {
-        let (c, topic) = (c.clone(), self.topic.clone());
-        let r = tokio::task::spawn_blocking(move || -> Result<Vec<(i64, i64)>, String> {
-            let md = c
-                .fetch_metadata(Some(&topic), Duration::from_secs(10))
-                .map_err(|e| e.to_string())?;
-            let n = md
-                .topics()
-                .first()
-                .map(|t| t.partitions().len())
-                .filter(|n| *n > 0)
-                .ok_or_else(|| "does not exist".to_owned())?;
-            (0..n as i32)
-                .map(|p| {
-                    c.fetch_watermarks(&topic, p, Duration::from_secs(10))
-                        .map_err(|e| e.to_string())
-                })
-                .collect()
-        })
-        .await
-        .map_err(|e| self.kafka_error(e))?;
-        r.map_err(|e| self.kafka_error(e))
+        self.watermarks_of(c, &self.topic).await
     }
 
     /// The partitions whose first events the broker no longer holds (low watermark above
@@ -179,33 +170,68 @@ impl Journal {
 
     /// Where each partition starts: the lowest mark of the served institutions in it (a
     /// missing mark: the beginning); a partition none of them uses is skipped.
+    /// (With `Snapshots`, and for a missing mark, each such institution's newest usable
+    /// snapshot is applied here first and it starts at the snapshot's offset.) Returns the
+    /// starts and what the snapshots applied (events, institutions).
     async fn starts(
         &self,
         store: &Store,
         from: From,
         wm: &[(i64, i64)],
-    ) -> Result<Vec<i64>, JournalError> {
+    ) -> Result<(Vec<i64>, u64, u64), JournalError> {
         let n = wm.len() as i32;
         if from == From::Beginning {
-            return Ok(wm.iter().map(|(low, _)| *low).collect());
+            return Ok((wm.iter().map(|(low, _)| *low).collect(), 0, 0));
         }
-        let marks = store.journal_marks(&self.institutions).await?;
+        let marks = match from {
+            From::Marks => store.journal_marks(&self.institutions).await?,
+            _ => vec![None; self.institutions.len()],
+        };
+        let mut snapshots: Option<HashMap<String, Vec<snapshot::Taken>>> = None;
+        let (mut snapshot_events, mut restored) = (0u64, 0u64);
         let mut starts: Vec<Option<i64>> = vec![None; wm.len()];
         for (inst, mark) in self.institutions.iter().zip(marks) {
             let p = partition_of(inst, n);
             let (low, high) = wm[p as usize];
             let at = match mark {
                 Some(Mark { partition, offset }) if partition == p => offset.clamp(low, high),
-                _ => low,
+                _ => {
+                    // No mark: from its newest snapshot, if the broker holds one.
+                    if snapshots.is_none() {
+                        snapshots = Some(self.snapshots().await.unwrap_or_else(|e| {
+                            tracing::warn!(error = %e, "no snapshot index: the journal is read from its beginning");
+                            HashMap::new()
+                        }));
+                    }
+                    let taken = snapshots
+                        .as_ref()
+                        .and_then(|all| all.get(inst))
+                        .map_or(&[][..], Vec::as_slice);
+                    match self.apply_snapshot(store, inst, taken, n).await? {
+                        Some((t, events)) => {
+                            tracing::info!(institution = %inst, snapshot = %t.snapshot_id, events, journal_offset = t.journal_offset, "applied the institution's newest snapshot; the journal follows from its offset");
+                            metrics::counter!(m::SNAPSHOT_LOADS_TOTAL).increment(1);
+                            (snapshot_events, restored) = (snapshot_events + events, restored + 1);
+                            t.journal_offset.clamp(low, high)
+                        }
+                        None => low,
+                    }
+                }
             };
             let s = &mut starts[p as usize];
             *s = Some(s.map_or(at, |cur| cur.min(at)));
         }
-        Ok(starts
+        let starts = starts
             .into_iter()
             .zip(wm)
-            .map(|(s, (_, high))| s.unwrap_or(*high))
-            .collect())
+            .map(|(s, (low, high))| match (s, from) {
+                (Some(s), _) => s,
+                // A partition no served institution uses: a restore reads it whole.
+                (None, From::Snapshots) => *low,
+                (None, _) => *high,
+            })
+            .collect();
+        Ok((starts, snapshot_events, restored))
     }
 
     /// Reads every partition from `starts` up to the high watermarks `wm` taken before
@@ -318,7 +344,7 @@ impl Journal {
         let started = Instant::now();
         let c = Arc::new(self.reader()?);
         let wm = self.watermarks(&c).await?;
-        let starts = self.starts(store, from, &wm).await?;
+        let (starts, snapshot_events, snapshots) = self.starts(store, from, &wm).await?;
         let mut seen: BTreeMap<String, i32> = BTreeMap::new();
         let (unreadable, applied) = self
             .read(
@@ -351,6 +377,8 @@ impl Journal {
         store.set_marks(&marks, false).await?;
         metrics::counter!(m::JOURNAL_REAPPLIED_TOTAL).increment(applied.records_set);
         Ok(Report {
+            snapshot_events,
+            snapshots,
             events: applied.events,
             records_set: applied.records_set,
             unreadable,

@@ -89,7 +89,7 @@ impl Expected {
 
     /// Expiry is Redis's (`PX`, `PXAT`): a record this close to it may be gone or not.
     fn forgotten_margin(&self) -> i64 {
-        (self.retention.reference_ms() as i64 / 10).min(24 * 3600 * 1000)
+        self.retention.margin_ms()
     }
 
     fn payment_age(&self, key: &str) -> Age {
@@ -138,7 +138,9 @@ impl Expected {
             let key = keys::bill(inst, &b.hash);
             if self.bills.get(&key).is_none_or(|(v, ..)| *v < b.version) {
                 let until = b.valid_until_ms.map(|t| t.to_string()).unwrap_or_default();
-                self.bill_at.insert(key.clone(), at_ms);
+                // Closed by a payment: at the payment's time (as applying decides).
+                let closed = ev.payment.as_ref().map_or(at_ms, |p| p.score_ms);
+                self.bill_at.insert(key.clone(), closed);
                 self.bills.insert(
                     key,
                     (b.version, b.doc.get().to_owned(), b.status.clone(), until),
@@ -387,7 +389,7 @@ pub async fn verify_in_pages(
     page: usize,
 ) -> Result<Verdict, JournalError> {
     let page = page.max(1);
-    let now_ms = store.redis_time_ms().await?;
+    let now_ms = store.redis_time_raw_ms().await?;
     let mut expected = Expected::at(store.retention(), now_ms);
     let mut events = 0u64;
     let unreadable = journal
@@ -459,10 +461,31 @@ pub async fn verify_in_pages(
         } else if age == Age::Hot {
             vec!["compact within the hot window"]
         } else {
-            // The compact record: the same ledger sequences, reversed or not.
-            ["lseq", "rev_lseq"]
-                .into_iter()
-                .filter(|n| got.get(*n) != fields.get(n))
+            // The compact record: what the payment's document and the journal say, the
+            // same ledger sequences, reversed or not.
+            let doc: serde_json::Value = fields
+                .get("doc")
+                .and_then(|d| serde_json::from_str(d).ok())
+                .unwrap_or_default();
+            let text = |f: &str| {
+                doc.get(f).map(|v| match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+            };
+            let paid = expected.paid_ms.get(key).map(i64::to_string);
+            let want = [
+                ("id", text("id")),
+                ("va_number", text("va_number")),
+                ("amount", text("amount")),
+                ("bill_hash", text("bill_hash")),
+                ("paid_ms", paid),
+                ("lseq", fields.get("lseq").cloned()),
+                ("rev_lseq", fields.get("rev_lseq").cloned()),
+            ];
+            want.into_iter()
+                .filter(|(n, w)| got.get(*n) != w.as_ref())
+                .map(|(n, _)| n)
                 .collect()
         };
         if !bad.is_empty() {

@@ -126,6 +126,12 @@ pub struct TopicSettings {
     /// The journal: every committed change of money or bills, kept forever
     /// (`retention.ms = -1`); Redis is rebuilt from it (docs/journal.md).
     pub journal: String,
+    /// Snapshots of the working set (docs/retention.md "Snapshots"): parts of each
+    /// snapshot, keyed by institution. Keep at least two snapshot intervals.
+    pub snapshot: String,
+    /// One record per complete snapshot (where its parts are, the journal offset it
+    /// starts from), kept forever (`retention.ms = -1`; small).
+    pub snapshot_index: String,
 }
 
 impl TopicSettings {
@@ -145,6 +151,8 @@ impl TopicSettings {
             ("topics.webhook_dead_letter", &self.webhook_dead_letter),
             ("topics.passive_events", &self.passive_events),
             ("topics.journal", &self.journal),
+            ("topics.snapshot", &self.snapshot),
+            ("topics.snapshot_index", &self.snapshot_index),
         ] {
             if t.is_empty()
                 || !t

@@ -61,7 +61,8 @@ impl Store {
         let mut counted = 0usize;
         // The windows (docs/retention.md): what is past them is applied as the sweep would
         // have left it, never brought back.
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        // Redis's clock, as the sweep and `verify` read it.
+        let now_ms = self.redis_time_raw_ms().await?;
         let (hot, forgotten) = (
             self.retention.hot_cutoff(now_ms),
             self.retention.reference_cutoff(now_ms),
@@ -73,7 +74,9 @@ impl Store {
             let at_ms = chrono::DateTime::parse_from_rfc3339(&ev.time)
                 .map_or(now_ms, |t| t.timestamp_millis());
             if let Some(b) = &ev.bill {
-                let closed = b.status != "active" && at_ms < hot
+                // A bill closed by a payment closed at the payment's time (pay.lua's stamp).
+                let closed_ms = ev.payment.as_ref().map_or(at_ms, |p| p.score_ms);
+                let closed = b.status != "active" && closed_ms < hot
                     || b.status == "active" && b.valid_until_ms.is_some_and(|u| u < hot);
                 let e = calls::ApplyBill {
                     bill: keys::bill(inst, &b.hash),
@@ -86,6 +89,8 @@ impl Store {
                     hash: &b.hash,
                     created_ms: b.created_ms,
                     retire: if closed { "1" } else { "" },
+                    closed_ms,
+                    tombstone_until_ms: self.retention.forgotten_at(now_ms),
                 };
                 pipe.add_command(e.eval(&s.bill).cmd());
                 counted += 1;
@@ -115,7 +120,7 @@ impl Store {
                     ledger_seq: p.ledger_seq,
                     score_ms: p.score_ms,
                     retired_until: if p.score_ms < hot {
-                        self.retention.forgotten_at(p.score_ms).to_string()
+                        self.retention.compact_expiry(p.score_ms).to_string()
                     } else {
                         String::new()
                     },

@@ -204,6 +204,8 @@ script_call! {
             doc: &'a str,
             /// The new status.
             status: &'a str,
+            /// The change's time (ms since the epoch): a revoked bill's `closed`.
+            closed_ms: i64,
         }
     }
 }
@@ -380,6 +382,10 @@ script_call! {
             created_ms: i64,
             /// `1` when the bill is closed past the hot window (it leaves Redis), else `''`.
             retire: &'static str,
+            /// When it closed (ms): a paid or revoked bill's `closed`.
+            closed_ms: i64,
+            /// A retired bill's tombstone expiry (ms since the epoch).
+            tombstone_until_ms: i64,
         }
     }
 }
@@ -549,6 +555,8 @@ script_call! {
             now_ms: i64,
             /// The hot window's start (ms).
             cutoff_ms: i64,
+            /// The tombstone's expiry (ms since the epoch).
+            tombstone_until_ms: i64,
         }
     }
 }
@@ -567,6 +575,27 @@ script_call! {
             /// The base read.
             base_read: u64,
             /// How many to take off.
+            count: usize,
+        }
+    }
+}
+
+script_call! {
+    /// `lua/snapshot_ledger.lua`: a page of the ledger with its base and the balance, in one
+    /// step. Built by `Store::snapshot_page` (store/snapshot.rs).
+    SnapshotLedger {
+        keys {
+            /// The institution's ledger (list).
+            ledger: String,
+            /// The entries taken off its head (`ipg:{I}:ledger_base`).
+            base: String,
+            /// The institution's balance.
+            balance: String,
+        }
+        argv {
+            /// The first sequence wanted.
+            from_seq: u64,
+            /// How many entries at most.
             count: usize,
         }
     }
@@ -661,6 +690,7 @@ mod tests {
             "retire_payment.lua" => RetirePayment;
             "retire_bill.lua" => RetireBill;
             "trim_ledger.lua" => TrimLedger;
+            "snapshot_ledger.lua" => SnapshotLedger;
         }
     }
 }

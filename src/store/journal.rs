@@ -723,15 +723,12 @@ impl Store {
         let seq: u64 = fields.get(seq_f).and_then(|s| s.parse().ok()).unwrap_or(0);
         let bill = self.bill_after(inst, &payment.bill_hash).await?;
         let ledger = if seq > 0 {
-            let entry: Option<String> = self
-                .plain(
-                    redis::cmd("LINDEX")
-                        .arg(keys::ledger(inst))
-                        .arg(seq - 1)
-                        .clone(),
-                )
-                .await?;
-            entry.and_then(|e| ledger_after(seq, e))
+            // Its place is the sequence less the entries the retention sweep took off, read
+            // with them in one step; an entry taken off is journaled without its ledger
+            // (its own event has it).
+            self.ledger_entry_at(inst, seq)
+                .await?
+                .and_then(|e| ledger_after(seq, e))
         } else {
             None
         };
@@ -759,9 +756,16 @@ impl Store {
         }
         if let Some(b) = self.bill_after(inst, hash).await? {
             let bill: Bill = super::parse(hash, b.doc.get())?;
-            let time = bill
-                .created_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+            // A created bill as created; a later version at its creation is unknown, and
+            // now is never earlier than it (the retention windows count from it).
+            let time = if b.version == 1 {
+                bill.created_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+            } else {
+                chrono::Utc::now()
+                    .with_timezone(bill.created_at.offset())
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+            };
             let doc = b.doc.get().to_owned();
             let mut ev = Event::bill(
                 EventType::BillUpdated,

@@ -98,6 +98,11 @@ pub fn unjournaled(inst: &str) -> String {
     format!("ipg:{{{inst}}}:unjournaled")
 }
 
+/// The lease of the instance taking the institution's snapshot (expires by itself).
+pub fn snapshot_lease(inst: &str) -> String {
+    format!("ipg:{{{inst}}}:snapshot_lease")
+}
+
 /// A bill's webhook ordering gate (the event its later events wait behind), see
 /// `webhook::gate`.
 pub fn webhook_gate(inst: &str, bill_hash: &str) -> String {

@@ -20,6 +20,7 @@ pub mod query;
 mod records;
 pub mod retention;
 mod runner;
+pub mod snapshot;
 pub mod unjournaled;
 
 use std::time::Duration;

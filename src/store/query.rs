@@ -158,8 +158,11 @@ impl Store {
         let rows: Vec<Vec<String>> = pipe.query_async(&mut self.conn()).await?;
         let mut out = Vec::with_capacity(rows.len());
         for (k, fields) in pkeys.iter().zip(rows) {
-            if let Some(r) = Self::payment_record(k, fields)? {
-                out.push(r);
+            // A record retired since the index was read (docs/retention.md) is left out.
+            match Self::payment_record(k, fields) {
+                Ok(Some(r)) => out.push(r),
+                Ok(None) | Err(StoreError::Retired(_)) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(out)

@@ -358,6 +358,10 @@ impl Store {
             expected_version: &old.version,
             doc: &doc,
             status: status_str(next),
+            closed_ms: chrono::DateTime::parse_from_rfc3339(&time).map_or_else(
+                |_| chrono::Utc::now().timestamp_millis(),
+                |t| t.timestamp_millis(),
+            ),
         };
         let r: Vec<String> = self.eval(call.eval(&self.scripts.update_bill)).await?;
         let v = verdict(&r);

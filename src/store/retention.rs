@@ -74,10 +74,22 @@ impl Retention {
         now_ms - self.reference_ms
     }
 
-    /// When a payment made at `paid_ms` leaves Redis altogether (its compact record's and
-    /// its binding's expiry, ms since the epoch).
+    /// When a payment made at `paid_ms` is forgotten: its binding's expiry (ms since the
+    /// epoch; a binding is set at or before the payment).
     pub fn forgotten_at(&self, paid_ms: i64) -> i64 {
         paid_ms.saturating_add(self.reference_ms)
+    }
+
+    /// A margin past the reference window (a tenth of it, at most a day): a compact record
+    /// outlives its binding by it, so a repeat never finds its own binding without the
+    /// record (clocks differ, a binding is set before its payment's time is taken).
+    pub fn margin_ms(&self) -> i64 {
+        (self.reference_ms / 10).min(DAY_MS)
+    }
+
+    /// A compact record's expiry for a payment made at `paid_ms` (ms since the epoch).
+    pub fn compact_expiry(&self, paid_ms: i64) -> i64 {
+        self.forgotten_at(paid_ms).saturating_add(self.margin_ms())
     }
 }
 
@@ -151,6 +163,8 @@ pub(super) struct RetireScripts {
     payment: Script,
     bill: Script,
     ledger: Script,
+    /// `lua/snapshot_ledger.lua` (store/snapshot.rs).
+    pub(super) snapshot_ledger: Script,
 }
 
 impl RetireScripts {
@@ -159,6 +173,7 @@ impl RetireScripts {
             payment: Script::new(include_str!("lua/retire_payment.lua")),
             bill: Script::new(include_str!("lua/retire_bill.lua")),
             ledger: Script::new(include_str!("lua/trim_ledger.lua")),
+            snapshot_ledger: Script::new(include_str!("lua/snapshot_ledger.lua")),
         }
     }
 }
@@ -195,9 +210,9 @@ impl Store {
         self.retention
     }
 
-    async fn load_retire_scripts(&self) -> Result<(), StoreError> {
+    pub(super) async fn load_retire_scripts(&self) -> Result<(), StoreError> {
         let s = &self.retire;
-        for script in [&s.payment, &s.bill, &s.ledger] {
+        for script in [&s.payment, &s.bill, &s.ledger, &s.snapshot_ledger] {
             script.prepare_invoke().load_async(&mut self.conn()).await?;
         }
         Ok(())
@@ -265,7 +280,7 @@ impl Store {
                     .to_string(),
                 bill_hash: text("bill_hash").to_owned(),
                 paid_ms,
-                expire_at_ms: self.retention.forgotten_at(paid_ms),
+                expire_at_ms: self.retention.compact_expiry(paid_ms),
             };
             pipe.add_command(call.eval(&self.retire.payment).cmd());
         }
@@ -396,25 +411,32 @@ impl Store {
                 hash: h.clone(),
                 now_ms,
                 cutoff_ms: cutoff,
+                tombstone_until_ms: self.retention.forgotten_at(now_ms),
             };
             pipe.add_command(call.eval(&self.retire.bill).cmd());
             sent += 1;
         }
-        let retired = if sent == 0 {
-            0
+        // 1: retired; -1: an index member without a bill, taken off (both leave the index).
+        let (retired, left) = if sent == 0 {
+            (0, 0)
         } else {
             let done: Vec<i64> = pipe.query_async(&mut self.conn()).await?;
-            done.iter().filter(|d| **d == 1).count() as u64
+            (
+                done.iter().filter(|d| **d == 1).count() as u64,
+                done.iter().filter(|d| **d != 0).count(),
+            )
         };
         let next = if hashes.len() < batch {
             0
         } else {
-            from + hashes.len() - retired as usize
+            from + hashes.len() - left
         };
         Ok((retired, next))
     }
 
-    /// One sweep of `inst`: payments, then bills (from `bills_from`), then the ledger.
+    /// One sweep of `inst`: payments, then bills (from `bills_from`), then the ledger, each
+    /// batch after batch while a whole batch left and `budget` lasts (a busy institution's
+    /// day is more than one batch).
     ///
     /// # Errors
     /// Redis unreachable.
@@ -424,16 +446,34 @@ impl Store {
         now_ms: i64,
         bills_from: &mut usize,
         batch: usize,
+        budget: Duration,
     ) -> Result<Swept, StoreError> {
-        let payments = self.retire_payments(inst, now_ms, batch).await?;
-        let (bills, next) = self.retire_bills(inst, now_ms, *bills_from, batch).await?;
-        *bills_from = next;
-        let ledger_entries = self.trim_ledger(inst, now_ms, batch).await?;
-        Ok(Swept {
-            payments,
-            bills,
-            ledger_entries,
-        })
+        let started = std::time::Instant::now();
+        let more = |n: u64| n as usize >= batch && started.elapsed() < budget;
+        let mut swept = Swept::default();
+        loop {
+            let n = self.retire_payments(inst, now_ms, batch).await?;
+            swept.payments += n;
+            if !more(n) {
+                break;
+            }
+        }
+        loop {
+            let (n, next) = self.retire_bills(inst, now_ms, *bills_from, batch).await?;
+            swept.bills += n;
+            *bills_from = next;
+            if next == 0 || started.elapsed() >= budget {
+                break;
+            }
+        }
+        loop {
+            let n = self.trim_ledger(inst, now_ms, batch).await?;
+            swept.ledger_entries += n;
+            if !more(n) {
+                break;
+            }
+        }
+        Ok(swept)
     }
 }
 
@@ -565,7 +605,10 @@ pub fn spawn_sweep(
                     return;
                 }
                 let from = cursors.entry(inst.clone()).or_default();
-                match store.sweep_retention(inst, now, from, batch).await {
+                match store
+                    .sweep_retention(inst, now, from, batch, interval / 2)
+                    .await
+                {
                     Ok(s) => {
                         for (kind, n) in [
                             ("payment", s.payments),

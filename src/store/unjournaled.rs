@@ -177,6 +177,18 @@ impl Store {
         Ok(secs * 1000 + micros / 1000)
     }
 
+    /// Redis's clock as [`Store::redis_time_ms`], read as it is (no probe, no recovery
+    /// first): for the recovery itself (`Store::apply`) and `verify`, which must work on a
+    /// Redis that lost its scripts.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn redis_time_raw_ms(&self) -> Result<i64, StoreError> {
+        let ((secs, micros),): ((i64, i64),) =
+            self.query_raw(redis::pipe().cmd("TIME").clone()).await?;
+        Ok(secs * 1000 + micros / 1000)
+    }
+
     /// How many changes of the institution are listed as unjournaled.
     ///
     /// # Errors

@@ -127,7 +127,8 @@ mod tests {
             ]
         );
         let all = s.all_topics();
-        assert_eq!(all.len(), 12, "{all:?}");
+        assert_eq!(all.len(), 14, "{all:?}");
+        assert!(all.contains(&"ipg.snapshot.index".to_owned()));
         assert!(all.contains(&"ipg.passive.event".to_owned()));
         assert!(all.contains(&"ipg.journal".to_owned()));
         assert!(all.contains(&"ipg.webhook.dead_letter".to_owned()));

@@ -5,8 +5,10 @@
 -- ARGV: 1 version, 2 doc, 3 status, 4 valid_until (ms) or '', 5 hash, 6 created (ms),
 --       7 '1' when the bill is closed past the hot window (docs/retention.md): then it is
 --       never set again; a stored version not newer leaves Redis with its index place and
---       the VA pointers still at it, as retire_bill.lua does. (A bill closed within the
---       window gets no `closed` stamp here: the sweep stamps it when it first sees it.)
+--       the VA pointers still at it, and its key keeps a tombstone (`ver`, `gone`) until
+--       ARGV[9], as retire_bill.lua does, 8 when it closed (ms: a paid or revoked bill is
+--       stamped `closed`, `closed_ver` as pay.lua and update_bill.lua stamp it), 9 the
+--       tombstone's expiry (ms)
 -- Versions and ms timestamps are < 2^53: exact as Lua numbers. No money passes here.
 -- Mirrored by: store/calls.rs calls::ApplyBill, filled by Store::apply (store/apply.rs)
 -- from Event.bill; the live writers are create.lua, update_bill.lua, pay.lua and
@@ -18,6 +20,8 @@ if ARGV[7] == '1' then
     return 0
   end
   redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'ver', ARGV[1], 'gone', '1')
+  redis.call('PEXPIREAT', KEYS[1], ARGV[9])
   redis.call('ZREM', KEYS[2], ARGV[5])
   for i = 3, #KEYS do
     if redis.call('GET', KEYS[i]) == ARGV[5] then
@@ -29,6 +33,13 @@ end
 local applied = 0
 if not cur or tonumber(cur) < tonumber(ARGV[1]) then
   redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'ver', ARGV[1], 'status', ARGV[3], 'until', ARGV[4])
+  if ARGV[3] ~= 'active' then
+    redis.call('HSET', KEYS[1], 'closed', ARGV[8], 'closed_ver', ARGV[1])
+  end
+  if cur then
+    redis.call('HDEL', KEYS[1], 'gone')
+    redis.call('PERSIST', KEYS[1])
+  end
   applied = 1
 end
 redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])

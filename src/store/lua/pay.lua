@@ -76,6 +76,11 @@ end
 local bal = redis.call('GET', KEYS[6])
 redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'ver', 1)
+if ARGV[3] ~= 'active' then
+  -- Closed by this payment: when (the payment's ms) and at which version, for the
+  -- retention sweep (retire_bill.lua) and as apply_bill.lua stamps it from the journal.
+  redis.call('HSET', KEYS[1], 'closed', ARGV[9], 'closed_ver', tonumber(ARGV[1]) + 1)
+end
 -- The entry's sequence is the ledger's length after it plus the entries the retention
 -- sweep took off its head (ipg:{I}:ledger_base, beside it; counts, exact as Lua numbers).
 local base = string.match(KEYS[1], '^ipg:{[^}]*}:')

@@ -1,22 +1,25 @@
--- Retires a closed bill past the hot window (docs/retention.md): a bill paid or revoked
--- and seen so for a whole window, or an active bill whose valid_until is a window past,
--- with none of its payments still in the hot window, leaves Redis with its place in the
--- institution's bill index and the VA pointers that still point at it (the VA can be
--- billed again). The first sweep that sees a paid or revoked bill stamps when (`closed`,
--- `closed_ver`: a later change, a reversal that opens it again, restarts the clock).
+-- Retires a closed bill past the hot window (docs/retention.md): a bill paid or revoked a
+-- window ago (`closed`, stamped with its version `closed_ver` by pay.lua, update_bill.lua
+-- and apply_bill.lua), or an active bill whose valid_until is a window past, with none of
+-- its payments still in the hot window, leaves Redis with its place in the institution's
+-- bill index and the VA pointers that still point at it (the VA can be billed again). Its
+-- key keeps a tombstone (`ver`, `gone`) until the reference window ends, so a late event of
+-- an older version never brings it back when the journal is applied (apply_bill.lua). A
+-- closed bill without a stamp of its version (written before stamps existed) is stamped
+-- now, and leaves a window later.
 -- KEYS: 1 bill, 2 institution bill index (zset), 3 the bill's payments (zset),
 --       4.. VA index keys (one per prefix)
--- ARGV: 1 version read, 2 hash, 3 now (ms), 4 the hot window's start (ms)
+-- ARGV: 1 version read, 2 hash, 3 now (ms), 4 the hot window's start (ms), 5 the
+--       tombstone's expiry (ms)
 -- Times are ms since the epoch (< 2^53): exact as Lua numbers. No money passes here.
--- Returns 1 retired, 0 kept (open, changed since read, payments still hot, or just
--- stamped).
+-- Returns 1 retired, -1 an index member without a bill (taken off the index), 0 kept
+-- (open, changed since read, payments still hot, or just stamped).
 -- Mirrored by: store/calls.rs calls::RetireBill, filled by Store::retire_bills
--- (store/retention.rs); apply_bill.lua retires the same bills from the journal and stamps
--- `closed` from the event's time.
-local r = redis.call('HMGET', KEYS[1], 'ver', 'status', 'until', 'closed', 'closed_ver')
-if not r[1] then
+-- (store/retention.rs); apply_bill.lua retires the same bills from the journal.
+local r = redis.call('HMGET', KEYS[1], 'ver', 'status', 'until', 'closed', 'closed_ver', 'doc')
+if not r[6] then
   redis.call('ZREM', KEYS[2], ARGV[2])
-  return 0
+  return -1
 end
 if r[1] ~= ARGV[1] or redis.call('EXISTS', KEYS[3]) == 1 then
   return 0
@@ -36,6 +39,8 @@ else
   end
 end
 redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'ver', r[1], 'gone', '1')
+redis.call('PEXPIREAT', KEYS[1], ARGV[5])
 redis.call('ZREM', KEYS[2], ARGV[2])
 for i = 4, #KEYS do
   if redis.call('GET', KEYS[i]) == ARGV[2] then

@@ -3,7 +3,7 @@
 -- answered from (id, VA, amount, bill, when paid, ledger sequences), expiring at the end
 -- of the reference window; it leaves the institution's and the bill's payment indexes.
 -- Only the record as the sweeper read it is retired: a reversal committed since (another
--- rev_lseq) leaves it for the next sweep.
+-- rev_lseq) leaves it for the next sweep, and so does a stage not yet journaled.
 -- KEYS: 1 payment, 2 institution payment index (zset), 3 the bill's payments (zset)
 -- ARGV: 1 ledger sequence read (lseq), 2 reversal's ledger sequence read or '',
 --       3 payment id, 4 VA number, 5 amount (rupiah, a string: never a Lua number),
@@ -20,6 +20,14 @@ if not r[1] then
   return 0
 end
 if (r[2] or '') ~= ARGV[1] or (r[3] or '') ~= ARGV[2] then
+  return 0
+end
+-- A stage still listed as unjournaled (an answer in doubt, an instance that stopped) is
+-- settled from the full record first (journal/unjournaled.rs): it waits.
+local base = string.match(KEYS[1], '^ipg:{[^}]*}:')
+local listed = string.sub(KEYS[1], #base + 1)
+if redis.call('ZSCORE', base .. 'unjournaled', listed .. ':paid')
+  or redis.call('ZSCORE', base .. 'unjournaled', listed .. ':reversed') then
   return 0
 end
 redis.call('DEL', KEYS[1])
