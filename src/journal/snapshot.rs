@@ -287,6 +287,9 @@ impl Journal {
         taken: &[Taken],
         partitions: i32,
     ) -> Result<Option<(Taken, u64)>, JournalError> {
+        if taken.is_empty() {
+            return Ok(None);
+        }
         let c = Arc::new(self.reader()?);
         let wm = self.watermarks_of(&c, &self.snapshot_topic).await?;
         let usable = taken.iter().find(|t| {
