@@ -240,7 +240,10 @@ impl Settings {
             retry_initial: self.pipeline.retry_initial,
             retry_max: self.pipeline.retry_max,
             all_topics: self.all_topics(),
-            kept_forever: vec![self.topics.journal.clone()],
+            kept_forever: vec![
+                self.topics.journal.clone(),
+                self.topics.snapshot_index.clone(),
+            ],
         }
     }
 

@@ -207,7 +207,15 @@ impl Journal {
                         .as_ref()
                         .and_then(|all| all.get(inst))
                         .map_or(&[][..], Vec::as_slice);
-                    match self.apply_snapshot(store, inst, taken, n).await? {
+                    let applied = match self.apply_snapshot(store, inst, taken, n).await {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Never a recovery stuck on a snapshot: the journal has it all.
+                            tracing::warn!(institution = %inst, error = %e, "snapshot not readable: the journal is read from its beginning");
+                            None
+                        }
+                    };
+                    match applied {
                         Some((t, events)) => {
                             tracing::info!(institution = %inst, snapshot = %t.snapshot_id, events, journal_offset = t.journal_offset, "applied the institution's newest snapshot; the journal follows from its offset");
                             metrics::counter!(m::SNAPSHOT_LOADS_TOTAL).increment(1);

@@ -156,6 +156,22 @@ impl Journal {
     pub async fn take_snapshot(&self, store: &Store, inst: &str) -> Result<Taken, JournalError> {
         let started = Instant::now();
         let taken_ms = store.redis_time_ms().await?;
+        // A Redis that loses data while it is read (a flush, a failover that lost writes)
+        // loses the institution's mark: no snapshot is written from it.
+        let marked = || async {
+            Ok::<bool, JournalError>(
+                store
+                    .journal_marks(std::slice::from_ref(&inst.to_owned()))
+                    .await?
+                    .first()
+                    .is_some_and(Option::is_some),
+            )
+        };
+        if !marked().await? {
+            return Err(self.kafka_error(format!(
+                "{inst} has no journal mark in Redis (not recovered yet): no snapshot"
+            )));
+        }
         // The journal's end first: everything below it is in Redis already.
         let c = Arc::new(self.reader()?);
         let wm = self.watermarks(&c).await?;
@@ -201,6 +217,11 @@ impl Journal {
             let (p, o) = self.send_part(&producer, inst, &part).await?;
             placed = Some(placed.map_or((p, o, o), |(p0, f, _)| (p0, f, o)));
             (parts, bytes) = (parts + 1, bytes + part.len() as u64);
+        }
+        if !marked().await? {
+            return Err(self.kafka_error(format!(
+                "{inst}'s journal mark left Redis while it was read (Redis lost data): no snapshot"
+            )));
         }
         let (partition, first_offset, last_offset) = placed.unwrap_or_default();
         let taken = Taken {
@@ -292,16 +313,32 @@ impl Journal {
         }
         let c = Arc::new(self.reader()?);
         let wm = self.watermarks_of(&c, &self.snapshot_topic).await?;
-        let usable = taken.iter().find(|t| {
+        let usable = taken.iter().filter(|t| {
             t.journal_partition == partition_of(inst, partitions)
                 && wm
                     .get(t.partition as usize)
                     .is_some_and(|(low, high)| *low <= t.first_offset && t.last_offset < *high)
         });
-        let Some(t) = usable else {
-            return Ok(None);
-        };
-        // Parts are applied as they come, one at a time: memory is one part.
+        // Newest first; one found incomplete gives way to the one before.
+        for t in usable {
+            if let Some(applied) = self.apply_one(store, inst, t).await? {
+                return Ok(Some((t.clone(), applied)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Applies the snapshot `t` of `inst`; how many events, or `None` when the broker does
+    /// not hold all of it (what it applied changes nothing: applying is idempotent).
+    async fn apply_one(
+        &self,
+        store: &Store,
+        inst: &str,
+        t: &Taken,
+    ) -> Result<Option<u64>, JournalError> {
+        // A consumer of its own (nothing fetched for another snapshot's offsets); parts are
+        // applied as they come, one at a time: memory is one part.
+        let c = self.reader()?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(
             &self.snapshot_topic,
@@ -310,7 +347,7 @@ impl Journal {
         )
         .map_err(|e| self.kafka_error(e))?;
         c.assign(&tpl).map_err(|e| self.kafka_error(e))?;
-        let mut applied = 0u64;
+        let (mut applied, mut parts) = (0u64, 0u64);
         loop {
             let msg = self.recv(&c, 1).await?;
             let off = msg.offset();
@@ -326,13 +363,21 @@ impl Journal {
             if let Ok(p) = serde_json::from_slice::<Part>(msg.payload().unwrap_or_default()) {
                 if p.snapshot_id == t.snapshot_id && p.institution == inst {
                     applied += store.apply(&p.events).await?.events;
+                    parts += 1;
                 }
             }
             if off >= t.last_offset {
                 break;
             }
         }
-        Ok(Some((t.clone(), applied)))
+        // Only a whole snapshot stands for the journal below its offset; what a partial one
+        // applied changes nothing (applying is idempotent) and the journal is read from
+        // its beginning instead.
+        if parts != t.parts || applied != t.events {
+            tracing::error!(institution = %inst, snapshot = %t.snapshot_id, parts, expected_parts = t.parts, applied, expected_events = t.events, "snapshot incomplete on the broker: not used");
+            return Ok(None);
+        }
+        Ok(Some(applied))
     }
 }
 
