@@ -141,6 +141,9 @@ async fn records_leave_after_their_windows_and_nothing_is_paid_twice() {
     ] {
         stack.send(kind, id, body).await;
         assert_eq!(stack.answer(id).await["rc"], "SUCCESS", "{id}");
+        // The reversal in another second than its payment: the compact record keeps when
+        // it was paid, not when it was reversed.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
     }
     let pkey = |r: &str| format!("ipg:{{{INST}}}:pay:{CHANNEL}:{r}");
 

@@ -95,7 +95,22 @@ impl Store {
                 pipe.add_command(e.eval(&s.bill).cmd());
                 counted += 1;
             }
-            if let Some(p) = ev.payment.as_ref().filter(|p| p.score_ms >= forgotten) {
+            // When the payment was made (its `created_at`; a reversal's event carries the
+            // reversal's time as its score): the windows count from it.
+            let paid_ms = |p: &super::journal::PaymentAfter| {
+                serde_json::from_str::<serde_json::Value>(p.doc.get())
+                    .ok()
+                    .and_then(|d| {
+                        chrono::DateTime::parse_from_rfc3339(d.get("created_at")?.as_str()?).ok()
+                    })
+                    .map_or(p.score_ms, |t| t.timestamp_millis())
+            };
+            if let Some((p, paid)) = ev
+                .payment
+                .as_ref()
+                .map(|p| (p, paid_ms(p)))
+                .filter(|(_, paid)| *paid >= forgotten)
+            {
                 let key = keys::payment(inst, &p.channel, &p.payment_ref_id);
                 let doc =
                     serde_json::from_str::<serde_json::Value>(p.doc.get()).unwrap_or_default();
@@ -118,9 +133,11 @@ impl Store {
                     answered_bill: ev.answered_bill().unwrap_or_default(),
                     timestamp: &p.timestamp,
                     ledger_seq: p.ledger_seq,
-                    score_ms: p.score_ms,
-                    retired_until: if p.score_ms < hot {
-                        self.retention.compact_expiry(p.score_ms).to_string()
+                    // The paid stage's score is its `created_at`; a reversed stage's serves
+                    // only the compact record's `paid_ms`.
+                    score_ms: paid,
+                    retired_until: if paid < hot {
+                        self.retention.compact_expiry(paid).to_string()
                     } else {
                         String::new()
                     },
