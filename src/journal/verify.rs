@@ -150,13 +150,7 @@ impl Expected {
         if let Some(p) = &ev.payment {
             let key = keys::payment(inst, &p.channel, &p.payment_ref_id);
             // When paid: the payment's `created_at` (a reversal's event scores the reversal).
-            let paid = serde_json::from_str::<serde_json::Value>(p.doc.get())
-                .ok()
-                .and_then(|d| {
-                    chrono::DateTime::parse_from_rfc3339(d.get("created_at")?.as_str()?).ok()
-                })
-                .map_or(p.score_ms, |t| t.timestamp_millis());
-            self.paid_ms.insert(key.clone(), paid);
+            self.paid_ms.insert(key.clone(), p.paid_ms());
             if p.stage == Stage::Paid {
                 self.index(keys::payments(inst), &key);
                 let hash = serde_json::from_str::<serde_json::Value>(p.doc.get())

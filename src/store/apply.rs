@@ -97,18 +97,10 @@ impl Store {
             }
             // When the payment was made (its `created_at`; a reversal's event carries the
             // reversal's time as its score): the windows count from it.
-            let paid_ms = |p: &super::journal::PaymentAfter| {
-                serde_json::from_str::<serde_json::Value>(p.doc.get())
-                    .ok()
-                    .and_then(|d| {
-                        chrono::DateTime::parse_from_rfc3339(d.get("created_at")?.as_str()?).ok()
-                    })
-                    .map_or(p.score_ms, |t| t.timestamp_millis())
-            };
             if let Some((p, paid)) = ev
                 .payment
                 .as_ref()
-                .map(|p| (p, paid_ms(p)))
+                .map(|p| (p, p.paid_ms()))
                 .filter(|(_, paid)| *paid >= forgotten)
             {
                 let key = keys::payment(inst, &p.channel, &p.payment_ref_id);

@@ -166,6 +166,17 @@ pub struct PaymentAfter {
     pub score_ms: i64,
 }
 
+impl PaymentAfter {
+    /// When the payment was made (ms): its document's `created_at` (a reversal's event
+    /// scores the reversal), else `score_ms`. The retention windows count from it.
+    pub fn paid_ms(&self) -> i64 {
+        serde_json::from_str::<serde_json::Value>(self.doc.get())
+            .ok()
+            .and_then(|d| chrono::DateTime::parse_from_rfc3339(d.get("created_at")?.as_str()?).ok())
+            .map_or(self.score_ms, |t| t.timestamp_millis())
+    }
+}
+
 /// One ledger entry, exactly as stored, at its sequence number; the institution's balance
 /// is `balance_after` of the entry with the highest sequence (rupiah, exact).
 #[derive(Clone, Debug, Serialize, Deserialize)]
