@@ -764,3 +764,118 @@ async fn a_reversal_of_a_payment_never_sent_closes_its_reference() {
     assert_eq!(inst.paid_total(NUMBER), 0);
     daemon.stop().await;
 }
+
+/// A settled forwarded payment past the hot window (docs/retention.md, "Forwarded
+/// payments"): it leaves the index of forwarded payments, its record stays for the
+/// reference window with an expiry, and a repeat is answered as the first time without the
+/// institution being asked again. A restore from the journal leaves it the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_settled_forwarded_payment_leaves_the_hot_window_and_still_answers_repeats() {
+    let inst = Institution::start(KEY).await;
+    inst.add_bill(NUMBER, 150_000);
+    let windows = r#"
+        [journal]
+        append_deadline_ms = 500
+        unjournaled_after_ms = 1500
+        [retention]
+        hot_window_ms = 4000
+        reference_window_ms = 300000
+        sweep_interval_ms = 200
+        sweep_batch = 2
+    "#;
+    let mut stack = Stack::start_with(&(overlay(60_000) + windows)).await;
+    point(&mut stack, inst.base_url());
+    let daemon = stack.daemon();
+    stack
+        .send("payment", "old", payment(&pva(NUMBER), "ref-old", "150000"))
+        .await;
+    let first = stack.answer("old").await;
+    assert_eq!(first["rc"], "SUCCESS", "{first}");
+
+    let record = format!("ipg:{{PAS01}}:ppay:{CHANNEL}:ref-old");
+    let index = "ipg:{PAS01}:ppays";
+    let member = format!("{CHANNEL}:ref-old");
+    let mut redis = redis::Client::open(stack.settings.redis.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let left = |r: redis::aio::MultiplexedConnection| {
+        let (member, record) = (member.clone(), record.clone());
+        async move {
+            let (score, ttl): (Option<f64>, i64) = redis::pipe()
+                .cmd("ZSCORE")
+                .arg(index)
+                .arg(&member)
+                .cmd("PTTL")
+                .arg(&record)
+                .query_async(&mut r.clone())
+                .await
+                .unwrap();
+            (score, ttl)
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (score, ttl) = left(redis.clone()).await;
+        if score.is_none() {
+            // Out of the index, the record kept for the reference window.
+            assert!(
+                ttl > 200_000,
+                "the record expires with the reference window: {ttl}"
+            );
+            let bytes: Option<u64> = redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(&record)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            eprintln!("MEMORY USAGE of a settled forwarded payment's record: {bytes:?} bytes");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never left the index");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stack
+        .send(
+            "payment",
+            "old-again",
+            payment(&pva(NUMBER), "ref-old", "150000"),
+        )
+        .await;
+    let again = stack.answer("old-again").await;
+    for f in ["rc", "message", "timestamp", "data"] {
+        assert_eq!(first[f], again[f], "{f}: {first} vs {again}");
+    }
+    assert_eq!(inst.hits("payment").len(), 1, "asked once");
+    stack
+        .send(
+            "check_status",
+            "cs-old",
+            check_status(&pva(NUMBER), "ref-old"),
+        )
+        .await;
+    let a = stack.answer("cs-old").await;
+    assert_eq!(a["data"]["payment"]["status"], "paid", "{a}");
+    daemon.stop().await;
+    stack.assert_verify_agrees().await;
+
+    // From the journal alone: the same record, out of the index, expiring.
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let journal = stack.settings.journal(&stack.broker.bootstrap);
+    journal
+        .replay(
+            &stack.switch().hosted.store,
+            ipg_switch::journal::From::Beginning,
+            &mut ipg_switch::journal::Quiet,
+        )
+        .await
+        .unwrap();
+    let (score, ttl) = left(redis.clone()).await;
+    assert_eq!(score, None, "restored out of the index");
+    assert!(ttl > 200_000, "restored with its expiry: {ttl}");
+    stack.assert_verify_agrees().await;
+}

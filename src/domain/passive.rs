@@ -130,6 +130,25 @@ impl PassivePayment {
         self.state == PassiveState::Refused && self.reason.as_deref() == Some(NOT_SENT)
     }
 
+    /// Settled: paid, refused or reversed; the resolver has nothing left to do with it
+    /// (whether a step is still scheduled is the pending set's to say).
+    pub fn settled(&self) -> bool {
+        matches!(
+            self.state,
+            PassiveState::Paid | PassiveState::Refused | PassiveState::Reversed
+        )
+    }
+
+    /// `created_at` and `updated_at` in ms since the epoch (ISO 8601, RFC 3339), if readable.
+    pub fn times_ms(&self) -> Option<(i64, i64)> {
+        let ms = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.timestamp_millis())
+        };
+        Some((ms(&self.created_at)?, ms(&self.updated_at)?))
+    }
+
     /// The record's member in the institution's index and pending set.
     pub fn member(&self) -> String {
         format!("{}:{}", self.channel, self.reference)

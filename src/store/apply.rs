@@ -161,6 +161,14 @@ impl Store {
                 }
             }
             if let Some(p) = &ev.passive {
+                let expire_at_ms = serde_json::from_str(p.doc.get())
+                    .ok()
+                    .and_then(|rec| {
+                        self.retention
+                            .passive_expiry(&rec, p.due_ms.is_some(), now_ms)
+                    })
+                    .map(|t| t.to_string())
+                    .unwrap_or_default();
                 let e = calls::ApplyPassive {
                     record: keys::passive_payment(inst, &p.channel, &p.reference),
                     payments: keys::passive_payments(inst),
@@ -170,6 +178,7 @@ impl Store {
                     score_ms: p.score_ms,
                     member: format!("{}:{}", p.channel, p.reference),
                     due_ms: p.due_ms.map(|d| d.to_string()).unwrap_or_default(),
+                    expire_at_ms,
                 };
                 pipe.add_command(e.eval(&s.passive).cmd());
                 counted += 1;

@@ -477,6 +477,33 @@ script_call! {
             member: String,
             /// When its next step is due (ms), or `''` (not pending).
             due_ms: String,
+            /// A settled payment past the hot window: its record's expiry (ms since the
+            /// epoch; out of the index), or `''` (kept and indexed).
+            expire_at_ms: String,
+        }
+    }
+}
+
+script_call! {
+    /// `lua/retire_passive.lua`: take a settled forwarded payment past the hot window off
+    /// the index and give its record the reference window's expiry. Built by
+    /// `Store::retire_passives` (store/retention.rs).
+    RetirePassive {
+        keys {
+            /// The record.
+            record: String,
+            /// The institution's index of forwarded payments.
+            payments: String,
+            /// The pending set.
+            pending: String,
+        }
+        argv {
+            /// The revision read.
+            rev: String,
+            /// The index member (`<channel>:<ref>`).
+            member: String,
+            /// The record's expiry (ms since the epoch).
+            expire_at_ms: i64,
         }
     }
 }
@@ -688,6 +715,7 @@ mod tests {
             "apply_passive.lua" => ApplyPassive;
             "mark.lua" => Mark;
             "retire_payment.lua" => RetirePayment;
+            "retire_passive.lua" => RetirePassive;
             "retire_bill.lua" => RetireBill;
             "trim_ledger.lua" => TrimLedger;
             "snapshot_ledger.lua" => SnapshotLedger;

@@ -91,6 +91,23 @@ impl Retention {
     pub fn compact_expiry(&self, paid_ms: i64) -> i64 {
         self.forgotten_at(paid_ms).saturating_add(self.margin_ms())
     }
+
+    /// Whether a forwarded payment has left the hot window at `now_ms`, and if so when its
+    /// record expires (ms since the epoch): settled (`PassivePayment::settled`), nothing
+    /// `due` for the resolver, created before the window. It then leaves the index of
+    /// forwarded payments and expires a reference window (plus the margin) after its last
+    /// change, the answer a repeat replays kept that long. `None`: kept and indexed (also
+    /// a record whose times are unreadable).
+    pub fn passive_expiry(
+        &self,
+        rec: &crate::domain::passive::PassivePayment,
+        due: bool,
+        now_ms: i64,
+    ) -> Option<i64> {
+        let (created, updated) = rec.times_ms()?;
+        (rec.settled() && !due && created < self.hot_cutoff(now_ms))
+            .then(|| self.compact_expiry(updated))
+    }
 }
 
 /// A payment past the hot window, as its compact record keeps it: enough to answer a
@@ -161,6 +178,7 @@ impl Retired {
 /// The sweep's scripts (loaded once per sweep: a Redis that restarted knows none).
 pub(super) struct RetireScripts {
     payment: Script,
+    passive: Script,
     bill: Script,
     ledger: Script,
     /// `lua/snapshot_ledger.lua` (store/snapshot.rs).
@@ -171,6 +189,7 @@ impl RetireScripts {
     pub(super) fn new() -> RetireScripts {
         RetireScripts {
             payment: Script::new(include_str!("lua/retire_payment.lua")),
+            passive: Script::new(include_str!("lua/retire_passive.lua")),
             bill: Script::new(include_str!("lua/retire_bill.lua")),
             ledger: Script::new(include_str!("lua/trim_ledger.lua")),
             snapshot_ledger: Script::new(include_str!("lua/snapshot_ledger.lua")),
@@ -182,6 +201,8 @@ impl RetireScripts {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Swept {
     pub payments: u64,
+    /// Forwarded payments (passive institutions) out of the index.
+    pub forwarded_payments: u64,
     pub bills: u64,
     pub ledger_entries: u64,
 }
@@ -210,12 +231,113 @@ impl Store {
         self.retention
     }
 
-    pub(super) async fn load_retire_scripts(&self) -> Result<(), StoreError> {
+    /// Loads the sweep's scripts: once per sweep (a Redis that restarted knows none).
+    async fn load_retire_scripts(&self) -> Result<(), StoreError> {
         let s = &self.retire;
-        for script in [&s.payment, &s.bill, &s.ledger, &s.snapshot_ledger] {
+        for script in [&s.payment, &s.passive, &s.bill, &s.ledger] {
             script.prepare_invoke().load_async(&mut self.conn()).await?;
         }
         Ok(())
+    }
+
+    /// Up to `batch` members of the zset `index` scored before the hot window at `now_ms`,
+    /// from place `from` of that range, with their scores (ms).
+    async fn older_than(
+        &self,
+        index: &str,
+        now_ms: i64,
+        from: usize,
+        batch: usize,
+    ) -> Result<Vec<(String, f64)>, StoreError> {
+        let cutoff = self.retention.hot_cutoff(now_ms);
+        let (page,): (Vec<(String, f64)>,) = redis::pipe()
+            .cmd("ZRANGE")
+            .arg(index)
+            .arg("-inf")
+            .arg(format!("({cutoff}"))
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(from)
+            .arg(batch)
+            .arg("WITHSCORES")
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(page)
+    }
+
+    /// Retires up to `batch` of `inst`'s forwarded payments created before the hot window
+    /// at `now_ms`, from place `from` of that part of their index: the settled ones with
+    /// nothing due leave the index and expire with the reference window
+    /// (`lua/retire_passive.lua`); one still being resolved stays. Returns how many were
+    /// retired and where the next sweep goes on (0: the end was reached, start again).
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    async fn retire_passives(
+        &self,
+        inst: &str,
+        now_ms: i64,
+        from: usize,
+        batch: usize,
+    ) -> Result<(u64, usize), StoreError> {
+        let index = keys::passive_payments(inst);
+        let due = self.older_than(&index, now_ms, from, batch).await?;
+        if due.is_empty() {
+            return Ok((0, 0));
+        }
+        let mut read = redis::pipe();
+        for (member, _) in &due {
+            let (channel, reference) = member.split_once(':').unwrap_or((member, ""));
+            read.cmd("HMGET")
+                .arg(keys::passive_payment(inst, channel, reference))
+                .arg("doc")
+                .arg("rev");
+        }
+        let rows: Vec<(Option<String>, Option<String>)> =
+            read.query_async(&mut self.conn()).await?;
+        let mut pipe = redis::pipe();
+        let mut sent = 0usize;
+        for ((member, _), (doc, rev)) in due.iter().zip(rows) {
+            let rec = doc.as_deref().and_then(|d| {
+                serde_json::from_str::<crate::domain::passive::PassivePayment>(d).ok()
+            });
+            // No record: the script takes the member off. A record still being resolved,
+            // or unreadable, stays where it is.
+            let expire_at_ms = match (&rec, &rev) {
+                (None, None) => 0,
+                (Some(rec), Some(_)) => match self.retention.passive_expiry(rec, false, now_ms) {
+                    Some(t) => t,
+                    None => continue,
+                },
+                _ => continue,
+            };
+            let (channel, reference) = member.split_once(':').unwrap_or((member, ""));
+            let call = calls::RetirePassive {
+                record: keys::passive_payment(inst, channel, reference),
+                payments: index.clone(),
+                pending: keys::passive_pending(inst),
+                rev: rev.unwrap_or_default(),
+                member: member.clone(),
+                expire_at_ms,
+            };
+            pipe.add_command(call.eval(&self.retire.passive).cmd());
+            sent += 1;
+        }
+        let (retired, left) = if sent == 0 {
+            (0, 0)
+        } else {
+            let done: Vec<i64> = pipe.query_async(&mut self.conn()).await?;
+            (
+                done.iter().filter(|d| **d == 1).count() as u64,
+                done.iter().filter(|d| **d != 0).count(),
+            )
+        };
+        let next = if due.len() < batch {
+            0
+        } else {
+            from + due.len() - left
+        };
+        Ok((retired, next))
     }
 
     /// Retires up to `batch` of `inst`'s payments paid before the hot window at `now_ms`
@@ -223,26 +345,14 @@ impl Store {
     ///
     /// # Errors
     /// Redis unreachable.
-    pub async fn retire_payments(
+    async fn retire_payments(
         &self,
         inst: &str,
         now_ms: i64,
         batch: usize,
     ) -> Result<u64, StoreError> {
-        let cutoff = self.retention.hot_cutoff(now_ms);
         let index = keys::payments(inst);
-        let (due,): (Vec<(String, f64)>,) = redis::pipe()
-            .cmd("ZRANGE")
-            .arg(&index)
-            .arg("-inf")
-            .arg(format!("({cutoff}"))
-            .arg("BYSCORE")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(batch)
-            .arg("WITHSCORES")
-            .query_async(&mut self.conn())
-            .await?;
+        let due = self.older_than(&index, now_ms, 0, batch).await?;
         if due.is_empty() {
             return Ok(0);
         }
@@ -256,7 +366,6 @@ impl Store {
         }
         let rows: Vec<(Option<String>, Option<String>, Option<String>)> =
             read.query_async(&mut self.conn()).await?;
-        self.load_retire_scripts().await?;
         let mut pipe = redis::pipe();
         for ((key, score), (doc, lseq, rev_lseq)) in due.iter().zip(rows) {
             let doc: serde_json::Value = doc
@@ -293,12 +402,7 @@ impl Store {
     ///
     /// # Errors
     /// Redis unreachable.
-    pub async fn trim_ledger(
-        &self,
-        inst: &str,
-        now_ms: i64,
-        batch: usize,
-    ) -> Result<u64, StoreError> {
+    async fn trim_ledger(&self, inst: &str, now_ms: i64, batch: usize) -> Result<u64, StoreError> {
         let cutoff = self.retention.hot_cutoff(now_ms);
         let (ledger, base) = (keys::ledger(inst), keys::ledger_base(inst));
         let (read, head): (Option<u64>, Vec<String>) = redis::pipe()
@@ -319,7 +423,6 @@ impl Store {
         if count == 0 {
             return Ok(0);
         }
-        self.load_retire_scripts().await?;
         let call = calls::TrimLedger {
             ledger,
             base,
@@ -341,7 +444,7 @@ impl Store {
     ///
     /// # Errors
     /// Redis unreachable.
-    pub async fn retire_bills(
+    async fn retire_bills(
         &self,
         inst: &str,
         now_ms: i64,
@@ -350,17 +453,10 @@ impl Store {
     ) -> Result<(u64, usize), StoreError> {
         let cutoff = self.retention.hot_cutoff(now_ms);
         let index = keys::bills(inst);
-        let (hashes,): (Vec<String>,) = redis::pipe()
-            .cmd("ZRANGE")
-            .arg(&index)
-            .arg("-inf")
-            .arg(format!("({cutoff}"))
-            .arg("BYSCORE")
-            .arg("LIMIT")
-            .arg(from)
-            .arg(batch)
-            .query_async(&mut self.conn())
-            .await?;
+        let hashes: Vec<String> = (self.older_than(&index, now_ms, from, batch).await?)
+            .into_iter()
+            .map(|(h, _)| h)
+            .collect();
         if hashes.is_empty() {
             return Ok((0, 0));
         }
@@ -380,7 +476,6 @@ impl Store {
             Option<String>,
         );
         let rows: Vec<Row> = read.query_async(&mut self.conn()).await?;
-        self.load_retire_scripts().await?;
         let mut pipe = redis::pipe();
         let mut sent = 0usize;
         for (h, (ver, status, until, doc)) in hashes.iter().zip(rows) {
@@ -434,9 +529,9 @@ impl Store {
         Ok((retired, next))
     }
 
-    /// One sweep of `inst`: payments, then bills (from `bills_from`), then the ledger, each
-    /// batch after batch while a whole batch left and `budget` lasts (a busy institution's
-    /// day is more than one batch).
+    /// One sweep of `inst`: payments, forwarded payments (from `at.passives`), bills (from
+    /// `at.bills`), then the ledger, each batch after batch while a whole batch left and
+    /// `budget` lasts (a busy institution's day is more than one batch).
     ///
     /// # Errors
     /// Redis unreachable.
@@ -444,10 +539,11 @@ impl Store {
         &self,
         inst: &str,
         now_ms: i64,
-        bills_from: &mut usize,
+        at: &mut SweepCursor,
         batch: usize,
         budget: Duration,
     ) -> Result<Swept, StoreError> {
+        self.load_retire_scripts().await?;
         let started = std::time::Instant::now();
         let more = |n: u64| n as usize >= batch && started.elapsed() < budget;
         let mut swept = Swept::default();
@@ -459,9 +555,19 @@ impl Store {
             }
         }
         loop {
-            let (n, next) = self.retire_bills(inst, now_ms, *bills_from, batch).await?;
+            let (n, next) = self
+                .retire_passives(inst, now_ms, at.passives, batch)
+                .await?;
+            swept.forwarded_payments += n;
+            at.passives = next;
+            if next == 0 || started.elapsed() >= budget {
+                break;
+            }
+        }
+        loop {
+            let (n, next) = self.retire_bills(inst, now_ms, at.bills, batch).await?;
             swept.bills += n;
-            *bills_from = next;
+            at.bills = next;
             if next == 0 || started.elapsed() >= budget {
                 break;
             }
@@ -475,6 +581,15 @@ impl Store {
         }
         Ok(swept)
     }
+}
+
+/// Where an institution's sweep goes on in the index parts whose old members may stay
+/// (open bills, forwarded payments still being resolved): places from the start of the
+/// part before the hot window; 0 starts again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepCursor {
+    pub bills: usize,
+    pub passives: usize,
 }
 
 /// The working set as it stands: records per kind (every institution's), an estimate of
@@ -587,7 +702,7 @@ pub fn spawn_sweep(
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut cursors: HashMap<String, usize> = HashMap::new();
+        let mut cursors: HashMap<String, SweepCursor> = HashMap::new();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -612,6 +727,7 @@ pub fn spawn_sweep(
                     Ok(s) => {
                         for (kind, n) in [
                             ("payment", s.payments),
+                            ("forwarded_payment", s.forwarded_payments),
                             ("bill", s.bills),
                             ("ledger_entry", s.ledger_entries),
                         ] {
@@ -621,7 +737,7 @@ pub fn spawn_sweep(
                             }
                         }
                         if s != Swept::default() {
-                            tracing::info!(institution = %inst, payments = s.payments, bills = s.bills, ledger_entries = s.ledger_entries, "retention sweep: records past the hot window left Redis (they stay in the journal)");
+                            tracing::info!(institution = %inst, payments = s.payments, forwarded_payments = s.forwarded_payments, bills = s.bills, ledger_entries = s.ledger_entries, "retention sweep: records past the hot window left Redis (they stay in the journal)");
                         }
                     }
                     Err(e) => {
