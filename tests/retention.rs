@@ -560,17 +560,24 @@ async fn a_snapshot_taken_under_load_restores_key_by_key() {
     bogus.snapshot_id = "bogus".into();
     bogus.taken_ms += 1;
     bogus.parts += 5;
-    stack
-        .producer
-        .send(
-            rdkafka::producer::FutureRecord::to(&stack.settings.topics.snapshot_index)
-                .key(INST)
-                .payload(&serde_json::to_string(&bogus).unwrap()),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
+    // And a newest one, whole on the broker, whose journal offset is past the journal's end
+    // (another journal's): never used, or the journal after the real one would be skipped.
+    let mut foreign = taken.clone();
+    foreign.taken_ms += 2;
+    foreign.journal_offset = 1 << 40;
+    for t in [&bogus, &foreign] {
+        stack
+            .producer
+            .send(
+                rdkafka::producer::FutureRecord::to(&stack.settings.topics.snapshot_index)
+                    .key(INST)
+                    .payload(&serde_json::to_string(t).unwrap()),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
 
     // FLUSHALL, then restore from the snapshot and the journal after it.
     for url in masters(&stack) {

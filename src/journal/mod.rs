@@ -203,11 +203,22 @@ impl Journal {
                             HashMap::new()
                         }));
                     }
-                    let taken = snapshots
-                        .as_ref()
+                    // A snapshot past the journal's end belongs to another journal (the
+                    // topic was made anew): never used, it would skip what this one holds.
+                    let taken: Vec<snapshot::Taken> = (snapshots.as_ref())
                         .and_then(|all| all.get(inst))
-                        .map_or(&[][..], Vec::as_slice);
-                    let applied = match self.apply_snapshot(store, inst, taken, n).await {
+                        .map_or(&[][..], Vec::as_slice)
+                        .iter()
+                        .filter(|t| {
+                            let ours = t.journal_offset <= high;
+                            if !ours {
+                                tracing::error!(institution = %inst, snapshot = %t.snapshot_id, journal_offset = t.journal_offset, journal_end = high, "a snapshot past the journal's end (another journal's?): not used");
+                            }
+                            ours
+                        })
+                        .cloned()
+                        .collect();
+                    let applied = match self.apply_snapshot(store, inst, &taken, n).await {
                         Ok(a) => a,
                         Err(e) => {
                             // Never a recovery stuck on a snapshot: the journal has it all.
@@ -220,7 +231,12 @@ impl Journal {
                             tracing::info!(institution = %inst, snapshot = %t.snapshot_id, events, journal_offset = t.journal_offset, "applied the institution's newest snapshot; the journal follows from its offset");
                             metrics::counter!(m::SNAPSHOT_LOADS_TOTAL).increment(1);
                             (snapshot_events, restored) = (snapshot_events + events, restored + 1);
-                            t.journal_offset.clamp(low, high)
+                            if t.journal_offset < low {
+                                // The broker dropped journal events after the snapshot: its
+                                // retention is shorter than the snapshots' spacing.
+                                tracing::error!(institution = %inst, snapshot = %t.snapshot_id, journal_offset = t.journal_offset, journal_start = low, "the journal no longer holds the events after the snapshot: what changed in between is lost; keep the journal's retention above two snapshot intervals");
+                            }
+                            t.journal_offset.max(low)
                         }
                         None => low,
                     }

@@ -270,17 +270,21 @@ impl Journal {
         Ok((delivered.partition, delivered.offset))
     }
 
-    /// Every institution's complete snapshots on `topics.snapshot_index`, newest first.
+    /// The institutions' recent complete snapshots on `topics.snapshot_index`, newest
+    /// first: the index's last [`INDEX_TAIL`] records per configured institution in each
+    /// partition (the index is kept forever; its older records name snapshots whose parts
+    /// the broker dropped long ago), so the read costs the same after years.
     ///
     /// # Errors
     /// The broker unreachable, the index topic missing.
     pub async fn snapshots(&self) -> Result<HashMap<String, Vec<Taken>>, JournalError> {
         let c = Arc::new(self.reader()?);
         let wm = self.watermarks_of(&c, &self.snapshot_index_topic).await?;
+        let tail = INDEX_TAIL * self.institutions.len().max(1) as i64;
         let ranges: Vec<(i32, i64, i64)> = wm
             .iter()
             .enumerate()
-            .map(|(p, (low, high))| (p as i32, *low, *high))
+            .map(|(p, (low, high))| (p as i32, (*low).max(high - tail), *high))
             .collect();
         let mut all: HashMap<String, Vec<Taken>> = HashMap::new();
         self.read_ranges(&c, &self.snapshot_index_topic, &ranges, &mut |v| {
@@ -381,11 +385,20 @@ impl Journal {
     }
 }
 
+/// Records of `topics.snapshot_index` read per configured institution (see
+/// [`Journal::snapshots`]): 16 snapshots back, far more than the broker keeps the parts of.
+pub const INDEX_TAIL: i64 = 16;
+
+/// When an institution without any snapshot gets its first one after start, at most (a
+/// tenth of the interval if that is shorter).
+const FIRST_SNAPSHOT_AFTER: Duration = Duration::from_secs(600);
+
 /// Takes, until `stop`, each served institution's snapshot every
-/// `journal.snapshot_interval_ms` (the first one interval after start, or after the newest
-/// on the index): one instance at a time per institution (a lease in Redis,
-/// `Store::snapshot_lease`). Sets `ipg_snapshot_age_seconds` (the oldest institution's
-/// newest snapshot), `ipg_snapshot_bytes` and `ipg_snapshot_events` (their sum), counts
+/// `journal.snapshot_interval_ms` after the newest on the index (an institution without
+/// one: a tenth of the interval after start, at most 10 minutes): one instance at a time
+/// per institution (a lease in Redis, `Store::snapshot_lease`, given back when done).
+/// Sets `ipg_snapshot_age_seconds` (the oldest institution's newest snapshot),
+/// `ipg_snapshot_bytes` and `ipg_snapshot_events` (their sum), counts
 /// `ipg_snapshots_total{outcome}`.
 pub fn spawn(journal: Journal, store: Store, stop: CancellationToken) {
     let interval = journal.settings.snapshot_interval;
@@ -395,9 +408,12 @@ pub fn spawn(journal: Journal, store: Store, stop: CancellationToken) {
     tokio::spawn(async move {
         let started_ms = chrono::Utc::now().timestamp_millis();
         let every = (interval / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let first = (interval / 10).min(FIRST_SNAPSHOT_AFTER);
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut newest: HashMap<String, Taken> = HashMap::new();
+        // A failed snapshot is tried again no sooner than `first` later.
+        let mut retry_at: HashMap<String, i64> = HashMap::new();
         let mut known = false;
         loop {
             tokio::select! {
@@ -405,8 +421,11 @@ pub fn spawn(journal: Journal, store: Store, stop: CancellationToken) {
                 _ = tick.tick() => {}
             }
             let now = chrono::Utc::now().timestamp_millis();
-            let due_at = |inst: &str, newest: &HashMap<String, Taken>| {
-                newest.get(inst).map_or(started_ms, |t| t.taken_ms) + interval.as_millis() as i64
+            // An institution without a snapshot gets its first one soon after start (a
+            // fleet restarted more often than the interval would otherwise never take one).
+            let due_at = |inst: &str, newest: &HashMap<String, Taken>| match newest.get(inst) {
+                Some(t) => t.taken_ms + interval.as_millis() as i64,
+                None => started_ms + first.as_millis() as i64,
             };
             let due: Vec<String> = (journal.institutions.iter())
                 .filter(|i| !known || due_at(i, &newest) <= now)
@@ -429,27 +448,33 @@ pub fn spawn(journal: Journal, store: Store, stop: CancellationToken) {
             let due: Vec<String> = due
                 .into_iter()
                 .filter(|i| known && due_at(i, &newest) <= now)
+                .filter(|i| retry_at.get(i).is_none_or(|t| *t <= now))
                 .collect();
             for inst in &due {
                 if stop.is_cancelled() {
                     return;
                 }
-                match store.snapshot_lease(inst, interval).await {
-                    Ok(true) => {}
-                    Ok(false) => continue,
+                let lease = match store.snapshot_lease(inst, interval).await {
+                    Ok(Some(token)) => token,
+                    Ok(None) => continue,
                     Err(e) => {
                         tracing::warn!(institution = %inst, error = %e, "snapshots: no lease");
                         continue;
                     }
+                };
+                let taken = journal.take_snapshot(&store, inst).await;
+                if let Err(e) = store.release_snapshot_lease(inst, &lease).await {
+                    tracing::debug!(institution = %inst, error = %e, "snapshot lease left to expire");
                 }
-                match journal.take_snapshot(&store, inst).await {
+                match taken {
                     Ok(t) => {
                         tracing::info!(institution = %inst, events = t.events, bytes = t.bytes, took_ms = t.took_ms, "snapshot taken");
                         metrics::counter!(m::SNAPSHOTS_TOTAL, "outcome" => "taken").increment(1);
                         newest.insert(inst.clone(), t);
                     }
                     Err(e) => {
-                        tracing::warn!(institution = %inst, error = %e, "snapshot failed; tried again next interval");
+                        tracing::warn!(institution = %inst, error = %e, "snapshot failed; tried again later");
+                        retry_at.insert(inst.clone(), now + first.as_millis() as i64);
                         metrics::counter!(m::SNAPSHOTS_TOTAL, "outcome" => "failed").increment(1);
                     }
                 }

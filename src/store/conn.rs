@@ -231,6 +231,34 @@ impl Conn {
         Ok(flushed)
     }
 
+    /// Runs the keyless `cmd` (`SCAN`, `INFO`) on the master of `key`'s slot (a cluster),
+    /// or on the server itself (a single Redis): for the commands about one institution's
+    /// keys, which share its hash tag.
+    ///
+    /// # Errors
+    /// Redis unreachable, the command's own error.
+    pub async fn on_master_of<T: redis::FromRedisValue>(
+        &self,
+        key: &str,
+        cmd: &Cmd,
+    ) -> redis::RedisResult<T> {
+        match self {
+            Conn::Cluster(c) => {
+                let v = c
+                    .connection()
+                    .route_command(
+                        cmd.clone(),
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                            Route::with_key(key, SlotAddr::Master),
+                        )),
+                    )
+                    .await?;
+                Ok(redis::from_redis_value(v)?)
+            }
+            _ => cmd.query_async(&mut self.clone()).await,
+        }
+    }
+
     /// Runs `cmd` on one node: the master at `host:port` on a cluster (see
     /// [`Conn::masters`]), the server itself on a single Redis.
     ///

@@ -36,8 +36,9 @@ const PAGE: usize = 500;
 pub enum Cursor {
     /// Nothing read yet.
     Start,
-    /// Scanning the keys of master `node` (index into the masters) from `cursor`.
-    Keys { node: usize, cursor: u64 },
+    /// Scanning the institution's keys from `cursor` on the master of its slot, the server
+    /// whose `run_id` was read at the start (a `SCAN` cursor means nothing on another).
+    Keys { run_id: String, cursor: u64 },
     /// Reading the ledger from sequence `next`.
     Ledger { next: u64 },
     /// Done.
@@ -98,7 +99,9 @@ impl Store {
     }
 
     /// Takes the lease to snapshot `inst` for `ttl` (`ipg:{I}:snapshot_lease`, `SET NX PX`):
-    /// one instance at a time takes an institution's snapshot. Whether it was taken.
+    /// one instance at a time takes an institution's snapshot. The lease's token when it
+    /// was taken (give it back with [`Store::release_snapshot_lease`]), `None` when another
+    /// instance holds it.
     ///
     /// # Errors
     /// Redis unreachable.
@@ -106,19 +109,30 @@ impl Store {
         &self,
         inst: &str,
         ttl: std::time::Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<String>, StoreError> {
+        let token = uuid::Uuid::new_v4().to_string();
         let taken: Option<String> = self
             .plain(
                 redis::cmd("SET")
                     .arg(keys::snapshot_lease(inst))
-                    .arg(uuid::Uuid::new_v4().to_string())
+                    .arg(&token)
                     .arg("NX")
                     .arg("PX")
                     .arg(ttl.as_millis().max(1) as u64)
                     .clone(),
             )
             .await?;
-        Ok(taken.is_some())
+        Ok(taken.map(|_| token))
+    }
+
+    /// Gives back the lease `token` took (only if it still holds it), so a snapshot that
+    /// failed is tried again by any instance at its next look, not an interval later.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn release_snapshot_lease(&self, inst: &str, token: &str) -> Result<(), StoreError> {
+        self.unlock(&keys::snapshot_lease(inst), token).await?;
+        Ok(())
     }
 
     /// The next page of `inst`'s working set as events, from `at` (start with
@@ -134,34 +148,58 @@ impl Store {
         at: Cursor,
     ) -> Result<(Vec<Event>, Cursor), StoreError> {
         match at {
-            Cursor::Start => Ok((Vec::new(), Cursor::Keys { node: 0, cursor: 0 })),
-            Cursor::Keys { node, cursor } => {
-                let conn = self.conn();
-                let nodes = conn.each_node().await?;
-                let Some(n) = nodes.get(node) else {
-                    return Ok((Vec::new(), Cursor::Ledger { next: 1 }));
-                };
+            Cursor::Start => {
+                let run_id = self.run_id_of(inst).await?;
+                Ok((Vec::new(), Cursor::Keys { run_id, cursor: 0 }))
+            }
+            Cursor::Keys { run_id, cursor } => {
                 let mut scan = redis::cmd("SCAN");
                 scan.arg(cursor)
                     .arg("MATCH")
                     .arg(format!("ipg:{{{inst}}}:*"))
                     .arg("COUNT")
                     .arg(PAGE);
-                let (next, found): (u64, Vec<String>) = conn.on_node(n.as_ref(), &scan).await?;
+                // All of them share the institution's hash tag: one slot, one master.
+                let (next, found): (u64, Vec<String>) = self
+                    .conn()
+                    .on_master_of(&keys::journal_mark(inst), &scan)
+                    .await?;
+                // A failover meanwhile (another server behind the slot) voids the cursor:
+                // the snapshot is abandoned, never written with keys left out.
+                if self.run_id_of(inst).await? != run_id {
+                    return Err(StoreError::Unavailable(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "the institution's master changed while its keys were read",
+                    ))));
+                }
                 let events = self.snapshot_keys(inst, now_ms, &found).await?;
                 let at = if next == 0 {
-                    Cursor::Keys {
-                        node: node + 1,
-                        cursor: 0,
-                    }
+                    Cursor::Ledger { next: 1 }
                 } else {
-                    Cursor::Keys { node, cursor: next }
+                    Cursor::Keys {
+                        run_id,
+                        cursor: next,
+                    }
                 };
                 Ok((events, at))
             }
             Cursor::Ledger { next } => self.snapshot_ledger(inst, next).await,
             Cursor::Done => Ok((Vec::new(), Cursor::Done)),
         }
+    }
+
+    /// The `run_id` of the server holding `inst`'s keys (`INFO server`).
+    async fn run_id_of(&self, inst: &str) -> Result<String, StoreError> {
+        let info: String = self
+            .conn()
+            .on_master_of(&keys::journal_mark(inst), redis::cmd("INFO").arg("server"))
+            .await?;
+        Ok(info
+            .lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned())
     }
 
     /// The events of the records among `found` (keys of `inst`); keys that are not records
@@ -229,22 +267,27 @@ impl Store {
                 .map(|s| s as i64)
         };
         let reference_ms = self.retention.reference_ms() as i64;
+        let corrupt = |key: &str, reason: &str| StoreError::Corrupt {
+            key: key.to_owned(),
+            reason: format!("{reason}: no snapshot is taken without it"),
+        };
         let mut out = Vec::new();
         for (k, kind) in wanted {
             let name = &k[prefix.len() + kind.len()..];
             match kind {
                 "bill:" => {
                     let h = hash(next());
-                    if let Some(e) = bill_event(inst, name, &h, now_ms) {
-                        out.push(e);
-                    }
+                    out.extend(bill_event(inst, name, &h, now_ms).map_err(|r| corrupt(k, r))?);
                 }
                 "pay:" => {
                     let (h, indexed) = (hash(next()), score(next()));
                     let Some((channel, reference)) = name.split_once(':') else {
                         continue;
                     };
-                    out.extend(payment_events(inst, channel, reference, &h, indexed));
+                    out.extend(
+                        payment_events(inst, channel, reference, &h, indexed)
+                            .map_err(|r| corrupt(k, r))?,
+                    );
                 }
                 "void:" => {
                     let record: Option<String> = redis::from_redis_value(next()).ok().flatten();
@@ -416,7 +459,28 @@ impl Store {
 }
 
 /// A bill's event: its record at its version, stamped with when the sweep saw it closed.
-fn bill_event(inst: &str, hash: &str, h: &HashMap<String, String>, now_ms: i64) -> Option<Event> {
+/// `Ok(None)` for a key gone since the scan; an error for a record that cannot be read (a
+/// snapshot never leaves out silently what the journal before its offset holds).
+fn bill_event(
+    inst: &str,
+    hash: &str,
+    h: &HashMap<String, String>,
+    now_ms: i64,
+) -> Result<Option<Event>, &'static str> {
+    if h.is_empty() {
+        return Ok(None);
+    }
+    bill_record_event(inst, hash, h, now_ms)
+        .map(Some)
+        .ok_or("an unreadable bill record")
+}
+
+fn bill_record_event(
+    inst: &str,
+    hash: &str,
+    h: &HashMap<String, String>,
+    now_ms: i64,
+) -> Option<Event> {
     if h.contains_key("gone") {
         // A retired bill's tombstone: a closed bill at its version, closed long ago, which
         // applying turns into the tombstone again.
@@ -454,15 +518,19 @@ fn bill_event(inst: &str, hash: &str, h: &HashMap<String, String>, now_ms: i64) 
     Some(e)
 }
 
-/// A payment record's events: each stage and the reference's binding.
+/// A payment record's events: each stage and the reference's binding (none for a key gone
+/// since the scan); an error for a record that is neither a full nor a compact record.
 fn payment_events(
     inst: &str,
     channel: &str,
     reference: &str,
     h: &HashMap<String, String>,
     indexed: Option<i64>,
-) -> Vec<Event> {
+) -> Result<Vec<Event>, &'static str> {
     let mut out = Vec::new();
+    if h.is_empty() {
+        return Ok(out);
+    }
     let stage = |stage: Stage,
                  doc: String,
                  bill: Option<String>,
@@ -499,7 +567,8 @@ fn payment_events(
     let (va, amount);
     if let Some(doc) = h.get("doc") {
         // The full record.
-        let v: serde_json::Value = serde_json::from_str(doc).unwrap_or_default();
+        let v: serde_json::Value =
+            serde_json::from_str(doc).map_err(|_| "an unreadable payment document")?;
         va = v
             .get("va_number")
             .and_then(|x| x.as_str())
@@ -542,7 +611,7 @@ fn payment_events(
             h.get("amount").and_then(|a| a.parse::<u64>().ok()),
             h.get("paid_ms").and_then(|p| p.parse::<i64>().ok()),
         ) else {
-            return out;
+            return Err("an unreadable compact payment record");
         };
         let doc = serde_json::json!({
             "id": id,
@@ -578,5 +647,5 @@ fn payment_events(
             record,
         });
     }
-    out
+    Ok(out)
 }
