@@ -1,6 +1,8 @@
 //! HMAC-SHA256 signatures as IPG uses them: lowercase hex over the exact bytes, keyed with
 //! the API key, verified in constant time.
 
+pub mod snap;
+
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
