@@ -69,7 +69,7 @@ pub const REDIS_RECORD_BYTES: &str = "ipg_redis_record_bytes";
 pub const REDIS_KEYS: &str = "ipg_redis_keys";
 pub const REDIS_USED_MEMORY_BYTES: &str = "ipg_redis_used_memory_bytes";
 
-/// Counts one channel request answered (`ipg_messages_total`) through `door` (`kafka` or
+/// Counts one channel request answered (`ipg_messages_total`) through `door` (`kafka`, `snap` or
 /// `http`). Labels are bounded: `channel` is a configured code or `unknown`, `institution`
 /// a configured code or `none`.
 pub fn count_answer(

@@ -32,6 +32,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub webhook: crate::webhook::WebhookSettings,
     pub api: crate::api::ApiSettings,
+    pub snap: crate::api::SnapSettings,
     pub passive: crate::passive::PassiveSettings,
     pub journal: crate::journal::JournalSettings,
     pub retention: crate::store::config::RetentionSettings,
@@ -158,6 +159,9 @@ impl Settings {
     fn resolve_secrets(&mut self) {
         for c in &mut self.channels {
             c.resolved_key = c.api_key_env.as_ref().and_then(|v| std::env::var(v).ok());
+            if let Some(snap) = &mut c.snap {
+                snap.resolve();
+            }
         }
         for i in &mut self.institutions {
             i.resolved_key = i.api_key_env.as_ref().and_then(|v| std::env::var(v).ok());
@@ -210,6 +214,7 @@ impl Settings {
         self.metrics.validate()?;
         self.webhook.validate(&self.kafka.group_id)?;
         self.api.validate()?;
+        self.snap.validate()?;
         self.passive.validate(self.switch.lock_ttl)?;
         self.journal.validate()?;
         self.retention.validate(self.journal.unjournaled_after)?;

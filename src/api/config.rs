@@ -87,3 +87,54 @@ impl ApiSettings {
         Ok(())
     }
 }
+
+/// The `[snap]` section: SNAP BI's door on the `[api]` listener (docs/snap.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapSettings {
+    /// Where SNAP's paths start (`/snap` serves `/snap/v1.0/transfer-va/inquiry`); `""`
+    /// turns the SNAP door off.
+    pub path_prefix: String,
+    /// Lifetime of a B2B access token (SNAP: 900 s).
+    #[serde(rename = "token_ttl_secs", deserialize_with = "crate::config::secs")]
+    pub token_ttl: std::time::Duration,
+    /// How far `X-TIMESTAMP` may be from the switch's clock, either way.
+    #[serde(
+        rename = "timestamp_skew_ms",
+        deserialize_with = "crate::config::millis"
+    )]
+    pub timestamp_skew: std::time::Duration,
+}
+
+const SNAP: Section = Section("snap");
+
+impl SnapSettings {
+    pub fn enabled(&self) -> bool {
+        !self.path_prefix.is_empty()
+    }
+
+    /// # Errors
+    /// The first invalid key, named.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let p = &self.path_prefix;
+        if !p.is_empty()
+            && (!p.starts_with('/')
+                || p.ends_with('/')
+                || !p
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b)))
+        {
+            return Err(SNAP.bad(
+                "path_prefix",
+                "must be \"\" or a path like /snap (letters, digits, - _ . /; no trailing /)",
+            ));
+        }
+        if !(60..=3600).contains(&self.token_ttl.as_secs()) {
+            return Err(SNAP.bad("token_ttl_secs", "must be between 60 and 3600"));
+        }
+        if !(1_000..=3_600_000).contains(&self.timestamp_skew.as_millis()) {
+            return Err(SNAP.bad("timestamp_skew_ms", "must be between 1000 and 3600000"));
+        }
+        Ok(())
+    }
+}

@@ -10,6 +10,7 @@
 //! - [`bills`]: create, read, revoke a bill, its payments, sandbox mock payments.
 //! - [`lists`]: bill, payment, mutation, institution and account lists, with IPG paging.
 //! - [`statement`]: the institution's daily statement (JSON, or CSV on `Accept: text/csv`).
+//! - [`snap`]: SNAP BI's access token and VA services 24, 25, 26 (docs/snap.md).
 //! - [`error`]: the HTTP status of each refusal.
 
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod channel;
 pub mod config;
 pub mod error;
 pub mod lists;
+pub mod snap;
 pub mod statement;
 
 use std::sync::Arc;
@@ -33,7 +35,7 @@ use axum::Router;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::ApiSettings;
+pub use config::{ApiSettings, SnapSettings};
 
 use crate::clock::Clock;
 use crate::domain::Command;
@@ -74,6 +76,8 @@ pub struct Inner {
     pub webhook_topic: String,
     pub shutdown: CancellationToken,
     pub settings: ApiSettings,
+    /// The `[snap]` section: SNAP BI's door (docs/snap.md).
+    pub snap: SnapSettings,
     /// Where `GET /api/v2/gw/statement` reads its events (the journal); `None`: 503.
     pub statements: Option<Arc<dyn crate::statement::Source>>,
     /// `statement.cutoff_hour`.
@@ -363,7 +367,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/institution/{code}/account", get(lists::accounts))
         .route("/statement", get(statement::statement))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::gateway));
+    let snap = if state.snap.enabled() {
+        snap::routes(&state.snap.path_prefix)
+    } else {
+        Router::new()
+    };
     Router::new()
+        .merge(snap)
         .route("/oauth/token", post(auth::token))
         .route("/api/v2/ch/inquiry", post(channel::inquiry))
         .route("/api/v2/ch/payment", post(channel::payment))

@@ -244,6 +244,7 @@ impl App {
             webhook_topic: settings.topics.webhook.clone(),
             shutdown: token.clone(),
             settings: settings.api.clone(),
+            snap: settings.snap.clone(),
             statements: Some(Arc::new(settings.journal(&self.bootstrap))),
             cutoff_hour: settings.statement.cutoff_hour,
             history: Arc::new(tokio::sync::Semaphore::new(

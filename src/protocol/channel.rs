@@ -216,7 +216,7 @@ impl<'a> Fields<'a> {
 pub const FORMULA_START: &[u8] = b"=+-@";
 
 /// References and request ids: 1..=64 printable ASCII characters without spaces.
-fn check_reference(field: &str, s: &str) -> Result<(), Invalid> {
+pub fn check_reference(field: &str, s: &str) -> Result<(), Invalid> {
     if s.len() > MAX_REF_LEN {
         return Err(invalid(
             field,
@@ -233,7 +233,7 @@ fn check_reference(field: &str, s: &str) -> Result<(), Invalid> {
 /// starting with a [`FORMULA_START`] character. References that look a payment up
 /// (`payment_ref`) keep the older rule, so that a payment taken before it can still be
 /// reversed; `request_id` never reaches a statement.
-fn check_new_reference(field: &str, s: &str) -> Result<(), Invalid> {
+pub fn check_new_reference(field: &str, s: &str) -> Result<(), Invalid> {
     check_reference(field, s)?;
     if s.bytes().next().is_some_and(|b| FORMULA_START.contains(&b)) {
         return Err(invalid(

@@ -25,6 +25,68 @@ pub struct ChannelSettings {
     /// The key of `api_key_env`, read once at load (`Settings` fills it).
     #[serde(skip)]
     pub resolved_key: Option<String>,
+    /// The channel as a SNAP BI partner (`[channels.snap]`, docs/snap.md): absent, it
+    /// cannot use the SNAP door.
+    #[serde(default)]
+    pub snap: Option<SnapPartnerSettings>,
+}
+
+/// A channel's SNAP identity (docs/snap.md, "Partners"): the client id it presents
+/// (`X-CLIENT-KEY` for a token, `X-PARTNER-ID` on every call), the RSA public key its
+/// token requests are verified with, and the client secret its calls are signed with,
+/// from an environment variable only (never in a file).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapPartnerSettings {
+    pub client_id: String,
+    /// A PEM file: `BEGIN PUBLIC KEY` (X.509 SubjectPublicKeyInfo) or `BEGIN RSA PUBLIC KEY`.
+    pub public_key_file: String,
+    /// The environment variable holding the client secret (HMAC-SHA512 key).
+    pub client_secret_env: String,
+    /// The secret and the key's PEM, read once at load (`Settings` fills them).
+    #[serde(skip)]
+    pub resolved_secret: Option<String>,
+    #[serde(skip)]
+    pub resolved_public_key: Option<String>,
+}
+
+impl SnapPartnerSettings {
+    /// # Errors
+    /// An empty or overlong client id, a key file that cannot be read or is no RSA public
+    /// key, a secret variable unset or empty; named under `key`.
+    fn validate(&self, key: &str) -> Result<(), SettingsError> {
+        let id = &self.client_id;
+        if id.is_empty() || id.len() > 36 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad(
+                format!("{key}.client_id"),
+                "must be 1-36 printable characters without spaces",
+            ));
+        }
+        let pem = std::fs::read_to_string(&self.public_key_file).map_err(|e| {
+            bad(
+                format!("{key}.public_key_file"),
+                format!("{:?} cannot be read: {e}", self.public_key_file),
+            )
+        })?;
+        crate::signature::snap::RsaPublicKey::from_pem(&pem)
+            .map_err(|e| bad(format!("{key}.public_key_file"), e.to_string()))?;
+        match std::env::var(&self.client_secret_env) {
+            Ok(v) if !v.is_empty() => Ok(()),
+            _ => Err(bad(
+                format!("{key}.client_secret_env"),
+                format!(
+                    "environment variable {:?} is not set",
+                    self.client_secret_env
+                ),
+            )),
+        }
+    }
+
+    /// Reads the secret and the key file (validated before).
+    pub fn resolve(&mut self) {
+        self.resolved_secret = std::env::var(&self.client_secret_env).ok();
+        self.resolved_public_key = std::fs::read_to_string(&self.public_key_file).ok();
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -120,6 +182,7 @@ pub fn validate(
     institutions: &[InstitutionSettings],
 ) -> Result<(), SettingsError> {
     let mut codes = HashSet::new();
+    let mut snap_ids = HashSet::new();
     for (i, c) in channels.iter().enumerate() {
         let key = format!("channels[{i}]");
         if c.code.trim().is_empty() {
@@ -139,6 +202,15 @@ pub fn validate(
         }
         resolve_key(&format!("{key}.api_key"), &c.api_key, &c.api_key_env)?;
         check_rate(&key, c.rate_per_second, c.burst)?;
+        if let Some(snap) = &c.snap {
+            snap.validate(&format!("{key}.snap"))?;
+            if !snap_ids.insert(&snap.client_id) {
+                return Err(bad(
+                    format!("{key}.snap.client_id"),
+                    format!("{:?} is another channel's", snap.client_id),
+                ));
+            }
+        }
     }
     let mut codes = HashSet::new();
     let mut prefixes = HashSet::new();
@@ -233,6 +305,13 @@ pub fn list_types() -> toml::Table {
         rate_per_second: Some(0.0),
         burst: Some(0),
         resolved_key: None,
+        snap: Some(SnapPartnerSettings {
+            client_id: String::new(),
+            public_key_file: String::new(),
+            client_secret_env: String::new(),
+            resolved_secret: None,
+            resolved_public_key: None,
+        }),
     };
     let institution = InstitutionSettings {
         code: String::new(),

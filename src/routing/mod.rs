@@ -61,6 +61,22 @@ pub struct Channel {
     /// (its `Debug` shows nothing of the key).
     pub verifier: crate::signature::Verifier,
     pub limiter: Option<Limiter>,
+    /// The channel as a SNAP partner (`[channels.snap]`), if it is one.
+    pub snap: Option<SnapPartner>,
+}
+
+/// A channel's SNAP identity, keyed (docs/snap.md, "Partners").
+#[derive(Clone, Debug)]
+pub struct SnapPartner {
+    /// `X-CLIENT-KEY` / `X-PARTNER-ID`.
+    pub client_id: String,
+    /// Verifies its access token requests (SHA256withRSA).
+    pub public_key: crate::signature::snap::RsaPublicKey,
+    /// Its client secret keyed into HMAC-SHA512: verifies its calls.
+    pub mac: crate::signature::snap::Hmac512,
+    /// Names the secret without revealing it: a token issued under another secret dies
+    /// with it.
+    pub secret_fingerprint: String,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -68,6 +84,8 @@ pub struct Routing {
     by_prefix: HashMap<String, Arc<Institution>>,
     by_code: HashMap<String, Arc<Institution>>,
     channels: HashMap<String, Channel>,
+    /// SNAP client id → channel code.
+    snap_clients: HashMap<String, String>,
 }
 
 impl Routing {
@@ -91,9 +109,33 @@ impl Routing {
             r.by_code.insert(i.code.clone(), inst);
         }
         for c in channels {
+            let snap = c.snap.as_ref().and_then(|p| {
+                let pem = p
+                    .resolved_public_key
+                    .clone()
+                    .or_else(|| std::fs::read_to_string(&p.public_key_file).ok())?;
+                let secret = p
+                    .resolved_secret
+                    .clone()
+                    .or_else(|| std::env::var(&p.client_secret_env).ok())?;
+                Some(SnapPartner {
+                    client_id: p.client_id.clone(),
+                    public_key: crate::signature::snap::RsaPublicKey::from_pem(&pem).ok()?,
+                    mac: crate::signature::snap::Hmac512::new(secret.as_bytes()),
+                    secret_fingerprint: crate::signature::sign(
+                        secret.as_bytes(),
+                        b"ipg-switch snap token",
+                    )[..32]
+                        .to_owned(),
+                })
+            });
+            if let Some(p) = &snap {
+                r.snap_clients.insert(p.client_id.clone(), c.code.clone());
+            }
             let channel = Channel {
                 verifier: crate::signature::Verifier::new(c.key().as_bytes()),
                 limiter: Limiter::new(c.rate_per_second, c.burst),
+                snap,
             };
             r.channels.insert(c.code.clone(), channel);
         }
@@ -119,6 +161,13 @@ impl Routing {
 
     pub fn channel(&self, channel: &str) -> Option<&Channel> {
         self.channels.get(channel)
+    }
+
+    /// The channel code and SNAP identity of the partner presenting `client_id`.
+    pub fn snap_partner(&self, client_id: &str) -> Option<(&str, &SnapPartner)> {
+        let code = self.snap_clients.get(client_id)?;
+        let p = self.channels.get(code)?.snap.as_ref()?;
+        Some((code.as_str(), p))
     }
 
     /// Authenticates `payload` as sent by `channel`: a configured channel, and `signature`

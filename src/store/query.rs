@@ -15,6 +15,11 @@ pub fn token_key(token_sha256_hex: &str) -> String {
     format!("ipg:token:{token_sha256_hex}")
 }
 
+/// A SNAP `X-EXTERNAL-ID` claim: `ipg:snapxid:{<channel>}:<day>:<id>` (docs/snap.md).
+pub fn external_id_key(channel: &str, day: &str, xid: &str) -> String {
+    format!("ipg:snapxid:{{{channel}}}:{day}:{xid}")
+}
+
 /// Which index a window reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Index {
@@ -74,6 +79,51 @@ impl Store {
     /// Redis unreachable.
     pub async fn token(&self, token_sha256_hex: &str) -> Result<Option<String>, StoreError> {
         Ok(self.conn().get(token_key(token_sha256_hex)).await?)
+    }
+
+    /// Claims SNAP's `X-EXTERNAL-ID` `xid` of `channel` for `day` (`YYYY-MM-DD`) with
+    /// `what` (the service and the business reference), kept `ttl_ms`
+    /// (`ipg:snapxid:{<channel>}:<day>:<xid>`, `SET NX GET`: one round trip, atomic).
+    /// `None` when it was free (now claimed), else what it was claimed with.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn claim_external_id(
+        &self,
+        channel: &str,
+        day: &str,
+        xid: &str,
+        what: &str,
+        ttl_ms: u64,
+    ) -> Result<Option<String>, StoreError> {
+        let earlier: Option<String> = self
+            .plain(
+                redis::cmd("SET")
+                    .arg(external_id_key(channel, day, xid))
+                    .arg(what)
+                    .arg("NX")
+                    .arg("GET")
+                    .arg("PX")
+                    .arg(ttl_ms.max(1))
+                    .clone(),
+            )
+            .await?;
+        Ok(earlier)
+    }
+
+    /// Gives back an `X-EXTERNAL-ID` claimed by a request the switch could not serve (an
+    /// answer 5xx): the partner may send it again.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn release_external_id(
+        &self,
+        channel: &str,
+        day: &str,
+        xid: &str,
+    ) -> Result<(), StoreError> {
+        let _: () = self.conn().del(external_id_key(channel, day, xid)).await?;
+        Ok(())
     }
 
     /// How many members of an index fall in `w`.

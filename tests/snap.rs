@@ -1,0 +1,442 @@
+//! SNAP BI's door (issue 26, docs/snap.md): a SNAP bank client written here (an RSA key pair
+//! made by `openssl` for this test, the B2B access token, HMAC-SHA512-signed calls) against
+//! the real daemon, real redis-server and the Kafka-protocol broker, on the same bills as
+//! IPG's doors: inquiry -> payment -> status, every refusal with its code and nothing moved,
+//! and copies of one payment through SNAP, IPG HTTP and Kafka at once paid once.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::*;
+use ipg_switch::signature::snap::{string_to_sign, Hmac512};
+use serde_json::{json, Value};
+
+const CLIENT_ID: &str = "BANKSYARIAH-SNAP";
+const SECRET: &str = "snap-client-secret";
+const PSID: &str = "  857499";
+
+/// An RSA key pair made by openssl in a fresh directory: (private key PEM path, public).
+fn key_pair() -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("ipg-snap-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (private, public) = (dir.join("partner.key"), dir.join("partner.pub"));
+    let ok = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&private)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl (scripts/test.sh installs it)")
+        .success();
+    assert!(ok, "openssl genpkey");
+    let ok = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&private)
+        .arg("-out")
+        .arg(&public)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "openssl pkey -pubout");
+    (private, public)
+}
+
+/// Base64 SHA256withRSA of `message` by openssl (an implementation other than the switch's).
+fn rsa_sign(private: &PathBuf, message: &str) -> String {
+    use base64::Engine;
+    use std::io::Write;
+    let mut child = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(private)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(message.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    base64::engine::general_purpose::STANDARD.encode(out.stdout)
+}
+
+fn now() -> String {
+    chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).unwrap())
+        .format("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string()
+}
+
+/// A SNAP bank client.
+struct Bank {
+    base: String,
+    http: reqwest::Client,
+    token: String,
+}
+
+impl Bank {
+    /// Asks for a token signed with `private`: the answer's status and body.
+    async fn token_with(base: &str, private: &PathBuf, client: &str) -> (u16, Value) {
+        let ts = now();
+        let sig = rsa_sign(private, &format!("{client}|{ts}"));
+        let r = reqwest::Client::new()
+            .post(format!("{base}/snap/v1.0/access-token/b2b"))
+            .header("Content-Type", "application/json")
+            .header("X-TIMESTAMP", &ts)
+            .header("X-CLIENT-KEY", client)
+            .header("X-SIGNATURE", sig)
+            .body(r#"{"grantType":"client_credentials","additionalInfo":{}}"#)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// One signed call; `tamper` may change the headers after signing.
+    async fn call_with(
+        &self,
+        service: &str,
+        xid: &str,
+        body: &Value,
+        timestamp: &str,
+        tamper: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> (u16, Value) {
+        let raw = serde_json::to_string(body).unwrap();
+        let path = format!("/snap/v1.0/transfer-va/{service}");
+        let s = string_to_sign("POST", &path, &self.token, raw.as_bytes(), timestamp);
+        let sig = Hmac512::new(SECRET.as_bytes()).sign(&s);
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/json")
+            .header("Authorization", format!("Bearer {}", self.token))
+            .header("X-TIMESTAMP", timestamp)
+            .header("X-SIGNATURE", sig)
+            .header("X-PARTNER-ID", CLIENT_ID)
+            .header("X-EXTERNAL-ID", xid)
+            .header("CHANNEL-ID", "95231")
+            .body(raw);
+        let r = tamper(req).send().await.unwrap();
+        let status = r.status().as_u16();
+        assert!(
+            r.headers().contains_key("x-timestamp"),
+            "SNAP answers carry X-TIMESTAMP"
+        );
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn call(&self, service: &str, xid: &str, body: &Value) -> (u16, Value) {
+        self.call_with(service, xid, body, &now(), |r| r).await
+    }
+}
+
+fn identity(number: &str) -> Value {
+    json!({"partnerServiceId": PSID, "customerNo": number,
+        "virtualAccountNo": format!("{PSID}{number}")})
+}
+
+fn with(mut v: Value, extra: Value) -> Value {
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+fn pay_body(number: &str, request_id: &str, value: &str) -> Value {
+    with(
+        identity(number),
+        json!({"paymentRequestId": request_id, "virtualAccountName": "Ahmad",
+            "paidAmount": {"value": value, "currency": "IDR"}, "channelCode": 6011,
+            "trxDateTime": now(), "referenceNo": "00113696201"}),
+    )
+}
+
+fn code(a: &(u16, Value)) -> (u16, &str) {
+    (a.0, a.1["responseCode"].as_str().unwrap_or("none"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_snap_bank_pays_ipg_bills_and_every_door_pays_once() {
+    let (private, public) = key_pair();
+    let api = free_port();
+    let mut stack = Stack::start_with(&format!("[api]\nlisten = \"127.0.0.1:{api}\"\n")).await;
+    let ch = (stack.settings.channels.iter_mut())
+        .find(|c| c.code == CHANNEL)
+        .unwrap();
+    ch.snap = Some(ipg_switch::routing::config::SnapPartnerSettings {
+        client_id: CLIENT_ID.into(),
+        public_key_file: public.display().to_string(),
+        client_secret_env: "IPG_TEST_SNAP_SECRET".into(),
+        resolved_secret: Some(SECRET.into()),
+        resolved_public_key: Some(std::fs::read_to_string(&public).unwrap()),
+    });
+    let base = format!("http://127.0.0.1:{api}");
+    let daemon = stack.daemon();
+    http_up(&base).await;
+    // Bills created through IPG's Active Client API path (the switch's create).
+    let (one, two, three) = ("7300000001", "7300000002", "7300000003");
+    for n in [one, two, three] {
+        stack.create_bill(bill_body(n, "close", 150_000)).await;
+    }
+
+    // The token: a signature by another key, an unknown client, then the real one.
+    let (other, _) = key_pair();
+    let t = Bank::token_with(&base, &other, CLIENT_ID).await;
+    assert_eq!(code(&t), (401, "4017300"), "{:?}", t.1);
+    let t = Bank::token_with(&base, &private, "NOBODY").await;
+    assert_eq!(code(&t), (401, "4017300"), "{:?}", t.1);
+    let t = Bank::token_with(&base, &private, CLIENT_ID).await;
+    assert_eq!(code(&t), (200, "2007300"), "{:?}", t.1);
+    assert_eq!(t.1["tokenType"], "Bearer");
+    assert_eq!(t.1["expiresIn"], "900");
+    let bank = Bank {
+        base: base.clone(),
+        http: reqwest::Client::new(),
+        token: t.1["accessToken"].as_str().unwrap().to_owned(),
+    };
+
+    // 24: the bill as SNAP shows it.
+    let a = bank
+        .call(
+            "inquiry",
+            "X-INQ-1",
+            &with(identity(one), json!({"inquiryRequestId": "PR-1"})),
+        )
+        .await;
+    assert_eq!(code(&a), (200, "2002400"), "{:?}", a.1);
+    let d = &a.1["virtualAccountData"];
+    assert_eq!(d["inquiryStatus"], "00");
+    assert_eq!(d["virtualAccountNo"], format!("{PSID}{one}"));
+    assert_eq!(d["virtualAccountName"], "Ahmad");
+    assert_eq!(
+        d["totalAmount"],
+        json!({"value": "150000.00", "currency": "IDR"})
+    );
+    assert_eq!(d["virtualAccountTrxType"], "C");
+
+    // Every refusal has its code, and nothing moves.
+    let body = pay_body(one, "PR-1", "150000.00");
+    let refusals = [
+        (
+            bank.call("payment", "X-C", &pay_body(one, "PR-1", "150000.50"))
+                .await,
+            (400, "4002501"),
+        ),
+        (
+            bank.call(
+                "payment",
+                "X-M",
+                &with(body.clone(), json!({"paidAmount": null})),
+            )
+            .await,
+            (400, "4002502"),
+        ),
+        (
+            bank.call("payment", "X-A", &pay_body(one, "PR-A", "100.00"))
+                .await,
+            (404, "4042513"),
+        ),
+        (
+            bank.call(
+                "payment",
+                "X-U",
+                &pay_body("7399999999", "PR-U", "150000.00"),
+            )
+            .await,
+            (404, "4042512"),
+        ),
+        (
+            bank.call_with("payment", "X-S", &body, "2020-01-01T00:00:00+07:00", |r| r)
+                .await,
+            (401, "4012500"),
+        ),
+        (
+            bank.call_with("payment", "X-G", &body, &now(), |r| {
+                r.header("X-SIGNATURE", "AAAA")
+            })
+            .await,
+            (400, "4002501"),
+        ),
+        (
+            bank.call_with("payment", "X-T", &body, &now(), |r| {
+                r.header("Authorization", "Bearer nope")
+            })
+            .await,
+            (400, "4002501"),
+        ),
+        (
+            bank.call_with("payment", "", &body, &now(), |r| r).await,
+            (400, "4002502"),
+        ),
+    ];
+    for (got, want) in &refusals {
+        assert_eq!(code(got), *want, "{:?}", got.1);
+    }
+    // A wrong token and a bad signature, each sent alone.
+    let wrong = Bank {
+        token: "nope".into(),
+        base: base.clone(),
+        http: reqwest::Client::new(),
+    };
+    let a = wrong.call("payment", "X-T2", &body).await;
+    assert_eq!(code(&a), (401, "4012501"), "{:?}", a.1);
+    let forged = Bank {
+        token: bank.token.clone(),
+        base: base.clone(),
+        http: reqwest::Client::new(),
+    };
+    let a = forged
+        .call_with("payment", "X-G2", &body, &now(), |r| {
+            r.body(serde_json::to_string(&pay_body(one, "PR-1", "1.00")).unwrap())
+        })
+        .await;
+    assert_eq!(code(&a), (401, "4012500"), "{:?}", a.1);
+    assert_eq!(stack.ledger().await.0.len(), 0, "no refusal moved money");
+
+    // 25: paid; the same X-EXTERNAL-ID again, and an advice under a new one: the first
+    // answer; the same X-EXTERNAL-ID for another payment: a conflict.
+    let first = bank.call("payment", "X-PAY-1", &body).await;
+    assert_eq!(code(&first), (200, "2002500"), "{:?}", first.1);
+    let d = &first.1["virtualAccountData"];
+    assert_eq!(d["paymentFlagStatus"], "00");
+    assert_eq!(
+        d["paidAmount"],
+        json!({"value": "150000.00", "currency": "IDR"})
+    );
+    let payment_id = d["additionalInfo"]["paymentId"].clone();
+    assert!(payment_id.is_string(), "{d}");
+    for xid in ["X-PAY-1", "X-PAY-ADVICE"] {
+        let again = bank
+            .call(
+                "payment",
+                xid,
+                &with(body.clone(), json!({"flagAdvise": "Y"})),
+            )
+            .await;
+        assert_eq!(code(&again), (200, "2002500"), "{xid}: {:?}", again.1);
+        assert_eq!(
+            again.1["virtualAccountData"]["additionalInfo"]["paymentId"],
+            payment_id
+        );
+    }
+    let a = bank
+        .call("payment", "X-PAY-1", &pay_body(two, "PR-2", "150000.00"))
+        .await;
+    assert_eq!(code(&a), (409, "4092500"), "{:?}", a.1);
+    let a = bank
+        .call(
+            "payment",
+            "X-PAY-3",
+            &pay_body(one, "PR-OTHER", "150000.00"),
+        )
+        .await;
+    assert_eq!(code(&a), (404, "4042514"), "paid bill: {:?}", a.1);
+    let a = bank
+        .call("payment", "X-PAY-4", &pay_body(two, "PR-1", "150000.00"))
+        .await;
+    assert_eq!(
+        code(&a),
+        (404, "4042518"),
+        "one reference, another VA: {:?}",
+        a.1
+    );
+
+    // 26: the payment's status; one never made.
+    let a = bank
+        .call(
+            "status",
+            "X-ST-1",
+            &with(identity(one), json!({"paymentRequestId": "PR-1"})),
+        )
+        .await;
+    assert_eq!(code(&a), (200, "2002600"), "{:?}", a.1);
+    assert_eq!(a.1["virtualAccountData"]["paymentFlagStatus"], "00");
+    let a = bank
+        .call(
+            "status",
+            "X-ST-2",
+            &with(identity(two), json!({"paymentRequestId": "PR-NONE"})),
+        )
+        .await;
+    assert_eq!(code(&a), (404, "4042601"), "{:?}", a.1);
+
+    // Cross-door: the SNAP payment repeated over IPG HTTP is the same payment.
+    let (status, a) = post_channel(
+        &base,
+        "payment",
+        &payment(&va(PREFIX, one), "PR-1", 150_000),
+    )
+    .await;
+    assert_eq!((status, a["rc"].as_str()), (200, Some("SUCCESS")), "{a}");
+    assert_eq!(a["data"]["payment"]["id"], payment_id);
+
+    // Copies of one payment at once: 3 over SNAP (two X-EXTERNAL-IDs), 2 over IPG HTTP,
+    // 2 over Kafka: paid once, every answer the first answer in its own dialect.
+    let body3 = pay_body(three, "PR-3", "150000.00");
+    let ipg3 = payment(&va(PREFIX, three), "PR-3", 150_000);
+    for k in 0..2 {
+        stack
+            .send("payment", &format!("kafka-3-{k}"), ipg3.clone())
+            .await;
+    }
+    let (s1, s2, s3, h1, h2) = tokio::join!(
+        bank.call("payment", "X-3-A", &body3),
+        bank.call("payment", "X-3-A", &body3),
+        bank.call("payment", "X-3-B", &body3),
+        post_channel(&base, "payment", &ipg3),
+        post_channel(&base, "payment", &ipg3),
+    );
+    let mut ids = std::collections::BTreeSet::new();
+    for s in [&s1, &s2, &s3] {
+        assert_eq!(code(s), (200, "2002500"), "{:?}", s.1);
+        ids.insert(s.1["virtualAccountData"]["additionalInfo"]["paymentId"].to_string());
+    }
+    for (status, h) in [&h1, &h2] {
+        assert_eq!((*status, h["rc"].as_str()), (200, Some("SUCCESS")), "{h}");
+        ids.insert(h["data"]["payment"]["id"].to_string());
+    }
+    for k in 0..2 {
+        let a = stack.answer(&format!("kafka-3-{k}")).await;
+        assert_eq!(a["rc"], "SUCCESS", "{a}");
+        ids.insert(a["data"]["payment"]["id"].to_string());
+    }
+    assert_eq!(ids.len(), 1, "one payment: {ids:?}");
+
+    // Bill two paid over Kafka, its status asked over SNAP.
+    stack
+        .send(
+            "payment",
+            "kafka-2",
+            payment(&va(PREFIX, two), "PR-K2", 150_000),
+        )
+        .await;
+    assert_eq!(stack.answer("kafka-2").await["rc"], "SUCCESS");
+    let a = bank
+        .call(
+            "status",
+            "X-ST-3",
+            &with(identity(two), json!({"paymentRequestId": "PR-K2"})),
+        )
+        .await;
+    assert_eq!(code(&a), (200, "2002600"), "{:?}", a.1);
+
+    let (ledger, balance) = stack.ledger().await;
+    assert_eq!(
+        (ledger.len(), balance),
+        (3, 450_000),
+        "three payments, once each"
+    );
+    daemon.stop().await;
+    stack.assert_verify_agrees().await;
+}
