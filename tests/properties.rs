@@ -1734,3 +1734,157 @@ fn values_of_the_wrong_type_are_refused() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// SNAP BI bodies (issue 26, docs/snap.md): services 24, 25, 26 and the amount object.
+
+mod snap {
+    use super::*;
+    use ipg_switch::protocol::snap::va::{amount, parse};
+    use ipg_switch::protocol::snap::{Refusal, Service};
+
+    const FIELDS: [&str; 9] = [
+        "partnerServiceId",
+        "customerNo",
+        "virtualAccountNo",
+        "inquiryRequestId",
+        "paymentRequestId",
+        "paidAmount",
+        "trxDateTime",
+        "channelCode",
+        "flagAdvise",
+    ];
+
+    fn wib() -> FixedOffset {
+        FixedOffset::east_opt(7 * 3600).unwrap()
+    }
+
+    fn valid(service: Service) -> Value {
+        let mut v = json!({"partnerServiceId":"  857499","customerNo":"1234567890",
+            "virtualAccountNo":"  8574991234567890","inquiryRequestId":"IR-1",
+            "paymentRequestId":"PR-1","paidAmount":{"value":"150000.00","currency":"IDR"},
+            "trxDateTime":"2024-05-01T10:16:02+07:00","channelCode":6011,"flagAdvise":"N"});
+        if service == Service::Inquiry {
+            v.as_object_mut().unwrap().remove("paidAmount");
+        }
+        v
+    }
+
+    fn services() -> impl Strategy<Value = Service> {
+        prop::sample::select(vec![Service::Inquiry, Service::Payment, Service::Status])
+    }
+
+    /// A refusal is one of the documented body cases, naming a field when it names one.
+    fn documented(r: &Refusal) -> bool {
+        match r {
+            Refusal::BadRequest => true,
+            Refusal::Format(f) | Refusal::Mandatory(f) => !f.is_empty(),
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn snap_bodies_never_panic_and_refuse_with_a_documented_code() {
+        let input = prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..200),
+            arb_json().prop_map(|v| v.to_string().into_bytes()),
+        ];
+        TestRunner::new(config())
+            .run(&(services(), input), |(service, bytes)| {
+                if let Err(r) = parse(service, &bytes, wib()) {
+                    prop_assert!(documented(&r), "{:?}", r);
+                    let code = r.answer(service).code;
+                    prop_assert_eq!(code.len(), 7);
+                    prop_assert!(code.starts_with("400"), "{}", code);
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn snap_bodies_with_one_field_changed_name_that_field() {
+        let change = (
+            services(),
+            prop::sample::select(FIELDS.to_vec()),
+            field_op(),
+        );
+        TestRunner::new(config())
+            .run(&change, |(service, field, op)| {
+                let mut v = valid(service);
+                let o = v.as_object_mut().unwrap();
+                match &op {
+                    None => {
+                        o.remove(field);
+                    }
+                    Some(x) => {
+                        o.insert(field.to_owned(), x.clone());
+                    }
+                }
+                match parse(service, v.to_string().as_bytes(), wib()) {
+                    Ok(r) => {
+                        // Accepted: the VA is the prefix and 10 digits, the reference bound.
+                        prop_assert_eq!(r.identity.va.len(), 16);
+                        prop_assert!(!r.reference().is_empty());
+                    }
+                    Err(Refusal::Format(f)) | Err(Refusal::Mandatory(f)) => {
+                        // The changed field, or (a VA part changed) the VA that no longer
+                        // matches it.
+                        let vano = f == "virtualAccountNo"
+                            && ["partnerServiceId", "customerNo"].contains(&field);
+                        let other_ref = service == Service::Status
+                            && f == "paymentRequestId"
+                            && field == "inquiryRequestId";
+                        prop_assert!(
+                            f.starts_with(field) || vano || other_ref,
+                            "{} changed to {:?}, refused naming {}",
+                            field,
+                            op,
+                            f
+                        );
+                    }
+                    Err(r) => prop_assert!(false, "{} -> {:?}", field, r),
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn snap_amount_objects_are_exact_whole_rupiah() {
+        let value = prop_oneof![
+            (0u64..=9_999_999_999_999_999).prop_map(|n| format!("{n}.00")),
+            "[0-9]{1,18}\\.[0-9]{0,3}",
+            arb_string(),
+        ];
+        let currency = prop_oneof![4 => Just("IDR".to_owned()), 1 => arb_string()];
+        TestRunner::new(config())
+            .run(&(value, currency), |(value, currency)| {
+                let v = json!({"value": value, "currency": currency});
+                let got = amount(Some(&v), "paidAmount");
+                let expected = value
+                    .strip_suffix(".00")
+                    .filter(|w| {
+                        !w.is_empty() && w.len() <= 16 && w.bytes().all(|b| b.is_ascii_digit())
+                    })
+                    .and_then(|w| w.parse::<u64>().ok());
+                match (got, currency == "IDR") {
+                    (Ok(Some(n)), true) => prop_assert_eq!(Some(n), expected, "{}", v),
+                    (Err(Refusal::Format(f)), true) => {
+                        prop_assert_eq!(expected, None, "{}", v);
+                        prop_assert_eq!(f, "paidAmount.value");
+                    }
+                    (Err(Refusal::Format(f)), false) => {
+                        prop_assert!(
+                            f == "paidAmount.currency" || f == "paidAmount.value",
+                            "{}",
+                            f
+                        )
+                    }
+                    (other, _) => prop_assert!(false, "{} -> {:?}", v, other),
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+}
