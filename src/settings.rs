@@ -165,6 +165,9 @@ impl Settings {
         }
         for i in &mut self.institutions {
             i.resolved_key = i.api_key_env.as_ref().and_then(|v| std::env::var(v).ok());
+            if let Some(snap) = &mut i.snap {
+                snap.resolve();
+            }
         }
         self.kafka.sasl_password_resolved = self
             .kafka

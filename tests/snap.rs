@@ -440,3 +440,236 @@ async fn a_snap_bank_pays_ipg_bills_and_every_door_pays_once() {
     daemon.stop().await;
     stack.assert_verify_agrees().await;
 }
+
+const INST_CLIENT: &str = "SCH01-SNAP";
+const INST_SECRET: &str = "school-snap-secret";
+
+/// An institution as a SNAP partner: it issues a VA over SNAP (27), a bank pays it over
+/// IPG's Kafka door, the institution reads it (30) and the day's report (35), revokes
+/// another (31); a retried create is answered as the first, a conflicting one refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_institution_issues_vas_over_snap_that_banks_pay_over_ipg() {
+    let (private, public) = key_pair();
+    let (bank_private, bank_public) = key_pair();
+    let api = free_port();
+    let mut stack = Stack::start_with(&format!("[api]\nlisten = \"127.0.0.1:{api}\"\n")).await;
+    let partner = |id: &str, secret: &str, public: &PathBuf| {
+        Some(ipg_switch::routing::config::SnapPartnerSettings {
+            client_id: id.into(),
+            public_key_file: public.display().to_string(),
+            client_secret_env: "UNUSED_IN_TESTS".into(),
+            resolved_secret: Some(secret.into()),
+            resolved_public_key: Some(std::fs::read_to_string(public).unwrap()),
+        })
+    };
+    let inst = (stack.settings.institutions.iter_mut())
+        .find(|i| i.code == INST)
+        .unwrap();
+    inst.snap = partner(INST_CLIENT, INST_SECRET, &public);
+    let ch = (stack.settings.channels.iter_mut())
+        .find(|c| c.code == CHANNEL)
+        .unwrap();
+    ch.snap = partner(CLIENT_ID, SECRET, &bank_public);
+    let base = format!("http://127.0.0.1:{api}");
+    let daemon = stack.daemon();
+    http_up(&base).await;
+
+    let t = Bank::token_with(&base, &private, INST_CLIENT).await;
+    assert_eq!(code(&t), (200, "2007300"), "{:?}", t.1);
+    let school = Bank {
+        base: base.clone(),
+        http: reqwest::Client::new(),
+        token: t.1["accessToken"].as_str().unwrap().to_owned(),
+    };
+    // The school signs with its own secret.
+    let call = |service: &'static str, method: reqwest::Method, xid: &'static str, body: Value| {
+        let (school, base) = (&school, base.clone());
+        async move {
+            let raw = serde_json::to_string(&body).unwrap();
+            let path = format!("/snap/v1.0/transfer-va/{service}");
+            let ts = now();
+            let s = string_to_sign(method.as_str(), &path, &school.token, raw.as_bytes(), &ts);
+            let r = school
+                .http
+                .request(method, format!("{base}{path}"))
+                .header("Content-Type", "application/json")
+                .header("Authorization", format!("Bearer {}", school.token))
+                .header("X-TIMESTAMP", &ts)
+                .header("X-SIGNATURE", Hmac512::new(INST_SECRET.as_bytes()).sign(&s))
+                .header("X-PARTNER-ID", INST_CLIENT)
+                .header("X-EXTERNAL-ID", xid)
+                .header("CHANNEL-ID", "95231")
+                .body(raw)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (n1, n2) = ("7400000001", "7400000002");
+    let create = |n: &str, trx: &str, kind: &str| {
+        with(
+            identity(n),
+            json!({"virtualAccountName": "Siti", "trxId": trx, "virtualAccountTrxType": kind,
+                "totalAmount": {"value": "250000.00", "currency": "IDR"},
+                "billDetails": [{"billName": "SPP Februari"}],
+                "expiredDate": "2099-12-31T23:59:59+07:00"}),
+        )
+    };
+    let post = reqwest::Method::POST;
+    let a = call(
+        "create-va",
+        post.clone(),
+        "X-CV-1",
+        create(n1, "INV-1", "C"),
+    )
+    .await;
+    assert_eq!(code(&a), (200, "2002700"), "{:?}", a.1);
+    let d = &a.1["virtualAccountData"];
+    assert_eq!(d["trxId"], "INV-1");
+    assert_eq!(
+        d["totalAmount"],
+        json!({"value": "250000.00", "currency": "IDR"})
+    );
+    // A retry (another X-EXTERNAL-ID): the same VA record; another trxId: a conflict.
+    let again = call(
+        "create-va",
+        post.clone(),
+        "X-CV-2",
+        create(n1, "INV-1", "C"),
+    )
+    .await;
+    assert_eq!(code(&again), (200, "2002700"), "{:?}", again.1);
+    assert_eq!(
+        again.1["virtualAccountData"]["additionalInfo"]["billHash"],
+        d["additionalInfo"]["billHash"]
+    );
+    let a = call(
+        "create-va",
+        post.clone(),
+        "X-CV-3",
+        create(n1, "INV-OTHER", "C"),
+    )
+    .await;
+    assert_eq!(code(&a), (409, "4092700"), "{:?}", a.1);
+    let a = call(
+        "create-va",
+        post.clone(),
+        "X-CV-4",
+        create(n2, "INV-2", "M"),
+    )
+    .await;
+    assert_eq!(code(&a), (400, "4002701"), "{:?}", a.1);
+    let a = call(
+        "create-va",
+        post.clone(),
+        "X-CV-5",
+        create(n2, "INV-2", "C"),
+    )
+    .await;
+    assert_eq!(code(&a), (200, "2002700"), "{:?}", a.1);
+
+    // A bank's token may not issue VAs.
+    let t = Bank::token_with(&base, &bank_private, CLIENT_ID).await;
+    let bank = Bank {
+        base: base.clone(),
+        http: reqwest::Client::new(),
+        token: t.1["accessToken"].as_str().unwrap().to_owned(),
+    };
+    let raw = serde_json::to_string(&create(n2, "INV-X", "C")).unwrap();
+    let ts = now();
+    let s = string_to_sign(
+        "POST",
+        "/snap/v1.0/transfer-va/create-va",
+        &bank.token,
+        raw.as_bytes(),
+        &ts,
+    );
+    let r = reqwest::Client::new()
+        .post(format!("{base}/snap/v1.0/transfer-va/create-va"))
+        .header("Authorization", format!("Bearer {}", bank.token))
+        .header("X-TIMESTAMP", &ts)
+        .header("X-SIGNATURE", Hmac512::new(SECRET.as_bytes()).sign(&s))
+        .header("X-PARTNER-ID", CLIENT_ID)
+        .header("X-EXTERNAL-ID", "X-BANK-CV")
+        .header("CHANNEL-ID", "95231")
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+
+    // Paid over IPG's Kafka door, as a bank that speaks IPG would.
+    stack
+        .send(
+            "payment",
+            "kafka-snap-va",
+            payment(&va(PREFIX, n1), "PR-SNAPVA", 250_000),
+        )
+        .await;
+    assert_eq!(stack.answer("kafka-snap-va").await["rc"], "SUCCESS");
+    let a = call(
+        "inquiry-va",
+        post.clone(),
+        "X-IV-1",
+        with(identity(n1), json!({"trxId": "INV-1"})),
+    )
+    .await;
+    assert_eq!(code(&a), (200, "2003000"), "{:?}", a.1);
+    assert_eq!(
+        a.1["virtualAccountData"]["additionalInfo"]["status"],
+        "paid"
+    );
+    let a = call(
+        "inquiry-va",
+        post.clone(),
+        "X-IV-2",
+        with(identity(n1), json!({"trxId": "INV-9"})),
+    )
+    .await;
+    assert_eq!(code(&a), (404, "4043012"), "{:?}", a.1);
+
+    // 31: the second VA revoked; a bank's inquiry then finds no payable bill.
+    let a = call(
+        "delete-va",
+        reqwest::Method::DELETE,
+        "X-DV-1",
+        with(identity(n2), json!({"trxId": "INV-2"})),
+    )
+    .await;
+    assert_eq!(code(&a), (200, "2003100"), "{:?}", a.1);
+    let a = bank
+        .call(
+            "inquiry",
+            "X-INQ-R",
+            &with(identity(n2), json!({"inquiryRequestId": "PR-R"})),
+        )
+        .await;
+    assert_eq!(code(&a), (404, "4042412"), "{:?}", a.1);
+
+    // 35: today's payments on the prefix, from the journal.
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).unwrap())
+        .format("%Y-%m-%d")
+        .to_string();
+    let a = call(
+        "report",
+        post.clone(),
+        "X-RP-1",
+        json!({"partnerServiceId": PSID, "startDate": today}),
+    )
+    .await;
+    assert_eq!(code(&a), (200, "2003500"), "{:?}", a.1);
+    let rows = a.1["virtualAccountdata"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["paymentRequestId"], "PR-SNAPVA");
+    assert_eq!(
+        rows[0]["paidAmount"],
+        json!({"value": "250000.00", "currency": "IDR"})
+    );
+    assert_eq!(rows[0]["paymentFlagStatus"], "00");
+
+    daemon.stop().await;
+    stack.assert_verify_agrees().await;
+}

@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod lists;
 pub mod snap;
+pub mod snap_manage;
 pub mod statement;
 
 use std::sync::Arc;

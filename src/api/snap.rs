@@ -24,13 +24,14 @@ use crate::error::SwitchError;
 use crate::metrics as m;
 use crate::protocol::snap::va::{self, Request as SnapRequest};
 use crate::protocol::snap::{Answer, Refusal, Service};
-use crate::routing::SnapPartner;
+use crate::routing::{SnapPartner, SnapParty};
 use crate::signature::snap as sig;
 use crate::store::StoreError;
 
-/// The SNAP routes under `prefix` (`snap.path_prefix`).
+/// The SNAP routes under `prefix` (`snap.path_prefix`): the banks' (73, 24, 25, 26) and
+/// the institutions' ([`super::snap_manage`]: 27, 30, 31, 35).
 pub fn routes(prefix: &str) -> Router<ApiState> {
-    Router::new()
+    super::snap_manage::routes(prefix)
         .route(
             &format!("{prefix}{}", Service::AccessToken.path()),
             post(token),
@@ -60,7 +61,7 @@ async fn status(st: State<ApiState>, req: Request) -> Response {
 
 /// A SNAP answer: the status of its code, `X-TIMESTAMP`, the body
 /// `{responseCode, responseMessage, ..rest}`.
-fn answer(st: &ApiState, a: &Answer, rest: Map<String, Value>) -> Response {
+pub(super) fn answer_with(st: &ApiState, a: &Answer, rest: Map<String, Value>) -> Response {
     let mut body = Map::new();
     body.insert("responseCode".into(), a.code.clone().into());
     body.insert("responseMessage".into(), a.message.clone().into());
@@ -74,7 +75,7 @@ fn answer(st: &ApiState, a: &Answer, rest: Map<String, Value>) -> Response {
 }
 
 fn refused(st: &ApiState, service: Service, why: &Refusal) -> Response {
-    answer(st, &why.answer(service), Map::new())
+    answer_with(st, &why.answer(service), Map::new())
 }
 
 /// A header sent once (a repeated one is a format error, as on IPG's doors), `None` when
@@ -105,10 +106,14 @@ fn sha256_hex(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
-/// The record of a SNAP token: `snap:<channel>|<fingerprint of the client secret>` (an
-/// IPG institution's token never reads as one, and a secret changed kills its tokens).
-fn token_record(channel: &str, p: &SnapPartner) -> String {
-    format!("snap:{channel}|{}", p.secret_fingerprint)
+/// The record of a SNAP token: `snap:<channel>|<fingerprint>` for a bank,
+/// `snapi:<institution>|<fingerprint>` for an institution (an IPG institution's OAuth token
+/// never reads as either, and a secret changed kills its tokens).
+fn token_record(party: &SnapParty, p: &SnapPartner) -> String {
+    match party {
+        SnapParty::Channel(c) => format!("snap:{c}|{}", p.secret_fingerprint),
+        SnapParty::Institution(i) => format!("snapi:{i}|{}", p.secret_fingerprint),
+    }
 }
 
 /// Service 73: `POST <prefix>/v1.0/access-token/b2b`.
@@ -122,7 +127,7 @@ async fn token(State(st): State<ApiState>, req: Request) -> Response {
     };
     match issue(&st, &parts.headers, &bytes).await {
         Ok((client, rest)) => {
-            let mut r = answer(&st, &Answer::success(service), rest);
+            let mut r = answer_with(&st, &Answer::success(service), rest);
             if let Ok(v) = HeaderValue::from_str(&client) {
                 r.headers_mut().insert("x-client-key", v);
             }
@@ -149,7 +154,7 @@ async fn issue(
         None | Some(Value::Null) => return Err(Refusal::Mandatory("grantType".into())),
         Some(_) => return Err(Refusal::Format("grantType".into())),
     }
-    let (channel, partner) = st
+    let (party, partner) = st
         .switch
         .routing
         .snap_partner(client)
@@ -170,12 +175,12 @@ async fn issue(
         .store
         .put_token(
             &sha256_hex(token.as_bytes()),
-            &token_record(channel, partner),
+            &token_record(party, partner),
             ttl,
         )
         .await
         .map_err(|_| Refusal::Internal)?;
-    tracing::info!(channel, "snap access token issued");
+    tracing::info!(client, "snap access token issued");
     let mut rest = Map::new();
     rest.insert("accessToken".into(), token.into());
     rest.insert("tokenType".into(), "Bearer".into());
@@ -184,11 +189,11 @@ async fn issue(
     Ok((client.to_owned(), rest))
 }
 
-/// The channel and partner a Bearer token stands for.
+/// The party and partner a Bearer token stands for.
 async fn partner_of<'a>(
     st: &'a ApiState,
     h: &HeaderMap,
-) -> Result<(String, &'a str, &'a SnapPartner), Refusal> {
+) -> Result<(String, SnapParty, &'a SnapPartner), Refusal> {
     let token = header(h, "authorization")?
         .and_then(super::auth::bearer_token)
         .ok_or(Refusal::TokenNotFound)?;
@@ -200,23 +205,80 @@ async fn partner_of<'a>(
         .await
         .map_err(|_| Refusal::Internal)?
         .ok_or(Refusal::InvalidToken)?;
-    let (channel, fp) = record
-        .strip_prefix("snap:")
-        .and_then(|r| r.rsplit_once('|'))
-        .ok_or(Refusal::InvalidToken)?;
-    let c = st
-        .switch
-        .routing
-        .channel(channel)
-        .and_then(|c| c.snap.as_ref())
+    let routing = &st.switch.routing;
+    let (party, partner, fp) = if let Some(r) = record.strip_prefix("snap:") {
+        let (code, fp) = r.rsplit_once('|').ok_or(Refusal::InvalidToken)?;
+        let p = routing.channel(code).and_then(|c| c.snap.as_ref());
+        (SnapParty::Channel(code.to_owned()), p, fp)
+    } else if let Some(r) = record.strip_prefix("snapi:") {
+        let (code, fp) = r.rsplit_once('|').ok_or(Refusal::InvalidToken)?;
+        let p = routing.by_code(code).and_then(|i| i.snap.as_ref());
+        (SnapParty::Institution(code.to_owned()), p, fp)
+    } else {
+        return Err(Refusal::InvalidToken);
+    };
+    // The partner's secret changed (or it left the configuration): its tokens died with it.
+    let partner = partner
         .filter(|p| p.secret_fingerprint == fp)
         .ok_or(Refusal::InvalidToken)?;
-    let (code, partner) = st
+    Ok((token.to_owned(), party, partner))
+}
+
+/// A signed SNAP call of a known partner: the token, `X-PARTNER-ID`, `X-TIMESTAMP`,
+/// `X-SIGNATURE` over the bytes received, `CHANNEL-ID` (module docs, steps 1-5).
+pub(super) async fn authenticate(
+    st: &ApiState,
+    parts: &axum::http::request::Parts,
+    bytes: &[u8],
+) -> Result<SnapParty, Refusal> {
+    let h = &parts.headers;
+    let (token, party, partner) = partner_of(st, h).await?;
+    let partner_id = mandatory_header(h, "x-partner-id")?;
+    if partner_id != partner.client_id {
+        return Err(Refusal::Unauthorized("Unknown client"));
+    }
+    let timestamp = mandatory_header(h, "x-timestamp")?;
+    fresh_timestamp(st, timestamp)?;
+    let signature = mandatory_header(h, "x-signature")?;
+    let endpoint = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |p| p.as_str());
+    let signed = sig::string_to_sign(parts.method.as_str(), endpoint, &token, bytes, timestamp);
+    if !partner.mac.verify(&signed, signature) {
+        return Err(Refusal::Unauthorized("Signature"));
+    }
+    mandatory_header(h, "channel-id")?;
+    Ok(party)
+}
+
+/// Claims `X-EXTERNAL-ID` for `what` (the service and the business reference) under
+/// `owner` (a channel code, or `i.<institution>`): `Ok` when free or claimed by the same
+/// request (a retry), `409xx00` when claimed by another. Returns the day it counts in.
+pub(super) async fn claim_external_id(
+    st: &ApiState,
+    h: &HeaderMap,
+    owner: &str,
+    what: &str,
+) -> Result<(String, String), Refusal> {
+    let xid = match header(h, "x-external-id")? {
+        Some(x) if x.len() <= 36 && x.bytes().all(|b| b.is_ascii_graphic()) => x,
+        Some(_) => return Err(Refusal::Format("X-EXTERNAL-ID".into())),
+        None => return Err(Refusal::Mandatory("X-EXTERNAL-ID".into())),
+    };
+    let (day, ttl) = external_id_day(st);
+    match st
         .switch
-        .routing
-        .snap_partner(&c.client_id)
-        .ok_or(Refusal::InvalidToken)?;
-    Ok((token.to_owned(), code, partner))
+        .hosted
+        .store
+        .claim_external_id(owner, &day, xid, what, ttl)
+        .await
+    {
+        Ok(None) => Ok((xid.to_owned(), day)),
+        Ok(Some(earlier)) if earlier == what => Ok((xid.to_owned(), day)),
+        Ok(Some(_)) => Err(Refusal::Conflict),
+        Err(_) => Err(Refusal::Internal),
+    }
 }
 
 /// The business day of an `X-EXTERNAL-ID` (the switch's offset) and how long its claim is
@@ -248,58 +310,28 @@ async fn admit(
     parts: &axum::http::request::Parts,
     bytes: &[u8],
 ) -> Result<Call, (Refusal, Option<SnapRequest>)> {
-    let h = &parts.headers;
     let plain = |r: Refusal| (r, None);
-    let (token, channel, partner) = partner_of(st, h).await.map_err(plain)?;
-    let partner_id = mandatory_header(h, "x-partner-id").map_err(plain)?;
-    if partner_id != partner.client_id {
-        return Err(plain(Refusal::Unauthorized("Unknown client")));
-    }
-    let timestamp = mandatory_header(h, "x-timestamp").map_err(plain)?;
-    fresh_timestamp(st, timestamp).map_err(plain)?;
-    let signature = mandatory_header(h, "x-signature").map_err(plain)?;
-    let endpoint = parts
-        .uri
-        .path_and_query()
-        .map_or(parts.uri.path(), |p| p.as_str());
-    let signed = sig::string_to_sign(parts.method.as_str(), endpoint, &token, bytes, timestamp);
-    if !partner.mac.verify(&signed, signature) {
-        return Err(plain(Refusal::Unauthorized("Signature")));
-    }
-    mandatory_header(h, "channel-id").map_err(plain)?;
-    let request = va::parse(service, bytes, *st.clock().now().offset()).map_err(plain)?;
-    let xid = match header(h, "x-external-id") {
-        Ok(Some(x)) if x.len() <= 36 && x.bytes().all(|b| b.is_ascii_graphic()) => x,
-        Ok(Some(_)) | Err(_) => {
-            return Err((Refusal::Format("X-EXTERNAL-ID".into()), Some(request)))
-        }
-        Ok(None) => return Err((Refusal::Mandatory("X-EXTERNAL-ID".into()), Some(request))),
+    let channel = match authenticate(st, parts, bytes).await.map_err(plain)? {
+        SnapParty::Channel(c) => c,
+        // An institution pays no bills: the bank-facing services are the banks'.
+        SnapParty::Institution(_) => return Err(plain(Refusal::FeatureNotAllowed)),
     };
-    let (day, ttl) = external_id_day(st);
+    let request = va::parse(service, bytes, *st.clock().now().offset()).map_err(plain)?;
     let what = format!("{}|{}", service.code(), request.reference());
-    match st
-        .switch
-        .hosted
-        .store
-        .claim_external_id(channel, &day, xid, &what, ttl)
-        .await
-    {
-        // The same id for the same request again: a retry, answered as the first time.
-        Ok(None) => {}
-        Ok(Some(earlier)) if earlier == what => {}
-        Ok(Some(_)) => return Err((Refusal::Conflict, Some(request))),
-        Err(_) => return Err((Refusal::Internal, Some(request))),
-    }
+    let (xid, day) = match claim_external_id(st, &parts.headers, &channel, &what).await {
+        Ok(c) => c,
+        Err(r) => return Err((r, Some(request))),
+    };
     Ok(Call {
-        channel: channel.to_owned(),
+        channel,
         request,
-        xid: xid.to_owned(),
+        xid,
         day,
     })
 }
 
 /// The SNAP refusal of a switch error on `service` (the table in docs/snap.md).
-fn refusal_of(e: &SwitchError, service: Service) -> Refusal {
+pub(super) fn refusal_of(e: &SwitchError, service: Service) -> Refusal {
     match e {
         SwitchError::Authentication(_) => Refusal::Unauthorized("Unknown client"),
         SwitchError::InvalidField { field, reason } if reason.contains("required") => {
@@ -358,7 +390,7 @@ async fn transactional(State(st): State<ApiState>, service: Service, req: Reques
                 .and_then(|r| r.refused_data(&why.parts().2))
                 .map(|d| Map::from_iter([("virtualAccountData".to_owned(), d)]))
                 .unwrap_or_default();
-            return answer(&st, &why.answer(service), rest);
+            return answer_with(&st, &why.answer(service), rest);
         }
     };
     let cmd = call.request.command(&call.channel);
@@ -409,5 +441,5 @@ async fn transactional(State(st): State<ApiState>, service: Service, req: Reques
     let rest = data
         .map(|d| Map::from_iter([("virtualAccountData".to_owned(), d)]))
         .unwrap_or_default();
-    answer(&st, &a, rest)
+    answer_with(&st, &a, rest)
 }

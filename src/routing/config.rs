@@ -127,6 +127,10 @@ pub struct InstitutionSettings {
     /// The key of `api_key_env`, read once at load (`Settings` fills it).
     #[serde(skip)]
     pub resolved_key: Option<String>,
+    /// The institution as a SNAP partner (`[institutions.snap]`, docs/snap.md): it may
+    /// then issue and manage its VAs over SNAP (services 27, 30, 31, 35).
+    #[serde(default)]
+    pub snap: Option<SnapPartnerSettings>,
 }
 
 /// A key given inline or through an environment variable (so secrets stay out of files).
@@ -252,6 +256,15 @@ pub fn validate(
         }
         resolve_key(&format!("{key}.api_key"), &inst.api_key, &inst.api_key_env)?;
         check_rate(&key, inst.rate_per_second, inst.burst)?;
+        if let Some(snap) = &inst.snap {
+            snap.validate(&format!("{key}.snap"))?;
+            if !snap_ids.insert(&snap.client_id) {
+                return Err(bad(
+                    format!("{key}.snap.client_id"),
+                    format!("{:?} is another partner's", snap.client_id),
+                ));
+            }
+        }
         if let Some(u) = &inst.webhook_url {
             check_url(&format!("{key}.webhook_url"), u)?;
         }
@@ -328,6 +341,13 @@ pub fn list_types() -> toml::Table {
         max_concurrency: Some(0),
         response_signature: Some(crate::domain::ResponseSignature::Off),
         resolved_key: None,
+        snap: Some(SnapPartnerSettings {
+            client_id: String::new(),
+            public_key_file: String::new(),
+            client_secret_env: String::new(),
+            resolved_secret: None,
+            resolved_public_key: None,
+        }),
     };
     let entry = |v: toml::Value| toml::Value::Array(vec![v]);
     let mut out = toml::Table::new();

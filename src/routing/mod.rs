@@ -52,6 +52,17 @@ pub struct Institution {
     pub webhook_url: Option<String>,
     pub base_url: Option<String>,
     pub limiter: Option<Limiter>,
+    /// The institution as a SNAP partner (`[institutions.snap]`), if it is one.
+    pub snap: Option<SnapPartner>,
+}
+
+/// Who a SNAP client id names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SnapParty {
+    /// A channel (bank): services 24, 25, 26.
+    Channel(String),
+    /// An institution: services 27, 30, 31, 35.
+    Institution(String),
 }
 
 /// A channel (bank) allowed to send requests.
@@ -65,7 +76,7 @@ pub struct Channel {
     pub snap: Option<SnapPartner>,
 }
 
-/// A channel's SNAP identity, keyed (docs/snap.md, "Partners").
+/// A SNAP partner's identity, keyed (docs/snap.md, "Partners").
 #[derive(Clone, Debug)]
 pub struct SnapPartner {
     /// `X-CLIENT-KEY` / `X-PARTNER-ID`.
@@ -79,13 +90,31 @@ pub struct SnapPartner {
     pub secret_fingerprint: String,
 }
 
+impl SnapPartner {
+    /// From its settings (their secret and key read at load; read here if not).
+    fn of(p: &config::SnapPartnerSettings) -> Option<SnapPartner> {
+        let pem = (p.resolved_public_key.clone())
+            .or_else(|| std::fs::read_to_string(&p.public_key_file).ok())?;
+        let secret =
+            (p.resolved_secret.clone()).or_else(|| std::env::var(&p.client_secret_env).ok())?;
+        Some(SnapPartner {
+            client_id: p.client_id.clone(),
+            public_key: crate::signature::snap::RsaPublicKey::from_pem(&pem).ok()?,
+            mac: crate::signature::snap::Hmac512::new(secret.as_bytes()),
+            secret_fingerprint: crate::signature::sign(secret.as_bytes(), b"ipg-switch snap token")
+                [..32]
+                .to_owned(),
+        })
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Routing {
     by_prefix: HashMap<String, Arc<Institution>>,
     by_code: HashMap<String, Arc<Institution>>,
     channels: HashMap<String, Channel>,
-    /// SNAP client id → channel code.
-    snap_clients: HashMap<String, String>,
+    /// SNAP client id → the channel or institution presenting it.
+    snap_clients: HashMap<String, SnapParty>,
 }
 
 impl Routing {
@@ -102,35 +131,22 @@ impl Routing {
                 webhook_url: i.webhook_url.clone(),
                 base_url: i.base_url.clone(),
                 limiter: Limiter::new(i.rate_per_second, i.burst),
+                snap: i.snap.as_ref().and_then(SnapPartner::of),
             });
+            if let Some(p) = &inst.snap {
+                r.snap_clients
+                    .insert(p.client_id.clone(), SnapParty::Institution(i.code.clone()));
+            }
             for p in &i.prefixes {
                 r.by_prefix.insert(p.clone(), inst.clone());
             }
             r.by_code.insert(i.code.clone(), inst);
         }
         for c in channels {
-            let snap = c.snap.as_ref().and_then(|p| {
-                let pem = p
-                    .resolved_public_key
-                    .clone()
-                    .or_else(|| std::fs::read_to_string(&p.public_key_file).ok())?;
-                let secret = p
-                    .resolved_secret
-                    .clone()
-                    .or_else(|| std::env::var(&p.client_secret_env).ok())?;
-                Some(SnapPartner {
-                    client_id: p.client_id.clone(),
-                    public_key: crate::signature::snap::RsaPublicKey::from_pem(&pem).ok()?,
-                    mac: crate::signature::snap::Hmac512::new(secret.as_bytes()),
-                    secret_fingerprint: crate::signature::sign(
-                        secret.as_bytes(),
-                        b"ipg-switch snap token",
-                    )[..32]
-                        .to_owned(),
-                })
-            });
+            let snap = c.snap.as_ref().and_then(SnapPartner::of);
             if let Some(p) = &snap {
-                r.snap_clients.insert(p.client_id.clone(), c.code.clone());
+                r.snap_clients
+                    .insert(p.client_id.clone(), SnapParty::Channel(c.code.clone()));
             }
             let channel = Channel {
                 verifier: crate::signature::Verifier::new(c.key().as_bytes()),
@@ -163,11 +179,14 @@ impl Routing {
         self.channels.get(channel)
     }
 
-    /// The channel code and SNAP identity of the partner presenting `client_id`.
-    pub fn snap_partner(&self, client_id: &str) -> Option<(&str, &SnapPartner)> {
-        let code = self.snap_clients.get(client_id)?;
-        let p = self.channels.get(code)?.snap.as_ref()?;
-        Some((code.as_str(), p))
+    /// Who presents `client_id`, and its SNAP identity.
+    pub fn snap_partner(&self, client_id: &str) -> Option<(&SnapParty, &SnapPartner)> {
+        let party = self.snap_clients.get(client_id)?;
+        let p = match party {
+            SnapParty::Channel(code) => self.channels.get(code)?.snap.as_ref()?,
+            SnapParty::Institution(code) => self.by_code.get(code)?.snap.as_ref()?,
+        };
+        Some((party, p))
     }
 
     /// Authenticates `payload` as sent by `channel`: a configured channel, and `signature`

@@ -6,6 +6,7 @@
 //! 7-digit response codes ([`Refusal`], [`Answer`]). Signatures are `signature::snap`'s,
 //! the door is `api::snap`.
 
+pub mod manage;
 pub mod va;
 
 /// A SNAP service, by its code (the middle two digits of a response code).
@@ -17,15 +18,27 @@ pub enum Service {
     Payment,
     /// 26 `POST /v1.0/transfer-va/status`.
     Status,
+    /// 27 `POST /v1.0/transfer-va/create-va` (an institution issues a VA).
+    CreateVa,
+    /// 30 `POST /v1.0/transfer-va/inquiry-va`.
+    InquiryVa,
+    /// 31 `DELETE /v1.0/transfer-va/delete-va` (with a JSON body).
+    DeleteVa,
+    /// 35 `POST /v1.0/transfer-va/report` (with a JSON body).
+    Report,
     /// 73 `POST /v1.0/access-token/b2b`.
     AccessToken,
 }
 
 impl Service {
-    pub const ALL: [Service; 4] = [
+    pub const ALL: [Service; 8] = [
         Service::Inquiry,
         Service::Payment,
         Service::Status,
+        Service::CreateVa,
+        Service::InquiryVa,
+        Service::DeleteVa,
+        Service::Report,
         Service::AccessToken,
     ];
 
@@ -35,6 +48,10 @@ impl Service {
             Service::Inquiry => 24,
             Service::Payment => 25,
             Service::Status => 26,
+            Service::CreateVa => 27,
+            Service::InquiryVa => 30,
+            Service::DeleteVa => 31,
+            Service::Report => 35,
             Service::AccessToken => 73,
         }
     }
@@ -45,6 +62,10 @@ impl Service {
             Service::Inquiry => "/v1.0/transfer-va/inquiry",
             Service::Payment => "/v1.0/transfer-va/payment",
             Service::Status => "/v1.0/transfer-va/status",
+            Service::CreateVa => "/v1.0/transfer-va/create-va",
+            Service::InquiryVa => "/v1.0/transfer-va/inquiry-va",
+            Service::DeleteVa => "/v1.0/transfer-va/delete-va",
+            Service::Report => "/v1.0/transfer-va/report",
             Service::AccessToken => "/v1.0/access-token/b2b",
         }
     }
@@ -55,6 +76,10 @@ impl Service {
             Service::Inquiry => "inquiry",
             Service::Payment => "payment",
             Service::Status => "status",
+            Service::CreateVa => "create_va",
+            Service::InquiryVa => "inquiry_va",
+            Service::DeleteVa => "delete_va",
+            Service::Report => "report",
             Service::AccessToken => "access_token",
         }
     }
@@ -94,6 +119,9 @@ pub enum Refusal {
     BillExpired,
     /// 409 00: `X-EXTERNAL-ID` used already today for another request.
     Conflict,
+    /// 409 00 with its reason: the VA has an active bill with another `trxId` or amount
+    /// (27).
+    VaInUse,
     /// 429 00.
     TooManyRequests,
     /// 500 00: a broken invariant.
@@ -127,6 +155,7 @@ impl Refusal {
             Refusal::Inconsistent => (404, 18, "Inconsistent Request".into()),
             Refusal::BillExpired => (404, 19, "Invalid Bill/Virtual Account [Expired]".into()),
             Refusal::Conflict => (409, 0, "Conflict".into()),
+            Refusal::VaInUse => (409, 0, "Conflict [VA has an active bill]".into()),
             Refusal::TooManyRequests => (429, 0, "Too Many Requests".into()),
             Refusal::General => (500, 0, "General Error".into()),
             Refusal::Internal => (500, 1, "Internal Server Error".into()),

@@ -242,7 +242,7 @@ pub fn parse(service: Service, body: &[u8], offset: FixedOffset) -> Result<Reque
                 return Err(mandatory("paymentRequestId"));
             }
         }
-        Service::AccessToken => return Err(Refusal::BadRequest),
+        _ => return Err(Refusal::BadRequest),
     }
     Ok(r)
 }
@@ -277,7 +277,7 @@ impl Request {
                 payment_ref: self.reference().to_owned(),
                 date: None,
             }),
-            Service::Inquiry | Service::AccessToken => Action::Inquiry(Inquiry {
+            _ => Action::Inquiry(Inquiry {
                 va,
                 ref_id: self.reference().to_owned(),
                 terminal_id: self.channel_code.clone(),
@@ -421,7 +421,7 @@ impl Request {
                 }
                 m.insert("additionalInfo".into(), Value::Object(info));
             }
-            Service::AccessToken => {}
+            _ => {}
         }
         Value::Object(m)
     }

@@ -1,0 +1,293 @@
+//! SNAP's institution-facing VA services (docs/snap.md "Institutions"): an institution
+//! configured as a SNAP partner (`[institutions.snap]`) issues VAs on its hosted bills
+//! (27 create VA: IPG's Create New Bill, the same rules and journal), reads them (30),
+//! revokes them (31 delete VA) and reads a day's payments (35 report, from the journal as
+//! statements are). The steps before the service are [`super::snap::authenticate`]'s and
+//! the `X-EXTERNAL-ID` claim, as for the banks' services.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::{delete, post};
+use axum::Router;
+use serde_json::{json, Map, Value};
+
+use super::snap::{answer_with, authenticate, claim_external_id, refusal_of};
+use super::{read_body, ApiState};
+use crate::domain::InstitutionMode;
+use crate::error::SwitchError;
+use crate::protocol::snap::manage::{self, VaRef};
+use crate::protocol::snap::{Answer, Refusal, Service};
+use crate::routing::{Institution, SnapParty};
+
+/// Most rows one report (35) answers; the rest is flagged (`additionalInfo.truncated`).
+pub const REPORT_ROWS_MAX: usize = 10_000;
+
+/// The SNAP institution routes under `prefix`.
+pub fn routes(prefix: &str) -> Router<ApiState> {
+    Router::new()
+        .route(
+            &format!("{prefix}{}", Service::CreateVa.path()),
+            post(create_va),
+        )
+        .route(
+            &format!("{prefix}{}", Service::InquiryVa.path()),
+            post(inquiry_va),
+        )
+        .route(
+            &format!("{prefix}{}", Service::DeleteVa.path()),
+            delete(delete_va),
+        )
+        .route(&format!("{prefix}{}", Service::Report.path()), post(report))
+}
+
+/// A management call admitted: the hosted institution, the body, the `X-EXTERNAL-ID`
+/// checked for `what`.
+async fn admit(
+    st: &ApiState,
+    parts: &axum::http::request::Parts,
+    bytes: &[u8],
+) -> Result<Arc<Institution>, Refusal> {
+    let SnapParty::Institution(code) = authenticate(st, parts, bytes).await? else {
+        // A bank issues no VAs: these services are the institutions'.
+        return Err(Refusal::FeatureNotAllowed);
+    };
+    st.switch
+        .routing
+        .by_code(&code)
+        .filter(|i| i.mode == InstitutionMode::Hosted)
+        .cloned()
+        .ok_or(Refusal::FeatureNotAllowed)
+}
+
+/// Reads the body, admits the call, runs `serve` and answers it.
+async fn handle<F, Fut>(st: ApiState, service: Service, req: Request, serve: F) -> Response
+where
+    F: FnOnce(ApiState, Arc<Institution>, axum::http::request::Parts, axum::body::Bytes) -> Fut,
+    Fut: std::future::Future<Output = Result<(Answer, Map<String, Value>), Refusal>>,
+{
+    let clock = *st.clock();
+    let (parts, body) = req.into_parts();
+    let bytes = match read_body(body, &parts.headers, &st.settings, &clock).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let result = match admit(&st, &parts, &bytes).await {
+        Ok(inst) => {
+            let code = inst.code.clone();
+            let r = serve(st.clone(), inst, parts, bytes).await;
+            crate::metrics::count_answer(
+                "snap",
+                service.as_str(),
+                "none",
+                &code,
+                if r.is_ok() {
+                    crate::domain::Rc::Success
+                } else {
+                    crate::domain::Rc::BillerInvalidTransaction
+                },
+            );
+            r
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok((a, rest)) => answer_with(&st, &a, rest),
+        Err(why) => {
+            tracing::debug!(service = service.code(), reason = ?why, "snap request refused");
+            answer_with(&st, &why.answer(service), Map::new())
+        }
+    }
+}
+
+fn data(v: Value) -> Map<String, Value> {
+    Map::from_iter([("virtualAccountData".to_owned(), v)])
+}
+
+/// A create's refusal, naming the SNAP field for the IPG one.
+fn create_refusal(e: &SwitchError) -> Refusal {
+    match e {
+        SwitchError::InvalidField { field, reason } => {
+            let f = manage::snap_field(field).to_owned();
+            if reason.contains("required") {
+                Refusal::Mandatory(f)
+            } else {
+                Refusal::Format(f)
+            }
+        }
+        other => refusal_of(other, Service::CreateVa),
+    }
+}
+
+/// Service 27.
+async fn create_va(State(st): State<ApiState>, req: Request) -> Response {
+    handle(
+        st,
+        Service::CreateVa,
+        req,
+        |st, inst, parts, bytes| async move {
+            let offset = *st.clock().now().offset();
+            let (va, trx_id, ipg) = manage::create_request(&bytes, &inst.code, offset)?;
+            let what = format!("27|{}|{trx_id}", va.va());
+            claim_external_id(&st, &parts.headers, &format!("i.{}", inst.code), &what).await?;
+            let hosted = &st.switch.hosted;
+            match hosted.create_bill(&inst, &ipg).await {
+                Ok(bill) => Ok((
+                    Answer::success(Service::CreateVa),
+                    data(manage::va_record(&va, &bill)),
+                )),
+                Err(SwitchError::InvalidField { field, reason })
+                    if field == "va_number" && reason.contains("active bill") =>
+                {
+                    // Issued already: the same VA, trxId and amount again is answered as the
+                    // first time (a retry); another is a conflict.
+                    let existing = hosted
+                        .store
+                        .bill_by_va(&inst.code, &va.va())
+                        .await
+                        .map_err(|_| Refusal::Internal)?
+                        .map(|b| b.value);
+                    match existing {
+                        Some(b)
+                            if b.invoice_number.as_deref() == Some(trx_id.as_str())
+                                && b.total_amount.get()
+                                    == ipg["total_amount"].as_u64().unwrap_or(0) =>
+                        {
+                            Ok((
+                                Answer::success(Service::CreateVa),
+                                data(manage::va_record(&va, &b)),
+                            ))
+                        }
+                        _ => Err(Refusal::VaInUse),
+                    }
+                }
+                Err(e) => Err(create_refusal(&e)),
+            }
+        },
+    )
+    .await
+}
+
+/// The bill on `va` of `inst`, if its `trxId` is the one named (when named).
+async fn bill_on(
+    st: &ApiState,
+    inst: &Institution,
+    va: &VaRef,
+    trx_id: Option<&str>,
+) -> Result<crate::domain::Bill, Refusal> {
+    let bill = st
+        .switch
+        .hosted
+        .store
+        .bill_by_va(&inst.code, &va.va())
+        .await
+        .map_err(|_| Refusal::Internal)?
+        .ok_or(Refusal::BillNotFound("Not Found"))?
+        .value;
+    if trx_id.is_some_and(|t| bill.invoice_number.as_deref() != Some(t)) {
+        return Err(Refusal::BillNotFound("trxId"));
+    }
+    Ok(bill.view(st.clock().now(), Some(&va.va())))
+}
+
+/// Service 30.
+async fn inquiry_va(State(st): State<ApiState>, req: Request) -> Response {
+    handle(
+        st,
+        Service::InquiryVa,
+        req,
+        |st, inst, parts, bytes| async move {
+            let r = manage::va_request(&bytes, true)?;
+            let what = format!("30|{}|{}", r.va.va(), r.trx_id.clone().unwrap_or_default());
+            claim_external_id(&st, &parts.headers, &format!("i.{}", inst.code), &what).await?;
+            let bill = bill_on(&st, &inst, &r.va, r.trx_id.as_deref()).await?;
+            Ok((
+                Answer::success(Service::InquiryVa),
+                data(manage::va_record(&r.va, &bill)),
+            ))
+        },
+    )
+    .await
+}
+
+/// Service 31: the VA's bill revoked (it stops being payable; its payments stay).
+async fn delete_va(State(st): State<ApiState>, req: Request) -> Response {
+    handle(
+        st,
+        Service::DeleteVa,
+        req,
+        |st, inst, parts, bytes| async move {
+            let r = manage::va_request(&bytes, false)?;
+            let what = format!("31|{}|{}", r.va.va(), r.trx_id.clone().unwrap_or_default());
+            claim_external_id(&st, &parts.headers, &format!("i.{}", inst.code), &what).await?;
+            let bill = bill_on(&st, &inst, &r.va, r.trx_id.as_deref()).await?;
+            let revoked = st
+                .switch
+                .hosted
+                .revoke_bill(&inst, &bill.hash)
+                .await
+                .map_err(|e| refusal_of(&e, Service::DeleteVa))?;
+            let mut m = r.va.echo.clone();
+            m.insert(
+                "trxId".into(),
+                revoked.invoice_number.clone().unwrap_or_default().into(),
+            );
+            m.insert("additionalInfo".into(), json!({"billHash": revoked.hash}));
+            Ok((Answer::success(Service::DeleteVa), data(Value::Object(m))))
+        },
+    )
+    .await
+}
+
+/// Service 35: the payments of one business day's window on the institution's prefix,
+/// read from the journal as statements are (at most `statement.max_concurrent` at once).
+async fn report(State(st): State<ApiState>, req: Request) -> Response {
+    handle(
+        st,
+        Service::Report,
+        req,
+        |st, inst, parts, bytes| async move {
+            let r = manage::report_request(&bytes)?;
+            if !inst.prefixes.contains(&r.prefix) {
+                return Err(Refusal::BillNotFound("partnerServiceId"));
+            }
+            let what = format!("35|{}|{}|{}|{}", r.prefix, r.date, r.from, r.to);
+            claim_external_id(&st, &parts.headers, &format!("i.{}", inst.code), &what).await?;
+            let source = st.statements.clone().ok_or(Refusal::Internal)?;
+            let Ok(_permit) = st.history.clone().try_acquire_owned() else {
+                return Err(Refusal::TooManyRequests);
+            };
+            let offset = *st.clock().now().offset();
+            let day = crate::statement::Day::new(r.date, offset, 0);
+            let scope = crate::statement::Scope::Institution(inst.code.clone());
+            let read = source
+                .day(&scope, &day)
+                .await
+                .map_err(|_| Refusal::Internal)?;
+            let s = crate::statement::Statement::of_day(&read, &scope, &day, offset);
+            let mut rows = Vec::new();
+            let mut matched = 0usize;
+            for line in &s.lines {
+                let at = chrono::DateTime::parse_from_rfc3339(&line.time)
+                    .map(|t| t.with_timezone(&offset).time());
+                let in_window = at.is_ok_and(|t| t >= r.from && t <= r.to);
+                if line.kind == "reversal" || !line.va_number.starts_with(&r.prefix) || !in_window {
+                    continue;
+                }
+                matched += 1;
+                if rows.len() < REPORT_ROWS_MAX {
+                    rows.push(manage::report_row(line, &r.echo_psid));
+                }
+            }
+            let mut rest = Map::new();
+            rest.insert("virtualAccountdata".into(), Value::Array(rows));
+            rest.insert(
+                "additionalInfo".into(),
+                json!({"rows": matched, "truncated": matched > REPORT_ROWS_MAX}),
+            );
+            Ok((Answer::success(Service::Report), rest))
+        },
+    )
+    .await
+}
