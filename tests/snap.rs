@@ -557,7 +557,7 @@ async fn an_institution_issues_vas_over_snap_that_banks_pay_over_ipg() {
         "create-va",
         post.clone(),
         "X-CV-4",
-        create(n2, "INV-2", "M"),
+        create(n2, "INV-2", "V"),
     )
     .await;
     assert_eq!(code(&a), (400, "4002701"), "{:?}", a.1);
@@ -648,6 +648,72 @@ async fn an_institution_issues_vas_over_snap_that_banks_pay_over_ipg() {
         .await;
     assert_eq!(code(&a), (404, "4042412"), "{:?}", a.1);
 
+    // SNAP's M, L and N bills, issued over SNAP and paid by the bank over SNAP.
+    for (n, kind, trx) in [
+        ("7400000011", "M", "INV-M"),
+        ("7400000012", "L", "INV-L"),
+        ("7400000013", "N", "INV-N"),
+    ] {
+        let a = call(
+            "create-va",
+            post.clone(),
+            Box::leak(format!("X-CV-{kind}").into_boxed_str()),
+            create(n, trx, kind),
+        )
+        .await;
+        assert_eq!(code(&a), (200, "2002700"), "{kind}: {:?}", a.1);
+        assert_eq!(a.1["virtualAccountData"]["virtualAccountTrxType"], kind);
+    }
+    let pay = |n: &'static str, r: &'static str, v: &'static str| {
+        let bank = &bank;
+        async move {
+            bank.call(
+                "payment",
+                Box::leak(format!("X-{r}").into_boxed_str()),
+                &pay_body(n, r, v),
+            )
+            .await
+        }
+    };
+    let bounded = [
+        (
+            pay("7400000011", "PM-1", "249999.00").await,
+            (404, "4042513"),
+        ),
+        (
+            pay("7400000011", "PM-2", "300000.00").await,
+            (200, "2002500"),
+        ),
+        (
+            pay("7400000011", "PM-3", "300000.00").await,
+            (404, "4042514"),
+        ),
+        (
+            pay("7400000012", "PL-1", "250001.00").await,
+            (404, "4042513"),
+        ),
+        (
+            pay("7400000012", "PL-2", "100000.00").await,
+            (200, "2002500"),
+        ),
+        (
+            pay("7400000012", "PL-3", "100000.00").await,
+            (404, "4042514"),
+        ),
+        (pay("7400000013", "PN-1", "1000.00").await, (404, "4042513")),
+        (
+            pay("7400000013", "PN-2", "250000.00").await,
+            (200, "2002500"),
+        ),
+        (
+            pay("7400000013", "PN-3", "400000.00").await,
+            (200, "2002500"),
+        ),
+    ];
+    for (got, want) in &bounded {
+        assert_eq!(code(got), *want, "{:?}", got.1);
+    }
+
     // 35: today's payments on the prefix, from the journal.
     let today = chrono::Utc::now()
         .with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).unwrap())
@@ -662,13 +728,16 @@ async fn an_institution_issues_vas_over_snap_that_banks_pay_over_ipg() {
     .await;
     assert_eq!(code(&a), (200, "2003500"), "{:?}", a.1);
     let rows = a.1["virtualAccountdata"].as_array().unwrap();
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0]["paymentRequestId"], "PR-SNAPVA");
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    let row = rows
+        .iter()
+        .find(|r| r["paymentRequestId"] == "PR-SNAPVA")
+        .expect("the Kafka payment of the SNAP VA is in the report");
     assert_eq!(
-        rows[0]["paidAmount"],
+        row["paidAmount"],
         json!({"value": "250000.00", "currency": "IDR"})
     );
-    assert_eq!(rows[0]["paymentFlagStatus"], "00");
+    assert_eq!(row["paymentFlagStatus"], "00");
 
     daemon.stop().await;
     stack.assert_verify_agrees().await;

@@ -15,6 +15,20 @@ pub enum BillType {
     Open,
     Close,
     Partial,
+    /// Paid once, at least `total_amount` (SNAP `M`).
+    Minimum,
+    /// Paid once, more than zero and at most `total_amount` (SNAP `L`).
+    Maximum,
+    /// Paid any number of times, each at least `total_amount`; stays active (SNAP `N`).
+    #[serde(rename = "open_minimum")]
+    OpenMinimum,
+}
+
+impl BillType {
+    /// Whether the bill takes payments for as long as it is active (never `paid`).
+    pub fn many_times(self) -> bool {
+        matches!(self, BillType::Open | BillType::OpenMinimum)
+    }
 }
 
 /// Stored status. `Expired` is never stored: it is how an active bill past its
@@ -177,6 +191,18 @@ impl Bill {
                     "partial payment exceeds the remaining {remaining}: got {amount}"
                 )))
             }
+            BillType::Minimum | BillType::OpenMinimum if amount < self.total_amount => {
+                return Err(BillError::Amount(format!(
+                    "this bill takes at least {}: got {amount}",
+                    self.total_amount
+                )))
+            }
+            BillType::Maximum if amount > self.total_amount => {
+                return Err(BillError::Amount(format!(
+                    "this bill takes at most {}: got {amount}",
+                    self.total_amount
+                )))
+            }
             _ => {}
         }
         let paid = self.paid_amount.checked_add(amount).ok_or_else(|| {
@@ -184,9 +210,12 @@ impl Bill {
         })?;
         let mut next = self.clone();
         next.paid_amount = paid;
-        if self.bill_type != BillType::Open {
+        if !self.bill_type.many_times() {
             next.billed_amount = next.remaining();
-            if next.billed_amount == Amount::ZERO {
+            // A minimum or maximum bill is paid once, whatever the amount it took.
+            let once = matches!(self.bill_type, BillType::Minimum | BillType::Maximum);
+            if once || next.billed_amount == Amount::ZERO {
+                next.billed_amount = Amount::ZERO;
                 next.status = BillStatus::Paid;
             }
         }
@@ -198,7 +227,7 @@ impl Bill {
     pub fn apply_reversal(&self, amount: Amount) -> Bill {
         let mut next = self.clone();
         next.paid_amount = self.paid_amount.saturating_sub(amount);
-        if self.bill_type != BillType::Open {
+        if !self.bill_type.many_times() {
             next.billed_amount = next.remaining();
         }
         if next.status == BillStatus::Paid {
@@ -317,10 +346,16 @@ impl NewBill {
                 "close" => BillType::Close,
                 "partial" => BillType::Partial,
                 "open" => BillType::Open,
+                "minimum" => BillType::Minimum,
+                "maximum" => BillType::Maximum,
+                "open_minimum" => BillType::OpenMinimum,
                 other => {
                     return Err(field_err(
                         "type",
-                        format!("must be close, partial or open, got {other:?}"),
+                        format!(
+                            "must be close, partial, open, minimum, maximum or open_minimum, \
+                             got {other:?}"
+                        ),
                     ))
                 }
             },
@@ -372,7 +407,7 @@ impl NewBill {
         if total == 0 && bill_type != BillType::Open {
             return Err(field_err(
                 "total_amount",
-                "must be positive for close and partial bills",
+                "must be positive for every bill type but open",
             ));
         }
 
@@ -546,6 +581,60 @@ mod tests {
         ));
         let b = b.apply_payment(amt(40_000), now()).unwrap();
         assert_eq!(b.status, BillStatus::Paid);
+    }
+
+    #[test]
+    fn minimum_maximum_and_open_minimum_bills_keep_their_bounds() {
+        let now = now();
+        let m = bill(BillType::Minimum, 100_000);
+        assert!(matches!(
+            m.apply_payment(Amount::new(99_999).unwrap(), now),
+            Err(BillError::Amount(_))
+        ));
+        let paid = m.apply_payment(Amount::new(150_000).unwrap(), now).unwrap();
+        assert_eq!(
+            (paid.status, paid.billed_amount, paid.paid_amount.get()),
+            (BillStatus::Paid, Amount::ZERO, 150_000)
+        );
+        assert_eq!(
+            paid.apply_payment(Amount::new(100_000).unwrap(), now),
+            Err(BillError::AlreadyPaid)
+        );
+        let back = paid.apply_reversal(Amount::new(150_000).unwrap());
+        assert_eq!(
+            (back.status, back.billed_amount.get()),
+            (BillStatus::Active, 100_000)
+        );
+
+        let l = bill(BillType::Maximum, 100_000);
+        assert!(matches!(
+            l.apply_payment(Amount::new(100_001).unwrap(), now),
+            Err(BillError::Amount(_))
+        ));
+        let paid = l.apply_payment(Amount::new(40_000).unwrap(), now).unwrap();
+        assert_eq!(
+            (paid.status, paid.billed_amount),
+            (BillStatus::Paid, Amount::ZERO),
+            "paid once"
+        );
+
+        let n = bill(BillType::OpenMinimum, 100_000);
+        assert!(matches!(
+            n.apply_payment(Amount::new(1).unwrap(), now),
+            Err(BillError::Amount(_))
+        ));
+        let once = n.apply_payment(Amount::new(100_000).unwrap(), now).unwrap();
+        let twice = once
+            .apply_payment(Amount::new(250_000).unwrap(), now)
+            .unwrap();
+        assert_eq!(
+            (
+                twice.status,
+                twice.paid_amount.get(),
+                twice.billed_amount.get()
+            ),
+            (BillStatus::Active, 350_000, 100_000)
+        );
     }
 
     #[test]

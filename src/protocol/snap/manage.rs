@@ -110,11 +110,12 @@ pub fn va_request(body: &[u8], trx_id_required: bool) -> Result<VaRequest, Refus
 /// `virtualAccountName` -> `customer_name`, `trxId` -> `invoice_number`, `totalAmount` ->
 /// `total_amount`, `virtualAccountTrxType` C/I/O -> `close`/`partial`/`open`, `expiredDate`
 /// -> `valid_until` (a date-time without a zone is the switch's), the first bill detail's
-/// `billName` (else its description, else `trxId`) -> `name`.
+/// `billName` (else its description, else `trxId`) -> `name`. Trx types: C close, I and X
+/// partial, O open, M minimum, L maximum, N open_minimum.
 ///
 /// # Errors
-/// The field refused; the types SNAP defines that the switch does not (M, L, N, X) as a
-/// format error of `virtualAccountTrxType`.
+/// The field refused; a trx type outside ASPI's (BCA's V and W) as a format error of
+/// `virtualAccountTrxType`.
 pub fn create_request(
     body: &[u8],
     institution: &str,
@@ -127,8 +128,12 @@ pub fn create_request(
     let trx_id = string(&o, "trxId", 64)?.ok_or_else(|| mandatory("trxId"))?;
     let kind = match string(&o, "virtualAccountTrxType", 1)?.as_deref() {
         None | Some("C") => "close",
-        Some("I") => "partial",
+        // X (many payments, their sum at most the bill) is IPG's partial.
+        Some("I") | Some("X") => "partial",
         Some("O") => "open",
+        Some("M") => "minimum",
+        Some("L") => "maximum",
+        Some("N") => "open_minimum",
         Some(_) => return Err(format("virtualAccountTrxType")),
     };
     let total = amount(o.get("totalAmount"), "totalAmount")?;
@@ -231,6 +236,9 @@ pub fn va_record(va: &VaRef, bill: &Bill) -> Value {
         crate::domain::BillType::Close => "C",
         crate::domain::BillType::Partial => "I",
         crate::domain::BillType::Open => "O",
+        crate::domain::BillType::Minimum => "M",
+        crate::domain::BillType::Maximum => "L",
+        crate::domain::BillType::OpenMinimum => "N",
     };
     m.insert("virtualAccountTrxType".into(), trx_type.into());
     m.insert(
@@ -373,7 +381,7 @@ mod tests {
             create_request(o.to_string().as_bytes(), "SCH01", wib()).unwrap_err()
         };
         assert_eq!(
-            m("virtualAccountTrxType", json!("M")),
+            m("virtualAccountTrxType", json!("V")),
             format("virtualAccountTrxType")
         );
         assert_eq!(

@@ -451,13 +451,16 @@ fn shown(s: &Shown) -> (Value, Value) {
     }
 }
 
-/// The SNAP trx type of a bill (`C` close, `I` partial: what remains, `O` open) and what
-/// it takes now (rupiah).
+/// The SNAP trx type of a bill (`C` close, `I` partial: what remains, `O` open, `M`
+/// minimum, `L` maximum, `N` open minimum: the bound) and what it takes now (rupiah).
 fn payable(bill: &Value) -> (&'static str, u64) {
     let n = |f: &str| bill.get(f).and_then(Value::as_u64).unwrap_or(0);
     match bill.get("type").and_then(Value::as_str) {
         Some("open") => ("O", n("total_amount")),
         Some("partial") => ("I", n("total_amount").saturating_sub(n("paid_amount"))),
+        Some("minimum") => ("M", n("total_amount")),
+        Some("maximum") => ("L", n("total_amount")),
+        Some("open_minimum") => ("N", n("total_amount")),
         _ => ("C", n("total_amount")),
     }
 }
