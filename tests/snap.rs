@@ -742,3 +742,118 @@ async fn an_institution_issues_vas_over_snap_that_banks_pay_over_ipg() {
     daemon.stop().await;
     stack.assert_verify_agrees().await;
 }
+
+/// A SNAP bank paying a passive institution's VA (docs/snap.md): forwarded once over IPG's
+/// Passive Client API, a repeat answered as the first without asking again, and a payment
+/// the institution leaves in doubt answered 2022500 (flag 02), resolved by the switch's
+/// resolver as today, then answered paid by service 26.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_snap_bank_pays_a_passive_institution_forwarded_once() {
+    use common::institution::{Institution, Mode};
+    let inst = Institution::start("pas-key").await;
+    let (ok, doubt) = ("7500000001", "7500000002");
+    inst.add_bill(ok, 150_000);
+    inst.add_bill(doubt, 90_000);
+    let (private, public) = key_pair();
+    let api = free_port();
+    let mut stack = Stack::start_with(&format!(
+        "[api]\nlisten = \"127.0.0.1:{api}\"\n[passive]\ntimeout_ms = 700\nconnect_timeout_ms = 300\n\
+         resolve_poll_ms = 50\nresolve_window_ms = 60000\ncheck_backoff_ms = [150]\n\
+         reversal_backoff_ms = [150]\n"
+    ))
+    .await;
+    (stack.settings.institutions.iter_mut())
+        .find(|i| i.code == "PAS01")
+        .unwrap()
+        .base_url = Some(inst.base_url());
+    (stack.settings.channels.iter_mut())
+        .find(|c| c.code == CHANNEL)
+        .unwrap()
+        .snap = Some(ipg_switch::routing::config::SnapPartnerSettings {
+        client_id: CLIENT_ID.into(),
+        public_key_file: public.display().to_string(),
+        client_secret_env: "UNUSED_IN_TESTS".into(),
+        resolved_secret: Some(SECRET.into()),
+        resolved_public_key: Some(std::fs::read_to_string(&public).unwrap()),
+    });
+    let base = format!("http://127.0.0.1:{api}");
+    let daemon = stack.daemon();
+    http_up(&base).await;
+    let t = Bank::token_with(&base, &private, CLIENT_ID).await;
+    let bank = Bank {
+        base: base.clone(),
+        http: reqwest::Client::new(),
+        token: t.1["accessToken"].as_str().unwrap().to_owned(),
+    };
+    let psid = format!("  {PASSIVE_PREFIX}");
+    let id = |n: &str| {
+        json!({"partnerServiceId": psid, "customerNo": n,
+            "virtualAccountNo": format!("{psid}{n}")})
+    };
+    let pay = |n: &str, r: &str, v: &str| {
+        with(
+            id(n),
+            json!({"paymentRequestId": r, "paidAmount": {"value": v, "currency": "IDR"}}),
+        )
+    };
+
+    let a = bank
+        .call(
+            "inquiry",
+            "XP-INQ",
+            &with(id(ok), json!({"inquiryRequestId": "PP-1"})),
+        )
+        .await;
+    assert_eq!(code(&a), (200, "2002400"), "{:?}", a.1);
+    assert_eq!(
+        a.1["virtualAccountData"]["totalAmount"],
+        json!({"value": "150000.00", "currency": "IDR"}),
+        "{:?}",
+        a.1
+    );
+    let first = bank
+        .call("payment", "XP-1", &pay(ok, "PP-1", "150000.00"))
+        .await;
+    assert_eq!(code(&first), (200, "2002500"), "{:?}", first.1);
+    let again = bank
+        .call(
+            "payment",
+            "XP-2",
+            &with(pay(ok, "PP-1", "150000.00"), json!({"flagAdvise": "Y"})),
+        )
+        .await;
+    assert_eq!(code(&again), (200, "2002500"), "{:?}", again.1);
+    assert_eq!(inst.hits("payment").len(), 1, "forwarded once");
+
+    // Left in doubt by the institution (it applied the payment): 2022500, then resolved.
+    inst.set_mode("payment", Mode::SuspectApplied);
+    let a = bank
+        .call("payment", "XP-3", &pay(doubt, "PP-2", "90000.00"))
+        .await;
+    assert_eq!(code(&a), (202, "2022500"), "{:?}", a.1);
+    assert_eq!(a.1["virtualAccountData"]["paymentFlagStatus"], "02");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut k = 0;
+    loop {
+        k += 1;
+        let xid: &'static str = Box::leak(format!("XP-ST-{k}").into_boxed_str());
+        let s = bank
+            .call(
+                "status",
+                xid,
+                &with(id(doubt), json!({"paymentRequestId": "PP-2"})),
+            )
+            .await;
+        if code(&s) == (200, "2002600") && s.1["virtualAccountData"]["paymentFlagStatus"] == "00" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never resolved: {:?}",
+            s.1
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(inst.payment_state("PP-2").as_deref(), Some("paid"));
+    daemon.stop().await;
+}
