@@ -1,5 +1,8 @@
 //! HTTP capacity bench: requests per second and latency of the Payment Channel API
-//! (`POST /api/v2/ch/inquiry`, `/payment`) over real HTTP/1.1 keep-alive connections.
+//! (`POST /api/v2/ch/inquiry`, `/payment`) and of SNAP BI's (`/snap/v1.0/transfer-va/
+//! inquiry`, `/payment`, docs/snap.md) over real HTTP/1.1 keep-alive connections, in the
+//! same run on bills of their own; and the cost of verifying one request's signature
+//! (IPG's HMAC-SHA256 over the body, SNAP's string to sign and HMAC-SHA512).
 //!
 //! `cargo bench --bench http`. One process holds everything, as in `benches/capacity.rs`:
 //! the embedded broker, a private `redis-server`, the daemon (`ipg_switch::run`, HTTP API on
@@ -8,7 +11,8 @@
 //!
 //! Runs: a burst of `BENCH_N` signed inquiries (one per hosted bill) with
 //! `BENCH_HTTP_CONCURRENCY` requests in flight (default 64, one connection each), the same
-//! for payments of the full amount, then `BENCH_PROBE` requests one at a time. req/s =
+//! for payments of the full amount, the same two bursts over SNAP (a token first, then
+//! signed calls, one X-EXTERNAL-ID each), then `BENCH_PROBE` requests one at a time. req/s =
 //! requests / (first send → last answer); latency = send → whole answer read.
 //! Without `--bench` (as under `cargo test --all-targets`) it is a small smoke run.
 
@@ -102,6 +106,100 @@ async fn run(
     }
 }
 
+/// A SNAP burst: `bodies` to `service` with `in_flight` at once, each under its own
+/// X-EXTERNAL-ID; a `200..` response code counts as SUCCESS.
+async fn run_snap(
+    label: &str,
+    bank: &common::snap::Bank,
+    service: &str,
+    bodies: Vec<Value>,
+    in_flight: usize,
+) -> Stats {
+    let sent = bodies.len();
+    let started = Instant::now();
+    let results: Vec<(f64, String)> = futures::stream::iter(bodies.into_iter().enumerate())
+        .map(|(i, b)| async move {
+            let t = Instant::now();
+            let xid = format!("B{service}{i}");
+            let (_, v) = bank.call(service, &xid, &b).await;
+            let code = v["responseCode"].as_str().unwrap_or("?").to_owned();
+            let rc = if code.starts_with("200") {
+                "SUCCESS".to_owned()
+            } else {
+                code
+            };
+            (t.elapsed().as_secs_f64() * 1e3, rc)
+        })
+        .buffer_unordered(in_flight)
+        .collect()
+        .await;
+    let wall = started.elapsed().as_secs_f64();
+    let mut lat: Vec<f64> = results.iter().map(|r| r.0).collect();
+    lat.sort_by(f64::total_cmp);
+    let not_ok = results.iter().filter(|r| r.1 != "SUCCESS").count();
+    if let Some(r) = results.iter().find(|r| r.1 != "SUCCESS") {
+        eprintln!("  {label}: first not-ok answer: {}", r.1);
+    }
+    Stats {
+        label: label.to_owned(),
+        sent,
+        not_ok,
+        per_s: sent as f64 / wall,
+        p50_ms: percentile(&lat, 0.50),
+        p99_ms: percentile(&lat, 0.99),
+    }
+}
+
+fn snap_identity(number: &str) -> Value {
+    let psid = format!("  {PREFIX}");
+    json!({"partnerServiceId": psid, "customerNo": number,
+        "virtualAccountNo": format!("{psid}{number}")})
+}
+
+fn snap_inquiry(number: &str, i: usize) -> Value {
+    let mut v = snap_identity(number);
+    v["inquiryRequestId"] = format!("SI{i}").into();
+    v
+}
+
+fn snap_payment(number: &str, i: usize) -> Value {
+    let mut v = snap_identity(number);
+    v["paymentRequestId"] = format!("SP{i}").into();
+    v["paidAmount"] = json!({"value": format!("{BILL_TOTAL}.00"), "currency": "IDR"});
+    v["virtualAccountName"] = "Ahmad".into();
+    v
+}
+
+/// Microseconds to verify one request's signature: IPG's (hex HMAC-SHA256 of the body) and
+/// SNAP's (minify, SHA-256 of the body, the string to sign, Base64 HMAC-SHA512), over a
+/// payment body of each dialect, `rounds` times.
+fn signature_cost(rounds: usize) -> (f64, f64) {
+    use ipg_switch::signature::snap::{string_to_sign, Hmac512};
+    let ipg_body = payment("1000000000", 0);
+    let ipg_sig = signature::sign(CHANNEL_KEY.as_bytes(), &ipg_body);
+    let verifier = signature::Verifier::new(CHANNEL_KEY.as_bytes());
+    let t = Instant::now();
+    for _ in 0..rounds {
+        assert!(verifier.verify(std::hint::black_box(&ipg_body), &ipg_sig));
+    }
+    let ipg = t.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    let snap_body = serde_json::to_vec(&snap_payment("1000000000", 0)).unwrap_or_default();
+    let (path, token, ts) = (
+        "/snap/v1.0/transfer-va/payment",
+        "t".repeat(64),
+        "2026-01-10T10:00:00+07:00",
+    );
+    let mac = Hmac512::new(b"snap-bench-secret");
+    let sig = mac.sign(&string_to_sign("POST", path, &token, &snap_body, ts));
+    let t = Instant::now();
+    for _ in 0..rounds {
+        let s = string_to_sign("POST", path, &token, std::hint::black_box(&snap_body), ts);
+        assert!(mac.verify(&s, &sig));
+    }
+    let snap = t.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    (ipg, snap)
+}
+
 fn inquiry(number: &str, i: usize) -> Vec<u8> {
     serde_json::to_vec(
         &json!({"va_number": format!("{PREFIX}{number}"), "ref_id": format!("HI{i}"),
@@ -137,9 +235,21 @@ async fn bench(n: usize, probe: usize, in_flight: usize) -> Result<(), String> {
         .properties
         .insert("fetch.wait.max.ms".into(), "1".into());
 
+    // The channel is a SNAP partner too (a key pair made by openssl for the bench).
+    let (private, public) = common::snap::key_pair();
+    let snap_secret = "snap-bench-secret";
+    if let Some(c) = settings.channels.iter_mut().find(|c| c.code == CHANNEL) {
+        c.snap = Some(ipg_switch::routing::config::SnapPartnerSettings {
+            client_id: "BENCH-SNAP".into(),
+            public_key_file: public.display().to_string(),
+            client_secret_env: "UNUSED_IN_BENCH".into(),
+            resolved_secret: Some(snap_secret.into()),
+            resolved_public_key: std::fs::read_to_string(&public).ok(),
+        });
+    }
     let sw = ipg_switch::build_switch(&settings).map_err(|e| e.to_string())?;
     let inst = sw.routing.by_code(INST).ok_or("no institution")?.clone();
-    let numbers: Vec<String> = (0..n + probe)
+    let numbers: Vec<String> = (0..2 * n + probe)
         .map(|i| format!("{}", 1_000_000_000u64 + i as u64))
         .collect();
     let created = futures::stream::iter(numbers.iter())
@@ -186,7 +296,9 @@ async fn bench(n: usize, probe: usize, in_flight: usize) -> Result<(), String> {
         std::thread::available_parallelism().map_or(0, |c| c.get())
     );
     let burst = &numbers[..n];
-    let one = &numbers[n..];
+    let snap_burst = &numbers[n..2 * n];
+    let one = &numbers[2 * n..];
+    let bank = common::snap::Bank::sign_in(&base, &private, "BENCH-SNAP", snap_secret).await;
     let rows = vec![
         run(
             "inquiries, burst",
@@ -208,6 +320,30 @@ async fn bench(n: usize, probe: usize, in_flight: usize) -> Result<(), String> {
                 .iter()
                 .enumerate()
                 .map(|(i, x)| payment(x, i))
+                .collect(),
+            in_flight,
+        )
+        .await,
+        run_snap(
+            "SNAP inquiries (24), burst",
+            &bank,
+            "inquiry",
+            snap_burst
+                .iter()
+                .enumerate()
+                .map(|(i, x)| snap_inquiry(x, i))
+                .collect(),
+            in_flight,
+        )
+        .await,
+        run_snap(
+            "SNAP payments (25), burst",
+            &bank,
+            "payment",
+            snap_burst
+                .iter()
+                .enumerate()
+                .map(|(i, x)| snap_payment(x, i))
                 .collect(),
             in_flight,
         )
@@ -244,6 +380,12 @@ async fn bench(n: usize, probe: usize, in_flight: usize) -> Result<(), String> {
             s.label, s.sent, s.not_ok, s.per_s, s.p50_ms, s.p99_ms
         );
     }
+    let (ipg_us, snap_us) = signature_cost(20_000);
+    println!();
+    println!(
+        "signature check per request (20,000 rounds, one core): IPG HMAC-SHA256 {ipg_us:.2} µs, \
+         SNAP string to sign + HMAC-SHA512 {snap_us:.2} µs"
+    );
     daemon.stop().await;
     drop(broker);
     let failed: usize = rows.iter().map(|s| s.not_ok).sum();

@@ -795,7 +795,13 @@ async fn a_settled_forwarded_payment_leaves_the_hot_window_and_still_answers_rep
     let record = format!("ipg:{{PAS01}}:ppay:{CHANNEL}:ref-old");
     let index = "ipg:{PAS01}:ppays";
     let member = format!("{CHANNEL}:ref-old");
-    let mut redis = redis::Client::open(stack.settings.redis.url.as_str())
+    // The institution's keys share its hash tag: on a cluster, its slot's master holds them.
+    let url = if stack.redis.is_cluster() {
+        format!("redis://127.0.0.1:{}/", stack.redis.master_of(&record))
+    } else {
+        stack.settings.redis.url.clone()
+    };
+    let mut redis = redis::Client::open(url.as_str())
         .unwrap()
         .get_multiplexed_async_connection()
         .await

@@ -7,8 +7,8 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
+use common::snap::{key_pair, now, Bank};
 use common::*;
 use ipg_switch::signature::snap::{string_to_sign, Hmac512};
 use serde_json::{json, Value};
@@ -16,130 +16,6 @@ use serde_json::{json, Value};
 const CLIENT_ID: &str = "BANKSYARIAH-SNAP";
 const SECRET: &str = "snap-client-secret";
 const PSID: &str = "  857499";
-
-/// An RSA key pair made by openssl in a fresh directory: (private key PEM path, public).
-fn key_pair() -> (PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("ipg-snap-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (private, public) = (dir.join("partner.key"), dir.join("partner.pub"));
-    let ok = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-        ])
-        .arg(&private)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl (scripts/test.sh installs it)")
-        .success();
-    assert!(ok, "openssl genpkey");
-    let ok = Command::new("openssl")
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&private)
-        .arg("-out")
-        .arg(&public)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "openssl pkey -pubout");
-    (private, public)
-}
-
-/// Base64 SHA256withRSA of `message` by openssl (an implementation other than the switch's).
-fn rsa_sign(private: &PathBuf, message: &str) -> String {
-    use base64::Engine;
-    use std::io::Write;
-    let mut child = Command::new("openssl")
-        .args(["dgst", "-sha256", "-sign"])
-        .arg(private)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(message.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    base64::engine::general_purpose::STANDARD.encode(out.stdout)
-}
-
-fn now() -> String {
-    chrono::Utc::now()
-        .with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).unwrap())
-        .format("%Y-%m-%dT%H:%M:%S%:z")
-        .to_string()
-}
-
-/// A SNAP bank client.
-struct Bank {
-    base: String,
-    http: reqwest::Client,
-    token: String,
-}
-
-impl Bank {
-    /// Asks for a token signed with `private`: the answer's status and body.
-    async fn token_with(base: &str, private: &PathBuf, client: &str) -> (u16, Value) {
-        let ts = now();
-        let sig = rsa_sign(private, &format!("{client}|{ts}"));
-        let r = reqwest::Client::new()
-            .post(format!("{base}/snap/v1.0/access-token/b2b"))
-            .header("Content-Type", "application/json")
-            .header("X-TIMESTAMP", &ts)
-            .header("X-CLIENT-KEY", client)
-            .header("X-SIGNATURE", sig)
-            .body(r#"{"grantType":"client_credentials","additionalInfo":{}}"#)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    /// One signed call; `tamper` may change the headers after signing.
-    async fn call_with(
-        &self,
-        service: &str,
-        xid: &str,
-        body: &Value,
-        timestamp: &str,
-        tamper: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
-    ) -> (u16, Value) {
-        let raw = serde_json::to_string(body).unwrap();
-        let path = format!("/snap/v1.0/transfer-va/{service}");
-        let s = string_to_sign("POST", &path, &self.token, raw.as_bytes(), timestamp);
-        let sig = Hmac512::new(SECRET.as_bytes()).sign(&s);
-        let req = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("Content-Type", "application/json")
-            .header("Authorization", format!("Bearer {}", self.token))
-            .header("X-TIMESTAMP", timestamp)
-            .header("X-SIGNATURE", sig)
-            .header("X-PARTNER-ID", CLIENT_ID)
-            .header("X-EXTERNAL-ID", xid)
-            .header("CHANNEL-ID", "95231")
-            .body(raw);
-        let r = tamper(req).send().await.unwrap();
-        let status = r.status().as_u16();
-        assert!(
-            r.headers().contains_key("x-timestamp"),
-            "SNAP answers carry X-TIMESTAMP"
-        );
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn call(&self, service: &str, xid: &str, body: &Value) -> (u16, Value) {
-        self.call_with(service, xid, body, &now(), |r| r).await
-    }
-}
 
 fn identity(number: &str) -> Value {
     json!({"partnerServiceId": PSID, "customerNo": number,
@@ -201,6 +77,8 @@ async fn a_snap_bank_pays_ipg_bills_and_every_door_pays_once() {
     assert_eq!(t.1["tokenType"], "Bearer");
     assert_eq!(t.1["expiresIn"], "900");
     let bank = Bank {
+        client_id: CLIENT_ID.into(),
+        secret: SECRET.into(),
         base: base.clone(),
         http: reqwest::Client::new(),
         token: t.1["accessToken"].as_str().unwrap().to_owned(),
@@ -285,6 +163,8 @@ async fn a_snap_bank_pays_ipg_bills_and_every_door_pays_once() {
     }
     // A wrong token and a bad signature, each sent alone.
     let wrong = Bank {
+        client_id: CLIENT_ID.into(),
+        secret: SECRET.into(),
         token: "nope".into(),
         base: base.clone(),
         http: reqwest::Client::new(),
@@ -292,6 +172,8 @@ async fn a_snap_bank_pays_ipg_bills_and_every_door_pays_once() {
     let a = wrong.call("payment", "X-T2", &body).await;
     assert_eq!(code(&a), (401, "4012501"), "{:?}", a.1);
     let forged = Bank {
+        client_id: CLIENT_ID.into(),
+        secret: SECRET.into(),
         token: bank.token.clone(),
         base: base.clone(),
         http: reqwest::Client::new(),
@@ -477,6 +359,8 @@ async fn an_institution_issues_vas_over_snap_that_banks_pay_over_ipg() {
     let t = Bank::token_with(&base, &private, INST_CLIENT).await;
     assert_eq!(code(&t), (200, "2007300"), "{:?}", t.1);
     let school = Bank {
+        client_id: INST_CLIENT.into(),
+        secret: INST_SECRET.into(),
         base: base.clone(),
         http: reqwest::Client::new(),
         token: t.1["accessToken"].as_str().unwrap().to_owned(),
@@ -573,6 +457,8 @@ async fn an_institution_issues_vas_over_snap_that_banks_pay_over_ipg() {
     // A bank's token may not issue VAs.
     let t = Bank::token_with(&base, &bank_private, CLIENT_ID).await;
     let bank = Bank {
+        client_id: CLIENT_ID.into(),
+        secret: SECRET.into(),
         base: base.clone(),
         http: reqwest::Client::new(),
         token: t.1["accessToken"].as_str().unwrap().to_owned(),
@@ -781,6 +667,8 @@ async fn a_snap_bank_pays_a_passive_institution_forwarded_once() {
     http_up(&base).await;
     let t = Bank::token_with(&base, &private, CLIENT_ID).await;
     let bank = Bank {
+        client_id: CLIENT_ID.into(),
+        secret: SECRET.into(),
         base: base.clone(),
         http: reqwest::Client::new(),
         token: t.1["accessToken"].as_str().unwrap().to_owned(),

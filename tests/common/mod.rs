@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 pub mod cluster;
 pub mod institution;
+pub mod snap;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
