@@ -47,6 +47,9 @@ esac
 READY_TIMEOUT=${DEMO_READY_TIMEOUT:-60}
 RUN=${DEMO_RUN_DIR:-.run}
 CONFIG=config/demo.toml
+# The demo bank's SNAP client secret (config/demo.toml [channels.snap]): secrets come from
+# the environment only.
+export IPG_DEMO_SNAP_SECRET=${IPG_DEMO_SNAP_SECRET:-demo-snap-secret}
 REDIS_PORT=${DEMO_REDIS_PORT:-6390}
 DEMO_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 WEBHOOK_LISTEN=127.0.0.1:8081
@@ -345,6 +348,7 @@ if [ -n "$bootstrap" ]; then
     echo "export IPG__REDIS__URL=$REDIS_URL"
     echo "export IPG__KAFKA__BOOTSTRAP_SERVERS=$bootstrap"
     echo "export BOOT=$bootstrap"
+    echo "export IPG_DEMO_SNAP_SECRET=$IPG_DEMO_SNAP_SECRET"
     echo "export PATH=\"$bindir:\$PATH\""
   } >"$RUN/demo.env"
 fi

@@ -1038,6 +1038,16 @@ fn openapi_document_parses_and_lists_every_route() {
         ),
         ("/api/v2/gw/statement", &["get"]),
         ("/openapi.json", &["get"]),
+        ("/snap/v1.0/access-token/b2b", &["post"]),
+        ("/snap/v1.0/transfer-va/inquiry", &["post"]),
+        ("/snap/v1.0/transfer-va/payment", &["post"]),
+        ("/snap/v1.0/transfer-va/status", &["post"]),
+        ("/snap/v1.0/transfer-va/create-va", &["post"]),
+        ("/snap/v1.0/transfer-va/update-va", &["put"]),
+        ("/snap/v1.0/transfer-va/update-status", &["put"]),
+        ("/snap/v1.0/transfer-va/inquiry-va", &["post"]),
+        ("/snap/v1.0/transfer-va/delete-va", &["delete"]),
+        ("/snap/v1.0/transfer-va/report", &["post"]),
     ] {
         let p = paths
             .get(path)
@@ -1046,7 +1056,7 @@ fn openapi_document_parses_and_lists_every_route() {
             assert!(p.get(*m).is_some(), "openapi.json misses {m} {path}");
         }
     }
-    assert_eq!(paths.len(), 16, "every documented path is a served route");
+    assert_eq!(paths.len(), 26, "every documented path is a served route");
 }
 
 /// Issue 22 items 9 and 5: a body two parsers read differently is refused on every door,

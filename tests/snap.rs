@@ -212,6 +212,15 @@ async fn a_snap_bank_pays_ipg_bills_and_every_door_pays_once() {
             payment_id
         );
     }
+    // Ids are unique per service: an inquiry may use the payment's.
+    let a = bank
+        .call(
+            "inquiry",
+            "X-PAY-1",
+            &with(identity(two), json!({"inquiryRequestId": "PR-2"})),
+        )
+        .await;
+    assert_eq!(code(&a), (200, "2002400"), "{:?}", a.1);
     let a = bank
         .call("payment", "X-PAY-1", &pay_body(two, "PR-2", "150000.00"))
         .await;
@@ -599,6 +608,16 @@ async fn an_institution_issues_vas_over_snap_that_banks_pay_over_ipg() {
     for (got, want) in &bounded {
         assert_eq!(code(got), *want, "{:?}", got.1);
     }
+
+    // 28 and 29 are not offered.
+    let a = call(
+        "update-va",
+        reqwest::Method::PUT,
+        "X-UV-1",
+        create(n1, "INV-1", "C"),
+    )
+    .await;
+    assert_eq!(code(&a), (405, "4052800"), "{:?}", a.1);
 
     // 35: today's payments on the prefix, from the journal.
     let today = chrono::Utc::now()

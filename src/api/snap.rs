@@ -253,12 +253,15 @@ pub(super) async fn authenticate(
 }
 
 /// Claims `X-EXTERNAL-ID` for `what` (the service and the business reference) under
-/// `owner` (a channel code, or `i.<institution>`): `Ok` when free or claimed by the same
-/// request (a retry), `409xx00` when claimed by another. Returns the day it counts in.
+/// `owner` (a channel code, or `i.<institution>`) for `service` (ids are unique per partner,
+/// service and day: snap-reference.md s7.1): `Ok` when free or claimed by the same request
+/// (a retry), `409xx00` when claimed by another. Returns the id and the day and service it
+/// counts in (`<day>:<service>`).
 pub(super) async fn claim_external_id(
     st: &ApiState,
     h: &HeaderMap,
     owner: &str,
+    service: Service,
     what: &str,
 ) -> Result<(String, String), Refusal> {
     let xid = match header(h, "x-external-id")? {
@@ -267,6 +270,7 @@ pub(super) async fn claim_external_id(
         None => return Err(Refusal::Mandatory("X-EXTERNAL-ID".into())),
     };
     let (day, ttl) = external_id_day(st);
+    let day = format!("{day}:{}", service.code());
     match st
         .switch
         .hosted
@@ -318,7 +322,7 @@ async fn admit(
     };
     let request = va::parse(service, bytes, *st.clock().now().offset()).map_err(plain)?;
     let what = format!("{}|{}", service.code(), request.reference());
-    let (xid, day) = match claim_external_id(st, &parts.headers, &channel, &what).await {
+    let (xid, day) = match claim_external_id(st, &parts.headers, &channel, service, &what).await {
         Ok(c) => c,
         Err(r) => return Err((r, Some(request))),
     };

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::response::Response;
-use axum::routing::{delete, post};
+use axum::routing::{delete, post, put};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
@@ -40,6 +40,14 @@ pub fn routes(prefix: &str) -> Router<ApiState> {
             delete(delete_va),
         )
         .route(&format!("{prefix}{}", Service::Report.path()), post(report))
+        .route(
+            &format!("{prefix}{}", Service::UpdateVa.path()),
+            put(update_va),
+        )
+        .route(
+            &format!("{prefix}{}", Service::UpdateStatus.path()),
+            put(update_status),
+        )
 }
 
 /// A management call admitted: the hosted institution, the body, the `X-EXTERNAL-ID`
@@ -130,7 +138,14 @@ async fn create_va(State(st): State<ApiState>, req: Request) -> Response {
             let offset = *st.clock().now().offset();
             let (va, trx_id, ipg) = manage::create_request(&bytes, &inst.code, offset)?;
             let what = format!("27|{}|{trx_id}", va.va());
-            claim_external_id(&st, &parts.headers, &format!("i.{}", inst.code), &what).await?;
+            claim_external_id(
+                &st,
+                &parts.headers,
+                &format!("i.{}", inst.code),
+                Service::CreateVa,
+                &what,
+            )
+            .await?;
             let hosted = &st.switch.hosted;
             match hosted.create_bill(&inst, &ipg).await {
                 Ok(bill) => Ok((
@@ -200,7 +215,14 @@ async fn inquiry_va(State(st): State<ApiState>, req: Request) -> Response {
         |st, inst, parts, bytes| async move {
             let r = manage::va_request(&bytes, true)?;
             let what = format!("30|{}|{}", r.va.va(), r.trx_id.clone().unwrap_or_default());
-            claim_external_id(&st, &parts.headers, &format!("i.{}", inst.code), &what).await?;
+            claim_external_id(
+                &st,
+                &parts.headers,
+                &format!("i.{}", inst.code),
+                Service::InquiryVa,
+                &what,
+            )
+            .await?;
             let bill = bill_on(&st, &inst, &r.va, r.trx_id.as_deref()).await?;
             Ok((
                 Answer::success(Service::InquiryVa),
@@ -220,7 +242,14 @@ async fn delete_va(State(st): State<ApiState>, req: Request) -> Response {
         |st, inst, parts, bytes| async move {
             let r = manage::va_request(&bytes, false)?;
             let what = format!("31|{}|{}", r.va.va(), r.trx_id.clone().unwrap_or_default());
-            claim_external_id(&st, &parts.headers, &format!("i.{}", inst.code), &what).await?;
+            claim_external_id(
+                &st,
+                &parts.headers,
+                &format!("i.{}", inst.code),
+                Service::DeleteVa,
+                &what,
+            )
+            .await?;
             let bill = bill_on(&st, &inst, &r.va, r.trx_id.as_deref()).await?;
             let revoked = st
                 .switch
@@ -253,7 +282,14 @@ async fn report(State(st): State<ApiState>, req: Request) -> Response {
                 return Err(Refusal::BillNotFound("partnerServiceId"));
             }
             let what = format!("35|{}|{}|{}|{}", r.prefix, r.date, r.from, r.to);
-            claim_external_id(&st, &parts.headers, &format!("i.{}", inst.code), &what).await?;
+            claim_external_id(
+                &st,
+                &parts.headers,
+                &format!("i.{}", inst.code),
+                Service::Report,
+                &what,
+            )
+            .await?;
             let source = st.statements.clone().ok_or(Refusal::Internal)?;
             let Ok(_permit) = st.history.clone().try_acquire_owned() else {
                 return Err(Refusal::TooManyRequests);
@@ -289,5 +325,24 @@ async fn report(State(st): State<ApiState>, req: Request) -> Response {
             Ok((Answer::success(Service::Report), rest))
         },
     )
+    .await
+}
+
+/// Services 28 and 29 (update VA, update status): not offered. IPG's bills are not edited
+/// in place (an amount or a due date changed under a bank's inquiry is a payment the
+/// customer did not see) and a status is what payments make it: revoke (31) and issue
+/// anew (27). Answered `405xx00` once the call is authenticated.
+async fn update_va(State(st): State<ApiState>, req: Request) -> Response {
+    handle(st, Service::UpdateVa, req, |_, _, _, _| async {
+        Err::<(Answer, Map<String, Value>), _>(Refusal::NotSupported)
+    })
+    .await
+}
+
+/// Service 29: see [`update_va`].
+async fn update_status(State(st): State<ApiState>, req: Request) -> Response {
+    handle(st, Service::UpdateStatus, req, |_, _, _, _| async {
+        Err::<(Answer, Map<String, Value>), _>(Refusal::NotSupported)
+    })
     .await
 }

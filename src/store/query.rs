@@ -15,7 +15,7 @@ pub fn token_key(token_sha256_hex: &str) -> String {
     format!("ipg:token:{token_sha256_hex}")
 }
 
-/// A SNAP `X-EXTERNAL-ID` claim: `ipg:snapxid:{<channel>}:<day>:<id>` (docs/snap.md).
+/// A SNAP `X-EXTERNAL-ID` claim: `ipg:snapxid:{<channel>}:<day>:<service>:<id>` (docs/snap.md).
 pub fn external_id_key(channel: &str, day: &str, xid: &str) -> String {
     format!("ipg:snapxid:{{{channel}}}:{day}:{xid}")
 }
@@ -81,7 +81,7 @@ impl Store {
         Ok(self.conn().get(token_key(token_sha256_hex)).await?)
     }
 
-    /// Claims SNAP's `X-EXTERNAL-ID` `xid` of `channel` for `day` (`YYYY-MM-DD`) with
+    /// Claims SNAP's `X-EXTERNAL-ID` `xid` of `channel` for `day` (`YYYY-MM-DD:<service>`) with
     /// `what` (the service and the business reference), kept `ttl_ms`
     /// (`ipg:snapxid:{<channel>}:<day>:<xid>`, `SET NX GET`: one round trip, atomic).
     /// `None` when it was free (now claimed), else what it was claimed with.

@@ -22,6 +22,10 @@ pub enum Service {
     CreateVa,
     /// 30 `POST /v1.0/transfer-va/inquiry-va`.
     InquiryVa,
+    /// 28 `PUT /v1.0/transfer-va/update-va`: not supported (docs/snap.md).
+    UpdateVa,
+    /// 29 `PUT /v1.0/transfer-va/update-status`: not supported (docs/snap.md).
+    UpdateStatus,
     /// 31 `DELETE /v1.0/transfer-va/delete-va` (with a JSON body).
     DeleteVa,
     /// 35 `POST /v1.0/transfer-va/report` (with a JSON body).
@@ -31,11 +35,13 @@ pub enum Service {
 }
 
 impl Service {
-    pub const ALL: [Service; 8] = [
+    pub const ALL: [Service; 10] = [
         Service::Inquiry,
         Service::Payment,
         Service::Status,
         Service::CreateVa,
+        Service::UpdateVa,
+        Service::UpdateStatus,
         Service::InquiryVa,
         Service::DeleteVa,
         Service::Report,
@@ -49,6 +55,8 @@ impl Service {
             Service::Payment => 25,
             Service::Status => 26,
             Service::CreateVa => 27,
+            Service::UpdateVa => 28,
+            Service::UpdateStatus => 29,
             Service::InquiryVa => 30,
             Service::DeleteVa => 31,
             Service::Report => 35,
@@ -63,6 +71,8 @@ impl Service {
             Service::Payment => "/v1.0/transfer-va/payment",
             Service::Status => "/v1.0/transfer-va/status",
             Service::CreateVa => "/v1.0/transfer-va/create-va",
+            Service::UpdateVa => "/v1.0/transfer-va/update-va",
+            Service::UpdateStatus => "/v1.0/transfer-va/update-status",
             Service::InquiryVa => "/v1.0/transfer-va/inquiry-va",
             Service::DeleteVa => "/v1.0/transfer-va/delete-va",
             Service::Report => "/v1.0/transfer-va/report",
@@ -77,6 +87,8 @@ impl Service {
             Service::Payment => "payment",
             Service::Status => "status",
             Service::CreateVa => "create_va",
+            Service::UpdateVa => "update_va",
+            Service::UpdateStatus => "update_status",
             Service::InquiryVa => "inquiry_va",
             Service::DeleteVa => "delete_va",
             Service::Report => "report",
@@ -117,6 +129,8 @@ pub enum Refusal {
     Inconsistent,
     /// 404 19: the bill expired.
     BillExpired,
+    /// 405 00: a SNAP service the switch does not offer (28, 29).
+    NotSupported,
     /// 409 00: `X-EXTERNAL-ID` used already today for another request.
     Conflict,
     /// 409 00 with its reason: the VA has an active bill with another `trxId` or amount
@@ -154,6 +168,7 @@ impl Refusal {
             Refusal::PaidBill => (404, 14, "Paid Bill".into()),
             Refusal::Inconsistent => (404, 18, "Inconsistent Request".into()),
             Refusal::BillExpired => (404, 19, "Invalid Bill/Virtual Account [Expired]".into()),
+            Refusal::NotSupported => (405, 0, "Requested Function Is Not Supported".into()),
             Refusal::Conflict => (409, 0, "Conflict".into()),
             Refusal::VaInUse => (409, 0, "Conflict [VA has an active bill]".into()),
             Refusal::TooManyRequests => (429, 0, "Too Many Requests".into()),
