@@ -525,6 +525,25 @@ async fn an_institution_issues_vas_over_snap_that_banks_pay_over_ipg() {
     .await;
     assert_eq!(code(&a), (404, "4043012"), "{:?}", a.1);
 
+    // A create retried after its bill was paid: the bill issued the first time (paid),
+    // never a second bill on the VA.
+    let a = call(
+        "create-va",
+        post.clone(),
+        "X-CV-6",
+        create(n1, "INV-1", "C"),
+    )
+    .await;
+    assert_eq!(code(&a), (200, "2002700"), "{:?}", a.1);
+    assert_eq!(
+        a.1["virtualAccountData"]["additionalInfo"]["billHash"],
+        d["additionalInfo"]["billHash"]
+    );
+    assert_eq!(
+        a.1["virtualAccountData"]["additionalInfo"]["status"],
+        "paid"
+    );
+
     // 31: the second VA revoked; a bank's inquiry then finds no payable bill.
     let a = call(
         "delete-va",

@@ -252,18 +252,26 @@ pub(super) async fn authenticate(
     Ok(party)
 }
 
+/// An `X-EXTERNAL-ID` claimed: the id, the day and service it counts in
+/// (`<day>:<service>`), and the value this request set, if it was the first to claim it.
+pub(super) struct Claim {
+    pub xid: String,
+    pub day: String,
+    pub own: Option<String>,
+}
+
 /// Claims `X-EXTERNAL-ID` for `what` (the service and the business reference) under
 /// `owner` (a channel code, or `i.<institution>`) for `service` (ids are unique per partner,
 /// service and day: snap-reference.md s7.1): `Ok` when free or claimed by the same request
-/// (a retry), `409xx00` when claimed by another. Returns the id and the day and service it
-/// counts in (`<day>:<service>`).
+/// (a retry), `409xx00` when claimed by another. The stored value is `what` and a nonce of
+/// this request, so only the request that claimed it may give it back.
 pub(super) async fn claim_external_id(
     st: &ApiState,
     h: &HeaderMap,
     owner: &str,
     service: Service,
     what: &str,
-) -> Result<(String, String), Refusal> {
+) -> Result<Claim, Refusal> {
     let xid = match header(h, "x-external-id")? {
         Some(x) if x.len() <= 36 && x.bytes().all(|b| b.is_ascii_graphic()) => x,
         Some(_) => return Err(Refusal::Format("X-EXTERNAL-ID".into())),
@@ -271,15 +279,23 @@ pub(super) async fn claim_external_id(
     };
     let (day, ttl) = external_id_day(st);
     let day = format!("{day}:{}", service.code());
+    let value = format!("{what}#{}", uuid::Uuid::new_v4().simple());
+    let claim = |own| Claim {
+        xid: xid.to_owned(),
+        day: day.clone(),
+        own,
+    };
     match st
         .switch
         .hosted
         .store
-        .claim_external_id(owner, &day, xid, what, ttl)
+        .claim_external_id(owner, &day, xid, &value, ttl)
         .await
     {
-        Ok(None) => Ok((xid.to_owned(), day)),
-        Ok(Some(earlier)) if earlier == what => Ok((xid.to_owned(), day)),
+        Ok(None) => Ok(claim(Some(value.clone()))),
+        Ok(Some(earlier)) if earlier.rsplit_once('#').map(|(w, _)| w) == Some(what) => {
+            Ok(claim(None))
+        }
         Ok(Some(_)) => Err(Refusal::Conflict),
         Err(_) => Err(Refusal::Internal),
     }
@@ -303,8 +319,7 @@ fn external_id_day(st: &ApiState) -> (String, u64) {
 struct Call {
     channel: String,
     request: SnapRequest,
-    xid: String,
-    day: String,
+    claim: Claim,
 }
 
 /// Headers, token, signature, body and `X-EXTERNAL-ID`, in that order (module docs).
@@ -322,15 +337,14 @@ async fn admit(
     };
     let request = va::parse(service, bytes, *st.clock().now().offset()).map_err(plain)?;
     let what = format!("{}|{}", service.code(), request.reference());
-    let (xid, day) = match claim_external_id(st, &parts.headers, &channel, service, &what).await {
+    let claim = match claim_external_id(st, &parts.headers, &channel, service, &what).await {
         Ok(c) => c,
         Err(r) => return Err((r, Some(request))),
     };
     Ok(Call {
         channel,
         request,
-        xid,
-        day,
+        claim,
     })
 }
 
@@ -369,6 +383,18 @@ pub(super) fn refusal_of(e: &SwitchError, service: Service) -> Refusal {
         }
         SwitchError::Store(_) | SwitchError::Busy(_) => Refusal::Internal,
     }
+}
+
+/// Whether a payment's outcome is unknown: answered in doubt, or Redis or the journal
+/// failed on the way (a script may have run before its answer was lost). A bank reads any
+/// code but 200/202 as failed and refunds (snap-reference.md s7.5), so these are `202`;
+/// `Busy` (the VA locked, nothing tried) stays a 5xx.
+fn outcome_unknown(e: &SwitchError) -> bool {
+    e.is_in_doubt()
+        || matches!(
+            e,
+            SwitchError::Store(StoreError::Unavailable(_) | StoreError::Journal(_))
+        )
 }
 
 /// Services 24, 25, 26.
@@ -413,10 +439,14 @@ async fn transactional(State(st): State<ApiState>, service: Service, req: Reques
     let r = &call.request;
     let (a, data) = match &served.result {
         Ok(o) if o.rc == Rc::Success => (Answer::success(service), Some(r.success_data(o))),
-        Ok(o) if o.rc == Rc::BillerSuspectTransaction && service == Service::Payment => {
+        // In doubt: in progress (flag 02), never a failure a bank would refund on.
+        Ok(o)
+            if o.rc == Rc::BillerSuspectTransaction
+                && matches!(service, Service::Payment | Service::Status) =>
+        {
             (Answer::in_progress(service), Some(r.in_progress_data()))
         }
-        Err(e) if e.is_in_doubt() && service == Service::Payment => {
+        Err(e) if service == Service::Payment && outcome_unknown(e) => {
             (Answer::in_progress(service), Some(r.in_progress_data()))
         }
         Ok(o) => {
@@ -432,11 +462,11 @@ async fn transactional(State(st): State<ApiState>, service: Service, req: Reques
             (a, data)
         }
     };
-    if a.http >= 500 {
+    if let (true, Some(own)) = (a.http >= 500, &call.claim.own) {
         // Nothing was decided: the partner may send the same X-EXTERNAL-ID again.
-        let store = &st.switch.hosted.store;
+        let (store, c) = (&st.switch.hosted.store, &call.claim);
         if let Err(e) = store
-            .release_external_id(&call.channel, &call.day, &call.xid)
+            .release_external_id(&call.channel, &c.day, &c.xid, own)
             .await
         {
             tracing::warn!(error = %e, "snap: X-EXTERNAL-ID of a request not served left claimed");

@@ -68,8 +68,15 @@ impl SnapPartnerSettings {
                 format!("{:?} cannot be read: {e}", self.public_key_file),
             )
         })?;
-        crate::signature::snap::RsaPublicKey::from_pem(&pem)
-            .map_err(|e| bad(format!("{key}.public_key_file"), e.to_string()))?;
+        let bits = crate::signature::snap::RsaPublicKey::from_pem(&pem)
+            .map_err(|e| bad(format!("{key}.public_key_file"), e.to_string()))?
+            .bits();
+        if !(2048..=8192).contains(&bits) {
+            return Err(bad(
+                format!("{key}.public_key_file"),
+                format!("is a {bits}-bit RSA key: SNAP signatures take 2048 to 8192 bits"),
+            ));
+        }
         match std::env::var(&self.client_secret_env) {
             Ok(v) if !v.is_empty() => Ok(()),
             _ => Err(bad(

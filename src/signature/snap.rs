@@ -203,6 +203,25 @@ impl RsaPublicKey {
         }
     }
 
+    /// The modulus' size in bits (0 for a key that does not parse as PKCS#1
+    /// `RSAPublicKey`). `ring` verifies keys of 2048 to 8192 bits only.
+    pub fn bits(&self) -> usize {
+        let modulus = tlv(&self.pkcs1)
+            .ok()
+            .filter(|(tag, _, _)| *tag == 0x30)
+            .and_then(|(_, seq, _)| tlv(seq).ok())
+            .filter(|(tag, _, _)| *tag == 0x02)
+            .map(|(_, n, _)| n);
+        let Some(n) = modulus else {
+            return 0;
+        };
+        let n = match n.iter().position(|b| *b != 0) {
+            Some(i) => &n[i..],
+            None => return 0,
+        };
+        n.len() * 8 - n[0].leading_zeros() as usize
+    }
+
     /// Whether `signature` (standard Base64) is a SHA256withRSA signature of `message` by
     /// this key's private half.
     pub fn verify(&self, message: &[u8], signature: &str) -> bool {
@@ -294,6 +313,7 @@ fwIDAQAB
     #[test]
     fn tv2_token_signature_verifies_with_the_spki_public_key() {
         let key = RsaPublicKey::from_pem(TV2_PUBLIC).unwrap();
+        assert_eq!(key.bits(), 2048);
         let s = token_string_to_sign("G1234325-SNAP", "2024-03-01T08:27:49.024Z");
         assert_eq!(s, "G1234325-SNAP|2024-03-01T08:27:49.024Z");
         let sig = "WzW49tYIgKIBmBi/gVBHGLAkhEaZlXM11zcZxAiyHji6TLPjPbwLu3Z45it25AIeG0XDItcdTSkds47zFEMh6IP0PXPIP1+Ey4RmX/o2fuYRF/xBHvfvKnMmANMTS1axsXBSW3EHqYpbVrkCcqNnB3u+wu63us9WIhRZaWgxgQ2PJLaiVHIwgu9u7jxkWX7Bg4rerZH3RKdQfIJAAJsSN13efR7VdSAyzU7QaKjgislxrLqmesYNJkbD03XLjHdo6YWuzAVV7xdZRpLiGkIAkW7luXTBZYBO+4oENZAPQYzrLeN1qRY1Sr7BgLONCA2QA26BB6SYW4R7qofS9+RyOQ==";

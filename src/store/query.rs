@@ -111,8 +111,9 @@ impl Store {
         Ok(earlier)
     }
 
-    /// Gives back an `X-EXTERNAL-ID` claimed by a request the switch could not serve (an
-    /// answer 5xx): the partner may send it again.
+    /// Gives back an `X-EXTERNAL-ID` this request claimed (`claim`: the value it set) when
+    /// the switch could not serve it (an answer 5xx): the partner may send it again. Only
+    /// the claim's own value is deleted (compare-and-delete), never another request's.
     ///
     /// # Errors
     /// Redis unreachable.
@@ -121,8 +122,10 @@ impl Store {
         channel: &str,
         day: &str,
         xid: &str,
+        claim: &str,
     ) -> Result<(), StoreError> {
-        let _: () = self.conn().del(external_id_key(channel, day, xid)).await?;
+        self.unlock(&external_id_key(channel, day, xid), claim)
+            .await?;
         Ok(())
     }
 

@@ -276,14 +276,31 @@ pub struct ReportRequest {
     pub echo_psid: String,
 }
 
-fn time(o: &Map<String, Value>, f: &str, default: NaiveTime) -> Result<NaiveTime, Refusal> {
+/// `HH:mm`, or `HH:mm:ss`, optionally followed by an offset (ignored: times are the
+/// switch's). Without seconds a start is the minute's first second and an end its last.
+fn time(
+    o: &Map<String, Value>,
+    f: &str,
+    default: NaiveTime,
+    end: bool,
+) -> Result<NaiveTime, Refusal> {
     let Some(s) = string(o, f, 14)? else {
         return Ok(default);
     };
     let hm = s.get(..5).ok_or_else(|| format(f))?;
     let t = NaiveTime::parse_from_str(hm, "%H:%M").map_err(|_| format(f))?;
+    let zone = |z: Option<&str>| matches!(z, None | Some("+") | Some("-") | Some("Z"));
     match s.get(5..6) {
-        None | Some(":") | Some("+") | Some("-") | Some("Z") => Ok(t),
+        Some(":") => {
+            let hms = s.get(..8).ok_or_else(|| format(f))?;
+            let t = NaiveTime::parse_from_str(hms, "%H:%M:%S").map_err(|_| format(f))?;
+            zone(s.get(8..9)).then_some(t).ok_or_else(|| format(f))
+        }
+        z if zone(z) => Ok(if end {
+            t + chrono::Duration::seconds(59)
+        } else {
+            t
+        }),
         _ => Err(format(f)),
     }
 }
@@ -311,14 +328,8 @@ pub fn report_request(body: &[u8]) -> Result<ReportRequest, Refusal> {
     }
     let midnight = NaiveTime::MIN;
     let last = NaiveTime::from_hms_opt(23, 59, 59).unwrap_or(midnight);
-    let from = time(&o, "startTime", midnight)?;
-    let to = time(&o, "endTime", last)?;
-    // "23:59" means up to the end of that minute.
-    let to = if to == NaiveTime::from_hms_opt(23, 59, 0).unwrap_or(last) {
-        last
-    } else {
-        to
-    };
+    let from = time(&o, "startTime", midnight, false)?;
+    let to = time(&o, "endTime", last, true)?;
     Ok(ReportRequest {
         prefix: prefix.to_owned(),
         date,
@@ -331,11 +342,7 @@ pub fn report_request(body: &[u8]) -> Result<ReportRequest, Refusal> {
 /// One payment of a report (s3.10), from a statement line.
 pub fn report_row(line: &crate::statement::Line, psid: &str) -> Value {
     let number = line.va_number.get(6..).unwrap_or_default();
-    let (flag, english, indonesia) = match line.status.as_str() {
-        "paid" => ("00", "Success", "Sukses"),
-        "reversed" => ("01", "Reversed", "Dibatalkan"),
-        _ => ("02", "In progress", "Dalam proses"),
-    };
+    let (flag, english, indonesia) = super::va::payment_flag(&line.status);
     json!({
         "paymentFlagStatus": flag,
         "paymentFlagReason": text(english, indonesia),
@@ -396,8 +403,16 @@ mod tests {
     fn a_report_is_one_day() {
         let r = report_request(br#"{"partnerServiceId":"  857499","startDate":"2024-05-01","startTime":"14:56:11+07:00","endDate":"2024-05-01","endTime":"23:59"}"#).unwrap();
         assert_eq!(r.prefix, "857499");
-        assert_eq!(r.from, NaiveTime::from_hms_opt(14, 56, 0).unwrap());
+        assert_eq!(r.from, NaiveTime::from_hms_opt(14, 56, 11).unwrap());
         assert_eq!(r.to, NaiveTime::from_hms_opt(23, 59, 59).unwrap());
+        let r = report_request(br#"{"partnerServiceId":"  857499","startDate":"2024-05-01","startTime":"10:00","endTime":"10:30"}"#).unwrap();
+        assert_eq!(
+            (r.from, r.to),
+            (
+                NaiveTime::from_hms_opt(10, 0, 0).unwrap(),
+                NaiveTime::from_hms_opt(10, 30, 59).unwrap()
+            )
+        );
         assert_eq!(
             report_request(br#"{"partnerServiceId":"  857499","startDate":"2024-05-01","endDate":"2024-05-02"}"#).unwrap_err(),
             format("endDate")

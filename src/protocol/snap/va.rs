@@ -385,11 +385,7 @@ impl Request {
                     .get("status")
                     .and_then(Value::as_str)
                     .unwrap_or("paid");
-                let (flag, english, indonesia) = if status == "reversed" {
-                    ("01", "Reversed", "Dibatalkan")
-                } else {
-                    ("00", "Success", "Sukses")
-                };
+                let (flag, english, indonesia) = payment_flag(status);
                 m.insert("paymentFlagStatus".into(), flag.into());
                 m.insert("paymentFlagReason".into(), text(english, indonesia));
                 if let Some(a) = payment.get("amount").and_then(Value::as_u64) {
@@ -424,6 +420,19 @@ impl Request {
             _ => {}
         }
         Value::Object(m)
+    }
+}
+
+/// `paymentFlagStatus` and its reason for a payment's status (hosted: `paid`, `reversed`;
+/// forwarded: `forwarding`, `paid`, `refused`, `in_doubt`, `reversing`, `reversed`):
+/// `00` only for a payment that stands, `01` for one undone or being undone (the money
+/// does not reach the institution), `02` while its outcome is unknown.
+pub fn payment_flag(status: &str) -> (&'static str, &'static str, &'static str) {
+    match status {
+        "paid" => ("00", "Success", "Sukses"),
+        "reversed" | "reversing" => ("01", "Reversed", "Dibatalkan"),
+        "refused" => ("01", "Refused", "Ditolak"),
+        _ => ("02", "In progress", "Dalam proses"),
     }
 }
 
@@ -577,6 +586,21 @@ mod tests {
             parse(Service::Inquiry, b"[1]", wib()).unwrap_err(),
             Refusal::BadRequest
         );
+    }
+
+    #[test]
+    fn only_a_payment_that_stands_is_flagged_success() {
+        for (status, flag) in [
+            ("paid", "00"),
+            ("reversed", "01"),
+            ("reversing", "01"),
+            ("refused", "01"),
+            ("in_doubt", "02"),
+            ("forwarding", "02"),
+            ("anything else", "02"),
+        ] {
+            assert_eq!(payment_flag(status).0, flag, "{status}");
+        }
     }
 
     #[test]
