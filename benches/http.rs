@@ -241,6 +241,7 @@ async fn bench(n: usize, probe: usize, in_flight: usize) -> Result<(), String> {
     if let Some(c) = settings.channels.iter_mut().find(|c| c.code == CHANNEL) {
         c.snap = Some(ipg_switch::routing::config::SnapPartnerSettings {
             client_id: "BENCH-SNAP".into(),
+            services: None,
             public_key_file: public.display().to_string(),
             client_secret_env: "UNUSED_IN_BENCH".into(),
             resolved_secret: Some(snap_secret.into()),

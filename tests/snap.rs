@@ -52,6 +52,7 @@ async fn a_snap_bank_pays_ipg_bills_and_every_door_pays_once() {
         .unwrap();
     ch.snap = Some(ipg_switch::routing::config::SnapPartnerSettings {
         client_id: CLIENT_ID.into(),
+        services: None,
         public_key_file: public.display().to_string(),
         client_secret_env: "IPG_TEST_SNAP_SECRET".into(),
         resolved_secret: Some(SECRET.into()),
@@ -65,6 +66,17 @@ async fn a_snap_bank_pays_ipg_bills_and_every_door_pays_once() {
     for n in [one, two, three] {
         stack.create_bill(bill_body(n, "close", 150_000)).await;
     }
+    // A partial, an open and a soon expired bill.
+    let (part, open, soon) = ("7300000004", "7300000005", "7300000006");
+    stack.create_bill(bill_body(part, "partial", 100_000)).await;
+    stack.create_bill(bill_body(open, "open", 0)).await;
+    let mut expiring = bill_body(soon, "close", 150_000);
+    // Whole seconds, as the switch's clock compares them.
+    let expiry =
+        chrono::Timelike::with_nanosecond(&(chrono::Utc::now() + chrono::Duration::seconds(2)), 0)
+            .unwrap();
+    expiring["valid_until"] = expiry.to_rfc3339().into();
+    stack.create_bill(expiring).await;
 
     // The token: a signature by another key, an unknown client, then the real one.
     let (other, _) = key_pair();
@@ -322,11 +334,50 @@ async fn a_snap_bank_pays_ipg_bills_and_every_door_pays_once() {
         .await;
     assert_eq!(code(&a), (200, "2002600"), "{:?}", a.1);
 
+    // Partial: what remains, then less after a payment; open: any amount.
+    let inq = |n: &'static str, r: &'static str| with(identity(n), json!({"inquiryRequestId": r}));
+    let a = bank.call("inquiry", "X-PI-1", &inq(part, "PI-1")).await;
+    assert_eq!(
+        a.1["virtualAccountData"]["virtualAccountTrxType"], "I",
+        "{:?}",
+        a.1
+    );
+    let a = bank
+        .call("payment", "X-PP-1", &pay_body(part, "PP-P1", "40000.00"))
+        .await;
+    assert_eq!(code(&a), (200, "2002500"), "{:?}", a.1);
+    let a = bank.call("inquiry", "X-PI-2", &inq(part, "PI-2")).await;
+    assert_eq!(
+        a.1["virtualAccountData"]["totalAmount"],
+        json!({"value": "60000.00", "currency": "IDR"}),
+        "{:?}",
+        a.1
+    );
+    let a = bank.call("inquiry", "X-OI-1", &inq(open, "OI-1")).await;
+    assert_eq!(
+        a.1["virtualAccountData"]["virtualAccountTrxType"], "O",
+        "{:?}",
+        a.1
+    );
+    let a = bank
+        .call("payment", "X-OP-1", &pay_body(open, "PP-O1", "25000.00"))
+        .await;
+    assert_eq!(code(&a), (200, "2002500"), "{:?}", a.1);
+    // Expired: refused with its own code, nothing moved.
+    let wait = (expiry - chrono::Utc::now()).num_milliseconds() + 1_100;
+    if wait > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
+    }
+    let a = bank
+        .call("payment", "X-EXP-1", &pay_body(soon, "PP-X1", "150000.00"))
+        .await;
+    assert_eq!(code(&a), (404, "4042519"), "{:?}", a.1);
+
     let (ledger, balance) = stack.ledger().await;
     assert_eq!(
         (ledger.len(), balance),
-        (3, 450_000),
-        "three payments, once each"
+        (5, 515_000),
+        "five payments, once each"
     );
     daemon.stop().await;
     stack.assert_verify_agrees().await;
@@ -347,6 +398,7 @@ async fn an_institution_issues_vas_over_snap_that_banks_pay_over_ipg() {
     let partner = |id: &str, secret: &str, public: &PathBuf| {
         Some(ipg_switch::routing::config::SnapPartnerSettings {
             client_id: id.into(),
+            services: None,
             public_key_file: public.display().to_string(),
             client_secret_env: "UNUSED_IN_TESTS".into(),
             resolved_secret: Some(secret.into()),
@@ -357,6 +409,10 @@ async fn an_institution_issues_vas_over_snap_that_banks_pay_over_ipg() {
         .find(|i| i.code == INST)
         .unwrap();
     inst.snap = partner(INST_CLIENT, INST_SECRET, &public);
+    // The school may not update statuses (29): `services` leaves it out.
+    if let Some(p) = inst.snap.as_mut() {
+        p.services = Some(vec![27, 28, 30, 31, 35]);
+    }
     let ch = (stack.settings.channels.iter_mut())
         .find(|c| c.code == CHANNEL)
         .unwrap();
@@ -637,6 +693,14 @@ async fn an_institution_issues_vas_over_snap_that_banks_pay_over_ipg() {
     )
     .await;
     assert_eq!(code(&a), (405, "4052800"), "{:?}", a.1);
+    let a = call(
+        "update-status",
+        reqwest::Method::PUT,
+        "X-US-1",
+        with(identity(n1), json!({"trxId": "INV-1", "paidStatus": "Y"})),
+    )
+    .await;
+    assert_eq!(code(&a), (403, "4032901"), "not in its services: {:?}", a.1);
 
     // 35: today's payments on the prefix, from the journal.
     let today = chrono::Utc::now()
@@ -695,6 +759,7 @@ async fn a_snap_bank_pays_a_passive_institution_forwarded_once() {
         .unwrap()
         .snap = Some(ipg_switch::routing::config::SnapPartnerSettings {
         client_id: CLIENT_ID.into(),
+        services: None,
         public_key_file: public.display().to_string(),
         client_secret_env: "UNUSED_IN_TESTS".into(),
         resolved_secret: Some(SECRET.into()),

@@ -228,6 +228,7 @@ async fn partner_of<'a>(
 /// `X-SIGNATURE` over the bytes received, `CHANNEL-ID` (module docs, steps 1-5).
 pub(super) async fn authenticate(
     st: &ApiState,
+    service: Service,
     parts: &axum::http::request::Parts,
     bytes: &[u8],
 ) -> Result<SnapParty, Refusal> {
@@ -249,6 +250,9 @@ pub(super) async fn authenticate(
         return Err(Refusal::Unauthorized("Signature"));
     }
     mandatory_header(h, "channel-id")?;
+    if !partner.allows(service.code()) {
+        return Err(Refusal::FeatureNotAllowed);
+    }
     Ok(party)
 }
 
@@ -330,7 +334,10 @@ async fn admit(
     bytes: &[u8],
 ) -> Result<Call, (Refusal, Option<SnapRequest>)> {
     let plain = |r: Refusal| (r, None);
-    let channel = match authenticate(st, parts, bytes).await.map_err(plain)? {
+    let channel = match authenticate(st, service, parts, bytes)
+        .await
+        .map_err(plain)?
+    {
         SnapParty::Channel(c) => c,
         // An institution pays no bills: the bank-facing services are the banks'.
         SnapParty::Institution(_) => return Err(plain(Refusal::FeatureNotAllowed)),

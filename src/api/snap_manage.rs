@@ -54,10 +54,11 @@ pub fn routes(prefix: &str) -> Router<ApiState> {
 /// checked for `what`.
 async fn admit(
     st: &ApiState,
+    service: Service,
     parts: &axum::http::request::Parts,
     bytes: &[u8],
 ) -> Result<Arc<Institution>, Refusal> {
-    let SnapParty::Institution(code) = authenticate(st, parts, bytes).await? else {
+    let SnapParty::Institution(code) = authenticate(st, service, parts, bytes).await? else {
         // A bank issues no VAs: these services are the institutions'.
         return Err(Refusal::FeatureNotAllowed);
     };
@@ -81,7 +82,7 @@ where
         Ok(b) => b,
         Err(r) => return r,
     };
-    let result = match admit(&st, &parts, &bytes).await {
+    let result = match admit(&st, service, &parts, &bytes).await {
         Ok(inst) => {
             let code = inst.code.clone();
             let r = serve(st.clone(), inst, parts, bytes).await;

@@ -43,6 +43,10 @@ pub struct SnapPartnerSettings {
     pub public_key_file: String,
     /// The environment variable holding the client secret (HMAC-SHA512 key).
     pub client_secret_env: String,
+    /// The SNAP service codes it may call (absent: every one of its side's: a bank 24, 25,
+    /// 26; an institution 27, 28, 29, 30, 31, 35).
+    #[serde(default)]
+    pub services: Option<Vec<u8>>,
     /// The secret and the key's PEM, read once at load (`Settings` fills them).
     #[serde(skip)]
     pub resolved_secret: Option<String>,
@@ -50,11 +54,24 @@ pub struct SnapPartnerSettings {
     pub resolved_public_key: Option<String>,
 }
 
+/// The SNAP services a bank calls (24 inquiry, 25 payment, 26 status).
+pub const BANK_SERVICES: [u8; 3] = [24, 25, 26];
+/// The SNAP services an institution calls (27-31 its VAs, 35 report).
+pub const INSTITUTION_SERVICES: [u8; 6] = [27, 28, 29, 30, 31, 35];
+
 impl SnapPartnerSettings {
     /// # Errors
     /// An empty or overlong client id, a key file that cannot be read or is no RSA public
     /// key, a secret variable unset or empty; named under `key`.
-    fn validate(&self, key: &str) -> Result<(), SettingsError> {
+    fn validate(&self, key: &str, side: &[u8]) -> Result<(), SettingsError> {
+        if let Some(services) = &self.services {
+            if let Some(s) = services.iter().find(|s| !side.contains(s)) {
+                return Err(bad(
+                    format!("{key}.services"),
+                    format!("{s} is not a service of this side: {side:?}"),
+                ));
+            }
+        }
         let id = &self.client_id;
         if id.is_empty() || id.len() > 36 || !id.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(bad(
@@ -214,7 +231,7 @@ pub fn validate(
         resolve_key(&format!("{key}.api_key"), &c.api_key, &c.api_key_env)?;
         check_rate(&key, c.rate_per_second, c.burst)?;
         if let Some(snap) = &c.snap {
-            snap.validate(&format!("{key}.snap"))?;
+            snap.validate(&format!("{key}.snap"), &BANK_SERVICES)?;
             if !snap_ids.insert(&snap.client_id) {
                 return Err(bad(
                     format!("{key}.snap.client_id"),
@@ -264,7 +281,7 @@ pub fn validate(
         resolve_key(&format!("{key}.api_key"), &inst.api_key, &inst.api_key_env)?;
         check_rate(&key, inst.rate_per_second, inst.burst)?;
         if let Some(snap) = &inst.snap {
-            snap.validate(&format!("{key}.snap"))?;
+            snap.validate(&format!("{key}.snap"), &INSTITUTION_SERVICES)?;
             if !snap_ids.insert(&snap.client_id) {
                 return Err(bad(
                     format!("{key}.snap.client_id"),
@@ -329,6 +346,7 @@ pub fn list_types() -> toml::Table {
             client_id: String::new(),
             public_key_file: String::new(),
             client_secret_env: String::new(),
+            services: Some(vec![0]),
             resolved_secret: None,
             resolved_public_key: None,
         }),
@@ -352,6 +370,7 @@ pub fn list_types() -> toml::Table {
             client_id: String::new(),
             public_key_file: String::new(),
             client_secret_env: String::new(),
+            services: Some(vec![0]),
             resolved_secret: None,
             resolved_public_key: None,
         }),

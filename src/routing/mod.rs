@@ -88,6 +88,8 @@ pub struct SnapPartner {
     /// Names the secret without revealing it: a token issued under another secret dies
     /// with it.
     pub secret_fingerprint: String,
+    /// The service codes it may call (`None`: every one of its side's).
+    pub services: Option<Vec<u8>>,
 }
 
 impl SnapPartner {
@@ -104,7 +106,13 @@ impl SnapPartner {
             secret_fingerprint: crate::signature::sign(secret.as_bytes(), b"ipg-switch snap token")
                 [..32]
                 .to_owned(),
+            services: p.services.clone(),
         })
+    }
+
+    /// Whether it may call service `code` (24, 25, ...).
+    pub fn allows(&self, code: u8) -> bool {
+        self.services.as_ref().is_none_or(|s| s.contains(&code))
     }
 }
 
