@@ -70,6 +70,34 @@ pub struct PayInput<'a> {
     pub owner: &'a Owner,
 }
 
+/// What [`Hosted::issue`] did with a bill body.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Issued {
+    /// Created now.
+    Created(Bill),
+    /// Issued before by the same request: nothing created.
+    Existing(Bill),
+    /// Valid and would be created (a dry run; the bill has no hash).
+    Valid(Bill),
+}
+
+impl Issued {
+    pub fn bill(&self) -> &Bill {
+        match self {
+            Issued::Created(b) | Issued::Existing(b) | Issued::Valid(b) => b,
+        }
+    }
+
+    /// `created`, `existing` or `valid`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Issued::Created(_) => "created",
+            Issued::Existing(_) => "existing",
+            Issued::Valid(_) => "valid",
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Hosted {
     pub store: Store,
@@ -952,6 +980,66 @@ impl Hosted {
     /// already, Redis unavailable.
     pub async fn create_bill(&self, inst: &Institution, body: &Value) -> Result<Bill, SwitchError> {
         let now = self.clock.now();
+        let nb = self.new_bill(inst, body, now)?;
+        self.create_new(inst, nb, now).await
+    }
+
+    /// Issues a bill idempotently (SNAP's create VA, bulk issuance: docs/api.md "Bulk
+    /// issuance"): a body whose bill this very request issued before (its VA holds a bill,
+    /// not revoked, with the same invoice number, amount, type, expiry, name and customer:
+    /// [`NewBill::issued_as`]) is answered with that bill, whatever happened to it since
+    /// (paid, expired), and nothing is created; otherwise the bill is created. `dry_run`
+    /// checks everything (the VA free or the same bill) and creates nothing.
+    ///
+    /// # Errors
+    /// As [`Hosted::create_bill`]: invalid fields (named), another prefix, the VA holding
+    /// another payable bill, Redis unavailable.
+    pub async fn issue(
+        &self,
+        inst: &Institution,
+        body: &Value,
+        dry_run: bool,
+    ) -> Result<Issued, SwitchError> {
+        let now = self.clock.now();
+        let nb = self.new_bill(inst, body, now)?;
+        let va = format!("{}{}", nb.prefixes[0], nb.number);
+        let on_va = self
+            .store
+            .bill_by_va(&inst.code, &va)
+            .await?
+            .map(|b| b.value);
+        if let Some(b) = on_va.as_ref().filter(|b| nb.issued_as(b)) {
+            return Ok(Issued::Existing(b.clone()));
+        }
+        if dry_run {
+            if let Some(b) = on_va.filter(|b| b.check_payable(now).is_ok()) {
+                return Err(SwitchError::invalid(
+                    "va_number",
+                    format!("already has an active bill ({}); revoke it first", b.hash),
+                ));
+            }
+            return Ok(Issued::Valid(nb.into_bill(String::new(), now, new_id)));
+        }
+        match self.create_new(inst, nb.clone(), now).await {
+            Ok(b) => Ok(Issued::Created(b)),
+            Err(e @ SwitchError::InvalidField { .. }) => {
+                // Another copy of this request won the race: its bill.
+                match self.store.bill_by_va(&inst.code, &va).await? {
+                    Some(b) if nb.issued_as(&b.value) => Ok(Issued::Existing(b.value)),
+                    _ => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A Create New Bill body read for `inst` (its own code and prefixes).
+    fn new_bill(
+        &self,
+        inst: &Institution,
+        body: &Value,
+        now: chrono::DateTime<chrono::FixedOffset>,
+    ) -> Result<NewBill, SwitchError> {
         let nb =
             NewBill::from_json(body, now).map_err(|e| SwitchError::invalid(e.field, e.reason))?;
         if nb.institution_code != inst.code {
@@ -966,6 +1054,15 @@ impl Hosted {
                 format!("{p} does not belong to institution {}", inst.code),
             ));
         }
+        Ok(nb)
+    }
+
+    async fn create_new(
+        &self,
+        inst: &Institution,
+        nb: NewBill,
+        now: chrono::DateTime<chrono::FixedOffset>,
+    ) -> Result<Bill, SwitchError> {
         for _ in 0..CAS_ATTEMPTS {
             let bill = nb.clone().into_bill(new_hash(), now, new_id);
             match self

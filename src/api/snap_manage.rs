@@ -147,62 +147,23 @@ async fn create_va(State(st): State<ApiState>, req: Request) -> Response {
                 &what,
             )
             .await?;
-            let hosted = &st.switch.hosted;
-            let issued = |b: &crate::domain::Bill| {
-                Ok((
+            // Issued idempotently: a retry (its first answer lost) gets the bill issued the
+            // first time, whatever happened to it since (paid, expired), never a second.
+            match st.switch.hosted.issue(&inst, &ipg, false).await {
+                Ok(issued) => Ok((
                     Answer::success(Service::CreateVa),
-                    data(manage::va_record(&va, b)),
-                ))
-            };
-            // Issued already (a retry whose first answer was lost, whatever happened to
-            // the bill since: paid, expired): the bill issued the first time, never a
-            // second one.
-            if let Some(b) = existing(&st, &inst, &va, &ipg).await? {
-                return issued(&b);
-            }
-            match hosted.create_bill(&inst, &ipg).await {
-                Ok(bill) => issued(&bill),
+                    data(manage::va_record(&va, issued.bill())),
+                )),
                 Err(SwitchError::InvalidField { field, reason })
                     if field == "va_number" && reason.contains("active bill") =>
                 {
-                    // Another create of this request won the race; another bill is a
-                    // conflict.
-                    match existing(&st, &inst, &va, &ipg).await? {
-                        Some(b) => issued(&b),
-                        None => Err(Refusal::VaInUse),
-                    }
+                    Err(Refusal::VaInUse)
                 }
                 Err(e) => Err(create_refusal(&e)),
             }
         },
     )
     .await
-}
-
-/// The bill on `va` that this very create request issued before (not revoked; the same
-/// `trxId`, amount, type and expiry), if there is one.
-async fn existing(
-    st: &ApiState,
-    inst: &Institution,
-    va: &VaRef,
-    ipg: &Value,
-) -> Result<Option<crate::domain::Bill>, Refusal> {
-    let b = st
-        .switch
-        .hosted
-        .store
-        .bill_by_va(&inst.code, &va.va())
-        .await
-        .map_err(|_| Refusal::Internal)?
-        .map(|b| b.value);
-    Ok(b.filter(|b| {
-        let until = b.valid_until.map(|t| t.to_rfc3339());
-        b.status != crate::domain::BillStatus::Revoked
-            && b.invoice_number.as_deref() == ipg["invoice_number"].as_str()
-            && Some(b.total_amount.get()) == ipg["total_amount"].as_u64()
-            && serde_json::to_value(b.bill_type).ok().as_ref() == ipg.get("type")
-            && until.as_deref() == ipg["valid_until"].as_str()
-    }))
 }
 
 /// The bill on `va` of `inst`, if its `trxId` is the one named (when named).

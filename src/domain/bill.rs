@@ -451,6 +451,22 @@ impl NewBill {
         })
     }
 
+    /// Whether `b` is the bill this very request issued (a retry of its create): not
+    /// revoked, on its VA, with the same invoice number, amounts, type, expiry, name and
+    /// customer. Anything else on the VA is another bill.
+    pub fn issued_as(&self, b: &Bill) -> bool {
+        b.status != BillStatus::Revoked
+            && b.institution_code == self.institution_code
+            && b.prefixes == self.prefixes
+            && b.va_number == format!("{}{}", self.prefixes[0], self.number)
+            && b.invoice_number == self.invoice_number
+            && b.total_amount == self.total_amount
+            && b.bill_type == self.bill_type
+            && b.valid_until == self.valid_until
+            && b.name == self.name
+            && b.customer_name == self.customer_name
+    }
+
     /// The stored bill, given its new `hash` and component ids.
     pub fn into_bill(
         self,
