@@ -45,6 +45,7 @@
 //!   through the same [`switch::Switch::handle`].
 //! - [`webhook`]: webhook delivery to institutions, retry tiers, per-bill ordering gate.
 //! - [`ops`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`issuance`]: bulk issuance of bills from a file (`ipg-switch bill import`).
 //! - [`journal`]: reading the journal back: the recovery after Redis lost writes, the
 //!   applier's marks, `restore`, `verify` (`[journal]`).
 //!
@@ -73,6 +74,7 @@ pub mod error;
 pub mod hosted;
 pub mod http_client;
 pub mod http_server;
+pub mod issuance;
 pub mod journal;
 pub mod kafka;
 pub mod lock;

@@ -334,6 +334,31 @@ enum BillCommand {
         #[arg(long, value_name = "FILE")]
         file: PathBuf,
     },
+    /// Issue many bills from a file, each on its own, with a result per row (docs/api.md,
+    /// "Bulk issuance"). Idempotent: the same file again creates nothing.
+    #[command(after_help = help(
+        &["  0  every row was created, or found issued before (or is valid, with --dry-run)",
+          "  1  some rows were refused (each named in the result file, with its field and reason), \
+           or the file or the switch could not be read",
+          EXIT_2],
+        &[ENV_REDIS, ENV_KAFKA, ENV_ANY],
+        &[DEMO_ENV, "  ipg-switch --config config/demo.toml bill import demo/import/spp-juli.csv --institution SCH01"],
+    ))]
+    Import {
+        /// A JSON array of Create New Bill bodies (`.json`), or a CSV (any other name) whose
+        /// header names their fields (institution_code may be left out: --institution).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The institution of rows without institution_code (CSV).
+        #[arg(long, value_name = "CODE")]
+        institution: Option<String>,
+        /// Check every row, create nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Where the per-row results go (CSV; default: FILE.result.csv).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Revoke a bill by its hash and print it.
     #[command(after_help = help(
         &["  0  the bill was revoked and journaled; it is printed as JSON",
@@ -387,9 +412,76 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// `bill import`: reads the file, issues every row, writes the results, and fails when a
+/// row was refused.
+async fn bill_import(
+    switch: &ipg_switch::switch::Switch,
+    file: &std::path::Path,
+    institution: Option<String>,
+    dry_run: bool,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use ipg_switch::issuance;
+    let raw = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let json = file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let rows = if json {
+        issuance::read_json(&raw)
+    } else {
+        issuance::read_csv(&raw, institution.as_deref().unwrap_or_default())
+    }
+    .with_context(|| format!("{} cannot be read", file.display()))?;
+    // One institution per file: the first row's (or --institution).
+    let code = institution
+        .or_else(|| {
+            rows.iter().find_map(|r| {
+                r.body.as_ref().ok()?["institution_code"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+        })
+        .unwrap_or_default();
+    let Some(inst) = switch.routing.by_code(&code) else {
+        bail!("institution {code:?} is not configured (give --institution or institution_code)");
+    };
+    if inst.mode != InstitutionMode::Hosted {
+        bail!("institution {code} is passive: its bills live in its own system");
+    }
+    let mut bar = Bar::new();
+    ipg_switch::journal::Progress::start(&mut bar, rows.len() as u64);
+    let results = issuance::issue_all(&switch.hosted, inst, rows, dry_run, || {
+        ipg_switch::journal::Progress::advance(&mut bar, 1)
+    })
+    .await;
+    let out = out.unwrap_or_else(|| {
+        let mut p = file.as_os_str().to_owned();
+        p.push(".result.csv");
+        PathBuf::from(p)
+    });
+    std::fs::write(&out, issuance::results_csv(&results))
+        .with_context(|| format!("writing {}", out.display()))?;
+    let (created, existing, valid, refused) = issuance::counts(&results);
+    println!(
+        "{} rows: {created} created, {existing} existing, {valid} valid (dry run), {refused} refused; results in {}",
+        results.len(),
+        out.display()
+    );
+    if refused > 0 {
+        bail!("{refused} row(s) refused: see {}", out.display());
+    }
+    Ok(())
+}
+
 async fn bill_command(settings: &Settings, cmd: BillCommand) -> anyhow::Result<()> {
     let switch = ipg_switch::build_switch(settings)?;
     let bill = match cmd {
+        BillCommand::Import {
+            file,
+            institution,
+            dry_run,
+            out,
+        } => return bill_import(&switch, &file, institution, dry_run, out).await,
         BillCommand::Create { file } => {
             let raw =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;

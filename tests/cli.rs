@@ -415,3 +415,115 @@ async fn commands_name_their_systems_and_a_missing_topic_its_remedy() {
         "{err}"
     );
 }
+
+/// `bill import` (issue 28, docs/api.md "Bulk issuance"): 100 good rows among 10 bad ones
+/// of 10 kinds, each bad row named with its field; the same file again creates nothing and
+/// names the same bills; a dry run creates nothing; a JSON array too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bill_import_issues_each_row_once_and_names_every_bad_row() {
+    let redis = Redis::start();
+    let topics = settings_for("x", "redis://x", "").all_topics();
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let broker = ipg_switch::kafka::EmbeddedBroker::start(&topics, PARTITIONS).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(&dir, &redis.url());
+    let env: &[(&str, &str)] = &[
+        ("TEST_INST_KEY", "k"),
+        ("IPG__KAFKA__BOOTSTRAP_SERVERS", &broker.bootstrap),
+    ];
+    let mut csv = b"va_number,prefix,type,name,customer_name,total_amount,valid_until\n".to_vec();
+    for i in 0..100 {
+        csv.extend(format!("76{i:08},{PREFIX},close,SPP Juli,Siswa {i},150000,\n").as_bytes());
+    }
+    // Ten bad rows, ten kinds.
+    for bad in [
+        format!("7699000001,{PREFIX},close,SPP,=HYPERLINK(\"x\"),150000,\n"), // formula
+        format!("7699000002,{PREFIX},close,,Siswa,150000,\n"),                // no name
+        format!("7699000003,{PREFIX},weekly,SPP,Siswa,150000,\n"),            // type
+        format!("7699000004,{PREFIX},close,SPP,Siswa,lots,\n"),               // amount
+        "7699000005,999999,close,SPP,Siswa,150000,\n".to_owned(),             // prefix
+        format!("76990000,{PREFIX},close,SPP,Siswa,150000,\n"),               // va_number
+        format!("7699000007,{PREFIX},close,SPP,Siswa,150000,2001-01-01T00:00:00+07:00\n"), // past
+        format!("7699000008,{PREFIX},close,SPP\n"),                           // cells
+        format!("7699000010,{PREFIX},close,SPP,Siswa,0,\n"),                  // zero
+    ] {
+        csv.extend(bad.as_bytes());
+    }
+    csv.extend(format!("7699000009,{PREFIX},close,SPP,").as_bytes());
+    csv.extend([0xff, 0xfe]); // not UTF-8
+    csv.extend(b",150000,\n");
+    let file = dir.path().join("term.csv");
+    std::fs::write(&file, &csv).unwrap();
+    let path = file.to_str().unwrap();
+    let result = dir.path().join("term.csv.result.csv");
+
+    let read = |p: &std::path::Path| -> Vec<Vec<String>> {
+        let mut r = csv::Reader::from_path(p).unwrap();
+        r.records()
+            .map(|x| x.unwrap().iter().map(str::to_owned).collect())
+            .collect()
+    };
+    let out = ipg(&cfg, env, &["bill", "import", path, "--institution", INST]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let first = read(&result);
+    assert_eq!(first.len(), 110);
+    let status = |rows: &[Vec<String>], s: &str| rows.iter().filter(|r| r[1] == s).count();
+    assert_eq!(status(&first, "created"), 100);
+    let refused: Vec<(String, String)> = first
+        .iter()
+        .filter(|r| r[1] == "refused")
+        .map(|r| (r[4].clone(), r[5].clone()))
+        .collect();
+    let fields: std::collections::BTreeSet<&str> = refused.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(refused.len(), 10, "{refused:?}");
+    for f in [
+        "customer_name",
+        "name",
+        "type",
+        "total_amount",
+        "prefix",
+        "va_number",
+        "valid_until",
+        "row",
+    ] {
+        assert!(fields.contains(f), "{f} not named: {refused:?}");
+    }
+    assert!(
+        refused.iter().all(|r| !r.1.is_empty()),
+        "every refusal says why"
+    );
+
+    // Again: nothing new, the same bills row by row.
+    let out = ipg(&cfg, env, &["bill", "import", path, "--institution", INST]);
+    assert_eq!(out.status.code(), Some(1));
+    let again = read(&result);
+    assert_eq!(
+        (status(&again, "created"), status(&again, "existing")),
+        (0, 100)
+    );
+    for (a, b) in first.iter().zip(&again) {
+        assert_eq!(
+            (&a[0], &a[2], &a[3]),
+            (&b[0], &b[2], &b[3]),
+            "row, hash, VA"
+        );
+    }
+
+    // A dry run of new rows: valid, nothing created; then a JSON array.
+    let json = dir.path().join("more.json");
+    let bills: Vec<serde_json::Value> = (0..5)
+        .map(|i| bill_body(&format!("77{i:08}"), "open", 0))
+        .collect();
+    std::fs::write(&json, serde_json::to_vec(&bills).unwrap()).unwrap();
+    let jpath = json.to_str().unwrap();
+    let out = ipg(&cfg, env, &["bill", "import", jpath, "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dry = read(&dir.path().join("more.json.result.csv"));
+    assert_eq!(status(&dry, "valid"), 5);
+    let out = ipg(&cfg, env, &["bill", "import", jpath]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        status(&read(&dir.path().join("more.json.result.csv")), "created"),
+        5
+    );
+}

@@ -20,7 +20,7 @@ fn layer(module: &str) -> u8 {
         "protocol" => 1,
         "store" | "kafka" | "http_client" | "http_server" | "secure" => 2,
         "error" | "routing" | "lock" | "hosted" | "passive" | "switch" | "statement" => 3,
-        "pipeline" | "api" | "webhook" | "ops" | "journal" => 4,
+        "pipeline" | "api" | "webhook" | "ops" | "journal" | "issuance" => 4,
         "settings" | "app" | "lib" | "main" => 5,
         other => panic!("module {other} has no layer: add it to tests/layers.rs and lib.rs"),
     }

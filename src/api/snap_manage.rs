@@ -295,7 +295,7 @@ async fn report(State(st): State<ApiState>, req: Request) -> Response {
                 }
                 matched += 1;
                 if rows.len() < REPORT_ROWS_MAX {
-                    rows.push(manage::report_row(line, &r.echo_psid));
+                    rows.push(report_row(line, &r.echo_psid));
                 }
             }
             let mut rest = Map::new();
@@ -327,4 +327,21 @@ async fn update_status(State(st): State<ApiState>, req: Request) -> Response {
         Err::<(Answer, Map<String, Value>), _>(Refusal::NotSupported)
     })
     .await
+}
+
+/// One payment of a report (s3.10), from a statement line.
+fn report_row(line: &crate::statement::Line, psid: &str) -> Value {
+    let number = line.va_number.get(6..).unwrap_or_default();
+    let (flag, english, indonesia) = crate::protocol::snap::va::payment_flag(&line.status);
+    json!({
+        "paymentFlagStatus": flag,
+        "paymentFlagReason": crate::protocol::snap::text(english, indonesia),
+        "partnerServiceId": psid,
+        "customerNo": number,
+        "virtualAccountNo": format!("{psid}{number}"),
+        "paymentRequestId": line.reference,
+        "paidAmount": crate::protocol::snap::va::money(line.amount),
+        "trxDateTime": line.time,
+        "additionalInfo": {"channel": line.channel, "billHash": line.bill_hash, "status": line.status},
+    })
 }

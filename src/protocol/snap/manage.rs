@@ -7,7 +7,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime};
 use serde_json::{json, Map, Value};
 
 use super::va::{amount, money};
-use super::{text, Refusal};
+use super::Refusal;
 use crate::domain::Bill;
 
 fn format(f: &str) -> Refusal {
@@ -336,23 +336,6 @@ pub fn report_request(body: &[u8]) -> Result<ReportRequest, Refusal> {
         from,
         to,
         echo_psid: psid,
-    })
-}
-
-/// One payment of a report (s3.10), from a statement line.
-pub fn report_row(line: &crate::statement::Line, psid: &str) -> Value {
-    let number = line.va_number.get(6..).unwrap_or_default();
-    let (flag, english, indonesia) = super::va::payment_flag(&line.status);
-    json!({
-        "paymentFlagStatus": flag,
-        "paymentFlagReason": text(english, indonesia),
-        "partnerServiceId": psid,
-        "customerNo": number,
-        "virtualAccountNo": format!("{psid}{number}"),
-        "paymentRequestId": line.reference,
-        "paidAmount": money(line.amount),
-        "trxDateTime": line.time,
-        "additionalInfo": {"channel": line.channel, "billHash": line.bill_hash, "status": line.status},
     })
 }
 

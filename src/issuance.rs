@@ -1,0 +1,330 @@
+//! Bulk issuance (issue 28, docs/api.md "Bulk issuance"): a file of bills (a JSON array of
+//! Create New Bill bodies, or a CSV whose header names their fields) issued row by row
+//! through [`Hosted::issue`], each created or refused on its own, with a result per row.
+//! Issuing is idempotent per row: the same file again creates nothing (every row is found
+//! as issued, `existing`), so a run cut short (a crash, a lost connection) is finished by
+//! running it again.
+//!
+//! Rows are read whole (at most [`MAX_ROWS`]); a bad row (a field refused, a formula-like
+//! cell, a cell that is not UTF-8, a wrong number of cells) is named and never blocks the
+//! others. The result file is CSV safe to open in a spreadsheet ([`plain_cell`]).
+
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::SwitchError;
+use crate::hosted::{Hosted, Issued};
+use crate::routing::Institution;
+use crate::statement::plain_cell;
+
+/// Most rows one file may hold.
+pub const MAX_ROWS: usize = 10_000;
+
+/// Rows issued at once.
+pub const CONCURRENCY: usize = 16;
+
+/// A row as read: its place (1 for the first bill) and its Create New Bill body, or why it
+/// cannot be one (field, reason).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub row: usize,
+    pub body: Result<Value, (String, String)>,
+}
+
+/// What became of one row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RowResult {
+    pub row: usize,
+    /// `created`, `existing` (issued before by the same row), `valid` (a dry run) or
+    /// `refused`.
+    pub status: String,
+    pub hash: String,
+    pub va_number: String,
+    /// The field refused, and why.
+    pub field: String,
+    pub reason: String,
+}
+
+impl RowResult {
+    /// Created, existing, or valid in a dry run.
+    pub fn ok(&self) -> bool {
+        self.status != "refused"
+    }
+}
+
+/// Why a file cannot be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("not a JSON array of bills: {0}")]
+    Json(String),
+    #[error("CSV header: {0}")]
+    Header(String),
+    #[error("more than {MAX_ROWS} rows")]
+    TooLarge,
+}
+
+/// The fields a CSV header may name (Create New Bill's, without `components`, which a
+/// cell cannot hold: a bill with components is issued from JSON).
+pub const CSV_FIELDS: &[&str] = &[
+    "institution_code",
+    "va_number",
+    "prefix",
+    "type",
+    "invoice_number",
+    "name",
+    "customer_name",
+    "customer_email",
+    "customer_phone",
+    "customer_address",
+    "total_amount",
+    "description",
+    "ext_description",
+    "valid_until",
+];
+
+/// Reads a JSON array of bill bodies.
+///
+/// # Errors
+/// Not JSON, not an array, more than [`MAX_ROWS`].
+pub fn read_json(bytes: &[u8]) -> Result<Vec<Row>, FileError> {
+    let v = crate::protocol::json::parse(bytes).map_err(|e| FileError::Json(e.to_string()))?;
+    let Value::Array(items) = v else {
+        return Err(FileError::Json("the document is not an array".into()));
+    };
+    if items.len() > MAX_ROWS {
+        return Err(FileError::TooLarge);
+    }
+    Ok(items
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| Row {
+            row: i + 1,
+            body: if v.is_object() {
+                Ok(v)
+            } else {
+                Err(("row".into(), "must be a JSON object".into()))
+            },
+        })
+        .collect())
+}
+
+/// Reads a CSV of bills: a header row of [`CSV_FIELDS`] names, then one bill per record.
+/// `institution_code` may be left out (then `institution` is every row's); `prefix` may
+/// list several prefixes separated by `;`. A cell starting with `=`, `+`, `-` or `@` (a
+/// spreadsheet formula, OWASP "CSV injection") refuses its row naming the field.
+///
+/// # Errors
+/// A header that names an unknown or repeated field, or not UTF-8; more than [`MAX_ROWS`].
+pub fn read_csv(bytes: &[u8], institution: &str) -> Result<Vec<Row>, FileError> {
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(bytes);
+    let header: Vec<String> = r
+        .byte_headers()
+        .map_err(|e| FileError::Header(e.to_string()))?
+        .iter()
+        .map(|h| {
+            std::str::from_utf8(h)
+                .map(|s| s.trim().trim_start_matches('\u{feff}').to_owned())
+                .map_err(|_| FileError::Header("not UTF-8".into()))
+        })
+        .collect::<Result<_, _>>()?;
+    for (i, h) in header.iter().enumerate() {
+        if !CSV_FIELDS.contains(&h.as_str()) {
+            return Err(FileError::Header(format!(
+                "column {} ({h:?}) is not a bill field: {}",
+                i + 1,
+                CSV_FIELDS.join(", ")
+            )));
+        }
+        if header[..i].contains(h) {
+            return Err(FileError::Header(format!("column {h:?} appears twice")));
+        }
+    }
+    let mut rows = Vec::new();
+    for (i, record) in r.byte_records().enumerate() {
+        if rows.len() >= MAX_ROWS {
+            return Err(FileError::TooLarge);
+        }
+        let body = match record {
+            Err(e) => Err(("row".into(), format!("unreadable CSV: {e}"))),
+            Ok(rec) if rec.len() != header.len() => Err((
+                "row".into(),
+                format!("has {} cells, the header {}", rec.len(), header.len()),
+            )),
+            Ok(rec) => csv_body(&header, &rec, institution),
+        };
+        rows.push(Row { row: i + 1, body });
+    }
+    Ok(rows)
+}
+
+fn csv_body(
+    header: &[String],
+    rec: &csv::ByteRecord,
+    institution: &str,
+) -> Result<Value, (String, String)> {
+    let mut o = Map::new();
+    for (name, cell) in header.iter().zip(rec.iter()) {
+        let cell = std::str::from_utf8(cell)
+            .map_err(|_| (name.clone(), "is not UTF-8".to_owned()))?
+            .trim();
+        if cell.is_empty() {
+            continue;
+        }
+        if crate::protocol::channel::FORMULA_START.contains(&cell.as_bytes()[0]) {
+            return Err((
+                name.clone(),
+                "starts with =, +, - or @ (a spreadsheet formula)".into(),
+            ));
+        }
+        let v = match name.as_str() {
+            "prefix" if cell.contains(';') => {
+                Value::Array(cell.split(';').map(|p| p.trim().into()).collect())
+            }
+            _ => cell.into(),
+        };
+        o.insert(name.clone(), v);
+    }
+    o.entry("institution_code")
+        .or_insert_with(|| institution.into());
+    Ok(Value::Object(o))
+}
+
+/// Issues every row for `inst` ([`CONCURRENCY`] at a time), calling `progress` after each;
+/// the results in row order.
+pub async fn issue_all(
+    hosted: &Hosted,
+    inst: &Institution,
+    rows: Vec<Row>,
+    dry_run: bool,
+    mut progress: impl FnMut(),
+) -> Vec<RowResult> {
+    let mut out: Vec<RowResult> = futures::stream::iter(rows)
+        .map(|r| async move {
+            let outcome = match r.body {
+                Err(e) => Err(e),
+                Ok(body) => hosted
+                    .issue(inst, &body, dry_run)
+                    .await
+                    .map_err(|e| refusal(&e)),
+            };
+            result(r.row, outcome)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .inspect(|_| progress())
+        .collect()
+        .await;
+    out.sort_by_key(|r| r.row);
+    out
+}
+
+fn refusal(e: &SwitchError) -> (String, String) {
+    match e {
+        SwitchError::InvalidField { field, reason } => (field.clone(), reason.clone()),
+        other => ("row".into(), other.to_string()),
+    }
+}
+
+fn result(row: usize, outcome: Result<Issued, (String, String)>) -> RowResult {
+    match outcome {
+        Ok(i) => RowResult {
+            row,
+            status: i.as_str().into(),
+            hash: i.bill().hash.clone(),
+            va_number: i.bill().va_number.clone(),
+            field: String::new(),
+            reason: String::new(),
+        },
+        Err((field, reason)) => RowResult {
+            row,
+            status: "refused".into(),
+            hash: String::new(),
+            va_number: String::new(),
+            field,
+            reason,
+        },
+    }
+}
+
+/// The results as CSV (`row,status,hash,va_number,field,reason`), every text cell safe to
+/// open in a spreadsheet.
+pub fn results_csv(results: &[RowResult]) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record(["row", "status", "hash", "va_number", "field", "reason"]);
+    for r in results {
+        let row = r.row.to_string();
+        let _ = w.write_record([
+            row.as_str(),
+            &r.status,
+            &plain_cell(&r.hash),
+            &plain_cell(&r.va_number),
+            &plain_cell(&r.field),
+            &plain_cell(&r.reason),
+        ]);
+    }
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+/// Counts by status: (created, existing, valid, refused).
+pub fn counts(results: &[RowResult]) -> (usize, usize, usize, usize) {
+    let n = |s: &str| results.iter().filter(|r| r.status == s).count();
+    (n("created"), n("existing"), n("valid"), n("refused"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_rows_are_read_and_bad_rows_named() {
+        let csv = "\u{feff}va_number,prefix,type,name,customer_name,total_amount\n\
+            7600000001,857499,close,SPP,Ahmad,150000\n\
+            7600000002,857499;857500,close,SPP,=HYPERLINK(\"x\"),150000\n\
+            7600000003,857499,close\n";
+        let rows = read_csv(csv.as_bytes(), "SCH01").unwrap();
+        assert_eq!(rows.len(), 3);
+        let first = rows[0].body.as_ref().unwrap();
+        assert_eq!(first["institution_code"], "SCH01");
+        assert_eq!(first["total_amount"], "150000");
+        assert_eq!(rows[1].body.as_ref().unwrap_err().0, "customer_name");
+        assert_eq!(rows[2].body.as_ref().unwrap_err().0, "row");
+        assert!(
+            read_csv(b"va_number,amount\n1,2\n", "SCH01").is_err(),
+            "unknown column"
+        );
+        assert!(
+            read_csv(b"name,name\n1,2\n", "SCH01").is_err(),
+            "repeated column"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_cells_are_named() {
+        let mut bytes = b"va_number,name\n7600000004,".to_vec();
+        bytes.extend_from_slice(&[0xff, 0xfe]);
+        bytes.push(b'\n');
+        let rows = read_csv(&bytes, "SCH01").unwrap();
+        assert_eq!(
+            rows[0].body.as_ref().unwrap_err(),
+            &("name".to_owned(), "is not UTF-8".to_owned())
+        );
+    }
+
+    #[test]
+    fn results_are_safe_to_open_in_a_spreadsheet() {
+        let r = RowResult {
+            row: 3,
+            status: "refused".into(),
+            hash: String::new(),
+            va_number: String::new(),
+            field: "customer_name".into(),
+            reason: "=cmd|' /C calc'!A0".into(),
+        };
+        let csv = results_csv(&[r]);
+        assert!(csv.contains("'=cmd"), "{csv}");
+        assert!(csv.starts_with("row,status,hash,va_number,field,reason\n"));
+    }
+}
