@@ -328,7 +328,7 @@ impl Store {
             let time = bill
                 .created_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
-            let ev = journal::Event::bill(
+            let mut ev = journal::Event::bill(
                 journal::EventType::BillCreated,
                 bill,
                 doc,
@@ -336,6 +336,13 @@ impl Store {
                 status_str(bill),
                 time,
             );
+            // The creation as indexed: later than the VA's earlier bills (create.lua).
+            if let (Some(b), Some(score)) = (
+                ev.bill.as_mut(),
+                r.get(1).and_then(|s| s.parse::<i64>().ok()),
+            ) {
+                b.created_ms = score;
+            }
             self.append(&ev).await?;
         }
         Ok(v)

@@ -249,6 +249,14 @@ impl Store {
                         .arg(keys::passive_pending(inst))
                         .arg(member);
                 }
+                "bill:" => {
+                    let hash = &k[prefix.len() + "bill:".len()..];
+                    pipe.cmd("HGETALL")
+                        .arg(k)
+                        .cmd("ZSCORE")
+                        .arg(keys::bills(inst))
+                        .arg(hash);
+                }
                 _ => {
                     pipe.cmd("HGETALL").arg(k);
                 }
@@ -276,8 +284,15 @@ impl Store {
             let name = &k[prefix.len() + kind.len()..];
             match kind {
                 "bill:" => {
-                    let h = hash(next());
-                    out.extend(bill_event(inst, name, &h, now_ms).map_err(|r| corrupt(k, r))?);
+                    let (h, indexed) = (hash(next()), score(next()));
+                    let mut e = bill_event(inst, name, &h, now_ms).map_err(|r| corrupt(k, r))?;
+                    // Its creation as indexed (create.lua may have made it later than the
+                    // doc's whole second): a VA's newest bill stays the newest.
+                    if let (Some(b), Some(ms)) = (e.as_mut().and_then(|e| e.bill.as_mut()), indexed)
+                    {
+                        b.created_ms = b.created_ms.max(ms);
+                    }
+                    out.extend(e);
                 }
                 "pay:" => {
                     let (h, indexed) = (hash(next()), score(next()));

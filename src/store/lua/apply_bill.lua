@@ -42,14 +42,17 @@ if not cur or tonumber(cur) < tonumber(ARGV[1]) then
   end
   applied = 1
 end
-redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
+-- GT: a bill's index score only grows (its created event carries the score create.lua
+-- made later than the VA's earlier bills; its later events the whole-second creation).
+redis.call('ZADD', KEYS[2], 'GT', ARGV[6], ARGV[5])
+local mine = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[5]) or ARGV[6])
 for i = 3, #KEYS do
   local h = redis.call('GET', KEYS[i])
   if not h then
     redis.call('SET', KEYS[i], ARGV[5])
   elseif h ~= ARGV[5] then
     local s = redis.call('ZSCORE', KEYS[2], h)
-    if not s or tonumber(s) < tonumber(ARGV[6]) or (tonumber(s) == tonumber(ARGV[6]) and h < ARGV[5]) then
+    if not s or tonumber(s) < mine or (tonumber(s) == mine and h < ARGV[5]) then
       redis.call('SET', KEYS[i], ARGV[5])
     end
   end
