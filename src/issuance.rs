@@ -9,6 +9,7 @@
 //! cell, a cell that is not UTF-8, a wrong number of cells) is named and never blocks the
 //! others. The result file is CSV safe to open in a spreadsheet ([`plain_cell`]).
 
+use chrono::Datelike;
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -117,6 +118,12 @@ pub fn read_json(bytes: &[u8]) -> Result<Vec<Row>, FileError> {
 /// # Errors
 /// A header that names an unknown or repeated field, or not UTF-8; more than [`MAX_ROWS`].
 pub fn read_csv(bytes: &[u8], institution: &str) -> Result<Vec<Row>, FileError> {
+    read_csv_with(bytes, CSV_FIELDS, institution)
+}
+
+/// [`read_csv`] with these `columns` allowed; `institution` fills `institution_code` when
+/// not empty.
+fn read_csv_with(bytes: &[u8], columns: &[&str], institution: &str) -> Result<Vec<Row>, FileError> {
     let mut r = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -132,11 +139,11 @@ pub fn read_csv(bytes: &[u8], institution: &str) -> Result<Vec<Row>, FileError> 
         })
         .collect::<Result<_, _>>()?;
     for (i, h) in header.iter().enumerate() {
-        if !CSV_FIELDS.contains(&h.as_str()) {
+        if !columns.contains(&h.as_str()) {
             return Err(FileError::Header(format!(
-                "column {} ({h:?}) is not a bill field: {}",
+                "column {} ({h:?}) is not one of {}",
                 i + 1,
-                CSV_FIELDS.join(", ")
+                columns.join(", ")
             )));
         }
         if header[..i].contains(h) {
@@ -188,8 +195,10 @@ fn csv_body(
         };
         o.insert(name.clone(), v);
     }
-    o.entry("institution_code")
-        .or_insert_with(|| institution.into());
+    if !institution.is_empty() {
+        o.entry("institution_code")
+            .or_insert_with(|| institution.into());
+    }
     Ok(Value::Object(o))
 }
 
@@ -314,6 +323,28 @@ mod tests {
     }
 
     #[test]
+    fn a_period_of_a_template_is_one_bill_per_customer() {
+        let template = br#"{"institution_code":"SCH01","prefix":"857499","type":"close",
+            "name":"SPP {period}","total_amount":350000,"due_day":10}"#;
+        let customers = b"va_number,customer_name,total_amount
+0000000101,Aisyah,
+0000000102,Bima,300000
+";
+        let wib = chrono::FixedOffset::east_opt(7 * 3600).unwrap();
+        let rows = recurring_rows(template, customers, "2026-07", wib).unwrap();
+        let b = rows[1].body.as_ref().unwrap();
+        assert_eq!(b["name"], "SPP 2026-07");
+        assert_eq!(b["invoice_number"], "2026-07/0000000102");
+        assert_eq!(b["valid_until"], "2026-07-10T23:59:59+07:00");
+        assert_eq!(b["total_amount"], "300000", "the customer's amount");
+        assert_eq!(rows[0].body.as_ref().unwrap()["total_amount"], 350000);
+        assert_eq!(b["customer_name"], "Bima");
+        assert!(recurring_rows(template, customers, "2026-13", wib).is_err());
+        assert!(recurring_rows(br#"{"name":"x"}"#, customers, "2026-07", wib).is_err());
+        assert!(recurring_rows(template, b"va_number,amount\n", "2026-07", wib).is_err());
+    }
+
+    #[test]
     fn results_are_safe_to_open_in_a_spreadsheet() {
         let r = RowResult {
             row: 3,
@@ -327,4 +358,85 @@ mod tests {
         assert!(csv.contains("'=cmd"), "{csv}");
         assert!(csv.starts_with("row,status,hash,va_number,field,reason\n"));
     }
+}
+
+/// A recurring issue (docs/api.md "Recurring issuance"): a bill template, a customer list
+/// and a period give that period's bills, one per customer.
+///
+/// The template is a Create New Bill body without `va_number` and `customer_name` (they
+/// come from each customer), plus `due_day` (1-28: the bill is valid until that day of the
+/// period, 23:59:59 in the switch's offset). In its text fields `{period}` (`2026-07`) and
+/// `{va_number}` are replaced; `invoice_number` defaults to `{period}/{va_number}`,
+/// so that each customer's bill of a period is one bill: issuing the same period again
+/// creates nothing (every row `existing`). The customer list is a CSV with `va_number`,
+/// `customer_name` and optionally `total_amount`, `customer_email`, `customer_phone`,
+/// `customer_address` (which override the template's).
+///
+/// A VA holds one payable bill at a time: a period's bills can be issued once the previous
+/// period's are paid or past their due day.
+///
+/// # Errors
+/// A template that is not a JSON object or lacks `due_day`; a period that is not `YYYY-MM`;
+/// a customer list whose header names another column.
+pub fn recurring_rows(
+    template: &[u8],
+    customers: &[u8],
+    period: &str,
+    offset: chrono::FixedOffset,
+) -> Result<Vec<Row>, FileError> {
+    let t = crate::protocol::json::parse(template).map_err(|e| FileError::Json(e.to_string()))?;
+    let Value::Object(mut t) = t else {
+        return Err(FileError::Json("the template is not a JSON object".into()));
+    };
+    let start = chrono::NaiveDate::parse_from_str(&format!("{period}-01"), "%Y-%m-%d")
+        .map_err(|_| FileError::Json(format!("period {period:?} is not YYYY-MM")))?;
+    let due_day = t
+        .remove("due_day")
+        .and_then(|d| d.as_u64())
+        .filter(|d| (1..=28).contains(d))
+        .ok_or_else(|| FileError::Json("the template needs due_day, 1 to 28".into()))?;
+    let due = start
+        .with_day(due_day as u32)
+        .and_then(|d| d.and_hms_opt(23, 59, 59))
+        .and_then(|d| d.and_local_timezone(offset).single())
+        .ok_or_else(|| FileError::Json("due_day is not a day of the period".into()))?;
+    t.insert("valid_until".into(), due.to_rfc3339().into());
+    t.entry("invoice_number")
+        .or_insert_with(|| "{period}/{va_number}".into());
+    const COLUMNS: &[&str] = &[
+        "va_number",
+        "customer_name",
+        "total_amount",
+        "customer_email",
+        "customer_phone",
+        "customer_address",
+    ];
+    let listed = read_csv_with(customers, COLUMNS, "")?;
+    Ok(listed
+        .into_iter()
+        .map(|r| Row {
+            row: r.row,
+            body: r.body.map(|c| {
+                let mut b = t.clone();
+                if let Value::Object(c) = c {
+                    for (k, v) in c {
+                        if k != "institution_code" {
+                            b.insert(k, v);
+                        }
+                    }
+                }
+                let va = b
+                    .get("va_number")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                for v in b.values_mut() {
+                    if let Value::String(s) = v {
+                        *s = s.replace("{period}", period).replace("{va_number}", &va);
+                    }
+                }
+                Value::Object(b)
+            }),
+        })
+        .collect())
 }

@@ -359,6 +359,38 @@ enum BillCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Issue one period of a recurring bill: a template and a customer list give each
+    /// customer's bill of the period (docs/api.md, "Recurring issuance"). Issuing the same
+    /// period again creates nothing.
+    #[command(after_help = help(
+        &["  0  every customer's bill of the period was created, or found issued before (or is valid, with --dry-run)",
+          "  1  some rows were refused (each named in the result file), or the files or the switch could not be read",
+          EXIT_2],
+        &[ENV_REDIS, ENV_KAFKA, ENV_ANY],
+        &[DEMO_ENV, "  ipg-switch --config config/demo.toml bill recur --template demo/import/spp-template.json --customers demo/import/students.csv --period 2026-07"],
+    ))]
+    Recur {
+        /// The bill template: a Create New Bill body without va_number and customer_name,
+        /// with due_day (1-28); {period} and {va_number} are replaced in its text.
+        #[arg(long, value_name = "FILE")]
+        template: PathBuf,
+        /// The customers: a CSV with va_number, customer_name and optionally total_amount,
+        /// customer_email, customer_phone, customer_address.
+        #[arg(long, value_name = "FILE")]
+        customers: PathBuf,
+        /// The period, YYYY-MM.
+        #[arg(long, value_name = "YYYY-MM")]
+        period: String,
+        /// The institution, when the template names none.
+        #[arg(long, value_name = "CODE")]
+        institution: Option<String>,
+        /// Check every row, create nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Where the per-row results go (CSV; default: CUSTOMERS.<period>.result.csv).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Revoke a bill by its hash and print it.
     #[command(after_help = help(
         &["  0  the bill was revoked and journaled; it is printed as JSON",
@@ -432,6 +464,27 @@ async fn bill_import(
         issuance::read_csv(&raw, institution.as_deref().unwrap_or_default())
     }
     .with_context(|| format!("{} cannot be read", file.display()))?;
+    let out = out.unwrap_or_else(|| beside(file, ".result.csv"));
+    issue_rows(switch, rows, institution, dry_run, &out).await
+}
+
+/// `FILE` + `suffix`, as a path.
+fn beside(file: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut p = file.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// Issues `rows` for their institution (the first row's, or `institution`), writes the
+/// results to `out`, prints the counts; fails when a row was refused.
+async fn issue_rows(
+    switch: &ipg_switch::switch::Switch,
+    mut rows: Vec<ipg_switch::issuance::Row>,
+    institution: Option<String>,
+    dry_run: bool,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    use ipg_switch::issuance;
     // One institution per file: the first row's (or --institution).
     let code = institution
         .or_else(|| {
@@ -448,18 +501,19 @@ async fn bill_import(
     if inst.mode != InstitutionMode::Hosted {
         bail!("institution {code} is passive: its bills live in its own system");
     }
+    for r in rows.iter_mut() {
+        if let Ok(serde_json::Value::Object(b)) = r.body.as_mut() {
+            b.entry("institution_code")
+                .or_insert_with(|| code.clone().into());
+        }
+    }
     let mut bar = Bar::new();
     ipg_switch::journal::Progress::start(&mut bar, rows.len() as u64);
     let results = issuance::issue_all(&switch.hosted, inst, rows, dry_run, || {
         ipg_switch::journal::Progress::advance(&mut bar, 1)
     })
     .await;
-    let out = out.unwrap_or_else(|| {
-        let mut p = file.as_os_str().to_owned();
-        p.push(".result.csv");
-        PathBuf::from(p)
-    });
-    std::fs::write(&out, issuance::results_csv(&results))
+    std::fs::write(out, issuance::results_csv(&results))
         .with_context(|| format!("writing {}", out.display()))?;
     let (created, existing, valid, refused) = issuance::counts(&results);
     println!(
@@ -482,6 +536,27 @@ async fn bill_command(settings: &Settings, cmd: BillCommand) -> anyhow::Result<(
             dry_run,
             out,
         } => return bill_import(&switch, &file, institution, dry_run, out).await,
+        BillCommand::Recur {
+            template,
+            customers,
+            period,
+            institution,
+            dry_run,
+            out,
+        } => {
+            let read = |p: &std::path::Path| {
+                std::fs::read(p).with_context(|| format!("reading {}", p.display()))
+            };
+            let rows = ipg_switch::issuance::recurring_rows(
+                &read(&template)?,
+                &read(&customers)?,
+                &period,
+                *switch.clock.now().offset(),
+            )
+            .context("the template, the customers or the period cannot be read")?;
+            let out = out.unwrap_or_else(|| beside(&customers, &format!(".{period}.result.csv")));
+            return issue_rows(&switch, rows, institution, dry_run, &out).await;
+        }
         BillCommand::Create { file } => {
             let raw =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;

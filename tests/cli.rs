@@ -527,3 +527,95 @@ async fn bill_import_issues_each_row_once_and_names_every_bad_row() {
         5
     );
 }
+
+/// Recurring issuance (issue 28, docs/api.md "Recurring issuance"): a template and a
+/// customer list give each period's bills, with the customers' own amounts; two periods
+/// issued (the first paid in between, as a VA holds one payable bill), a third issued twice:
+/// the second time nothing is created; counts and amounts exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recurring_periods_are_issued_once_each() {
+    use ipg_switch::issuance;
+    let stack = Stack::start().await;
+    let daemon = stack.daemon();
+    let sw = ipg_switch::build_switch(&stack.settings).unwrap();
+    let inst = sw.routing.by_code(INST).unwrap().clone();
+    let template = format!(
+        r#"{{"institution_code":"{INST}","prefix":"{PREFIX}","type":"close","name":"SPP {{period}}","total_amount":350000,"due_day":28}}"#
+    );
+    let customers = b"va_number,customer_name,total_amount\n7800000001,Aisyah,\n7800000002,Bima,\n7800000003,Citra,300000\n";
+    let wib = chrono::FixedOffset::east_opt(7 * 3600).unwrap();
+    let year = chrono::Utc::now()
+        .format("%Y")
+        .to_string()
+        .parse::<i32>()
+        .unwrap()
+        + 1;
+    let mut paid = 0u64;
+    for (k, month) in ["01", "02", "03", "03"].iter().enumerate() {
+        let period = format!("{year}-{month}");
+        let rows = issuance::recurring_rows(template.as_bytes(), customers, &period, wib).unwrap();
+        let results = issuance::issue_all(&sw.hosted, &inst, rows, false, || {}).await;
+        let (created, existing, _, refused) = issuance::counts(&results);
+        let want = if k == 3 { (0, 3, 0) } else { (3, 0, 0) };
+        assert_eq!((created, existing, refused), want, "{period}: {results:?}");
+        if k == 3 {
+            break;
+        }
+        // Each customer pays the period (their own amount), freeing the VA for the next.
+        for (i, r) in results.iter().enumerate() {
+            let amount = if i == 2 { 300_000 } else { 350_000 };
+            let id = format!("rec-{period}-{i}");
+            stack
+                .send("payment", &id, payment(&r.va_number, &id, amount))
+                .await;
+            assert_eq!(stack.answer(&id).await["rc"], "SUCCESS", "{id}");
+            paid += amount;
+        }
+    }
+    let (ledger, balance) = stack.ledger().await;
+    assert_eq!((ledger.len(), balance), (9, paid as i64));
+    assert_eq!(paid, 3 * 1_000_000);
+    daemon.stop().await;
+    stack.assert_verify_agrees().await;
+
+    // Three bills per VA made within a second or two: from the journal alone each VA points
+    // at its newest (the third period's, paid), whatever the whole-second creation times say.
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(
+            &mut redis::Client::open(stack.settings.redis.url.as_str())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let journal = stack.settings.journal(&stack.broker.bootstrap);
+    journal
+        .replay(
+            &sw.hosted.store,
+            ipg_switch::journal::From::Beginning,
+            &mut ipg_switch::journal::Quiet,
+        )
+        .await
+        .unwrap();
+    for n in ["7800000001", "7800000002", "7800000003"] {
+        let b = sw
+            .hosted
+            .store
+            .bill_by_va(INST, &format!("{PREFIX}{n}"))
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        assert_eq!(
+            (b.name.as_str(), b.status),
+            (
+                format!("SPP {year}-03").as_str(),
+                ipg_switch::domain::BillStatus::Paid
+            ),
+            "{n}"
+        );
+    }
+    stack.assert_verify_agrees().await;
+}
