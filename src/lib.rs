@@ -38,6 +38,8 @@
 //! - [`switch`]: one rule set for every door (the Kafka pipeline and the HTTP API).
 //! - [`statement`]: daily statements and reconciliation from journal events
 //!   (`[statement]`, `[reconcile]`).
+//! - [`issuance`]: bulk and recurring issuance of bills, row by row, idempotent
+//!   (`ipg-switch bill import`/`recur`, `POST /api/v2/gw/bill/batch`).
 //!
 //! L4 doors and workers:
 //! - [`pipeline`]: the Kafka door: per-VA lanes, in-order offsets.
@@ -45,7 +47,6 @@
 //!   through the same [`switch::Switch::handle`].
 //! - [`webhook`]: webhook delivery to institutions, retry tiers, per-bill ordering gate.
 //! - [`ops`]: `/metrics`, `/healthz`, `/readyz`.
-//! - [`issuance`]: bulk issuance of bills from a file (`ipg-switch bill import`).
 //! - [`journal`]: reading the journal back: the recovery after Redis lost writes, the
 //!   applier's marks, `restore`, `verify` (`[journal]`).
 //!

@@ -1025,6 +1025,7 @@ fn openapi_document_parses_and_lists_every_route() {
         ("/api/v2/ch/reversal", &["post"]),
         ("/api/v2/ch/check-status", &["post"]),
         ("/api/v2/gw/bill", &["get", "post"]),
+        ("/api/v2/gw/bill/batch", &["post"]),
         ("/api/v2/gw/bill/{bill-hash}", &["get", "delete"]),
         ("/api/v2/gw/bill/{bill-hash}/payment", &["get"]),
         ("/api/v2/gw/bill/{bill-hash}/mock", &["get"]),
@@ -1056,7 +1057,7 @@ fn openapi_document_parses_and_lists_every_route() {
             assert!(p.get(*m).is_some(), "openapi.json misses {m} {path}");
         }
     }
-    assert_eq!(paths.len(), 26, "every documented path is a served route");
+    assert_eq!(paths.len(), 27, "every documented path is a served route");
 }
 
 /// Issue 22 items 9 and 5: a body two parsers read differently is refused on every door,
@@ -1210,4 +1211,83 @@ async fn repeated_names_are_refused_on_every_door_and_every_error_is_json() {
         .unwrap();
     assert_eq!(stack.answer("dup-sig").await["rc"], "BILLER_AUTHENTICATION");
     daemon.stop().await;
+}
+
+/// Bulk issuance over the Active Client API (issue 28, docs/api.md "Bulk issuance"): a
+/// JSON array and a CSV upload, each row on its own with its result; the same upload again
+/// creates nothing; a dry run creates nothing; a body over api.max_body_bytes but within
+/// api.max_batch_bytes is taken; another institution's rows are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_issuance_over_http_issues_each_row_once() {
+    let port = free_port();
+    let stack = Stack::start_with(&overlay(port, "max_body_bytes = 4096\n")).await;
+    let daemon = stack.daemon();
+    let api = Api::up(port).await;
+    let t = api.bearer(INST, "inst-key").await;
+    let k = "inst-key";
+    // 60 bills (about 10 kB: over max_body_bytes), two of them bad.
+    let mut bills: Vec<Value> = (0..60u64)
+        .map(|i| bill_body(&format!("45000000{i:02}"), "close", 50_000 + i))
+        .collect();
+    bills[3]["total_amount"] = json!("abc");
+    bills[7]["institution_code"] = json!(INST2);
+    let body = serde_json::to_vec(&bills).unwrap();
+    assert!(body.len() > 4096);
+    let (s, v) = api
+        .gw(Method::POST, &t, k, "/bill/batch?dry_run=true", Some(&body))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (&v["data"]["valid"], &v["data"]["refused"]),
+        (&json!(58), &json!(2)),
+        "{v}"
+    );
+    let (s, v) = api
+        .gw(Method::POST, &t, k, "/bill/batch", Some(&body))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (&v["data"]["created"], &v["data"]["refused"]),
+        (&json!(58), &json!(2)),
+        "{v}"
+    );
+    let rows = v["data"]["rows"].as_array().unwrap();
+    assert_eq!(rows[3]["field"], "total_amount");
+    assert_eq!(rows[7]["field"], "institution_code");
+    let (s, again) = api
+        .gw(Method::POST, &t, k, "/bill/batch", Some(&body))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (&again["data"]["created"], &again["data"]["existing"]),
+        (&json!(0), &json!(58))
+    );
+    for (a, b) in rows.iter().zip(again["data"]["rows"].as_array().unwrap()) {
+        assert_eq!(a["hash"], b["hash"], "the same bill, row by row");
+    }
+
+    // A CSV upload, answered as CSV.
+    let csv = format!(
+        "va_number,prefix,type,name,customer_name,total_amount\n4600000001,{PREFIX},open,Infaq,Hamba Allah,0\n4600000002,{PREFIX},close,SPP,=1+1,100\n"
+    );
+    let r = api
+        .http
+        .post(format!("{}/api/v2/gw/bill/batch", api.base))
+        .header("Authorization", format!("Bearer {t}"))
+        .header("Signature", signature::sign(k.as_bytes(), csv.as_bytes()))
+        .header("Content-Type", "text/csv")
+        .header("Accept", "text/csv")
+        .body(csv.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.starts_with("row,status,hash,va_number,field,reason\n1,created,"),
+        "{text}"
+    );
+    assert!(text.contains("2,refused,,,customer_name,"), "{text}");
+    daemon.stop().await;
+    stack.assert_verify_agrees().await;
 }

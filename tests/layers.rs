@@ -19,8 +19,9 @@ fn layer(module: &str) -> u8 {
         "domain" | "clock" | "signature" | "metrics" | "config" => 0,
         "protocol" => 1,
         "store" | "kafka" | "http_client" | "http_server" | "secure" => 2,
-        "error" | "routing" | "lock" | "hosted" | "passive" | "switch" | "statement" => 3,
-        "pipeline" | "api" | "webhook" | "ops" | "journal" | "issuance" => 4,
+        "error" | "routing" | "lock" | "hosted" | "passive" | "switch" | "statement"
+        | "issuance" => 3,
+        "pipeline" | "api" | "webhook" | "ops" | "journal" => 4,
         "settings" | "app" | "lib" | "main" => 5,
         other => panic!("module {other} has no layer: add it to tests/layers.rs and lib.rs"),
     }

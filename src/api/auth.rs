@@ -157,10 +157,17 @@ async fn caller_of(
 pub async fn gateway(State(st): State<ApiState>, req: Request, next: Next) -> Response {
     let clock = *st.clock();
     let (mut parts, body) = req.into_parts();
-    let bytes = match read_body(body, &parts.headers, &st.settings, &clock).await {
-        Ok(b) => b,
-        Err(r) => return r,
+    // A bulk issuance's body may be larger (api.max_batch_bytes).
+    let limit = if parts.uri.path().ends_with("/bill/batch") {
+        st.settings.max_batch_bytes
+    } else {
+        st.settings.max_body_bytes
     };
+    let bytes =
+        match super::read_body_up_to(body, &parts.headers, &st.settings, &clock, limit).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
     let (authorization, sig) = match (
         one_header(&parts.headers, header::AUTHORIZATION.as_str()),
         one_header(&parts.headers, "signature"),

@@ -68,6 +68,79 @@ pub async fn create(
     Ok(ok(clock, "success", view(&st, &bill)))
 }
 
+/// `POST /api/v2/gw/bill/batch[?dry_run=true]` (docs/api.md "Bulk issuance"): a JSON array
+/// of Create New Bill bodies, or a CSV (`Content-Type: text/csv`) whose header names their
+/// fields, each row issued on its own for the caller (`institution_code` the caller's, or
+/// absent), at most 10,000 rows and `api.max_batch_bytes`. Answers the counts and a result
+/// per row (`Accept: text/csv`: the result CSV); a file that cannot be read is 400 `body`.
+pub async fn batch(
+    State(st): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Reply {
+    use crate::issuance;
+    let clock = st.clock();
+    let dry_run = matches!(
+        params.get("dry_run").map(String::as_str),
+        Some("true" | "1")
+    );
+    if !dry_run {
+        st.journal_open()
+            .map_err(|e| refuse(&e, Door::Gateway, clock))?;
+    }
+    let header = |h: axum::http::HeaderName| {
+        headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    };
+    let rows = if header(axum::http::header::CONTENT_TYPE).starts_with("text/csv") {
+        issuance::read_csv(&body, &c.0.code)
+    } else {
+        issuance::read_json(&body)
+    }
+    .map_err(|e| {
+        refuse(
+            &SwitchError::invalid("body", e.to_string()),
+            Door::Gateway,
+            clock,
+        )
+    })?;
+    let rows = rows
+        .into_iter()
+        .map(|mut r| {
+            if let Ok(Value::Object(b)) = r.body.as_mut() {
+                b.entry("institution_code")
+                    .or_insert_with(|| c.0.code.clone().into());
+            }
+            r
+        })
+        .collect();
+    let results = issuance::issue_all(&st.switch.hosted, &c.0, rows, dry_run, || {}).await;
+    let (created, existing, valid, refused) = issuance::counts(&results);
+    tracing::info!(institution = %c.0.code, created, existing, valid, refused, "bulk issuance over HTTP");
+    if header(axum::http::header::ACCEPT).contains("text/csv") {
+        return Ok(axum::response::IntoResponse::into_response((
+            [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            issuance::results_csv(&results),
+        )));
+    }
+    Ok(ok(
+        clock,
+        "success",
+        serde_json::json!({
+            "created": created,
+            "existing": existing,
+            "valid": valid,
+            "refused": refused,
+            "rows": results,
+        }),
+    ))
+}
+
 /// `GET /api/v2/gw/bill/{hash}`.
 pub async fn info(
     State(st): State<ApiState>,

@@ -11,6 +11,8 @@ pub struct ApiSettings {
     pub listen: String,
     /// Bodies above this are refused (413) before being read in full.
     pub max_body_bytes: usize,
+    /// The same for a bulk issuance's body (`POST /api/v2/gw/bill/batch`).
+    pub max_batch_bytes: usize,
     /// Lifetime of an OAuth 2.0 access token.
     #[serde(rename = "token_ttl_secs", deserialize_with = "crate::config::secs")]
     pub token_ttl: std::time::Duration,
@@ -67,6 +69,12 @@ impl ApiSettings {
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
             return Err(SECTION.bad("max_body_bytes", "must be between 1024 and 16777216"));
+        }
+        if !(self.max_body_bytes..=64 * 1024 * 1024).contains(&self.max_batch_bytes) {
+            return Err(SECTION.bad(
+                "max_batch_bytes",
+                "must be between api.max_body_bytes and 67108864",
+            ));
         }
         for (key, d) in [
             ("header_read_timeout_ms", self.header_read_timeout),

@@ -262,7 +262,20 @@ pub async fn read_body(
     settings: &ApiSettings,
     clock: &Clock,
 ) -> Result<Bytes, Response> {
-    let limit = settings.max_body_bytes;
+    read_body_up_to(body, headers, settings, clock, settings.max_body_bytes).await
+}
+
+/// [`read_body`] with its own `limit` (bytes).
+///
+/// # Errors
+/// The 413 answer; the 408 answer.
+pub async fn read_body_up_to(
+    body: Body,
+    headers: &axum::http::HeaderMap,
+    settings: &ApiSettings,
+    clock: &Clock,
+    limit: usize,
+) -> Result<Bytes, Response> {
     let too_large = || {
         error::refuse_with(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -358,6 +371,10 @@ pub fn router(state: ApiState) -> Router {
     let max_body = state.settings.max_body_bytes;
     let gw = Router::new()
         .route("/bill", post(bills::create).get(lists::bills))
+        .route(
+            "/bill/batch",
+            post(bills::batch).layer(DefaultBodyLimit::max(state.settings.max_batch_bytes)),
+        )
         .route("/bill/{hash}", get(bills::info).delete(bills::revoke))
         .route("/bill/{hash}/payment", get(bills::payments))
         .route("/bill/{hash}/mock", get(bills::mock))
