@@ -283,83 +283,6 @@ pub fn counts(results: &[RowResult]) -> (usize, usize, usize, usize) {
     (n("created"), n("existing"), n("valid"), n("refused"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_rows_are_read_and_bad_rows_named() {
-        let csv = "\u{feff}va_number,prefix,type,name,customer_name,total_amount\n\
-            7600000001,857499,close,SPP,Ahmad,150000\n\
-            7600000002,857499;857500,close,SPP,=HYPERLINK(\"x\"),150000\n\
-            7600000003,857499,close\n";
-        let rows = read_csv(csv.as_bytes(), "SCH01").unwrap();
-        assert_eq!(rows.len(), 3);
-        let first = rows[0].body.as_ref().unwrap();
-        assert_eq!(first["institution_code"], "SCH01");
-        assert_eq!(first["total_amount"], "150000");
-        assert_eq!(rows[1].body.as_ref().unwrap_err().0, "customer_name");
-        assert_eq!(rows[2].body.as_ref().unwrap_err().0, "row");
-        assert!(
-            read_csv(b"va_number,amount\n1,2\n", "SCH01").is_err(),
-            "unknown column"
-        );
-        assert!(
-            read_csv(b"name,name\n1,2\n", "SCH01").is_err(),
-            "repeated column"
-        );
-    }
-
-    #[test]
-    fn invalid_utf8_cells_are_named() {
-        let mut bytes = b"va_number,name\n7600000004,".to_vec();
-        bytes.extend_from_slice(&[0xff, 0xfe]);
-        bytes.push(b'\n');
-        let rows = read_csv(&bytes, "SCH01").unwrap();
-        assert_eq!(
-            rows[0].body.as_ref().unwrap_err(),
-            &("name".to_owned(), "is not UTF-8".to_owned())
-        );
-    }
-
-    #[test]
-    fn a_period_of_a_template_is_one_bill_per_customer() {
-        let template = br#"{"institution_code":"SCH01","prefix":"857499","type":"close",
-            "name":"SPP {period}","total_amount":350000,"due_day":10}"#;
-        let customers = b"va_number,customer_name,total_amount
-0000000101,Aisyah,
-0000000102,Bima,300000
-";
-        let wib = chrono::FixedOffset::east_opt(7 * 3600).unwrap();
-        let rows = recurring_rows(template, customers, "2026-07", wib).unwrap();
-        let b = rows[1].body.as_ref().unwrap();
-        assert_eq!(b["name"], "SPP 2026-07");
-        assert_eq!(b["invoice_number"], "2026-07/0000000102");
-        assert_eq!(b["valid_until"], "2026-07-10T23:59:59+07:00");
-        assert_eq!(b["total_amount"], "300000", "the customer's amount");
-        assert_eq!(rows[0].body.as_ref().unwrap()["total_amount"], 350000);
-        assert_eq!(b["customer_name"], "Bima");
-        assert!(recurring_rows(template, customers, "2026-13", wib).is_err());
-        assert!(recurring_rows(br#"{"name":"x"}"#, customers, "2026-07", wib).is_err());
-        assert!(recurring_rows(template, b"va_number,amount\n", "2026-07", wib).is_err());
-    }
-
-    #[test]
-    fn results_are_safe_to_open_in_a_spreadsheet() {
-        let r = RowResult {
-            row: 3,
-            status: "refused".into(),
-            hash: String::new(),
-            va_number: String::new(),
-            field: "customer_name".into(),
-            reason: "=cmd|' /C calc'!A0".into(),
-        };
-        let csv = results_csv(&[r]);
-        assert!(csv.contains("'=cmd"), "{csv}");
-        assert!(csv.starts_with("row,status,hash,va_number,field,reason\n"));
-    }
-}
-
 /// A recurring issue (docs/api.md "Recurring issuance"): a bill template, a customer list
 /// and a period give that period's bills, one per customer.
 ///
@@ -439,4 +362,81 @@ pub fn recurring_rows(
             }),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_rows_are_read_and_bad_rows_named() {
+        let csv = "\u{feff}va_number,prefix,type,name,customer_name,total_amount\n\
+            7600000001,857499,close,SPP,Ahmad,150000\n\
+            7600000002,857499;857500,close,SPP,=HYPERLINK(\"x\"),150000\n\
+            7600000003,857499,close\n";
+        let rows = read_csv(csv.as_bytes(), "SCH01").unwrap();
+        assert_eq!(rows.len(), 3);
+        let first = rows[0].body.as_ref().unwrap();
+        assert_eq!(first["institution_code"], "SCH01");
+        assert_eq!(first["total_amount"], "150000");
+        assert_eq!(rows[1].body.as_ref().unwrap_err().0, "customer_name");
+        assert_eq!(rows[2].body.as_ref().unwrap_err().0, "row");
+        assert!(
+            read_csv(b"va_number,amount\n1,2\n", "SCH01").is_err(),
+            "unknown column"
+        );
+        assert!(
+            read_csv(b"name,name\n1,2\n", "SCH01").is_err(),
+            "repeated column"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_cells_are_named() {
+        let mut bytes = b"va_number,name\n7600000004,".to_vec();
+        bytes.extend_from_slice(&[0xff, 0xfe]);
+        bytes.push(b'\n');
+        let rows = read_csv(&bytes, "SCH01").unwrap();
+        assert_eq!(
+            rows[0].body.as_ref().unwrap_err(),
+            &("name".to_owned(), "is not UTF-8".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_period_of_a_template_is_one_bill_per_customer() {
+        let template = br#"{"institution_code":"SCH01","prefix":"857499","type":"close",
+            "name":"SPP {period}","total_amount":350000,"due_day":10}"#;
+        let customers = b"va_number,customer_name,total_amount
+0000000101,Aisyah,
+0000000102,Bima,300000
+";
+        let wib = chrono::FixedOffset::east_opt(7 * 3600).unwrap();
+        let rows = recurring_rows(template, customers, "2026-07", wib).unwrap();
+        let b = rows[1].body.as_ref().unwrap();
+        assert_eq!(b["name"], "SPP 2026-07");
+        assert_eq!(b["invoice_number"], "2026-07/0000000102");
+        assert_eq!(b["valid_until"], "2026-07-10T23:59:59+07:00");
+        assert_eq!(b["total_amount"], "300000", "the customer's amount");
+        assert_eq!(rows[0].body.as_ref().unwrap()["total_amount"], 350000);
+        assert_eq!(b["customer_name"], "Bima");
+        assert!(recurring_rows(template, customers, "2026-13", wib).is_err());
+        assert!(recurring_rows(br#"{"name":"x"}"#, customers, "2026-07", wib).is_err());
+        assert!(recurring_rows(template, b"va_number,amount\n", "2026-07", wib).is_err());
+    }
+
+    #[test]
+    fn results_are_safe_to_open_in_a_spreadsheet() {
+        let r = RowResult {
+            row: 3,
+            status: "refused".into(),
+            hash: String::new(),
+            va_number: String::new(),
+            field: "customer_name".into(),
+            reason: "=cmd|' /C calc'!A0".into(),
+        };
+        let csv = results_csv(&[r]);
+        assert!(csv.contains("'=cmd"), "{csv}");
+        assert!(csv.starts_with("row,status,hash,va_number,field,reason\n"));
+    }
 }
