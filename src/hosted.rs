@@ -1003,14 +1003,17 @@ impl Hosted {
         let now = self.clock.now();
         let nb = self.new_bill(inst, body, now)?;
         let va = format!("{}{}", nb.prefixes[0], nb.number);
-        let on_va = self
-            .store
-            .bill_by_va(&inst.code, &va)
-            .await?
-            .map(|b| b.value);
-        if let Some(b) = on_va.as_ref().filter(|b| nb.issued_as(b)) {
-            return Ok(Issued::Existing(b.clone()));
+        let found = self.store.bill_by_va(&inst.code, &va).await?;
+        if let Some(b) = found.as_ref().filter(|b| nb.issued_as(&b.value)) {
+            // A create cut short between its commit and its journal event (a killed
+            // import): journaled now, under the same event id.
+            let member = format!("bill:{}:{}", b.value.hash, b.version);
+            if self.store.is_unjournaled(&inst.code, &member).await? {
+                self.store.rejournal_bill(&inst.code, &b.value.hash).await?;
+            }
+            return Ok(Issued::Existing(b.value.clone()));
         }
+        let on_va = found.map(|b| b.value);
         if dry_run {
             if let Some(b) = on_va.filter(|b| b.check_payable(now).is_ok()) {
                 return Err(SwitchError::invalid(

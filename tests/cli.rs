@@ -619,3 +619,96 @@ async fn recurring_periods_are_issued_once_each() {
     }
     stack.assert_verify_agrees().await;
 }
+
+/// `bill import` killed (SIGKILL) in the middle (issue 28): running the same file again
+/// finishes it; every bill exists once, the results are complete, and the journal holds
+/// every bill (a create cut short between its commit and its journal event is journaled by
+/// the rerun): `verify` agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_import_is_finished_by_running_it_again() {
+    let redis = Redis::start();
+    let topics = settings_for("x", "redis://x", "").all_topics();
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let broker = ipg_switch::kafka::EmbeddedBroker::start(&topics, PARTITIONS).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(&dir, &redis.url());
+    let mut csv = b"va_number,prefix,type,name,customer_name,total_amount\n".to_vec();
+    let rows = 3_000;
+    for i in 0..rows {
+        csv.extend(format!("79{i:08},{PREFIX},close,SPP,Siswa {i},150000\n").as_bytes());
+    }
+    let file = dir.path().join("big.csv");
+    std::fs::write(&file, &csv).unwrap();
+    let path = file.to_str().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ipg-switch"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["bill", "import", path, "--institution", INST])
+        .env("TEST_INST_KEY", "k")
+        .env("IPG__KAFKA__BOOTSTRAP_SERVERS", &broker.bootstrap)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once some bills exist, before it is done.
+    let mut conn = redis::Client::open(redis.url().as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let bills = format!("ipg:{{{INST}}}:bills");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let n: u64 = redis::cmd("ZCARD")
+            .arg(&bills)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if n >= 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the import never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before: u64 = redis::cmd("ZCARD")
+        .arg(&bills)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(before < rows as u64, "killed before the end: {before}");
+
+    let env: &[(&str, &str)] = &[
+        ("TEST_INST_KEY", "k"),
+        ("IPG__KAFKA__BOOTSTRAP_SERVERS", &broker.bootstrap),
+    ];
+    let out = ipg(&cfg, env, &["bill", "import", path, "--institution", INST]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut r = csv::Reader::from_path(dir.path().join("big.csv.result.csv")).unwrap();
+    let results: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    assert_eq!(results.len(), rows);
+    let existing = results.iter().filter(|r| &r[1] == "existing").count() as u64;
+    let created = results.iter().filter(|r| &r[1] == "created").count() as u64;
+    assert_eq!(created + existing, rows as u64);
+    assert!(
+        existing >= before,
+        "every bill made before the kill is found: {existing} < {before}"
+    );
+    let after: u64 = redis::cmd("ZCARD")
+        .arg(&bills)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(after, rows as u64, "every bill once");
+    let out = ipg(&cfg, env, &["verify"]);
+    assert!(
+        out.status.success(),
+        "verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+}

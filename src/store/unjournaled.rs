@@ -189,6 +189,24 @@ impl Store {
         Ok(secs * 1000 + micros / 1000)
     }
 
+    /// Whether the change `member` (`bill:<hash>:<version>`, `pay:<channel>:<ref>:paid`...)
+    /// of `inst` is listed as unjournaled: committed, its journal event not (yet) known to
+    /// be acknowledged.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn is_unjournaled(&self, inst: &str, member: &str) -> Result<bool, StoreError> {
+        let score: Option<f64> = self
+            .plain(
+                redis::cmd("ZSCORE")
+                    .arg(keys::unjournaled(inst))
+                    .arg(member)
+                    .clone(),
+            )
+            .await?;
+        Ok(score.is_some())
+    }
+
     /// How many changes of the institution are listed as unjournaled.
     ///
     /// # Errors
