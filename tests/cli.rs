@@ -712,3 +712,47 @@ async fn a_killed_import_is_finished_by_running_it_again() {
         stderr(&out)
     );
 }
+
+/// Two uploads of overlapping rows at once (issue 28): each VA billed once; the row that
+/// lost the race is answered `existing` with the winner's bill; a row with the same VA and
+/// other data is refused (`va_number`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_uploads_of_overlapping_rows_bill_each_va_once() {
+    use ipg_switch::issuance;
+    let stack = Stack::start().await;
+    let sw = ipg_switch::build_switch(&stack.settings).unwrap();
+    let inst = sw.routing.by_code(INST).unwrap().clone();
+    let csv = |from: usize, to: usize, amount: u64| {
+        let mut c = String::from("va_number,prefix,type,name,customer_name,total_amount\n");
+        for i in from..to {
+            c.push_str(&format!("80{i:08},{PREFIX},close,SPP,Siswa {i},{amount}\n"));
+        }
+        issuance::read_csv(c.as_bytes(), INST).unwrap()
+    };
+    // Rows 0-99 and 50-149 (the overlap identical), and 100-109 again with another amount.
+    let (a, b, c) = tokio::join!(
+        issuance::issue_all(&sw.hosted, &inst, csv(0, 100, 1000), false, || {}),
+        issuance::issue_all(&sw.hosted, &inst, csv(50, 150, 1000), false, || {}),
+        issuance::issue_all(&sw.hosted, &inst, csv(100, 110, 2000), false, || {}),
+    );
+    let all: Vec<&issuance::RowResult> = a.iter().chain(&b).chain(&c).collect();
+    let mut by_va: std::collections::HashMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for r in all.iter().filter(|r| r.ok()) {
+        by_va
+            .entry(r.va_number.clone())
+            .or_default()
+            .insert(r.hash.clone());
+    }
+    assert_eq!(by_va.len(), 150, "every VA billed");
+    assert!(by_va.values().all(|h| h.len() == 1), "one bill per VA");
+    let created = all.iter().filter(|r| r.status == "created").count();
+    assert_eq!(created, 150, "each VA created once");
+    // The identical overlap (50-99) is found as issued by whichever upload came second.
+    let existing = all.iter().filter(|r| r.status == "existing").count();
+    assert_eq!(existing, 50);
+    // Rows 100-109 of other data: one of the two uploads lost each VA, refused by name.
+    let refused: Vec<&&issuance::RowResult> = all.iter().filter(|r| !r.ok()).collect();
+    assert_eq!(refused.len(), 10, "{refused:?}");
+    assert!(refused.iter().all(|r| r.field == "va_number"));
+}
