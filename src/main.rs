@@ -367,7 +367,7 @@ enum BillCommand {
           "  1  some rows were refused (each named in the result file), or the files or the switch could not be read",
           EXIT_2],
         &[ENV_REDIS, ENV_KAFKA, ENV_ANY],
-        &[DEMO_ENV, "  ipg-switch --config config/demo.toml bill recur --template demo/import/spp-template.json --customers demo/import/students.csv --period 2026-07"],
+        &[DEMO_ENV, "  ipg-switch --config config/demo.toml bill recur --template demo/import/spp-template.json --customers demo/import/students.csv --period 2027-01"],
     ))]
     Recur {
         /// The bill template: a Create New Bill body without va_number and customer_name,
