@@ -43,11 +43,17 @@ async fn main() {
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     let broker = ipg_switch::kafka::EmbeddedBroker::start(&topics, PARTITIONS).expect("broker");
     let redis = Redis::start();
-    let settings = common::settings_for(
+    let mut settings = common::settings_for(
         &broker.bootstrap,
         &redis.url(),
         "[log]\nlevel = \"error\"\n",
     );
+    // One institution's 10,000 bill events go to one journal partition, more than the
+    // embedded (mock) broker's ~5 MiB per partition uncompressed: gzip, as the demo does.
+    settings
+        .kafka
+        .properties
+        .insert("compression.type".into(), "gzip".into());
     let sw = ipg_switch::build_switch(&settings).expect("switch");
     let inst = sw.routing.by_code(INST).expect("institution").clone();
 
