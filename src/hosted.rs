@@ -1001,7 +1001,15 @@ impl Hosted {
         dry_run: bool,
     ) -> Result<Issued, SwitchError> {
         let now = self.clock.now();
-        let nb = self.new_bill(inst, body, now)?;
+        // Found as issued whatever happened since, its expiry passed included: read the
+        // body as of its own past first (a retry after the due date is not a new bill).
+        let epoch = chrono::DateTime::from_timestamp(0, 0)
+            .unwrap_or_default()
+            .fixed_offset();
+        let nb = match self.new_bill(inst, body, epoch) {
+            Ok(nb) => nb,
+            Err(_) => self.new_bill(inst, body, now)?,
+        };
         let va = format!("{}{}", nb.prefixes[0], nb.number);
         let found = self.store.bill_by_va(&inst.code, &va).await?;
         if let Some(b) = found.as_ref().filter(|b| nb.issued_as(&b.value)) {
@@ -1013,6 +1021,8 @@ impl Hosted {
             }
             return Ok(Issued::Existing(b.value.clone()));
         }
+        // Anything else is checked as a new bill now (a past valid_until is refused).
+        let nb = self.new_bill(inst, body, now)?;
         let on_va = found.map(|b| b.value);
         if dry_run {
             if let Some(b) = on_va.filter(|b| b.check_payable(now).is_ok()) {

@@ -89,25 +89,58 @@ pub const CSV_FIELDS: &[&str] = &[
 /// # Errors
 /// Not JSON, not an array, more than [`MAX_ROWS`].
 pub fn read_json(bytes: &[u8]) -> Result<Vec<Row>, FileError> {
-    let v = crate::protocol::json::parse(bytes).map_err(|e| FileError::Json(e.to_string()))?;
-    let Value::Array(items) = v else {
-        return Err(FileError::Json("the document is not an array".into()));
-    };
-    if items.len() > MAX_ROWS {
-        return Err(FileError::TooLarge);
-    }
+    // The array's elements as raw text, at most MAX_ROWS of them (no more is ever held),
+    // each then read on its own: a row that repeats a name is that row's refusal.
+    let Rows(items) = serde_json::from_slice(bytes).map_err(|e| {
+        if e.to_string().contains(TOO_MANY) {
+            FileError::TooLarge
+        } else {
+            FileError::Json(e.to_string())
+        }
+    })?;
     Ok(items
         .into_iter()
         .enumerate()
-        .map(|(i, v)| Row {
+        .map(|(i, raw)| Row {
             row: i + 1,
-            body: if v.is_object() {
-                Ok(v)
-            } else {
-                Err(("row".into(), "must be a JSON object".into()))
+            body: match crate::protocol::json::parse(raw.get().as_bytes()) {
+                Ok(v) if v.is_object() => Ok(v),
+                Ok(_) => Err(("row".into(), "must be a JSON object".into())),
+                Err(e) => Err((e.field("row").to_owned(), e.to_string())),
             },
         })
         .collect())
+}
+
+const TOO_MANY: &str = "more rows than the limit";
+
+/// A JSON array read element by element, refused past [`MAX_ROWS`] elements.
+struct Rows<'a>(Vec<&'a serde_json::value::RawValue>);
+
+impl<'de> serde::Deserialize<'de> for Rows<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Elements;
+        impl<'de> serde::de::Visitor<'de> for Elements {
+            type Value = Rows<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON array of bills")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Rows<'de>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(raw) = seq.next_element::<&'de serde_json::value::RawValue>()? {
+                    if out.len() == MAX_ROWS {
+                        return Err(serde::de::Error::custom(TOO_MANY));
+                    }
+                    out.push(raw);
+                }
+                Ok(Rows(out))
+            }
+        }
+        d.deserialize_seq(Elements)
+    }
 }
 
 /// Reads a CSV of bills: a header row of [`CSV_FIELDS`] names, then one bill per record.
@@ -181,7 +214,14 @@ fn csv_body(
         if cell.is_empty() {
             continue;
         }
-        if crate::protocol::channel::FORMULA_START.contains(&cell.as_bytes()[0]) {
+        // A phone number's `+62...` is a number, not a formula.
+        let phone = name == "customer_phone"
+            && cell.strip_prefix('+').is_some_and(|d| {
+                !d.is_empty()
+                    && d.bytes()
+                        .all(|b| b.is_ascii_digit() || b == b' ' || b == b'-')
+            });
+        if !phone && crate::protocol::channel::FORMULA_START.contains(&cell.as_bytes()[0]) {
             return Err((
                 name.clone(),
                 "starts with =, +, - or @ (a spreadsheet formula)".into(),
@@ -312,7 +352,10 @@ pub fn recurring_rows(
         return Err(FileError::Json("the template is not a JSON object".into()));
     };
     let start = chrono::NaiveDate::parse_from_str(&format!("{period}-01"), "%Y-%m-%d")
-        .map_err(|_| FileError::Json(format!("period {period:?} is not YYYY-MM")))?;
+        .ok()
+        // Exactly YYYY-MM: `2027-1` and `2027-01` must not be two periods.
+        .filter(|d| d.format("%Y-%m").to_string() == period)
+        .ok_or_else(|| FileError::Json(format!("period {period:?} is not YYYY-MM")))?;
     let due_day = t
         .remove("due_day")
         .and_then(|d| d.as_u64())
@@ -389,6 +432,46 @@ mod tests {
             read_csv(b"name,name\n1,2\n", "SCH01").is_err(),
             "repeated column"
         );
+    }
+
+    #[test]
+    fn json_rows_are_read_one_by_one_and_bounded() {
+        let rows = read_json(br#"[{"a":1},{"a":1,"a":2},3]"#).unwrap();
+        assert!(rows[0].body.is_ok());
+        assert_eq!(
+            rows[1].body.as_ref().unwrap_err().0,
+            "a",
+            "a repeated name refuses its row"
+        );
+        assert_eq!(rows[2].body.as_ref().unwrap_err().0, "row");
+        let many = format!("[{}]", vec!["{}"; MAX_ROWS + 1].join(","));
+        assert!(matches!(
+            read_json(many.as_bytes()),
+            Err(FileError::TooLarge)
+        ));
+        assert!(matches!(read_json(b"{}"), Err(FileError::Json(_))));
+    }
+
+    #[test]
+    fn phone_numbers_are_not_formulas() {
+        let rows = read_csv(
+            b"customer_phone,name\n+62 812-3456,SPP\n+cmd,SPP\n",
+            "SCH01",
+        )
+        .unwrap();
+        assert_eq!(
+            rows[0].body.as_ref().unwrap()["customer_phone"],
+            "+62 812-3456"
+        );
+        assert_eq!(rows[1].body.as_ref().unwrap_err().0, "customer_phone");
+    }
+
+    #[test]
+    fn a_period_is_exactly_yyyy_mm() {
+        let template = br#"{"name":"SPP","due_day":10}"#;
+        let wib = chrono::FixedOffset::east_opt(7 * 3600).unwrap();
+        assert!(recurring_rows(template, b"va_number,customer_name\n", "2027-1", wib).is_err());
+        assert!(recurring_rows(template, b"va_number,customer_name\n", "2027-01", wib).is_ok());
     }
 
     #[test]

@@ -82,6 +82,18 @@ pub async fn batch(
 ) -> Reply {
     use crate::issuance;
     let clock = st.clock();
+    // Heavy calls share statement.max_concurrent with statements: one more is 429 at once.
+    let Ok(_permit) = st.history.clone().try_acquire_owned() else {
+        return Err(refuse_with(
+            StatusCode::TOO_MANY_REQUESTS,
+            &SwitchError::Busy(
+                "too many bulk issuances or statements at once (statement.max_concurrent); \
+                 try again"
+                    .into(),
+            ),
+            clock,
+        ));
+    };
     let dry_run = matches!(
         params.get("dry_run").map(String::as_str),
         Some("true" | "1")

@@ -453,9 +453,14 @@ impl NewBill {
 
     /// Whether `b` is the bill this very request issued (a retry of its create): not
     /// revoked, on its VA, with the same invoice number, amounts, type, expiry, name and
-    /// customer. Anything else on the VA is another bill.
+    /// customer; a request without an invoice number only while `b` is still active.
+    /// Anything else on the VA is another bill.
     pub fn issued_as(&self, b: &Bill) -> bool {
-        b.status != BillStatus::Revoked
+        // Without an invoice number, last term's paid bill of the same name and amount is
+        // not this row's: only a bill still active is (give invoice numbers to make a re-run
+        // after payments idempotent).
+        (self.invoice_number.is_some() || b.status == BillStatus::Active)
+            && b.status != BillStatus::Revoked
             && b.institution_code == self.institution_code
             && b.prefixes == self.prefixes
             && b.va_number == format!("{}{}", self.prefixes[0], self.number)
@@ -597,6 +602,31 @@ mod tests {
         ));
         let b = b.apply_payment(amt(40_000), now()).unwrap();
         assert_eq!(b.status, BillStatus::Paid);
+    }
+
+    #[test]
+    fn a_row_without_invoice_number_matches_only_an_active_bill() {
+        let body = json!({"institution_code":"SCH01","va_number":"1234567890","prefix":"857499",
+            "type":"close","name":"SPP","customer_name":"A","total_amount":100000});
+        let nb = NewBill::from_json(&body, now()).unwrap();
+        let b = nb.clone().into_bill("h".into(), now(), || "c".into());
+        assert!(nb.issued_as(&b));
+        let paid = b
+            .apply_payment(Amount::new(100_000).unwrap(), now())
+            .unwrap();
+        assert!(
+            !nb.issued_as(&paid),
+            "last term's paid bill is not this row's"
+        );
+        let mut with_invoice = body.clone();
+        with_invoice["invoice_number"] = json!("INV-1");
+        let nb = NewBill::from_json(&with_invoice, now()).unwrap();
+        let paid = nb
+            .clone()
+            .into_bill("h".into(), now(), || "c".into())
+            .apply_payment(Amount::new(100_000).unwrap(), now())
+            .unwrap();
+        assert!(nb.issued_as(&paid), "the same invoice, paid since");
     }
 
     #[test]

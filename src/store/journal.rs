@@ -789,6 +789,9 @@ impl Store {
             if b.version == 1 {
                 ev.kind = EventType::BillCreated;
             }
+            if let Some(after) = ev.bill.as_mut() {
+                after.created_ms = b.created_ms;
+            }
             self.append(&ev).await?;
         }
         Ok(())
@@ -824,13 +827,20 @@ impl Store {
     /// A stored bill as an event's after-state.
     async fn bill_after(&self, inst: &str, hash: &str) -> Result<Option<BillAfter>, StoreError> {
         let key = keys::bill(inst, hash);
-        let (doc, ver, status): (Option<String>, Option<String>, Option<String>) = self
-            .plain(
-                redis::cmd("HMGET")
+        let ((doc, ver, status), indexed): (
+            (Option<String>, Option<String>, Option<String>),
+            Option<f64>,
+        ) = self
+            .plain_pipe(
+                redis::pipe()
+                    .cmd("HMGET")
                     .arg(&key)
                     .arg("doc")
                     .arg("ver")
                     .arg("status")
+                    .cmd("ZSCORE")
+                    .arg(keys::bills(inst))
+                    .arg(hash)
                     .clone(),
             )
             .await?;
@@ -838,12 +848,18 @@ impl Store {
             return Ok(None);
         };
         let bill: Bill = super::parse(&key, &doc)?;
-        Ok(Some(BillAfter::of(
+        let mut after = BillAfter::of(
             &bill,
             raw(doc),
             ver.parse().unwrap_or(1),
             status.as_deref().unwrap_or("active"),
-        )))
+        );
+        // Its creation as indexed (create.lua may have made it later than the doc's whole
+        // second, so that its VA's newest bill stays the newest when this is applied).
+        if let Some(ms) = indexed {
+            after.created_ms = after.created_ms.max(ms as i64);
+        }
+        Ok(Some(after))
     }
 }
 
