@@ -827,10 +827,12 @@ impl Store {
     /// A stored bill as an event's after-state.
     async fn bill_after(&self, inst: &str, hash: &str) -> Result<Option<BillAfter>, StoreError> {
         let key = keys::bill(inst, hash);
-        let ((doc, ver, status), indexed): (
+        // (doc, ver, status) of the record, and its index score.
+        type Read = (
             (Option<String>, Option<String>, Option<String>),
             Option<f64>,
-        ) = self
+        );
+        let ((doc, ver, status), indexed): Read = self
             .plain_pipe(
                 redis::pipe()
                     .cmd("HMGET")
