@@ -315,7 +315,7 @@ async fn payments_through(
         "committed offsets"
     );
 
-    let paid = stack.journaled_payments().await;
+    let paid = stack.journaled_payments_settled(in_force.len(), 10).await;
     let (ledger, balance) = stack.ledger().await;
     report.in_force = ledger.len();
     report.events = paid.values().sum();

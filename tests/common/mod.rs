@@ -619,6 +619,38 @@ impl Stack {
         paid
     }
 
+    /// [`Stack::journaled_payments`], read again for up to `secs` until it holds `ids` ids
+    /// (the broker's high watermark may trail its last acknowledged appends by a moment);
+    /// what is still missing then is missing, and the ids it misses are printed beside
+    /// what Redis still lists as unjournaled.
+    pub async fn journaled_payments_settled(
+        &self,
+        ids: usize,
+        secs: u64,
+    ) -> HashMap<String, usize> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let paid = self.journaled_payments().await;
+            if paid.len() >= ids || std::time::Instant::now() >= deadline {
+                if paid.len() < ids {
+                    let listed = self
+                        .switch()
+                        .hosted
+                        .store
+                        .unjournaled_count(INST)
+                        .await
+                        .unwrap_or(0);
+                    eprintln!(
+                        "journal holds {} of {ids} payment ids after {secs} s; {listed} change(s) still listed as unjournaled",
+                        paid.len()
+                    );
+                }
+                return paid;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     pub async fn stored_bill(&self, hash: &str) -> ipg_switch::domain::Bill {
         self.switch()
             .hosted
