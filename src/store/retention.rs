@@ -234,7 +234,15 @@ impl Store {
     /// Loads the sweep's scripts: once per sweep (a Redis that restarted knows none).
     async fn load_retire_scripts(&self) -> Result<(), StoreError> {
         let s = &self.retire;
-        for script in [&s.payment, &s.passive, &s.bill, &s.ledger] {
+        // The snapshot's ledger script too: it is also run by eval_loading, which loads it
+        // on NOSCRIPT, but a Redis known to have it answers the first snapshot at once.
+        for script in [
+            &s.payment,
+            &s.passive,
+            &s.bill,
+            &s.ledger,
+            &s.snapshot_ledger,
+        ] {
             script.prepare_invoke().load_async(&mut self.conn()).await?;
         }
         Ok(())

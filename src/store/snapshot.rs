@@ -90,7 +90,9 @@ impl Store {
         cmd: redis::Cmd,
     ) -> Result<T, StoreError> {
         match cmd.query_async(&mut self.conn()).await {
-            Err(e) if super::is_noscript(&e) => {
+            // On a Redis Cluster the error comes wrapped ("Pipeline failure: [(Index 0,
+            // error: NoScript ...)]"), without the NOSCRIPT kind of its own.
+            Err(e) if super::is_noscript(&e) || e.to_string().contains("NoScript") => {
                 script.prepare_invoke().load_async(&mut self.conn()).await?;
                 Ok(cmd.query_async(&mut self.conn()).await?)
             }
