@@ -504,6 +504,20 @@ impl ConnectionLike for Conn {
                             let mut conn = conn;
                             conn.req_packed_commands(&pipeline, offset, count).await
                         }
+                        // No command with a key (`TIME` behind the store's probe): redis-rs
+                        // would send it to any node, a replica included, which never holds
+                        // the scripts (answering `NOSCRIPT`, a recovery for nothing). Any
+                        // master will do.
+                        None if pipeline.cmd_iter().all(|c| slot_tag(c).is_none()) => {
+                            let mut conn = conn;
+                            conn.route_pipeline(
+                                pipeline,
+                                offset,
+                                count,
+                                SingleNodeRoutingInfo::RandomPrimary,
+                            )
+                            .await
+                        }
                         None => Conn::one_slot_pipeline(conn, &pipeline, offset, count).await,
                     }
                 };
