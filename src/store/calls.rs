@@ -628,6 +628,39 @@ script_call! {
     }
 }
 
+script_call! {
+    /// `lua/batch_submit.lua`: stores a bulk issuance job once. Built by
+    /// `Store::submit_batch_job` (store/batch.rs).
+    BatchSubmit<'a> {
+        keys {
+            /// The job's record (hash).
+            job: String,
+            /// The job's upload.
+            input: String,
+            /// The institution's jobs (zset by creation time).
+            jobs: String,
+        }
+        argv {
+            /// The job id.
+            id: &'a str,
+            /// Now, ms since the epoch (Redis's clock).
+            now_ms: i64,
+            /// How long a job is kept, ms.
+            ttl_ms: u64,
+            /// Most jobs kept per institution.
+            max_jobs: usize,
+            /// `json` or `csv`.
+            format: &'a str,
+            /// 1 for a dry run.
+            dry_run: u8,
+            /// Rows in the upload.
+            total: usize,
+            /// The upload as received.
+            input_bytes: &'a [u8],
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -719,6 +752,7 @@ mod tests {
             "retire_bill.lua" => RetireBill;
             "trim_ledger.lua" => TrimLedger;
             "snapshot_ledger.lua" => SnapshotLedger;
+            "batch_submit.lua" => BatchSubmit;
         }
     }
 }

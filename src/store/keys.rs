@@ -108,3 +108,29 @@ pub fn snapshot_lease(inst: &str) -> String {
 pub fn webhook_gate(inst: &str, bill_hash: &str) -> String {
     format!("ipg:{{{inst}}}:whgate:{bill_hash}")
 }
+
+/// A bulk issuance job's record (hash: `status`, `format`, `dry_run`, `total`,
+/// `created_ms`, `finished_ms`, counts, `last_error`), see `store::batch`.
+pub fn batch_job(inst: &str, id: &str) -> String {
+    format!("ipg:{{{inst}}}:batchjob:{id}")
+}
+
+/// A bulk issuance job's upload, as received (deleted once the job is done).
+pub fn batch_job_input(inst: &str, id: &str) -> String {
+    format!("ipg:{{{inst}}}:batchjob:{id}:input")
+}
+
+/// A bulk issuance job's results (hash: row number -> the row's result as JSON).
+pub fn batch_job_results(inst: &str, id: &str) -> String {
+    format!("ipg:{{{inst}}}:batchjob:{id}:results")
+}
+
+/// The lease of the instance running a bulk issuance job (expires by itself).
+pub fn batch_job_lease(inst: &str, id: &str) -> String {
+    format!("ipg:{{{inst}}}:batchjob:{id}:lease")
+}
+
+/// An institution's bulk issuance jobs kept (zset: job id by creation time, ms).
+pub fn batch_jobs(inst: &str) -> String {
+    format!("ipg:{{{inst}}}:batchjobs")
+}

@@ -9,6 +9,7 @@
 //! (lists), `journal.rs` (events and their append).
 
 pub mod apply;
+pub mod batch;
 mod calls;
 pub mod config;
 pub mod conn;

@@ -175,7 +175,9 @@ impl Retired {
     }
 }
 
-/// The sweep's scripts (loaded once per sweep: a Redis that restarted knows none).
+/// Scripts outside the request path: the sweep's (loaded once per sweep: a Redis that
+/// restarted knows none), a snapshot's and a bulk issuance job's (loaded on `NOSCRIPT`,
+/// `Store::eval_loading`).
 pub(super) struct RetireScripts {
     payment: Script,
     passive: Script,
@@ -183,6 +185,8 @@ pub(super) struct RetireScripts {
     ledger: Script,
     /// `lua/snapshot_ledger.lua` (store/snapshot.rs).
     pub(super) snapshot_ledger: Script,
+    /// `lua/batch_submit.lua` (store/batch.rs).
+    pub(super) batch_submit: Script,
 }
 
 impl RetireScripts {
@@ -193,6 +197,7 @@ impl RetireScripts {
             bill: Script::new(include_str!("lua/retire_bill.lua")),
             ledger: Script::new(include_str!("lua/trim_ledger.lua")),
             snapshot_ledger: Script::new(include_str!("lua/snapshot_ledger.lua")),
+            batch_submit: Script::new(include_str!("lua/batch_submit.lua")),
         }
     }
 }
