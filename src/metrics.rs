@@ -68,6 +68,8 @@ pub const SNAPSHOT_LOADS_TOTAL: &str = "ipg_snapshot_loads_total";
 pub const REDIS_RECORD_BYTES: &str = "ipg_redis_record_bytes";
 pub const REDIS_KEYS: &str = "ipg_redis_keys";
 pub const REDIS_USED_MEMORY_BYTES: &str = "ipg_redis_used_memory_bytes";
+pub const BATCH_JOBS_TOTAL: &str = "ipg_batch_jobs_total";
+pub const BATCH_JOB_ROWS_TOTAL: &str = "ipg_batch_job_rows_total";
 
 /// Counts one channel request answered (`ipg_messages_total`) through `door` (`kafka`, `snap` or
 /// `http`). Labels are bounded: `channel` is a configured code or `unknown`, `institution`
@@ -393,6 +395,14 @@ pub const ALL: &[(&str, &str)] = &[
     (
         REDIS_USED_MEMORY_BYTES,
         "Redis's used_memory over every master (INFO memory) (gauge): flat once the windows are full.",
+    ),
+    (
+        BATCH_JOBS_TOTAL,
+        "Bulk issuance job events on this instance: submitted, and how each run ended (done, interrupted: it runs again by itself, lease_lost, stopped).",
+    ),
+    (
+        BATCH_JOB_ROWS_TOTAL,
+        "Rows bulk issuance jobs issued on this instance, by status (created, existing, valid, refused).",
     ),
 ];
 

@@ -1026,6 +1026,10 @@ fn openapi_document_parses_and_lists_every_route() {
         ("/api/v2/ch/check-status", &["post"]),
         ("/api/v2/gw/bill", &["get", "post"]),
         ("/api/v2/gw/bill/batch", &["post"]),
+        ("/api/v2/gw/bill/batch/jobs", &["post"]),
+        ("/api/v2/gw/bill/batch/recurring", &["post"]),
+        ("/api/v2/gw/bill/batch/jobs/{job_id}", &["get"]),
+        ("/api/v2/gw/bill/batch/jobs/{job_id}/results", &["get"]),
         ("/api/v2/gw/bill/{bill-hash}", &["get", "delete"]),
         ("/api/v2/gw/bill/{bill-hash}/payment", &["get"]),
         ("/api/v2/gw/bill/{bill-hash}/mock", &["get"]),
@@ -1057,7 +1061,7 @@ fn openapi_document_parses_and_lists_every_route() {
             assert!(p.get(*m).is_some(), "openapi.json misses {m} {path}");
         }
     }
-    assert_eq!(paths.len(), 27, "every documented path is a served route");
+    assert_eq!(paths.len(), 31, "every documented path is a served route");
 }
 
 /// Issue 22 items 9 and 5: a body two parsers read differently is refused on every door,
@@ -1288,6 +1292,306 @@ async fn bulk_issuance_over_http_issues_each_row_once() {
         "{text}"
     );
     assert!(text.contains("2,refused,,,customer_name,"), "{text}");
+    daemon.stop().await;
+    stack.assert_verify_agrees().await;
+}
+
+/// A bulk issuance job (issue 28, docs/api.md "Bulk issuance jobs"): submitted over HTTP to
+/// `ipg-switch run` as its own process, which is killed (SIGKILL) in the middle of the job;
+/// after a restart the job completes by itself, every bill exists once, every row has one
+/// result, the same upload again is the same job, and `verify` agrees. A second job holds
+/// bad rows, each named; a dry-run job creates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_issuance_job_survives_kill_9_and_issues_each_row_once() {
+    use std::process::{Command, Stdio};
+    let port = free_port();
+    let stack = Stack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = stack.config_file(&dir);
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_ipg-switch"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("run")
+            .env("IPG__API__LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let status_of = |api: &Api, t: String, id: String| {
+        let api = Api {
+            base: api.base.clone(),
+            http: api.http.clone(),
+        };
+        async move {
+            let (s, v) = api
+                .get(&t, "inst-key", &format!("/bill/batch/jobs/{id}"))
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            v["data"].clone()
+        }
+    };
+    let mut child = spawn();
+    let api = Api::up(port).await;
+    let t = api.bearer(INST, "inst-key").await;
+    let rows = 3_000u64;
+    let bills: Vec<Value> = (0..rows)
+        .map(|i| bill_body(&format!("81{i:08}"), "close", 150_000))
+        .collect();
+    let body = serde_json::to_vec(&bills).unwrap();
+    let (s, v) = api
+        .gw(
+            Method::POST,
+            &t,
+            "inst-key",
+            "/bill/batch/jobs",
+            Some(&body),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let id = v["data"]["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(v["data"]["total"], rows);
+    // Killed once some rows have results, before it is done.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let j = status_of(&api, t.clone(), id.clone()).await;
+        assert_ne!(j["status"], "done", "killed before the end: {j}");
+        if j["processed"].as_u64().unwrap() >= 200 {
+            eprintln!("killed with {} of {rows} rows processed", j["processed"]);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job never started: {j}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let restarted = Instant::now();
+    let mut child = spawn();
+    let api = Api::up(port).await;
+    let t = api.bearer(INST, "inst-key").await;
+    // The same upload again: the same job, nothing new.
+    let (s, again) = api
+        .gw(
+            Method::POST,
+            &t,
+            "inst-key",
+            "/bill/batch/jobs",
+            Some(&body),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert_eq!(again["data"]["job_id"], id.as_str());
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let done = loop {
+        let j = status_of(&api, t.clone(), id.clone()).await;
+        if j["status"] == "done" {
+            break j;
+        }
+        assert!(Instant::now() < deadline, "the job was not taken up: {j}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!(
+        "job done {:.1} s after the restart: {} created, {} existing",
+        restarted.elapsed().as_secs_f64(),
+        done["created"],
+        done["existing"]
+    );
+    assert_eq!(done["processed"], rows, "{done}");
+    assert_eq!(
+        done["created"].as_u64().unwrap() + done["existing"].as_u64().unwrap(),
+        rows,
+        "{done}"
+    );
+    assert_eq!(done["refused"], 0, "{done}");
+    let (s, res) = api
+        .get(&t, "inst-key", &format!("/bill/batch/jobs/{id}/results"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let res_rows = res["data"]["rows"].as_array().unwrap();
+    assert_eq!(res_rows.len(), rows as usize);
+    let hashes: std::collections::HashSet<&str> = res_rows
+        .iter()
+        .map(|r| r["hash"].as_str().unwrap())
+        .collect();
+    assert_eq!(hashes.len(), rows as usize, "one bill per row");
+    let mut conn = redis::Client::open(stack.settings.redis.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let n: u64 = redis::cmd("ZCARD")
+        .arg(format!("ipg:{{{INST}}}:bills"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n, rows, "every bill once");
+
+    // Bad rows, each named; a dry run creates nothing; an unknown job is 404.
+    let mut bad: Vec<Value> = (0..20u64)
+        .map(|i| bill_body(&format!("82{i:08}"), "close", 10_000))
+        .collect();
+    bad[2]["total_amount"] = json!(-5);
+    bad[5]["va_number"] = json!("12");
+    let bad_body = serde_json::to_vec(&bad).unwrap();
+    let (s, v) = api
+        .gw(
+            Method::POST,
+            &t,
+            "inst-key",
+            "/bill/batch/jobs?dry_run=true",
+            Some(&bad_body),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let dry = v["data"]["job_id"].as_str().unwrap().to_owned();
+    let (s, v) = api
+        .gw(
+            Method::POST,
+            &t,
+            "inst-key",
+            "/bill/batch/jobs",
+            Some(&bad_body),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let real = v["data"]["job_id"].as_str().unwrap().to_owned();
+    assert_ne!(dry, real);
+    for (job, ok_status) in [(&dry, "valid"), (&real, "created")] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while status_of(&api, t.clone(), job.clone()).await["status"] != "done" {
+            assert!(Instant::now() < deadline, "job {job} not done");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let r = api
+            .http
+            .get(format!(
+                "{}/api/v2/gw/bill/batch/jobs/{job}/results",
+                api.base
+            ))
+            .header("Authorization", format!("Bearer {t}"))
+            .header("Signature", signature::sign(b"inst-key", b""))
+            .header("Accept", "text/csv")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let text = r.text().await.unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 21, "{text}");
+        assert!(lines[3].starts_with("3,refused,,,total_amount,"), "{text}");
+        assert!(lines[6].starts_with("6,refused,,,va_number,"), "{text}");
+        assert_eq!(
+            lines.iter().filter(|l| l.contains(ok_status)).count(),
+            18,
+            "{text}"
+        );
+    }
+    let (s, _) = api
+        .get(
+            &t,
+            "inst-key",
+            "/bill/batch/jobs/0123456789abcdef0123456789abcdef",
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    stack.assert_verify_agrees().await;
+}
+
+/// Recurring issuance over the API (issue 28, docs/api.md "Recurring issuance"): a
+/// template, a customer list and a period as one job; the same request again is the same
+/// job; a longer list for the same period creates only the new customer's bill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recurring_issuance_over_http_bills_each_customer_once_per_period() {
+    let port = free_port();
+    let stack = Stack::start_with(&overlay(port, "")).await;
+    let daemon = stack.daemon();
+    let api = Api::up(port).await;
+    let t = api.bearer(INST, "inst-key").await;
+    // Next month: its bills are due on the 10th, in the future whenever this runs.
+    use chrono::Datelike;
+    let next = (chrono::Utc::now().date_naive().with_day(1).unwrap() + chrono::Duration::days(40))
+        .format("%Y-%m")
+        .to_string();
+    let template = json!({"prefix": PREFIX, "type": "close", "name": "SPP {period}",
+        "total_amount": 250_000, "due_day": 10});
+    let customers = |n: usize| {
+        let mut c = String::from("va_number,customer_name,total_amount\n");
+        for i in 0..n {
+            let fee = if i == 0 { "125000" } else { "" };
+            c.push_str(&format!("83000000{i:02},Siswa {i},{fee}\n"));
+        }
+        c
+    };
+    let request = |n: usize| {
+        serde_json::to_vec(
+            &json!({"period": next, "template": template, "customers": customers(n)}),
+        )
+        .unwrap()
+    };
+    let run = |body: Vec<u8>| {
+        let api = Api {
+            base: api.base.clone(),
+            http: api.http.clone(),
+        };
+        let t = t.clone();
+        async move {
+            let (s, v) = api
+                .gw(
+                    Method::POST,
+                    &t,
+                    "inst-key",
+                    "/bill/batch/recurring",
+                    Some(&body),
+                )
+                .await;
+            assert!(s == StatusCode::ACCEPTED || s == StatusCode::OK, "{v}");
+            let id = v["data"]["job_id"].as_str().unwrap().to_owned();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let (_, j) = api
+                    .get(&t, "inst-key", &format!("/bill/batch/jobs/{id}/results"))
+                    .await;
+                if j["data"]["status"] == "done" {
+                    return (s, id, j["data"].clone());
+                }
+                assert!(Instant::now() < deadline, "{j}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let (s, first, j) = run(request(5)).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(
+        (&j["created"], &j["refused"]),
+        (&json!(5), &json!(0)),
+        "{j}"
+    );
+    let rows = j["rows"].as_array().unwrap();
+    let (_, bill) = api
+        .get(
+            &t,
+            "inst-key",
+            &format!("/bill/{}", rows[0]["hash"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(bill["data"]["total_amount"], 125_000, "the list's own fee");
+    assert_eq!(bill["data"]["name"], format!("SPP {next}"));
+    let (s, again, _) = run(request(5)).await;
+    assert_eq!(
+        (s, again),
+        (StatusCode::OK, first),
+        "the same request, the same job"
+    );
+    let (_, _, j) = run(request(6)).await;
+    assert_eq!(
+        (&j["created"], &j["existing"]),
+        (&json!(1), &json!(5)),
+        "{j}"
+    );
     daemon.stop().await;
     stack.assert_verify_agrees().await;
 }

@@ -158,7 +158,11 @@ pub async fn gateway(State(st): State<ApiState>, req: Request, next: Next) -> Re
     let clock = *st.clock();
     let (mut parts, body) = req.into_parts();
     // A bulk issuance's body may be larger (api.max_batch_bytes).
-    let limit = if parts.uri.path().ends_with("/bill/batch") {
+    let path = parts.uri.path();
+    let limit = if path.ends_with("/bill/batch")
+        || path.ends_with("/bill/batch/jobs")
+        || path.ends_with("/bill/batch/recurring")
+    {
         st.settings.max_batch_bytes
     } else {
         st.settings.max_body_bytes

@@ -109,28 +109,14 @@ pub async fn batch(
             .unwrap_or_default()
             .to_ascii_lowercase()
     };
-    let rows = if header(axum::http::header::CONTENT_TYPE).starts_with("text/csv") {
-        issuance::read_csv(&body, &c.0.code)
-    } else {
-        issuance::read_json(&body)
-    }
-    .map_err(|e| {
+    let csv = header(axum::http::header::CONTENT_TYPE).starts_with("text/csv");
+    let rows = issuance::read_upload(&body, csv, &c.0.code).map_err(|e| {
         refuse(
             &SwitchError::invalid("body", e.to_string()),
             Door::Gateway,
             clock,
         )
     })?;
-    let rows = rows
-        .into_iter()
-        .map(|mut r| {
-            if let Ok(Value::Object(b)) = r.body.as_mut() {
-                b.entry("institution_code")
-                    .or_insert_with(|| c.0.code.clone().into());
-            }
-            r
-        })
-        .collect();
     let results = issuance::issue_all(&st.switch.hosted, &c.0, rows, dry_run, || {}).await;
     let (created, existing, valid, refused) = issuance::counts(&results);
     tracing::info!(institution = %c.0.code, created, existing, valid, refused, "bulk issuance over HTTP");

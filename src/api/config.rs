@@ -11,8 +11,18 @@ pub struct ApiSettings {
     pub listen: String,
     /// Bodies above this are refused (413) before being read in full.
     pub max_body_bytes: usize,
-    /// The same for a bulk issuance's body (`POST /api/v2/gw/bill/batch`).
+    /// The same for a bulk issuance's body (`POST /api/v2/gw/bill/batch` and
+    /// `/bill/batch/jobs`).
     pub max_batch_bytes: usize,
+    /// How long a bulk issuance job (its record, upload and results) is kept in Redis
+    /// after it was submitted.
+    #[serde(
+        rename = "batch_job_ttl_secs",
+        deserialize_with = "crate::config::secs"
+    )]
+    pub batch_job_ttl: std::time::Duration,
+    /// Most bulk issuance jobs kept per institution at once (one more is 429).
+    pub max_batch_jobs: usize,
     /// Lifetime of an OAuth 2.0 access token.
     #[serde(rename = "token_ttl_secs", deserialize_with = "crate::config::secs")]
     pub token_ttl: std::time::Duration,
@@ -75,6 +85,12 @@ impl ApiSettings {
                 "max_batch_bytes",
                 "must be between api.max_body_bytes and 67108864",
             ));
+        }
+        if !(60..=30 * 86_400).contains(&self.batch_job_ttl.as_secs()) {
+            return Err(SECTION.bad("batch_job_ttl_secs", "must be between 60 and 2592000"));
+        }
+        if !(1..=1_000).contains(&self.max_batch_jobs) {
+            return Err(SECTION.bad("max_batch_jobs", "must be between 1 and 1000"));
         }
         for (key, d) in [
             ("header_read_timeout_ms", self.header_read_timeout),

@@ -18,6 +18,7 @@ pub mod bills;
 pub mod channel;
 pub mod config;
 pub mod error;
+pub mod jobs;
 pub mod lists;
 pub mod snap;
 pub mod snap_manage;
@@ -87,6 +88,8 @@ pub struct Inner {
     pub history: Arc<tokio::sync::Semaphore>,
     /// Changes answered in doubt being settled ([`IN_DOUBT_SETTLING_MAX`] permits).
     pub settling: Arc<tokio::sync::Semaphore>,
+    /// Bulk issuance jobs (`POST /api/v2/gw/bill/batch/jobs`), run by the daemon.
+    pub jobs: Arc<crate::issuance::jobs::Jobs>,
 }
 
 #[derive(Clone)]
@@ -375,6 +378,16 @@ pub fn router(state: ApiState) -> Router {
             "/bill/batch",
             post(bills::batch).layer(DefaultBodyLimit::max(state.settings.max_batch_bytes)),
         )
+        .route(
+            "/bill/batch/jobs",
+            post(jobs::submit).layer(DefaultBodyLimit::max(state.settings.max_batch_bytes)),
+        )
+        .route(
+            "/bill/batch/recurring",
+            post(jobs::recurring).layer(DefaultBodyLimit::max(state.settings.max_batch_bytes)),
+        )
+        .route("/bill/batch/jobs/{job_id}", get(jobs::status))
+        .route("/bill/batch/jobs/{job_id}/results", get(jobs::results))
         .route("/bill/{hash}", get(bills::info).delete(bills::revoke))
         .route("/bill/{hash}/payment", get(bills::payments))
         .route("/bill/{hash}/mock", get(bills::mock))

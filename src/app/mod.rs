@@ -237,6 +237,14 @@ impl App {
         } else {
             Vec::new()
         };
+        // Bulk issuance jobs: submitted over HTTP, run here (and taken up after a restart).
+        let jobs = Arc::new(crate::issuance::jobs::Jobs::new(
+            switch.hosted.clone(),
+            switch.routing.clone(),
+            settings.api.batch_job_ttl,
+            settings.api.max_batch_jobs,
+        ));
+        jobs.clone().spawn(token.clone());
         // The HTTP door shares the switch, the producer and the shutdown token with Kafka's.
         let api = api::start(api::Inner {
             switch: switch.clone(),
@@ -251,6 +259,7 @@ impl App {
                 settings.statement.max_concurrent,
             )),
             settling: Arc::new(tokio::sync::Semaphore::new(api::IN_DOUBT_SETTLING_MAX)),
+            jobs,
         })
         .await
         .inspect_err(|_| token.cancel())?;

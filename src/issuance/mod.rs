@@ -19,6 +19,8 @@ use crate::hosted::{Hosted, Issued};
 use crate::routing::Institution;
 use crate::statement::plain_cell;
 
+pub mod jobs;
+
 /// Most rows one file may hold.
 pub const MAX_ROWS: usize = 10_000;
 
@@ -34,7 +36,7 @@ pub struct Row {
 }
 
 /// What became of one row.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RowResult {
     pub row: usize,
     /// `created`, `existing` (issued before by the same row), `valid` (a dry run) or
@@ -242,6 +244,61 @@ fn csv_body(
     Ok(Value::Object(o))
 }
 
+/// An upload's rows for `institution` (CSV when `csv`, else a JSON array), each bill body
+/// given `institution_code` when it has none.
+///
+/// # Errors
+/// As [`read_json`] and [`read_csv`].
+pub fn read_upload(bytes: &[u8], csv: bool, institution: &str) -> Result<Vec<Row>, FileError> {
+    let mut rows = if csv {
+        read_csv(bytes, institution)?
+    } else {
+        read_json(bytes)?
+    };
+    for r in &mut rows {
+        if let Ok(Value::Object(b)) = r.body.as_mut() {
+            b.entry("institution_code")
+                .or_insert_with(|| institution.into());
+        }
+    }
+    Ok(rows)
+}
+
+/// A recurring issue as one request (`POST /api/v2/gw/bill/batch/recurring`, docs/api.md
+/// "Recurring issuance"): `{"period": "2027-01", "template": {..}, "customers": "<CSV>"}`,
+/// read as [`recurring_rows`] for `institution` (every row's `institution_code`).
+///
+/// # Errors
+/// Not that JSON object; as [`recurring_rows`].
+pub fn read_recurring(
+    bytes: &[u8],
+    institution: &str,
+    offset: chrono::FixedOffset,
+) -> Result<Vec<Row>, FileError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Recurring<'a> {
+        period: String,
+        #[serde(borrow)]
+        template: &'a serde_json::value::RawValue,
+        customers: String,
+    }
+    let r: Recurring = serde_json::from_slice(bytes).map_err(|e| FileError::Json(e.to_string()))?;
+    let mut rows = recurring_rows(
+        r.template.get().as_bytes(),
+        r.customers.as_bytes(),
+        &r.period,
+        offset,
+    )?;
+    for row in &mut rows {
+        if let Ok(Value::Object(b)) = row.body.as_mut() {
+            b.entry("institution_code")
+                .or_insert_with(|| institution.into());
+        }
+    }
+    Ok(rows)
+}
+
 /// Issues every row for `inst` ([`CONCURRENCY`] at a time), calling `progress` after each;
 /// the results in row order.
 pub async fn issue_all(
@@ -253,14 +310,10 @@ pub async fn issue_all(
 ) -> Vec<RowResult> {
     let mut out: Vec<RowResult> = futures::stream::iter(rows)
         .map(|r| async move {
-            let outcome = match r.body {
-                Err(e) => Err(e),
-                Ok(body) => hosted
-                    .issue(inst, &body, dry_run)
-                    .await
-                    .map_err(|e| refusal(&e)),
-            };
-            result(r.row, outcome)
+            match issue_row(hosted, inst, r, dry_run).await {
+                Ok(done) => done,
+                Err((row, e)) => result(row, Err(refusal(&e))),
+            }
         })
         .buffer_unordered(CONCURRENCY)
         .inspect(|_| progress())
@@ -268,6 +321,28 @@ pub async fn issue_all(
         .await;
     out.sort_by_key(|r| r.row);
     out
+}
+
+/// Issues one row: its result, or (with the row) an error that is not the row's fault
+/// (Redis or the journal unavailable, the switch busy: `Disposition::Retry`), which a job
+/// tries again later instead of recording.
+pub(crate) async fn issue_row(
+    hosted: &Hosted,
+    inst: &Institution,
+    r: Row,
+    dry_run: bool,
+) -> Result<RowResult, (usize, SwitchError)> {
+    let outcome = match r.body {
+        Err(e) => Err(e),
+        Ok(body) => match hosted.issue(inst, &body, dry_run).await {
+            Ok(i) => Ok(i),
+            Err(e) if e.disposition() == crate::error::Disposition::Retry => {
+                return Err((r.row, e));
+            }
+            Err(e) => Err(refusal(&e)),
+        },
+    };
+    Ok(result(r.row, outcome))
 }
 
 fn refusal(e: &SwitchError) -> (String, String) {

@@ -1,0 +1,173 @@
+//! Bulk issuance jobs over the Active Client API (docs/api.md "Bulk issuance jobs"): an
+//! upload submitted as a job, its status polled, its per-row results fetched as JSON or
+//! CSV. The job itself runs in the background (`issuance::jobs`) and survives a restart.
+//!
+//! - `POST /api/v2/gw/bill/batch/jobs[?dry_run=true]`: the same body as
+//!   `POST /api/v2/gw/bill/batch`; `202 Accepted` with the job and a `Location`, or
+//!   `200` with the job the same upload made before.
+//! - `POST /api/v2/gw/bill/batch/recurring[?dry_run=true]`: a recurring issue
+//!   (`{"period", "template", "customers"}`) as a job, answered the same way.
+//! - `GET /api/v2/gw/bill/batch/jobs/{job_id}`: the job (status, counts).
+//! - `GET /api/v2/gw/bill/batch/jobs/{job_id}/results`: its rows so far (all of them once
+//!   `done`), JSON, or CSV with `Accept: text/csv`.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+
+use super::auth::Caller;
+use super::error::{refuse, refuse_with, Door};
+use super::{ok, ApiState};
+use crate::error::SwitchError;
+use crate::issuance;
+use crate::issuance::jobs::Format;
+use crate::store::batch::Submitted;
+
+type Reply = Result<Response, Response>;
+
+fn header_of(headers: &HeaderMap, h: header::HeaderName) -> String {
+    headers
+        .get(h)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+/// A job id is 32 lowercase hex digits; anything else names no job.
+fn plausible_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn no_such_job(st: &ApiState) -> Response {
+    refuse_with(
+        StatusCode::NOT_FOUND,
+        &SwitchError::invalid(
+            "job_id",
+            "no such bulk issuance job of this institution (or no longer kept: api.batch_job_ttl_secs)",
+        ),
+        st.clock(),
+    )
+}
+
+/// `POST /api/v2/gw/bill/batch/jobs`.
+pub async fn submit(
+    State(st): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    let format = if header_of(&headers, header::CONTENT_TYPE).starts_with("text/csv") {
+        Format::Csv
+    } else {
+        Format::Json
+    };
+    submit_as(st, c, params, format, body).await
+}
+
+/// `POST /api/v2/gw/bill/batch/recurring`.
+pub async fn recurring(
+    State(st): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    Query(params): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Reply {
+    submit_as(st, c, params, Format::Recurring, body).await
+}
+
+async fn submit_as(
+    st: ApiState,
+    c: Caller,
+    params: HashMap<String, String>,
+    format: Format,
+    body: Bytes,
+) -> Reply {
+    let clock = st.clock();
+    let dry_run = matches!(
+        params.get("dry_run").map(String::as_str),
+        Some("true" | "1")
+    );
+    if !dry_run {
+        st.journal_open()
+            .map_err(|e| refuse(&e, Door::Gateway, clock))?;
+    }
+    let (id, found) = match st.jobs.submit(&c.0, format, dry_run, &body).await {
+        Ok(x) => x,
+        Err(e @ SwitchError::Busy(_)) => {
+            return Err(refuse_with(StatusCode::TOO_MANY_REQUESTS, &e, clock));
+        }
+        Err(e) => return Err(refuse(&e, Door::Gateway, clock)),
+    };
+    let view = match st.jobs.view(&c.0.code, &id).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return Err(no_such_job(&st)),
+        Err(e) => return Err(refuse(&e, Door::Gateway, clock)),
+    };
+    tracing::info!(institution = %c.0.code, job = %id, total = view.total, new = found == Submitted::Created, "bulk issuance job submitted");
+    let data = serde_json::to_value(&view).unwrap_or_default();
+    let mut resp = ok(clock, "success", data);
+    if found == Submitted::Created {
+        *resp.status_mut() = StatusCode::ACCEPTED;
+    }
+    if let Ok(loc) = format!("/api/v2/gw/bill/batch/jobs/{id}").parse() {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(resp)
+}
+
+/// `GET /api/v2/gw/bill/batch/jobs/{job_id}`.
+pub async fn status(
+    State(st): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Reply {
+    if !plausible_id(&id) {
+        return Err(no_such_job(&st));
+    }
+    match st.jobs.view(&c.0.code, &id).await {
+        Ok(Some(v)) => Ok(ok(
+            st.clock(),
+            "success",
+            serde_json::to_value(&v).unwrap_or_default(),
+        )),
+        Ok(None) => Err(no_such_job(&st)),
+        Err(e) => Err(refuse(&e, Door::Gateway, st.clock())),
+    }
+}
+
+/// `GET /api/v2/gw/bill/batch/jobs/{job_id}/results`.
+pub async fn results(
+    State(st): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Reply {
+    if !plausible_id(&id) {
+        return Err(no_such_job(&st));
+    }
+    let (view, rows) = match st.jobs.results(&c.0.code, &id).await {
+        Ok(Some(x)) => x,
+        Ok(None) => return Err(no_such_job(&st)),
+        Err(e) => return Err(refuse(&e, Door::Gateway, st.clock())),
+    };
+    if header_of(&headers, header::ACCEPT).contains("text/csv") {
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (
+                    header::HeaderName::from_static("x-job-status"),
+                    view.status.clone(),
+                ),
+            ],
+            issuance::results_csv(&rows),
+        )
+            .into_response());
+    }
+    let mut data = serde_json::to_value(&view).unwrap_or_default();
+    data["rows"] = serde_json::to_value(&rows).unwrap_or_default();
+    Ok(ok(st.clock(), "success", data))
+}
