@@ -398,7 +398,7 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     (
         BATCH_JOBS_TOTAL,
-        "Bulk issuance job events on this instance: submitted, and how each run ended (done, interrupted: it runs again by itself, lease_lost, stopped).",
+        "Bulk issuance job events on this instance: submitted, and how each run ended (done, failed, interrupted: it runs again by itself, lease_lost, stopped).",
     ),
     (
         BATCH_JOB_ROWS_TOTAL,

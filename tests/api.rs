@@ -1300,7 +1300,8 @@ async fn bulk_issuance_over_http_issues_each_row_once() {
 /// `ipg-switch run` as its own process, which is killed (SIGKILL) in the middle of the job;
 /// after a restart the job completes by itself, every bill exists once, every row has one
 /// result, the same upload again is the same job, and `verify` agrees. A second job holds
-/// bad rows, each named; a dry-run job creates nothing.
+/// bad rows, each named (a row without `invoice_number` among them); a dry-run job creates
+/// nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_issuance_job_survives_kill_9_and_issues_each_row_once() {
     use std::process::{Command, Stdio};
@@ -1434,6 +1435,8 @@ async fn a_bulk_issuance_job_survives_kill_9_and_issues_each_row_once() {
         .collect();
     bad[2]["total_amount"] = json!(-5);
     bad[5]["va_number"] = json!("12");
+    // A job's row names its invoice number (docs/api.md "Bulk issuance jobs").
+    bad[9].as_object_mut().unwrap().remove("invoice_number");
     let bad_body = serde_json::to_vec(&bad).unwrap();
     let (s, v) = api
         .gw(
@@ -1482,9 +1485,13 @@ async fn a_bulk_issuance_job_survives_kill_9_and_issues_each_row_once() {
         assert_eq!(lines.len(), 21, "{text}");
         assert!(lines[3].starts_with("3,refused,,,total_amount,"), "{text}");
         assert!(lines[6].starts_with("6,refused,,,va_number,"), "{text}");
+        assert!(
+            lines[10].starts_with("10,refused,,,invoice_number,"),
+            "{text}"
+        );
         assert_eq!(
             lines.iter().filter(|l| l.contains(ok_status)).count(),
-            18,
+            17,
             "{text}"
         );
     }
@@ -1594,4 +1601,70 @@ async fn recurring_issuance_over_http_bills_each_customer_once_per_period() {
     );
     daemon.stop().await;
     stack.assert_verify_agrees().await;
+}
+
+/// A job's results are saved only under its lease, and a row's first result stays
+/// (`lua/batch_save.lua`): a run that lost its lease to another never rewrites a row nor
+/// the job's status; a job no longer kept is not brought back by a late save.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_issuance_job_is_written_only_by_the_run_holding_its_lease() {
+    use ipg_switch::store::batch::Submitted;
+    use ipg_switch::store::keys;
+    let stack = Stack::start().await;
+    let store = stack.switch().hosted.store.clone();
+    let ttl = Duration::from_secs(600);
+    let id = "0123456789abcdef0123456789abcdef";
+    let sub = store
+        .submit_batch_job(INST, id, "json", false, 2, b"[]", ttl, 20)
+        .await
+        .unwrap();
+    assert_eq!(sub, Submitted::Created);
+    let again = store
+        .submit_batch_job(INST, id, "json", false, 2, b"[]", ttl, 20)
+        .await
+        .unwrap();
+    assert_eq!(again, Submitted::Existing("queued".into()));
+    let job = store.batch_job(INST, id).await.unwrap().unwrap();
+    assert_eq!(job.expire_at_ms - job.created_ms, 600_000);
+    let lease = keys::batch_job_lease(INST, id);
+    assert!(store.try_lock(&lease, "run-a", ttl).await.unwrap());
+    let first = [(1usize, "{\"row\":1,\"status\":\"created\"}".to_owned())];
+    let other = [(1usize, "{\"row\":1,\"status\":\"existing\"}".to_owned())];
+    let running = [("status", "running".to_owned())];
+    // Another run's token writes nothing.
+    assert!(!store
+        .save_batch_results(INST, id, "run-b", &first, &running, job.expire_at_ms)
+        .await
+        .unwrap());
+    assert_eq!(store.batch_job_rows_count(INST, id).await.unwrap(), 0);
+    assert!(store
+        .save_batch_results(INST, id, "run-a", &first, &running, job.expire_at_ms)
+        .await
+        .unwrap());
+    assert!(store
+        .save_batch_results(INST, id, "run-a", &other, &[], job.expire_at_ms)
+        .await
+        .unwrap());
+    let rows = store.batch_job_results(INST, id).await.unwrap();
+    assert_eq!(rows[&1], first[0].1, "a row's first result stays");
+    assert_eq!(
+        store.batch_job(INST, id).await.unwrap().unwrap().status,
+        "running"
+    );
+    // A job gone (expired) is not brought back.
+    let mut conn = redis::Client::open(stack.settings.redis.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(keys::batch_job(INST, id))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!store
+        .save_batch_results(INST, id, "run-a", &first, &running, job.expire_at_ms)
+        .await
+        .unwrap());
+    assert!(store.batch_job(INST, id).await.unwrap().is_none());
 }

@@ -39,7 +39,10 @@ fn header_of(headers: &HeaderMap, h: header::HeaderName) -> String {
 
 /// A job id is 32 lowercase hex digits; anything else names no job.
 fn plausible_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn no_such_job(st: &ApiState) -> Response {

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use serde_json::Value;
 use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +42,8 @@ pub const LOOK_EVERY: Duration = Duration::from_secs(5);
 pub const LEASE: Duration = Duration::from_secs(15);
 /// How often a runner renews its lease.
 pub const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// Longest wait before a job whose run stopped short runs again.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
 /// Jobs one instance runs at once.
 pub const RUNNING_PER_INSTANCE: usize = 2;
 /// Results saved per round trip (at most this many rows are issued again, found
@@ -106,7 +109,7 @@ pub fn job_id(institution: &str, format: Format, dry_run: bool, upload: &[u8]) -
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct JobView {
     pub job_id: String,
-    /// `queued`, `running` or `done`.
+    /// `queued`, `running`, `done` or `failed` (with `last_error`).
     pub status: String,
     pub dry_run: bool,
     /// Rows in the upload.
@@ -265,6 +268,10 @@ impl Jobs {
     }
 
     async fn look(self: &Arc<Self>, stop: &CancellationToken) {
+        let store = &self.hosted.store;
+        let Ok(now) = store.redis_time_ms().await else {
+            return;
+        };
         let hosted: Vec<Arc<Institution>> = self
             .routing
             .institutions()
@@ -272,20 +279,23 @@ impl Jobs {
             .cloned()
             .collect();
         for inst in hosted {
-            let ids = match self.hosted.store.unfinished_batch_jobs(&inst.code).await {
+            let due = match store.unfinished_batch_jobs(&inst.code).await {
                 Ok(ids) => ids,
                 Err(e) => {
                     tracing::debug!(institution = %inst.code, error = %e, "bulk issuance jobs not looked at");
                     continue;
                 }
             };
-            for id in ids {
+            for (id, next_run_ms) in due {
+                if next_run_ms > now {
+                    continue;
+                }
                 let Ok(permit) = self.running.clone().try_acquire_owned() else {
                     return;
                 };
                 let token = uuid::Uuid::new_v4().to_string();
                 let lease = crate::store::keys::batch_job_lease(&inst.code, &id);
-                match self.hosted.store.try_lock(&lease, &token, LEASE).await {
+                match store.try_lock(&lease, &token, LEASE).await {
                     Ok(true) => {}
                     _ => continue,
                 }
@@ -318,12 +328,12 @@ impl Jobs {
             }
         };
         let outcome = tokio::select! {
-            r = self.run(inst, id) => r.map(|()| "done"),
-            () = renew => Ok("lease_lost"),
-            () = stop.cancelled() => Ok("stopped"),
+            r = self.run(inst, id, token) => r,
+            () = renew => Ok(Ran::LeaseLost),
+            () = stop.cancelled() => Ok(Ran::Stopped),
         };
         let outcome = match outcome {
-            Ok(o) => o,
+            Ok(o) => o.as_str(),
             Err(e) => {
                 tracing::warn!(institution = %inst.code, job = id, error = %e, "bulk issuance job stopped short; it runs again by itself");
                 "interrupted"
@@ -333,48 +343,113 @@ impl Jobs {
     }
 
     /// Issues job `id`'s rows that have no result yet, saving results as they come, then
-    /// marks it done with its counts. A run stopped short notes why (`last_error`).
-    async fn run(&self, inst: &Institution, id: &str) -> Result<(), SwitchError> {
+    /// marks it done with its counts. A run stopped short by an error that is not a row's
+    /// notes why (`last_error`) and when the job may run again (backing off, [`LOOK_EVERY`]
+    /// doubled per run, at most [`MAX_BACKOFF`]); a job still not done once 90% of its
+    /// keeping has passed (or whose upload is gone) is `failed`, so that the institution
+    /// reads why instead of the job vanishing.
+    async fn run(&self, inst: &Institution, id: &str, token: &str) -> Result<Ran, SwitchError> {
         let store = &self.hosted.store;
-        let Some(job) = store.batch_job(&inst.code, id).await? else {
-            return Ok(());
+        let code = &inst.code;
+        let Some(job) = store.batch_job(code, id).await? else {
+            return Ok(Ran::Done);
         };
-        if job.status == "done" {
-            return Ok(());
+        if job.status == "done" || job.status == "failed" {
+            return Ok(Ran::Done);
         }
-        let expire_at = job.created_ms + self.ttl.as_millis() as i64;
-        let r = self.run_rows(inst, id, &job, expire_at).await;
+        let now = store.redis_time_ms().await?;
+        let expire_at = job.expire_at_ms;
+        let keeping = expire_at - job.created_ms;
+        if now >= expire_at - keeping / 10 {
+            let why = format!(
+                "not done within 90% of its keeping (api.batch_job_ttl_secs); last error: {}",
+                job.last_error
+            );
+            return self.fail(code, id, token, expire_at, why).await;
+        }
+        let r = self.run_rows(inst, id, token, &job, expire_at).await;
         if let Err(e) = &r {
-            let note = [("last_error", e.to_string())];
+            let runs = job.runs.saturating_add(1);
+            let backoff = LOOK_EVERY
+                .saturating_mul(1 << runs.min(16))
+                .min(MAX_BACKOFF)
+                .as_millis() as i64;
+            let fields = [
+                ("last_error", e.to_string()),
+                ("runs", runs.to_string()),
+                ("next_run_ms", (now + backoff).to_string()),
+            ];
             let _ = store
-                .save_batch_results(&inst.code, id, &[], &note, expire_at)
+                .save_batch_results(code, id, token, &[], &fields, expire_at)
                 .await;
         }
         r
+    }
+
+    /// Marks job `id` failed, saying `why`.
+    async fn fail(
+        &self,
+        code: &str,
+        id: &str,
+        token: &str,
+        expire_at: i64,
+        why: String,
+    ) -> Result<Ran, SwitchError> {
+        tracing::warn!(institution = %code, job = id, reason = %why, "bulk issuance job failed");
+        let now = self.hosted.clock.now().timestamp_millis();
+        let fields = [
+            ("status", "failed".to_owned()),
+            ("finished_ms", now.to_string()),
+            ("last_error", why),
+        ];
+        Ok(
+            if self
+                .hosted
+                .store
+                .save_batch_results(code, id, token, &[], &fields, expire_at)
+                .await?
+            {
+                Ran::Failed
+            } else {
+                Ran::LeaseLost
+            },
+        )
     }
 
     async fn run_rows(
         &self,
         inst: &Institution,
         id: &str,
+        token: &str,
         job: &BatchJob,
         expire_at: i64,
-    ) -> Result<(), SwitchError> {
+    ) -> Result<Ran, SwitchError> {
         let store = &self.hosted.store;
         let code = &inst.code;
-        let rows = match store.batch_job_input(code, id).await? {
-            Some(upload) => Format::of(&job.format)
-                .read(&upload, code, *self.hosted.clock.now().offset())
-                .map_err(|e| SwitchError::Internal(format!("stored upload unreadable: {e}")))?,
-            None => Vec::new(),
+        let Some(upload) = store.batch_job_input(code, id).await? else {
+            let why = "its upload is no longer kept".to_owned();
+            return self.fail(code, id, token, expire_at, why).await;
+        };
+        let offset = *self.hosted.clock.now().offset();
+        let rows = match Format::of(&job.format).read(&upload, code, offset) {
+            Ok(rows) => rows,
+            Err(e) => {
+                let why = format!("its upload cannot be read any more: {e}");
+                return self.fail(code, id, token, expire_at, why).await;
+            }
         };
         let done = store.batch_job_rows_done(code, id).await?;
-        store
-            .save_batch_results(code, id, &[], &[("status", "running".into())], expire_at)
-            .await?;
-        let todo: Vec<_> = rows
+        let running = [("status", "running".to_owned())];
+        if !store
+            .save_batch_results(code, id, token, &[], &running, expire_at)
+            .await?
+        {
+            return Ok(Ran::LeaseLost);
+        }
+        let todo: Vec<Row> = rows
             .into_iter()
             .filter(|r| !done.contains(&r.row))
+            .map(needs_invoice_number)
             .collect();
         let hosted = &self.hosted;
         let mut issued = futures::stream::iter(todo)
@@ -397,9 +472,12 @@ impl Jobs {
                     Err((_, e)) => failed = Some(e),
                 }
             }
-            store
-                .save_batch_results(code, id, &save, &[], expire_at)
-                .await?;
+            if !store
+                .save_batch_results(code, id, token, &save, &[], expire_at)
+                .await?
+            {
+                return Ok(Ran::LeaseLost);
+            }
             if let Some(e) = failed {
                 return Err(e);
             }
@@ -408,27 +486,64 @@ impl Jobs {
         let results = parse_results(store.batch_job_results(code, id).await?);
         let (created, existing, valid, refused) = counts(&results);
         let now = self.hosted.clock.now().timestamp_millis();
-        store
-            .save_batch_results(
-                code,
-                id,
-                &[],
-                &[
-                    ("status", "done".into()),
-                    ("finished_ms", now.to_string()),
-                    ("last_error", String::new()),
-                    ("created", created.to_string()),
-                    ("existing", existing.to_string()),
-                    ("valid", valid.to_string()),
-                    ("refused", refused.to_string()),
-                ],
-                expire_at,
-            )
-            .await?;
+        let fields = [
+            ("status", "done".to_owned()),
+            ("finished_ms", now.to_string()),
+            ("last_error", String::new()),
+            ("created", created.to_string()),
+            ("existing", existing.to_string()),
+            ("valid", valid.to_string()),
+            ("refused", refused.to_string()),
+        ];
+        if !store
+            .save_batch_results(code, id, token, &[], &fields, expire_at)
+            .await?
+        {
+            return Ok(Ran::LeaseLost);
+        }
         store.drop_batch_input(code, id).await?;
         tracing::info!(institution = %code, job = id, created, existing, valid, refused, "bulk issuance job done");
-        Ok(())
+        Ok(Ran::Done)
     }
+}
+
+/// How a run ended (the `event` label of `ipg_batch_jobs_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ran {
+    Done,
+    Failed,
+    LeaseLost,
+    Stopped,
+}
+
+impl Ran {
+    fn as_str(self) -> &'static str {
+        match self {
+            Ran::Done => "done",
+            Ran::Failed => "failed",
+            Ran::LeaseLost => "lease_lost",
+            Ran::Stopped => "stopped",
+        }
+    }
+}
+
+/// A job's row must name its `invoice_number`: a bill without one is found as the row's
+/// only while still active, so a run taken up after a crash could issue a second bill for
+/// a row whose first was paid meanwhile (docs/api.md "Bulk issuance jobs"). The
+/// synchronous call and `bill import` take such rows: their caller decides to run again.
+fn needs_invoice_number(mut r: Row) -> Row {
+    let named = r.body.as_ref().is_ok_and(|b| {
+        b.get("invoice_number")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.trim().is_empty())
+    });
+    if r.body.is_ok() && !named {
+        r.body = Err((
+            "invoice_number".into(),
+            "is required in a bulk issuance job (it finds the row's bill again after a restart, paid or not)".into(),
+        ));
+    }
+    r
 }
 
 /// A row's status as a bounded metric label.

@@ -12,7 +12,7 @@ use super::*;
 /// A job as stored (`ipg:{I}:batchjob:<id>`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BatchJob {
-    /// `queued`, `running` or `done`.
+    /// `queued`, `running`, `done` or `failed`.
     pub status: String,
     /// `json` or `csv`: how the upload is read.
     pub format: String,
@@ -20,6 +20,11 @@ pub struct BatchJob {
     /// Rows in the upload.
     pub total: usize,
     pub created_ms: i64,
+    /// When every key of the job expires (ms since the epoch), fixed at submission.
+    pub expire_at_ms: i64,
+    /// Runs that stopped short so far, and when the next may start (ms since the epoch).
+    pub runs: u32,
+    pub next_run_ms: i64,
     /// When it was done (0 until then).
     pub finished_ms: i64,
     /// Why its last run stopped short (Redis or the journal unavailable), if it did.
@@ -100,6 +105,9 @@ impl Store {
             dry_run: get("dry_run") == "1",
             total: get("total").parse().unwrap_or(0),
             created_ms: get("created_ms").parse().unwrap_or(0),
+            expire_at_ms: get("expire_at_ms").parse().unwrap_or(0),
+            runs: get("runs").parse().unwrap_or(0),
+            next_run_ms: get("next_run_ms").parse().unwrap_or(0),
             finished_ms: get("finished_ms").parse().unwrap_or(0),
             last_error: get("last_error"),
             counts: ["created", "existing", "valid", "refused"]
@@ -177,9 +185,10 @@ impl Store {
             .collect())
     }
 
-    /// Records results of job `id` (row, JSON) and sets `fields` of its record, in one
-    /// round trip. Every key of the job expires at `expire_at_ms` (its creation plus the
-    /// keeping): a job that expired meanwhile is not brought back.
+    /// Saves results of job `id` (row, JSON) and sets `fields` of its record in one step
+    /// (`lua/batch_save.lua`), while the run's lease (`token`) holds: a row's first saved
+    /// result stays. `false` when the lease passed to another run or the job is gone (the
+    /// run stops). The results expire with the job (`expire_at_ms`).
     ///
     /// # Errors
     /// Redis unreachable.
@@ -187,33 +196,30 @@ impl Store {
         &self,
         inst: &str,
         id: &str,
+        token: &str,
         results: &[(usize, String)],
         fields: &[(&str, String)],
         expire_at_ms: i64,
-    ) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
-        if !results.is_empty() {
-            let key = keys::batch_job_results(inst, id);
-            let mut hset = redis::cmd("HSET");
-            hset.arg(&key);
-            for (row, json) in results {
-                hset.arg(row).arg(json);
-            }
-            pipe.add_command(hset).ignore();
-            pipe.cmd("PEXPIREAT").arg(&key).arg(expire_at_ms).ignore();
-        }
-        if !fields.is_empty() {
-            let job = keys::batch_job(inst, id);
-            let mut hset = redis::cmd("HSET");
-            hset.arg(&job);
-            for (k, v) in fields {
-                hset.arg(*k).arg(v);
-            }
-            pipe.add_command(hset).ignore();
-            pipe.cmd("PEXPIREAT").arg(&job).arg(expire_at_ms).ignore();
-        }
-        let _: () = self.plain_pipe(pipe).await?;
-        Ok(())
+    ) -> Result<bool, StoreError> {
+        let fields: serde_json::Map<String, serde_json::Value> = fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone().into()))
+            .collect();
+        let call = calls::BatchSave {
+            job: keys::batch_job(inst, id),
+            results: keys::batch_job_results(inst, id),
+            lease: keys::batch_job_lease(inst, id),
+            token,
+            expire_at_ms,
+            fields: serde_json::Value::Object(fields).to_string(),
+            rows: results
+                .iter()
+                .flat_map(|(row, json)| [row.to_string(), json.clone()])
+                .collect(),
+        };
+        let script = &self.retire.batch_save;
+        let saved: i64 = self.eval_loading(script, call.eval(script).cmd()).await?;
+        Ok(saved == 1)
     }
 
     /// Drops job `id`'s upload (the job is done).
@@ -231,11 +237,15 @@ impl Store {
         Ok(())
     }
 
-    /// The ids of `inst`'s kept jobs that are not done, oldest first.
+    /// `inst`'s kept jobs that are neither done nor failed, oldest first, with when each may
+    /// run next (ms since the epoch; 0: now).
     ///
     /// # Errors
     /// Redis unreachable.
-    pub async fn unfinished_batch_jobs(&self, inst: &str) -> Result<Vec<String>, StoreError> {
+    pub async fn unfinished_batch_jobs(
+        &self,
+        inst: &str,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
         let ids: Vec<String> = self
             .plain(
                 redis::cmd("ZRANGE")
@@ -246,20 +256,21 @@ impl Store {
             )
             .await?;
         if ids.is_empty() {
-            return Ok(ids);
+            return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         for id in &ids {
-            pipe.cmd("HGET")
+            pipe.cmd("HMGET")
                 .arg(keys::batch_job(inst, id))
-                .arg("status");
+                .arg("status")
+                .arg("next_run_ms");
         }
-        let status: Vec<Option<String>> = self.plain_pipe(pipe).await?;
+        let found: Vec<(Option<String>, Option<i64>)> = self.plain_pipe(pipe).await?;
         Ok(ids
             .into_iter()
-            .zip(status)
-            .filter(|(_, s)| s.as_deref().is_some_and(|s| s != "done"))
-            .map(|(id, _)| id)
+            .zip(found)
+            .filter(|(_, (s, _))| s.as_deref().is_some_and(|s| s != "done" && s != "failed"))
+            .map(|(id, (_, next))| (id, next.unwrap_or(0)))
             .collect())
     }
 }

@@ -661,6 +661,31 @@ script_call! {
     }
 }
 
+script_call! {
+    /// `lua/batch_save.lua`: saves a job run's results under its lease. Built by
+    /// `Store::save_batch_results` (store/batch.rs).
+    BatchSave<'a> {
+        keys {
+            /// The job's record (hash).
+            job: String,
+            /// The job's results (hash: row -> JSON).
+            results: String,
+            /// The job's lease.
+            lease: String,
+        }
+        argv {
+            /// The run's lease token.
+            token: &'a str,
+            /// When the job expires, ms since the epoch.
+            expire_at_ms: i64,
+            /// The record's fields to set, a JSON object of strings.
+            fields: String,
+            /// (row, result JSON) pairs, flat: read from `ARGV[4]` on in a loop.
+            rows: Vec<String>,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -753,6 +778,8 @@ mod tests {
             "trim_ledger.lua" => TrimLedger;
             "snapshot_ledger.lua" => SnapshotLedger;
             "batch_submit.lua" => BatchSubmit;
+            // Its rows are read in a loop from ARGV[4] on, never as a literal index.
+            "batch_save.lua" => BatchSave, partial;
         }
     }
 }

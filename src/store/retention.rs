@@ -187,6 +187,8 @@ pub(super) struct RetireScripts {
     pub(super) snapshot_ledger: Script,
     /// `lua/batch_submit.lua` (store/batch.rs).
     pub(super) batch_submit: Script,
+    /// `lua/batch_save.lua` (store/batch.rs).
+    pub(super) batch_save: Script,
 }
 
 impl RetireScripts {
@@ -198,6 +200,7 @@ impl RetireScripts {
             ledger: Script::new(include_str!("lua/trim_ledger.lua")),
             snapshot_ledger: Script::new(include_str!("lua/snapshot_ledger.lua")),
             batch_submit: Script::new(include_str!("lua/batch_submit.lua")),
+            batch_save: Script::new(include_str!("lua/batch_save.lua")),
         }
     }
 }

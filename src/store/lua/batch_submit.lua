@@ -20,7 +20,7 @@ if kept >= tonumber(ARGV[4]) then
   return {'full', tostring(kept)}
 end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'format', ARGV[5], 'dry_run', ARGV[6],
-  'total', ARGV[7], 'created_ms', ARGV[2])
+  'total', ARGV[7], 'created_ms', ARGV[2], 'expire_at_ms', tostring(now + ttl))
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('SET', KEYS[2], ARGV[8], 'PX', ttl)
 redis.call('ZADD', KEYS[3], now, ARGV[1])
