@@ -214,6 +214,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a contract generated from the code: `asyncapi`, the AsyncAPI 3.0.0 document of
+    /// the Kafka topics (docs/asyncapi.yaml), for the topics this configuration names.
+    #[command(after_help = help(
+        &["  0  the document was printed", EXIT_2],
+        &[ENV_ANY, "  (reaches neither Redis nor the brokers)"],
+        &["  ipg-switch contract asyncapi    # the committed docs/asyncapi.yaml: the defaults, no --config"],
+    ))]
+    Contract {
+        /// Which contract (asyncapi: the Kafka topics, YAML).
+        #[arg(value_parser = ["asyncapi"])]
+        kind: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -836,6 +848,10 @@ fn main() -> ExitCode {
             );
             Ok(())
         }
+        Command::Contract { kind: _ } => {
+            print!("{}", ipg_switch::app::contract::asyncapi_yaml(&settings));
+            Ok(())
+        }
         Command::Run => {
             init_tracing(&settings);
             tokio::runtime::Runtime::new()
@@ -914,7 +930,7 @@ fn talks_to(s: &Settings, cmd: &Command) -> Option<String> {
     let redis = format!("redis {}", ipg_switch::store::redacted(&s.redis.url));
     let kafka = format!("kafka {}", s.kafka.bootstrap_servers);
     Some(match cmd {
-        Command::Run | Command::CheckConfig => return None,
+        Command::Run | Command::CheckConfig | Command::Contract { .. } => return None,
         // Journal readers: the journal alone, no Redis.
         Command::Statement { .. }
         | Command::Reconcile { .. }

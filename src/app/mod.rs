@@ -24,6 +24,7 @@ use crate::switch::Switch;
 use crate::{api, metrics, ops, passive, webhook};
 
 pub mod build;
+pub mod contract;
 
 use build::BuildError;
 

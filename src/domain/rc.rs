@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// IPG response codes, as IPG's Payment Channel and Passive Client API pages list them
 /// (docs/protocol.md, "Response codes").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Rc {
     Success,

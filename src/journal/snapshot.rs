@@ -36,7 +36,7 @@ use crate::store::Store;
 pub const PART_BYTES: usize = 512 * 1024;
 
 /// One complete snapshot of one institution, as `topics.snapshot_index` records it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Taken {
     pub institution: String,
     /// `<institution>-<taken_ms>`.
@@ -58,12 +58,12 @@ pub struct Taken {
     pub took_ms: u64,
 }
 
-/// One part of a snapshot: events in the journal's own shape.
-#[derive(Serialize, Deserialize)]
-struct Part {
-    snapshot_id: String,
-    institution: String,
-    events: Vec<Event>,
+/// One part of a snapshot on `topics.snapshot`: events in the journal's own shape.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Part {
+    pub snapshot_id: String,
+    pub institution: String,
+    pub events: Vec<Event>,
 }
 
 impl Journal {

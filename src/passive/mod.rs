@@ -658,26 +658,26 @@ impl Passive {
         let Some(a) = &self.inner.audit else {
             return;
         };
-        let event = json!({
-            "id": uuid::Uuid::new_v4().to_string(),
-            "at": self.inner.clock.stamp_now(),
-            "step": step,
-            "outcome": outcome,
-            "detail": detail,
-            "institution": rec.institution,
-            "channel": rec.channel,
-            "reference": rec.reference,
-            "va_number": rec.va_number,
-            "amount": rec.amount,
-            "state": rec.state.as_str(),
-            "reason": rec.reason,
-            "resolution": rec.resolution,
-            "attempts": rec.attempts,
-        });
+        let event = crate::protocol::schema::PassiveAuditEvent {
+            id: uuid::Uuid::new_v4().to_string(),
+            at: self.inner.clock.stamp_now(),
+            step: step.to_owned(),
+            outcome: outcome.to_owned(),
+            detail: detail.to_owned(),
+            institution: rec.institution.clone(),
+            channel: rec.channel.clone(),
+            reference: rec.reference.clone(),
+            va_number: rec.va_number.clone(),
+            amount: rec.amount.get(),
+            state: rec.state.as_str().to_owned(),
+            reason: rec.reason.clone(),
+            resolution: rec.resolution.clone(),
+            attempts: rec.attempts,
+        };
         let msg = Outgoing {
             topic: a.topic.clone(),
             key: rec.member().into_bytes(),
-            payload: event.to_string().into_bytes(),
+            payload: serde_json::to_vec(&event).unwrap_or_default(),
             headers: Vec::new(),
             partition: None,
         };

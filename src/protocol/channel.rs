@@ -106,15 +106,22 @@ pub struct Envelope {
 
 /// A response value. The switch writes `data` from what the outcome shows
 /// ([`IpgData`]); a reader (a test, a channel) reads it as JSON.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChannelResponse<D = Value> {
+    /// The request's `request_id`, echoed.
     pub request_id: String,
+    /// The request's `type`: `inquiry`, `payment`, `reversal` or `check_status`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The request's channel code.
     pub channel: String,
     pub rc: Rc,
+    /// For people; `success` with `SUCCESS`.
     pub message: String,
+    /// ISO 8601 with the switch's offset (`switch.utc_offset`).
     pub timestamp: String,
+    /// What the outcome shows: `null`; an inquiry's `[bill]`; a payment's, reversal's or
+    /// check status's bill with its `payment`; a passive institution's data as it came.
     pub data: D,
 }
 

@@ -6,6 +6,7 @@ pub mod channel;
 pub mod channel_http;
 pub mod json;
 pub mod passive;
+pub mod schema;
 pub mod snap;
 pub mod webhook;
 

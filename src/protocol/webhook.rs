@@ -8,7 +8,8 @@ use serde_json::Value;
 pub const PAYMENT_RECEIVED: &str = "payment.received";
 pub const PAYMENT_REVERSAL: &str = "payment.reversal";
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// What the institution receives (IPG Webhook Call).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WebhookBody {
     pub id: String,
     pub event: String,
@@ -16,7 +17,8 @@ pub struct WebhookBody {
     pub payload: Value,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A webhook job on `topics.webhook` (and its retry tiers), key = `bill_hash`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WebhookJob {
     /// Stable event id: `<payment id>:received` or `<payment id>:reversal`.
     pub id: String,

@@ -54,7 +54,7 @@ pub trait Recover: Send + Sync {
 }
 
 /// What an event records (`type`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventType {
     /// A hosted bill was created (Create New Bill, CLI `bill create`).
@@ -75,7 +75,7 @@ pub enum EventType {
 /// One journal event. `event_id` is stable: the same change journaled again carries the
 /// same id (`<institution>:bill:<hash>:<version>`, `<institution>:pay:<channel>:<ref>:paid`
 /// or `:reversed`, `<institution>:ppay:<channel>:<ref>:<rev>`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Event {
     pub event_id: String,
     #[serde(rename = "type")]
@@ -98,7 +98,7 @@ pub struct Event {
 
 /// A hosted bill after the change: its document exactly as stored, and its version (the
 /// compare-and-set counter, 1 at creation, +1 per change).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BillAfter {
     pub hash: String,
     pub version: u64,
@@ -110,6 +110,7 @@ pub struct BillAfter {
     pub created_ms: i64,
     /// Every VA that points at the bill (one per prefix).
     pub va_numbers: Vec<String>,
+    #[schemars(with = "serde_json::Value")]
     pub doc: Box<RawValue>,
 }
 
@@ -128,7 +129,7 @@ pub struct Committed<'a> {
 }
 
 /// Which half of a payment record an event sets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     Paid,
@@ -147,16 +148,18 @@ impl Stage {
 /// A hosted payment record's stage: the payment document, the bill as answered, the
 /// answer's timestamp, and the sequence number of its ledger entry. A stage never
 /// changes once written, so applying it again is a no-op.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PaymentAfter {
     pub channel: String,
     pub payment_ref_id: String,
     pub stage: Stage,
+    #[schemars(with = "serde_json::Value")]
     pub doc: Box<RawValue>,
     /// The bill as the answer showed it. Left out when it is the event's `bill` as seen at
     /// `timestamp` by the paying VA (`Bill::view`), which is nearly always: it is then
     /// derived (see [`Event::answered_bill`]), a third less to write and keep.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Value>")]
     pub answered_bill: Option<Box<RawValue>>,
     pub timestamp: String,
     /// Sequence number (1-based) of the stage's ledger entry; 0 when unknown (a record
@@ -179,15 +182,16 @@ impl PaymentAfter {
 
 /// One ledger entry, exactly as stored, at its sequence number; the institution's balance
 /// is `balance_after` of the entry with the highest sequence (rupiah, exact).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LedgerAfter {
     pub seq: u64,
     pub balance_after: i64,
+    #[schemars(with = "serde_json::Value")]
     pub entry: Box<RawValue>,
 }
 
 /// The channel reference bound to its transaction (`<institution>|<va>|<amount>`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BindingAfter {
     pub channel: String,
     pub reference: String,
@@ -196,13 +200,14 @@ pub struct BindingAfter {
 
 /// A forwarded payment's record after the change, at its revision (1 when recorded, +1
 /// per change), and when its next resolution step is due (`None`: not being resolved).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PassiveAfter {
     pub channel: String,
     pub reference: String,
     pub rev: u64,
     pub score_ms: i64,
     pub due_ms: Option<i64>,
+    #[schemars(with = "serde_json::Value")]
     pub doc: Box<RawValue>,
 }
 

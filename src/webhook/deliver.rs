@@ -17,7 +17,7 @@ pub use crate::signature::SIGNATURE_HEADER;
 pub const EVENT_ID_HEADER: &str = "X-Ipg-Event-Id";
 
 /// One attempt's outcome, kept with the job through the retry tiers into the dead letter.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Attempt {
     /// When the call started (RFC 3339, UTC).
     pub at: String,
@@ -38,7 +38,7 @@ impl Attempt {
 
 /// A job on a retry tier or the webhook dead-letter topic: the job as the switch queued
 /// it, every attempt so far, and when it is due (ms since the epoch).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Envelope {
     pub job: WebhookJob,
     #[serde(default)]

@@ -3,6 +3,7 @@
 //! `ipg_switch::run`. Every stack has its own broker and Redis, so tests run in parallel.
 #![allow(dead_code)]
 pub mod cluster;
+pub mod contract;
 pub mod institution;
 pub mod snap;
 
@@ -599,6 +600,23 @@ impl Stack {
         .await
         .unwrap();
         assert!(verdict.agrees(), "{}", verdict.table());
+        self.assert_messages_match_the_contract();
+    }
+
+    /// Every response and webhook job the daemon sent in this test is valid for the
+    /// AsyncAPI contract (docs/asyncapi.yaml): the contract is sampled by every test that
+    /// checks `verify`.
+    pub fn assert_messages_match_the_contract(&self) {
+        let doc = contract::document();
+        for (collected, message) in [
+            (&self.responses, "ChannelResponse"),
+            (&self.webhooks, "WebhookJob"),
+        ] {
+            let v = contract::validator(&doc, message);
+            for m in collected.all() {
+                contract::assert_valid(&v, message, &m.json());
+            }
+        }
     }
 
     /// Paid-stage payment events in the journal by event id, and how many times each is

@@ -1,0 +1,190 @@
+//! Contracts generated from the code (issue 27): docs/asyncapi.yaml is what `ipg-switch
+//! contract asyncapi` prints (editing it by hand fails here), it is a valid AsyncAPI 3.0.0
+//! document, every example in docs/protocol.md is valid for its message, and the messages
+//! the daemon sends (answers, webhook jobs, dead letters, journal events) are too.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn generated() -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ipg-switch"))
+        .args(["contract", "asyncapi"])
+        .env_remove("IPG_ENV")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_committed_asyncapi_document_is_the_generated_one() {
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/asyncapi.yaml"))
+            .unwrap();
+    assert!(
+        committed == generated(),
+        "docs/asyncapi.yaml differs from the code's: run `cargo run -q -- contract asyncapi > \
+         docs/asyncapi.yaml` (never edit it by hand)"
+    );
+}
+
+#[test]
+fn the_asyncapi_document_is_valid_asyncapi_3() {
+    let meta: Value = serde_json::from_str(include_str!("data/asyncapi-3.0.0.json")).unwrap();
+    let v = jsonschema::draft7::new(&meta).unwrap();
+    let doc = contract::document();
+    let errors: Vec<String> = v
+        .iter_errors(&doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    // Every channel of the configuration's topics is there.
+    let addresses: Vec<&str> = doc["channels"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|c| c["address"].as_str().unwrap())
+        .collect();
+    for topic in [
+        "ipg.channel.request",
+        "ipg.channel.response",
+        "ipg.dead_letter",
+        "ipg.webhook.job",
+        "ipg.webhook.retry.{tier}",
+        "ipg.webhook.dead_letter",
+        "ipg.passive.event",
+        "ipg.journal",
+        "ipg.snapshot",
+        "ipg.snapshot.index",
+    ] {
+        assert!(addresses.contains(&topic), "{topic} missing: {addresses:?}");
+    }
+    // Every rc is in the response's enumeration.
+    let rcs = &doc["components"]["schemas"]["Rc"]["enum"];
+    for rc in ipg_switch::error::Rc::ALL {
+        assert!(
+            rcs.as_array().unwrap().contains(&json!(rc.as_str())),
+            "{rc:?}"
+        );
+    }
+}
+
+/// The blocks after `<!-- example: kind -->` in docs/protocol.md.
+fn examples(kind: &str) -> Vec<Value> {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol.md")).unwrap();
+    let marker = format!("<!-- example: {kind} -->");
+    let mut out = Vec::new();
+    let mut rest = doc.as_str();
+    while let Some(i) = rest.find(&marker) {
+        rest = &rest[i + marker.len()..];
+        let start = rest.find("```json\n").unwrap() + 8;
+        let end = rest[start..].find("```").unwrap() + start;
+        out.push(serde_json::from_str(&rest[start..end]).unwrap());
+        rest = &rest[end..];
+    }
+    assert!(!out.is_empty(), "no {kind} examples");
+    out
+}
+
+#[test]
+fn every_documented_example_is_valid_for_its_message() {
+    let doc = contract::document();
+    for (kind, message) in [
+        ("request", "ChannelRequest"),
+        ("response", "ChannelResponse"),
+        ("webhook", "WebhookJob"),
+    ] {
+        let v = contract::validator(&doc, message);
+        for ex in examples(kind) {
+            contract::assert_valid(&v, message, &ex);
+        }
+    }
+    // And the schema refuses what the switch refuses: a formula-like reference, a short VA,
+    // an amount that is not whole, an unknown type.
+    let v = contract::validator(&doc, "ChannelRequest");
+    let good = &examples("request")[1];
+    for (path, bad) in [
+        ("/body/ref_id", json!("=HYPERLINK(1)")),
+        ("/body/va_number", json!("12345")),
+        ("/body/amount", json!("350000.50")),
+        ("/type", json!("refund")),
+    ] {
+        let mut b = good.clone();
+        *b.pointer_mut(path).unwrap() = bad;
+        assert!(!v.is_valid(&b), "{path} accepted: {b}");
+    }
+}
+
+/// Messages the running daemon sends are valid for the contract: answers to every request
+/// type (and to refusals), the webhook jobs of a payment and its reversal, a dead letter's
+/// headers, and the journal's events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_the_daemon_sends_are_valid_for_the_contract() {
+    let stack = Stack::start().await;
+    let daemon = stack.daemon();
+    let bill = stack
+        .create_bill(bill_body("7700000001", "close", 350_000))
+        .await;
+    let va = bill.va_number.clone();
+    stack.send("inquiry", "c1", inquiry(&va, "CI-1")).await;
+    stack
+        .send("payment", "c2", payment(&va, "CP-1", "350000"))
+        .await;
+    stack
+        .send(
+            "reversal",
+            "c3",
+            json!({"payment_ref": "CP-1", "amount": 350_000, "va_number": va}),
+        )
+        .await;
+    stack.send("payment", "c4", payment(&va, "CP-2", "1")).await;
+    for id in ["c1", "c2", "c3", "c4"] {
+        stack.answer(id).await;
+    }
+    stack.produce_raw(None, b"{not json", None).await;
+    stack
+        .dead_letters
+        .wait_for("a dead letter", 30, |m| (!m.is_empty()).then_some(()))
+        .await;
+    stack
+        .webhooks
+        .wait_for("two webhook jobs", 30, |m| (m.len() >= 2).then_some(()))
+        .await;
+    let doc = contract::document();
+    stack.assert_messages_match_the_contract();
+    // A dead letter's headers.
+    let headers = &doc["components"]["messages"]["DeadLetter"]["headers"];
+    let hv = jsonschema::draft7::new(headers).unwrap();
+    for m in stack.dead_letters.all() {
+        let h: serde_json::Map<String, Value> = m
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        assert!(hv.is_valid(&Value::Object(h.clone())), "{h:?}");
+    }
+    daemon.stop().await;
+    // The journal's events.
+    let v = contract::validator(&doc, "JournalEvent");
+    let journal = stack.settings.journal(&stack.broker.bootstrap);
+    let mut events = Vec::new();
+    journal
+        .scan(&mut ipg_switch::journal::Quiet, &mut |r| {
+            events.push(serde_json::to_value(&r.event).unwrap());
+        })
+        .await
+        .unwrap();
+    assert!(events.len() >= 3, "{events:?}");
+    for e in &events {
+        contract::assert_valid(&v, "JournalEvent", e);
+    }
+}
