@@ -43,6 +43,13 @@ if [ "$#" -eq 0 ]; then
   scripts/check-demo.sh
 fi
 
+# The contract fuzzer (issue 27, docs/contracts.md): schemathesis from docs/openapi.json
+# against the running daemon, 25 generated requests per operation (about 1,600 requests,
+# half a minute; schemathesis is installed from PyPI into .run/fuzz-venv the first time).
+if [ "$#" -eq 0 ]; then
+  FUZZ_EXAMPLES=25 scripts/contract-fuzz.sh
+fi
+
 # The same suites on a Redis Cluster (3 masters + 3 replicas per test, from the redis-server
 # above; redis-cli comes with it): hosted rules, concurrency, the optimistic payment,
 # passive, webhooks, scale-out. Tests run in parallel: the harness never hands one port out
