@@ -63,10 +63,14 @@ pub struct NewReference(#[schemars(regex(pattern = r"^[!-*,.-<>?A-~][!-~]{0,63}$
 #[derive(Serialize, JsonSchema)]
 pub struct Reference(#[schemars(regex(pattern = r"^[!-~]{1,64}$"))] String);
 
-/// `Y-m-d H:i:s`, e.g. `2024-12-30 23:18:01`.
+/// `Y-m-d H:i:s`, e.g. `2024-12-30 23:18:01` (a day the calendar lacks, `2026-02-30`,
+/// fits the pattern and is refused by the switch, `body.transaction_date`).
 #[derive(Serialize, JsonSchema)]
 pub struct TransactionDate(
-    #[schemars(regex(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$"))] String,
+    #[schemars(regex(
+        pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]) ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$"
+    ))]
+    String,
 );
 
 /// Rupiah, whole and positive: a JSON string of digits (as IPG documents) or a number.
@@ -83,6 +87,7 @@ pub struct InquiryBody {
     pub va_number: VaNumber,
     pub ref_id: NewReference,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub terminal_id: Option<String>,
     pub transaction_date: TransactionDate,
 }
@@ -94,9 +99,11 @@ pub struct PaymentBody {
     pub ref_id: NewReference,
     pub amount: Amount,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub terminal_id: Option<String>,
     pub transaction_date: TransactionDate,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub customer_name: Option<String>,
 }
 
@@ -107,26 +114,32 @@ pub struct ReversalBody {
     pub payment_ref: Reference,
     pub amount: Amount,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub bill_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "VaNumber")]
     pub va_number: Option<VaNumber>,
 }
 
 /// `body` of a check status: the VA as one `va_number`, or as `prefix` +
-/// `virtual_account` (the Passive API's shape).
+/// `virtual_account` (the Passive API's shape); one of the two is required.
 #[derive(Serialize, JsonSchema)]
+#[schemars(extend("anyOf" = [{"required": ["va_number"]}, {"required": ["prefix", "virtual_account"]}]))]
 pub struct CheckStatusBody {
     pub payment_ref: Reference,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "VaNumber")]
     pub va_number: Option<VaNumber>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]{6}$"))]
+    #[schemars(with = "String")]
     pub prefix: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]{10}$"))]
+    #[schemars(with = "String")]
     pub virtual_account: Option<String>,
-    /// `YYYY-mm-dd`.
-    #[schemars(regex(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))]
+    /// `YYYY-mm-dd`, a day of the calendar (RFC 3339 full-date).
+    #[schemars(regex(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), extend("format" = "date"))]
     pub date: String,
 }
 
