@@ -5,18 +5,28 @@ that the fuzzer reaches the handlers instead of stopping at authentication:
 - /api/v2/gw/*: an OAuth 2.0 token of the demo's hosted institution (POST /oauth/token)
   and `Signature`, HMAC-SHA256 with its api_key over the raw body (POST, DELETE) or the raw
   query string (GET), which the hook builds itself so that it signs exactly what is sent;
-- /api/v2/ch/*: `X-Channel` and `Signature` with the demo channel's key over the raw body.
+- /api/v2/ch/*: `X-Channel` and `Signature` with the demo channel's key over the raw body;
+- /snap/*: SNAP BI's headers as the demo bank's SNAP partner (docs/snap.md): a B2B token
+  (service 73, `clientId|X-TIMESTAMP` signed SHA256withRSA by openssl with
+  demo/snap/bank_syariah.key), then per call `X-TIMESTAMP`, `X-PARTNER-ID`, a fresh
+  `X-EXTERNAL-ID`, `CHANNEL-ID` and `X-SIGNATURE`, HMAC-SHA512 with the client secret over
+  `METHOD:path:token:hex(sha256(minified body)):X-TIMESTAMP` (a JSON body is sent minified,
+  so the bytes sent are their own minified form).
 A request whose signature is dropped on purpose is left to schemathesis's own negative
 cases. The money check lives here too (`money_unchanged_when_refused`): a payment or
 reversal answered with anything but SUCCESS must leave the institution's balance as it
 was.
 """
 
+import base64
+import datetime
 import hashlib
 import hmac
 import json
 import os
+import subprocess
 import urllib.parse
+import uuid
 
 import requests
 import requests.auth
@@ -25,6 +35,9 @@ import schemathesis
 BASE = os.environ["FUZZ_BASE"]
 INSTITUTION = ("SCH01", "demo-sch01-key")
 CHANNEL = ("bank_syariah", "demo-bank-syariah-key")
+SNAP_CLIENT = "BANKSYARIAH-SNAP"
+SNAP_SECRET = os.environ.get("IPG_DEMO_SNAP_SECRET", "demo-snap-secret")
+SNAP_KEY = "demo/snap/bank_syariah.key"
 _token = {}
 # The balance before each payment or reversal, by case (Case has slots).
 _before = {}
@@ -84,6 +97,71 @@ def balance() -> int:
     return int((data or {}).get("balance", 0))
 
 
+def snap_now() -> str:
+    return datetime.datetime.now(datetime.timezone(datetime.timedelta(hours=7))).isoformat(
+        timespec="seconds"
+    )
+
+
+def snap_token() -> str:
+    if "snap" not in _token:
+        ts = snap_now()
+        sig = subprocess.run(
+            ["openssl", "dgst", "-sha256", "-sign", SNAP_KEY],
+            input=f"{SNAP_CLIENT}|{ts}".encode(),
+            capture_output=True,
+            check=True,
+        ).stdout
+        r = requests.post(
+            f"{BASE}/snap/v1.0/access-token/b2b",
+            json={"grantType": "client_credentials"},
+            headers={
+                "X-TIMESTAMP": ts,
+                "X-CLIENT-KEY": SNAP_CLIENT,
+                "X-SIGNATURE": base64.b64encode(sig).decode(),
+            },
+            timeout=10,
+        )
+        r.raise_for_status()
+        _token["snap"] = r.json()["accessToken"]
+    return _token["snap"]
+
+
+class SnapSigned(requests.auth.AuthBase):
+    """SNAP BI's headers over the prepared request as sent (see the module)."""
+
+    def __call__(self, r):
+        body = r.body or b""
+        if isinstance(body, str):
+            body = body.encode()
+        try:
+            body = json.dumps(
+                json.loads(body), separators=(",", ":"), ensure_ascii=False
+            ).encode()
+            r.body = body
+            r.headers["Content-Length"] = str(len(body))
+        except ValueError:
+            pass
+        token = snap_token()
+        ts = snap_now()
+        path = urllib.parse.urlsplit(r.url)
+        endpoint = path.path + (f"?{path.query}" if path.query else "")
+        digest = hashlib.sha256(body).hexdigest()
+        text = f"{r.method}:{endpoint}:{token}:{digest}:{ts}"
+        mac = hmac.new(SNAP_SECRET.encode(), text.encode(), hashlib.sha512).digest()
+        r.headers.update(
+            {
+                "Authorization": f"Bearer {token}",
+                "X-TIMESTAMP": ts,
+                "X-PARTNER-ID": SNAP_CLIENT,
+                "X-EXTERNAL-ID": uuid.uuid4().hex[:32],
+                "CHANNEL-ID": "95221",
+                "X-SIGNATURE": base64.b64encode(mac).decode(),
+            }
+        )
+        return r
+
+
 @schemathesis.hook
 def before_call(ctx, case, kwargs):
     path = case.operation.path
@@ -93,6 +171,8 @@ def before_call(ctx, case, kwargs):
             {"Authorization": f"Bearer {token()}"},
             query=case.method.upper() == "GET",
         )
+    elif path.startswith("/snap/") and not path.endswith("/access-token/b2b"):
+        kwargs["auth"] = SnapSigned()
     elif path.startswith("/api/v2/ch"):
         kwargs["auth"] = Signed(CHANNEL[1], {"X-Channel": CHANNEL[0]}, query=False)
         if path.endswith(("/payment", "/reversal")):
