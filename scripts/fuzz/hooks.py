@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import subprocess
 import urllib.parse
 import uuid
@@ -39,6 +40,9 @@ SNAP_CLIENT = "BANKSYARIAH-SNAP"
 SNAP_SECRET = os.environ.get("IPG_DEMO_SNAP_SECRET", "demo-snap-secret")
 SNAP_KEY = "demo/snap/bank_syariah.key"
 _token = {}
+# Bills of the demo institution made for the run (`seed`), and the draws that pick them.
+_seed = {}
+_draw = random.Random(1)
 # The balance before each payment or reversal, by case (Case has slots).
 _before = {}
 
@@ -95,6 +99,64 @@ def balance() -> int:
     if isinstance(data, list) and data:
         data = data[0]
     return int((data or {}).get("balance", 0))
+
+
+def seed() -> dict:
+    """Bills of the demo institution that generated requests can reach by VA and hash,
+    made once at the first use (a fixed-amount bill and a partial one)."""
+    if not _seed:
+        hashes, vas = [], []
+        for i, (kind, amount) in enumerate([("close", 150000), ("partial", 5000000)]):
+            body = json.dumps(
+                {
+                    "institution_code": INSTITUTION[0],
+                    "va_number": f"99000000{i:02d}",
+                    "prefix": "857499",
+                    "type": kind,
+                    "name": "Fuzz",
+                    "customer_name": "Fuzz",
+                    "total_amount": amount,
+                    "invoice_number": f"FUZZ/{i}",
+                }
+            ).encode()
+            r = requests.post(
+                f"{BASE}/api/v2/gw/bill",
+                data=body,
+                headers={
+                    "Authorization": f"Bearer {token()}",
+                    "Signature": sign(INSTITUTION[1], body),
+                    "Content-Type": "application/json",
+                },
+                timeout=10,
+            )
+            r.raise_for_status()
+            bill = r.json()["data"]
+            hashes.append(bill["hash"])
+            vas.append(bill["va_number"])
+        _seed.update(hashes=hashes, vas=vas)
+    return _seed
+
+
+@schemathesis.hook
+def map_path_parameters(ctx, path_parameters):
+    """Half the bill hashes drawn are the seeded bills' (the rest exercise 404s)."""
+    if path_parameters and "bill-hash" in path_parameters and _draw.random() < 0.5:
+        path_parameters["bill-hash"] = _draw.choice(seed()["hashes"])
+    return path_parameters
+
+
+@schemathesis.hook
+def map_body(ctx, body):
+    """Half the Payment Channel bodies name a seeded bill's VA."""
+    path = ctx.operation.path
+    if (
+        isinstance(body, dict)
+        and path.startswith("/api/v2/ch")
+        and "va_number" in body
+        and _draw.random() < 0.5
+    ):
+        body["va_number"] = _draw.choice(seed()["vas"])
+    return body
 
 
 def snap_now() -> str:
