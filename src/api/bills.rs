@@ -94,22 +94,8 @@ pub async fn batch(
             clock,
         ));
     };
-    let dry_run = matches!(
-        params.get("dry_run").map(String::as_str),
-        Some("true" | "1")
-    );
-    if !dry_run {
-        st.journal_open()
-            .map_err(|e| refuse(&e, Door::Gateway, clock))?;
-    }
-    let header = |h: axum::http::HeaderName| {
-        headers
-            .get(h)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_ascii_lowercase()
-    };
-    let csv = header(axum::http::header::CONTENT_TYPE).starts_with("text/csv");
+    let dry_run = super::dry_run_or_journal_open(&st, &params)?;
+    let csv = super::header_of(&headers, axum::http::header::CONTENT_TYPE).starts_with("text/csv");
     let rows = issuance::read_upload(&body, csv, &c.0.code).map_err(|e| {
         refuse(
             &SwitchError::invalid("body", e.to_string()),
@@ -120,7 +106,7 @@ pub async fn batch(
     let results = issuance::issue_all(&st.switch.hosted, &c.0, rows, dry_run, || {}).await;
     let (created, existing, valid, refused) = issuance::counts(&results);
     tracing::info!(institution = %c.0.code, created, existing, valid, refused, "bulk issuance over HTTP");
-    if header(axum::http::header::ACCEPT).contains("text/csv") {
+    if super::header_of(&headers, axum::http::header::ACCEPT).contains("text/csv") {
         return Ok(axum::response::IntoResponse::into_response((
             [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
             issuance::results_csv(&results),

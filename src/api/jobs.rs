@@ -21,21 +21,13 @@ use axum::Extension;
 
 use super::auth::Caller;
 use super::error::{refuse, refuse_with, Door};
-use super::{ok, ApiState};
+use super::{header_of, ok, ApiState};
 use crate::error::SwitchError;
 use crate::issuance;
 use crate::issuance::jobs::Format;
 use crate::store::batch::Submitted;
 
 type Reply = Result<Response, Response>;
-
-fn header_of(headers: &HeaderMap, h: header::HeaderName) -> String {
-    headers
-        .get(h)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-}
 
 /// A job id is 32 lowercase hex digits; anything else names no job.
 fn plausible_id(id: &str) -> bool {
@@ -90,14 +82,7 @@ async fn submit_as(
     body: Bytes,
 ) -> Reply {
     let clock = st.clock();
-    let dry_run = matches!(
-        params.get("dry_run").map(String::as_str),
-        Some("true" | "1")
-    );
-    if !dry_run {
-        st.journal_open()
-            .map_err(|e| refuse(&e, Door::Gateway, clock))?;
-    }
+    let dry_run = super::dry_run_or_journal_open(&st, &params)?;
     let (id, found) = match st.jobs.submit(&c.0, format, dry_run, &body).await {
         Ok(x) => x,
         Err(e @ SwitchError::Busy(_)) => {

@@ -370,6 +370,36 @@ pub fn json_body(bytes: &[u8]) -> Result<serde_json::Value, SwitchError> {
     })
 }
 
+/// The value of header `h` in lowercase ASCII, empty when absent or not text (for
+/// `Content-Type` and `Accept` sniffing).
+pub(crate) fn header_of(headers: &axum::http::HeaderMap, h: header::HeaderName) -> String {
+    headers
+        .get(h)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+/// Whether a bulk issuance asks for a dry run (`dry_run=true` or `1`); a real one is
+/// refused while the journal is blocked (nothing is done).
+///
+/// # Errors
+/// The refusal to answer when the journal is blocked.
+pub(crate) fn dry_run_or_journal_open(
+    st: &ApiState,
+    params: &std::collections::HashMap<String, String>,
+) -> Result<bool, axum::response::Response> {
+    let dry_run = matches!(
+        params.get("dry_run").map(String::as_str),
+        Some("true" | "1")
+    );
+    if !dry_run {
+        st.journal_open()
+            .map_err(|e| error::refuse(&e, error::Door::Gateway, st.clock()))?;
+    }
+    Ok(dry_run)
+}
+
 pub fn router(state: ApiState) -> Router {
     let max_body = state.settings.max_body_bytes;
     let gw = Router::new()

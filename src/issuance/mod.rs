@@ -250,18 +250,23 @@ fn csv_body(
 /// # Errors
 /// As [`read_json`] and [`read_csv`].
 pub fn read_upload(bytes: &[u8], csv: bool, institution: &str) -> Result<Vec<Row>, FileError> {
-    let mut rows = if csv {
+    let rows = if csv {
         read_csv(bytes, institution)?
     } else {
         read_json(bytes)?
     };
+    Ok(of_institution(rows, institution))
+}
+
+/// `rows` with `institution_code` set to `institution` where a body has none.
+fn of_institution(mut rows: Vec<Row>, institution: &str) -> Vec<Row> {
     for r in &mut rows {
         if let Ok(Value::Object(b)) = r.body.as_mut() {
             b.entry("institution_code")
                 .or_insert_with(|| institution.into());
         }
     }
-    Ok(rows)
+    rows
 }
 
 /// A recurring issue as one request (`POST /api/v2/gw/bill/batch/recurring`, docs/api.md
@@ -284,19 +289,13 @@ pub fn read_recurring(
         customers: String,
     }
     let r: Recurring = serde_json::from_slice(bytes).map_err(|e| FileError::Json(e.to_string()))?;
-    let mut rows = recurring_rows(
+    let rows = recurring_rows(
         r.template.get().as_bytes(),
         r.customers.as_bytes(),
         &r.period,
         offset,
     )?;
-    for row in &mut rows {
-        if let Ok(Value::Object(b)) = row.body.as_mut() {
-            b.entry("institution_code")
-                .or_insert_with(|| institution.into());
-        }
-    }
-    Ok(rows)
+    Ok(of_institution(rows, institution))
 }
 
 /// Issues every row for `inst` ([`CONCURRENCY`] at a time), calling `progress` after each;
