@@ -215,15 +215,18 @@ enum Command {
         json: bool,
     },
     /// Print a contract generated from the code: `asyncapi`, the AsyncAPI 3.0.0 document of
-    /// the Kafka topics (docs/asyncapi.yaml), for the topics this configuration names.
+    /// the Kafka topics (docs/asyncapi.yaml), for the topics this configuration names;
+    /// `openapi`, the OpenAPI 3.1 document of the HTTP API (docs/openapi.json), for the
+    /// routes it serves.
     #[command(after_help = help(
         &["  0  the document was printed", EXIT_2],
         &[ENV_ANY, "  (reaches neither Redis nor the brokers)"],
-        &["  ipg-switch contract asyncapi    # the committed docs/asyncapi.yaml: the defaults, no --config"],
+        &["  ipg-switch contract asyncapi    # the committed docs/asyncapi.yaml: the defaults, no --config",
+          "  ipg-switch contract openapi     # the committed docs/openapi.json: the defaults, no --config"],
     ))]
     Contract {
-        /// Which contract (asyncapi: the Kafka topics, YAML).
-        #[arg(value_parser = ["asyncapi"])]
+        /// Which contract (asyncapi: the Kafka topics, YAML; openapi: the HTTP API, JSON).
+        #[arg(value_parser = ["asyncapi", "openapi"])]
         kind: String,
     },
 }
@@ -848,8 +851,12 @@ fn main() -> ExitCode {
             );
             Ok(())
         }
-        Command::Contract { kind: _ } => {
-            print!("{}", ipg_switch::app::contract::asyncapi_yaml(&settings));
+        Command::Contract { kind } => {
+            if kind == "openapi" {
+                println!("{}", ipg_switch::app::contract::openapi_json(&settings));
+            } else {
+                print!("{}", ipg_switch::app::contract::asyncapi_yaml(&settings));
+            }
             Ok(())
         }
         Command::Run => {

@@ -1,7 +1,8 @@
-//! Contracts generated from the code (issue 27): docs/asyncapi.yaml is what `ipg-switch
-//! contract asyncapi` prints (editing it by hand fails here), it is a valid AsyncAPI 3.0.0
-//! document, every example in docs/protocol.md is valid for its message, and the messages
-//! the daemon sends (answers, webhook jobs, dead letters, journal events) are too.
+//! Contracts generated from the code (issue 27): docs/asyncapi.yaml and docs/openapi.json
+//! are what `ipg-switch contract asyncapi|openapi` print (editing either by hand fails
+//! here), they are valid AsyncAPI 3.0.0 and OpenAPI 3.1 documents, every example in
+//! docs/protocol.md is valid for its message, and the messages the daemon sends (answers,
+//! webhook jobs, dead letters, journal events) are too.
 
 mod common;
 
@@ -11,8 +12,12 @@ use common::*;
 use serde_json::{json, Value};
 
 fn generated() -> String {
+    generated_contract("asyncapi")
+}
+
+fn generated_contract(kind: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_ipg-switch"))
-        .args(["contract", "asyncapi"])
+        .args(["contract", kind])
         .env_remove("IPG_ENV")
         .output()
         .unwrap();
@@ -34,6 +39,166 @@ fn the_committed_asyncapi_document_is_the_generated_one() {
         "docs/asyncapi.yaml differs from the code's: run `cargo run -q -- contract asyncapi > \
          docs/asyncapi.yaml` (never edit it by hand)"
     );
+}
+
+#[test]
+fn the_committed_openapi_document_is_the_generated_one() {
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json")).unwrap();
+    assert!(
+        committed == generated_contract("openapi"),
+        "docs/openapi.json differs from the code's: run `cargo run -q -- contract openapi > \
+         docs/openapi.json` (never edit it by hand)"
+    );
+}
+
+fn openapi_document() -> Value {
+    serde_json::from_str(include_str!("../docs/openapi.json")).unwrap()
+}
+
+/// Every `$ref` of `v`, found anywhere in it.
+fn refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get("$ref") {
+                out.push(r.clone());
+            }
+            m.values().for_each(|x| refs(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_openapi_document_is_valid_openapi_3_1() {
+    let meta: Value = serde_json::from_str(include_str!("data/openapi-3.1.json")).unwrap();
+    let v = jsonschema::draft202012::new(&meta).unwrap();
+    let doc = openapi_document();
+    let errors: Vec<String> = v
+        .iter_errors(&doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    // Every reference names something in the document.
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(all.len() > 100, "{}", all.len());
+    for r in &all {
+        let pointer = r.strip_prefix('#').expect("local $ref");
+        assert!(doc.pointer(pointer).is_some(), "{r} names nothing");
+    }
+    // Every component schema is a valid JSON Schema 2020-12 (OpenAPI 3.1's dialect).
+    for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+        assert!(jsonschema::meta::is_valid(schema), "schema {name}");
+    }
+    // Operation ids are unique (a generated client names its methods by them), every
+    // operation answers something, every rc is in the enumeration.
+    let mut ids = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap_or_default();
+            assert!(
+                ids.insert(id.to_owned()),
+                "{method} {path}: operationId {id} repeated"
+            );
+            assert!(
+                !op["responses"].as_object().unwrap().is_empty(),
+                "{method} {path}"
+            );
+        }
+    }
+    let rcs = &doc["components"]["schemas"]["Rc"]["enum"];
+    for rc in ipg_switch::error::Rc::ALL {
+        assert!(
+            rcs.as_array().unwrap().contains(&json!(rc.as_str())),
+            "{rc:?}"
+        );
+    }
+}
+
+/// The served document is the configuration's: SNAP's paths under `snap.path_prefix`, none
+/// when SNAP is off, the server at `api.listen`; the routes come from the same annotations.
+#[test]
+fn the_served_openapi_document_follows_the_configuration() {
+    let mut settings = ipg_switch::settings::Settings::load(None).unwrap();
+    let default = ipg_switch::api::openapi::for_settings(&settings.api, &settings.snap);
+    assert_eq!(default, openapi_document());
+    settings.snap.path_prefix = "/bi".into();
+    settings.api.listen = "10.0.0.1:9000".into();
+    let moved = ipg_switch::api::openapi::for_settings(&settings.api, &settings.snap);
+    assert!(moved["paths"]["/bi/v1.0/transfer-va/payment"]["post"].is_object());
+    assert!(moved["paths"]["/snap/v1.0/transfer-va/payment"].is_null());
+    assert_eq!(moved["servers"][0]["url"], "http://10.0.0.1:9000");
+    settings.snap.path_prefix = String::new();
+    let off = ipg_switch::api::openapi::for_settings(&settings.api, &settings.snap);
+    let paths = off["paths"].as_object().unwrap();
+    assert!(
+        paths.keys().all(|p| !p.contains("/v1.0/")),
+        "{:?}",
+        paths.keys()
+    );
+    assert_eq!(paths.len(), 21);
+}
+
+/// A validator of `schema` (a part of docs/openapi.json), its references resolved in the
+/// document.
+fn openapi_validator(doc: &Value, schema: &Value) -> jsonschema::Validator {
+    let root = json!({"allOf": [schema], "components": {"schemas": doc["components"]["schemas"]}});
+    jsonschema::draft202012::new(&root).unwrap_or_else(|e| panic!("{schema}: {e}"))
+}
+
+/// Every example in docs/openapi.json (request bodies, answers) is valid for its schema,
+/// and so is every request example of docs/protocol.md for the HTTP door's body of its
+/// type (the same bodies as the Kafka requests).
+#[test]
+fn every_openapi_example_is_valid_for_its_schema() {
+    let doc = openapi_document();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let mut media = Vec::new();
+            if let Some(c) = op["requestBody"]["content"].as_object() {
+                media.extend(c.values());
+            }
+            for answer in op["responses"].as_object().unwrap().values() {
+                if let Some(c) = answer["content"].as_object() {
+                    media.extend(c.values());
+                }
+            }
+            for m in media {
+                if let Some(example) = m.get("example") {
+                    let v = openapi_validator(&doc, &m["schema"]);
+                    contract::assert_valid(&v, &format!("{method} {path}"), example);
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked >= 14, "{checked} examples");
+    for request in examples("request") {
+        let kind = request["type"].as_str().unwrap().replace('_', "-");
+        let schema = &doc["paths"][format!("/api/v2/ch/{kind}")]["post"]["requestBody"]["content"]
+            ["application/json"]["schema"];
+        let v = openapi_validator(&doc, schema);
+        contract::assert_valid(&v, &kind, &request["body"]);
+    }
+    // And the body schemas refuse what the switch refuses.
+    let payment = openapi_validator(
+        &doc,
+        &doc["paths"]["/api/v2/ch/payment"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"],
+    );
+    for bad in [
+        json!({"va_number": "85749900001", "ref_id": "P1", "amount": "1",
+               "transaction_date": "2026-01-10 10:16:02"}),
+        json!({"va_number": "8574990000000001", "ref_id": "=cmd", "amount": "1",
+               "transaction_date": "2026-01-10 10:16:02"}),
+        json!({"va_number": "8574990000000001", "ref_id": "P1", "amount": "1.5",
+               "transaction_date": "2026-01-10 10:16:02"}),
+    ] {
+        assert!(!payment.is_valid(&bad), "{bad}");
+    }
 }
 
 #[test]

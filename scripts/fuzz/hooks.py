@@ -140,8 +140,8 @@ def seed() -> dict:
 @schemathesis.hook
 def map_path_parameters(ctx, path_parameters):
     """Half the bill hashes drawn are the seeded bills' (the rest exercise 404s)."""
-    if path_parameters and "bill-hash" in path_parameters and _draw.random() < 0.5:
-        path_parameters["bill-hash"] = _draw.choice(seed()["hashes"])
+    if path_parameters and "hash" in path_parameters and _draw.random() < 0.5:
+        path_parameters["hash"] = _draw.choice(seed()["hashes"])
     return path_parameters
 
 

@@ -56,6 +56,22 @@ fn auth_error(why: &str) -> SwitchError {
 }
 
 /// `POST /oauth/token`.
+#[utoipa::path(
+    post,
+    path = "/oauth/token",
+    operation_id = "auth_token",
+    tag = "Authentication",
+    summary = "OAuth 2.0 client credentials",
+    description = "client_id is the institution code, client_secret its API key. The token is stored in Redis for api.token_ttl_secs; changing the institution's API key invalidates its tokens.",
+    request_body(content = ref("#/components/schemas/TokenRequest"), content_type = "application/json"),
+    responses(
+        (status = 400, response = super::openapi::Invalid),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+        (status = 200, description = "Token issued", body = ref("#/components/schemas/Token"), content_type = "application/json"),
+    ),
+)]
 pub async fn token(State(st): State<ApiState>, req: Request) -> Response {
     let clock = *st.clock();
     let (parts, body) = req.into_parts();

@@ -49,6 +49,23 @@ fn view(st: &ApiState, b: &Bill) -> Value {
 }
 
 /// `POST /api/v2/gw/bill`: the body's `institution_code` must be the caller's.
+#[utoipa::path(
+    post,
+    path = "/bill",
+    operation_id = "bills_create",
+    tag = "Bill",
+    summary = "Create New Bill",
+    description = "institution_code must be the token's institution; every prefix must be the institution's; one active bill per VA.",
+    request_body(content = ref("#/components/schemas/NewBill"), content_type = "application/json"),
+    responses(
+        (status = 400, response = super::openapi::Invalid),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+        (status = 200, description = "Created", body = ref("#/components/schemas/BillAnswer"), content_type = "application/json"),
+    ),
+    security(("bearer" = [], "signature" = [])),
+)]
 pub async fn create(
     State(st): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -73,6 +90,22 @@ pub async fn create(
 /// fields, each row issued on its own for the caller (`institution_code` the caller's, or
 /// absent), at most 10,000 rows and `api.max_batch_bytes`. Answers the counts and a result
 /// per row (`Accept: text/csv`: the result CSV); a file that cannot be read is 400 `body`.
+#[utoipa::path(
+    post,
+    path = "/bill/batch",
+    operation_id = "bills_batch",
+    tag = "Bill",
+    summary = "Bulk issuance: many bills, each row on its own (docs/api.md, Bulk issuance)",
+    params(
+        ("dry_run" = Option<bool>, Query, description = "check every row, create nothing"),
+    ),
+    request_body(content((ref("#/components/schemas/BatchRows") = "application/json"), (String = "text/csv")), description = "At most 10,000 rows and api.max_batch_bytes"),
+    responses(
+        (status = 200, description = "Counts and a result per row (created, existing, valid, refused with field and reason); with Accept: text/csv the result CSV", content((ref("#/components/schemas/BatchResultAnswer") = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "The body is not a readable file (BILLER_INVALID_TRANSACTION, field body)"),
+    ),
+    security(("bearer" = [], "signature" = [])),
+)]
 pub async fn batch(
     State(st): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -126,6 +159,23 @@ pub async fn batch(
 }
 
 /// `GET /api/v2/gw/bill/{hash}`.
+#[utoipa::path(
+    get,
+    path = "/bill/{hash}",
+    operation_id = "bills_info",
+    tag = "Bill",
+    summary = "Get Bill Information",
+    params(
+        ("hash" = String, Path, description = "the bill's hash"),
+    ),
+    responses(
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+        (status = 200, description = "The bill", body = ref("#/components/schemas/BillAnswer"), content_type = "application/json"),
+        (status = 404, description = "No such bill of this institution: rc BILLER_BILL_NOT_FOUND", body = ref("#/components/schemas/Envelope"), content_type = "application/json"),
+    ),
+    security(("bearer" = [], "signature" = [])),
+)]
 pub async fn info(
     State(st): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -136,6 +186,26 @@ pub async fn info(
 }
 
 /// `DELETE /api/v2/gw/bill/{hash}`.
+#[utoipa::path(
+    delete,
+    path = "/bill/{hash}",
+    operation_id = "bills_revoke",
+    tag = "Bill",
+    summary = "Revoke Bill",
+    description = "The bill stops being payable; its payments stay. message is \"Billing revoked.\". A bill paid in full cannot be revoked (409).",
+    params(
+        ("hash" = String, Path, description = "the bill's hash"),
+    ),
+    request_body(content = ref("#/components/schemas/RevokeRequest"), content_type = "application/json"),
+    responses(
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+        (status = 200, description = "Revoked", body = ref("#/components/schemas/BillAnswer"), content_type = "application/json"),
+        (status = 404, description = "No such bill of this institution", body = ref("#/components/schemas/Envelope"), content_type = "application/json"),
+        (status = 409, description = "Already paid: rc BILLER_BILL_ALREADY_PAID", body = ref("#/components/schemas/Envelope"), content_type = "application/json"),
+    ),
+    security(("bearer" = [], "signature" = [])),
+)]
 pub async fn revoke(
     State(st): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -157,6 +227,23 @@ pub async fn revoke(
 
 /// `GET /api/v2/gw/bill/{hash}/payment`: every payment of the bill, oldest first, each as
 /// it stands now (`status` `paid` or `reversed`).
+#[utoipa::path(
+    get,
+    path = "/bill/{hash}/payment",
+    operation_id = "bills_payments",
+    tag = "Bill",
+    summary = "Get Bill Payments",
+    params(
+        ("hash" = String, Path, description = "the bill's hash"),
+    ),
+    responses(
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+        (status = 200, description = "Every payment of the bill, oldest first", body = ref("#/components/schemas/PaymentListAnswer"), content_type = "application/json"),
+        (status = 404, description = "No such bill of this institution", body = ref("#/components/schemas/Envelope"), content_type = "application/json"),
+    ),
+    security(("bearer" = [], "signature" = [])),
+)]
 pub async fn payments(
     State(st): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -181,6 +268,29 @@ pub async fn payments(
 /// `GET /api/v2/gw/bill/{hash}/mock?type=payment[&amount=N][&ref=R]` or
 /// `?type=reversal&ref=R[&amount=N]` (sandbox only): a payment or reversal as channel
 /// `ipg_sandbox` would send it, through the same handler as every channel.
+#[utoipa::path(
+    get,
+    path = "/bill/{hash}/mock",
+    operation_id = "bills_mock",
+    tag = "Bill",
+    summary = "Fake/Mock Payment & Reversal (sandbox only)",
+    description = "Only when api.sandbox = true (403 otherwise). Runs a payment or reversal as channel ipg_sandbox through the same rules as every channel.",
+    params(
+        ("hash" = String, Path, description = "the bill's hash"),
+        ("type" = Option<String>, Query, description = "payment (default) or reversal"),
+        ("amount" = Option<String>, Query, description = "payment: default the billed amount; reversal: default the payment's amount"),
+        ("ref" = Option<String>, Query, description = "payment reference (generated for a payment when absent; required for a reversal)"),
+    ),
+    responses(
+        (status = 400, response = super::openapi::Invalid),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+        (status = 200, description = "As the Payment Channel API answers", body = ref("#/components/schemas/BillWithPaymentAnswer"), content_type = "application/json"),
+        (status = 403, description = "Sandbox off", body = ref("#/components/schemas/Envelope"), content_type = "application/json"),
+        (status = 404, description = "No such bill of this institution", body = ref("#/components/schemas/Envelope"), content_type = "application/json"),
+    ),
+    security(("bearer" = [], "signature" = [])),
+)]
 pub async fn mock(
     State(st): State<ApiState>,
     Extension(c): Extension<Caller>,

@@ -49,6 +49,24 @@ fn no_such_job(st: &ApiState) -> Response {
 }
 
 /// `POST /api/v2/gw/bill/batch/jobs`.
+#[utoipa::path(
+    post,
+    path = "/bill/batch/jobs",
+    operation_id = "jobs_submit",
+    tag = "Bill",
+    summary = "Bulk issuance as a job: submitted, run in the background, polled (docs/api.md, Bulk issuance jobs)",
+    params(
+        ("dry_run" = Option<bool>, Query, description = "check every row, create nothing"),
+    ),
+    request_body(content((ref("#/components/schemas/BatchRows") = "application/json"), (String = "text/csv")), description = "At most 10,000 rows and api.max_batch_bytes"),
+    responses(
+        (status = 202, description = "The job, queued; Location names it", body = ref("#/components/schemas/BatchJobAnswer"), content_type = "application/json", headers(("Location" = String, description = ""))),
+        (status = 200, description = "The same upload was submitted before: that job, as it is", body = ref("#/components/schemas/BatchJobAnswer"), content_type = "application/json", headers(("Location" = String, description = ""))),
+        (status = 400, description = "The body is not a readable file (BILLER_INVALID_TRANSACTION, field body)"),
+        (status = 429, description = "The institution keeps api.max_batch_jobs jobs already"),
+    ),
+    security(("bearer" = [], "signature" = [])),
+)]
 pub async fn submit(
     State(st): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -65,6 +83,24 @@ pub async fn submit(
 }
 
 /// `POST /api/v2/gw/bill/batch/recurring`.
+#[utoipa::path(
+    post,
+    path = "/bill/batch/recurring",
+    operation_id = "jobs_recurring",
+    tag = "Bill",
+    summary = "Recurring issuance as a job: a template, a customer list and a period (docs/api.md, Recurring issuance)",
+    params(
+        ("dry_run" = Option<bool>, Query, description = "check every row, create nothing"),
+    ),
+    request_body(content = ref("#/components/schemas/RecurringRequest"), content_type = "application/json", description = "At most 10,000 customers and api.max_batch_bytes"),
+    responses(
+        (status = 202, description = "The job, queued; Location names it", body = ref("#/components/schemas/BatchJobAnswer"), content_type = "application/json", headers(("Location" = String, description = ""))),
+        (status = 200, description = "The same request was submitted before: that job, as it is", body = ref("#/components/schemas/BatchJobAnswer"), content_type = "application/json", headers(("Location" = String, description = ""))),
+        (status = 400, description = "The body is not a readable file (BILLER_INVALID_TRANSACTION, field body)"),
+        (status = 429, description = "The institution keeps api.max_batch_jobs jobs already"),
+    ),
+    security(("bearer" = [], "signature" = [])),
+)]
 pub async fn recurring(
     State(st): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -108,6 +144,21 @@ async fn submit_as(
 }
 
 /// `GET /api/v2/gw/bill/batch/jobs/{job_id}`.
+#[utoipa::path(
+    get,
+    path = "/bill/batch/jobs/{job_id}",
+    operation_id = "jobs_status",
+    tag = "Bill",
+    summary = "A bulk issuance job's status and counts",
+    params(
+        ("job_id" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "The job", body = ref("#/components/schemas/BatchJobAnswer"), content_type = "application/json"),
+        (status = 404, description = "No such job of this institution, or no longer kept (api.batch_job_ttl_secs)"),
+    ),
+    security(("bearer" = [], "signature" = [])),
+)]
 pub async fn status(
     State(st): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -128,6 +179,21 @@ pub async fn status(
 }
 
 /// `GET /api/v2/gw/bill/batch/jobs/{job_id}/results`.
+#[utoipa::path(
+    get,
+    path = "/bill/batch/jobs/{job_id}/results",
+    operation_id = "jobs_results",
+    tag = "Bill",
+    summary = "A bulk issuance job's result per row so far (all rows once done)",
+    params(
+        ("job_id" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "The job and its rows (row, status, hash, va_number, field, reason); with Accept: text/csv the result CSV, the job's status in X-Job-Status", content((ref("#/components/schemas/BatchJobResultsAnswer") = "application/json"), (String = "text/csv"))),
+        (status = 404, description = "No such job of this institution, or no longer kept (api.batch_job_ttl_secs)"),
+    ),
+    security(("bearer" = [], "signature" = [])),
+)]
 pub async fn results(
     State(st): State<ApiState>,
     Extension(c): Extension<Caller>,

@@ -323,6 +323,27 @@ where
 }
 
 /// `GET /api/v2/gw/bill`.
+#[utoipa::path(
+    get,
+    path = "/bill",
+    operation_id = "lists_bills",
+    tag = "Bill",
+    summary = "Get Bill List",
+    params(
+        super::openapi::Paging,
+        super::openapi::Period,
+        ("q" = Option<String>, Query, description = "keyword over va_number, invoice_number, name, customer_name, type, status"),
+        ("order_by" = Option<String>, Query, description = "created_at (default), va_number, invoice_number, name, customer_name, type, status, total_amount, billed_amount, paid_amount, valid_until"),
+        ("institution_code" = Option<String>, Query, description = "optional; must be the token's institution"),
+    ),
+    responses(
+        (status = 400, response = super::openapi::Invalid),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+        (status = 200, description = "A page of bills, newest first by default", body = ref("#/components/schemas/BillPage"), content_type = "application/json"),
+    ),
+    security(("bearer" = [], "signature" = [])),
+)]
 pub async fn bills(
     State(st): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -377,6 +398,30 @@ fn payment_row(r: &crate::store::PaymentRecord) -> Value {
 }
 
 /// `GET /api/v2/gw/payment`: also filters `va_number`, `type`, `status` (exact).
+#[utoipa::path(
+    get,
+    path = "/payment",
+    operation_id = "lists_payments",
+    tag = "Payment",
+    summary = "Get Payment List",
+    params(
+        super::openapi::Paging,
+        super::openapi::Period,
+        ("q" = Option<String>, Query, description = "keyword over va_number, payment_ref_id, channel, type"),
+        ("va_number" = Option<String>, Query, description = "exact VA"),
+        ("type" = Option<String>, Query, description = "exact type (payment)"),
+        ("status" = Option<String>, Query, description = "paid or reversed"),
+        ("order_by" = Option<String>, Query, description = "created_at (default), amount, va_number, channel, payment_ref_id, status"),
+        ("institution_code" = Option<String>, Query, description = "optional; must be the token's institution"),
+    ),
+    responses(
+        (status = 400, response = super::openapi::Invalid),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+        (status = 200, description = "A page of payments, each with its bill as it stood after the payment's last event", body = ref("#/components/schemas/PaymentWithBillPage"), content_type = "application/json"),
+    ),
+    security(("bearer" = [], "signature" = [])),
+)]
 pub async fn payments(
     State(st): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -415,6 +460,27 @@ const LEDGER_CHUNK: isize = 1000;
 /// `GET /api/v2/gw/account/{account-hash}/mutation`: the account hash is the institution
 /// code (one ledger per institution). Newest first unless `order=asc`; filters
 /// `mutation_type` (`credit`/`debit`) and `date.0`/`date.1`.
+#[utoipa::path(
+    get,
+    path = "/account/{account}/mutation",
+    operation_id = "lists_mutations",
+    tag = "Account",
+    summary = "Get Account Mutations",
+    params(
+        ("account" = String, Path, description = "the institution code (one ledger account per institution)"),
+        ("mutation_type" = Option<String>, Query, description = "credit or debit"),
+        super::openapi::Paging,
+        super::openapi::Period,
+    ),
+    responses(
+        (status = 400, response = super::openapi::Invalid),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+        (status = 200, description = "A page of ledger entries, newest first by default", body = ref("#/components/schemas/MutationPage"), content_type = "application/json"),
+        (status = 404, description = "Not the token's account", body = ref("#/components/schemas/Envelope"), content_type = "application/json"),
+    ),
+    security(("bearer" = [], "signature" = [])),
+)]
 pub async fn mutations(
     State(st): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -521,6 +587,22 @@ fn not_own(c: &Caller, code: &str, clock: &Clock) -> Option<Response> {
 }
 
 /// `GET /api/v2/gw/institution`: the institutions the caller may see, i.e. itself.
+#[utoipa::path(
+    get,
+    path = "/institution",
+    operation_id = "lists_institutions",
+    tag = "Institution",
+    summary = "Institution List",
+    description = "The institutions the caller may see: itself.",
+    params(
+        super::openapi::Paging,
+    ),
+    responses(
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 200, description = "A page of institutions", body = ref("#/components/schemas/InstitutionPage"), content_type = "application/json"),
+    ),
+    security(("bearer" = [], "signature" = [])),
+)]
 pub async fn institutions(
     State(st): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -533,6 +615,22 @@ pub async fn institutions(
 }
 
 /// `GET /api/v2/gw/institution/{institution-code}`: the caller's own only.
+#[utoipa::path(
+    get,
+    path = "/institution/{code}",
+    operation_id = "lists_institution",
+    tag = "Institution",
+    summary = "Institution Detail",
+    params(
+        ("code" = String, Path, description = "the token's institution"),
+    ),
+    responses(
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 200, description = "The institution", body = ref("#/components/schemas/InstitutionAnswer"), content_type = "application/json"),
+        (status = 404, description = "Not the token's institution", body = ref("#/components/schemas/Envelope"), content_type = "application/json"),
+    ),
+    security(("bearer" = [], "signature" = [])),
+)]
 pub async fn institution(
     State(st): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -548,6 +646,25 @@ pub async fn institution(
 /// `GET /api/v2/gw/institution/{institution-code}/account`: the institution's one ledger
 /// account (hash = institution code) with its balance. No bank accounts are configured
 /// here, so a `bank_code` filter matches nothing.
+#[utoipa::path(
+    get,
+    path = "/institution/{code}/account",
+    operation_id = "lists_accounts",
+    tag = "Institution",
+    summary = "Institution Account List",
+    params(
+        ("code" = String, Path, description = "the token's institution"),
+        ("bank_code" = Option<String>, Query, description = "no bank accounts are configured: any value matches nothing"),
+        super::openapi::Paging,
+    ),
+    responses(
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+        (status = 200, description = "The institution's ledger account", body = ref("#/components/schemas/AccountPage"), content_type = "application/json"),
+        (status = 404, description = "Not the token's institution", body = ref("#/components/schemas/Envelope"), content_type = "application/json"),
+    ),
+    security(("bearer" = [], "signature" = [])),
+)]
 pub async fn accounts(
     State(st): State<ApiState>,
     Extension(c): Extension<Caller>,

@@ -12,6 +12,9 @@
 //! - [`statement`]: the institution's daily statement (JSON, or CSV on `Accept: text/csv`).
 //! - [`snap`]: SNAP BI's access token and VA services 24, 25, 26 (docs/snap.md).
 //! - [`error`]: the HTTP status of each refusal.
+//! - [`openapi`]: the routes, registered from each handler's `#[utoipa::path]`, and the
+//!   OpenAPI 3.1 document generated from them (`GET /openapi.json`, docs/openapi.json).
+//! - [`schema`]: the bodies handlers read field by field, as types for that document.
 
 pub mod auth;
 pub mod bills;
@@ -20,6 +23,8 @@ pub mod config;
 pub mod error;
 pub mod jobs;
 pub mod lists;
+pub mod openapi;
+pub mod schema;
 pub mod snap;
 pub mod snap_manage;
 pub mod statement;
@@ -32,7 +37,6 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
 use axum::Router;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -47,9 +51,6 @@ use crate::kafka::publish::Publisher;
 use crate::metrics as m;
 use crate::protocol::json::JsonError;
 use crate::switch::{Served, Switch};
-
-/// The OpenAPI 3 document of this API, checked in under docs/.
-pub const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
 
 /// How long an answer waits for Kafka to take its webhook job when the store has no journal
 /// deadline; otherwise `journal.append_deadline_ms`. Past it the job goes on by itself and
@@ -400,51 +401,22 @@ pub(crate) fn dry_run_or_journal_open(
     Ok(dry_run)
 }
 
+/// The HTTP door's routes ([`openapi::open_routes`], [`openapi::gateway_routes`] behind
+/// the Bearer + `Signature` check) with their limits and middleware, and
+/// `GET /openapi.json` serving the document generated from the same routes.
 pub fn router(state: ApiState) -> Router {
     let max_body = state.settings.max_body_bytes;
-    let gw = Router::new()
-        .route("/bill", post(bills::create).get(lists::bills))
-        .route(
-            "/bill/batch",
-            post(bills::batch).layer(DefaultBodyLimit::max(state.settings.max_batch_bytes)),
-        )
-        .route(
-            "/bill/batch/jobs",
-            post(jobs::submit).layer(DefaultBodyLimit::max(state.settings.max_batch_bytes)),
-        )
-        .route(
-            "/bill/batch/recurring",
-            post(jobs::recurring).layer(DefaultBodyLimit::max(state.settings.max_batch_bytes)),
-        )
-        .route("/bill/batch/jobs/{job_id}", get(jobs::status))
-        .route("/bill/batch/jobs/{job_id}/results", get(jobs::results))
-        .route("/bill/{hash}", get(bills::info).delete(bills::revoke))
-        .route("/bill/{hash}/payment", get(bills::payments))
-        .route("/bill/{hash}/mock", get(bills::mock))
-        .route("/payment", get(lists::payments))
-        .route("/account/{account}/mutation", get(lists::mutations))
-        .route("/institution", get(lists::institutions))
-        .route("/institution/{code}", get(lists::institution))
-        .route("/institution/{code}/account", get(lists::accounts))
-        .route("/statement", get(statement::statement))
+    let doc = openapi::for_settings(&state.settings, &state.snap);
+    let doc = openapi::Served(Arc::new(
+        serde_json::to_string_pretty(&doc).unwrap_or_default(),
+    ));
+    let gw = openapi::gateway_routes(&state.settings)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::gateway));
-    let snap = if state.snap.enabled() {
-        snap::routes(&state.snap.path_prefix)
-    } else {
-        Router::new()
-    };
-    Router::new()
-        .merge(snap)
-        .route("/oauth/token", post(auth::token))
-        .route("/api/v2/ch/inquiry", post(channel::inquiry))
-        .route("/api/v2/ch/payment", post(channel::payment))
-        .route("/api/v2/ch/reversal", post(channel::reversal))
-        .route("/api/v2/ch/check-status", post(channel::check_status))
-        .route(
-            "/openapi.json",
-            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
-        )
+    let (app, _) = utoipa_axum::router::OpenApiRouter::new()
+        .merge(openapi::open_routes(&state.snap))
         .nest("/api/v2/gw", gw)
+        .split_for_parts();
+    app.layer(axum::Extension(doc))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
             *state.clock(),

@@ -13,8 +13,6 @@
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -28,34 +26,66 @@ use crate::routing::{SnapPartner, SnapParty};
 use crate::signature::snap as sig;
 use crate::store::StoreError;
 
-/// The SNAP routes under `prefix` (`snap.path_prefix`): the banks' (73, 24, 25, 26) and
-/// the institutions' ([`super::snap_manage`]: 27, 30, 31, 35).
-pub fn routes(prefix: &str) -> Router<ApiState> {
-    super::snap_manage::routes(prefix)
-        .route(
-            &format!("{prefix}{}", Service::AccessToken.path()),
-            post(token),
-        )
-        .route(
-            &format!("{prefix}{}", Service::Inquiry.path()),
-            post(inquiry),
-        )
-        .route(
-            &format!("{prefix}{}", Service::Payment.path()),
-            post(payment),
-        )
-        .route(&format!("{prefix}{}", Service::Status.path()), post(status))
-}
-
-async fn inquiry(st: State<ApiState>, req: Request) -> Response {
+#[utoipa::path(
+    post,
+    path = "/snap/v1.0/transfer-va/inquiry",
+    operation_id = "snap_inquiry",
+    tag = "SNAP BI",
+    summary = "VA inquiry (a bank asks for the bill)",
+    description = "SNAP service 24 (docs/snap.md).",
+    params(
+        super::openapi::SnapHeaders,
+    ),
+    request_body(content = ref("#/components/schemas/SnapInquiryRequest"), content_type = "application/json", example = json!({"partnerServiceId": "  857499", "customerNo": "0000000001", "virtualAccountNo": "  8574990000000001", "inquiryRequestId": "SNAP-INQ-1"})),
+    responses(
+        (status = 200, description = "2002400 Successful", body = ref("#/components/schemas/SnapAnswer"), content_type = "application/json"),
+        (status = "default", response = super::openapi::SnapRefusal),
+    ),
+    security(("snapBearer" = [])),
+)]
+pub async fn inquiry(st: State<ApiState>, req: Request) -> Response {
     transactional(st, Service::Inquiry, req).await
 }
 
-async fn payment(st: State<ApiState>, req: Request) -> Response {
+#[utoipa::path(
+    post,
+    path = "/snap/v1.0/transfer-va/payment",
+    operation_id = "snap_payment",
+    tag = "SNAP BI",
+    summary = "VA payment",
+    description = "SNAP service 25 (docs/snap.md).",
+    params(
+        super::openapi::SnapHeaders,
+    ),
+    request_body(content = ref("#/components/schemas/SnapPaymentRequest"), content_type = "application/json", example = json!({"partnerServiceId": "  857499", "customerNo": "0000000001", "virtualAccountNo": "  8574990000000001", "paymentRequestId": "SNAP-PAY-1", "paidAmount": {"value": "350000.00", "currency": "IDR"}})),
+    responses(
+        (status = 200, description = "2002500 Successful", body = ref("#/components/schemas/SnapAnswer"), content_type = "application/json"),
+        (status = "default", response = super::openapi::SnapRefusal),
+    ),
+    security(("snapBearer" = [])),
+)]
+pub async fn payment(st: State<ApiState>, req: Request) -> Response {
     transactional(st, Service::Payment, req).await
 }
 
-async fn status(st: State<ApiState>, req: Request) -> Response {
+#[utoipa::path(
+    post,
+    path = "/snap/v1.0/transfer-va/status",
+    operation_id = "snap_status",
+    tag = "SNAP BI",
+    summary = "VA inquiry status",
+    description = "SNAP service 26 (docs/snap.md).",
+    params(
+        super::openapi::SnapHeaders,
+    ),
+    request_body(content = ref("#/components/schemas/SnapStatusRequest"), content_type = "application/json", example = json!({"partnerServiceId": "  857499", "customerNo": "0000000001", "virtualAccountNo": "  8574990000000001", "paymentRequestId": "SNAP-PAY-1"})),
+    responses(
+        (status = 200, description = "2002600 Successful", body = ref("#/components/schemas/SnapAnswer"), content_type = "application/json"),
+        (status = "default", response = super::openapi::SnapRefusal),
+    ),
+    security(("snapBearer" = [])),
+)]
+pub async fn status(st: State<ApiState>, req: Request) -> Response {
     transactional(st, Service::Status, req).await
 }
 
@@ -117,7 +147,20 @@ fn token_record(party: &SnapParty, p: &SnapPartner) -> String {
 }
 
 /// Service 73: `POST <prefix>/v1.0/access-token/b2b`.
-async fn token(State(st): State<ApiState>, req: Request) -> Response {
+#[utoipa::path(
+    post,
+    path = "/snap/v1.0/access-token/b2b",
+    operation_id = "snap_token",
+    tag = "SNAP BI",
+    summary = "B2B access token",
+    description = "SNAP service 73 (docs/snap.md).",
+    request_body(content = ref("#/components/schemas/SnapTokenRequest"), content_type = "application/json", example = json!({"grantType": "client_credentials"})),
+    responses(
+        (status = 200, description = "2007300 Successful", body = ref("#/components/schemas/SnapAnswer"), content_type = "application/json"),
+        (status = "default", response = super::openapi::SnapRefusal),
+    ),
+)]
+pub async fn token(State(st): State<ApiState>, req: Request) -> Response {
     let service = Service::AccessToken;
     let clock = *st.clock();
     let (parts, body) = req.into_parts();

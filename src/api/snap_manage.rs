@@ -9,8 +9,6 @@ use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::response::Response;
-use axum::routing::{delete, post, put};
-use axum::Router;
 use serde_json::{json, Map, Value};
 
 use super::snap::{answer_with, authenticate, claim_external_id, refusal_of};
@@ -23,32 +21,6 @@ use crate::routing::{Institution, SnapParty};
 
 /// Most rows one report (35) answers; the rest is flagged (`additionalInfo.truncated`).
 pub const REPORT_ROWS_MAX: usize = 10_000;
-
-/// The SNAP institution routes under `prefix`.
-pub fn routes(prefix: &str) -> Router<ApiState> {
-    Router::new()
-        .route(
-            &format!("{prefix}{}", Service::CreateVa.path()),
-            post(create_va),
-        )
-        .route(
-            &format!("{prefix}{}", Service::InquiryVa.path()),
-            post(inquiry_va),
-        )
-        .route(
-            &format!("{prefix}{}", Service::DeleteVa.path()),
-            delete(delete_va),
-        )
-        .route(&format!("{prefix}{}", Service::Report.path()), post(report))
-        .route(
-            &format!("{prefix}{}", Service::UpdateVa.path()),
-            put(update_va),
-        )
-        .route(
-            &format!("{prefix}{}", Service::UpdateStatus.path()),
-            put(update_status),
-        )
-}
 
 /// A management call admitted: the hosted institution, the body, the `X-EXTERNAL-ID`
 /// checked for `what`.
@@ -130,7 +102,24 @@ fn create_refusal(e: &SwitchError) -> Refusal {
 }
 
 /// Service 27.
-async fn create_va(State(st): State<ApiState>, req: Request) -> Response {
+#[utoipa::path(
+    post,
+    path = "/snap/v1.0/transfer-va/create-va",
+    operation_id = "snap_manage_create_va",
+    tag = "SNAP BI",
+    summary = "Create VA (an institution issues a bill)",
+    description = "SNAP service 27 (docs/snap.md).",
+    params(
+        super::openapi::SnapHeaders,
+    ),
+    request_body(content = ref("#/components/schemas/SnapCreateVaRequest"), content_type = "application/json", example = json!({"partnerServiceId": "  857499", "customerNo": "0000000001", "virtualAccountNo": "  8574990000000001", "virtualAccountName": "Ahmad", "trxId": "INV-1", "totalAmount": {"value": "150000.00", "currency": "IDR"}, "virtualAccountTrxType": "C"})),
+    responses(
+        (status = 200, description = "2002700 Successful", body = ref("#/components/schemas/SnapAnswer"), content_type = "application/json"),
+        (status = "default", response = super::openapi::SnapRefusal),
+    ),
+    security(("snapBearer" = [])),
+)]
+pub async fn create_va(State(st): State<ApiState>, req: Request) -> Response {
     handle(
         st,
         Service::CreateVa,
@@ -189,7 +178,24 @@ async fn bill_on(
 }
 
 /// Service 30.
-async fn inquiry_va(State(st): State<ApiState>, req: Request) -> Response {
+#[utoipa::path(
+    post,
+    path = "/snap/v1.0/transfer-va/inquiry-va",
+    operation_id = "snap_manage_inquiry_va",
+    tag = "SNAP BI",
+    summary = "Inquiry VA",
+    description = "SNAP service 30 (docs/snap.md).",
+    params(
+        super::openapi::SnapHeaders,
+    ),
+    request_body(content = ref("#/components/schemas/SnapInquiryVaRequest"), content_type = "application/json", example = json!({"partnerServiceId": "  857499", "customerNo": "0000000001", "virtualAccountNo": "  8574990000000001", "trxId": "INV-1"})),
+    responses(
+        (status = 200, description = "2003000 Successful", body = ref("#/components/schemas/SnapAnswer"), content_type = "application/json"),
+        (status = "default", response = super::openapi::SnapRefusal),
+    ),
+    security(("snapBearer" = [])),
+)]
+pub async fn inquiry_va(State(st): State<ApiState>, req: Request) -> Response {
     handle(
         st,
         Service::InquiryVa,
@@ -216,7 +222,24 @@ async fn inquiry_va(State(st): State<ApiState>, req: Request) -> Response {
 }
 
 /// Service 31: the VA's bill revoked (it stops being payable; its payments stay).
-async fn delete_va(State(st): State<ApiState>, req: Request) -> Response {
+#[utoipa::path(
+    delete,
+    path = "/snap/v1.0/transfer-va/delete-va",
+    operation_id = "snap_manage_delete_va",
+    tag = "SNAP BI",
+    summary = "Delete VA (revokes the bill)",
+    description = "SNAP service 31 (docs/snap.md).",
+    params(
+        super::openapi::SnapHeaders,
+    ),
+    request_body(content = ref("#/components/schemas/SnapDeleteVaRequest"), content_type = "application/json", example = json!({"partnerServiceId": "  857499", "customerNo": "0000000001", "virtualAccountNo": "  8574990000000001", "trxId": "INV-1"})),
+    responses(
+        (status = 200, description = "2003100 Successful", body = ref("#/components/schemas/SnapAnswer"), content_type = "application/json"),
+        (status = "default", response = super::openapi::SnapRefusal),
+    ),
+    security(("snapBearer" = [])),
+)]
+pub async fn delete_va(State(st): State<ApiState>, req: Request) -> Response {
     handle(
         st,
         Service::DeleteVa,
@@ -253,7 +276,24 @@ async fn delete_va(State(st): State<ApiState>, req: Request) -> Response {
 
 /// Service 35: the payments of one business day's window on the institution's prefix,
 /// read from the journal as statements are (at most `statement.max_concurrent` at once).
-async fn report(State(st): State<ApiState>, req: Request) -> Response {
+#[utoipa::path(
+    post,
+    path = "/snap/v1.0/transfer-va/report",
+    operation_id = "snap_manage_report",
+    tag = "SNAP BI",
+    summary = "Report: one day's payments",
+    description = "SNAP service 35 (docs/snap.md).",
+    params(
+        super::openapi::SnapHeaders,
+    ),
+    request_body(content = ref("#/components/schemas/SnapReportRequest"), content_type = "application/json", example = json!({"partnerServiceId": "  857499", "startDate": "2026-01-10", "startTime": "00:00", "endTime": "23:59"})),
+    responses(
+        (status = 200, description = "2003500 Successful", body = ref("#/components/schemas/SnapAnswer"), content_type = "application/json"),
+        (status = "default", response = super::openapi::SnapRefusal),
+    ),
+    security(("snapBearer" = [])),
+)]
+pub async fn report(State(st): State<ApiState>, req: Request) -> Response {
     handle(
         st,
         Service::Report,
@@ -314,7 +354,24 @@ async fn report(State(st): State<ApiState>, req: Request) -> Response {
 /// in place (an amount or a due date changed under a bank's inquiry is a payment the
 /// customer did not see) and a status is what payments make it: revoke (31) and issue
 /// anew (27). Answered `405xx00` once the call is authenticated.
-async fn update_va(State(st): State<ApiState>, req: Request) -> Response {
+#[utoipa::path(
+    put,
+    path = "/snap/v1.0/transfer-va/update-va",
+    operation_id = "snap_manage_update_va",
+    tag = "SNAP BI",
+    summary = "Update VA: not supported (4052800)",
+    description = "SNAP service 28 (docs/snap.md).",
+    params(
+        super::openapi::SnapHeaders,
+    ),
+    request_body(content = ref("#/components/schemas/SnapUpdateRequest"), content_type = "application/json", example = json!({"partnerServiceId": "  857499", "customerNo": "0000000001", "virtualAccountNo": "  8574990000000001"})),
+    responses(
+        (status = 200, description = "2002800 Successful", body = ref("#/components/schemas/SnapAnswer"), content_type = "application/json"),
+        (status = "default", response = super::openapi::SnapRefusal),
+    ),
+    security(("snapBearer" = [])),
+)]
+pub async fn update_va(State(st): State<ApiState>, req: Request) -> Response {
     handle(st, Service::UpdateVa, req, |_, _, _, _| async {
         Err::<(Answer, Map<String, Value>), _>(Refusal::NotSupported)
     })
@@ -322,7 +379,24 @@ async fn update_va(State(st): State<ApiState>, req: Request) -> Response {
 }
 
 /// Service 29: see [`update_va`].
-async fn update_status(State(st): State<ApiState>, req: Request) -> Response {
+#[utoipa::path(
+    put,
+    path = "/snap/v1.0/transfer-va/update-status",
+    operation_id = "snap_manage_update_status",
+    tag = "SNAP BI",
+    summary = "Update status VA: not supported (4052900)",
+    description = "SNAP service 29 (docs/snap.md).",
+    params(
+        super::openapi::SnapHeaders,
+    ),
+    request_body(content = ref("#/components/schemas/SnapUpdateRequest"), content_type = "application/json", example = json!({"partnerServiceId": "  857499", "customerNo": "0000000001", "virtualAccountNo": "  8574990000000001"})),
+    responses(
+        (status = 200, description = "2002900 Successful", body = ref("#/components/schemas/SnapAnswer"), content_type = "application/json"),
+        (status = "default", response = super::openapi::SnapRefusal),
+    ),
+    security(("snapBearer" = [])),
+)]
+pub async fn update_status(State(st): State<ApiState>, req: Request) -> Response {
     handle(st, Service::UpdateStatus, req, |_, _, _, _| async {
         Err::<(Answer, Map<String, Value>), _>(Refusal::NotSupported)
     })

@@ -35,6 +35,24 @@ impl Drop for InFlight {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/statement",
+    operation_id = "statement_statement",
+    tag = "Institution",
+    summary = "Daily Statement",
+    description = "The calling institution's statement of one business day, computed from the journal (docs/statements.md): every hosted payment and reversal, every forwarded payment with its status at the close of the day, totals by type and by channel, the closing ledger balance, and a SHA-256 over the canonical CSV body. JSON in the envelope by default; `Accept: text/csv` gives the CSV with `#` trailer lines.",
+    params(
+        ("date" = String, Query, description = "the business day, YYYY-MM-DD (from statement.cutoff_hour, switch.utc_offset)"),
+    ),
+    responses(
+        (status = 200, description = "The statement", content((ref("#/components/schemas/Envelope") = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "date missing or malformed: rc BILLER_INVALID_TRANSACTION", body = ref("#/components/schemas/Envelope"), content_type = "application/json"),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, description = "The journal cannot be read now; try again", body = ref("#/components/schemas/Envelope"), content_type = "application/json"),
+    ),
+    security(("bearer" = [], "signature" = [])),
+)]
 pub async fn statement(
     State(st): State<ApiState>,
     Extension(c): Extension<Caller>,

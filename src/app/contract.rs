@@ -199,6 +199,13 @@ pub fn asyncapi_yaml(settings: &Settings) -> String {
     yaml_serde::to_string(&asyncapi(settings)).unwrap_or_default()
 }
 
+/// The OpenAPI 3.1 document of the HTTP API `settings` serve, pretty JSON (docs/openapi.json
+/// with the defaults; [`crate::api::openapi`]).
+pub fn openapi_json(settings: &Settings) -> String {
+    let doc = crate::api::openapi::for_settings(&settings.api, &settings.snap);
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
 fn sub<T: JsonSchema>(gen: &mut schemars::SchemaGenerator) -> schemars::Schema {
     gen.subschema_for::<T>()
 }

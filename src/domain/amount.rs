@@ -9,10 +9,22 @@ use serde_json::Value;
 
 /// A non-negative whole number of rupiah, at most [`Amount::MAX`].
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(transparent)]
-pub struct Amount(u64);
+#[schemars(rename = "Rupiah")]
+pub struct Amount(#[schemars(range(max = 999_999_999_999_999_u64))] u64);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AmountError {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::amount::{Amount, AmountError};
 use super::va::{self, VaError};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BillType {
     Open,
@@ -33,7 +33,7 @@ impl BillType {
 
 /// Stored status. `Expired` is never stored: it is how an active bill past its
 /// `valid_until` is shown (see [`Bill::effective_status`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BillStatus {
     Active,
@@ -44,7 +44,7 @@ pub enum BillStatus {
 
 /// A bill line. IPG sends `qty`, `price` and `total` as numbers in requests and as strings
 /// in responses; both are read, strings are written.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Component {
     pub id: String,
     pub name: String,
@@ -52,16 +52,19 @@ pub struct Component {
         serialize_with = "as_string",
         deserialize_with = "from_string_or_number"
     )]
+    #[schemars(with = "String")]
     pub qty: u64,
     #[serde(
         serialize_with = "as_string",
         deserialize_with = "from_string_or_number"
     )]
+    #[schemars(with = "String")]
     pub price: u64,
     #[serde(
         serialize_with = "as_string",
         deserialize_with = "from_string_or_number"
     )]
+    #[schemars(with = "String")]
     pub total: u64,
 }
 
@@ -76,7 +79,7 @@ fn from_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Erro
         .map_err(serde::de::Error::custom)
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AdditionalData {
     pub key: String,
     pub label: String,
@@ -86,7 +89,7 @@ pub struct AdditionalData {
 
 /// A hosted bill, as stored in Redis and as answered to channels (IPG Bill model plus
 /// `institution_code` and `prefixes`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Bill {
     pub hash: String,
     pub institution_code: String,
@@ -516,7 +519,7 @@ impl NewBill {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PaymentState {
     Paid,
@@ -525,7 +528,7 @@ pub enum PaymentState {
 
 /// A payment on a hosted bill (IPG Payment Schema plus the fields the switch needs to find
 /// and reverse it).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Payment {
     pub id: String,
     pub payment_ref_id: String,

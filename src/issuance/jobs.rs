@@ -106,7 +106,8 @@ pub fn job_id(institution: &str, format: Format, dry_run: bool, upload: &[u8]) -
 }
 
 /// A job as the institution sees it (`GET /api/v2/gw/bill/batch/jobs/{job_id}`).
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "BatchJob")]
 pub struct JobView {
     pub job_id: String,
     /// `queued`, `running`, `done` or `failed` (with `last_error`).

@@ -36,7 +36,7 @@ pub struct Row {
 }
 
 /// What became of one row.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct RowResult {
     pub row: usize,
     /// `created`, `existing` (issued before by the same row), `valid` (a dry run) or

@@ -86,7 +86,7 @@ pub enum Amount {
 pub struct InquiryBody {
     pub va_number: VaNumber,
     pub ref_id: NewReference,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String")]
     pub terminal_id: Option<String>,
     pub transaction_date: TransactionDate,
@@ -98,11 +98,11 @@ pub struct PaymentBody {
     pub va_number: VaNumber,
     pub ref_id: NewReference,
     pub amount: Amount,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String")]
     pub terminal_id: Option<String>,
     pub transaction_date: TransactionDate,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String")]
     pub customer_name: Option<String>,
 }
@@ -113,10 +113,10 @@ pub struct PaymentBody {
 pub struct ReversalBody {
     pub payment_ref: Reference,
     pub amount: Amount,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String")]
     pub bill_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "VaNumber")]
     pub va_number: Option<VaNumber>,
 }
@@ -127,14 +127,14 @@ pub struct ReversalBody {
 #[schemars(extend("anyOf" = [{"required": ["va_number"]}, {"required": ["prefix", "virtual_account"]}]))]
 pub struct CheckStatusBody {
     pub payment_ref: Reference,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "VaNumber")]
     pub va_number: Option<VaNumber>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]{6}$"))]
     #[schemars(with = "String")]
     pub prefix: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]{10}$"))]
     #[schemars(with = "String")]
     pub virtual_account: Option<String>,
