@@ -84,14 +84,17 @@ impl Api {
         }
     }
 
+    /// Sends `req`; every JSON answer must be what docs/openapi.json says its operation
+    /// answers with that status.
     async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        let r = req.send().await.expect("HTTP request");
+        let req = req.build().expect("HTTP request");
+        let (method, path) = (req.method().to_string(), req.url().path().to_owned());
+        let r = self.http.execute(req).await.expect("HTTP request");
         let status = r.status();
         let text = r.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        contract::assert_http_answer(&method, &path, status.as_u16(), &body);
+        (status, body)
     }
 
     /// A Payment Channel API call signed with `key`.

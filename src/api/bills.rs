@@ -102,7 +102,8 @@ pub async fn create(
     request_body(content((ref("#/components/schemas/BatchRows") = "application/json"), (String = "text/csv")), description = "At most 10,000 rows and api.max_batch_bytes"),
     responses(
         (status = 200, description = "Counts and a result per row (created, existing, valid, refused with field and reason); with Accept: text/csv the result CSV", content((ref("#/components/schemas/BatchResultAnswer") = "application/json"), (String = "text/csv"))),
-        (status = 400, description = "The body is not a readable file (BILLER_INVALID_TRANSACTION, field body)"),
+        (status = 400, description = "The body is not a readable file (BILLER_INVALID_TRANSACTION, field body)", body = ref("#/components/schemas/Envelope"), content_type = "application/json"),
+        (status = 429, description = "Too many statements and bulk issuances at once (statement.max_concurrent): nothing done, try again", body = ref("#/components/schemas/Envelope"), content_type = "application/json"),
     ),
     security(("bearer" = [], "signature" = [])),
 )]

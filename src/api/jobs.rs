@@ -62,8 +62,8 @@ fn no_such_job(st: &ApiState) -> Response {
     responses(
         (status = 202, description = "The job, queued; Location names it", body = ref("#/components/schemas/BatchJobAnswer"), content_type = "application/json", headers(("Location" = String, description = ""))),
         (status = 200, description = "The same upload was submitted before: that job, as it is", body = ref("#/components/schemas/BatchJobAnswer"), content_type = "application/json", headers(("Location" = String, description = ""))),
-        (status = 400, description = "The body is not a readable file (BILLER_INVALID_TRANSACTION, field body)"),
-        (status = 429, description = "The institution keeps api.max_batch_jobs jobs already"),
+        (status = 400, description = "The body is not a readable file (BILLER_INVALID_TRANSACTION, field body)", body = ref("#/components/schemas/Envelope"), content_type = "application/json"),
+        (status = 429, description = "The institution keeps api.max_batch_jobs jobs already", body = ref("#/components/schemas/Envelope"), content_type = "application/json"),
     ),
     security(("bearer" = [], "signature" = [])),
 )]
@@ -96,8 +96,8 @@ pub async fn submit(
     responses(
         (status = 202, description = "The job, queued; Location names it", body = ref("#/components/schemas/BatchJobAnswer"), content_type = "application/json", headers(("Location" = String, description = ""))),
         (status = 200, description = "The same request was submitted before: that job, as it is", body = ref("#/components/schemas/BatchJobAnswer"), content_type = "application/json", headers(("Location" = String, description = ""))),
-        (status = 400, description = "The body is not a readable file (BILLER_INVALID_TRANSACTION, field body)"),
-        (status = 429, description = "The institution keeps api.max_batch_jobs jobs already"),
+        (status = 400, description = "The body is not a readable file (BILLER_INVALID_TRANSACTION, field body)", body = ref("#/components/schemas/Envelope"), content_type = "application/json"),
+        (status = 429, description = "The institution keeps api.max_batch_jobs jobs already", body = ref("#/components/schemas/Envelope"), content_type = "application/json"),
     ),
     security(("bearer" = [], "signature" = [])),
 )]
@@ -155,7 +155,7 @@ async fn submit_as(
     ),
     responses(
         (status = 200, description = "The job", body = ref("#/components/schemas/BatchJobAnswer"), content_type = "application/json"),
-        (status = 404, description = "No such job of this institution, or no longer kept (api.batch_job_ttl_secs)"),
+        (status = 404, description = "No such job of this institution, or no longer kept (api.batch_job_ttl_secs)", body = ref("#/components/schemas/Envelope"), content_type = "application/json"),
     ),
     security(("bearer" = [], "signature" = [])),
 )]
@@ -190,7 +190,7 @@ pub async fn status(
     ),
     responses(
         (status = 200, description = "The job and its rows (row, status, hash, va_number, field, reason); with Accept: text/csv the result CSV, the job's status in X-Job-Status", content((ref("#/components/schemas/BatchJobResultsAnswer") = "application/json"), (String = "text/csv"))),
-        (status = 404, description = "No such job of this institution, or no longer kept (api.batch_job_ttl_secs)"),
+        (status = 404, description = "No such job of this institution, or no longer kept (api.batch_job_ttl_secs)", body = ref("#/components/schemas/Envelope"), content_type = "application/json"),
     ),
     security(("bearer" = [], "signature" = [])),
 )]

@@ -49,6 +49,7 @@ impl Drop for InFlight {
         (status = 200, description = "The statement", content((ref("#/components/schemas/Envelope") = "application/json"), (String = "text/csv"))),
         (status = 400, description = "date missing or malformed: rc BILLER_INVALID_TRANSACTION", body = ref("#/components/schemas/Envelope"), content_type = "application/json"),
         (status = 401, response = super::openapi::Unauthorized),
+        (status = 429, description = "Too many statements and bulk issuances at once (statement.max_concurrent): nothing done, try again", body = ref("#/components/schemas/Envelope"), content_type = "application/json"),
         (status = 503, description = "The journal cannot be read now; try again", body = ref("#/components/schemas/Envelope"), content_type = "application/json"),
     ),
     security(("bearer" = [], "signature" = [])),

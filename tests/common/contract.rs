@@ -37,3 +37,75 @@ pub fn assert_valid(v: &jsonschema::Validator, message: &str, value: &Value) {
         "not a valid {message} per docs/asyncapi.yaml: {errors:?}\n{value}"
     );
 }
+
+/// The committed OpenAPI document (docs/openapi.json, generated from the handlers), parsed.
+pub fn openapi() -> &'static Value {
+    static DOC: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        serde_json::from_str(include_str!("../../docs/openapi.json")).expect("docs/openapi.json")
+    })
+}
+
+/// Whether `path` (as requested) is an instance of the document's `template`
+/// (`/api/v2/gw/bill/{hash}`).
+fn instance_of(template: &str, path: &str) -> bool {
+    let t: Vec<&str> = template.split('/').collect();
+    let p: Vec<&str> = path.split('/').collect();
+    t.len() == p.len()
+        && t.iter()
+            .zip(&p)
+            .all(|(t, p)| t == p || (t.starts_with('{') && t.ends_with('}') && !p.is_empty()))
+}
+
+/// The JSON schema docs/openapi.json gives the answer to `method path` with `status`
+/// (falling back to its `default` answer), `None` when the document names no JSON body.
+/// Panics when the document has the operation but not the answer: the daemon answered
+/// something its contract does not say. A path or method the document does not have
+/// (a test of refusals of unknown routes) is `None`.
+pub fn openapi_answer_schema(method: &str, path: &str, status: u16) -> Option<Value> {
+    let doc = openapi();
+    let method = method.to_ascii_lowercase();
+    let (template, op) = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(t, item)| instance_of(t, path) && item.get(&method).is_some())
+        // A literal segment beats a parameter (`/bill/batch` over `/bill/{hash}`).
+        .max_by_key(|(t, _)| t.matches('{').count() == 0)
+        .map(|(t, item)| (t.clone(), &item[&method]))?;
+    let answers = &op["responses"];
+    let mut answer = answers
+        .get(status.to_string())
+        .or_else(|| answers.get("default"))
+        .unwrap_or_else(|| {
+            panic!("docs/openapi.json: {method} {template} does not answer {status}")
+        });
+    if let Some(r) = answer.get("$ref").and_then(Value::as_str) {
+        answer = doc
+            .pointer(r.trim_start_matches('#'))
+            .expect("response $ref");
+    }
+    answer["content"]["application/json"].get("schema").cloned()
+}
+
+/// Panics, naming every violation, unless `body` is what docs/openapi.json says `method
+/// path` answers with `status` (a JSON body; other bodies are not checked).
+pub fn assert_http_answer(method: &str, path: &str, status: u16, body: &Value) {
+    let Some(schema) = openapi_answer_schema(method, path, status) else {
+        return;
+    };
+    if body.is_string() {
+        return; // not JSON (a CSV statement, say)
+    }
+    let root =
+        json!({"allOf": [schema], "components": {"schemas": openapi()["components"]["schemas"]}});
+    let v = jsonschema::draft202012::new(&root).expect("answer schema");
+    let errors: Vec<String> = v
+        .iter_errors(body)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{method} {path} answered {status} outside docs/openapi.json: {errors:?}\n{body}"
+    );
+}

@@ -97,7 +97,9 @@ impl Bank {
             .await
             .unwrap();
         let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        let body = r.json().await.unwrap_or(Value::Null);
+        super::contract::assert_http_answer("POST", "/snap/v1.0/access-token/b2b", status, &body);
+        (status, body)
     }
 
     /// A partner signed in with `private` as `client_id`.
@@ -143,7 +145,10 @@ impl Bank {
             r.headers().contains_key("x-timestamp"),
             "SNAP answers carry X-TIMESTAMP"
         );
-        (status, r.json().await.unwrap_or(Value::Null))
+        let body = r.json().await.unwrap_or(Value::Null);
+        // Every answer is what docs/openapi.json says (the services' POSTs).
+        super::contract::assert_http_answer("POST", &path, status, &body);
+        (status, body)
     }
 
     pub async fn call(&self, service: &str, xid: &str, body: &Value) -> (u16, Value) {
