@@ -8,6 +8,7 @@ mod common;
 
 use std::process::Command;
 
+use common::examples::doc_examples;
 use common::*;
 use serde_json::{json, Value};
 
@@ -176,6 +177,15 @@ fn every_openapi_example_is_valid_for_its_schema() {
         }
     }
     assert!(checked >= 14, "{checked} examples");
+    // protocol.md's Create New Bill body is valid for the HTTP door's.
+    let new_bill = openapi_validator(
+        &doc,
+        &doc["paths"]["/api/v2/gw/bill"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"],
+    );
+    for bill in examples("bill") {
+        contract::assert_valid(&new_bill, "Create New Bill", &bill);
+    }
     for request in examples("request") {
         let kind = request["type"].as_str().unwrap().replace('_', "-");
         let schema = &doc["paths"][format!("/api/v2/ch/{kind}")]["post"]["requestBody"]["content"]
@@ -242,22 +252,12 @@ fn the_asyncapi_document_is_valid_asyncapi_3() {
     }
 }
 
-/// The blocks after `<!-- example: kind -->` in docs/protocol.md.
+/// docs/protocol.md's examples of `kind`, parsed.
 fn examples(kind: &str) -> Vec<Value> {
-    let doc =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol.md")).unwrap();
-    let marker = format!("<!-- example: {kind} -->");
-    let mut out = Vec::new();
-    let mut rest = doc.as_str();
-    while let Some(i) = rest.find(&marker) {
-        rest = &rest[i + marker.len()..];
-        let start = rest.find("```json\n").unwrap() + 8;
-        let end = rest[start..].find("```").unwrap() + start;
-        out.push(serde_json::from_str(&rest[start..end]).unwrap());
-        rest = &rest[end..];
-    }
-    assert!(!out.is_empty(), "no {kind} examples");
-    out
+    doc_examples("protocol.md", kind)
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap_or_else(|err| panic!("{err}: {e}")))
+        .collect()
 }
 
 #[test]
@@ -272,6 +272,16 @@ fn every_documented_example_is_valid_for_its_message() {
         for ex in examples(kind) {
             contract::assert_valid(&v, message, &ex);
         }
+    }
+    // The passive audit events (protocol.md) and the journal's events (journal.md).
+    let v = contract::validator(&doc, "PassiveAuditEvent");
+    for ex in examples("passive_event") {
+        contract::assert_valid(&v, "PassiveAuditEvent", &ex);
+    }
+    let v = contract::validator(&doc, "JournalEvent");
+    for ex in doc_examples("journal.md", "event") {
+        let ex: Value = serde_json::from_str(&ex).unwrap();
+        contract::assert_valid(&v, "JournalEvent", &ex);
     }
     // And the schema refuses what the switch refuses: a formula-like reference, a short VA,
     // an amount that is not whole, an unknown type.

@@ -10,22 +10,7 @@ use ipg_switch::store::journal::{Event, EventType};
 use ipg_switch::store::Store;
 
 fn examples() -> Vec<String> {
-    let doc =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/journal.md")).unwrap();
-    let marker = "<!-- example: event -->";
-    let mut out = Vec::new();
-    let mut rest = doc.as_str();
-    while let Some(i) = rest.find(marker) {
-        rest = &rest[i + marker.len()..];
-        let start = rest
-            .find("```json\n")
-            .expect("a json block after the marker")
-            + 8;
-        let end = rest[start..].find("```").unwrap() + start;
-        out.push(rest[start..end].to_owned());
-        rest = &rest[end..];
-    }
-    out
+    common::examples::doc_examples("journal.md", "event")
 }
 
 fn events() -> Vec<Event> {

@@ -9,24 +9,11 @@ use ipg_switch::settings::Settings;
 use ipg_switch::switch::decode;
 use ipg_switch::{domain::NewBill, signature};
 
+#[path = "common/examples.rs"]
+mod examples;
+
 fn examples(kind: &str) -> Vec<String> {
-    let doc =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol.md")).unwrap();
-    let marker = format!("<!-- example: {kind} -->");
-    let mut out = Vec::new();
-    let mut rest = doc.as_str();
-    while let Some(i) = rest.find(&marker) {
-        rest = &rest[i + marker.len()..];
-        let start = rest
-            .find("```json\n")
-            .expect("example marker followed by a json block")
-            + 8;
-        let end = rest[start..].find("```").unwrap() + start;
-        out.push(rest[start..end].to_owned());
-        rest = &rest[end..];
-    }
-    assert!(!out.is_empty(), "no {kind} examples");
-    out
+    examples::doc_examples("protocol.md", kind)
 }
 
 #[test]

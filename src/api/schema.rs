@@ -14,6 +14,7 @@ use crate::domain::bill::AdditionalData;
 use crate::domain::{Bill, Payment, Rc};
 use crate::issuance::jobs::JobView;
 use crate::issuance::RowResult;
+use crate::protocol::schema::Amount as RequestAmount;
 
 /// IPG's answer envelope (docs/api.md "Answers") of a refusal: `data` is `null`, or the
 /// bill where the rc shows one (an already paid bill, say).
@@ -160,9 +161,9 @@ pub struct Token {
 #[derive(JsonSchema)]
 pub struct NewBillComponents {
     pub name: String,
-    pub qty: u64,
-    pub price: u64,
-    pub total: u64,
+    pub qty: RequestAmount,
+    pub price: RequestAmount,
+    pub total: RequestAmount,
 }
 
 #[derive(JsonSchema)]
@@ -177,7 +178,7 @@ pub struct NewBill {
     pub r#type: String,
     pub name: String,
     pub customer_name: String,
-    pub total_amount: u64,
+    pub total_amount: RequestAmount,
     pub invoice_number: Option<String>,
     pub customer_email: Option<String>,
     pub customer_phone: Option<String>,

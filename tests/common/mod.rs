@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 pub mod cluster;
 pub mod contract;
+pub mod examples;
 pub mod institution;
 pub mod snap;
 
