@@ -85,17 +85,14 @@ fn check_status(va: &str, payment_ref: &str) -> Value {
 }
 
 fn documented_event() -> Value {
-    let doc =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol.md")).unwrap();
-    let rest = &doc[doc.find("<!-- example: passive_event -->").unwrap()..];
-    let start = rest.find("```json\n").unwrap() + 8;
-    let end = rest[start..].find("```").unwrap() + start;
-    serde_json::from_str(&rest[start..end]).unwrap()
+    let ex = &common::examples::doc_examples("protocol.md", "passive_event")[0];
+    serde_json::from_str(ex).unwrap()
 }
 
-/// The audit events of one payment reference, in order (steps).
+/// The audit events of one payment reference, in order (steps). Every audit event read so
+/// far must be valid for the contract (docs/asyncapi.yaml, PassiveAuditEvent).
 async fn steps_until(events: &Collected, reference: &str, last: &str) -> Vec<String> {
-    events
+    let steps = events
         .wait_for(&format!("step {last} of {reference}"), 30, |msgs| {
             let steps: Vec<String> = msgs
                 .iter()
@@ -105,7 +102,12 @@ async fn steps_until(events: &Collected, reference: &str, last: &str) -> Vec<Str
                 .collect();
             steps.iter().any(|s| s == last).then_some(steps)
         })
-        .await
+        .await;
+    let v = contract::validator(&contract::document(), "PassiveAuditEvent");
+    for e in events.all().iter().map(Received::json) {
+        contract::assert_valid(&v, "PassiveAuditEvent", &e);
+    }
+    steps
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
