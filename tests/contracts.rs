@@ -186,6 +186,16 @@ fn every_openapi_example_is_valid_for_its_schema() {
     for bill in examples("bill") {
         contract::assert_valid(&new_bill, "Create New Bill", &bill);
     }
+    // docs/api.md's token request is valid for POST /oauth/token's body.
+    let token = openapi_validator(
+        &doc,
+        &doc["paths"]["/oauth/token"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"],
+    );
+    for ex in doc_examples("api.md", "token-request") {
+        let ex: Value = serde_json::from_str(&ex).unwrap();
+        contract::assert_valid(&token, "OAuth token request", &ex);
+    }
     for request in examples("request") {
         let kind = request["type"].as_str().unwrap().replace('_', "-");
         let schema = &doc["paths"][format!("/api/v2/ch/{kind}")]["post"]["requestBody"]["content"]
