@@ -78,7 +78,20 @@ async fn a_frozen_broker_under_http_payments_answers_in_time_and_settles_without
     // Warm: one payment answered SUCCESS with the broker up.
     let (status, a) = post_channel(&base, "payment", &pay(0)).await;
     assert_eq!((status, a["rc"].as_str()), (200, Some("SUCCESS")), "{a}");
-    assert_eq!(readyz(&ops).await.0, 200);
+    // Ready once the consumer has its partitions too, which under load (CI: 2 cores) may
+    // come after the HTTP door answers.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = readyz(&ops).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never ready with the broker up: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The broker goes away; payments arrive at once.
     stack.broker.fault(BrokerFault::Down).unwrap();
