@@ -151,7 +151,7 @@ impl BillCache {
 /// A bill with its payment, as payment, reversal and check-status answer it.
 fn bill_with_payment(bill: &Bill, payment: &Payment) -> Shown {
     Shown::Payment {
-        bill: serde_json::to_value(bill).unwrap_or_default(),
+        bill: crate::domain::Json::of(bill),
         payment: Box::new(payment.clone()),
     }
 }
@@ -639,7 +639,7 @@ impl Hosted {
             &payment.bill_hash,
             timestamp.clone(),
             bill,
-            serde_json::to_value(&payment).unwrap_or_default(),
+            crate::domain::Json::of(&payment),
         );
         let webhook = queued(
             event,
@@ -730,12 +730,11 @@ impl Hosted {
     ) -> (Recorded, String, Box<serde_json::value::RawValue>) {
         let ledger = self.ledger_entry(entry.mutation_type(), &payment, now);
         let recorded = Recorded {
-            bill: serde_json::to_value(next.view(now, Some(va.as_str())))
-                .expect("a bill view always serializes"),
+            bill: crate::domain::Json::of(&next.view(now, Some(va.as_str()))),
             timestamp: self.clock.stamp(now),
             payment,
         };
-        let answered_bill = recorded.bill.to_string();
+        let answered_bill = recorded.bill.get().to_owned();
         (recorded, answered_bill, ledger)
     }
 

@@ -392,7 +392,7 @@ fn payment_row(r: &crate::store::PaymentRecord) -> Value {
     let last = r.reversed.as_ref().unwrap_or(&r.paid);
     let mut v = serde_json::to_value(&last.payment).unwrap_or_default();
     if let Value::Object(o) = &mut v {
-        o.insert("bill".into(), last.bill.clone());
+        o.insert("bill".into(), last.bill.to_value());
     }
     v
 }

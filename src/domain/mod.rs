@@ -16,7 +16,7 @@ pub use bill::{
     Bill, BillError, BillStatus, BillType, Component, NewBill, NewBillError, Payment, PaymentState,
 };
 pub use command::Command;
-pub use outcome::{Binding, Outcome, QueuedWebhook, Shown};
+pub use outcome::{Binding, Json, Outcome, QueuedWebhook, Shown};
 pub use rc::Rc;
 pub use va::{VaError, VaNumber};
 

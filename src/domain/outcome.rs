@@ -1,9 +1,58 @@
 //! What the switch answers to a channel request, and the reference binding that makes a
 //! `(channel, reference)` mean one transaction.
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::{Amount, Bill, Payment, Rc, VaNumber};
+
+/// A JSON document kept as the text it was written as (a bill view, a payment): serialized
+/// once where it is made, then copied into Redis, the journal, the webhook job and the
+/// answer without being parsed or written again (docs/capacity.md, issue 29). Compared by
+/// its text.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(transparent)]
+pub struct Json(#[schemars(with = "Value")] pub Box<RawValue>);
+
+impl Json {
+    /// `value` written as JSON text.
+    ///
+    /// # Panics
+    /// Never for the switch's own types (their serialization cannot fail).
+    pub fn of<T: serde::Serialize + ?Sized>(value: &T) -> Json {
+        Json(serde_json::value::to_raw_value(value).expect("a switch type always serializes"))
+    }
+
+    /// The stored text `text`, checked to be JSON.
+    ///
+    /// # Errors
+    /// `text` is not JSON.
+    pub fn parse(text: &str) -> Result<Json, serde_json::Error> {
+        RawValue::from_string(text.to_owned()).map(Json)
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The document as a JSON value (for the slower doors that edit it).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.get()).unwrap_or_default()
+    }
+}
+
+impl PartialEq for Json {
+    fn eq(&self, other: &Json) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl From<Value> for Json {
+    fn from(v: Value) -> Json {
+        Json::of(&v)
+    }
+}
 
 /// What the switch answers, in no dialect: the response code, a message, when (ISO 8601,
 /// the switch's offset), what the answer shows, and the webhook job to queue with it
@@ -29,7 +78,7 @@ pub enum Shown {
     Bill(Box<Bill>),
     /// A hosted bill (as recorded with the payment: [`Bill`]'s JSON) and the payment made,
     /// reversed or asked after (IPG: the bill's fields with `payment`).
-    Payment { bill: Value, payment: Box<Payment> },
+    Payment { bill: Json, payment: Box<Payment> },
     /// A passive institution's own answer data (IPG Passive Client API), with the switch's
     /// record of a forwarded payment under `payment` where there is one. Passed through.
     Institution(Value),

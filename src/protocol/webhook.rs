@@ -3,7 +3,8 @@
 //! the bill after the event, `payload` = the payment) plus a stable `id` to drop duplicates.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+
+use crate::domain::Json;
 
 pub const PAYMENT_RECEIVED: &str = "payment.received";
 pub const PAYMENT_REVERSAL: &str = "payment.reversal";
@@ -13,8 +14,10 @@ pub const PAYMENT_REVERSAL: &str = "payment.reversal";
 pub struct WebhookBody {
     pub id: String,
     pub event: String,
-    pub context: Value,
-    pub payload: Value,
+    /// The bill after the event (its JSON text, passed through).
+    pub context: Json,
+    /// The payment (its JSON text, passed through).
+    pub payload: Json,
 }
 
 /// A webhook job on `topics.webhook` (and its retry tiers), key = `bill_hash`.
@@ -39,8 +42,8 @@ impl WebhookJob {
         webhook_url: Option<String>,
         bill_hash: &str,
         created_at: String,
-        context: Value,
-        payload: Value,
+        context: Json,
+        payload: Json,
     ) -> WebhookJob {
         let suffix = if event == PAYMENT_REVERSAL {
             "reversal"

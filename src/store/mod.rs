@@ -28,7 +28,6 @@ use std::time::Duration;
 
 use redis::Script;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::domain::{Bill, Binding, Payment};
 pub use config::RedisSettings;
@@ -80,7 +79,8 @@ pub struct Versioned<T> {
 #[derive(Clone, Debug)]
 pub struct Recorded {
     pub payment: Payment,
-    pub bill: Value,
+    /// The bill view as answered, kept as its JSON text (written once).
+    pub bill: crate::domain::Json,
     pub timestamp: String,
 }
 

@@ -120,8 +120,8 @@ mod tests {
             None,
             "hash",
             "2026-01-10T10:00:00+07:00".into(),
-            serde_json::json!({"hash": "hash"}),
-            serde_json::json!({"id": "p1"}),
+            serde_json::json!({"hash": "hash"}).into(),
+            serde_json::json!({"id": "p1"}).into(),
         );
         let env = Envelope {
             job: job.clone(),

@@ -446,7 +446,7 @@ fn shown(s: &Shown) -> (Value, Value) {
     match s {
         Shown::Bill(b) => (serde_json::to_value(b).unwrap_or_default(), Value::Null),
         Shown::Payment { bill, payment } => (
-            bill.clone(),
+            bill.to_value(),
             serde_json::to_value(payment).unwrap_or_default(),
         ),
         // A passive institution's data: IPG's bill list, or its fields with `payment`.
