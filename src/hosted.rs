@@ -152,6 +152,7 @@ impl BillCache {
 fn bill_with_payment(bill: &Bill, payment: &Payment) -> Shown {
     Shown::Payment {
         bill: crate::domain::Json::of(bill),
+        payment_json: crate::domain::Json::of(payment),
         payment: Box::new(payment.clone()),
     }
 }
@@ -222,6 +223,7 @@ fn commit_input<'a>(
         bill,
         next_bill: next,
         payment: &recorded.payment,
+        payment_doc: &recorded.payment_json.0,
         answered_bill,
         timestamp: &recorded.timestamp,
         ledger_entry: ledger,
@@ -628,6 +630,7 @@ impl Hosted {
     fn answer_of(&self, event: &'static str, inst: &Institution, r: Recorded) -> Outcome {
         let Recorded {
             payment,
+            payment_json,
             bill,
             timestamp,
         } = r;
@@ -639,7 +642,7 @@ impl Hosted {
             &payment.bill_hash,
             timestamp.clone(),
             bill,
-            crate::domain::Json::of(&payment),
+            payment_json,
         );
         let webhook = queued(
             event,
@@ -654,6 +657,7 @@ impl Hosted {
             shown: Shown::Payment {
                 bill: job.body.context,
                 payment: Box::new(payment),
+                payment_json: job.body.payload,
             },
             webhook,
         }
@@ -732,6 +736,7 @@ impl Hosted {
         let recorded = Recorded {
             bill: crate::domain::Json::of(&next.view(now, Some(va.as_str()))),
             timestamp: self.clock.stamp(now),
+            payment_json: crate::domain::Json::of(&payment),
             payment,
         };
         let answered_bill = recorded.bill.get().to_owned();

@@ -12,6 +12,7 @@ use super::{Amount, Bill, Payment, Rc, VaNumber};
 /// its text.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
+#[schemars(inline)]
 pub struct Json(#[schemars(with = "Value")] pub Box<RawValue>);
 
 impl Json {
@@ -78,7 +79,12 @@ pub enum Shown {
     Bill(Box<Bill>),
     /// A hosted bill (as recorded with the payment: [`Bill`]'s JSON) and the payment made,
     /// reversed or asked after (IPG: the bill's fields with `payment`).
-    Payment { bill: Json, payment: Box<Payment> },
+    /// `payment_json` is the payment's JSON text, as written once.
+    Payment {
+        bill: Json,
+        payment: Box<Payment>,
+        payment_json: Json,
+    },
     /// A passive institution's own answer data (IPG Passive Client API), with the switch's
     /// record of a forwarded payment under `payment` where there is one. Passed through.
     Institution(Value),

@@ -137,10 +137,12 @@ impl Serialize for IpgData<'_> {
         match self.0 {
             Shown::Nothing => s.serialize_unit(),
             Shown::Bill(b) => [b].serialize(s),
-            Shown::Payment { bill, payment } => {
-                // The bill's fields, then `payment`, spliced from the bill's JSON text as
-                // it was written once (no parse, no second rendering: issue 29).
-                let payment = serde_json::to_string(payment).map_err(S::Error::custom)?;
+            Shown::Payment {
+                bill, payment_json, ..
+            } => {
+                // The bill's fields, then `payment`, spliced from their JSON texts as they
+                // were written once (no parse, no second rendering: issue 29).
+                let payment = payment_json.get();
                 let text = match object_fields(bill.get()) {
                     Some(fields) if !fields.is_empty() => {
                         format!("{{{fields},\"payment\":{payment}}}")
@@ -571,6 +573,7 @@ mod tests {
             let shown = Shown::Payment {
                 bill: Json::of(&bill),
                 payment: Box::new(payment.clone()),
+                payment_json: Json::of(&payment),
             };
             let mut old = serde_json::to_value(&bill).unwrap();
             old["payment"] = serde_json::to_value(&payment).unwrap();
@@ -613,6 +616,7 @@ mod tests {
         let (_, payment) = drawn(1);
         let shown = Shown::Payment {
             bill: Json::parse("[]").unwrap(),
+            payment_json: Json::of(&payment),
             payment: Box::new(payment),
         };
         assert!(IpgData(&shown)

@@ -15,8 +15,10 @@ pub struct WebhookBody {
     pub id: String,
     pub event: String,
     /// The bill after the event (its JSON text, passed through).
+    #[schemars(with = "crate::domain::Bill")]
     pub context: Json,
     /// The payment (its JSON text, passed through).
+    #[schemars(with = "crate::domain::Payment")]
     pub payload: Json,
 }
 

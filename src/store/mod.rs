@@ -79,6 +79,8 @@ pub struct Versioned<T> {
 #[derive(Clone, Debug)]
 pub struct Recorded {
     pub payment: Payment,
+    /// The payment's JSON text, written once (Redis, the journal, the job, the answer).
+    pub payment_json: crate::domain::Json,
     /// The bill view as answered, kept as its JSON text (written once).
     pub bill: crate::domain::Json,
     pub timestamp: String,
@@ -139,6 +141,8 @@ pub struct NewPayment<'a> {
     pub bill: &'a Versioned<Bill>,
     pub next_bill: &'a Bill,
     pub payment: &'a Payment,
+    /// `payment` as JSON, written once.
+    pub payment_doc: &'a serde_json::value::RawValue,
     /// The bill as answered (JSON) and the answer's timestamp.
     pub answered_bill: &'a str,
     pub timestamp: &'a str,

@@ -48,6 +48,7 @@ impl Store {
         let recorded = |doc: &str, bill: &str, ts: &str| -> Result<Recorded, StoreError> {
             Ok(Recorded {
                 payment: parse(key, get(doc)?)?,
+                payment_json: parse(key, get(doc)?)?,
                 bill: parse(key, get(bill)?)?,
                 timestamp: get(ts)?.to_owned(),
             })
@@ -224,7 +225,7 @@ impl Store {
             journal::Stage::Reversed => &self.scripts.reverse,
         };
         // Serialized once: the same bytes go to Redis and into the journal event.
-        let payment_doc = raw_json(p.payment)?;
+        let payment_doc = p.payment_doc.to_owned();
         let ledger_doc = p.ledger_entry.get();
         let next_doc = raw_json(p.next_bill)?;
         let call = calls::Commit {

@@ -445,7 +445,7 @@ pub fn money(rupiah: u64) -> Value {
 fn shown(s: &Shown) -> (Value, Value) {
     match s {
         Shown::Bill(b) => (serde_json::to_value(b).unwrap_or_default(), Value::Null),
-        Shown::Payment { bill, payment } => (
+        Shown::Payment { bill, payment, .. } => (
             bill.to_value(),
             serde_json::to_value(payment).unwrap_or_default(),
         ),
