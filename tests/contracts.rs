@@ -142,13 +142,6 @@ fn the_served_openapi_document_follows_the_configuration() {
     assert_eq!(paths.len(), 21);
 }
 
-/// A validator of `schema` (a part of docs/openapi.json), its references resolved in the
-/// document.
-fn openapi_validator(doc: &Value, schema: &Value) -> jsonschema::Validator {
-    let root = json!({"allOf": [schema], "components": {"schemas": doc["components"]["schemas"]}});
-    jsonschema::draft202012::new(&root).unwrap_or_else(|e| panic!("{schema}: {e}"))
-}
-
 /// Every example in docs/openapi.json (request bodies, answers) is valid for its schema,
 /// and so is every request example of docs/protocol.md for the HTTP door's body of its
 /// type (the same bodies as the Kafka requests).
@@ -169,7 +162,7 @@ fn every_openapi_example_is_valid_for_its_schema() {
             }
             for m in media {
                 if let Some(example) = m.get("example") {
-                    let v = openapi_validator(&doc, &m["schema"]);
+                    let v = contract::openapi_validator(&doc, &m["schema"]);
                     contract::assert_valid(&v, &format!("{method} {path}"), example);
                     checked += 1;
                 }
@@ -178,7 +171,7 @@ fn every_openapi_example_is_valid_for_its_schema() {
     }
     assert!(checked >= 14, "{checked} examples");
     // protocol.md's Create New Bill body is valid for the HTTP door's.
-    let new_bill = openapi_validator(
+    let new_bill = contract::openapi_validator(
         &doc,
         &doc["paths"]["/api/v2/gw/bill"]["post"]["requestBody"]["content"]["application/json"]
             ["schema"],
@@ -187,7 +180,7 @@ fn every_openapi_example_is_valid_for_its_schema() {
         contract::assert_valid(&new_bill, "Create New Bill", &bill);
     }
     // docs/api.md's token request is valid for POST /oauth/token's body.
-    let token = openapi_validator(
+    let token = contract::openapi_validator(
         &doc,
         &doc["paths"]["/oauth/token"]["post"]["requestBody"]["content"]["application/json"]
             ["schema"],
@@ -200,11 +193,11 @@ fn every_openapi_example_is_valid_for_its_schema() {
         let kind = request["type"].as_str().unwrap().replace('_', "-");
         let schema = &doc["paths"][format!("/api/v2/ch/{kind}")]["post"]["requestBody"]["content"]
             ["application/json"]["schema"];
-        let v = openapi_validator(&doc, schema);
+        let v = contract::openapi_validator(&doc, schema);
         contract::assert_valid(&v, &kind, &request["body"]);
     }
     // And the body schemas refuse what the switch refuses.
-    let payment = openapi_validator(
+    let payment = contract::openapi_validator(
         &doc,
         &doc["paths"]["/api/v2/ch/payment"]["post"]["requestBody"]["content"]["application/json"]
             ["schema"],

@@ -26,18 +26,9 @@ const X_REQUEST_ID: &str = "x-request-id";
     tag = "Payment Channel API",
     summary = "Inquiry",
     description = "The bill a VA points to.",
-    params(
-        ("X-Request-Id" = Option<String>, Header, description = "1-64 printable characters; generated when absent; echoed back"),
-    ),
+    params(super::openapi::RequestIdHeader),
     request_body(content = ref("#/components/schemas/InquiryBody"), content_type = "application/json", example = json!({"va_number": "8574990000000001", "ref_id": "INQ123456789", "terminal_id": "atm", "transaction_date": "2026-01-10 10:15:00"})),
-    responses(
-        (status = 400, response = super::openapi::Invalid),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 413, response = super::openapi::TooLarge),
-        (status = 503, response = super::openapi::Unavailable),
-        (status = 200, description = "Answered: rc SUCCESS or a business refusal (BILLER_BILL_NOT_FOUND, BILLER_BILL_ALREADY_PAID, ...)", body = ref("#/components/schemas/ChannelAnswer"), content_type = "application/json"),
-        (status = 429, response = super::openapi::RateLimited),
-    ),
+    responses(super::openapi::ChannelAnswers),
     security(("channel" = [], "signature" = [])),
 )]
 pub async fn inquiry(st: State<ApiState>, req: Request) -> Response {
@@ -51,18 +42,9 @@ pub async fn inquiry(st: State<ApiState>, req: Request) -> Response {
     tag = "Payment Channel API",
     summary = "Payment",
     description = "Pays a hosted bill; a repeated (channel, ref_id) answers its first result and pays nothing.",
-    params(
-        ("X-Request-Id" = Option<String>, Header, description = "1-64 printable characters; generated when absent; echoed back"),
-    ),
+    params(super::openapi::RequestIdHeader),
     request_body(content = ref("#/components/schemas/PaymentBody"), content_type = "application/json", example = json!({"va_number": "8574990000000001", "ref_id": "PAY123456789", "amount": "350000", "terminal_id": "mobile_banking", "transaction_date": "2026-01-10 10:16:02", "customer_name": "Ahmad Fauzi"})),
-    responses(
-        (status = 400, response = super::openapi::Invalid),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 413, response = super::openapi::TooLarge),
-        (status = 503, response = super::openapi::Unavailable),
-        (status = 200, description = "Answered: rc SUCCESS or a business refusal (BILLER_BILL_NOT_FOUND, BILLER_BILL_ALREADY_PAID, ...)", body = ref("#/components/schemas/ChannelAnswer"), content_type = "application/json"),
-        (status = 429, response = super::openapi::RateLimited),
-    ),
+    responses(super::openapi::ChannelAnswers),
     security(("channel" = [], "signature" = [])),
 )]
 pub async fn payment(st: State<ApiState>, req: Request) -> Response {
@@ -76,18 +58,9 @@ pub async fn payment(st: State<ApiState>, req: Request) -> Response {
     tag = "Payment Channel API",
     summary = "Reversal",
     description = "Reverses a payment of this channel; bill_id is the bill hash.",
-    params(
-        ("X-Request-Id" = Option<String>, Header, description = "1-64 printable characters; generated when absent; echoed back"),
-    ),
+    params(super::openapi::RequestIdHeader),
     request_body(content = ref("#/components/schemas/ReversalBody"), content_type = "application/json", example = json!({"payment_ref": "PAY123456789", "amount": 350000, "bill_id": "x24da1dF"})),
-    responses(
-        (status = 400, response = super::openapi::Invalid),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 413, response = super::openapi::TooLarge),
-        (status = 503, response = super::openapi::Unavailable),
-        (status = 200, description = "Answered: rc SUCCESS or a business refusal (BILLER_BILL_NOT_FOUND, BILLER_BILL_ALREADY_PAID, ...)", body = ref("#/components/schemas/ChannelAnswer"), content_type = "application/json"),
-        (status = 429, response = super::openapi::RateLimited),
-    ),
+    responses(super::openapi::ChannelAnswers),
     security(("channel" = [], "signature" = [])),
 )]
 pub async fn reversal(st: State<ApiState>, req: Request) -> Response {
@@ -101,18 +74,9 @@ pub async fn reversal(st: State<ApiState>, req: Request) -> Response {
     tag = "Payment Channel API",
     summary = "Check status (extension)",
     description = "The Kafka door's check_status over HTTP; not in IPG's Payment Channel API.",
-    params(
-        ("X-Request-Id" = Option<String>, Header, description = "1-64 printable characters; generated when absent; echoed back"),
-    ),
+    params(super::openapi::RequestIdHeader),
     request_body(content = ref("#/components/schemas/CheckStatusBody"), content_type = "application/json", example = json!({"payment_ref": "PAY123456789", "prefix": "857499", "virtual_account": "0000000001", "date": "2026-01-10"})),
-    responses(
-        (status = 400, response = super::openapi::Invalid),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 413, response = super::openapi::TooLarge),
-        (status = 503, response = super::openapi::Unavailable),
-        (status = 200, description = "Answered: rc SUCCESS or a business refusal (BILLER_BILL_NOT_FOUND, BILLER_BILL_ALREADY_PAID, ...)", body = ref("#/components/schemas/ChannelAnswer"), content_type = "application/json"),
-        (status = 429, response = super::openapi::RateLimited),
-    ),
+    responses(super::openapi::ChannelAnswers),
     security(("channel" = [], "signature" = [])),
 )]
 pub async fn check_status(st: State<ApiState>, req: Request) -> Response {

@@ -424,3 +424,54 @@ impl<'r> ToResponse<'r> for SnapRefusal {
         )
     }
 }
+
+/// The Payment Channel API's answers, every `/api/v2/ch/*` operation: its answer (HTTP 200
+/// with the rc, a refusal included) and the shared refusals.
+pub struct ChannelAnswers;
+
+impl utoipa::IntoResponses for ChannelAnswers {
+    fn responses() -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        let shared = |name: &str| {
+            RefOr::Ref(utoipa::openapi::Ref::new(format!(
+                "#/components/responses/{name}"
+            )))
+        };
+        let answered = ResponseBuilder::new()
+            .description("Answered: rc SUCCESS or a business refusal (BILLER_BILL_NOT_FOUND, BILLER_BILL_ALREADY_PAID, ...)")
+            .content(
+                "application/json",
+                utoipa::openapi::Content::new(Some(utoipa::openapi::Ref::from_schema_name(
+                    "ChannelAnswer",
+                ))),
+            )
+            .build();
+        [
+            ("200".to_owned(), answered.into()),
+            ("400".to_owned(), shared("Invalid")),
+            ("401".to_owned(), shared("Unauthorized")),
+            ("413".to_owned(), shared("TooLarge")),
+            ("429".to_owned(), shared("RateLimited")),
+            ("503".to_owned(), shared("Unavailable")),
+        ]
+        .into()
+    }
+}
+
+/// `X-Request-Id`, which every Payment Channel operation takes.
+pub struct RequestIdHeader;
+
+impl utoipa::IntoParams for RequestIdHeader {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        parameters(
+            utoipa::openapi::path::ParameterIn::Header,
+            &[(
+                "X-Request-Id",
+                false,
+                "1-64 printable characters; generated when absent; echoed back",
+                None,
+            )],
+        )
+    }
+}

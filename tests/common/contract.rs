@@ -88,6 +88,13 @@ pub fn openapi_answer_schema(method: &str, path: &str, status: u16) -> Option<Va
     answer["content"]["application/json"].get("schema").cloned()
 }
 
+/// A validator of `schema` (a part of the OpenAPI document `doc`), its references resolved
+/// in `doc`.
+pub fn openapi_validator(doc: &Value, schema: &Value) -> jsonschema::Validator {
+    let root = json!({"allOf": [schema], "components": {"schemas": doc["components"]["schemas"]}});
+    jsonschema::draft202012::new(&root).unwrap_or_else(|e| panic!("{schema}: {e}"))
+}
+
 /// Panics, naming every violation, unless `body` is what docs/openapi.json says `method
 /// path` answers with `status` (a JSON body; other bodies are not checked).
 pub fn assert_http_answer(method: &str, path: &str, status: u16, body: &Value) {
@@ -97,9 +104,7 @@ pub fn assert_http_answer(method: &str, path: &str, status: u16, body: &Value) {
     if body.is_string() {
         return; // not JSON (a CSV statement, say)
     }
-    let root =
-        json!({"allOf": [schema], "components": {"schemas": openapi()["components"]["schemas"]}});
-    let v = jsonschema::draft202012::new(&root).expect("answer schema");
+    let v = openapi_validator(openapi(), &schema);
     let errors: Vec<String> = v
         .iter_errors(body)
         .map(|e| format!("{} at {}", e, e.instance_path()))
