@@ -68,6 +68,8 @@ pub const SNAPSHOT_LOADS_TOTAL: &str = "ipg_snapshot_loads_total";
 pub const REDIS_RECORD_BYTES: &str = "ipg_redis_record_bytes";
 pub const REDIS_KEYS: &str = "ipg_redis_keys";
 pub const REDIS_USED_MEMORY_BYTES: &str = "ipg_redis_used_memory_bytes";
+pub const GROUP_COMMIT_CALLS_TOTAL: &str = "ipg_group_commit_calls_total";
+pub const GROUP_COMMIT_PAYMENTS_TOTAL: &str = "ipg_group_commit_payments_total";
 pub const BATCH_JOBS_TOTAL: &str = "ipg_batch_jobs_total";
 pub const BATCH_JOB_ROWS_TOTAL: &str = "ipg_batch_job_rows_total";
 
@@ -395,6 +397,14 @@ pub const ALL: &[(&str, &str)] = &[
     (
         REDIS_USED_MEMORY_BYTES,
         "Redis's used_memory over every master (INFO memory) (gauge): flat once the windows are full.",
+    ),
+    (
+        GROUP_COMMIT_CALLS_TOTAL,
+        "Payment commit script calls to Redis (group commit: one call commits the payments of one institution that met while its previous call was in flight).",
+    ),
+    (
+        GROUP_COMMIT_PAYMENTS_TOTAL,
+        "Payments those calls committed or refused: divided by the calls, the mean group.",
     ),
     (
         BATCH_JOBS_TOTAL,

@@ -246,3 +246,154 @@ async fn fifty_concurrent_pay_calls_on_one_va_never_overpay() {
     let (ledger, balance) = stack.ledger().await;
     assert_eq!((ledger.len(), balance), (25, TOTAL as i64));
 }
+
+/// Group commit (issue 29): sixty VAs of one institution paid at once, each payment sent
+/// twice through Kafka and once over HTTP, and two of them on one reference. Every payment
+/// gets the verdict it would get alone (its copies the same answer), the ledger holds one
+/// entry per payment with each balance the running sum, the journal's sequences are gapless
+/// and agree with it, `verify` agrees, and the payments were committed in groups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_vas_of_one_institution_pay_at_once() {
+    const N: usize = 60;
+    let port = free_port();
+    let stack = Stack::start_with(&format!(
+        "[api]\nlisten = \"127.0.0.1:{port}\"\n[switch]\nlock_wait_ms = 15000\n"
+    ))
+    .await;
+    let base = format!("http://127.0.0.1:{port}");
+    let numbers: Vec<String> = (0..N).map(|i| format!("93{i:08}")).collect();
+    let amount = |i: usize| 10_000 + i as u64;
+    // One switch for the sixty bills (Stack::create_bill makes one per bill).
+    let switch = stack.switch();
+    let inst = switch.routing.by_code(INST).unwrap().clone();
+    for (i, n) in numbers.iter().enumerate() {
+        let body = bill_body(n, "close", amount(i));
+        switch.hosted.create_bill(&inst, &body).await.unwrap();
+    }
+    let daemon = stack.daemon();
+    http_up(&base).await;
+    // The last payment reuses the first one's reference (on another VA): one of the two
+    // is refused, whichever commits second, even inside one group.
+    let reference = |i: usize| format!("GC-REF-{}", if i == N - 1 { 0 } else { i });
+    let bodies: Vec<Value> = (0..N)
+        .map(|i| payment(&va(PREFIX, &numbers[i]), &reference(i), amount(i)))
+        .collect();
+    let (calls, grouped) = (
+        metric("ipg_group_commit_calls_total"),
+        metric("ipg_group_commit_payments_total"),
+    );
+
+    let http = futures::future::join_all(bodies.iter().map(|b| post_channel(&base, "payment", b)));
+    let kafka = async {
+        for copy in 0..2 {
+            for (i, b) in bodies.iter().enumerate() {
+                stack
+                    .send("payment", &format!("gc-{i}-k{copy}"), b.clone())
+                    .await;
+            }
+        }
+    };
+    let (http, ()) = tokio::join!(http, kafka);
+    let by_id = stack
+        .responses
+        .wait_for("every Kafka copy answered", 120, |m| {
+            let by_id = answers_by_id(m);
+            (0..N)
+                .all(|i| (0..2).all(|c| by_id.contains_key(&format!("gc-{i}-k{c}"))))
+                .then_some(by_id)
+        })
+        .await;
+
+    let mut paid = Vec::new();
+    for (i, (status, over_http)) in http.iter().enumerate() {
+        assert_eq!(*status, 200, "payment {i} over HTTP: {over_http}");
+        for c in 0..2 {
+            let k = &by_id[&format!("gc-{i}-k{c}")][0];
+            for field in ["rc", "data"] {
+                assert_eq!(
+                    k[field], over_http[field],
+                    "payment {i}: Kafka copy {c} and HTTP differ in {field}"
+                );
+            }
+        }
+        match over_http["rc"].as_str().unwrap() {
+            "SUCCESS" => {
+                assert_eq!(
+                    over_http["data"]["payment"]["amount"],
+                    amount(i),
+                    "{over_http}"
+                );
+                paid.push(i);
+            }
+            "BILLER_INVALID_TRANSACTION" => {
+                assert!(i == 0 || i == N - 1, "payment {i} refused: {over_http}")
+            }
+            rc => panic!("payment {i}: {rc}: {over_http}"),
+        }
+    }
+    assert_eq!(
+        paid.len(),
+        N - 1,
+        "exactly one of the two payments on one reference is refused"
+    );
+    let total: u64 = paid.iter().map(|&i| amount(i)).sum();
+
+    // The ledger: one credit per payment, each balance the sum of the entries before it.
+    let (ledger, balance) = stack.ledger().await;
+    assert_eq!(ledger.len(), N - 1);
+    let mut running = 0i64;
+    for e in &ledger {
+        running += e["amount"].as_i64().unwrap();
+        assert_eq!(e["balance_after"].as_i64(), Some(running), "{e}");
+    }
+    assert_eq!((running, balance), (total as i64, total as i64));
+    let mut refs: Vec<&str> = ledger
+        .iter()
+        .map(|e| e["payment_ref_id"].as_str().unwrap())
+        .collect();
+    refs.sort_unstable();
+    refs.dedup();
+    assert_eq!(refs.len(), N - 1, "a payment credited twice");
+
+    // The journal: sequences 1..=N-1 once each, each event's entry the ledger's at its place.
+    assert_eq!(
+        stack.journaled_payments_settled(N - 1, 30).await.len(),
+        N - 1
+    );
+    let mut seqs = std::collections::BTreeMap::new();
+    stack
+        .settings
+        .journal(&stack.broker.bootstrap)
+        .scan(&mut ipg_switch::journal::Quiet, &mut |r| {
+            if let Some(l) = &r.event.ledger {
+                seqs.insert(l.seq, (l.balance_after, l.entry.get().to_owned()));
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        seqs.keys().copied().collect::<Vec<_>>(),
+        (1..N as u64).collect::<Vec<_>>()
+    );
+    for ((seq, (balance_after, entry)), stored) in seqs.iter().zip(&ledger) {
+        assert_eq!(
+            Some(*balance_after),
+            stored["balance_after"].as_i64(),
+            "seq {seq}"
+        );
+        let entry: Value = serde_json::from_str(entry).unwrap();
+        assert_eq!(entry["id"], stored["id"], "seq {seq}");
+    }
+    daemon.stop().await;
+    stack.assert_verify_agrees().await;
+
+    let (calls, grouped) = (
+        metric("ipg_group_commit_calls_total") - calls,
+        metric("ipg_group_commit_payments_total") - grouped,
+    );
+    eprintln!("group commit: {grouped} payments in {calls} calls");
+    assert!(
+        grouped > calls,
+        "no payments were committed together: {grouped} in {calls} calls"
+    );
+}

@@ -23,6 +23,11 @@ pub struct RedisSettings {
     /// Kafka door retries and the HTTP door answers 503.
     #[serde(default = "default_cluster_retries")]
     pub cluster_retries: u32,
+    /// Most payments of one institution committed in one script call (group commit, issue
+    /// 29): those that arrive while one of its commits is in flight go together in the
+    /// next (no wait when idle). `1` commits each alone.
+    #[serde(default = "default_group_commit_max")]
+    pub group_commit_max: usize,
     /// A slower command counts as Redis unavailable (retried).
     #[serde(
         rename = "command_timeout_ms",
@@ -53,6 +58,10 @@ pub struct RedisSettings {
 
 fn default_cluster_retries() -> u32 {
     6
+}
+
+fn default_group_commit_max() -> usize {
+    32
 }
 
 impl RedisSettings {
@@ -90,6 +99,12 @@ impl RedisSettings {
             }
         }
         self.validate_security()?;
+        if !(1..=256).contains(&self.group_commit_max) {
+            return Err(bad(
+                "redis.group_commit_max",
+                "must be 1 to 256 (payments in one script call, which Redis runs whole)",
+            ));
+        }
         if self.command_timeout.is_zero() {
             return Err(bad("redis.command_timeout_ms", "must be positive"));
         }

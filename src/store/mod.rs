@@ -13,6 +13,7 @@ pub mod batch;
 mod calls;
 pub mod config;
 pub mod conn;
+mod group;
 pub mod journal;
 pub mod keys;
 mod locks;
@@ -34,7 +35,7 @@ pub use config::RedisSettings;
 pub use conn::{connect, Conn};
 pub use retention::{Retention, Retired};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// Redis could not be reached or did not answer in time: retry, never guess.
     #[error("redis: {0}")]
@@ -188,6 +189,8 @@ pub struct Store {
     recovery: std::sync::Arc<Recovery>,
     retention: Retention,
     retire: std::sync::Arc<retention::RetireScripts>,
+    /// The institutions' group commits in flight (issue 29, store/group.rs).
+    groups: std::sync::Arc<group::Groups>,
 }
 
 /// Who may load the request scripts back into Redis, and how many times it did: see
@@ -482,7 +485,11 @@ impl Store {
             scripts: std::sync::Arc::new(Scripts {
                 read_va: guarded(include_str!("lua/read_va.lua")),
                 lock_read: guarded(include_str!("lua/lock_read.lua")),
-                pay: guarded(include_str!("lua/pay.lua")),
+                // pay.lua once per payment of a group (store/group.rs): a call of one when idle.
+                pay: guarded(
+                    &include_str!("lua/pay_group.lua")
+                        .replace("--[[pay.lua]]", include_str!("lua/pay.lua")),
+                ),
                 reverse: guarded(include_str!("lua/reverse.lua")),
                 create: guarded(include_str!("lua/create.lua")),
                 update_bill: guarded(include_str!("lua/update_bill.lua")),
@@ -504,6 +511,7 @@ impl Store {
             recovery: std::sync::Arc::new(Recovery::default()),
             retention: Retention::default(),
             retire: std::sync::Arc::new(retention::RetireScripts::new()),
+            groups: std::sync::Arc::new(group::Groups::new(settings.group_commit_max)),
         })
     }
 

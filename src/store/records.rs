@@ -211,7 +211,8 @@ impl Store {
         Ok(verdict(&words))
     }
 
-    /// Runs pay.lua or reverse.lua and, when it committed, journals what it committed (the
+    /// Runs pay.lua (in its institution's next group: store/group.rs) or reverse.lua and,
+    /// when it committed, journals what it committed (the
     /// bill after it, the payment stage, the ledger entry with the sequence and balance the
     /// script gave), returning once the journal has it. The script's reply, as it came,
     /// and, when it committed, the bill's new document as sent and its new version.
@@ -228,10 +229,11 @@ impl Store {
         let payment_doc = p.payment_doc.to_owned();
         let ledger_doc = p.ledger_entry.get();
         let next_doc = raw_json(p.next_bill)?;
+        let payment_key = keys::payment(p.inst, &p.payment.channel, &p.payment.payment_ref_id);
         let call = calls::Commit {
             institution: p.inst,
             bill: keys::bill(p.inst, &p.bill.value.hash),
-            payment: keys::payment(p.inst, &p.payment.channel, &p.payment.payment_ref_id),
+            payment: payment_key.clone(),
             bill_payments: keys::bill_payments(p.inst, &p.bill.value.hash),
             payments: keys::payments(p.inst),
             ledger: keys::ledger(p.inst),
@@ -243,9 +245,16 @@ impl Store {
                 |l| l.key.clone(),
             ),
             va: keys::va(p.inst, &p.payment.va_number),
-            reference: p
-                .binding
-                .map(|_| keys::reference(&p.payment.channel, &p.payment.payment_ref_id)),
+            // A payment's group (pay_group.lua) reads nine keys each: without a binding
+            // to set, the payment key stands in (never touched then).
+            reference: match (p.binding, stage) {
+                (Some(_), _) => Some(keys::reference(
+                    &p.payment.channel,
+                    &p.payment.payment_ref_id,
+                )),
+                (None, journal::Stage::Paid) => Some(payment_key),
+                (None, journal::Stage::Reversed) => None,
+            },
             expected_version: &p.bill.version,
             next_doc: next_doc.get(),
             next_status: status_str(p.next_bill),
@@ -268,7 +277,17 @@ impl Store {
             binding_ttl_ms: self.retention.reference_ms(),
         }
         .eval(script);
-        let r: Vec<redis::Value> = self.eval(call).await?;
+        let r: Vec<redis::Value> = match stage {
+            // With the payments of its institution in flight beside it (store/group.rs).
+            journal::Stage::Paid => {
+                let member = group::Member {
+                    keys: call.keys,
+                    args: call.args,
+                };
+                self.group_commit(p.inst, member).await?
+            }
+            journal::Stage::Reversed => self.eval(call).await?,
+        };
         if text(r.first().cloned()).as_deref() != Some("ok") {
             return Ok((r, None));
         }

@@ -1,0 +1,33 @@
+-- Group commit (issue 29): the payments of one institution that met while one of its
+-- commits was in flight, committed in one script call, each exactly as pay.lua commits
+-- one (its body is pasted below as the function `pay`, whose parameters KEYS and ARGV
+-- hide the call's: each payment sees its own nine keys and fifteen arguments at pay.lua's
+-- positions). Payments run in the order sent, each atomic with the others' as one script;
+-- one that Redis refuses (a wrong type: a corrupt key) is answered {'error', message} and
+-- the others go on. Every payment is of one institution: one hash tag, one cluster slot.
+-- KEYS: pay.lua's KEYS 1-9 for each payment, the reference binding always present (the
+--       payment key stands in when ARGV 13 is '': pay.lua never touches it then), then
+--       the journal mark (last, the sentinel's).
+-- ARGV: pay.lua's ARGV 1-15 for each payment.
+-- Reply: one pay.lua reply per payment, in the order sent.
+-- Mirrored by: store/group.rs (Store::group_commit) sends calls::Commit's keys and
+-- arguments; the strides below are checked against calls::Commit (store/group.rs tests).
+local KN, AN = 9, 15
+local all_keys, all_argv = KEYS, ARGV
+local function pay(KEYS, ARGV)
+--[[pay.lua]]
+end
+local n = (#all_keys - 1) / KN
+local replies = {}
+for i = 0, n - 1 do
+  local k, a = {}, {}
+  for j = 1, KN do k[j] = all_keys[i * KN + j] end
+  for j = 1, AN do a[j] = all_argv[i * AN + j] end
+  local ok, r = pcall(pay, k, a)
+  if ok then
+    replies[i + 1] = r
+  else
+    replies[i + 1] = {'error', type(r) == 'table' and (r.err or '?') or tostring(r)}
+  end
+end
+return replies
