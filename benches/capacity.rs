@@ -99,6 +99,19 @@ pub extern "C" fn ipg_bench_payments_end() {
     MARKS.1.fetch_add(1, Ordering::Relaxed);
 }
 
+/// With `BENCH_REDIS_CALLGRIND` set (`CALLGRIND_REDIS=1 scripts/callgrind-payments.sh`:
+/// redis-server itself runs under callgrind), zeroes (`-z`) or dumps (`-d`) Redis's
+/// instruction counts, so that the dump holds Redis's work for the payment burst only.
+fn redis_callgrind(redis: &Redis, what: &str) {
+    if std::env::var_os("BENCH_REDIS_CALLGRIND").is_some() {
+        let done = std::process::Command::new("callgrind_control")
+            .args([what, &redis.pid().to_string()])
+            .stdout(std::process::Stdio::null())
+            .status();
+        eprintln!("callgrind_control {what} redis-server: {done:?}");
+    }
+}
+
 /// How many times each callgrind marker ran.
 static MARKS: (AtomicUsize, AtomicUsize) = (AtomicUsize::new(0), AtomicUsize::new(0));
 
@@ -1179,6 +1192,7 @@ async fn bench(k: Knobs) -> Result<(), String> {
     let msgs = payments(burst_vas, "pay");
     redis_cmd(&redis.url(), &["CONFIG", "RESETSTAT"]).await;
     let mem_before_pay = used_memory(&redis.ports()).await;
+    redis_callgrind(&redis, "-z");
     ipg_bench_payments_begin();
     let (pay, int) = measured(
         "daemon payments",
@@ -1187,8 +1201,18 @@ async fn bench(k: Knobs) -> Result<(), String> {
     )
     .await;
     ipg_bench_payments_end();
+    redis_callgrind(&redis, "-d");
     internals.push(int);
     let stats = redis_cmd(&redis.url(), &["INFO", "commandstats"]).await;
+    if std::env::var_os("BENCH_REDIS_CALLGRIND").is_some() {
+        // For scripts/callgrind-payments.sh, which stops the bench here.
+        let evalsha = stats.lines().find(|l| l.starts_with("cmdstat_evalsha:"));
+        eprintln!(
+            "payment burst: answered {} {}",
+            pay.answered,
+            evalsha.unwrap_or("cmdstat_evalsha:calls=0")
+        );
+    }
     let bytes_per_payment = used_memory(&redis.ports())
         .await
         .saturating_sub(mem_before_pay) as f64

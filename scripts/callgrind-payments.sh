@@ -10,6 +10,12 @@
 #   - tokio's worker threads in all (tasks, I/O driver, scheduler);
 # each divided by the payments answered. redis-server runs natively (not traced).
 #
+# With CALLGRIND_REDIS=1 it counts redis-server's instructions instead: the bench runs
+# natively and its redis-server under callgrind, zeroed and dumped around the payment burst
+# (callgrind_control, BENCH_REDIS_CALLGRIND in the bench), and prints Redis's instructions
+# per payment. Redis then runs ~50x slower, so more payments meet in each group commit
+# than at full speed (the script prints the mean group).
+#
 # Usage: scripts/callgrind-payments.sh [bench binary]   (default: builds and uses the
 # current capacity bench). Takes a few minutes: everything runs ~50x slower under valgrind.
 set -euo pipefail
@@ -24,6 +30,34 @@ export REDIS_SERVER="${REDIS_SERVER:-$(scripts/ensure-redis.sh)}"
 n="${BENCH_N:-1000}"
 out=$(mktemp -d)
 log="$out/bench.txt"
+
+if [ "${CALLGRIND_REDIS:-}" = 1 ]; then
+  wrapper="$out/redis-server"
+  printf '#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file=%s/redis.out "$@"\n' \
+    "$out" >"$wrapper"
+  sed -i "s|\"\$@\"|$REDIS_SERVER \"\$@\"|" "$wrapper"
+  chmod +x "$wrapper"
+  REDIS_SERVER="$wrapper" BENCH_REDIS_CALLGRIND=1 BENCH_N="$n" BENCH_PROBE=5 BENCH_OPEN_SECS=1 \
+    "$bin" --bench >"$log" 2>"$out/bench-stderr.txt" &
+  pid=$!
+  err="$out/bench-stderr.txt"
+  while kill -0 "$pid" 2>/dev/null && ! grep -q '^payment burst: answered' "$err"; do sleep 2; done
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  # The bench's redis-server (under valgrind) outlives a killed bench.
+  pkill -f "callgrind-out-file=$out/redis.out" 2>/dev/null || true
+  dump=$(ls "$out"/redis.out.* | sort | tail -n 1)
+  answered=$(grep -o '^payment burst: answered [0-9]*' "$err" | awk '{print $4}')
+  answered="${answered:-$n}"
+  total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  calls=$(grep -o 'cmdstat_evalsha:calls=[0-9]*' "$err" | head -n 1 | cut -d= -f2)
+  echo "callgrind, redis-server during a payment burst of $n (answered $answered):"
+  printf '  instructions (Ir): %s  = %s per payment\n' "$total" "$((total / answered))"
+  printf '  EVALSHA calls in the burst: %s (payments per call: %s)\n' "${calls:-?}" \
+    "$(awk -v a="$answered" -v c="${calls:-0}" 'BEGIN { if (c > 0) printf "%.1f", a / c; else print "?" }')"
+  echo "  (dump: $dump)"
+  exit 0
+fi
 
 # The bench's later phases are not needed: stop it once the dump is written.
 BENCH_N="$n" BENCH_PROBE=5 BENCH_OPEN_SECS=1 \
