@@ -1,4 +1,5 @@
--- Commits one payment atomically: bill, payment record, indexes, balance, ledger, and on
+-- Commits one payment atomically (run by pay_group.lua, which defines ledger_base() and
+-- now_ms() for it): bill, payment record, indexes, balance, ledger, and on
 -- one Redis the reference binding. Optimistic (issue 15): the caller computed the bill
 -- after the payment from the bill it expects (a cached or a fresh read, a hint only); the
 -- commit happens only if the VA still points at that bill at that version, nobody else
@@ -43,15 +44,16 @@ if ARGV[13] ~= '' then
     end
   end
 end
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  return {'dup', redis.call('HGETALL', KEYS[2])}
-end
 -- A reversal that found no payment closed this reference (decision 9): its tombstone sits
 -- in the institution's slot beside the payment key (ipg:{I}:pay:C:R -> ipg:{I}:void:C:R;
 -- an institution code holds no ':'), so no commit passes it on one Redis or a cluster.
-local void = redis.call('GET', (string.gsub(KEYS[2], ':pay:', ':void:', 1)))
-if void then
-  return {'ref_conflict', void}
+-- One EXISTS for both in the usual case (neither there).
+local void_key = (string.gsub(KEYS[2], ':pay:', ':void:', 1))
+if redis.call('EXISTS', KEYS[2], void_key) > 0 then
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    return {'dup', redis.call('HGETALL', KEYS[2])}
+  end
+  return {'ref_conflict', redis.call('GET', void_key)}
 end
 local holder = redis.call('GET', KEYS[7])
 if holder and holder ~= ARGV[10] then
@@ -67,25 +69,36 @@ if h ~= ARGV[11] or cur[1] ~= ARGV[1] or (ARGV[14] ~= '' and cur[2] ~= ARGV[14])
   return {'stale', r[1], r[2]}
 end
 -- Money first, before any other write: INCRBY refuses to pass the int64 range Redis keeps
--- (nothing is written then). Its reply is a Lua number (a double, exact only to 2^53), so
--- the balance is read back as the string Redis keeps and never goes through Lua arithmetic.
+-- (nothing is written then). Its reply is a Lua number (a double, exact only to 2^53):
+-- within +-2^53 it is written out as an integer ('%d' formats a 64-bit long), beyond
+-- that the balance is read back as the string Redis keeps; it never goes through Lua
+-- arithmetic.
 local moved = redis.pcall('INCRBY', KEYS[6], ARGV[8])
 if type(moved) == 'table' and moved.err then
   return {'balance_refused', moved.err}
 end
-local bal = redis.call('GET', KEYS[6])
-redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', ARGV[3])
-redis.call('HINCRBY', KEYS[1], 'ver', 1)
+local bal
+if moved > -9007199254740992 and moved < 9007199254740992 then
+  bal = string.format('%d', moved)
+else
+  bal = redis.call('GET', KEYS[6])
+end
+-- The version is the one just compared (a small count, exact as a Lua number) plus one,
+-- in the same HSET as the document.
+local ver = tostring(tonumber(ARGV[1]) + 1)
 if ARGV[3] ~= 'active' then
   -- Closed by this payment: when (the payment's ms) and at which version, for the
   -- retention sweep (retire_bill.lua) and as apply_bill.lua stamps it from the journal.
-  redis.call('HSET', KEYS[1], 'closed', ARGV[9], 'closed_ver', tonumber(ARGV[1]) + 1)
+  redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', ARGV[3], 'ver', ver, 'closed', ARGV[9], 'closed_ver', ver)
+else
+  redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', ARGV[3], 'ver', ver)
 end
 -- The entry's sequence is the ledger's length after it plus the entries the retention
--- sweep took off its head (ipg:{I}:ledger_base, beside it; counts, exact as Lua numbers).
+-- sweep took off its head (ipg:{I}:ledger_base, beside it; counts, exact as Lua numbers;
+-- read once per group: ledger_base(), pay_group.lua).
 local base = string.match(KEYS[1], '^ipg:{[^}]*}:')
 local seq = redis.call('RPUSH', KEYS[5], string.sub(ARGV[7], 1, -2) .. ',"balance_after":' .. bal .. '}')
-  + tonumber(redis.call('GET', base .. 'ledger_base') or '0')
+  + ledger_base(base)
 redis.call('HSET', KEYS[2], 'doc', ARGV[4], 'bill', ARGV[5], 'ts', ARGV[6], 'lseq', seq)
 redis.call('ZADD', KEYS[3], seq, KEYS[2])
 redis.call('ZADD', KEYS[4], ARGV[9], KEYS[2])
@@ -97,6 +110,6 @@ end
 -- the same slot, like the void tombstone). The switch journals and announces what an
 -- instance left there when it stopped before the acknowledgement (journal/unjournaled.rs;
 -- Store::forget_acknowledged takes off what was acknowledged).
-local now = redis.call('TIME')
-redis.call('ZADD', base .. 'unjournaled', now[1] .. string.format('%03d', math.floor(now[2] / 1000)), string.sub(KEYS[2], #base + 1) .. ':paid')
+-- now_ms(): Redis's clock, read once per group (pay_group.lua).
+redis.call('ZADD', base .. 'unjournaled', now_ms(), string.sub(KEYS[2], #base + 1) .. ':paid')
 return {'ok', seq, bal}

@@ -14,6 +14,22 @@
 -- arguments; the strides below are checked against calls::Commit (store/group.rs tests).
 local KN, AN = 9, 15
 local all_keys, all_argv = KEYS, ARGV
+-- Read once per call: the institution's ledger_base (the retention sweep moves it only
+-- between scripts) and Redis's clock, as ms since the epoch (a string).
+local base_count, clock
+local function ledger_base(base)
+  if not base_count then
+    base_count = tonumber(redis.call('GET', base .. 'ledger_base') or '0')
+  end
+  return base_count
+end
+local function now_ms()
+  if not clock then
+    local t = redis.call('TIME')
+    clock = t[1] .. string.format('%03d', math.floor(t[2] / 1000))
+  end
+  return clock
+end
 local function pay(KEYS, ARGV)
 --[[pay.lua]]
 end
