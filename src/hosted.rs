@@ -214,17 +214,18 @@ fn commit_input<'a>(
     inst: &'a Institution,
     bill: &'a Versioned<Bill>,
     next: &'a Bill,
-    prepared: &'a (Recorded, String, Box<serde_json::value::RawValue>),
+    prepared: &'a (Recorded, bool, Box<serde_json::value::RawValue>),
     now: chrono::DateTime<chrono::FixedOffset>,
 ) -> NewPayment<'a> {
-    let (recorded, answered_bill, ledger) = prepared;
+    let (recorded, answered_is_next, ledger) = prepared;
     NewPayment {
         inst: &inst.code,
         bill,
         next_bill: next,
+        next_doc: answered_is_next.then_some(&*recorded.bill.0),
         payment: &recorded.payment,
         payment_doc: &recorded.payment_json.0,
-        answered_bill,
+        answered_bill: recorded.bill.get(),
         timestamp: &recorded.timestamp,
         ledger_entry: ledger,
         score_ms: now.timestamp_millis(),
@@ -731,16 +732,25 @@ impl Hosted {
         next: &Bill,
         payment: Payment,
         now: chrono::DateTime<chrono::FixedOffset>,
-    ) -> (Recorded, String, Box<serde_json::value::RawValue>) {
+    ) -> (Recorded, bool, Box<serde_json::value::RawValue>) {
         let ledger = self.ledger_entry(entry.mutation_type(), &payment, now);
+        // The bill as answered is the bill after the change itself, as a rule (seen by the
+        // VA it is stored with, in its stored status): then it is written once and that
+        // text is also the bill's new document (issue 29).
+        let answered_is_next =
+            next.effective_status(now) == next.status && next.va_number == va.as_str();
+        let bill = if answered_is_next {
+            crate::domain::Json::of(next)
+        } else {
+            crate::domain::Json::of(&next.view(now, Some(va.as_str())))
+        };
         let recorded = Recorded {
-            bill: crate::domain::Json::of(&next.view(now, Some(va.as_str()))),
+            bill,
             timestamp: self.clock.stamp(now),
             payment_json: crate::domain::Json::of(&payment),
             payment,
         };
-        let answered_bill = recorded.bill.get().to_owned();
-        (recorded, answered_bill, ledger)
+        (recorded, answered_is_next, ledger)
     }
 
     /// Commits the payment `p` (`lua/pay.lua`) that makes `bill` into `next`; Redis must

@@ -89,7 +89,8 @@ script_call! {
             next_status: &'a str,
             /// The payment's document (JSON); for a reversal, the reversed payment's.
             payment_doc: &'a str,
-            /// The bill as answered (JSON).
+            /// The bill as answered (JSON); for a payment, `""` when it is `next_doc` byte
+            /// for byte (pay.lua stores that).
             answered_bill: &'a str,
             /// The answer's timestamp (ISO 8601).
             timestamp: &'a str,

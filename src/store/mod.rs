@@ -141,6 +141,10 @@ pub struct NewPayment<'a> {
     pub inst: &'a str,
     pub bill: &'a Versioned<Bill>,
     pub next_bill: &'a Bill,
+    /// `next_bill` as JSON when the caller wrote it already (the bill as answered is the
+    /// bill itself, byte for byte): not written again, and a payment's commit sends it
+    /// once (pay.lua stores it as the answered bill too). `None`: written here.
+    pub next_doc: Option<&'a serde_json::value::RawValue>,
     pub payment: &'a Payment,
     /// `payment` as JSON, written once.
     pub payment_doc: &'a serde_json::value::RawValue,

@@ -228,7 +228,10 @@ impl Store {
         // Serialized once: the same bytes go to Redis and into the journal event.
         let payment_doc = p.payment_doc.to_owned();
         let ledger_doc = p.ledger_entry.get();
-        let next_doc = raw_json(p.next_bill)?;
+        let next_doc = match p.next_doc {
+            Some(doc) => doc.to_owned(),
+            None => raw_json(p.next_bill)?,
+        };
         let payment_key = keys::payment(p.inst, &p.payment.channel, &p.payment.payment_ref_id);
         let call = calls::Commit {
             institution: p.inst,
@@ -259,7 +262,11 @@ impl Store {
             next_doc: next_doc.get(),
             next_status: status_str(p.next_bill),
             payment_doc: payment_doc.get(),
-            answered_bill: p.answered_bill,
+            // pay.lua stores the new bill doc as the answered bill when this is ''.
+            answered_bill: match (stage, p.next_doc) {
+                (journal::Stage::Paid, Some(_)) => "",
+                _ => p.answered_bill,
+            },
             timestamp: p.timestamp,
             ledger_entry: ledger_doc,
             amount: p.payment.amount.get(),

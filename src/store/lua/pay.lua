@@ -12,7 +12,7 @@
 --       [9 reference binding: one Redis only; on a cluster it is bound before, in its own
 --       slot], then the journal mark (last, the sentinel's).
 -- ARGV: 1 expected bill version, 2 new bill doc, 3 new bill status, 4 payment doc,
---       5 the bill as answered (JSON), 6 answer timestamp, 7 ledger entry (JSON object),
+--       5 the bill as answered (JSON; '' when it is ARGV 2 byte for byte), 6 answer timestamp, 7 ledger entry (JSON object),
 --       8 amount, 9 score (ms), 10 lock owner token (the caller's, held or not),
 --       11 expected bill hash, 12 bill key prefix (same hash tag), 13 the binding
 --       (<institution>|<va>|<amount>, with KEYS[9]; '' when bound before), 14 the
@@ -99,7 +99,13 @@ end
 local base = string.match(KEYS[1], '^ipg:{[^}]*}:')
 local seq = redis.call('RPUSH', KEYS[5], string.sub(ARGV[7], 1, -2) .. ',"balance_after":' .. bal .. '}')
   + ledger_base(base)
-redis.call('HSET', KEYS[2], 'doc', ARGV[4], 'bill', ARGV[5], 'ts', ARGV[6], 'lseq', seq)
+-- The bill as answered: ARGV 5, or the bill's new document itself when it is '' (the
+-- usual case, sent once).
+local answered = ARGV[5]
+if answered == '' then
+  answered = ARGV[2]
+end
+redis.call('HSET', KEYS[2], 'doc', ARGV[4], 'bill', answered, 'ts', ARGV[6], 'lseq', seq)
 redis.call('ZADD', KEYS[3], seq, KEYS[2])
 redis.call('ZADD', KEYS[4], ARGV[9], KEYS[2])
 if holder then
