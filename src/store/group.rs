@@ -3,10 +3,12 @@
 //! once per payment, in one script), each with its own verdict.
 //!
 //! - **No wait when idle.** A payment that finds no commit of its institution in flight
-//!   runs at once, alone, in its own task (a call of one). Only those that arrive while
-//!   one is in flight queue; when it ends, up to `redis.group_commit_max` of them go in
-//!   the next call, run by a task of its own (so a caller that gives up, an HTTP client
-//!   gone, never takes the others' verdicts with it), and so on while any wait.
+//!   runs at once, alone, in its caller's task (a call of one: a caller that gives up
+//!   takes only its own payment with it, as before). Only those that arrive while one is
+//!   in flight queue; when it ends (or its caller gave up), up to
+//!   `redis.group_commit_max` of them go in the next call, run by a task of its own (so a
+//!   caller that gives up, an HTTP client gone, never takes the others' verdicts with it),
+//!   and so on while any wait.
 //! - **The same atomicity.** Each payment is pay.lua's, checked and written as one script
 //!   (Redis runs a script whole); a payment in a group sees the ones before it, as it
 //!   would have seen them committed one script call earlier. Journal events are appended
@@ -90,6 +92,19 @@ impl Drop for Next<'_> {
     }
 }
 
+/// [`Next`] owned by a group's task: dropped when the task ends, or with the task if the
+/// runtime drops it unrun (it is ending), so the institution is never left busy.
+struct NextOwned {
+    store: Store,
+    inst: String,
+}
+
+impl Drop for NextOwned {
+    fn drop(&mut self) {
+        self.store.next_group(&self.inst);
+    }
+}
+
 impl Store {
     /// Commits one payment (`member`: calls::Commit's keys and arguments for pay.lua) in
     /// the next group of `inst` (see the module's text); its pay.lua reply.
@@ -154,19 +169,20 @@ impl Store {
             q.waiting.drain(..take).collect()
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // The runtime is ending: the callers see their channel closed (unavailable).
-            return;
+            // No runtime (it ended): the callers see their channel closed (unavailable),
+            // and those still waiting are told the same way, next.
+            drop(group);
+            return self.next_group(inst);
         };
-        let store = self.clone();
-        let inst = inst.to_owned();
+        let next = NextOwned {
+            store: self.clone(),
+            inst: inst.to_owned(),
+        };
         runtime.spawn(async move {
-            let _next = Next {
-                store: &store,
-                inst: &inst,
-            };
+            let next = next;
             let (members, txs): (Vec<Member>, Vec<_>) =
                 group.into_iter().map(|w| (w.member, w.tx)).unzip();
-            let verdicts = store.commit_group(&inst, members).await;
+            let verdicts = next.store.commit_group(&next.inst, members).await;
             for (tx, v) in txs.into_iter().zip(verdicts) {
                 // A caller gone meanwhile: its payment committed (or not) as a call whose
                 // answer was lost; the unjournaled list journals it (store/unjournaled.rs).

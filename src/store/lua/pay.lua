@@ -70,7 +70,7 @@ if h ~= ARGV[11] or cur[1] ~= ARGV[1] or (ARGV[14] ~= '' and cur[2] ~= ARGV[14])
 end
 -- Money first, before any other write: INCRBY refuses to pass the int64 range Redis keeps
 -- (nothing is written then). Its reply is a Lua number (a double, exact only to 2^53):
--- within +-2^53 it is written out as an integer ('%d' formats a 64-bit long), beyond
+-- within +-2^53 it is written out as an integer ('%.0f': exact there on any build), beyond
 -- that the balance is read back as the string Redis keeps; it never goes through Lua
 -- arithmetic.
 local moved = redis.pcall('INCRBY', KEYS[6], ARGV[8])
@@ -79,7 +79,7 @@ if type(moved) == 'table' and moved.err then
 end
 local bal
 if moved > -9007199254740992 and moved < 9007199254740992 then
-  bal = string.format('%d', moved)
+  bal = string.format('%.0f', moved)
 else
   bal = redis.call('GET', KEYS[6])
 end

@@ -34,6 +34,9 @@ local function pay(KEYS, ARGV)
 --[[pay.lua]]
 end
 local n = (#all_keys - 1) / KN
+if n < 1 or n % 1 ~= 0 or #all_argv ~= n * AN then
+  return redis.error_reply('pay_group.lua: ' .. #all_keys .. ' keys and ' .. #all_argv .. ' arguments are not whole payments')
+end
 local replies = {}
 for i = 0, n - 1 do
   local k, a = {}, {}
