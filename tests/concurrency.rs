@@ -51,6 +51,41 @@ async fn assigned_partitions(port: u16) -> Option<u64> {
     .flatten()
 }
 
+/// One payment straight at the rule code (no daemon): one attempt (one lock owner),
+/// retried on Busy every 10 ms as the daemon retries a message. Its rc, or the refusal's
+/// rc and text; and how many times it met Busy.
+async fn pay_directly(
+    switch: &ipg_switch::switch::Switch,
+    inst: &ipg_switch::routing::Institution,
+    v: &VaNumber,
+    ref_id: &str,
+    amount: u64,
+) -> (Result<Rc, (Rc, String)>, usize) {
+    let amount = ipg_switch::domain::Amount::new(amount).unwrap();
+    let owner = ipg_switch::lock::Owner::new();
+    let mut busy = 0usize;
+    loop {
+        let input = PayInput {
+            channel: CHANNEL,
+            ref_id,
+            amount,
+            terminal_id: Some("atm"),
+            transaction_date: Some("2026-01-10 10:00:00"),
+            customer_name: None,
+            owner: &owner,
+        };
+        match switch.hosted.pay(inst, v, input).await {
+            // What the daemon does with Busy: try again later.
+            Err(SwitchError::Busy(_)) => {
+                busy += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Ok(o) => return (Ok(o.rc), busy),
+            Err(e) => return (Err((e.rc(), e.to_string())), busy),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_daemons_two_vas_fifty_partial_payments_never_overpay() {
     const TOTAL: u64 = 300_000;
@@ -185,31 +220,7 @@ async fn fifty_concurrent_pay_calls_on_one_va_never_overpay() {
         .map(|i| {
             let (switch, inst, v) = (switch.clone(), inst.clone(), v.clone());
             tokio::spawn(async move {
-                let ref_id = format!("DIRECT-{i}");
-                let amount = ipg_switch::domain::Amount::new(EACH).unwrap();
-                let mut busy = 0usize;
-                // One attempt, retried on Busy as the daemon retries a message.
-                let owner = ipg_switch::lock::Owner::new();
-                loop {
-                    let input = PayInput {
-                        channel: CHANNEL,
-                        ref_id: &ref_id,
-                        amount,
-                        terminal_id: Some("atm"),
-                        transaction_date: Some("2026-01-10 10:00:00"),
-                        customer_name: None,
-                        owner: &owner,
-                    };
-                    match switch.hosted.pay(&inst, &v, input).await {
-                        // What the daemon does with Busy: try again later.
-                        Err(SwitchError::Busy(_)) => {
-                            busy += 1;
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                        }
-                        Ok(o) => return (Ok(o.rc), busy),
-                        Err(e) => return (Err((e.rc(), e.to_string())), busy),
-                    }
-                }
+                pay_directly(&switch, &inst, &v, &format!("DIRECT-{i}"), EACH).await
             })
         })
         .collect();
@@ -421,28 +432,8 @@ async fn callers_that_give_up_mid_group_never_stall_or_lose_the_others() {
     let pay = |i: usize| {
         let (switch, inst, v) = (switch.clone(), inst.clone(), vas[i].clone());
         async move {
-            let ref_id = format!("GIVE-UP-{i}");
-            let amount = ipg_switch::domain::Amount::new(EACH).unwrap();
-            // One attempt, retried on Busy as the daemon retries a message (a dropped
-            // caller's lock expires after switch.lock_ttl_ms).
-            let owner = ipg_switch::lock::Owner::new();
-            loop {
-                let input = PayInput {
-                    channel: CHANNEL,
-                    ref_id: &ref_id,
-                    amount,
-                    terminal_id: Some("atm"),
-                    transaction_date: Some("2026-01-10 10:00:00"),
-                    customer_name: None,
-                    owner: &owner,
-                };
-                match switch.hosted.pay(&inst, &v, input).await {
-                    Err(SwitchError::Busy(_)) => {
-                        tokio::time::sleep(Duration::from_millis(10)).await
-                    }
-                    r => return r.map(|o| o.rc).map_err(|e| (e.rc(), e.to_string())),
-                }
-            }
+            let (r, _busy) = pay_directly(&switch, &inst, &v, &format!("GIVE-UP-{i}"), EACH).await;
+            r
         }
     };
     let tasks: Vec<_> = (0..N)
