@@ -32,7 +32,10 @@
 //! time" probe measures latency with a single message in flight, for each of the routes.
 //!
 //! Knobs (environment): BENCH_N, BENCH_PROBE (one-at-a-time messages, default 200),
-//! BENCH_LANES (default 64; also the ceiling's copies in flight), BENCH_LANE_QUEUE (default 32), BENCH_LINGER_MS (default 1),
+//! BENCH_LANES (default 64; also the ceiling's copies in flight), BENCH_LANE_QUEUE (default 32),
+//! BENCH_LINGER_MS (the daemon's `kafka.linger_ms`; default: the shipped default),
+//! BENCH_BANK_LINGER_MS (the bank's producer's linger.ms, default 1: a bank's own setting,
+//! not the switch's),
 //! BENCH_FETCH_WAIT_MS (default 1; every consumer's fetch.wait.max.ms: the mock broker holds an
 //! empty fetch for the whole wait and does not answer early when data arrives, unlike a real
 //! broker, so librdkafka's 500 ms default would add up to 500 ms per hop when a consumer is idle).
@@ -135,7 +138,10 @@ struct Knobs {
     open_secs: usize,
     probe: usize,
     lanes: usize,
-    linger_ms: usize,
+    /// The daemon's `kafka.linger_ms`; `None`: the shipped default.
+    linger_ms: Option<usize>,
+    /// The bank's producer's linger.ms.
+    bank_linger_ms: usize,
     fetch_wait_ms: usize,
 }
 
@@ -959,9 +965,13 @@ async fn bench(k: Knobs) -> Result<(), String> {
     let broker =
         ipg_switch::kafka::EmbeddedBroker::start(&topics, PARTITIONS).map_err(|e| e.to_string())?;
     let redis = Redis::start();
+    let linger = k
+        .linger_ms
+        .map(|l| format!("linger_ms = {l}\n"))
+        .unwrap_or_default();
     let extra = format!(
-        "[pipeline]\nlanes = {}\n[kafka]\nlinger_ms = {}\n[log]\nlevel = \"error\"\n",
-        k.lanes, k.linger_ms
+        "[pipeline]\nlanes = {}\n[kafka]\n{linger}[log]\nlevel = \"error\"\n",
+        k.lanes
     );
     let extra = match std::env::var("BENCH_LANE_QUEUE") {
         Ok(q) => extra.replace("[kafka]", &format!("lane_queue = {q}\n[kafka]")),
@@ -1020,13 +1030,14 @@ async fn bench(k: Knobs) -> Result<(), String> {
 
     println!(
         "ipg-switch capacity bench: {} msgs per burst, {} partitions, lanes = {} (lane_queue {}; ceiling copies in flight {}), \
-         linger.ms = {}, fetch.wait.max.ms = {}, {} CPUs",
+         linger.ms = {} (the bank's {}), fetch.wait.max.ms = {}, {} CPUs",
         k.n,
         PARTITIONS,
         settings.pipeline.lanes,
         settings.pipeline.lane_queue,
         settings.pipeline.lanes,
         settings.kafka.linger_ms,
+        k.bank_linger_ms,
         k.fetch_wait_ms,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
@@ -1113,7 +1124,7 @@ async fn bench(k: Knobs) -> Result<(), String> {
     );
     let bank: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
-        .set("linger.ms", k.linger_ms.to_string())
+        .set("linger.ms", k.bank_linger_ms.to_string())
         .create()
         .map_err(|e| e.to_string())?;
     let mut internals = Vec::new();
@@ -1498,7 +1509,10 @@ fn main() {
         open_secs: env_num("BENCH_OPEN_SECS", if full { 5 } else { 1 }).max(1),
         probe: env_num("BENCH_PROBE", if full { 200 } else { 20 }).max(1),
         lanes: env_num("BENCH_LANES", 64),
-        linger_ms: env_num("BENCH_LINGER_MS", 1),
+        linger_ms: std::env::var("BENCH_LINGER_MS")
+            .ok()
+            .map(|_| env_num("BENCH_LINGER_MS", 0)),
+        bank_linger_ms: env_num("BENCH_BANK_LINGER_MS", 1),
         fetch_wait_ms: env_num("BENCH_FETCH_WAIT_MS", 1),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
