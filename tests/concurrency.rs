@@ -478,3 +478,40 @@ async fn callers_that_give_up_mid_group_never_stall_or_lose_the_others() {
     assert_eq!((ledger.len(), refs.len()), (N, N), "one credit per payment");
     assert_eq!(balance, (EACH * N as u64) as i64);
 }
+
+/// pay_group.lua queues the writes every payment of a group appends to (the ledger, the
+/// payment index, the unjournaled list) and sends them once at the group's end. One that
+/// Redis refuses there (the unjournaled list holding the wrong type) fails the payment: it
+/// is never answered paid. Once the key is mended its retry answers SUCCESS, and the ledger
+/// and the balance hold it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_write_redis_refuses_is_never_answered_paid() {
+    const AMOUNT: u64 = 10_000;
+    let stack = Stack::start().await;
+    let switch = stack.switch();
+    let inst = switch.routing.by_code(INST).unwrap().clone();
+    let v = VaNumber::parse(&va(PREFIX, "9500000001")).unwrap();
+    let body = bill_body("9500000001", "close", AMOUNT);
+    switch.hosted.create_bill(&inst, &body).await.unwrap();
+    let store = &switch.hosted.store;
+    let key = format!("ipg:{{{INST}}}:unjournaled");
+    let _: () = store
+        .plain(redis::cmd("SET").arg(&key).arg("not a sorted set").clone())
+        .await
+        .unwrap();
+
+    let (r, _) = pay_directly(&switch, &inst, &v, "QUEUED-1", AMOUNT).await;
+    let (_, e) = r.expect_err("a payment whose write Redis refused is never answered paid");
+    assert!(e.contains("WRONGTYPE"), "{e}");
+
+    let _: () = store
+        .plain(redis::cmd("DEL").arg(&key).clone())
+        .await
+        .unwrap();
+    let (r, _) = pay_directly(&switch, &inst, &v, "QUEUED-1", AMOUNT).await;
+    assert_eq!(r, Ok(Rc::Success));
+    let (ledger, balance) = stack.ledger().await;
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(ledger[0]["payment_ref_id"], "QUEUED-1");
+    assert_eq!(balance, AMOUNT as i64);
+}

@@ -13,6 +13,11 @@
 //!   (Redis runs a script whole); a payment in a group sees the ones before it, as it
 //!   would have seen them committed one script call earlier. Journal events are appended
 //!   by each caller after its verdict, as before.
+//! - **Shared keys written once.** The writes every payment of the group appends to the
+//!   institution's ledger, payment index and unjournaled list are queued and sent at the
+//!   script's end, one `RPUSH` and one `ZADD` each (nothing in the group reads them; the
+//!   ledger's length is read once); a refused one (a key of the wrong type) answers every
+//!   committed payment of the group that error.
 //! - **Bounded.** At most [`MAX_WAITING`] payments of one institution queue; more run
 //!   alone, concurrently, as without group commit. The queue of an idle institution is
 //!   removed. Metrics: `ipg_group_commit_calls_total`, `ipg_group_commit_payments_total`

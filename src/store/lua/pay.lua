@@ -1,5 +1,5 @@
--- Commits one payment atomically (run by pay_group.lua, which defines ledger_base() and
--- now_ms() for it): bill, payment record, indexes, balance, ledger, and on
+-- Commits one payment atomically (run by pay_group.lua, which defines ledger_base(),
+-- now_ms(), ledger_append() and zadd_later() for it): bill, payment record, indexes, balance, ledger, and on
 -- one Redis the reference binding. Optimistic (issue 15): the caller computed the bill
 -- after the payment from the bill it expects (a cached or a fresh read, a hint only); the
 -- commit happens only if the VA still points at that bill at that version, nobody else
@@ -55,11 +55,12 @@ if redis.call('EXISTS', KEYS[2], void_key) > 0 then
   end
   return {'ref_conflict', redis.call('GET', void_key)}
 end
-local holder = redis.call('GET', KEYS[7])
+-- The VA's lock and the bill it points to, in one MGET (one slot: the institution's).
+local got = redis.call('MGET', KEYS[7], KEYS[8])
+local holder, h = got[1], got[2]
 if holder and holder ~= ARGV[10] then
   return {'locked'}
 end
-local h = redis.call('GET', KEYS[8])
 local cur = redis.call('HMGET', KEYS[1], 'ver', 'doc')
 if h ~= ARGV[11] or cur[1] ~= ARGV[1] or (ARGV[14] ~= '' and cur[2] ~= ARGV[14]) then
   if not h then
@@ -94,11 +95,11 @@ else
   redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', ARGV[3], 'ver', ver)
 end
 -- The entry's sequence is the ledger's length after it plus the entries the retention
--- sweep took off its head (ipg:{I}:ledger_base, beside it; counts, exact as Lua numbers;
--- read once per group: ledger_base(), pay_group.lua).
+-- sweep took off its head (ipg:{I}:ledger_base, beside it; counts, exact as Lua numbers).
+-- ledger_append() (pay_group.lua) reads the length and the base once per group and pushes
+-- the group's entries in one RPUSH at its end, in this order.
 local base = string.match(KEYS[1], '^ipg:{[^}]*}:')
-local seq = redis.call('RPUSH', KEYS[5], string.sub(ARGV[7], 1, -2) .. ',"balance_after":' .. bal .. '}')
-  + ledger_base(base)
+local seq = ledger_append(KEYS[5], base, string.sub(ARGV[7], 1, -2) .. ',"balance_after":' .. bal .. '}')
 -- The bill as answered: ARGV 5, or the bill's new document itself when it is '' (the
 -- usual case, sent once).
 local answered = ARGV[5]
@@ -107,7 +108,8 @@ if answered == '' then
 end
 redis.call('HSET', KEYS[2], 'doc', ARGV[4], 'bill', answered, 'ts', ARGV[6], 'lseq', seq)
 redis.call('ZADD', KEYS[3], seq, KEYS[2])
-redis.call('ZADD', KEYS[4], ARGV[9], KEYS[2])
+-- The institution's payment index, one ZADD per group (zadd_later(), pay_group.lua).
+zadd_later(KEYS[4], ARGV[9], KEYS[2])
 if holder then
   redis.call('DEL', KEYS[7])
 end
@@ -116,6 +118,7 @@ end
 -- the same slot, like the void tombstone). The switch journals and announces what an
 -- instance left there when it stopped before the acknowledgement (journal/unjournaled.rs;
 -- Store::forget_acknowledged takes off what was acknowledged).
--- now_ms(): Redis's clock, read once per group (pay_group.lua).
-redis.call('ZADD', base .. 'unjournaled', now_ms(), string.sub(KEYS[2], #base + 1) .. ':paid')
+-- now_ms(): Redis's clock, read once per group; zadd_later(): one ZADD per group
+-- (pay_group.lua).
+zadd_later(base .. 'unjournaled', now_ms(), string.sub(KEYS[2], #base + 1) .. ':paid')
 return {'ok', seq, bal}

@@ -30,6 +30,43 @@ local function now_ms()
   end
   return clock
 end
+-- Writes to the keys every payment of the group appends to (the institution's ledger,
+-- payment index and unjournaled list) are queued where pay.lua makes them and sent once,
+-- after the last payment: one RPUSH and one ZADD each instead of one per payment. Nothing
+-- in the group reads those keys (the ledger's length is read once, before the first
+-- entry), so each payment's reply and every key end as if each payment had written its
+-- own; a payment that fails after queuing keeps what it queued, as it kept its write.
+local ledgers, ledger_keys = {}, {}
+local function ledger_append(key, base, entry)
+  local l = ledgers[key]
+  if not l then
+    l = {next = redis.call('LLEN', key) + ledger_base(base), entries = {}}
+    ledgers[key] = l
+    ledger_keys[#ledger_keys + 1] = key
+  end
+  l.next = l.next + 1
+  l.entries[#l.entries + 1] = entry
+  return l.next
+end
+local zsets, zset_keys = {}, {}
+local function zadd_later(key, score, member)
+  local z = zsets[key]
+  if not z then
+    z = {}
+    zsets[key] = z
+    zset_keys[#zset_keys + 1] = key
+  end
+  z[#z + 1] = score
+  z[#z + 1] = member
+end
+local function flush()
+  for _, key in ipairs(ledger_keys) do
+    redis.call('RPUSH', key, unpack(ledgers[key].entries))
+  end
+  for _, key in ipairs(zset_keys) do
+    redis.call('ZADD', key, unpack(zsets[key]))
+  end
+end
 local function pay(KEYS, ARGV)
 --[[pay.lua]]
 end
@@ -47,6 +84,18 @@ for i = 0, n - 1 do
     replies[i + 1] = r
   else
     replies[i + 1] = {'error', type(r) == 'table' and (r.err or '?') or tostring(r)}
+  end
+end
+-- A queued write Redis refuses (a key of the wrong type) fails every payment that
+-- committed: each is answered that error (in doubt, retried), as one refused write of its
+-- own would have answered it.
+local ok, r = pcall(flush)
+if not ok then
+  local message = type(r) == 'table' and (r.err or '?') or tostring(r)
+  for i = 1, n do
+    if replies[i][1] == 'ok' then
+      replies[i] = {'error', message}
+    end
   end
 end
 return replies
