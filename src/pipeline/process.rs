@@ -218,12 +218,12 @@ fn outgoing(ctx: &Ctx, msg: &Inbound, a: &Answer) -> Vec<Outgoing> {
             rc: a.outcome.rc,
             message: a.outcome.message.clone(),
             timestamp: a.outcome.timestamp.clone(),
-            data: IpgData(&a.outcome.shown),
+            data: (),
         };
         out.push(Outgoing {
             topic: ctx.topics.response.clone(),
             key: key.clone(),
-            payload: response.to_bytes(),
+            payload: response.to_bytes_with(IpgData(&a.outcome.shown)),
             headers: Vec::new(),
             partition: None,
         });
