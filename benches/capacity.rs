@@ -1511,7 +1511,7 @@ fn main() {
         lanes: env_num("BENCH_LANES", 64),
         linger_ms: std::env::var("BENCH_LINGER_MS")
             .ok()
-            .map(|_| env_num("BENCH_LINGER_MS", 0)),
+            .and_then(|v| v.parse().ok()),
         bank_linger_ms: env_num("BENCH_BANK_LINGER_MS", 1),
         fetch_wait_ms: env_num("BENCH_FETCH_WAIT_MS", 1),
     };

@@ -481,37 +481,84 @@ async fn callers_that_give_up_mid_group_never_stall_or_lose_the_others() {
 
 /// pay_group.lua queues the writes every payment of a group appends to (the ledger, the
 /// payment index, the unjournaled list) and sends them once at the group's end. One that
-/// Redis refuses there (the unjournaled list holding the wrong type) fails the payment: it
-/// is never answered paid. Once the key is mended its retry answers SUCCESS, and the ledger
-/// and the balance hold it once.
+/// Redis refuses there (the unjournaled list holding the wrong type) fails every payment
+/// of the group: twelve VAs paid at once, none is answered paid. Once the key is mended
+/// each retry answers SUCCESS, and the ledger holds each payment once, its running
+/// balance in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_write_redis_refuses_is_never_answered_paid() {
     const AMOUNT: u64 = 10_000;
+    const N: usize = 12;
     let stack = Stack::start().await;
     let switch = stack.switch();
     let inst = switch.routing.by_code(INST).unwrap().clone();
-    let v = VaNumber::parse(&va(PREFIX, "9500000001")).unwrap();
-    let body = bill_body("9500000001", "close", AMOUNT);
-    switch.hosted.create_bill(&inst, &body).await.unwrap();
+    let vas: Vec<VaNumber> = (0..N)
+        .map(|i| VaNumber::parse(&va(PREFIX, &format!("95{i:08}"))).unwrap())
+        .collect();
+    for v in &vas {
+        let body = bill_body(&v.as_str()[6..], "close", AMOUNT);
+        switch.hosted.create_bill(&inst, &body).await.unwrap();
+    }
     let store = &switch.hosted.store;
     let key = format!("ipg:{{{INST}}}:unjournaled");
     let _: () = store
         .plain(redis::cmd("SET").arg(&key).arg("not a sorted set").clone())
         .await
         .unwrap();
+    let pay_all = || {
+        let tasks: Vec<_> = vas
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let (switch, inst, v) = (switch.clone(), inst.clone(), v.clone());
+                tokio::spawn(async move {
+                    pay_directly(&switch, &inst, &v, &format!("QUEUED-{i}"), AMOUNT)
+                        .await
+                        .0
+                })
+            })
+            .collect();
+        futures::future::join_all(tasks)
+    };
 
-    let (r, _) = pay_directly(&switch, &inst, &v, "QUEUED-1", AMOUNT).await;
-    let (_, e) = r.expect_err("a payment whose write Redis refused is never answered paid");
-    assert!(e.contains("WRONGTYPE"), "{e}");
+    let (calls, grouped) = (
+        metric("ipg_group_commit_calls_total"),
+        metric("ipg_group_commit_payments_total"),
+    );
+    let refused = pay_all().await;
+    eprintln!(
+        "refused group commit: {} payments in {} calls",
+        metric("ipg_group_commit_payments_total") - grouped,
+        metric("ipg_group_commit_calls_total") - calls
+    );
+    for (i, r) in refused.into_iter().enumerate() {
+        let (_, e) = r
+            .unwrap()
+            .expect_err("a payment whose write Redis refused is never answered paid");
+        assert!(e.contains("WRONGTYPE"), "payment {i}: {e}");
+    }
 
     let _: () = store
         .plain(redis::cmd("DEL").arg(&key).clone())
         .await
         .unwrap();
-    let (r, _) = pay_directly(&switch, &inst, &v, "QUEUED-1", AMOUNT).await;
-    assert_eq!(r, Ok(Rc::Success));
+    for (i, r) in pay_all().await.into_iter().enumerate() {
+        assert_eq!(r.unwrap(), Ok(Rc::Success), "payment {i} retried");
+    }
     let (ledger, balance) = stack.ledger().await;
-    assert_eq!(ledger.len(), 1, "{ledger:?}");
-    assert_eq!(ledger[0]["payment_ref_id"], "QUEUED-1");
-    assert_eq!(balance, AMOUNT as i64);
+    let mut refs: Vec<&str> = ledger
+        .iter()
+        .map(|e| e["payment_ref_id"].as_str().unwrap())
+        .collect();
+    refs.sort_unstable();
+    refs.dedup();
+    assert_eq!((ledger.len(), refs.len()), (N, N), "{ledger:?}");
+    for (k, e) in ledger.iter().enumerate() {
+        assert_eq!(
+            e["balance_after"].as_i64(),
+            Some((AMOUNT * (k as u64 + 1)) as i64),
+            "entry {k}: {e}"
+        );
+    }
+    assert_eq!(balance, (AMOUNT * N as u64) as i64);
 }

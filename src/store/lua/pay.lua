@@ -56,6 +56,9 @@ if redis.call('EXISTS', KEYS[2], void_key) > 0 then
   return {'ref_conflict', redis.call('GET', void_key)}
 end
 -- The VA's lock and the bill it points to, in one MGET (one slot: the institution's).
+-- MGET reads a key of another type as absent: a lock is only ever a string (SET), so such
+-- a key holds no lock; a VA pointer that is not a string answers 'stale' (the fresh read
+-- after it refuses the key).
 local got = redis.call('MGET', KEYS[7], KEYS[8])
 local holder, h = got[1], got[2]
 if holder and holder ~= ARGV[10] then

@@ -3,8 +3,8 @@
 -- one (its body is pasted below as the function `pay`, whose parameters KEYS and ARGV
 -- hide the call's: each payment sees its own nine keys and fifteen arguments at pay.lua's
 -- positions). Payments run in the order sent, each atomic with the others' as one script;
--- one that Redis refuses (a wrong type: a corrupt key) is answered {'error', message} and
--- the others go on. Every payment is of one institution: one hash tag, one cluster slot.
+-- one whose command Redis refuses (a key of the wrong type: a corrupt key) is answered
+-- {'error', message} and the others go on. Every payment is of one institution: one hash tag, one cluster slot.
 -- KEYS: pay.lua's KEYS 1-9 for each payment, the reference binding always present (the
 --       payment key stands in when ARGV 13 is '': pay.lua never touches it then), then
 --       the journal mark (last, the sentinel's).
