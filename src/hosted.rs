@@ -128,7 +128,7 @@ impl BillCache {
     }
 
     fn key(inst: &str, va: &VaNumber) -> String {
-        format!("{inst}|{}", va.as_str())
+        [inst, "|", va.as_str()].concat()
     }
 
     fn get(&self, inst: &str, va: &VaNumber) -> Option<Arc<Versioned<Bill>>> {
@@ -811,7 +811,7 @@ impl Hosted {
         now: chrono::DateTime<chrono::FixedOffset>,
     ) -> Box<serde_json::value::RawValue> {
         let entry = LedgerEntry {
-            id: format!("{}:{mutation_type}", p.id),
+            id: [p.id.as_str(), ":", mutation_type].concat(),
             mutation_type,
             amount: p.amount,
             payment_id: &p.id,

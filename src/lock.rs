@@ -36,8 +36,10 @@ impl Owner {
     pub fn new() -> Owner {
         static INSTANCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let instance = INSTANCE.get_or_init(|| uuid::Uuid::new_v4().simple().to_string());
+        let mut attempt = uuid::Uuid::encode_buffer();
+        let attempt = uuid::Uuid::new_v4().simple().encode_lower(&mut attempt);
         Owner(
-            format!("{instance}:{}", uuid::Uuid::new_v4().simple()),
+            [instance.as_str(), ":", attempt].concat(),
             std::sync::Arc::default(),
         )
     }

@@ -264,7 +264,11 @@ impl<'a> Fields<'a> {
 
     fn new_reference(&self, f: &str) -> Result<String, Invalid> {
         let s = self.req(f)?;
-        check_new_reference(&self.name(f), &s)?;
+        // The field's full name only when refused (issue 29: no `format!` per request).
+        check_new_reference(f, &s).map_err(|e| Invalid {
+            field: self.name(f),
+            reason: e.reason,
+        })?;
         Ok(s)
     }
 

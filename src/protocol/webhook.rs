@@ -52,7 +52,7 @@ impl WebhookJob {
         } else {
             "received"
         };
-        let id = format!("{payment_id}:{suffix}");
+        let id = [payment_id, ":", suffix].concat();
         WebhookJob {
             id: id.clone(),
             event: event.to_owned(),

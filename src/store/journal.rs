@@ -220,7 +220,7 @@ fn raw(json: String) -> Box<RawValue> {
 /// `lua/pay.lua` stores it.
 pub fn entry_with_balance(entry: &str, balance: &str) -> String {
     let body = entry.strip_suffix('}').unwrap_or(entry);
-    format!("{body},\"balance_after\":{balance}}}")
+    [body, ",\"balance_after\":", balance, "}"].concat()
 }
 
 impl LedgerAfter {
@@ -328,12 +328,16 @@ impl Event {
                 record: Binding::new(inst, &va, payment.amount).to_record(),
             });
         Event {
-            event_id: format!(
-                "{inst}:pay:{}:{}:{}",
-                payment.channel,
-                payment.payment_ref_id,
-                stage.as_str()
-            ),
+            event_id: [
+                inst.as_str(),
+                ":pay:",
+                &payment.channel,
+                ":",
+                &payment.payment_ref_id,
+                ":",
+                stage.as_str(),
+            ]
+            .concat(),
             kind: match stage {
                 Stage::Paid => EventType::PaymentCommitted,
                 Stage::Reversed => EventType::PaymentReversed,
