@@ -37,7 +37,11 @@ use crate::metrics as m;
 use crate::protocol::webhook::WebhookJob;
 use crate::routing::Routing;
 
-pub type WebhookConsumer = rdkafka::consumer::StreamConsumer<TrackingContext>;
+/// The dispatcher's consumer; its last drop, wherever it happens (a blocking lag query
+/// that outlived the dispatcher at shutdown), closes it on a thread of its own
+/// (`kafka::Closing`), never on a runtime's thread.
+pub type WebhookConsumer =
+    crate::kafka::Closing<rdkafka::consumer::StreamConsumer<TrackingContext>>;
 
 /// Partitions revoked since the loop last looked: their paused heads are dropped (the
 /// next owner consumes them again from the committed offset).
@@ -605,7 +609,7 @@ impl Dispatcher {
                 // librdkafka's offset and watermark queries block: keep them off the workers.
                 if let Ok(lags) = tokio::task::spawn_blocking(move || {
                     // Short: shutdown may have to wait for this blocking call.
-                    crate::kafka::partition_lags(&*c, Duration::from_millis(500))
+                    crate::kafka::partition_lags(&**c, Duration::from_millis(500))
                 })
                 .await
                 {
@@ -639,24 +643,10 @@ impl Dispatcher {
 /// and is waited for a bounded time: a vanished broker must not hang shutdown (or keep a
 /// runtime worker blocked for ever).
 async fn close(consumer: Arc<WebhookConsumer>) {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let spawned = std::thread::Builder::new()
-        .name("webhook-close".into())
-        .spawn(move || {
-            drop(consumer);
-            let _ = tx.send(());
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "webhook dispatcher: no thread to close the consumer on");
-        return;
-    }
-    if tokio::time::timeout(Duration::from_secs(15), rx)
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "webhook dispatcher: consumer close still waiting for the broker; leaving it"
-        );
+    // The last holder closes it (waited for at most 15 s); a lag query still running
+    // holds a copy, whose drop closes it on a thread of its own (`kafka::Closing`).
+    if let Ok(consumer) = Arc::try_unwrap(consumer) {
+        consumer.close(Duration::from_secs(15)).await;
     }
 }
 

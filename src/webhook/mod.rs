@@ -90,6 +90,7 @@ fn create_consumer(
         // prefetch small so that stays bounded.
         .set("queued.max.messages.kbytes", "8192")
         .create_with_context(ctx)
+        .map(kafka::Closing::new)
 }
 
 /// Starts the dispatcher on `producer` (shared with the switch when run inside the daemon);
