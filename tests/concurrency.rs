@@ -86,6 +86,40 @@ async fn pay_directly(
     }
 }
 
+/// `n` VAs of [`INST`] whose customer part starts with `tag` (two digits), each holding
+/// an open `close` bill of `amount` rupiah; returns the VAs in order.
+async fn close_bills(
+    switch: &ipg_switch::switch::Switch,
+    inst: &ipg_switch::routing::Institution,
+    tag: &str,
+    n: usize,
+    amount: u64,
+) -> Vec<VaNumber> {
+    let vas: Vec<VaNumber> = (0..n)
+        .map(|i| VaNumber::parse(&va(PREFIX, &format!("{tag}{i:08}"))).unwrap())
+        .collect();
+    for v in &vas {
+        let body = bill_body(&v.as_str()[6..], "close", amount);
+        switch.hosted.create_bill(inst, &body).await.unwrap();
+    }
+    vas
+}
+
+/// The ledger holds `n` entries and each `payment_ref_id` once.
+fn assert_each_once(ledger: &[Value], n: usize) {
+    let mut refs: Vec<&str> = ledger
+        .iter()
+        .map(|e| e["payment_ref_id"].as_str().unwrap())
+        .collect();
+    refs.sort_unstable();
+    refs.dedup();
+    assert_eq!(
+        (ledger.len(), refs.len()),
+        (n, n),
+        "one credit per payment: {ledger:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_daemons_two_vas_fifty_partial_payments_never_overpay() {
     const TOTAL: u64 = 300_000;
@@ -358,13 +392,7 @@ async fn many_vas_of_one_institution_pay_at_once() {
         assert_eq!(e["balance_after"].as_i64(), Some(running), "{e}");
     }
     assert_eq!((running, balance), (total as i64, total as i64));
-    let mut refs: Vec<&str> = ledger
-        .iter()
-        .map(|e| e["payment_ref_id"].as_str().unwrap())
-        .collect();
-    refs.sort_unstable();
-    refs.dedup();
-    assert_eq!(refs.len(), N - 1, "a payment credited twice");
+    assert_each_once(&ledger, N - 1);
 
     // The journal: sequences 1..=N-1 once each, each event's entry the ledger's at its place.
     assert_eq!(
@@ -422,13 +450,7 @@ async fn callers_that_give_up_mid_group_never_stall_or_lose_the_others() {
     let stack = Stack::start().await;
     let switch = stack.switch();
     let inst = switch.routing.by_code(INST).unwrap().clone();
-    let vas: Vec<VaNumber> = (0..N)
-        .map(|i| VaNumber::parse(&va(PREFIX, &format!("94{i:08}"))).unwrap())
-        .collect();
-    for v in &vas {
-        let body = bill_body(&v.as_str()[6..], "close", EACH);
-        switch.hosted.create_bill(&inst, &body).await.unwrap();
-    }
+    let vas = close_bills(&switch, &inst, "94", N, EACH).await;
     let pay = |i: usize| {
         let (switch, inst, v) = (switch.clone(), inst.clone(), vas[i].clone());
         async move {
@@ -469,13 +491,7 @@ async fn callers_that_give_up_mid_group_never_stall_or_lose_the_others() {
         assert_eq!(pay(i).await, Ok(Rc::Success), "payment {i} retried");
     }
     let (ledger, balance) = stack.ledger().await;
-    let mut refs: Vec<&str> = ledger
-        .iter()
-        .map(|e| e["payment_ref_id"].as_str().unwrap())
-        .collect();
-    refs.sort_unstable();
-    refs.dedup();
-    assert_eq!((ledger.len(), refs.len()), (N, N), "one credit per payment");
+    assert_each_once(&ledger, N);
     assert_eq!(balance, (EACH * N as u64) as i64);
 }
 
@@ -492,13 +508,7 @@ async fn a_queued_write_redis_refuses_is_never_answered_paid() {
     let stack = Stack::start().await;
     let switch = stack.switch();
     let inst = switch.routing.by_code(INST).unwrap().clone();
-    let vas: Vec<VaNumber> = (0..N)
-        .map(|i| VaNumber::parse(&va(PREFIX, &format!("95{i:08}"))).unwrap())
-        .collect();
-    for v in &vas {
-        let body = bill_body(&v.as_str()[6..], "close", AMOUNT);
-        switch.hosted.create_bill(&inst, &body).await.unwrap();
-    }
+    let vas = close_bills(&switch, &inst, "95", N, AMOUNT).await;
     let store = &switch.hosted.store;
     let key = format!("ipg:{{{INST}}}:unjournaled");
     let _: () = store
@@ -546,13 +556,7 @@ async fn a_queued_write_redis_refuses_is_never_answered_paid() {
         assert_eq!(r.unwrap(), Ok(Rc::Success), "payment {i} retried");
     }
     let (ledger, balance) = stack.ledger().await;
-    let mut refs: Vec<&str> = ledger
-        .iter()
-        .map(|e| e["payment_ref_id"].as_str().unwrap())
-        .collect();
-    refs.sort_unstable();
-    refs.dedup();
-    assert_eq!((ledger.len(), refs.len()), (N, N), "{ledger:?}");
+    assert_each_once(&ledger, N);
     for (k, e) in ledger.iter().enumerate() {
         assert_eq!(
             e["balance_after"].as_i64(),
