@@ -278,5 +278,24 @@ mod tests {
         )));
         assert!(group.contains("--[[pay.lua]]"));
         assert!(group.contains("Store::group_commit"));
+        // The constructors that build each payment's KEYS and ARGV list every position.
+        let listed = |name: &str, n: usize| {
+            let line = group
+                .lines()
+                .skip_while(|l| !l.starts_with(&format!("  local {name} = {{")))
+                .take_while(|l| !l.trim().is_empty() && !l.contains("pcall"))
+                .collect::<String>();
+            let base = if name == "k" { "K[b+" } else { "A[c+" };
+            (1..=n).all(|j| line.contains(&format!("{base}{j}]")))
+                && !line.contains(&format!("{base}{}]", n + 1))
+        };
+        assert!(
+            listed("k", Commit::KEYS.len()),
+            "pay_group.lua's KEYS constructor"
+        );
+        assert!(
+            listed("a", Commit::ARGV.len()),
+            "pay_group.lua's ARGV constructor"
+        );
     }
 }
