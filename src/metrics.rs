@@ -76,6 +76,11 @@ pub const BATCH_JOB_ROWS_TOTAL: &str = "ipg_batch_job_rows_total";
 /// Counts one channel request answered (`ipg_messages_total`) through `door` (`kafka`, `snap` or
 /// `http`). Labels are bounded: `channel` is a configured code or `unknown`, `institution`
 /// a configured code or `none`.
+///
+/// The series' handles are kept per thread once met (issue 29): `metrics::counter!` builds,
+/// hashes and finds its labelled key in the registry on every call, a few thousand
+/// instructions per answer. At most [`ANSWER_HANDLES_MAX`] handles per thread; beyond that
+/// (labels that were not bounded after all) each call goes to the registry as before.
 pub fn count_answer(
     door: &'static str,
     kind: &str,
@@ -83,9 +88,86 @@ pub fn count_answer(
     institution: &str,
     rc: crate::domain::Rc,
 ) {
-    metrics::counter!(MESSAGES_TOTAL, "door" => door, "type" => kind.to_owned(), "channel" => channel.to_owned(),
-        "institution" => institution.to_owned(), "rc" => rc.as_str())
-    .increment(1);
+    let rc = rc.as_str();
+    ANSWER_HANDLES.with_borrow_mut(|cache| {
+        if let Some(c) = cache.find(door, kind, channel, institution, rc) {
+            c.increment(1);
+            return;
+        }
+        // The handle is bound to the recorder installed when it is made.
+        hot();
+        let c = metrics::counter!(MESSAGES_TOTAL, "door" => door, "type" => kind.to_owned(), "channel" => channel.to_owned(),
+            "institution" => institution.to_owned(), "rc" => rc);
+        c.increment(1);
+        cache.keep(door, kind, channel, institution, rc, c);
+    });
+}
+
+/// The most `ipg_messages_total` handles [`count_answer`] keeps per thread.
+pub const ANSWER_HANDLES_MAX: usize = 4096;
+
+thread_local! {
+    static ANSWER_HANDLES: std::cell::RefCell<AnswerHandles> = std::cell::RefCell::default();
+}
+
+/// `ipg_messages_total`'s handles met by one thread: by channel, then institution (found
+/// by `&str`, no key built), then a short list of `(door, type, rc)`.
+#[derive(Default)]
+struct AnswerHandles {
+    by_channel:
+        std::collections::HashMap<Box<str>, std::collections::HashMap<Box<str>, Vec<AnswerHandle>>>,
+    len: usize,
+}
+
+struct AnswerHandle {
+    door: &'static str,
+    kind: Box<str>,
+    rc: &'static str,
+    counter: metrics::Counter,
+}
+
+impl AnswerHandles {
+    fn find(
+        &self,
+        door: &str,
+        kind: &str,
+        channel: &str,
+        institution: &str,
+        rc: &str,
+    ) -> Option<&metrics::Counter> {
+        self.by_channel
+            .get(channel)?
+            .get(institution)?
+            .iter()
+            .find(|h| h.door == door && h.rc == rc && &*h.kind == kind)
+            .map(|h| &h.counter)
+    }
+
+    fn keep(
+        &mut self,
+        door: &'static str,
+        kind: &str,
+        channel: &str,
+        institution: &str,
+        rc: &'static str,
+        counter: metrics::Counter,
+    ) {
+        if self.len >= ANSWER_HANDLES_MAX {
+            return;
+        }
+        self.len += 1;
+        self.by_channel
+            .entry(channel.into())
+            .or_default()
+            .entry(institution.into())
+            .or_default()
+            .push(AnswerHandle {
+                door,
+                kind: kind.into(),
+                rc,
+                counter,
+            });
+    }
 }
 
 /// A stage of `ipg_stage_duration_seconds` (its `stage` label).
@@ -449,5 +531,59 @@ fn describe() {
         } else {
             describe_gauge!(*name, *help);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handle is found only by its five labels, and no more than the bound are kept.
+    #[test]
+    fn answer_handles_are_found_by_every_label_and_bounded() {
+        let mut cache = AnswerHandles::default();
+        let labels = ("kafka", "payment", "BANK", "SCH01", "SUCCESS");
+        cache.keep(
+            "kafka",
+            "payment",
+            "BANK",
+            "SCH01",
+            "SUCCESS",
+            metrics::Counter::noop(),
+        );
+        let find = |c: &AnswerHandles, (d, k, ch, i, rc): (&str, &str, &str, &str, &str)| {
+            c.find(d, k, ch, i, rc).is_some()
+        };
+        assert!(find(&cache, labels));
+        for other in [
+            ("http", "payment", "BANK", "SCH01", "SUCCESS"),
+            ("kafka", "inquiry", "BANK", "SCH01", "SUCCESS"),
+            ("kafka", "payment", "BANK2", "SCH01", "SUCCESS"),
+            ("kafka", "payment", "BANK", "SCH02", "SUCCESS"),
+            ("kafka", "payment", "BANK", "SCH01", "BILLER_EXPIRED"),
+        ] {
+            assert!(!find(&cache, other), "{other:?}");
+        }
+        for i in 0..ANSWER_HANDLES_MAX + 10 {
+            cache.keep(
+                "kafka",
+                "payment",
+                &format!("C{i}"),
+                "none",
+                "SUCCESS",
+                metrics::Counter::noop(),
+            );
+        }
+        assert_eq!(cache.len, ANSWER_HANDLES_MAX);
+        assert!(!find(
+            &cache,
+            (
+                "kafka",
+                "payment",
+                &format!("C{ANSWER_HANDLES_MAX}"),
+                "none",
+                "SUCCESS"
+            )
+        ));
     }
 }
