@@ -530,8 +530,7 @@ impl Hosted {
         stored: Versioned<()>,
         recorded: Recorded,
     ) -> Outcome {
-        metrics::counter!(m::PAID_RUPIAH_TOTAL, "institution" => inst.code.clone())
-            .increment(p.amount.get());
+        m::count_paid(&inst.code, p.amount.get());
         let bill = Versioned {
             value: next,
             version: stored.version,

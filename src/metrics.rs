@@ -103,11 +103,31 @@ pub fn count_answer(
     });
 }
 
+/// Adds `rupiah` to `ipg_paid_rupiah_total{institution}` (`institution` a configured code),
+/// through a handle kept per thread once met, as [`count_answer`] does (at most
+/// [`ANSWER_HANDLES_MAX`] per thread; beyond that, the registry).
+pub fn count_paid(institution: &str, rupiah: u64) {
+    PAID_HANDLES.with_borrow_mut(|cache| {
+        if let Some(c) = cache.get(institution) {
+            c.increment(rupiah);
+            return;
+        }
+        hot();
+        let c = metrics::counter!(PAID_RUPIAH_TOTAL, "institution" => institution.to_owned());
+        c.increment(rupiah);
+        if cache.len() < ANSWER_HANDLES_MAX {
+            cache.insert(institution.into(), c);
+        }
+    });
+}
+
 /// The most `ipg_messages_total` handles [`count_answer`] keeps per thread.
 pub const ANSWER_HANDLES_MAX: usize = 4096;
 
 thread_local! {
     static ANSWER_HANDLES: std::cell::RefCell<AnswerHandles> = std::cell::RefCell::default();
+    static PAID_HANDLES: std::cell::RefCell<std::collections::HashMap<Box<str>, metrics::Counter>> =
+        std::cell::RefCell::default();
 }
 
 /// `ipg_messages_total`'s handles met by one thread: by channel, then institution (found

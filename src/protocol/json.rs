@@ -183,11 +183,16 @@ impl<'de> Visitor<'de> for Strict<'_> {
                     return Err(e);
                 }
             };
-            if out.contains_key(&key) {
-                *self.dup.borrow_mut() = Some(key);
-                return Err(de::Error::custom("duplicate key"));
+            // One lookup: a vacant name takes the value, an occupied one is the repeat.
+            match out.entry(key) {
+                serde_json::map::Entry::Vacant(v) => {
+                    v.insert(value);
+                }
+                serde_json::map::Entry::Occupied(o) => {
+                    *self.dup.borrow_mut() = Some(o.key().clone());
+                    return Err(de::Error::custom("duplicate key"));
+                }
             }
-            out.insert(key, value);
         }
         Ok(Value::Object(out))
     }
