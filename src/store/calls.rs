@@ -94,8 +94,9 @@ script_call! {
             answered_bill: &'a str,
             /// The answer's timestamp (ISO 8601).
             timestamp: &'a str,
-            /// The ledger entry (JSON object).
-            ledger_entry: &'a str,
+            /// The ledger entry, a JSON object without its closing `}` (the script
+            /// appends `"balance_after"` and closes it: no string cut in Lua).
+            ledger_entry_open: &'a str,
             /// Rupiah.
             amount: u64,
             /// The payment index score (ms since the epoch).

@@ -268,7 +268,8 @@ impl Store {
                 _ => p.answered_bill,
             },
             timestamp: p.timestamp,
-            ledger_entry: ledger_doc,
+            // A serialized JSON object always ends with its `}`.
+            ledger_entry_open: ledger_doc.strip_suffix('}').unwrap_or(ledger_doc),
             amount: p.payment.amount.get(),
             score_ms: p.score_ms,
             lock_token: p.lock.map_or("", |l| l.token.as_str()),

@@ -12,7 +12,8 @@
 --       [9 reference binding: one Redis only; on a cluster it is bound before, in its own
 --       slot], then the journal mark (last, the sentinel's).
 -- ARGV: 1 expected bill version, 2 new bill doc, 3 new bill status, 4 payment doc,
---       5 the bill as answered (JSON; '' when it is ARGV 2 byte for byte), 6 answer timestamp, 7 ledger entry (JSON object),
+--       5 the bill as answered (JSON; '' when it is ARGV 2 byte for byte), 6 answer timestamp, 7 ledger entry (a JSON object without its closing '}':
+--       the script appends balance_after and closes it),
 --       8 amount, 9 score (ms), 10 lock owner token (the caller's, held or not),
 --       11 expected bill hash, 12 bill key prefix (same hash tag), 13 the binding
 --       (<institution>|<va>|<amount>, with KEYS[9]; '' when bound before), 14 the
@@ -102,7 +103,7 @@ end
 -- ledger_append() (pay_group.lua) reads the length and the base once per group and pushes
 -- the group's entries in one RPUSH at its end, in this order.
 local base = string.match(KEYS[1], '^ipg:{[^}]*}:')
-local seq = ledger_append(KEYS[5], base, string.sub(ARGV[7], 1, -2) .. ',"balance_after":' .. bal .. '}')
+local seq = ledger_append(KEYS[5], base, ARGV[7] .. ',"balance_after":' .. bal .. '}')
 -- The bill as answered: ARGV 5, or the bill's new document itself when it is '' (the
 -- usual case, sent once).
 local answered = ARGV[5]

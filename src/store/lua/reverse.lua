@@ -3,7 +3,8 @@
 -- KEYS and ARGV as pay.lua's (one caller builds both): 1 bill, 2 payment, 5 ledger (list),
 -- 6 balance; 3, 4, 7, 8 (indexes, lock, VA index) and ARGV 9 to 15 are not used here.
 -- ARGV: 1 expected bill version, 2 new bill doc, 3 new bill status, 4 reversed payment doc,
---       5 the bill as answered (JSON), 6 answer timestamp, 7 ledger entry (JSON object),
+--       5 the bill as answered (JSON), 6 answer timestamp, 7 ledger entry (a JSON object without its closing '}':
+--       the script appends balance_after and closes it),
 --       8 amount
 -- Mirrored by: store/calls.rs calls::Commit (pay.lua's layout), filled by
 -- Store::commit/commit_reversal (store/records.rs); apply_payment.lua (stage reversed) and
@@ -33,7 +34,7 @@ redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'ver', 1)
 -- The sequence counts the entries the retention sweep took off too (see pay.lua).
 local base = string.match(KEYS[1], '^ipg:{[^}]*}:')
-local seq = redis.call('RPUSH', KEYS[5], string.sub(ARGV[7], 1, -2) .. ',"balance_after":' .. bal .. '}')
+local seq = redis.call('RPUSH', KEYS[5], ARGV[7] .. ',"balance_after":' .. bal .. '}')
   + tonumber(redis.call('GET', base .. 'ledger_base') or '0')
 redis.call('HSET', KEYS[2], 'rev_doc', ARGV[4], 'rev_bill', ARGV[5], 'rev_ts', ARGV[6], 'rev_lseq', seq)
 -- Listed as unjournaled until its journal event is acknowledged: ZADD
