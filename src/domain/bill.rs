@@ -108,8 +108,10 @@ pub struct Bill {
     pub paid_amount: Amount,
     pub description: Option<String>,
     pub ext_description: Option<String>,
+    #[serde(serialize_with = "super::iso8601::option")]
     pub valid_until: Option<DateTime<FixedOffset>>,
     pub status: BillStatus,
+    #[serde(serialize_with = "super::iso8601::serialize")]
     pub created_at: DateTime<FixedOffset>,
     pub components: Vec<Component>,
     #[serde(default)]
@@ -544,7 +546,9 @@ pub struct Payment {
     pub terminal_id: Option<String>,
     pub customer_name: Option<String>,
     pub transaction_date: Option<String>,
+    #[serde(serialize_with = "super::iso8601::serialize")]
     pub created_at: DateTime<FixedOffset>,
+    #[serde(serialize_with = "super::iso8601::option")]
     pub reversed_at: Option<DateTime<FixedOffset>>,
 }
 

@@ -6,6 +6,7 @@
 pub mod amount;
 pub mod bill;
 pub mod command;
+pub mod iso8601;
 pub mod outcome;
 pub mod passive;
 pub mod rc;
