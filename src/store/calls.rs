@@ -46,7 +46,7 @@ macro_rules! script_call {
 
             /// The `EVALSHA` of `script` with these keys and arguments in the script's order.
             pub(super) fn eval<'s>(&self, script: &'s Script) -> Eval<'s> {
-                let call = Eval::new(script);
+                let call = Eval::with_capacity(script, Self::KEYS.len(), Self::ARGV.len());
                 $( let call = call.institution(self.$inst); )?
                 call $( .key(&self.$k) )* $( .arg(&self.$a) )*
             }

@@ -201,7 +201,12 @@ impl Store {
         let n = members.len();
         metrics::counter!(m::GROUP_COMMIT_CALLS_TOTAL).increment(1);
         metrics::counter!(m::GROUP_COMMIT_PAYMENTS_TOTAL).increment(n as u64);
-        let mut call = Eval::new(&self.scripts.pay).institution(inst);
+        let mut call = Eval::with_capacity(
+            &self.scripts.pay,
+            n * super::calls::Commit::KEYS.len(),
+            n * super::calls::Commit::ARGV.len(),
+        )
+        .institution(inst);
         for m in members {
             debug_assert_eq!(
                 (m.keys.len(), m.args.len()),

@@ -233,10 +233,16 @@ fn guarded(body: &str) -> Script {
 
 impl<'a> Eval<'a> {
     pub fn new(script: &'a Script) -> Eval<'a> {
+        Eval::with_capacity(script, 0, 0)
+    }
+
+    /// Room for `keys` keys and `args` arguments made at once (a call type knows its
+    /// counts: `store::calls`).
+    pub fn with_capacity(script: &'a Script, keys: usize, args: usize) -> Eval<'a> {
         Eval {
             script,
-            keys: Vec::new(),
-            args: Vec::new(),
+            keys: Vec::with_capacity(keys),
+            args: Vec::with_capacity(args),
             mark: None,
         }
     }
@@ -247,13 +253,15 @@ impl<'a> Eval<'a> {
         self
     }
 
+    /// Adds `k`'s key(s), written straight into the call (no vector of its own).
     pub fn key(mut self, k: impl redis::ToRedisArgs) -> Self {
-        self.keys.extend(k.to_redis_args());
+        k.write_redis_args(&mut self.keys);
         self
     }
 
+    /// Adds `a`'s argument(s), written straight into the call.
     pub fn arg(mut self, a: impl redis::ToRedisArgs) -> Self {
-        self.args.extend(a.to_redis_args());
+        a.write_redis_args(&mut self.args);
         self
     }
 
