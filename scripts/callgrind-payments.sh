@@ -68,6 +68,8 @@ pid=$!
 while kill -0 "$pid" 2>/dev/null; do
   if ls "$out"/callgrind.out.* >/dev/null 2>&1; then
     sleep 2
+    # A killed bench does not stop its redis-server: stop it first (its child).
+    pkill -P "$pid" -f redis-server 2>/dev/null || true
     kill "$pid" 2>/dev/null || true
     break
   fi
