@@ -89,36 +89,51 @@ pub fn count_answer(
     rc: crate::domain::Rc,
 ) {
     let rc = rc.as_str();
-    ANSWER_HANDLES.with_borrow_mut(|cache| {
+    let made = || {
+        // The handle is bound to the recorder installed when it is made.
+        hot();
+        metrics::counter!(MESSAGES_TOTAL, "door" => door, "type" => kind.to_owned(), "channel" => channel.to_owned(),
+            "institution" => institution.to_owned(), "rc" => rc)
+    };
+    // A thread tearing down its locals (a Drop counting an answer) goes to the registry.
+    let cached = ANSWER_HANDLES.try_with(|cache| {
+        let mut cache = cache.borrow_mut();
         if let Some(c) = cache.find(door, kind, channel, institution, rc) {
             c.increment(1);
             return;
         }
-        // The handle is bound to the recorder installed when it is made.
-        hot();
-        let c = metrics::counter!(MESSAGES_TOTAL, "door" => door, "type" => kind.to_owned(), "channel" => channel.to_owned(),
-            "institution" => institution.to_owned(), "rc" => rc);
+        let c = made();
         c.increment(1);
         cache.keep(door, kind, channel, institution, rc, c);
     });
+    if cached.is_err() {
+        made().increment(1);
+    }
 }
 
 /// Adds `rupiah` to `ipg_paid_rupiah_total{institution}` (`institution` a configured code),
 /// through a handle kept per thread once met, as [`count_answer`] does (at most
 /// [`ANSWER_HANDLES_MAX`] per thread; beyond that, the registry).
 pub fn count_paid(institution: &str, rupiah: u64) {
-    PAID_HANDLES.with_borrow_mut(|cache| {
+    let made = || {
+        hot();
+        metrics::counter!(PAID_RUPIAH_TOTAL, "institution" => institution.to_owned())
+    };
+    let cached = PAID_HANDLES.try_with(|cache| {
+        let mut cache = cache.borrow_mut();
         if let Some(c) = cache.get(institution) {
             c.increment(rupiah);
             return;
         }
-        hot();
-        let c = metrics::counter!(PAID_RUPIAH_TOTAL, "institution" => institution.to_owned());
+        let c = made();
         c.increment(rupiah);
         if cache.len() < ANSWER_HANDLES_MAX {
             cache.insert(institution.into(), c);
         }
     });
+    if cached.is_err() {
+        made().increment(rupiah);
+    }
 }
 
 /// The most `ipg_messages_total` handles [`count_answer`] keeps per thread.
