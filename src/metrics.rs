@@ -136,7 +136,8 @@ pub fn count_paid(institution: &str, rupiah: u64) {
     }
 }
 
-/// The most `ipg_messages_total` handles [`count_answer`] keeps per thread.
+/// The most handles [`count_answer`] (`ipg_messages_total`) and [`count_paid`]
+/// (`ipg_paid_rupiah_total`) each keep per thread.
 pub const ANSWER_HANDLES_MAX: usize = 4096;
 
 thread_local! {

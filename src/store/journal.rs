@@ -216,11 +216,17 @@ fn raw(json: String) -> Box<RawValue> {
         .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null is JSON"))
 }
 
+/// `entry` (a JSON object) without its closing `}`: what `lua/pay.lua` and `reverse.lua`
+/// take, to append `"balance_after"` and close it.
+pub fn entry_open(entry: &str) -> &str {
+    debug_assert!(entry.ends_with('}'), "ledger entry {entry}");
+    entry.strip_suffix('}').unwrap_or(entry)
+}
+
 /// `entry` (a JSON object) with `"balance_after":<balance>` appended, byte for byte as
 /// `lua/pay.lua` stores it.
 pub fn entry_with_balance(entry: &str, balance: &str) -> String {
-    let body = entry.strip_suffix('}').unwrap_or(entry);
-    [body, ",\"balance_after\":", balance, "}"].concat()
+    [entry_open(entry), ",\"balance_after\":", balance, "}"].concat()
 }
 
 impl LedgerAfter {

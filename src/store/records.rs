@@ -268,11 +268,7 @@ impl Store {
                 _ => p.answered_bill,
             },
             timestamp: p.timestamp,
-            // A serialized JSON object always ends with its `}`.
-            ledger_entry_open: {
-                debug_assert!(ledger_doc.ends_with('}'), "ledger entry {ledger_doc}");
-                ledger_doc.strip_suffix('}').unwrap_or(ledger_doc)
-            },
+            ledger_entry_open: journal::entry_open(ledger_doc),
             amount: p.payment.amount.get(),
             score_ms: p.score_ms,
             lock_token: p.lock.map_or("", |l| l.token.as_str()),
